@@ -1,0 +1,12 @@
+# The C extension lives in native/; setuptools builds it on `pip install`.
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "zray._native",
+            sources=["native/zray_native.c"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall"],
+        )
+    ]
+)
