@@ -7,6 +7,7 @@ setup(
             "zray._native",
             sources=["native/zray_native.c"],
             extra_compile_args=["-O3", "-std=c11", "-Wall"],
+            extra_link_args=["-pthread"],
         )
     ]
 )

@@ -1,0 +1,346 @@
+"""The Ray Core API: init/shutdown, remote, get/put/wait/cancel and introspection."""
+import atexit
+import inspect
+import math
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+
+from . import exceptions
+from .core.core_worker import CoreWorker
+from .node import session
+from .objects.generator import ObjectRefGenerator
+from .objects.object_ref import ObjectRef
+from .remote_function import RemoteFunction
+from .runtime_context import RuntimeContext
+
+_lock = threading.RLock()
+_state = None       # the process's _Runtime while connected
+
+
+class _Runtime:
+    def __init__(self, core, daemon_proc=None, session_dir=None, owns_session=False):
+        self.core = core
+        self.daemon_proc = daemon_proc
+        self.session_dir = session_dir
+        self.owns_session = owns_session
+
+
+# Ray's init() options that zray accepts and has no use for (yet); anything else is an error.
+_ACCEPTED_AND_UNUSED = {
+    "runtime_env", "logging_level", "logging_format", "log_to_driver", "configure_logging",
+    "include_dashboard", "dashboard_host", "dashboard_port", "job_config", "_system_config",
+    "_temp_dir", "local_mode", "_enable_object_reconstruction", "storage", "_node_ip_address",
+    "labels", "_memory", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
+    "logging_config", "_skip_env_hook",
+}
+_INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
+                 "namespace", "ignore_reinit_error"} | _ACCEPTED_AND_UNUSED
+
+
+def available_cpus():
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota."""
+    n = len(os.sched_getaffinity(0))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return n
+
+
+def _default_object_store_memory():
+    import psutil
+    available = psutil.virtual_memory().available
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            available = min(available, int(limit))
+    except (OSError, ValueError):
+        pass
+    return int(min(0.3 * available, 2 << 30)) // 4096 * 4096
+
+
+def init(address=None, **kwargs):
+    """Start (or join) a zray cluster. With no address: a private one-node cluster."""
+    global _state
+    from .options import check_names
+    check_names(kwargs, _INIT_OPTIONS - {"address"}, "zray.init()")
+    with _lock:
+        if _state is not None:
+            if kwargs.get("ignore_reinit_error"):
+                return _context_info()
+            raise RuntimeError("zray.init() was already called in this process; call "
+                               "zray.shutdown() first, or pass ignore_reinit_error=True")
+        address = address or os.environ.get("ZRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
+        if address not in (None, "", "local"):
+            raise ConnectionError(
+                f"zray.init(address={address!r}): joining a running cluster needs the mesh, "
+                "which this version of zray does not have yet; call zray.init() with no address "
+                "for a local cluster")
+        _state = _start_local(kwargs)
+        atexit.register(shutdown)
+        return _context_info()
+
+
+def _start_local(kwargs):
+    num_cpus = kwargs.get("num_cpus")
+    num_cpus = available_cpus() if num_cpus is None else num_cpus
+    num_gpus = kwargs.get("num_gpus") or 0
+    resources = kwargs.get("resources") or {}
+    store = kwargs.get("object_store_memory")
+    from .options import _non_negative
+    _non_negative("num_cpus", num_cpus, allow_none=False)
+    _non_negative("num_gpus", num_gpus, allow_none=False)
+    if not isinstance(resources, dict):
+        raise TypeError(f"resources must be a dict, got {type(resources).__name__}")
+    for key in ("CPU", "GPU"):
+        if key in resources:
+            raise ValueError(f"Use num_{key.lower()}s instead of resources={{'{key}': ...}}")
+    from .scheduling.resources import to_units
+    to_units(resources)
+    if store is None:
+        store = _default_object_store_memory()
+    elif isinstance(store, bool) or not isinstance(store, int):
+        raise TypeError(f"object_store_memory must be an int number of bytes, got {store!r}")
+    elif store < (1 << 20):
+        raise ValueError(f"object_store_memory must be at least 1 MiB, got {store} bytes")
+    import json
+    session_dir = session.create_session_dir()
+    job_id = os.urandom(4).hex()
+    worker_id = os.urandom(8).hex()
+    driver_address = f"ipc://{session_dir}/sock/d{worker_id[:12]}"
+    ready_r, ready_w = os.pipe()
+    log = os.path.join(session_dir, "logs", "node")
+    cmd = [sys.executable, "-m", "zray.node.daemon", "--session", session_dir,
+           "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
+           "--resources", json.dumps(resources), "--object-store-memory", str(store),
+           "--driver-pid", str(os.getpid()), "--driver-address", driver_address,
+           "--job-id", job_id, "--prestart", str(max(1, int(num_cpus)) if num_cpus else 1),
+           "--ready-fd", str(ready_w), "--remove-session-on-exit"]
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(log + ".out", "wb") as out, open(log + ".err", "wb") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                pass_fds=[ready_w], start_new_session=True, env=env)
+    os.close(ready_w)
+    try:
+        _wait_ready(ready_r, proc, log, timeout=60)
+    except BaseException:
+        _kill_and_wait(proc)
+        session.remove_session_dir(session_dir)
+        raise
+    finally:
+        os.close(ready_r)
+    core = CoreWorker("driver", session_dir, f"ipc://{session_dir}/sock/node", job_id,
+                      worker_id=worker_id, namespace=kwargs.get("namespace"))
+    try:
+        core.connect(os.getpid())
+    except BaseException:
+        core.shutdown()
+        _kill_and_wait(proc)
+        session.remove_session_dir(session_dir)
+        raise
+    _start_daemon_watch(core, proc)
+    return _Runtime(core, proc, session_dir, owns_session=True)
+
+
+def _wait_ready(fd, proc, log, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r and os.read(fd, 64).startswith(b"ready"):
+            return
+        if proc.poll() is not None:
+            break
+    tail = ""
+    try:
+        with open(log + ".err", "rb") as f:
+            tail = f.read()[-3000:].decode(errors="replace")
+    except OSError:
+        pass
+    raise RuntimeError(f"the zray node daemon failed to start (exit code {proc.poll()}):\n{tail}")
+
+
+def _start_daemon_watch(core, proc):
+    """If the node daemon dies, fail every wait of this process instead of hanging."""
+    def watch():
+        proc.wait()
+        if core._running:
+            core.dead_reason = f"the zray node daemon (pid {proc.pid}) exited with code {proc.returncode}"
+    threading.Thread(target=watch, name="zray-daemon-watch", daemon=True).start()
+
+
+def _kill_and_wait(proc, grace=5.0):
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def _attach_worker_runtime(core):
+    """Inside a worker: the API talks to the worker's own runtime."""
+    global _state
+    _state = _Runtime(core)
+
+
+def shutdown(_exiting_interpreter=False):
+    """Stop the local cluster this driver started (or leave the one it joined)."""
+    global _state
+    with _lock:
+        state, _state = _state, None
+    if state is None:
+        return
+    core = state.core
+    if state.daemon_proc is not None:
+        from .transport import wire
+        try:
+            core.transport.send(core.daemon, wire.SHUTDOWN_NODE, ())
+        except Exception:
+            pass
+    core.shutdown()
+    if state.daemon_proc is not None:
+        try:
+            _kill_and_wait(state.daemon_proc)
+        except Exception:
+            pass
+    if state.owns_session and state.session_dir:
+        session.remove_session_dir(state.session_dir)
+
+
+def is_initialized():
+    return _state is not None
+
+
+def _runtime():
+    state = _state
+    if state is None:
+        raise exceptions.RaySystemError("zray is not initialized; call zray.init() first")
+    return state.core
+
+
+def _runtime_or_autoinit():
+    if _state is None:
+        init()
+    return _state.core
+
+
+def _context_info():
+    core = _state.core
+    return {"node_id": core.node_info["node_id"], "session_dir": core.session_dir,
+            "address": core.daemon, "job_id": core.job_id}
+
+
+# -- remote ---------------------------------------------------------------------------------------
+def remote(*args, **kwargs):
+    """@zray.remote, bare or with options, on a function (a class: see the actor issue)."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("@zray.remote takes either a function or keyword options, e.g. "
+                        "@zray.remote(num_cpus=2)")
+    return lambda target: _make_remote(target, kwargs)
+
+
+def _make_remote(target, options):
+    if inspect.isclass(target):
+        raise TypeError("zray does not support actors yet (@remote on a class)")
+    if not callable(target):
+        raise TypeError(f"@zray.remote needs a function, got {type(target).__name__}")
+    return RemoteFunction(target, options)
+
+
+# -- objects ------------------------------------------------------------------------------------
+def _check_timeout(timeout):
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0, got {timeout}")
+
+
+def get(object_refs, *, timeout=None):
+    _check_timeout(timeout)
+    core = _runtime()
+    if isinstance(object_refs, ObjectRef):
+        return core.get([object_refs], timeout)[0]
+    if isinstance(object_refs, ObjectRefGenerator):
+        raise TypeError("get() of an ObjectRefGenerator is not allowed; iterate it and get each ref")
+    if isinstance(object_refs, (list, tuple)):
+        for r in object_refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"get() expects ObjectRefs, got {type(r).__name__} in the list")
+        return core.get(list(object_refs), timeout)
+    raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
+
+
+def put(value, *, _owner=None):
+    return _runtime().put(value)
+
+
+def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    refs = list(object_refs)
+    for r in refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"wait() expects ObjectRefs, got {type(r).__name__} in the list")
+    if len(set(refs)) != len(refs):
+        raise ValueError("wait() requires a list of unique ObjectRefs")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int):
+        raise TypeError(f"num_returns must be an int, got {num_returns!r}")
+    if num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns}")
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
+    if not isinstance(fetch_local, bool):
+        raise TypeError("fetch_local must be a bool")
+    _check_timeout(timeout)
+    if not refs:
+        return [], []
+    ready_idx = set(_runtime().wait_ready(refs, num_returns, timeout)[:num_returns])
+    ready = [r for i, r in enumerate(refs) if i in ready_idx]
+    not_ready = [r for i, r in enumerate(refs) if i not in ready_idx]
+    return ready, not_ready
+
+
+def cancel(ref, *, force=False, recursive=True):
+    core = _runtime()
+    if isinstance(ref, ObjectRefGenerator):
+        pending = core.pending_tasks.get(ref._task_id)
+        if pending is not None:
+            core.cancel_task(pending, force, recursive)
+        return
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(ref).__name__}")
+    core.cancel(ref, force, recursive)
+
+
+# -- introspection --------------------------------------------------------------------------------
+def get_runtime_context():
+    return RuntimeContext(_runtime())
+
+
+def cluster_resources():
+    return _runtime().cluster_info()["total"]
+
+
+def available_resources():
+    return _runtime().cluster_info()["available"]
+
+
+def nodes():
+    return _runtime().cluster_info()["nodes"]
+
+
+def get_gpu_ids():
+    return list(getattr(_runtime(), "assigned_gpus", []))

@@ -1,0 +1,1 @@
+"""The runtime inside every zray process: owning objects, submitting tasks, running them."""

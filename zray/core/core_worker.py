@@ -1,0 +1,671 @@
+"""CoreWorker: the zray runtime inside one process, a driver or a worker.
+
+It owns the objects the process creates (their values or locations, and their reference
+counts), submits tasks to the node daemon and turns their results into values, and answers
+other processes that borrow its objects. One I/O thread receives every message; the user's
+threads send directly (the transport is thread-safe) and wait on events the I/O thread sets.
+"""
+import itertools
+import os
+import sys
+import threading
+import time
+
+import zmq
+
+from .. import exceptions
+from ..objects import serialization
+from ..objects.ids import TaskIdFactory, put_object_id, return_object_id, task_of
+from ..objects.object_ref import ObjectRef, set_runtime
+from ..objects.reference_table import ReferenceTable
+from ..scheduling.task_spec import ARG_STORED, ARG_VALUE, TaskSpec
+from ..store.client import StoreClient
+from ..transport import wire
+from ..transport.zmq_transport import Transport
+from .object_entries import PENDING, READY, VALUE_INLINE, VALUE_STORED, ObjectEntry, Waiter
+
+INLINE_MAX = 100 * 1024       # values up to this size travel inside messages
+RPC_TIMEOUT_S = 120.0
+
+
+class _PendingTask:
+    __slots__ = ("spec", "frames", "holds", "deps_left", "retries_left", "cancelled", "sent",
+                 "generator", "parent")
+
+    def __init__(self, spec, frames, holds, retries_left, parent):
+        self.spec = spec
+        self.frames = frames
+        self.holds = holds
+        self.deps_left = 0
+        self.retries_left = retries_left
+        self.cancelled = False
+        self.sent = False
+        self.generator = None
+        self.parent = parent
+
+
+class _GeneratorState:
+    __slots__ = ("items", "count", "cond")
+
+    def __init__(self):
+        self.items = {}       # index -> object id, held until the user takes a ref
+        self.count = None     # total, once the generator finished
+        self.cond = threading.Condition()
+
+
+class CoreWorker:
+    def __init__(self, kind, session_dir, daemon_address, job_id, worker_id=None,
+                 namespace=None, driver_address=None):
+        self.kind = kind                    # "driver" or "worker"
+        self.session_dir = session_dir
+        self.daemon = daemon_address
+        self.job_id = job_id
+        self.worker_id = worker_id or os.urandom(8).hex()
+        self.namespace = namespace
+        self.address = f"ipc://{session_dir}/sock/{kind[0]}{self.worker_id[:12]}"
+        self.transport = Transport(self.address)
+        self.refs = ReferenceTable(self.address, self._send_borrow, self._send_unborrow, self._free_owned)
+        self.task_ids = TaskIdFactory()
+        self.entries = {}
+        self.pending_tasks = {}
+        self.generators = {}
+        self.lock = threading.Lock()
+        self._rpc_ids = itertools.count(1)
+        self._rpcs = {}
+        self._posted = []
+        self._put_counter = itertools.count(1)
+        self._exported = set()
+        self.current_task_id = self.task_ids.next()   # the driver's own "task", for put ids
+        self.current_task_name = None
+        self.handlers = self._base_handlers()
+        self.dead_reason = None
+        self._running = True
+        self.store = None
+        self.node_info = None
+        self.driver_address = driver_address
+        self.printed_warnings = set()
+        self.io_thread = threading.Thread(target=self._io_loop, name="zray-io", daemon=True)
+        self.io_thread.start()
+        set_runtime(self)
+
+    def connect(self, pid):
+        self.node_info = self.rpc(self.daemon, wire.REGISTER_CLIENT, (
+            self.kind, self.address, pid, self.job_id, self.worker_id, self.driver_address))
+        self.store = StoreClient(self, self.node_info)
+        return self.node_info
+
+    # -- requests and replies ------------------------------------------------------------------
+    def rpc(self, address, msg_type, payload, frames=(), timeout=RPC_TIMEOUT_S):
+        """Send a request and wait for its reply; raises the error the peer sent back."""
+        req_id = next(self._rpc_ids)
+        waiter = [threading.Event(), None, None]
+        self._rpcs[req_id] = waiter
+        try:
+            self.transport.send(address, msg_type, (req_id, *payload), frames)
+            deadline = time.monotonic() + timeout
+            while not waiter[0].wait(0.5):
+                if self.dead_reason:
+                    raise exceptions.LocalRayletDiedError(self.dead_reason)
+                if time.monotonic() > deadline:
+                    raise exceptions.RaySystemError(
+                        f"no reply to {wire.NAMES.get(msg_type)} from {address} in {timeout:.0f}s")
+        finally:
+            self._rpcs.pop(req_id, None)
+        if waiter[2] is not None:
+            raise waiter[2]
+        return waiter[1]
+
+    def _on_reply(self, sender, payload, frames):
+        req_id, result, error = payload
+        waiter = self._rpcs.get(req_id)
+        if waiter is not None:
+            waiter[1] = (result, frames) if frames else result
+            waiter[2] = error
+            waiter[0].set()
+
+    # -- the I/O thread --------------------------------------------------------------------------
+    def post(self, fn, *args):
+        """Run fn(*args) on the I/O thread."""
+        self._posted.append((fn, args))
+        self.transport.wake()
+
+    def _io_loop(self):
+        poller = zmq.Poller()
+        poller.register(self.transport.inbox, zmq.POLLIN)
+        poller.register(self.transport.wake_fd, zmq.POLLIN)
+        recv = self.transport.recv
+        handlers = self.handlers
+        while self._running:
+            try:
+                events = poller.poll(1000)
+            except zmq.ZMQError:
+                break
+            for _ in range(1000):
+                try:
+                    sender, msg_type, payload, frames = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError:
+                    return
+                handler = handlers.get(msg_type)
+                if handler is None:
+                    continue
+                try:
+                    handler(sender, payload, frames)
+                except Exception as exc:   # a bad message must not stop the process's I/O
+                    print(f"zray: error handling {wire.NAMES.get(msg_type)}: {exc!r}", file=sys.stderr)
+            if self._posted:
+                self.transport.drain_wake()
+                posted, self._posted = self._posted, []
+                for fn, args in posted:
+                    try:
+                        fn(*args)
+                    except Exception as exc:
+                        print(f"zray: error in posted call {fn}: {exc!r}", file=sys.stderr)
+            elif events:
+                self.transport.drain_wake()
+
+    def _base_handlers(self):
+        return {
+            wire.REGISTERED: self._on_reply,
+            wire.OBJ_CREATED: self._on_reply,
+            wire.OBJ_PINNED: self._on_reply,
+            wire.FUNCTION: self._on_reply,
+            wire.CLUSTER_INFO_REPLY: self._on_reply,
+            wire.STORE_STATS_REPLY: self._on_reply,
+            wire.TASK_RESULT: self._on_task_result,
+            wire.TASK_FAILED: self._on_task_failed,
+            wire.GENERATOR_ITEM: self._on_generator_item,
+            wire.OBJ_STATUS_REQUEST: self._on_status_request,
+            wire.OBJ_STATUS: self._on_status,
+            wire.ADD_BORROWER: lambda s, p, f: self.refs.add_borrower(*p),
+            wire.REMOVE_BORROWER: lambda s, p, f: self.refs.remove_borrower(*p),
+            wire.LOG_LINES: self._on_log_lines,
+            wire.WARNING: self._on_warning,
+            wire.CLIENT_DIED: self._on_client_died,
+        }
+
+    # -- reference counting callbacks ----------------------------------------------------------
+    def _send_borrow(self, owner, object_id, n):
+        self._safe_send(owner, wire.ADD_BORROWER, (object_id, self.address, n))
+
+    def _send_unborrow(self, owner, object_id, n):
+        with self.lock:
+            self.entries.pop(object_id, None)
+        self._safe_send(owner, wire.REMOVE_BORROWER, (object_id, self.address, n))
+
+    def _free_owned(self, object_id):
+        with self.lock:
+            entry = self.entries.pop(object_id, None)
+        if entry is not None and entry.kind == VALUE_STORED:
+            self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id],))
+
+    def _safe_send(self, address, msg_type, payload, frames=()):
+        try:
+            self.transport.send(address, msg_type, payload, frames)
+        except Exception:
+            pass   # shutting down
+
+    # -- objects: put ----------------------------------------------------------------------------
+    def put(self, value, _owner_hint=None):
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling put on an ObjectRef is not allowed; pass the ref itself instead")
+        sobj = serialization.serialize(value)
+        object_id = put_object_id(self.current_task_id, next(self._put_counter))
+        self._store_owned(object_id, sobj)
+        return ObjectRef(object_id, self.address)
+
+    def _store_owned(self, object_id, sobj):
+        """Record an owned object with its value: inline if small, else in the node store."""
+        contained = [(r._id, r._owner) for r in sobj.contained_refs]
+        entry = ObjectEntry(owned=True)
+        if sobj.total_size <= INLINE_MAX:
+            entry.kind = VALUE_INLINE
+            entry.inline = bytes(sobj.to_bytes())
+        else:
+            self.store.put(object_id, sobj, self.address)
+            entry.kind = VALUE_STORED
+        entry.state = READY
+        with self.lock:
+            self.entries[object_id] = entry
+        self.refs.add_owned(object_id, contained)
+        return entry
+
+    # -- objects: waiting and reading ------------------------------------------------------------
+    def _entry_for(self, ref, request=True):
+        """The entry of a ref, creating (and asking the owner for) borrowed ones."""
+        object_id = ref._id
+        with self.lock:
+            entry = self.entries.get(object_id)
+            if entry is None:
+                entry = self.entries[object_id] = ObjectEntry(owned=ref._owner == self.address)
+                if entry.owned:
+                    # An owned object with no entry was freed: a ref to it should not exist.
+                    entry.state = READY
+                    entry.kind = VALUE_INLINE
+                    entry.inline = bytes(serialization.serialize_error(exceptions.ReferenceCountingAssertionError(
+                        object_id.hex(), f"Object {object_id.hex()} was already freed")).to_bytes())
+            ask = request and not entry.owned and not entry.requested and entry.state == PENDING
+            if ask:
+                entry.requested = True
+        if ask:
+            self._safe_send(ref._owner, wire.OBJ_STATUS_REQUEST, (object_id,))
+        return entry
+
+    def _on_ready(self, entry, callback):
+        """Call callback() once entry is ready (now, if it already is)."""
+        with self.lock:
+            if entry.state != READY:
+                if entry.callbacks is None:
+                    entry.callbacks = []
+                entry.callbacks.append(callback)
+                return
+        callback()
+
+    def _set_ready(self, object_id, kind, inline=None, frame=None, node=None):
+        with self.lock:
+            entry = self.entries.get(object_id)
+            if entry is None or entry.state == READY:
+                return entry is not None
+            entry.kind = kind
+            entry.inline = inline
+            entry.frame = frame
+            entry.node = node
+            entry.state = READY
+            callbacks, entry.callbacks = entry.callbacks, None
+        for cb in callbacks or ():
+            cb()
+        return True
+
+    def wait_ready(self, refs, num_returns, timeout):
+        """Indices of refs that are ready, once num_returns are or the timeout passes."""
+        entries = [self._entry_for(r) for r in refs]
+        waiter = Waiter(num_returns)
+        for e in entries:
+            self._on_ready(e, waiter.one_ready)
+        if not waiter.event.is_set():
+            self._blocking_wait(waiter.event, timeout)
+        return [i for i, e in enumerate(entries) if e.state == READY]
+
+    def _blocking_wait(self, event, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.notify_blocked(True)
+        try:
+            while True:
+                remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if remaining <= 0 or event.wait(remaining):
+                    return
+                if self.dead_reason:
+                    raise exceptions.LocalRayletDiedError(self.dead_reason)
+        finally:
+            self.notify_blocked(False)
+
+    def notify_blocked(self, blocked):
+        """Workers tell the daemon they wait, so their CPU can run other tasks (no deadlock)."""
+
+    def get(self, refs, timeout=None):
+        entries = [self._entry_for(r) for r in refs]
+        pending = [e for e in entries if e.state != READY]
+        if pending:
+            waiter = Waiter(len(pending))
+            for e in pending:
+                self._on_ready(e, waiter.one_ready)
+            if not waiter.event.is_set():
+                self._blocking_wait(waiter.event, timeout)
+            if not waiter.event.is_set():
+                n = sum(1 for e in entries if e.state != READY)
+                raise exceptions.GetTimeoutError(
+                    f"Get timed out: {n} of {len(refs)} objects not ready after {timeout}s")
+        return [self._value_of(r._id, e) for r, e in zip(refs, entries)]
+
+    def _value_of(self, object_id, entry):
+        if entry.kind == VALUE_INLINE:
+            flags, data, buffers = serialization.parse(entry.inline)
+            value = serialization.deserialize(flags, data, buffers)
+        else:
+            flags, value = self.store.read(object_id)
+        if flags & serialization.FLAG_ERROR:
+            if isinstance(value, exceptions.RayTaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    def as_future(self, ref):
+        import concurrent.futures
+        fut = concurrent.futures.Future()
+        entry = self._entry_for(ref)
+
+        def done():
+            try:
+                fut.set_result(self._value_of(ref._id, entry))
+            except BaseException as exc:
+                fut.set_exception(exc)
+        self._on_ready(entry, lambda: threading.Thread(target=done, daemon=True).start())
+        return fut
+
+    # -- owner side: answering borrowers ---------------------------------------------------------
+    def _on_status_request(self, sender, payload, frames):
+        (object_id,) = payload
+        with self.lock:
+            entry = self.entries.get(object_id)
+        if entry is None:
+            err = exceptions.ObjectLostError(object_id.hex(), f"Object {object_id.hex()} was freed by its owner")
+            layout = serialization.serialize_error(err).to_bytes()
+            self._safe_send(sender, wire.OBJ_STATUS, (object_id, VALUE_INLINE, None), [layout])
+            return
+
+        def reply():
+            if entry.kind == VALUE_INLINE:
+                self._safe_send(sender, wire.OBJ_STATUS, (object_id, VALUE_INLINE, None), [entry.inline])
+            else:
+                self._safe_send(sender, wire.OBJ_STATUS, (object_id, VALUE_STORED, entry.node))
+        self._on_ready(entry, reply)
+
+    def _on_status(self, sender, payload, frames):
+        object_id, kind, node = payload
+        if kind == VALUE_INLINE:
+            self._set_ready(object_id, kind, inline=frames[0].buffer, frame=frames[0])
+        else:
+            self._set_ready(object_id, kind, node=node)
+
+    # -- tasks: submission -----------------------------------------------------------------------
+    def export_function(self, function_id, pickled):
+        if function_id not in self._exported:
+            self._exported.add(function_id)
+            self.transport.send(self.daemon, wire.EXPORT_FUNCTION, (function_id,), [pickled])
+
+    def submit_task(self, function_id, name, args, kwargs, num_returns, resources, max_retries,
+                    retry_exceptions, extra=None):
+        task_id = self.task_ids.next()
+        arg_descs, frames, holds, deps = [], [], [], []
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, ObjectRef):
+                deps.append((len(arg_descs), value))
+                arg_descs.append(None)
+                holds.append((value._id, value._owner))
+                continue
+            sobj = serialization.serialize(value)
+            holds.extend((r._id, r._owner) for r in sobj.contained_refs)
+            if sobj.total_size <= INLINE_MAX:
+                frames.append(sobj.to_bytes())
+                arg_descs.append((ARG_VALUE, len(frames) - 1))
+            else:
+                # A large argument goes to the store once, owned here and held by the task.
+                object_id = put_object_id(task_id, next(self._put_counter))
+                self._store_owned(object_id, sobj)
+                holds.append((object_id, self.address))
+                self.refs.hold([(object_id, self.address)])
+                self.refs.release([])
+                arg_descs.append((ARG_STORED, object_id, self.address))
+        spec = TaskSpec(task_id, self.job_id, name, function_id, arg_descs, list(kwargs),
+                        num_returns, resources, max_retries, retry_exceptions, self.address,
+                        parent_task_id=self.current_task_id, extra=extra)
+        pending = _PendingTask(spec, frames, holds, max_retries, self.current_task_id)
+        return_ids = spec.return_ids()
+        with self.lock:
+            for rid in return_ids:
+                self.entries[rid] = ObjectEntry(owned=True)
+            self.pending_tasks[task_id] = pending
+            if spec.streaming:
+                pending.generator = self.generators[task_id] = _GeneratorState()
+        for rid in return_ids:
+            self.refs.add_owned(rid)
+        # Holds were taken per argument; the stored args above took theirs already.
+        self.refs.hold([h for h in holds if not (h[1] == self.address and h[0][:12] == task_id)])
+        refs = [ObjectRef(rid, self.address) for rid in return_ids]
+        if deps:
+            self._resolve_dependencies(pending, deps)
+        else:
+            self._send_task(pending)
+        return task_id, refs
+
+    def _resolve_dependencies(self, pending, deps):
+        pending.deps_left = len(deps)
+        for index, ref in deps:
+            entry = self._entry_for(ref)
+
+            def resolved(index=index, ref=ref, entry=entry):
+                self._dependency_ready(pending, index, ref, entry)
+            self._on_ready(entry, resolved)
+
+    def _dependency_ready(self, pending, index, ref, entry):
+        spec = pending.spec
+        if entry.kind == VALUE_INLINE:
+            if serialization.parse(entry.inline)[0] & serialization.FLAG_ERROR:
+                # A failed argument fails the task with the same error, without running it.
+                if not pending.cancelled:
+                    pending.cancelled = True
+                    self._complete_with_error_layout(pending, entry.inline)
+                return
+            pending.frames.append(entry.inline)
+            spec.args[index] = (ARG_VALUE, len(pending.frames) - 1)
+        else:
+            spec.args[index] = (ARG_STORED, ref._id, ref._owner)
+        with self.lock:
+            pending.deps_left -= 1
+            ready = pending.deps_left == 0 and not pending.cancelled
+        if ready:
+            self._send_task(pending)
+
+    def _send_task(self, pending):
+        pending.sent = True
+        self.transport.send(self.daemon, wire.SUBMIT_TASK, (pending.spec,), pending.frames)
+
+    # -- tasks: results ----------------------------------------------------------------------------
+    def _on_task_result(self, sender, payload, frames):
+        task_id, attempt, results, retryable = payload
+        pending = self.pending_tasks.get(task_id)
+        if pending is None or pending.spec.attempt != attempt:
+            self._discard_results(results, frames)
+            return
+        if retryable and not pending.cancelled and pending.retries_left != 0:
+            self._retry(pending)
+            return
+        spec = pending.spec
+        if spec.streaming:
+            self._finish_generator(pending, results[0] if results else 0)
+        else:
+            for rid, result in zip(spec.return_ids(), results):
+                self._fill_result(rid, result, frames)
+        self._finish(pending)
+
+    def _fill_result(self, object_id, result, frames):
+        kind, where, contained = result
+        if kind == VALUE_INLINE:
+            ok = self._set_ready(object_id, kind, inline=frames[where].buffer, frame=frames[where])
+        else:
+            ok = self._set_ready(object_id, kind, node=where)
+        if contained:
+            self.refs.set_contained(object_id, contained, registered_for_us=True)
+        if not ok and kind == VALUE_STORED:
+            self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id],))
+
+    def _discard_results(self, results, frames):
+        for result in results if isinstance(results, list) else ():
+            if isinstance(result, tuple) and result[0] == VALUE_STORED:
+                pass  # results of a superseded attempt are owned by nobody; never happens today
+
+    def _on_task_failed(self, sender, payload, frames):
+        task_id, attempt, reason, detail = payload
+        pending = self.pending_tasks.get(task_id)
+        if pending is None or pending.spec.attempt != attempt:
+            return
+        if reason == "cancelled" or pending.cancelled:
+            err = exceptions.TaskCancelledError(task_id)
+        elif pending.retries_left != 0:
+            self._retry(pending)
+            return
+        else:
+            err = exceptions.WorkerCrashedError(
+                f"The worker running task {pending.spec.name} died unexpectedly "
+                f"(it was retried {pending.spec.attempt} times).\n{detail or ''}".rstrip())
+        self._complete_with_error_layout(pending, serialization.serialize_error(err).to_bytes())
+
+    def _retry(self, pending):
+        if pending.retries_left > 0:
+            pending.retries_left -= 1
+        pending.spec.attempt += 1
+        self._send_task(pending)
+
+    def _complete_with_error_layout(self, pending, layout):
+        spec = pending.spec
+        if spec.streaming:
+            gen = pending.generator
+            index = len(gen.items) if gen.count is None else gen.count
+            self._add_generator_item(pending, index, (VALUE_INLINE, 0, None), [_Frame(layout)])
+            self._finish_generator(pending, index + 1)
+        else:
+            for rid in spec.return_ids():
+                self._set_ready(rid, VALUE_INLINE, inline=layout)
+        self._finish(pending)
+
+    def _finish(self, pending):
+        with self.lock:
+            self.pending_tasks.pop(pending.spec.task_id, None)
+        pending.frames = None
+        self.refs.release([oid for oid, _ in pending.holds])
+
+    # -- streaming generators ----------------------------------------------------------------------
+    def _on_generator_item(self, sender, payload, frames):
+        task_id, attempt, index, result = payload
+        pending = self.pending_tasks.get(task_id)
+        if pending is None or pending.generator is None:
+            return
+        self._add_generator_item(pending, index, result, frames)
+
+    def _add_generator_item(self, pending, index, result, frames):
+        gen = pending.generator
+        object_id = return_object_id(pending.spec.task_id, index)
+        with gen.cond:
+            if index in gen.items or (gen.count is not None):
+                return    # a retried attempt reports items we already have
+        with self.lock:
+            self.entries[object_id] = ObjectEntry(owned=True)
+        self.refs.add_owned(object_id)
+        self.refs.hold([(object_id, self.address)])
+        self._fill_result(object_id, result, frames)
+        with gen.cond:
+            gen.items[index] = object_id
+            gen.cond.notify_all()
+
+    def _finish_generator(self, pending, count):
+        gen = pending.generator
+        with gen.cond:
+            gen.count = count
+            gen.cond.notify_all()
+
+    def generator_next(self, task_id, index, timeout=None):
+        """The ref of item `index` of a streaming task, or None when it has fewer items."""
+        gen = self.generators.get(task_id)
+        if gen is None:
+            return None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with gen.cond:
+            while index not in gen.items:
+                if gen.count is not None and index >= gen.count:
+                    return None
+                remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if remaining <= 0:
+                    raise exceptions.GetTimeoutError(f"no generator item within {timeout}s")
+                gen.cond.wait(remaining)
+                if self.dead_reason:
+                    raise exceptions.LocalRayletDiedError(self.dead_reason)
+            object_id = gen.items.pop(index)
+        ref = ObjectRef(object_id, self.address)
+        self.refs.release([object_id])
+        return ref
+
+    def generator_done(self, task_id):
+        gen = self.generators.pop(task_id, None)
+        if gen is not None:
+            with gen.cond:
+                leftover, gen.items = list(gen.items.values()), {}
+            self.refs.release(leftover)
+
+    # -- cancel ------------------------------------------------------------------------------------
+    def cancel(self, ref, force, recursive):
+        task_id = task_of(ref._id)
+        if ref._owner != self.address:
+            raise ValueError("Only the owner of a task (the process that submitted it) can cancel it")
+        pending = self.pending_tasks.get(task_id)
+        if pending is None:
+            return
+        self.cancel_task(pending, force, recursive)
+
+    def cancel_task(self, pending, force, recursive):
+        pending.cancelled = True
+        if not pending.sent:
+            err = exceptions.TaskCancelledError(pending.spec.task_id)
+            self._complete_with_error_layout(pending, serialization.serialize_error(err).to_bytes())
+            return
+        self.transport.send(self.daemon, wire.CANCEL_TASK, (pending.spec.task_id, force, recursive))
+
+    def cancel_children(self, parent_task_id, force):
+        with self.lock:
+            children = [p for p in self.pending_tasks.values() if p.parent == parent_task_id]
+        for child in children:
+            self.cancel_task(child, force, True)
+
+    # -- messages for the driver ---------------------------------------------------------------
+    def _on_log_lines(self, sender, payload, frames):
+        stream, text = payload
+        out = sys.stderr if stream == 2 else sys.stdout
+        try:
+            out.write(text)
+            out.flush()
+        except Exception:
+            pass
+
+    def _on_warning(self, sender, payload, frames):
+        (text,) = payload
+        if text not in self.printed_warnings:
+            self.printed_warnings.add(text)
+            print(f"zray: warning: {text}", file=sys.stderr, flush=True)
+
+    def _on_client_died(self, sender, payload, frames):
+        (address,) = payload
+        self.transport.forget(address)
+        self.refs.drop_borrower_everywhere(address)
+        # Borrowed objects whose owner died can never be resolved.
+        with self.lock:
+            orphans = [oid for oid, e in self.entries.items() if not e.owned and e.state == PENDING
+                       and self._owner_of_pending(oid) == address]
+        for oid in orphans:
+            err = exceptions.OwnerDiedError(oid.hex(), f"The owner of object {oid.hex()} ({address}) died")
+            self._set_ready(oid, VALUE_INLINE, inline=serialization.serialize_error(err).to_bytes())
+
+    def _owner_of_pending(self, object_id):
+        counts = self.refs._entries.get(object_id)
+        return counts.owner if counts is not None else None
+
+    # -- cluster information -----------------------------------------------------------------------
+    def cluster_info(self):
+        return self.rpc(self.daemon, wire.CLUSTER_INFO, ())
+
+    def store_stats(self):
+        return self.rpc(self.daemon, wire.STORE_STATS, ())
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def shutdown(self):
+        if not self._running:
+            return
+        try:
+            self.transport.send(self.daemon, wire.CLIENT_EXIT, (self.address,))
+        except Exception:
+            pass
+        self._running = False
+        self.transport.wake()
+        self.io_thread.join(timeout=5)
+        set_runtime(None)
+        self.transport.close()
+        if self.store is not None:
+            self.store.close()
+
+
+class _Frame:
+    """Stands in for a received ZeroMQ frame when a result is made locally."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self, data):
+        self.buffer = memoryview(data)

@@ -1,0 +1,252 @@
+"""The worker side: receive tasks from the node daemon, run them, report results.
+
+Tasks run on the main thread, one at a time, so a non-forced cancel can interrupt them with a
+real SIGINT (which also breaks a sleep). The I/O thread queues tasks for it.
+"""
+import inspect
+import os
+import pickle
+import queue
+import signal
+import socket
+import sys
+import threading
+import traceback
+
+from .. import exceptions
+from ..objects import serialization
+from ..objects.ids import return_object_id
+from ..objects.object_ref import ObjectRef
+from ..scheduling.task_spec import ARG_STORED, ARG_VALUE
+from ..transport import wire
+from .core_worker import INLINE_MAX, CoreWorker
+from .object_entries import VALUE_INLINE, VALUE_STORED
+
+
+class TaskCancelled(BaseException):
+    """Raised in the main thread to stop a cancelled task."""
+
+
+class WorkerRuntime(CoreWorker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tasks = queue.SimpleQueue()
+        self.functions = {}
+        self.running_task = None       # the spec being executed
+        self.cancel_requested = None
+        self.assigned_gpus = []
+        self.assigned_resources = {}
+        self.hostname = socket.gethostname()
+        self.ip = "127.0.0.1"
+        self.handlers[wire.EXECUTE_TASK] = self._on_execute
+        self.handlers[wire.CANCEL_TASK] = self._on_cancel
+
+    def notify_blocked(self, blocked):
+        if self.running_task is not None:
+            self._safe_send(self.daemon, wire.WORKER_BLOCKED, (blocked,))
+
+    # -- I/O thread --------------------------------------------------------------------------
+    def _on_execute(self, sender, payload, frames):
+        spec, gpu_grants = payload
+        self.tasks.put((spec, gpu_grants, frames))
+
+    def _on_cancel(self, sender, payload, frames):
+        task_id, force, recursive = payload
+        spec = self.running_task
+        if spec is None or spec.task_id != task_id:
+            return
+        if recursive:
+            self.cancel_children(task_id, force)
+        self.cancel_requested = task_id
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # -- main thread -------------------------------------------------------------------------
+    def serve_forever(self):
+        signal.signal(signal.SIGINT, self._sigint)
+        while self._running:
+            try:
+                spec, gpu_grants, frames = self.tasks.get(timeout=1.0)
+            except queue.Empty:
+                if self.dead_reason:
+                    return
+                continue
+            self.execute(spec, gpu_grants, frames)
+
+    def _sigint(self, signum, frame):
+        if self.running_task is not None and self.cancel_requested == self.running_task.task_id:
+            raise TaskCancelled()
+
+    def execute(self, spec, gpu_grants, frames):
+        self.running_task = spec
+        self.cancel_requested = None
+        self.current_task_id = spec.task_id
+        self.current_task_name = spec.name
+        self._set_gpus(gpu_grants)
+        self.assigned_resources = spec.resources
+        results, result_frames, retryable = [], [], False
+        self._generator_index = 0
+        try:
+            try:
+                function = self._function(spec.function_id)
+                args, kwargs = self._resolve_args(spec, frames)
+                if spec.streaming:
+                    results, result_frames = self._run_generator(spec, function, args, kwargs)
+                else:
+                    value = function(*args, **kwargs)
+                    if inspect.isgenerator(value) and spec.num_returns != 1:
+                        value = tuple(value)
+                    results, result_frames = self._store_returns(spec, value)
+            except TaskCancelled:
+                err = exceptions.TaskCancelledError(spec.task_id)
+                results, result_frames = self._error_returns(spec, serialization.serialize_error(err))
+            except exceptions.ObjectSerializationError as exc:
+                results, result_frames = self._error_returns(spec, self._task_error(spec, exc))
+            except BaseException as exc:   # the user's code may raise anything, SystemExit too
+                retryable = _should_retry(spec.retry_exceptions, exc)
+                results, result_frames = self._error_returns(spec, self._task_error(spec, exc))
+            self._flush_output()
+            self._safe_send(spec.owner, wire.TASK_RESULT, (spec.task_id, spec.attempt, results, retryable),
+                            result_frames)
+        except TaskCancelled:
+            pass
+        finally:
+            self.running_task = None
+            self.current_task_name = None
+            self._safe_send(self.daemon, wire.TASK_FINISHED, (spec.task_id,))
+
+    # -- pieces ------------------------------------------------------------------------------
+    def _function(self, function_id):
+        fn = self.functions.get(function_id)
+        if fn is None:
+            _, frames = self.rpc(self.daemon, wire.FETCH_FUNCTION, (function_id,))
+            fn = self.functions[function_id] = pickle.loads(frames[0].buffer)
+        return fn
+
+    def _resolve_args(self, spec, frames):
+        values = []
+        for desc in spec.args:
+            if desc[0] == ARG_VALUE:
+                flags, data, buffers = serialization.parse(frames[desc[1]].buffer)
+                value = serialization.deserialize(flags, data, buffers)
+            else:
+                flags, value = self.store.read(desc[1])
+            if flags & serialization.FLAG_ERROR:
+                raise value
+            values.append(value)
+        n_kw = len(spec.kwarg_names)
+        if n_kw:
+            return values[:-n_kw], dict(zip(spec.kwarg_names, values[-n_kw:]))
+        return values, {}
+
+    def _store_returns(self, spec, value):
+        n = spec.num_returns
+        if n == 1:
+            values = [value]
+        elif n == 0:
+            values = []
+        else:
+            if not isinstance(value, (tuple, list)) or len(value) != n:
+                raise ValueError(f"Task {spec.name} has num_returns={n} but returned "
+                                 f"{type(value).__name__} {_describe_len(value)}")
+            values = list(value)
+        results, frames = [], []
+        for index, v in enumerate(values):
+            try:
+                sobj = serialization.serialize(v)
+            except exceptions.ObjectSerializationError as exc:
+                raise exceptions.ObjectSerializationError(
+                    f"Could not serialize the return value of task {spec.name}: {exc}") from None
+            results.append(self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames))
+        return results, frames
+
+    def _put_result(self, spec, object_id, sobj, frames):
+        """A return value, inline in the reply or in the store, owned by the caller."""
+        contained = self._register_contained_for(spec.owner, sobj)
+        if sobj.total_size <= INLINE_MAX:
+            frames.append(sobj.to_bytes())
+            return (VALUE_INLINE, len(frames) - 1, contained)
+        self.store.put(object_id, sobj, spec.owner)
+        return (VALUE_STORED, self.node_info["node_id"], contained)
+
+    def _register_contained_for(self, receiver, sobj):
+        """Refs inside a value sent to `receiver`: count it as a borrower before it gets them."""
+        contained = []
+        for ref in sobj.contained_refs:
+            contained.append((ref._id, ref._owner))
+            if ref._owner == receiver:
+                continue    # our messages to it arrive in order; its own hold suffices
+            if ref._owner == self.address:
+                self.refs.add_borrower(ref._id, receiver, 1)
+            else:
+                self._safe_send(ref._owner, wire.ADD_BORROWER, (ref._id, receiver, 1))
+        return contained
+
+    def _error_returns(self, spec, sobj):
+        if spec.streaming:
+            # The error becomes the next item of the stream, then the stream ends.
+            index = self._generator_index
+            result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames := [])
+            self._safe_send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
+            return [index + 1], []
+        layout = sobj.to_bytes()
+        n = max(spec.num_returns, 1) if spec.num_returns != 0 else 1
+        return [(VALUE_INLINE, 0, None)] * n, [layout]
+
+    def _task_error(self, spec, exc):
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if isinstance(exc, exceptions.RayTaskError):
+            cause = exc.cause if exc.cause is not None else exc
+        else:
+            cause = exc
+        err = exceptions.RayTaskError(spec.name, tb, cause, os.getpid(), self.ip)
+        try:
+            return serialization.serialize(err, serialization.FLAG_ERROR)
+        except exceptions.ObjectSerializationError:
+            err = exceptions.RayTaskError(spec.name, tb, exceptions.RayError(repr(exc)), os.getpid(), self.ip)
+            return serialization.serialize(err, serialization.FLAG_ERROR)
+
+    def _run_generator(self, spec, function, args, kwargs):
+        self._generator_index = 0
+        gen = function(*args, **kwargs)
+        if not inspect.isgenerator(gen):
+            raise TypeError(f"{spec.name} was called with num_returns='streaming' but is not a generator")
+        for value in gen:
+            index = self._generator_index
+            sobj = serialization.serialize(value)
+            frames = []
+            result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames)
+            self._safe_send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
+            self._generator_index = index + 1
+        return [self._generator_index], []
+
+    def _set_gpus(self, gpu_grants):
+        ids = [i for i, _ in gpu_grants]
+        self.assigned_gpus = ids
+        if ids or "CUDA_VISIBLE_DEVICES" in os.environ:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in ids)
+
+    def _flush_output(self):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+
+def _should_retry(retry_exceptions, exc):
+    if not retry_exceptions or isinstance(exc, (TaskCancelled, KeyboardInterrupt)):
+        return False
+    if retry_exceptions is True:
+        return isinstance(exc, Exception)
+    try:
+        types = pickle.loads(retry_exceptions)
+    except Exception:
+        return False
+    return isinstance(exc, types)
+
+
+def _describe_len(value):
+    try:
+        return f"of length {len(value)}"
+    except TypeError:
+        return "(not a sequence)"

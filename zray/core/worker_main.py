@@ -1,0 +1,115 @@
+"""The life of a worker process, forked by the zygote: logs, runtime, serve, exit."""
+import io
+import os
+import random
+import sys
+import threading
+
+from ..transport import wire
+
+
+def preload():
+    """Imports done once in the zygote, shared by every worker it forks."""
+    from . import executor  # noqa: F401
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+
+
+def run_forked(request):
+    session = request["session"]
+    worker_id = request["worker_id"]
+    _redirect_output(os.path.join(session, "logs", f"worker-{worker_id}"))
+    _reseed()
+    os.environ["ZRAY_JOB_ID"] = request["job_id"]
+    from .executor import WorkerRuntime
+    from ..objects.object_ref import set_runtime
+    runtime = WorkerRuntime("worker", session, request["daemon"], request["job_id"],
+                            worker_id=worker_id, namespace=request.get("namespace"),
+                            driver_address=request.get("driver"))
+    from .. import api
+    api._attach_worker_runtime(runtime)
+    runtime.connect(os.getpid())
+    set_runtime(runtime)
+    driver = request.get("driver")
+    if driver:
+        sys.stdout = LogForwarder(runtime, driver, 1, sys.stdout)
+        sys.stderr = LogForwarder(runtime, driver, 2, sys.stderr)
+    try:
+        runtime.serve_forever()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+    return 0
+
+
+def _redirect_output(prefix):
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    for fd, suffix in ((1, ".out"), (2, ".err")):
+        log = os.open(prefix + suffix, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, fd)
+        os.close(log)
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True, line_buffering=True)
+    sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), write_through=True, line_buffering=True)
+
+
+def _reseed():
+    """Forked workers would otherwise share the zygote's random state."""
+    random.seed()
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed()
+
+
+class LogForwarder(io.TextIOBase):
+    """A worker's sys.stdout/stderr: lines go to its log file and, prefixed with the task name
+    and pid as Ray does, to the driver's terminal."""
+
+    def __init__(self, runtime, driver, stream_no, underlying):
+        self.runtime = runtime
+        self.driver = driver
+        self.stream_no = stream_no
+        self.underlying = underlying
+        self._partial = ""
+        self._lock = threading.Lock()
+        self.pid = os.getpid()
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self.underlying.fileno()
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def write(self, text):
+        self.underlying.write(text)
+        with self._lock:
+            text = self._partial + text
+            if "\n" not in text:
+                self._partial = text
+                return len(text)
+            complete, _, self._partial = text.rpartition("\n")
+        self._send(complete + "\n")
+        return len(text)
+
+    def flush(self):
+        self.underlying.flush()
+        with self._lock:
+            rest, self._partial = self._partial, ""
+        if rest:
+            self._send(rest + "\n")
+
+    def _send(self, text):
+        name = self.runtime.current_task_name
+        prefix = f"({name} pid={self.pid}) " if name else f"(pid={self.pid}) "
+        lines = "".join(prefix + line + "\n" for line in text.splitlines())
+        self.runtime._safe_send(self.driver, wire.LOG_LINES, (self.stream_no, lines))

@@ -1,0 +1,457 @@
+"""The node daemon: one process per host, one thread, one event loop.
+
+It owns the node's store (memfd region, allocator, index), the local scheduler and the worker
+pool. Messages are decoded here and handed to the state machines (LocalScheduler, ObjectStore);
+the actions they return are carried out here. Processes are watched with pidfds, so a death is
+seen at once, whether or not the process was our child.
+
+Run as `python -m zray.node.daemon --session DIR ...` (zray.init does this).
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+# The zygote must be forked before any thread or ZeroMQ context exists in this process.
+from .zygote import Zygote
+
+
+class WorkerProcess:
+    __slots__ = ("worker_id", "job_id", "pid", "pidfd", "address", "registered")
+
+    def __init__(self, worker_id, job_id):
+        self.worker_id = worker_id
+        self.job_id = job_id
+        self.pid = None
+        self.pidfd = None
+        self.address = None
+        self.registered = False
+
+
+class Client:
+    __slots__ = ("kind", "address", "pid", "job_id", "worker_id", "pidfd")
+
+    def __init__(self, kind, address, pid, job_id, worker_id, pidfd):
+        self.kind = kind
+        self.address = address
+        self.pid = pid
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self.pidfd = pidfd
+
+
+class NodeDaemon:
+    def __init__(self, args, zygote):
+        import zmq
+        from .. import _native
+        from ..scheduling.local_scheduler import LocalScheduler
+        from ..scheduling.resources import from_units, to_units
+        from ..store.object_store import ObjectStore
+        from ..store.region import Region
+        from ..transport.zmq_transport import Transport
+
+        self.zmq = zmq
+        self.from_units = from_units
+        self.args = args
+        self.zygote = zygote
+        self.session_dir = args.session
+        self.node_id = os.urandom(14).hex()
+        self.hostname = socket.gethostname()
+        self.address = f"ipc://{self.session_dir}/sock/node"
+        self.region = Region.create(args.object_store_memory)
+        self.region.prefault_in_background()
+        self.store = ObjectStore(self.region.view, args.object_store_memory,
+                                 _native.Allocator(args.object_store_memory, 64),
+                                 os.path.join(self.session_dir, "spill"))
+        resources = dict(json.loads(args.resources or "{}"))
+        resources["CPU"] = args.num_cpus
+        if args.num_gpus:
+            resources["GPU"] = args.num_gpus
+        resources["memory"] = args.memory
+        resources["object_store_memory"] = args.object_store_memory
+        resources[f"node:{args.node_ip}"] = 1
+        self.total_units = to_units(resources)
+        self.scheduler = LocalScheduler(self.total_units, max_workers=args.max_workers)
+        self.transport = Transport(self.address)
+        self.functions = {}
+        self.clients = {}            # address -> Client
+        self.workers = {}            # worker_id -> WorkerProcess
+        self.drivers = {}            # job_id -> driver address
+        self.pidfds = {}             # fd -> ("client", address) | ("worker", worker_id) | ("driver-pid", pid)
+        self.worker_counter = 0
+        self.running = True
+        self.poller = zmq.Poller()
+        self.poller.register(self.transport.inbox, zmq.POLLIN)
+        self.poller.register(self.zygote.reply_fd, zmq.POLLIN)
+        from ..transport import wire
+        self.wire = wire
+        self.handlers = {
+            wire.REGISTER_CLIENT: self.on_register_client,
+            wire.CLIENT_EXIT: self.on_client_exit,
+            wire.SHUTDOWN_NODE: self.on_shutdown,
+            wire.CLUSTER_INFO: self.on_cluster_info,
+            wire.EXPORT_FUNCTION: self.on_export_function,
+            wire.FETCH_FUNCTION: self.on_fetch_function,
+            wire.SUBMIT_TASK: self.on_submit_task,
+            wire.TASK_FINISHED: self.on_task_finished,
+            wire.CANCEL_TASK: self.on_cancel_task,
+            wire.WORKER_BLOCKED: self.on_worker_blocked,
+            wire.OBJ_CREATE: self.on_obj_create,
+            wire.OBJ_SEAL: self.on_obj_seal,
+            wire.OBJ_PIN: self.on_obj_pin,
+            wire.OBJ_UNPIN: self.on_obj_unpin,
+            wire.OBJ_FREE: self.on_obj_free,
+            wire.STORE_STATS: self.on_store_stats,
+        }
+        if args.driver_pid:
+            self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
+        if args.job_id and args.prestart:
+            for _ in range(args.prestart):
+                self.scheduler.starting[args.job_id] += 1
+                self.start_worker(args.job_id)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self):
+        zmq = self.zmq
+        recv = self.transport.recv
+        while self.running:
+            events = dict(self.poller.poll(1000))
+            for _ in range(10_000):
+                try:
+                    sender, msg_type, payload, frames = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                handler = self.handlers.get(msg_type)
+                if handler is None:
+                    continue
+                try:
+                    handler(sender, payload, frames)
+                except Exception as exc:
+                    import traceback
+                    print(f"zray node: error handling {self.wire.NAMES.get(msg_type)}: {exc!r}",
+                          file=sys.stderr)
+                    traceback.print_exc()
+            for fd in events:
+                if fd == self.zygote.reply_fd:
+                    for worker_id, pid in self.zygote.read_replies():
+                        self.on_worker_spawned(worker_id, pid)
+                elif isinstance(fd, int) and fd in self.pidfds:
+                    self.on_process_exit(fd)
+        self.shutdown()
+
+    def send(self, address, msg_type, payload=(), frames=()):
+        try:
+            self.transport.send(address, msg_type, payload, frames)
+        except Exception as exc:
+            print(f"zray node: cannot send to {address}: {exc!r}", file=sys.stderr)
+
+    def reply(self, address, msg_type, req_id, result=None, error=None, frames=()):
+        self.send(address, msg_type, (req_id, result, error), frames)
+
+    # -- processes -----------------------------------------------------------------------------
+    def _watch_pid(self, pid, what):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        self.pidfds[fd] = what
+        self.poller.register(fd, self.zmq.POLLIN)
+        return fd
+
+    def _unwatch(self, fd):
+        if fd is not None and fd in self.pidfds:
+            del self.pidfds[fd]
+            self.poller.unregister(fd)
+            os.close(fd)
+
+    def start_worker(self, job_id):
+        self.worker_counter += 1
+        worker_id = f"{self.worker_counter:04d}{os.urandom(2).hex()}"
+        self.workers[worker_id] = WorkerProcess(worker_id, job_id)
+        self.zygote.spawn({
+            "worker_id": worker_id, "job_id": job_id, "session": self.session_dir,
+            "daemon": self.address, "driver": self.drivers.get(job_id) or self.args.driver_address,
+        })
+
+    def on_worker_spawned(self, worker_id, pid):
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return
+        worker.pid = pid
+        worker.pidfd = self._watch_pid(pid, ("worker", worker_id))
+        if worker.pidfd is None:
+            self._worker_gone(worker)
+
+    def on_process_exit(self, fd):
+        kind, key = self.pidfds[fd]
+        self._unwatch(fd)
+        if kind == "driver-pid":
+            self.running = False    # embedded node: its driver is gone, so is the node
+        elif kind == "worker":
+            worker = self.workers.get(key)
+            if worker is not None:
+                self._worker_gone(worker)
+        elif kind == "client":
+            self._client_gone(key)
+
+    def _worker_gone(self, worker):
+        self.workers.pop(worker.worker_id, None)
+        self._unwatch(worker.pidfd)
+        if worker.registered:
+            detail = self._log_tail(worker.worker_id)
+            self.run_actions(self.scheduler.handle_worker_died(worker.worker_id), detail)
+        else:
+            self.scheduler.handle_worker_start_failed(worker.job_id)
+        if worker.address:
+            self._client_gone(worker.address)
+
+    def _client_gone(self, address):
+        client = self.clients.pop(address, None)
+        self.store.client_gone(address)
+        self.transport.forget(address)
+        if client is None:
+            return
+        self._unwatch(client.pidfd)
+        for other in self.clients.values():
+            self.send(other.address, self.wire.CLIENT_DIED, (address,))
+        if client.kind == "driver":
+            if self.drivers.get(client.job_id) == address:
+                del self.drivers[client.job_id]
+            self.run_actions(self.scheduler.handle_job_finished(client.job_id))
+
+    def _log_tail(self, worker_id, max_bytes=2000):
+        parts = []
+        for suffix in (".err", ".out"):
+            path = os.path.join(self.session_dir, "logs", f"worker-{worker_id}{suffix}")
+            try:
+                with open(path, "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    size = f.tell()
+                    f.seek(max(0, size - max_bytes))
+                    text = f.read().decode(errors="replace").strip()
+            except OSError:
+                continue
+            if text:
+                parts.append(f"--- last lines of worker {worker_id}{suffix} ---\n{text}")
+        return "\n".join(parts)
+
+    # -- actions of the scheduler ------------------------------------------------------------
+    def run_actions(self, actions, detail=None):
+        wire = self.wire
+        for action in actions:
+            kind = action[0]
+            if kind == "dispatch":
+                _, task, worker = action
+                self.send(worker.address, wire.EXECUTE_TASK, (task.spec, task.gpu_grants), task.frames)
+            elif kind == "start_worker":
+                self.start_worker(action[1])
+            elif kind == "infeasible":
+                spec = action[1].spec
+                need = self.from_units(spec.resources)
+                have = self.from_units(self.total_units)
+                self.send(spec.owner, wire.WARNING, (
+                    f"task {spec.name} needs {need} but no node has that much "
+                    f"(this node has {have}); it stays pending until a node that fits joins",))
+            elif kind == "cancelled":
+                spec = action[1].spec
+                self.send(spec.owner, wire.TASK_FAILED, (spec.task_id, spec.attempt, "cancelled", None))
+            elif kind == "interrupt":
+                _, worker, force = action
+                if force:
+                    self._kill(worker.pid)
+                else:
+                    task = worker.task
+                    self.send(worker.address, wire.CANCEL_TASK, (task.spec.task_id, False, True))
+            elif kind == "failed":
+                spec = action[1].spec
+                self.send(spec.owner, wire.TASK_FAILED, (spec.task_id, spec.attempt, "worker_died", detail))
+            elif kind == "kill_worker":
+                self._kill(action[1].pid)
+
+    def _kill(self, pid):
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # -- handlers ------------------------------------------------------------------------------
+    def on_register_client(self, sender, payload, frames):
+        req_id, kind, address, pid, job_id, worker_id, driver_address = payload
+        pidfd = None
+        if kind == "worker" and worker_id in self.workers:
+            worker = self.workers[worker_id]
+            worker.address = address
+            worker.registered = True
+        else:
+            pidfd = self._watch_pid(pid, ("client", address))
+        self.clients[address] = Client(kind, address, pid, job_id, worker_id, pidfd)
+        if kind == "driver":
+            self.drivers.setdefault(job_id, address)
+        self.reply(sender, self.wire.REGISTERED, req_id, self.node_info())
+        if kind == "worker":
+            self.run_actions(self.scheduler.handle_worker_started(worker_id, job_id, address, pid))
+
+    def node_info(self):
+        return {
+            "node_id": self.node_id, "address": self.address, "pid": os.getpid(),
+            "store_fd": self.region.fd, "store_size": self.region.size,
+            "session_dir": self.session_dir, "hostname": self.hostname,
+            "node_ip": self.args.node_ip,
+            "resources": self.from_units(self.total_units),
+        }
+
+    def on_client_exit(self, sender, payload, frames):
+        self._client_gone(payload[0])
+
+    def on_shutdown(self, sender, payload, frames):
+        self.running = False
+
+    def on_cluster_info(self, sender, payload, frames):
+        (req_id,) = payload
+        available = {k: v for k, v in self.scheduler.available.items() if v > 0}
+        node = {
+            "NodeID": self.node_id, "Alive": True, "NodeManagerAddress": self.args.node_ip,
+            "NodeManagerHostname": self.hostname, "NodeName": self.args.node_ip,
+            "Resources": self.from_units(self.total_units), "alive": True,
+            "ObjectStoreSocketName": self.address, "RayletSocketName": self.address,
+        }
+        self.reply(sender, self.wire.CLUSTER_INFO_REPLY, req_id, {
+            "nodes": [node], "total": self.from_units(self.total_units),
+            "available": self.from_units(available),
+            "queued": self.scheduler.num_queued(), "workers": self.scheduler.worker_count(),
+        })
+
+    def on_export_function(self, sender, payload, frames):
+        self.functions[payload[0]] = frames[0]
+
+    def on_fetch_function(self, sender, payload, frames):
+        req_id, function_id = payload
+        frame = self.functions.get(function_id)
+        if frame is None:
+            from ..exceptions import RaySystemError
+            self.reply(sender, self.wire.FUNCTION, req_id, None, RaySystemError(
+                f"function {function_id.hex()} was never exported to this node"))
+        else:
+            self.reply(sender, self.wire.FUNCTION, req_id, function_id, None, [frame])
+
+    def on_submit_task(self, sender, payload, frames):
+        from ..scheduling.local_scheduler import Task
+        self.run_actions(self.scheduler.handle_task_submitted(Task(payload[0], frames)))
+
+    def _worker_id_of(self, address):
+        client = self.clients.get(address)
+        return client.worker_id if client is not None else None
+
+    def on_task_finished(self, sender, payload, frames):
+        self.run_actions(self.scheduler.handle_task_finished(self._worker_id_of(sender)))
+
+    def on_cancel_task(self, sender, payload, frames):
+        task_id, force, recursive = payload
+        self.run_actions(self.scheduler.handle_cancel(task_id, force))
+
+    def on_worker_blocked(self, sender, payload, frames):
+        self.run_actions(self.scheduler.handle_worker_blocked(self._worker_id_of(sender), payload[0]))
+
+    def on_obj_create(self, sender, payload, frames):
+        req_id, object_id, size, owner = payload
+        try:
+            offset = self.store.create(object_id, size, owner, sender)
+        except Exception as exc:
+            self.reply(sender, self.wire.OBJ_CREATED, req_id, None, exc)
+        else:
+            self.reply(sender, self.wire.OBJ_CREATED, req_id, offset)
+
+    def on_obj_seal(self, sender, payload, frames):
+        self.store.seal(payload[0], sender)
+
+    def on_obj_pin(self, sender, payload, frames):
+        req_id, object_id = payload
+        try:
+            result = self.store.pin(object_id, sender)
+        except Exception as exc:
+            self.reply(sender, self.wire.OBJ_PINNED, req_id, None, exc)
+        else:
+            self.reply(sender, self.wire.OBJ_PINNED, req_id, result)
+
+    def on_obj_unpin(self, sender, payload, frames):
+        for object_id in payload[0]:
+            self.store.unpin(object_id, sender)
+
+    def on_obj_free(self, sender, payload, frames):
+        for object_id in payload[0]:
+            self.store.free(object_id)
+
+    def on_store_stats(self, sender, payload, frames):
+        self.reply(sender, self.wire.STORE_STATS_REPLY, payload[0], self.store.stats())
+
+    # -- shutdown ------------------------------------------------------------------------------
+    def shutdown(self):
+        for worker in list(self.workers.values()):
+            self._kill(worker.pid)
+        self.zygote.stop()
+        deadline = time.monotonic() + 2.0
+        for worker in list(self.workers.values()):
+            while worker.pid and time.monotonic() < deadline and _alive(worker.pid):
+                time.sleep(0.005)
+        self.store.close()
+        self.transport.close()
+        self.region.close()
+        if self.args.remove_session_on_exit:
+            from .session import remove_session_dir
+            remove_session_dir(self.session_dir)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m zray.node.daemon")
+    p.add_argument("--session", required=True)
+    p.add_argument("--num-cpus", type=float, required=True)
+    p.add_argument("--num-gpus", type=float, default=0)
+    p.add_argument("--resources", default="{}")
+    p.add_argument("--memory", type=int, default=0)
+    p.add_argument("--object-store-memory", type=int, required=True)
+    p.add_argument("--node-ip", default="127.0.0.1")
+    p.add_argument("--driver-pid", type=int, default=0)
+    p.add_argument("--driver-address", default=None)
+    p.add_argument("--job-id", default=None)
+    p.add_argument("--prestart", type=int, default=0)
+    p.add_argument("--max-workers", type=int, default=64)
+    p.add_argument("--ready-fd", type=int, default=-1)
+    p.add_argument("--remove-session-on-exit", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    zygote = Zygote.start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the driver decides when we stop
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+    try:
+        daemon = NodeDaemon(args, zygote)
+    except BaseException:
+        zygote.stop()
+        raise
+    if args.ready_fd >= 0:
+        os.write(args.ready_fd, b"ready\n")
+        os.close(args.ready_fd)
+    try:
+        daemon.run()
+    except SystemExit:
+        daemon.shutdown()
+
+
+if __name__ == "__main__":
+    main()

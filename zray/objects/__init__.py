@@ -1,0 +1,1 @@
+"""Object identity, references, serialization and owner-side reference counting."""

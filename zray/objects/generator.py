@@ -1,0 +1,62 @@
+"""ObjectRefGenerator: the refs a streaming generator task yields, one by one, as they come."""
+import asyncio
+
+from .object_ref import get_runtime
+
+
+class ObjectRefGenerator:
+    def __init__(self, task_id, first_ref_owner):
+        self._task_id = task_id
+        self._owner = first_ref_owner
+        self._index = 0
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        ref = self._next(None)
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    def _next(self, timeout):
+        if self._done:
+            return None
+        ref = get_runtime().generator_next(self._task_id, self._index, timeout)
+        if ref is None:
+            self._done = True
+            self._release()
+            return None
+        self._index += 1
+        return ref
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        ref = await asyncio.get_running_loop().run_in_executor(None, self._next, None)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def completed(self):
+        """The ref of the task itself, for cancel."""
+        return self._task_id
+
+    def is_finished(self):
+        return self._done
+
+    def _release(self):
+        core = get_runtime()
+        if core is not None:
+            core.generator_done(self._task_id)
+
+    def __del__(self):
+        try:
+            self._release()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"ObjectRefGenerator({self._task_id.hex()})"

@@ -1,0 +1,215 @@
+"""Owner-side reference counting, as a plain object with no sockets.
+
+Each process keeps one table. For every object it knows it counts
+  local   ObjectRef instances alive in this process,
+  holds   other reasons to keep it: arguments of tasks this process submitted that have not
+          finished, and values this process owns that contain it,
+and, for objects it owns, a signed count per borrower process. A process that gets a ref it
+does not own registers as a borrower with the owner (ADD_BORROWER) and deregisters once its
+own local + holds reach zero (REMOVE_BORROWER, with the number of registrations it made or
+that were made for it). The owner frees an object when its own counts are zero and every
+borrower's count is zero. Counts are signed because a removal can overtake an addition that
+came from a different process; a free needs every count at zero, so that cannot free early.
+
+Messages leave through three callbacks given by the process: borrow(owner, id, n),
+unborrow(owner, id, n), free(id). They are called outside the lock.
+"""
+import threading
+
+
+class _Entry:
+    __slots__ = ("local", "holds", "owner", "owned", "borrowers", "registrations", "contained")
+
+    def __init__(self, owner, owned):
+        self.local = 0
+        self.holds = 0
+        self.owner = owner
+        self.owned = owned
+        self.borrowers = None       # owned: {address: signed count}
+        self.registrations = 0      # borrowed: how many times the owner counted us
+        self.contained = None       # ids of refs inside this object's value that it keeps alive
+
+
+class ReferenceTable:
+    def __init__(self, my_address, borrow, unborrow, free):
+        self.my_address = my_address
+        self._borrow = borrow
+        self._unborrow = unborrow
+        self._free = free
+        self._entries = {}
+        self._lock = threading.Lock()
+
+    # -- creation --------------------------------------------------------------------------
+    def add_owned(self, object_id, contained=None):
+        """Register an object this process owns (a put, or a return of a task it submitted)."""
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is None:
+                entry = self._entries[object_id] = _Entry(self.my_address, True)
+            if contained:
+                self._hold_locked(contained)
+                entry.contained = (entry.contained or []) + [r for r, _ in contained]
+
+    def set_contained(self, object_id, contained, registered_for_us):
+        """The value of our object `object_id` holds these refs [(id, owner)]; keep them alive.
+
+        `registered_for_us` says the sender already counted us as a borrower of each one.
+        """
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is None:
+                # The object was freed before its value arrived: nothing will read those refs.
+                if registered_for_us:
+                    pending = [(oid, owner) for oid, owner in contained if owner != self.my_address]
+                else:
+                    pending = []
+                dropped = True
+            else:
+                dropped = False
+                for oid, owner in contained:
+                    inner = self._entry_locked(oid, owner)
+                    inner.holds += 1
+                    if registered_for_us and not inner.owned:
+                        inner.registrations += 1
+                entry.contained = (entry.contained or []) + [oid for oid, _ in contained]
+        if dropped:
+            for oid, owner in pending:
+                self._unborrow(owner, oid, 1)
+
+    # -- local refs ------------------------------------------------------------------------
+    def add_local(self, object_id, owner):
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is None:
+                entry = self._entries[object_id] = _Entry(owner, owner == self.my_address)
+            entry.local += 1
+
+    def remove_local(self, object_id):
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is None:
+                return
+            entry.local -= 1
+            actions = self._maybe_release_locked(object_id, entry)
+        if actions:
+            self._run(actions)
+
+    def on_deserialized(self, object_id, owner):
+        """A ref arrived inside a value; borrow it from its owner unless we already do."""
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is None or entry.owned or entry.registrations:
+                return
+            entry.registrations = 1
+        self._borrow(owner, object_id, 1)
+
+    # -- holds -----------------------------------------------------------------------------
+    def hold(self, refs):
+        """Keep [(id, owner)] alive, e.g. while a task that takes them is pending."""
+        with self._lock:
+            self._hold_locked(refs)
+
+    def release(self, object_ids):
+        actions = []
+        with self._lock:
+            for oid in object_ids:
+                entry = self._entries.get(oid)
+                if entry is not None:
+                    entry.holds -= 1
+                    actions.extend(self._maybe_release_locked(oid, entry))
+        if actions:
+            self._run(actions)
+
+    # -- borrowers (owner side) ------------------------------------------------------------
+    def add_borrower(self, object_id, borrower, count):
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is None or not entry.owned:
+                return False
+            b = entry.borrowers if entry.borrowers is not None else {}
+            entry.borrowers = b
+            n = b.get(borrower, 0) + count
+            if n:
+                b[borrower] = n
+            else:
+                b.pop(borrower, None)
+            return True
+
+    def remove_borrower(self, object_id, borrower, count):
+        with self._lock:
+            entry = self._entries.get(object_id)
+            if entry is None or not entry.owned:
+                return
+            b = entry.borrowers if entry.borrowers is not None else {}
+            entry.borrowers = b
+            n = b.get(borrower, 0) - count
+            if n:
+                b[borrower] = n
+            else:
+                b.pop(borrower, None)
+            actions = self._maybe_release_locked(object_id, entry)
+        if actions:
+            self._run(actions)
+
+    def drop_borrower_everywhere(self, borrower):
+        """A borrower process died: forget what it held."""
+        actions = []
+        with self._lock:
+            for oid, entry in list(self._entries.items()):
+                if entry.borrowers and borrower in entry.borrowers:
+                    del entry.borrowers[borrower]
+                    actions.extend(self._maybe_release_locked(oid, entry))
+        if actions:
+            self._run(actions)
+
+    # -- queries ---------------------------------------------------------------------------
+    def __contains__(self, object_id):
+        return object_id in self._entries
+
+    def __len__(self):
+        return len(self._entries)
+
+    def counts(self, object_id):
+        entry = self._entries.get(object_id)
+        if entry is None:
+            return None
+        return {"local": entry.local, "holds": entry.holds, "owned": entry.owned,
+                "borrowers": dict(entry.borrowers or {}), "registrations": entry.registrations}
+
+    def owned_ids(self):
+        with self._lock:
+            return [oid for oid, e in self._entries.items() if e.owned]
+
+    # -- internals -------------------------------------------------------------------------
+    def _entry_locked(self, object_id, owner):
+        entry = self._entries.get(object_id)
+        if entry is None:
+            entry = self._entries[object_id] = _Entry(owner, owner == self.my_address)
+        return entry
+
+    def _hold_locked(self, refs):
+        for oid, owner in refs:
+            self._entry_locked(oid, owner).holds += 1
+
+    def _maybe_release_locked(self, object_id, entry):
+        if entry.local > 0 or entry.holds > 0 or entry.borrowers:
+            return ()
+        del self._entries[object_id]
+        actions = []
+        if entry.owned:
+            actions.append(("free", object_id, None, 0))
+        elif entry.registrations:
+            actions.append(("unborrow", object_id, entry.owner, entry.registrations))
+        for inner in entry.contained or ():
+            inner_entry = self._entries.get(inner)
+            if inner_entry is not None:
+                inner_entry.holds -= 1
+                actions.extend(self._maybe_release_locked(inner, inner_entry))
+        return actions
+
+    def _run(self, actions):
+        for kind, oid, owner, n in actions:
+            if kind == "free":
+                self._free(oid)
+            else:
+                self._unborrow(owner, oid, n)

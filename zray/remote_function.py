@@ -1,0 +1,76 @@
+"""@zray.remote on a function: RemoteFunction, with .remote() and .options()."""
+import hashlib
+import inspect
+
+import cloudpickle
+
+from . import options as opts
+from .objects.generator import ObjectRefGenerator
+from .scheduling.task_spec import DYNAMIC, STREAMING
+
+
+class RemoteFunction:
+    def __init__(self, function, task_options):
+        opts.validate_task_options(task_options)
+        self._function = function
+        self._options = task_options
+        self._pickled = None
+        self._function_id = None
+        self._is_generator = inspect.isgeneratorfunction(function)
+        self.__name__ = getattr(function, "__name__", "remote_function")
+        self.__qualname__ = getattr(function, "__qualname__", self.__name__)
+        self.__doc__ = getattr(function, "__doc__", None)
+        self.__module__ = getattr(function, "__module__", None)
+        self.__wrapped__ = function
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"Remote functions cannot be called directly. Instead of running "
+            f"'{self.__name__}()', try '{self.__name__}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._options)
+
+    def options(self, **task_options):
+        opts.validate_task_options(task_options)
+        merged = {**self._options, **task_options}
+        parent = self
+
+        class _Options:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, merged)
+
+            def bind(self, *args, **kwargs):
+                raise NotImplementedError("DAG building (bind) is not part of zray core")
+        return _Options()
+
+    def _export(self, core):
+        if self._pickled is None:
+            try:
+                self._pickled = cloudpickle.dumps(self._function, protocol=5)
+            except Exception as exc:
+                raise TypeError(f"Could not pickle remote function {self.__name__}: {exc}") from exc
+            self._function_id = hashlib.sha1(self._pickled).digest()
+        core.export_function(self._function_id, self._pickled)
+        return self._function_id
+
+    def _remote(self, args, kwargs, task_options):
+        from .api import _runtime_or_autoinit
+        core = _runtime_or_autoinit()
+        function_id = self._export(core)
+        num_returns = task_options.get("num_returns")
+        if num_returns is None:
+            num_returns = "streaming" if self._is_generator else 1
+        n = {"streaming": STREAMING, "dynamic": DYNAMIC}.get(num_returns, num_returns)
+        name = task_options.get("name") or self.__qualname__
+        task_id, refs = core.submit_task(
+            function_id, name, args, kwargs, n, opts.task_resources(task_options),
+            task_options.get("max_retries", opts.DEFAULT_TASK["max_retries"]),
+            opts.encode_retry_exceptions(task_options.get("retry_exceptions", False)))
+        if n < 0:
+            return ObjectRefGenerator(task_id, core.address)
+        if n == 1:
+            return refs[0]
+        if n == 0:
+            return None
+        return refs

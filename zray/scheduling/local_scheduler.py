@@ -1,0 +1,233 @@
+"""The node-local scheduler: a state machine with no sockets and no processes.
+
+Events come in through the `handle_*` methods; each returns a list of actions for the node
+daemon to carry out:
+
+    ("dispatch", task, worker)       send the task to that worker
+    ("start_worker", job_id)         start one more worker process for the job
+    ("infeasible", task)             no node resource total can ever fit it: warn its owner once
+    ("cancelled", task)              a queued task was removed by cancel
+    ("interrupt", worker, force)     cancel a running task: interrupt it, or kill its worker
+    ("failed", task, reason)         the worker running the task died
+    ("kill_worker", worker)          a worker is no longer needed
+
+Tasks wait in one FIFO per scheduling class (job and resource shape), so a task that does not
+fit never blocks a smaller one behind it, and each event costs O(classes), not O(queued tasks).
+"""
+import collections
+
+from .resources import CPU, GPU, GpuSlots, add, fits, subtract
+
+
+class Task:
+    """A task as the node holds it: its spec, its message frames, and where it runs."""
+
+    __slots__ = ("spec", "frames", "worker", "gpu_grants", "cancelled")
+
+    def __init__(self, spec, frames):
+        self.spec = spec
+        self.frames = frames
+        self.worker = None
+        self.gpu_grants = []
+        self.cancelled = False
+
+
+class Worker:
+    __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked")
+
+    def __init__(self, worker_id, job_id):
+        self.worker_id = worker_id
+        self.job_id = job_id
+        self.address = None
+        self.pid = None
+        self.state = "starting"     # starting -> idle <-> busy -> dead
+        self.task = None
+        self.held = {}              # resources held by the running task
+        self.blocked = False
+
+
+class LocalScheduler:
+    def __init__(self, total, max_workers=64):
+        self.total = dict(total)
+        self.available = dict(total)
+        self.gpus = GpuSlots(total.get(GPU, 0) // 10_000)
+        self.max_workers = max_workers
+        self.queues = collections.OrderedDict()     # scheduling class -> deque of Task
+        self.infeasible = collections.OrderedDict()  # task_id -> Task
+        self.warned_classes = set()
+        self.workers = {}                           # worker_id -> Worker
+        self.idle = collections.defaultdict(collections.deque)  # job_id -> idle Workers
+        self.starting = collections.Counter()       # job_id -> workers being started
+        self.running = {}                           # task_id -> Task
+
+    # -- events --------------------------------------------------------------------------------
+    def handle_task_submitted(self, task):
+        spec = task.spec
+        if not fits(spec.resources, self.total):
+            self.infeasible[spec.task_id] = task
+            cls = spec.scheduling_class()
+            if cls in self.warned_classes:
+                return []
+            self.warned_classes.add(cls)
+            return [("infeasible", task)]
+        self.queues.setdefault(spec.scheduling_class(), collections.deque()).append(task)
+        return self._schedule()
+
+    def handle_worker_started(self, worker_id, job_id, address, pid):
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            worker = self.workers[worker_id] = Worker(worker_id, job_id)
+        self.starting[job_id] = max(0, self.starting[job_id] - 1)
+        worker.address = address
+        worker.pid = pid
+        worker.state = "idle"
+        self.idle[job_id].append(worker)
+        return self._schedule()
+
+    def handle_worker_start_failed(self, job_id):
+        self.starting[job_id] = max(0, self.starting[job_id] - 1)
+        return []
+
+    def handle_task_finished(self, worker_id):
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.task is None:
+            return []
+        self._release(worker)
+        worker.state = "idle"
+        self.idle[worker.job_id].append(worker)
+        return self._schedule()
+
+    def handle_worker_blocked(self, worker_id, blocked):
+        """A worker waits in get/wait: lend its CPUs to other tasks until it is back."""
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.task is None or worker.blocked == blocked:
+            return []
+        worker.blocked = blocked
+        cpus = {CPU: worker.held.get(CPU, 0)} if worker.held.get(CPU) else {}
+        if blocked:
+            add(self.available, cpus)
+            return self._schedule()
+        subtract(self.available, cpus)
+        return []
+
+    def handle_worker_died(self, worker_id):
+        worker = self.workers.pop(worker_id, None)
+        if worker is None:
+            return []
+        actions = []
+        if worker.state == "starting":
+            self.starting[worker.job_id] -= 1
+        try:
+            self.idle[worker.job_id].remove(worker)
+        except ValueError:
+            pass
+        task = worker.task
+        if task is not None:
+            self._release(worker)
+            if not task.cancelled:
+                actions.append(("failed", task, "worker_died"))
+            else:
+                actions.append(("cancelled", task))
+        worker.state = "dead"
+        return actions + self._schedule()
+
+    def handle_cancel(self, task_id, force):
+        for cls, queue in self.queues.items():
+            for task in queue:
+                if task.spec.task_id == task_id:
+                    queue.remove(task)
+                    return [("cancelled", task)]
+        task = self.infeasible.pop(task_id, None)
+        if task is not None:
+            return [("cancelled", task)]
+        task = self.running.get(task_id)
+        if task is not None and task.worker is not None:
+            task.cancelled = True
+            return [("interrupt", task.worker, force)]
+        return []
+
+    def handle_job_finished(self, job_id):
+        """The job's driver is gone: drop its queued tasks and stop its workers."""
+        for cls in [c for c in self.queues if c[0] == job_id]:
+            del self.queues[cls]
+        for tid in [t for t, task in self.infeasible.items() if task.spec.job_id == job_id]:
+            del self.infeasible[tid]
+        actions = []
+        for worker in [w for w in self.workers.values() if w.job_id == job_id]:
+            actions.append(("kill_worker", worker))
+        return actions
+
+    def handle_resources_changed(self):
+        """Infeasible tasks may fit now (a later issue adds nodes and resources)."""
+        waiting = list(self.infeasible.values())
+        self.infeasible.clear()
+        actions = []
+        for task in waiting:
+            actions.extend(self.handle_task_submitted(task))
+        return actions
+
+    # -- queries -------------------------------------------------------------------------------
+    def num_queued(self):
+        return sum(len(q) for q in self.queues.values()) + len(self.infeasible)
+
+    def worker_count(self):
+        return len(self.workers)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _schedule(self):
+        actions = []
+        wanted = collections.Counter()
+        for cls in list(self.queues):
+            queue = self.queues[cls]
+            job_id = cls[0]
+            while queue:
+                task = queue[0]
+                if not fits(task.spec.resources, self.available):
+                    break
+                idle = self.idle[job_id]
+                if not idle:
+                    wanted[job_id] += self._how_many_fit(queue)
+                    break
+                queue.popleft()
+                worker = idle.popleft()
+                self._dispatch(task, worker)
+                actions.append(("dispatch", task, worker))
+            if not queue:
+                del self.queues[cls]
+        for job_id, n in wanted.items():
+            while self.starting[job_id] < n and len(self.workers) + sum(self.starting.values()) < self.max_workers:
+                self.starting[job_id] += 1
+                actions.append(("start_worker", job_id))
+        return actions
+
+    def _how_many_fit(self, queue):
+        """How many tasks at the head of a class queue the free resources could run at once."""
+        req = queue[0].spec.resources
+        if not req:
+            return len(queue)
+        room = min(self.available.get(name, 0) // n for name, n in req.items())
+        return min(room, len(queue))
+
+    def _dispatch(self, task, worker):
+        req = task.spec.resources
+        subtract(self.available, req)
+        task.gpu_grants = self.gpus.acquire(req.get(GPU, 0)) if req.get(GPU) else []
+        worker.held = dict(req)
+        worker.task = task
+        worker.state = "busy"
+        task.worker = worker
+        self.running[task.spec.task_id] = task
+
+    def _release(self, worker):
+        task = worker.task
+        held = dict(worker.held)
+        if worker.blocked and held.get(CPU):
+            held.pop(CPU)      # already lent out while blocked
+        add(self.available, held)
+        if task is not None:
+            self.gpus.release(task.gpu_grants)
+            self.running.pop(task.spec.task_id, None)
+            task.worker = None
+        worker.held = {}
+        worker.task = None
+        worker.blocked = False

@@ -1,0 +1,52 @@
+"""What a task is, as it travels from its owner to a node and a worker.
+
+The spec is pickled with plain pickle inside message headers, so it holds only builtins;
+anything user-defined (the function, argument values, exception types for retry_exceptions)
+travels as cloudpickled bytes or as separate frames.
+"""
+from ..objects.ids import return_object_id
+
+STREAMING = -1   # num_returns="streaming": a generator whose items are reported one by one
+DYNAMIC = -2     # num_returns="dynamic": kept for Ray compatibility, treated like streaming
+
+ARG_VALUE = 0    # (ARG_VALUE, frame_index): a serialized value in the message's frames
+ARG_STORED = 1   # (ARG_STORED, object_id, owner): a value in this node's object store
+
+
+class TaskSpec:
+    __slots__ = ("task_id", "job_id", "name", "function_id", "args", "kwarg_names",
+                 "num_returns", "resources", "max_retries", "retry_exceptions", "owner",
+                 "attempt", "parent_task_id", "extra")
+
+    def __init__(self, task_id, job_id, name, function_id, args, kwarg_names, num_returns,
+                 resources, max_retries, retry_exceptions, owner, attempt=0,
+                 parent_task_id=None, extra=None):
+        self.task_id = task_id
+        self.job_id = job_id
+        self.name = name
+        self.function_id = function_id
+        self.args = args
+        self.kwarg_names = kwarg_names
+        self.num_returns = num_returns
+        self.resources = resources          # in units (scheduling.resources)
+        self.max_retries = max_retries
+        self.retry_exceptions = retry_exceptions   # False, True, or cloudpickled tuple of types
+        self.owner = owner
+        self.attempt = attempt
+        self.parent_task_id = parent_task_id
+        self.extra = extra
+
+    def __reduce__(self):
+        return (TaskSpec, tuple(getattr(self, s) for s in self.__slots__))
+
+    @property
+    def streaming(self):
+        return self.num_returns < 0
+
+    def return_ids(self):
+        if self.num_returns < 0:
+            return []
+        return [return_object_id(self.task_id, i) for i in range(self.num_returns)]
+
+    def scheduling_class(self):
+        return (self.job_id, tuple(sorted(self.resources.items())))

@@ -1,0 +1,176 @@
+"""The daemon's index of the objects in its region, with spilling. No sockets here.
+
+Objects are created (space allocated), written by the creating process straight into shared
+memory, then sealed. Readers pin an object while they hold views into it; a pinned object is
+never moved. When an allocation does not fit, sealed unpinned objects are spilled to files in
+the session directory, least recently used first, and restored on the next pin.
+"""
+import collections
+import os
+
+from ..exceptions import ObjectLostError, ObjectStoreFullError
+
+
+class _Object:
+    __slots__ = ("offset", "size", "sealed", "pins", "spill_path", "owner", "free_requested")
+
+    def __init__(self, offset, size, owner):
+        self.offset = offset
+        self.size = size
+        self.sealed = False
+        self.pins = {}
+        self.spill_path = None
+        self.owner = owner
+        self.free_requested = False
+
+
+class ObjectStore:
+    def __init__(self, region_view, capacity, allocator, spill_dir):
+        self.view = region_view
+        self.capacity = capacity
+        self.allocator = allocator
+        self.spill_dir = spill_dir
+        self.objects = {}
+        self._lru = collections.OrderedDict()   # sealed, unpinned, in memory: spill candidates
+        self.spilled_bytes = 0
+        self.spill_count = 0
+        self.restore_count = 0
+
+    # -- the life of an object ---------------------------------------------------------------
+    def create(self, object_id, size, owner, client):
+        if object_id in self.objects:
+            raise ValueError(f"object {object_id.hex()} already exists")
+        if size > self.capacity:
+            raise ObjectStoreFullError(
+                f"Object of {size} bytes is larger than the object store "
+                f"({self.capacity} bytes, object_store_memory); it cannot be stored")
+        offset = self._allocate(size)
+        obj = self.objects[object_id] = _Object(offset, size, owner)
+        obj.pins[client] = 1    # the creator writes through it until it seals
+        return offset
+
+    def seal(self, object_id, client):
+        obj = self.objects.get(object_id)
+        if obj is None:
+            return
+        obj.sealed = True
+        self._unpin(object_id, obj, client)
+
+    def pin(self, object_id, client):
+        """(offset, size) of a sealed object, restoring it from disk if it was spilled."""
+        obj = self.objects.get(object_id)
+        if obj is None or not obj.sealed or obj.free_requested:
+            raise ObjectLostError(object_id.hex(), f"Object {object_id.hex()} is not in the object store")
+        if obj.offset is None:
+            self._restore(object_id, obj)
+        obj.pins[client] = obj.pins.get(client, 0) + 1
+        self._lru.pop(object_id, None)
+        return obj.offset, obj.size
+
+    def unpin(self, object_id, client):
+        obj = self.objects.get(object_id)
+        if obj is not None:
+            self._unpin(object_id, obj, client)
+
+    def free(self, object_id):
+        """The owner says no reference remains; the space goes back once no reader pins it."""
+        obj = self.objects.get(object_id)
+        if obj is None:
+            return
+        obj.free_requested = True
+        if not obj.pins:
+            self._delete(object_id, obj)
+
+    def client_gone(self, client):
+        """A process exited: drop its pins, and what it created but never sealed."""
+        for oid, obj in list(self.objects.items()):
+            if client in obj.pins:
+                del obj.pins[client]
+                if not obj.sealed:
+                    self._delete(oid, obj)
+                elif not obj.pins:
+                    self._after_unpinned(oid, obj)
+
+    def stats(self):
+        in_memory = sum(1 for o in self.objects.values() if o.offset is not None)
+        return {
+            "capacity": self.capacity,
+            "used": self.allocator.used,
+            "num_objects": len(self.objects),
+            "num_in_memory": in_memory,
+            "num_spilled": len(self.objects) - in_memory,
+            "spilled_bytes_total": self.spilled_bytes,
+            "spill_count": self.spill_count,
+            "restore_count": self.restore_count,
+        }
+
+    def close(self):
+        for oid, obj in list(self.objects.items()):
+            if obj.spill_path:
+                _unlink(obj.spill_path)
+        self.objects.clear()
+        self._lru.clear()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _unpin(self, object_id, obj, client):
+        n = obj.pins.get(client, 0) - 1
+        if n > 0:
+            obj.pins[client] = n
+            return
+        obj.pins.pop(client, None)
+        if not obj.pins:
+            self._after_unpinned(object_id, obj)
+
+    def _after_unpinned(self, object_id, obj):
+        if obj.free_requested:
+            self._delete(object_id, obj)
+        elif obj.sealed and obj.offset is not None:
+            self._lru[object_id] = None
+            self._lru.move_to_end(object_id)
+
+    def _delete(self, object_id, obj):
+        self.objects.pop(object_id, None)
+        self._lru.pop(object_id, None)
+        if obj.offset is not None:
+            self.allocator.free(obj.offset)
+        if obj.spill_path:
+            _unlink(obj.spill_path)
+
+    def _allocate(self, size):
+        offset = self.allocator.alloc(size)
+        while offset < 0:
+            if not self._lru:
+                raise ObjectStoreFullError(
+                    f"Object store is full: {size} bytes requested, {self.allocator.used} of "
+                    f"{self.capacity} bytes in use by objects that are being read or written "
+                    f"(pinned) and cannot be spilled")
+            victim_id, _ = self._lru.popitem(last=False)
+            self._spill(victim_id, self.objects[victim_id])
+            offset = self.allocator.alloc(size)
+        return offset
+
+    def _spill(self, object_id, obj):
+        path = os.path.join(self.spill_dir, object_id.hex())
+        with open(path, "wb") as f:
+            f.write(self.view[obj.offset:obj.offset + obj.size])
+        self.allocator.free(obj.offset)
+        obj.offset = None
+        obj.spill_path = path
+        self.spilled_bytes += obj.size
+        self.spill_count += 1
+
+    def _restore(self, object_id, obj):
+        offset = self._allocate(obj.size)
+        with open(obj.spill_path, "rb") as f:
+            f.readinto(self.view[offset:offset + obj.size])
+        _unlink(obj.spill_path)
+        obj.spill_path = None
+        obj.offset = offset
+        self.restore_count += 1
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,58 @@
+"""The store's shared memory: one memfd per node, mapped by every process of the node.
+
+A memfd has no name in /dev/shm: it disappears when the last process holding it exits, so a
+crashed node can never leave a segment behind, and container limits on /dev/shm do not apply.
+Other processes map it through /proc/<daemon pid>/fd/<fd> (same user only).
+"""
+import mmap
+import os
+import threading
+
+PREFAULT_CHUNK = 64 << 20
+
+
+class Region:
+    def __init__(self, fd, size, owner=False):
+        self.fd = fd
+        self.size = size
+        self.owner = owner
+        self.mmap = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self.view = memoryview(self.mmap)
+
+    @classmethod
+    def create(cls, size):
+        fd = os.memfd_create("zray-object-store", os.MFD_CLOEXEC)
+        os.ftruncate(fd, size)
+        return cls(fd, size, owner=True)
+
+    @classmethod
+    def attach(cls, daemon_pid, fd_number, size):
+        fd = os.open(f"/proc/{daemon_pid}/fd/{fd_number}", os.O_RDWR | os.O_CLOEXEC)
+        return cls(fd, size)
+
+    def prefault_in_background(self):
+        """Give the region its memory pages now, off the start-up path, so puts never wait for
+        the kernel to find pages. Uses fallocate on the memfd: no page tables are touched."""
+        def run():
+            pos = 0
+            try:
+                while pos < self.size:
+                    n = min(PREFAULT_CHUNK, self.size - pos)
+                    os.posix_fallocate(self.fd, pos, n)
+                    pos += n
+            except OSError:
+                pass   # not enough memory to hold it all now: pages come on first touch
+        t = threading.Thread(target=run, name="zray-prefault", daemon=True)
+        t.start()
+        return t
+
+    def close(self):
+        try:
+            self.view.release()
+            self.mmap.close()
+        except (BufferError, ValueError):
+            pass  # live zero-copy arrays still point into it; the mapping goes with the process
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
