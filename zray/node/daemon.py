@@ -323,6 +323,8 @@ class NodeDaemon:
             "nodes": [node], "total": self.from_units(self.total_units),
             "available": self.from_units(available),
             "queued": self.scheduler.num_queued(), "workers": self.scheduler.worker_count(),
+            "daemon_pid": os.getpid(), "zygote_pid": self.zygote.pid,
+            "worker_pids": [w.pid for w in self.workers.values() if w.pid],
         })
 
     def on_export_function(self, sender, payload, frames):
