@@ -122,31 +122,23 @@ class ReferenceTable:
 
     # -- borrowers (owner side) ------------------------------------------------------------
     def add_borrower(self, object_id, borrower, count):
-        with self._lock:
-            entry = self._entries.get(object_id)
-            if entry is None or not entry.owned:
-                return False
-            b = entry.borrowers if entry.borrowers is not None else {}
-            entry.borrowers = b
-            n = b.get(borrower, 0) + count
-            if n:
-                b[borrower] = n
-            else:
-                b.pop(borrower, None)
-            return True
+        self._adjust_borrower(object_id, borrower, count)
 
     def remove_borrower(self, object_id, borrower, count):
+        self._adjust_borrower(object_id, borrower, -count)
+
+    def _adjust_borrower(self, object_id, borrower, delta):
         with self._lock:
             entry = self._entries.get(object_id)
             if entry is None or not entry.owned:
                 return
-            b = entry.borrowers if entry.borrowers is not None else {}
-            entry.borrowers = b
-            n = b.get(borrower, 0) - count
+            if entry.borrowers is None:
+                entry.borrowers = {}
+            n = entry.borrowers.get(borrower, 0) + delta
             if n:
-                b[borrower] = n
+                entry.borrowers[borrower] = n
             else:
-                b.pop(borrower, None)
+                entry.borrowers.pop(borrower, None)
             actions = self._maybe_release_locked(object_id, entry)
         if actions:
             self._run(actions)
