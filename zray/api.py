@@ -252,7 +252,8 @@ def remote(*args, **kwargs):
 
 def _make_remote(target, options):
     if inspect.isclass(target):
-        raise TypeError("zray does not support actors yet (@remote on a class)")
+        from .actor import ActorClass
+        return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@zray.remote needs a function, got {type(target).__name__}")
     return RemoteFunction(target, options)
@@ -344,3 +345,22 @@ def nodes():
 
 def get_gpu_ids():
     return list(getattr(_runtime(), "assigned_gpus", []))
+
+
+# -- actors ---------------------------------------------------------------------------------------
+def get_actor(name, namespace=None):
+    """The handle of a live named actor; ValueError if there is none."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an actor name must be a non-empty str, got {name!r}")
+    from .actor import ActorHandle
+    actor_id, owner, meta = _runtime().get_actor(name, namespace)
+    return ActorHandle(actor_id, owner, meta, counted=True)
+
+
+def kill(actor, *, no_restart=True):
+    """Kill an actor at once (queued calls fail); it restarts only with no_restart=False and
+    restarts left."""
+    from .actor import ActorHandle
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
+    _runtime().kill_actor(actor._actor_id, no_restart)

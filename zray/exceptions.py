@@ -23,7 +23,9 @@ class RayTaskError(RayError):
         self.cause = cause
         self.pid = pid
         self.ip = ip
-        super().__init__(self._message())
+        # Not super(): in the dual class of as_instanceof_cause() that would run the user's
+        # __init__, which may want other arguments and would reset the cause's attributes.
+        Exception.__init__(self, self._message())
 
     def _message(self):
         header = f"{type(self.cause).__name__ if self.cause is not None else 'RayTaskError'}"
@@ -51,6 +53,12 @@ class RayTaskError(RayError):
             err.__dict__.update(getattr(self.cause, "__dict__", {}))
         except Exception:
             pass
+        if isinstance(self.cause, OSError):   # C-level fields, not in __dict__
+            for name in ("errno", "strerror", "filename", "filename2"):
+                try:
+                    setattr(err, name, getattr(self.cause, name))
+                except Exception:
+                    pass
         RayTaskError.__init__(err, self.function_name, self.traceback_str, self.cause, self.pid, self.ip)
         err.args = (str(self),)
         return err

@@ -62,7 +62,7 @@ class RemoteFunction:
         if num_returns is None:
             num_returns = "streaming" if self._is_generator else 1
         n = {"streaming": STREAMING, "dynamic": DYNAMIC}.get(num_returns, num_returns)
-        name = task_options.get("name") or self.__qualname__
+        name = task_options.get("name") or self.__name__   # the log prefix "(f pid=..)", as Ray
         task_id, refs = core.submit_task(
             function_id, name, args, kwargs, n, opts.task_resources(task_options),
             task_options.get("max_retries", opts.DEFAULT_TASK["max_retries"]),

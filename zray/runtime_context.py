@@ -40,7 +40,17 @@ class RuntimeContext:
         return self._core.current_task_name
 
     def get_actor_id(self):
-        return None
+        """Hex id of the actor this code runs in; None outside actors."""
+        host = getattr(self._core, "actor", None)
+        return host.actor_id.hex() if host is not None else None
+
+    @property
+    def current_actor(self):
+        host = getattr(self._core, "actor", None)
+        if host is None:
+            raise RuntimeError("current_actor is only available inside an actor")
+        from .actor import ActorHandle
+        return ActorHandle(host.actor_id, None, host.meta, counted=False)
 
     @property
     def namespace(self):

@@ -7,6 +7,7 @@ threads send directly (the transport is thread-safe) and wait on events the I/O 
 """
 import itertools
 import os
+import pickle
 import sys
 import threading
 import time
@@ -22,17 +23,19 @@ from ..scheduling.task_spec import ARG_STORED, ARG_VALUE, TaskSpec
 from ..store.client import StoreClient
 from ..transport import wire
 from ..transport.zmq_transport import Transport
+from .actor_caller import ActorCaller
 from .object_entries import PENDING, READY, VALUE_INLINE, VALUE_STORED, ObjectEntry, Waiter
 
 INLINE_MAX = 100 * 1024       # values up to this size travel inside messages
 RPC_TIMEOUT_S = 120.0
+FUNCTION_BLOB_VERSION = 1   # (version, submitter's sys.path, cloudpickled function)
 
 
 class _PendingTask:
     __slots__ = ("spec", "frames", "holds", "deps_left", "retries_left", "cancelled", "sent",
-                 "generator", "parent")
+                 "generator", "parent", "actor", "ready")
 
-    def __init__(self, spec, frames, holds, retries_left, parent):
+    def __init__(self, spec, frames, holds, retries_left, parent, actor=None):
         self.spec = spec
         self.frames = frames
         self.holds = holds
@@ -42,18 +45,21 @@ class _PendingTask:
         self.sent = False
         self.generator = None
         self.parent = parent
+        self.actor = actor          # the callee's _ActorState, for an actor method call
+        self.ready = False          # an actor call whose arguments are all resolved
 
 
 class _GeneratorState:
-    __slots__ = ("items", "count", "cond")
+    __slots__ = ("items", "count", "cond", "seen")
 
     def __init__(self):
         self.items = {}       # index -> object id, held until the user takes a ref
         self.count = None     # total, once the generator finished
+        self.seen = set()     # indices ever received (a retried attempt repeats them)
         self.cond = threading.Condition()
 
 
-class CoreWorker:
+class CoreWorker(ActorCaller):
     def __init__(self, kind, session_dir, daemon_address, job_id, worker_id=None,
                  namespace=None, driver_address=None):
         self.kind = kind                    # "driver" or "worker"
@@ -78,6 +84,7 @@ class CoreWorker:
         self.current_task_id = self.task_ids.next()   # the driver's own "task", for put ids
         self.current_task_name = None
         self.handlers = self._base_handlers()
+        self._init_actor_caller()
         self.dead_reason = None
         self._running = True
         self.store = None
@@ -195,6 +202,8 @@ class CoreWorker:
         self._safe_send(owner, wire.REMOVE_BORROWER, (object_id, self.address, n))
 
     def _free_owned(self, object_id):
+        if object_id in self.owned_actors:
+            self._actor_out_of_scope(object_id)
         with self.lock:
             entry = self.entries.pop(object_id, None)
         if entry is not None and entry.kind == VALUE_STORED:
@@ -274,7 +283,11 @@ class CoreWorker:
             entry.state = READY
             callbacks, entry.callbacks = entry.callbacks, None
         for cb in callbacks or ():
-            cb()
+            try:
+                cb()
+            except Exception as exc:   # one bad callback must not starve the others' waiters
+                print(f"zray: error in a callback for object {object_id.hex()}: {exc!r}",
+                      file=sys.stderr)
         return True
 
     def wait_ready(self, refs, num_returns, timeout):
@@ -370,21 +383,46 @@ class CoreWorker:
 
     # -- tasks: submission -----------------------------------------------------------------------
     def export_function(self, function_id, pickled):
+        """Make a pickled function (or class) fetchable by workers under function_id.
+
+        It travels with this process's sys.path: cloudpickle pickles functions of importable
+        modules by reference, so workers must be able to import the modules the submitter can
+        (a script's own folder, a test directory), as Ray's workers do.
+        """
         if function_id not in self._exported:
             self._exported.add(function_id)
-            self.transport.send(self.daemon, wire.EXPORT_FUNCTION, (function_id,), [pickled])
+            paths = [os.path.abspath(p) if p == "" or not os.path.isabs(p) else p
+                     for p in sys.path if isinstance(p, str)]
+            blob = pickle.dumps((FUNCTION_BLOB_VERSION, paths, bytes(pickled)), protocol=5)
+            self.transport.send(self.daemon, wire.EXPORT_FUNCTION, (function_id,), [blob])
+
+    def load_function(self, blob):
+        """The inverse of export_function's packing, run where the function is executed."""
+        version, paths, pickled = pickle.loads(blob)
+        if version != FUNCTION_BLOB_VERSION:
+            raise exceptions.RaySystemError(f"unknown exported-function format {version!r}")
+        known = set(sys.path)
+        for p in paths:
+            if p not in known:
+                sys.path.append(p)    # after our own entries: never shadow what we import
+                known.add(p)
+        return pickle.loads(pickled)
 
     def submit_task(self, function_id, name, args, kwargs, num_returns, resources, max_retries,
-                    retry_exceptions, extra=None):
+                    retry_exceptions, extra=None, actor=None):
         task_id = self.task_ids.next()
         arg_descs, frames, holds, deps = [], [], [], []
-        for value in (*args, *kwargs.values()):
+        values = (*args, *kwargs.values())
+        # Serialize every argument before storing any: an unpicklable one raises here, at the
+        # call, without leaving stored copies of the others behind.
+        serialized = [None if isinstance(v, ObjectRef) else _serialize_arg(v, i, len(args), kwargs)
+                      for i, v in enumerate(values)]
+        for value, sobj in zip(values, serialized):
             if isinstance(value, ObjectRef):
                 deps.append((len(arg_descs), value))
                 arg_descs.append(None)
                 holds.append((value._id, value._owner))
                 continue
-            sobj = serialization.serialize(value)
             holds.extend((r._id, r._owner) for r in sobj.contained_refs)
             if sobj.total_size <= INLINE_MAX:
                 frames.append(sobj.to_bytes())
@@ -400,7 +438,10 @@ class CoreWorker:
         spec = TaskSpec(task_id, self.job_id, name, function_id, arg_descs, list(kwargs),
                         num_returns, resources, max_retries, retry_exceptions, self.address,
                         parent_task_id=self.current_task_id, extra=extra)
-        pending = _PendingTask(spec, frames, holds, max_retries, self.current_task_id)
+        pending = _PendingTask(spec, frames, holds, max_retries, self.current_task_id, actor)
+        if actor is not None:
+            with actor.lock:
+                actor.queue.append(pending)    # its place in the caller's order, taken now
         return_ids = spec.return_ids()
         with self.lock:
             for rid in return_ids:
@@ -430,6 +471,8 @@ class CoreWorker:
 
     def _dependency_ready(self, pending, index, ref, entry):
         spec = pending.spec
+        if pending.cancelled:
+            return      # cancelled (or failed by another argument) while it waited
         if entry.kind == VALUE_INLINE:
             if serialization.parse(entry.inline)[0] & serialization.FLAG_ERROR:
                 # A failed argument fails the task with the same error, without running it.
@@ -444,10 +487,15 @@ class CoreWorker:
         with self.lock:
             pending.deps_left -= 1
             ready = pending.deps_left == 0 and not pending.cancelled
+            if ready and pending.actor is None:
+                pending.sent = True     # under the lock: cancel_task() sees one or the other
         if ready:
             self._send_task(pending)
 
     def _send_task(self, pending):
+        if pending.actor is not None:
+            self._send_actor_call(pending)
+            return
         pending.sent = True
         self.transport.send(self.daemon, wire.SUBMIT_TASK, (pending.spec,), pending.frames)
 
@@ -511,15 +559,20 @@ class CoreWorker:
         spec = pending.spec
         if spec.streaming:
             gen = pending.generator
-            index = len(gen.items) if gen.count is None else gen.count
-            self._add_generator_item(pending, index, (VALUE_INLINE, 0, None), [_Frame(layout)])
-            self._finish_generator(pending, index + 1)
+            with gen.cond:
+                finished = gen.count is not None
+                index = max(gen.seen) + 1 if gen.seen else 0
+            if not finished:   # the error becomes the stream's last item
+                self._add_generator_item(pending, index, (VALUE_INLINE, 0, None), [_Frame(layout)])
+                self._finish_generator(pending, index + 1)
         else:
             for rid in spec.return_ids():
                 self._set_ready(rid, VALUE_INLINE, inline=layout)
         self._finish(pending)
 
     def _finish(self, pending):
+        if pending.actor is not None:
+            self._actor_call_done(pending)
         with self.lock:
             self.pending_tasks.pop(pending.spec.task_id, None)
         pending.frames = None
@@ -537,8 +590,9 @@ class CoreWorker:
         gen = pending.generator
         object_id = return_object_id(pending.spec.task_id, index)
         with gen.cond:
-            if index in gen.items or (gen.count is not None):
+            if index in gen.seen or gen.count is not None:
                 return    # a retried attempt reports items we already have
+            gen.seen.add(index)
         with self.lock:
             self.entries[object_id] = ObjectEntry(owned=True)
         self.refs.add_owned(object_id)
@@ -593,8 +647,16 @@ class CoreWorker:
         self.cancel_task(pending, force, recursive)
 
     def cancel_task(self, pending, force, recursive):
-        pending.cancelled = True
-        if not pending.sent:
+        if pending.actor is not None:
+            self._cancel_actor_call(pending, force)
+            return
+        with self.lock:
+            already = pending.cancelled
+            pending.cancelled = True
+            sent = pending.sent
+        if not sent:
+            if already:
+                return
             err = exceptions.TaskCancelledError(pending.spec.task_id)
             self._complete_with_error_layout(pending, serialization.serialize_error(err).to_bytes())
             return
@@ -660,6 +722,15 @@ class CoreWorker:
         self.transport.close()
         if self.store is not None:
             self.store.close()
+
+
+def _serialize_arg(value, index, n_positional, kwargs):
+    try:
+        return serialization.serialize(value)
+    except exceptions.ObjectSerializationError as exc:
+        which = (f"argument {index}" if index < n_positional
+                 else f"keyword argument {list(kwargs)[index - n_positional]!r}")
+        raise exceptions.ObjectSerializationError(f"Could not pass {which} to the task: {exc}") from None
 
 
 class _Frame:

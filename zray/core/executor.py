@@ -19,20 +19,23 @@ from ..objects.ids import return_object_id
 from ..objects.object_ref import ObjectRef
 from ..scheduling.task_spec import ARG_STORED, ARG_VALUE
 from ..transport import wire
+from .actor_host import _TERMINATE, ActorExecution, ActorExitRequested
 from .core_worker import INLINE_MAX, CoreWorker
 from .object_entries import VALUE_INLINE, VALUE_STORED
 
 
-class TaskCancelled(BaseException):
-    """Raised in the main thread to stop a cancelled task."""
+class TaskCancelled(KeyboardInterrupt):
+    """Raised in the main thread to stop a cancelled task: a KeyboardInterrupt, as in Ray."""
 
 
-class WorkerRuntime(CoreWorker):
+class WorkerRuntime(ActorExecution, CoreWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.tasks = queue.SimpleQueue()
         self.functions = {}
         self.running_task = None       # the spec being executed
+        self.cancelled_before_start = set()
+        self.interruptible = False      # SIGINT may stop the task's code only while it runs
         self.cancel_requested = None
         self.assigned_gpus = []
         self.assigned_resources = {}
@@ -40,6 +43,8 @@ class WorkerRuntime(CoreWorker):
         self.ip = "127.0.0.1"
         self.handlers[wire.EXECUTE_TASK] = self._on_execute
         self.handlers[wire.CANCEL_TASK] = self._on_cancel
+        self.handlers[wire.ACTOR_TASK] = self._on_actor_task
+        self.handlers[wire.TERMINATE_ACTOR] = self._on_terminate
 
     def notify_blocked(self, blocked):
         if self.running_task is not None:
@@ -54,6 +59,10 @@ class WorkerRuntime(CoreWorker):
         task_id, force, recursive = payload
         spec = self.running_task
         if spec is None or spec.task_id != task_id:
+            # Dispatched but not started yet (it waits in self.tasks): cancel it on arrival.
+            if len(self.cancelled_before_start) > 1000:   # ids of tasks that had finished
+                self.cancelled_before_start.clear()
+            self.cancelled_before_start.add(task_id)
             return
         if recursive:
             self.cancel_children(task_id, force)
@@ -70,10 +79,27 @@ class WorkerRuntime(CoreWorker):
                 if self.dead_reason:
                     return
                 continue
-            self.execute(spec, gpu_grants, frames)
+            if spec is _TERMINATE:
+                self.actor.exit_process()
+            extra = spec.extra
+            if extra is None:
+                self.execute(spec, gpu_grants, frames)
+            elif "method" in extra:
+                self.execute_actor_call(spec, frames)
+            else:
+                self.create_actor_instance(spec, frames)
 
     def _sigint(self, signum, frame):
-        if self.running_task is not None and self.cancel_requested == self.running_task.task_id:
+        spec = self.running_task
+        if spec is not None and self.interruptible and self.cancel_requested == spec.task_id:
+            if _in_critical_section(frame, self._run.__code__):
+                # Raising inside a socket send or a reference-count update would corrupt
+                # them: try again in a moment, once the task's code is back in control.
+                t = threading.Timer(0.005, os.kill, (os.getpid(), signal.SIGINT))
+                t.daemon = True
+                t.start()
+                return
+            self.cancel_requested = None      # one interrupt per cancel request
             raise TaskCancelled()
 
     def execute(self, spec, gpu_grants, frames):
@@ -83,43 +109,73 @@ class WorkerRuntime(CoreWorker):
         self.current_task_name = spec.name
         self._set_gpus(gpu_grants)
         self.assigned_resources = spec.resources
-        results, result_frames, retryable = [], [], False
         self._generator_index = 0
         try:
             try:
-                function = self._function(spec.function_id)
-                args, kwargs = self._resolve_args(spec, frames)
-                if spec.streaming:
-                    results, result_frames = self._run_generator(spec, function, args, kwargs)
-                else:
-                    value = function(*args, **kwargs)
-                    if inspect.isgenerator(value) and spec.num_returns != 1:
-                        value = tuple(value)
-                    results, result_frames = self._store_returns(spec, value)
+                results, result_frames, retryable = self._run(spec, frames)
             except TaskCancelled:
-                err = exceptions.TaskCancelledError(spec.task_id)
-                results, result_frames = self._error_returns(spec, serialization.serialize_error(err))
-            except exceptions.ObjectSerializationError as exc:
-                results, result_frames = self._error_returns(spec, self._task_error(spec, exc))
-            except BaseException as exc:   # the user's code may raise anything, SystemExit too
-                retryable = _should_retry(spec.retry_exceptions, exc)
-                results, result_frames = self._error_returns(spec, self._task_error(spec, exc))
+                # A cancel that landed between the user's code and here: still a cancel.
+                self.interruptible = False
+                results, result_frames, retryable = self._cancelled_returns(spec)
+            self.interruptible = False
             self._flush_output()
             self._safe_send(spec.owner, wire.TASK_RESULT, (spec.task_id, spec.attempt, results, retryable),
                             result_frames)
-        except TaskCancelled:
-            pass
         finally:
+            self.interruptible = False
             self.running_task = None
             self.current_task_name = None
             self._safe_send(self.daemon, wire.TASK_FINISHED, (spec.task_id,))
+
+    def _run(self, spec, frames, function=None):
+        """Run the task's code; (results, frames, retryable), for errors too.
+        `function` is given for actor calls (a bound method); tasks fetch theirs."""
+        self.interruptible = True
+        try:
+            if spec.task_id in self.cancelled_before_start:
+                self.cancelled_before_start.discard(spec.task_id)
+                raise TaskCancelled()
+            if function is None:
+                function = self._function(spec.function_id)
+            args, kwargs = self._resolve_args(spec, frames)
+            if spec.streaming:
+                results, result_frames = self._run_generator(spec, function, args, kwargs)
+            else:
+                value = function(*args, **kwargs)
+                if inspect.isgenerator(value) and spec.num_returns != 1:
+                    value = tuple(value)
+                results, result_frames = self._store_returns(spec, value)
+            self.interruptible = False
+            return results, result_frames, False
+        except TaskCancelled:
+            self.interruptible = False
+            return self._cancelled_returns(spec)
+        except ActorExitRequested:
+            self.interruptible = False
+            raise
+        except exceptions.ObjectSerializationError as exc:
+            self.interruptible = False
+            return (*self._error_returns(spec, self._task_error(spec, exc)), False)
+        except BaseException as exc:   # the user's code may raise anything, SystemExit too
+            self.interruptible = False
+            # The owner retries while attempt < max_retries (-1: always), as computed here.
+            retryable = (_should_retry(spec.retry_exceptions, exc) and
+                         (spec.max_retries == -1 or spec.attempt < spec.max_retries))
+            if retryable and spec.streaming:
+                # No error item: the next attempt goes on where the items it repeats end.
+                return [self._generator_index], [], True
+            return (*self._error_returns(spec, self._task_error(spec, exc)), retryable)
+
+    def _cancelled_returns(self, spec):
+        err = exceptions.TaskCancelledError(spec.task_id)
+        return (*self._error_returns(spec, serialization.serialize_error(err)), False)
 
     # -- pieces ------------------------------------------------------------------------------
     def _function(self, function_id):
         fn = self.functions.get(function_id)
         if fn is None:
             _, frames = self.rpc(self.daemon, wire.FETCH_FUNCTION, (function_id,))
-            fn = self.functions[function_id] = pickle.loads(frames[0].buffer)
+            fn = self.functions[function_id] = self.load_function(frames[0].buffer)
         return fn
 
     def _resolve_args(self, spec, frames):
@@ -200,9 +256,15 @@ class WorkerRuntime(CoreWorker):
             cause = exc
         err = exceptions.RayTaskError(spec.name, tb, cause, os.getpid(), self.ip)
         try:
-            return serialization.serialize(err, serialization.FLAG_ERROR)
-        except exceptions.ObjectSerializationError:
-            err = exceptions.RayTaskError(spec.name, tb, exceptions.RayError(repr(exc)), os.getpid(), self.ip)
+            sobj = serialization.serialize(err, serialization.FLAG_ERROR)
+            # An exception whose __init__ wants more than its args pickles but cannot be
+            # rebuilt; find out here, not in the caller's get().
+            serialization.deserialize(sobj.flags, sobj.data, sobj.buffers)
+            return sobj
+        except Exception:
+            err = exceptions.RayTaskError(spec.name, tb, exceptions.RayError(
+                f"{type(exc).__name__}: {exc} (the exception could not be pickled, so it is "
+                "reported as a RayError)"), os.getpid(), self.ip)
             return serialization.serialize(err, serialization.FLAG_ERROR)
 
     def _run_generator(self, spec, function, args, kwargs):
@@ -231,6 +293,19 @@ class WorkerRuntime(CoreWorker):
                 stream.flush()
             except Exception:
                 pass
+
+
+_CRITICAL_MODULES = ("zmq", "zray.transport", "zray.objects.reference_table", "zray.store")
+
+
+def _in_critical_section(frame, stop_code):
+    """Whether the main thread is inside code that must not be interrupted half-way."""
+    while frame is not None and frame.f_code is not stop_code:
+        name = frame.f_globals.get("__name__", "")
+        if name.startswith(_CRITICAL_MODULES):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _should_retry(retry_exceptions, exc):

@@ -16,6 +16,7 @@ import sys
 import time
 
 # The zygote must be forked before any thread or ZeroMQ context exists in this process.
+from .actor_service import ActorService
 from .zygote import Zygote
 
 
@@ -43,7 +44,7 @@ class Client:
         self.pidfd = pidfd
 
 
-class NodeDaemon:
+class NodeDaemon(ActorService):
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
@@ -106,6 +107,7 @@ class NodeDaemon:
             wire.OBJ_FREE: self.on_obj_free,
             wire.STORE_STATS: self.on_store_stats,
         }
+        self._init_actor_service()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
         if args.job_id and args.prestart:
@@ -203,6 +205,7 @@ class NodeDaemon:
         if worker.registered:
             detail = self._log_tail(worker.worker_id)
             self.run_actions(self.scheduler.handle_worker_died(worker.worker_id), detail)
+            self.run_actor_actions(self.directory.handle_worker_died(worker.worker_id, detail))
         else:
             self.scheduler.handle_worker_start_failed(worker.job_id)
         if worker.address:
@@ -212,15 +215,18 @@ class NodeDaemon:
         client = self.clients.pop(address, None)
         self.store.client_gone(address)
         self.transport.forget(address)
+        self.run_actions(self.scheduler.handle_owner_died(address))
         if client is None:
             return
         self._unwatch(client.pidfd)
         for other in self.clients.values():
             self.send(other.address, self.wire.CLIENT_DIED, (address,))
+        self.directory.handle_client_gone(address)
         if client.kind == "driver":
             if self.drivers.get(client.job_id) == address:
                 del self.drivers[client.job_id]
             self.run_actions(self.scheduler.handle_job_finished(client.job_id))
+            self.run_actor_actions(self.directory.handle_job_finished(client.job_id))
 
     def _log_tail(self, worker_id, max_bytes=2000):
         parts = []
@@ -245,6 +251,8 @@ class NodeDaemon:
             kind = action[0]
             if kind == "dispatch":
                 _, task, worker = action
+                if task.spec.extra and "actor_id" in task.spec.extra:
+                    self.directory.handle_dispatched(task.spec.extra["actor_id"], worker.worker_id)
                 self.send(worker.address, wire.EXECUTE_TASK, (task.spec, task.gpu_grants), task.frames)
             elif kind == "start_worker":
                 self.start_worker(action[1])
@@ -259,14 +267,17 @@ class NodeDaemon:
                 spec = action[1].spec
                 self.send(spec.owner, wire.TASK_FAILED, (spec.task_id, spec.attempt, "cancelled", None))
             elif kind == "interrupt":
-                _, worker, force = action
+                _, worker, force, *recursive = action
                 if force:
                     self._kill(worker.pid)
                 else:
                     task = worker.task
-                    self.send(worker.address, wire.CANCEL_TASK, (task.spec.task_id, False, True))
+                    self.send(worker.address, wire.CANCEL_TASK,
+                              (task.spec.task_id, False, recursive[0] if recursive else True))
             elif kind == "failed":
                 spec = action[1].spec
+                if spec.extra and "actor_id" in spec.extra:
+                    continue    # the actor directory decides: restart or death
                 self.send(spec.owner, wire.TASK_FAILED, (spec.task_id, spec.attempt, "worker_died", detail))
             elif kind == "kill_worker":
                 self._kill(action[1].pid)
@@ -342,7 +353,11 @@ class NodeDaemon:
 
     def on_submit_task(self, sender, payload, frames):
         from ..scheduling.local_scheduler import Task
-        self.run_actions(self.scheduler.handle_task_submitted(Task(payload[0], frames)))
+        task = Task(payload[0], frames)
+        if task.spec.extra and "actor_id" in task.spec.extra:
+            self.on_actor_creation_task(task)
+        else:
+            self.run_actions(self.scheduler.handle_task_submitted(task))
 
     def _worker_id_of(self, address):
         client = self.clients.get(address)
@@ -353,7 +368,8 @@ class NodeDaemon:
 
     def on_cancel_task(self, sender, payload, frames):
         task_id, force, recursive = payload
-        self.run_actions(self.scheduler.handle_cancel(task_id, force))
+        actions = self.scheduler.handle_cancel(task_id, force)
+        self.run_actions([a + (recursive,) if a[0] == "interrupt" else a for a in actions])
 
     def on_worker_blocked(self, sender, payload, frames):
         self.run_actions(self.scheduler.handle_worker_blocked(self._worker_id_of(sender), payload[0]))
@@ -408,6 +424,13 @@ class NodeDaemon:
 
 
 def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        # An exited worker whose zygote is gone stays a zombie until init reaps it: dead.
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        pass   # no /proc: trust kill(0)
     try:
         os.kill(pid, 0)
         return True

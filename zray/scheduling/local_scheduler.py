@@ -9,10 +9,10 @@ daemon to carry out:
     ("cancelled", task)              a queued task was removed by cancel
     ("interrupt", worker, force)     cancel a running task: interrupt it, or kill its worker
     ("failed", task, reason)         the worker running the task died
-    ("kill_worker", worker)          a worker is no longer needed
+    ("kill_worker", worker)          a worker is no longer needed (or runs an orphaned task)
 
-Tasks wait in one FIFO per scheduling class (job and resource shape), so a task that does not
-fit never blocks a smaller one behind it, and each event costs O(classes), not O(queued tasks).
+Tasks wait in one FIFO per scheduling class (job, resource shape and nesting depth), so a task
+that does not fit never blocks a smaller one behind it, and each event costs O(classes), not O(queued tasks).
 """
 import collections
 
@@ -22,7 +22,7 @@ from .resources import CPU, GPU, GpuSlots, add, fits, subtract
 class Task:
     """A task as the node holds it: its spec, its message frames, and where it runs."""
 
-    __slots__ = ("spec", "frames", "worker", "gpu_grants", "cancelled")
+    __slots__ = ("spec", "frames", "worker", "gpu_grants", "cancelled", "orphaned", "depth")
 
     def __init__(self, spec, frames):
         self.spec = spec
@@ -30,20 +30,24 @@ class Task:
         self.worker = None
         self.gpu_grants = []
         self.cancelled = False
+        self.orphaned = False       # its owner died: nobody is told how it ends
+        self.depth = 0              # nesting: 1 + its parent's, when the parent runs here
 
 
 class Worker:
-    __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked")
+    __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked",
+                 "detached")
 
     def __init__(self, worker_id, job_id):
         self.worker_id = worker_id
         self.job_id = job_id
         self.address = None
         self.pid = None
-        self.state = "starting"     # starting -> idle <-> busy -> dead
+        self.state = "starting"     # starting -> idle <-> busy -> dead; busy -> actor -> dead
         self.task = None
         self.held = {}              # resources held by the running task
         self.blocked = False
+        self.detached = False       # hosts a detached actor: outlives its job
 
 
 class LocalScheduler:
@@ -70,7 +74,9 @@ class LocalScheduler:
                 return []
             self.warned_classes.add(cls)
             return [("infeasible", task)]
-        self.queues.setdefault(spec.scheduling_class(), collections.deque()).append(task)
+        parent = self.running.get(spec.parent_task_id)
+        task.depth = parent.depth + 1 if parent is not None else 0
+        self.queues.setdefault(spec.scheduling_class() + (task.depth,), collections.deque()).append(task)
         return self._schedule()
 
     def handle_worker_started(self, worker_id, job_id, address, pid):
@@ -95,6 +101,19 @@ class LocalScheduler:
         self._release(worker)
         worker.state = "idle"
         self.idle[worker.job_id].append(worker)
+        return self._schedule()
+
+    def handle_actor_started(self, worker_id, lifetime, detached):
+        """The creation task finished: the worker now hosts the actor for good. It gives back
+        what placing it took and holds what the actor keeps while it lives."""
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.task is None:
+            return []
+        self._release(worker)
+        subtract(self.available, lifetime)
+        worker.held = dict(lifetime)
+        worker.state = "actor"
+        worker.detached = detached
         return self._schedule()
 
     def handle_worker_blocked(self, worker_id, blocked):
@@ -122,9 +141,12 @@ class LocalScheduler:
         except ValueError:
             pass
         task = worker.task
-        if task is not None:
+        if task is not None or worker.held:
             self._release(worker)
-            if not task.cancelled:
+        if task is not None:
+            if task.orphaned:
+                pass
+            elif not task.cancelled:
                 actions.append(("failed", task, "worker_died"))
             else:
                 actions.append(("cancelled", task))
@@ -146,6 +168,26 @@ class LocalScheduler:
             return [("interrupt", task.worker, force)]
         return []
 
+    def handle_owner_died(self, owner):
+        """The process that submitted these tasks is gone (fate sharing, as in Ray): drop its
+        queued tasks and stop the workers that run its tasks, children of a killed task too."""
+        for cls in list(self.queues):
+            queue = self.queues[cls]
+            kept = collections.deque(t for t in queue if t.spec.owner != owner)
+            if len(kept) != len(queue):
+                if kept:
+                    self.queues[cls] = kept
+                else:
+                    del self.queues[cls]
+        for tid in [t for t, task in self.infeasible.items() if task.spec.owner == owner]:
+            del self.infeasible[tid]
+        actions = []
+        for task in list(self.running.values()):
+            if task.spec.owner == owner and task.worker is not None:
+                task.orphaned = task.cancelled = True
+                actions.append(("kill_worker", task.worker))
+        return actions
+
     def handle_job_finished(self, job_id):
         """The job's driver is gone: drop its queued tasks and stop its workers."""
         for cls in [c for c in self.queues if c[0] == job_id]:
@@ -153,7 +195,7 @@ class LocalScheduler:
         for tid in [t for t, task in self.infeasible.items() if task.spec.job_id == job_id]:
             del self.infeasible[tid]
         actions = []
-        for worker in [w for w in self.workers.values() if w.job_id == job_id]:
+        for worker in [w for w in self.workers.values() if w.job_id == job_id and not w.detached]:
             actions.append(("kill_worker", worker))
         return actions
 
@@ -177,7 +219,9 @@ class LocalScheduler:
     def _schedule(self):
         actions = []
         wanted = collections.Counter()
-        for cls in list(self.queues):
+        # Deepest nested tasks first: they finish what blocked parents wait for, so a recursion
+        # runs depth-first and keeps few workers blocked (FIFO within a depth).
+        for cls in sorted(self.queues, key=lambda c: -c[-1]):
             queue = self.queues[cls]
             job_id = cls[0]
             while queue:
@@ -194,8 +238,13 @@ class LocalScheduler:
                 actions.append(("dispatch", task, worker))
             if not queue:
                 del self.queues[cls]
+        if wanted:
+            # Workers blocked in get() do not count: each lent its CPU, and a blocked parent
+            # must never keep the children it waits for from getting a worker (deadlock).
+            blocked = sum(1 for w in self.workers.values() if w.blocked)
         for job_id, n in wanted.items():
-            while self.starting[job_id] < n and len(self.workers) + sum(self.starting.values()) < self.max_workers:
+            while (self.starting[job_id] < n and
+                   len(self.workers) - blocked + sum(self.starting.values()) < self.max_workers):
                 self.starting[job_id] += 1
                 actions.append(("start_worker", job_id))
         return actions

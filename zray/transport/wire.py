@@ -58,3 +58,22 @@ STORE_STATS = 51           # client -> daemon: (req_id,)
 STORE_STATS_REPLY = 52     # daemon -> client: (req_id, stats dict)
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}
+
+# -- actors (protocol version 1 still: the first release has them) ------------------------------
+REGISTER_ACTOR = 60        # owner -> daemon: (req_id, actor_id, name, namespace, detached,
+                           #   get_if_exists, max_restarts, class_name, job_id, owner, meta)
+ACTOR_REGISTERED = 61      # daemon -> owner: (req_id, (actor_id, owner, meta), error)
+ACTOR_STARTED = 62         # actor worker -> daemon: (actor_id, ok, message) + [error layout]
+ACTOR_STATE = 63           # daemon -> callers: (actor_id, state, address, message) + [error layout]
+SUBSCRIBE_ACTOR = 64       # caller -> daemon: (actor_id,)
+KILL_ACTOR = 65            # -> daemon: (actor_id, no_restart)
+ACTOR_EXITING = 66         # actor worker -> daemon: (actor_id,)
+GET_ACTOR = 67             # -> daemon: (req_id, name, namespace)
+GET_ACTOR_REPLY = 68       # daemon -> caller: (req_id, (actor_id, owner, meta), error)
+ACTOR_TASK = 69            # caller -> actor worker: (spec,) + arg frames
+TERMINATE_ACTOR = 70       # daemon -> actor worker: () exit after the queued calls
+ACTOR_OUT_OF_SCOPE = 71    # owner -> daemon: (actor_id,) no handle remains
+LIST_ACTORS = 72           # -> daemon: (req_id,)
+LIST_ACTORS_REPLY = 73     # daemon -> caller: (req_id, [info], None)
+
+NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}

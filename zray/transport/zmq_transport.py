@@ -89,7 +89,8 @@ class Transport:
         msg_type, payload = pickle.loads(parts[1].buffer)
         return parts[0].bytes.decode(), msg_type, payload, parts[2:]
 
-    def close(self):
+    def close(self, linger_ms=0):
+        """Close every socket; with linger_ms, first give queued messages that long to leave."""
         with self._outboxes_lock:
             if self._closed:
                 return
@@ -97,7 +98,7 @@ class Transport:
             entries, self._outboxes = list(self._outboxes.values()), {}
         for sock, lock in entries:
             with lock:
-                sock.close(linger=0)
+                sock.close(linger=linger_ms)
         self.inbox.close(linger=0)
         self._ctx.term()
         try:

@@ -1,0 +1,367 @@
+"""Remote functions: declaring, options, arguments, returns, resources, context and output."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+import zray
+from zray import ObjectRef
+
+
+# -- @remote and .options() -----------------------------------------------------------------------
+def test_bare_remote(shared_cluster):
+    @zray.remote
+    def add(a, b):
+        return a + b
+
+    ref = add.remote(1, 2)
+    assert isinstance(ref, ObjectRef)
+    assert zray.get(ref) == 3
+    assert zray.get([add.remote(i, i) for i in range(10)]) == [2 * i for i in range(10)]
+
+
+def test_remote_keeps_function_metadata(shared_cluster):
+    @zray.remote
+    def documented():
+        """The doc."""
+        return 1
+
+    assert documented.__name__ == "documented"
+    assert documented.__doc__ == "The doc."
+
+
+@pytest.mark.parametrize("options", [
+    {"num_cpus": 1},
+    {"num_cpus": 0.5},
+    {"num_cpus": 0},
+    {"num_gpus": 0},
+    {"resources": {}},
+    {"num_returns": 1},
+    {"max_retries": 2},
+    {"max_retries": -1},
+    {"retry_exceptions": True},
+    {"retry_exceptions": False},
+    {"retry_exceptions": [ValueError, KeyError]},
+    {"name": "custom_name", "memory": 0},
+    {"num_cpus": 1, "max_retries": 0, "retry_exceptions": [ValueError], "num_returns": 1},
+])
+def test_remote_with_options(shared_cluster, options):
+    @zray.remote(**options)
+    def f(x):
+        return x * 2
+
+    assert zray.get(f.remote(21)) == 42
+    # The same options given through .options() on a bare function.
+    @zray.remote
+    def g(x):
+        return x * 3
+
+    assert zray.get(g.options(**options).remote(2)) == 6
+
+
+def test_options_override_and_do_not_mutate(shared_cluster):
+    @zray.remote(num_returns=2)
+    def pair():
+        return 1, 2
+
+    a, b = pair.remote()
+    assert zray.get([a, b]) == [1, 2]
+
+    @zray.remote
+    def triple():
+        return 1, 2, 3
+
+    r1, r2, r3 = triple.options(num_returns=3).remote()
+    assert zray.get([r3, r2, r1]) == [3, 2, 1]
+    # .options() made a new caller; the function itself still has num_returns=1.
+    assert zray.get(triple.remote()) == (1, 2, 3)
+
+
+def test_options_name_is_task_name(shared_cluster):
+    @zray.remote
+    def f():
+        return zray.get_runtime_context().get_task_name()
+
+    assert zray.get(f.remote()).endswith("f")
+    assert zray.get(f.options(name="renamed").remote()) == "renamed"
+
+
+def test_positional_and_keyword_args(shared_cluster):
+    @zray.remote
+    def f(a, b, c=3, *rest, d, e=5, **extra):
+        return (a, b, c, rest, d, e, extra)
+
+    assert zray.get(f.remote(1, 2, d=4)) == (1, 2, 3, (), 4, 5, {})
+    assert zray.get(f.remote(1, 2, 30, 40, 50, d=4, e=6, z=7)) == (1, 2, 30, (40, 50), 4, 6, {"z": 7})
+    assert zray.get(f.remote(b=2, a=1, d=0)) == (1, 2, 3, (), 0, 5, {})
+
+
+def test_missing_argument_is_a_task_error(shared_cluster):
+    @zray.remote
+    def f(a, b):
+        return a + b
+
+    with pytest.raises(TypeError, match="b"):
+        zray.get(f.remote(1))
+    assert zray.get(f.remote(1, 2)) == 3
+
+
+def test_num_returns_2_and_3(shared_cluster):
+    @zray.remote(num_returns=2)
+    def two(x):
+        return x, x + 1
+
+    @zray.remote(num_returns=3)
+    def three(x):
+        return [x, x * 2, x * 3]
+
+    refs = two.remote(5)
+    assert isinstance(refs, list) and len(refs) == 2
+    assert all(isinstance(r, ObjectRef) for r in refs)
+    assert zray.get(refs) == [5, 6]
+    a, b, c = three.remote(2)
+    assert zray.get(c) == 6 and zray.get(a) == 2 and zray.get(b) == 4
+
+
+def test_num_returns_0_still_runs(shared_cluster, tmp_path):
+    marker = tmp_path / "ran"
+
+    @zray.remote(num_returns=0)
+    def side_effect(path):
+        with open(path, "w") as f:
+            f.write("yes")
+
+    assert side_effect.remote(str(marker)) is None
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.read_text() == "yes"
+
+
+def test_large_args_and_returns(shared_cluster):
+    @zray.remote
+    def total(arr, scale=1):
+        return float(arr.sum()) * scale, np.ones(300_000, dtype=np.uint8)
+
+    arr = np.arange(200_000, dtype=np.int64)      # 1.6 MB: goes through the store
+    s, big = zray.get(total.remote(arr, scale=2))
+    assert s == float(arr.sum()) * 2
+    assert big.shape == (300_000,) and int(big.sum()) == 300_000
+
+
+# -- the README example: parallelism ----------------------------------------------------------------
+@pytest.mark.parametrize("ray_start", [{"num_cpus": 4}], indirect=True)
+def test_readme_four_sleeps_run_in_parallel(ray_start):
+    @zray.remote
+    def f():
+        time.sleep(1)
+
+    start = time.monotonic()
+    assert zray.get([f.remote() for _ in range(4)]) == [None] * 4
+    assert time.monotonic() - start < 2.5
+
+
+# -- ObjectRef arguments ----------------------------------------------------------------------------
+def test_top_level_refs_are_resolved(shared_cluster):
+    @zray.remote
+    def slow(x):
+        time.sleep(0.3)
+        return x
+
+    @zray.remote
+    def kind_and_value(v, *, kw):
+        return type(v).__name__, v, type(kw).__name__, kw
+
+    pending = slow.remote(7)                 # still running when the next task is submitted
+    put = zray.put({"a": 1})
+    assert zray.get(kind_and_value.remote(pending, kw=put)) == ("int", 7, "dict", {"a": 1})
+
+
+def test_chain_of_tasks(shared_cluster):
+    @zray.remote
+    def h():
+        time.sleep(0.1)
+        return 1
+
+    @zray.remote
+    def g(x):
+        return x + 10
+
+    @zray.remote
+    def f(x):
+        return x * 2
+
+    assert zray.get(f.remote(g.remote(h.remote()))) == 22
+    ref = h.remote()
+    for _ in range(5):
+        ref = g.remote(ref)
+    assert zray.get(ref) == 51
+
+
+def test_nested_refs_arrive_as_refs(shared_cluster):
+    @zray.remote
+    def value(x):
+        time.sleep(0.1)
+        return x
+
+    @zray.remote
+    def use(container):
+        refs = container["refs"] if isinstance(container, dict) else container
+        assert all(isinstance(r, ObjectRef) for r in refs), [type(r) for r in refs]
+        return sum(zray.get(list(refs)))
+
+    refs = [value.remote(i) for i in range(3)] + [zray.put(10)]
+    assert zray.get(use.remote(refs)) == 13
+    assert zray.get(use.remote({"refs": refs})) == 13
+
+
+# -- resources --------------------------------------------------------------------------------------
+def _intervals_overlap_max(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+                    key=lambda t: (t[0], t[1]))
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def test_cpus_limit_concurrency(shared_cluster):
+    @zray.remote(num_cpus=1)
+    def span():
+        start = time.time()
+        time.sleep(0.3)
+        return start, time.time()
+
+    zray.get([span.remote(), span.remote()])    # both workers up
+    spans = zray.get([span.remote() for _ in range(6)])
+    assert _intervals_overlap_max(spans) == 2
+
+
+def test_custom_resource_serializes(zray_cluster):
+    zray_cluster(num_cpus=2, resources={"foo": 1})
+    assert zray.cluster_resources()["foo"] == 1
+
+    @zray.remote(resources={"foo": 1}, num_cpus=0)
+    def span():
+        start = time.time()
+        time.sleep(0.2)
+        return start, time.time()
+
+    spans = zray.get([span.remote() for _ in range(3)])
+    assert _intervals_overlap_max(spans) == 1
+
+
+def test_infeasible_task_warns_once_and_stays_pending(ray_start, capfd):
+    @zray.remote(num_cpus=100)
+    def huge():
+        return 1
+
+    refs = [huge.remote() for _ in range(3)]
+    ready, not_ready = zray.wait(refs, timeout=0.5)
+    assert ready == [] and len(not_ready) == 3
+
+    @zray.remote
+    def small():
+        return 2
+
+    assert zray.get(small.remote()) == 2      # a feasible task is not blocked behind it
+    deadline = time.monotonic() + 5
+    err = ""
+    while time.monotonic() < deadline:
+        err += capfd.readouterr().err
+        if "huge" in err:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    err += capfd.readouterr().err
+    warnings = [line for line in err.splitlines() if "huge" in line]
+    assert len(warnings) == 1, err
+    assert "100" in warnings[0] and "CPU" in warnings[0]
+
+
+@pytest.mark.parametrize("ray_start", [{"num_cpus": 2, "num_gpus": 2}], indirect=True)
+def test_gpu_ids_and_cuda_visible_devices(ray_start):
+    @zray.remote(num_gpus=1)
+    def one_gpu():
+        return zray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    @zray.remote(num_gpus=2)
+    def two_gpus():
+        return zray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    @zray.remote
+    def no_gpu():
+        return zray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    ids, env = zray.get(one_gpu.remote())
+    assert len(ids) == 1 and ids[0] in (0, 1) and env == str(ids[0])
+    ids, env = zray.get(two_gpus.remote())
+    assert sorted(ids) == [0, 1] and sorted(env.split(",")) == ["0", "1"]
+    a, b = zray.get([one_gpu.remote(), one_gpu.remote()])
+    ids, env = zray.get(no_gpu.remote())
+    assert ids == [] and env in (None, "")
+    assert zray.cluster_resources()["GPU"] == 2
+
+
+def test_runtime_context(shared_cluster):
+    ctx = zray.get_runtime_context()
+    assert ctx.get_task_id() is None
+    driver = (ctx.get_job_id(), ctx.get_node_id(), ctx.get_worker_id())
+    assert all(driver)
+
+    @zray.remote
+    def inside():
+        c = zray.get_runtime_context()
+        return c.get_job_id(), c.get_node_id(), c.get_worker_id(), c.get_task_id(), os.getpid()
+
+    job, node, worker, task, pid = zray.get(inside.remote())
+    assert job == driver[0] and node == driver[1]
+    assert worker and worker != driver[2]
+    assert isinstance(task, str) and task
+    _, _, _, task2, _ = zray.get(inside.remote())
+    assert task2 != task
+    assert pid != os.getpid()
+
+
+def test_cluster_and_available_resources(shared_cluster):
+    total = zray.cluster_resources()
+    assert total["CPU"] == 2
+    deadline = time.monotonic() + 5
+    while zray.available_resources().get("CPU") != 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert zray.available_resources()["CPU"] == 2
+
+
+# -- worker output ----------------------------------------------------------------------------------
+def test_print_reaches_driver_with_prefix(shared_cluster, capfd):
+    @zray.remote
+    def speaker(word):
+        print(word)
+        return os.getpid()
+
+    pid = zray.get(speaker.remote("hello"))
+    deadline = time.monotonic() + 5
+    out = ""
+    while time.monotonic() < deadline:
+        out += capfd.readouterr().out
+        if "hello" in out:
+            break
+        time.sleep(0.05)
+    assert f"(speaker pid={pid}) hello" in out.splitlines(), out
+
+
+def test_auto_init_on_remote_call():
+    if zray.is_initialized():
+        zray.shutdown()
+
+    @zray.remote
+    def f():
+        return 5
+
+    try:
+        assert zray.get(f.remote()) == 5
+        assert zray.is_initialized()
+    finally:
+        zray.shutdown()

@@ -1,0 +1,210 @@
+"""The node's actor manager: a state machine with no sockets, like the LocalScheduler.
+
+Each actor lives on one node, and that node's directory decides its life: it places the
+creation task (through the scheduler), learns when the constructor finished or failed, restarts
+the actor when its worker dies and `max_restarts` allows, and tells subscribers (every process
+that calls the actor) each change of state. Names map (namespace, name) to actor ids.
+
+Actions returned:
+    ("create", record)                 place the creation task (again, on a restart)
+    ("notify", record, subscribers)    send the current state to these addresses
+    ("kill_worker", worker_id)         SIGKILL the actor's worker
+    ("terminate", record)              ask the actor to exit after its queued calls
+"""
+PENDING = "PENDING_CREATION"
+ALIVE = "ALIVE"
+RESTARTING = "RESTARTING"
+DEAD = "DEAD"
+
+
+class ActorRecord:
+    __slots__ = ("actor_id", "spec", "frames", "name", "namespace", "detached", "job_id",
+                 "owner", "max_restarts", "restarts", "state", "address", "worker_id", "pid",
+                 "subscribers", "death_cause", "no_restart", "class_name", "exiting", "meta")
+
+    def __init__(self, actor_id, spec, frames, name, namespace, detached, job_id, owner,
+                 max_restarts, class_name, meta):
+        self.actor_id = actor_id
+        self.spec = spec
+        self.frames = frames
+        self.name = name
+        self.namespace = namespace
+        self.detached = detached
+        self.job_id = job_id
+        self.owner = owner
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.state = PENDING
+        self.address = None
+        self.worker_id = None
+        self.pid = None
+        self.subscribers = {owner}
+        self.death_cause = None      # (message, serialized error layout or None)
+        self.no_restart = False
+        self.class_name = class_name
+        self.exiting = False
+        self.meta = meta             # what a handle needs: method options, class flags
+
+    def info(self):
+        return {"actor_id": self.actor_id.hex(), "class_name": self.class_name, "state": self.state,
+                "name": self.name or "", "namespace": self.namespace, "pid": self.pid,
+                "job_id": self.job_id, "restarts": self.restarts,
+                "detached": self.detached}
+
+
+class ActorDirectory:
+    def __init__(self):
+        self.actors = {}
+        self.names = {}
+        self.by_worker = {}
+
+    # -- events --------------------------------------------------------------------------------
+    def handle_register(self, record, get_if_exists=False):
+        """A new actor, before its creation task arrives. Returns the id of the actor to use
+        (another one, for get_if_exists and a taken name); raises ValueError for a taken name."""
+        if record.name:
+            key = (record.namespace, record.name)
+            existing = self.names.get(key)
+            if existing is not None and self.actors[existing].state != DEAD:
+                if get_if_exists:
+                    return existing
+                raise ValueError(f"An actor named {record.name!r} already exists in namespace "
+                                 f"{record.namespace!r}")
+            self.names[key] = record.actor_id
+        self.actors[record.actor_id] = record
+        return record.actor_id
+
+    def handle_creation_task(self, actor_id, spec, frames):
+        """The owner resolved the constructor's arguments: place the actor."""
+        record = self.actors.get(actor_id)
+        if record is None or record.state == DEAD:
+            return []
+        record.spec = spec
+        record.frames = frames
+        return [("create", record)]
+
+    def handle_dispatched(self, actor_id, worker_id):
+        """The creation task went to this worker: its death now concerns the actor."""
+        record = self.actors.get(actor_id)
+        if record is not None:
+            record.worker_id = worker_id
+            self.by_worker[worker_id] = actor_id
+
+    def handle_started(self, actor_id, worker_id, address, pid):
+        record = self.actors.get(actor_id)
+        if record is None:
+            return [("kill_worker", worker_id)]
+        if record.state == DEAD:
+            return [("kill_worker", worker_id)]
+        record.state = ALIVE
+        record.address = address
+        record.worker_id = worker_id
+        record.pid = pid
+        self.by_worker[worker_id] = actor_id
+        return [("notify", record, set(record.subscribers))]
+
+    def handle_creation_failed(self, actor_id, worker_id, message, error_layout):
+        """The constructor raised: the actor is dead for good (Ray does not restart it)."""
+        record = self.actors.get(actor_id)
+        if record is None:
+            return [("kill_worker", worker_id)]
+        record.worker_id = worker_id
+        self.by_worker[worker_id] = actor_id
+        actions = self._die(record, message, error_layout)
+        return actions + [("kill_worker", worker_id)]
+
+    def handle_worker_died(self, worker_id, detail):
+        actor_id = self.by_worker.pop(worker_id, None)
+        record = self.actors.get(actor_id)
+        if record is None or record.state == DEAD:
+            return []
+        if record.exiting:
+            return self._die(record, "The actor exited (exit_actor or __ray_terminate__)", None)
+        can_restart = not record.no_restart and (
+            record.max_restarts == -1 or record.restarts < record.max_restarts)
+        if can_restart:
+            record.restarts += 1
+            record.state = RESTARTING
+            record.address = None
+            record.worker_id = None
+            return [("notify", record, set(record.subscribers)), ("create", record)]
+        reason = "was killed with zray.kill" if record.no_restart else "died unexpectedly"
+        message = f"The actor {record.class_name} ({record.actor_id.hex()}) {reason}"
+        if detail and not record.no_restart:
+            message += f"\n{detail}"
+        return self._die(record, message, None)
+
+    def handle_kill(self, actor_id, no_restart):
+        record = self.actors.get(actor_id)
+        if record is None or record.state == DEAD:
+            return []
+        if no_restart:
+            record.no_restart = True
+        if record.worker_id is None:
+            if record.no_restart:
+                return self._die(record, f"The actor {record.class_name} was killed with zray.kill", None)
+            return []
+        return [("kill_worker", record.worker_id)]
+
+    def handle_out_of_scope(self, actor_id):
+        """No handle to a non-detached actor remains: it ends after its queued calls."""
+        record = self.actors.get(actor_id)
+        if record is None or record.detached or record.state == DEAD:
+            return []
+        record.no_restart = True
+        if record.state == ALIVE:
+            record.exiting = True
+            return [("terminate", record)]
+        return self._die(record, "All handles to the actor went out of scope", None)
+
+    def handle_exiting(self, actor_id):
+        record = self.actors.get(actor_id)
+        if record is not None:
+            record.exiting = True
+            record.no_restart = True
+        return []
+
+    def handle_subscribe(self, actor_id, address):
+        record = self.actors.get(actor_id)
+        if record is None:
+            return []
+        record.subscribers.add(address)
+        return [("notify", record, {address})]
+
+    def handle_job_finished(self, job_id):
+        actions = []
+        for record in list(self.actors.values()):
+            if record.job_id == job_id and not record.detached and record.state != DEAD:
+                record.no_restart = True
+                worker = record.worker_id
+                actions.extend(self._die(record, "The actor's job (its driver) ended", None))
+                if worker is not None:
+                    actions.append(("kill_worker", worker))
+        return actions
+
+    def handle_client_gone(self, address):
+        for record in self.actors.values():
+            record.subscribers.discard(address)
+        return []
+
+    # -- queries -------------------------------------------------------------------------------
+    def lookup(self, name, namespace):
+        actor_id = self.names.get((namespace, name))
+        record = self.actors.get(actor_id)
+        if record is None or record.state == DEAD:
+            return None
+        return record
+
+    def list(self):
+        return [r.info() for r in self.actors.values()]
+
+    # -- internals -----------------------------------------------------------------------------
+    def _die(self, record, message, error_layout):
+        record.state = DEAD
+        record.address = None
+        record.death_cause = (message, error_layout)
+        record.spec = None
+        record.frames = None
+        if record.name and self.names.get((record.namespace, record.name)) == record.actor_id:
+            del self.names[(record.namespace, record.name)]
+        return [("notify", record, set(record.subscribers))]
