@@ -79,12 +79,10 @@ def init(address=None, **kwargs):
             raise RuntimeError("zray.init() was already called in this process; call "
                                "zray.shutdown() first, or pass ignore_reinit_error=True")
         address = address or os.environ.get("ZRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
-        if address not in (None, "", "local"):
-            raise ConnectionError(
-                f"zray.init(address={address!r}): joining a running cluster needs the mesh, "
-                "which this version of zray does not have yet; call zray.init() with no address "
-                "for a local cluster")
-        _state = _start_local(kwargs)
+        if address in (None, "", "local"):
+            _state = _start_local(kwargs)
+        else:
+            _state = _connect(address, kwargs)
         atexit.register(shutdown)
         return _context_info()
 
@@ -150,6 +148,47 @@ def _start_local(kwargs):
         raise
     _start_daemon_watch(core, proc)
     return _Runtime(core, proc, session_dir, owns_session=True)
+
+
+def _connect(address, kwargs):
+    """Join the node `zray start` runs on this host."""
+    from .node import local_node
+    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
+        if kwargs.get(key) is not None:
+            raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
+                             "(it was fixed when the node started)")
+    if address != "auto":
+        raise ConnectionError(
+            f"zray.init(address={address!r}): joining a node by host:port needs the mesh, which "
+            "this version does not have; start a node with `zray start` and use address='auto'")
+    info = local_node.read_node_file()
+    if info is None:
+        raise ConnectionError("zray.init(address='auto') found no running zray node on this host; "
+                              "start one with `zray start`")
+    job_id = os.urandom(4).hex()
+    core = CoreWorker("driver", info["session"], info["address"], job_id,
+                      namespace=kwargs.get("namespace"))
+    try:
+        core.connect(os.getpid())
+    except BaseException:
+        core.shutdown()
+        raise
+    _start_pid_watch(core, info["pid"])
+    return _Runtime(core, None, info["session"], owns_session=False)
+
+
+def _start_pid_watch(core, pid):
+    """The node is not our child: watch it through a pidfd."""
+    fd = os.pidfd_open(pid)
+
+    def watch():
+        try:
+            select.select([fd], [], [])
+        finally:
+            os.close(fd)
+        if core._running:
+            core.dead_reason = f"the zray node daemon (pid {pid}) exited"
+    threading.Thread(target=watch, name="zray-daemon-watch", daemon=True).start()
 
 
 def _wait_ready(fd, proc, log, timeout):

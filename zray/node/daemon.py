@@ -215,6 +215,11 @@ class NodeDaemon(ActorService):
         client = self.clients.pop(address, None)
         self.store.client_gone(address)
         self.transport.forget(address)
+        if address.startswith("ipc://"):
+            try:
+                os.unlink(address[len("ipc://"):])   # a killed process leaves its socket file
+            except OSError:
+                pass
         self.run_actions(self.scheduler.handle_owner_died(address))
         if client is None:
             return
@@ -408,6 +413,12 @@ class NodeDaemon(ActorService):
 
     # -- shutdown ------------------------------------------------------------------------------
     def shutdown(self):
+        if getattr(self, "_shut_down", False):
+            return
+        self._shut_down = True
+        if self.args.node_file:
+            from .local_node import remove_node_file
+            remove_node_file(os.getpid())
         for worker in list(self.workers.values()):
             self._kill(worker.pid)
         self.zygote.stop()
@@ -456,6 +467,7 @@ def parse_args(argv):
     p.add_argument("--max-workers", type=int, default=64)
     p.add_argument("--ready-fd", type=int, default=-1)
     p.add_argument("--remove-session-on-exit", action="store_true")
+    p.add_argument("--node-file", default=None, help="where `zray start` finds this node")
     return p.parse_args(argv)
 
 
@@ -463,18 +475,23 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     zygote = Zygote.start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the driver decides when we stop
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
     try:
         daemon = NodeDaemon(args, zygote)
     except BaseException:
         zygote.stop()
         raise
+    # Stop at the next turn of the loop (at most the poll timeout away).
+    signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "running", False))
+    if args.node_file:
+        from .local_node import write_node_file
+        write_node_file({"session": args.session, "address": daemon.address, "pid": os.getpid(),
+                         "node_id": daemon.node_id})
     if args.ready_fd >= 0:
         os.write(args.ready_fd, b"ready\n")
         os.close(args.ready_fd)
     try:
         daemon.run()
-    except SystemExit:
+    finally:
         daemon.shutdown()
 
 

@@ -11,7 +11,24 @@ def main(argv=None):
     bench.add_argument("--duration", type=float, default=2.0, help="seconds per row")
     bench.add_argument("--num-cpus", type=int, default=None)
     bench.add_argument("--json", action="store_true", help="print rows as JSON lines")
+    start = sub.add_parser("start", help="start this user's zray node on this host")
+    start.add_argument("--num-cpus", type=float, default=None)
+    start.add_argument("--num-gpus", type=float, default=0)
+    start.add_argument("--resources", default="{}", help="custom resources as JSON")
+    start.add_argument("--object-store-memory", type=int, default=None, help="bytes")
+    start.add_argument("--block", action="store_true", help="stay in the foreground")
+    start.add_argument("--head", action="store_true", help="accepted for Ray compatibility")
+    sub.add_parser("stop", help="stop this user's zray node on this host")
+    sub.add_parser("status", help="show the node, its resources, store and actors")
     args = parser.parse_args(argv)
+    if args.command == "start":
+        return _start(args)
+    if args.command == "stop":
+        from ..node import local_node
+        print("zray node stopped" if local_node.stop() else "no zray node was running")
+        return 0
+    if args.command == "status":
+        return _status()
     if args.version:
         from .. import __version__
         print(f"zray {__version__}")
@@ -20,6 +37,48 @@ def main(argv=None):
         from .microbenchmark import run
         return run(duration=args.duration, num_cpus=args.num_cpus, as_json=args.json)
     parser.print_help()
+    return 0
+
+
+def _start(args):
+    import json
+    from ..api import _default_object_store_memory, available_cpus
+    from ..node import local_node
+    try:
+        resources = json.loads(args.resources)
+    except ValueError as exc:
+        print(f"zray start: --resources is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    try:
+        info = local_node.start(
+            args.num_cpus if args.num_cpus is not None else available_cpus(), args.num_gpus,
+            resources, args.object_store_memory or _default_object_store_memory(), block=args.block)
+    except RuntimeError as exc:
+        print(f"zray start: {exc}", file=sys.stderr)
+        return 1
+    if not args.block:
+        print(f"zray node started (pid {info['pid']}, session {info['session']}).\n"
+              "Connect with zray.init(address='auto'); stop with `zray stop`.")
+    return 0
+
+
+def _status():
+    from ..node import local_node
+    st = local_node.status()
+    if st is None:
+        print("no zray node is running on this host for this user")
+        return 1
+    cluster, store = st["cluster"], st["store"]
+    print(f"node {st['node']['node_id']}  pid {st['node']['pid']}  alive")
+    print(f"  resources total:     {cluster['total']}")
+    print(f"  resources available: {cluster['available']}")
+    print(f"  workers: {cluster['workers']}  queued tasks: {cluster['queued']}")
+    print(f"  object store: {store['used']} / {store['capacity']} bytes used, "
+          f"{store['num_objects']} objects ({store['num_spilled']} spilled)")
+    print(f"  actors: {len([a for a in st['actors'] if a['state'] != 'DEAD'])} alive")
+    for actor in st["actors"]:
+        print(f"    {actor['actor_id'][:12]} {actor['class_name']:<20} {actor['state']:<10} "
+              f"{actor['name'] or '-'} ({actor['namespace']})")
     return 0
 
 

@@ -1,0 +1,169 @@
+"""A node that outlives its drivers: `zray start` / `zray stop` / `zray status` on one host,
+found by `zray.init(address="auto")` through a file in the user's zray directory.
+
+(The mesh issue extends this to many hosts over TCP; on one host a node is reached over ipc.)
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import zmq
+
+from ..transport import wire
+from ..transport.zmq_transport import Transport
+from . import session
+
+NODE_FILE = "node.json"
+
+
+def node_file_path():
+    return os.path.join(session.user_root(), NODE_FILE)
+
+
+def read_node_file():
+    """The running node's {session, address, pid}, or None (a stale file is removed)."""
+    path = node_file_path()
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not _alive(info.get("pid", 0)):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return None
+    return info
+
+
+def write_node_file(info):
+    path = node_file_path()
+    tmp = f"{path}.{os.getpid()}"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
+def remove_node_file(pid):
+    info = None
+    try:
+        with open(node_file_path()) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return
+    if info.get("pid") == pid:
+        try:
+            os.unlink(node_file_path())
+        except OSError:
+            pass
+
+
+def _alive(pid):
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+def daemon_command(session_dir, num_cpus, num_gpus, resources, object_store_memory, extra=()):
+    return [sys.executable, "-m", "zray.node.daemon", "--session", session_dir,
+            "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
+            "--resources", json.dumps(resources or {}),
+            "--object-store-memory", str(object_store_memory), "--remove-session-on-exit", *extra]
+
+
+def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeout=60):
+    """Start this user's node on this host; returns its info (with block=True: runs until
+    stopped)."""
+    running = read_node_file()
+    if running is not None:
+        raise RuntimeError(f"a zray node is already running on this host (pid {running['pid']}, "
+                           f"session {running['session']}); run `zray stop` first")
+    session_dir = session.create_session_dir()
+    ready_r, ready_w = os.pipe()
+    cmd = daemon_command(session_dir, num_cpus, num_gpus, resources, object_store_memory,
+                         ["--ready-fd", str(ready_w), "--node-file", node_file_path()])
+    log = os.path.join(session_dir, "logs", "node")
+    with open(log + ".out", "wb") as out, open(log + ".err", "wb") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                pass_fds=[ready_w], start_new_session=True)
+    os.close(ready_w)
+    from ..api import _wait_ready
+    try:
+        _wait_ready(ready_r, proc, log, timeout)
+    except BaseException:
+        proc.kill()
+        session.remove_session_dir(session_dir)
+        raise
+    finally:
+        os.close(ready_r)
+    info = read_node_file()
+    if block:
+        def forward(signum, frame):
+            proc.send_signal(signal.SIGTERM)
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        proc.wait()
+    return info
+
+
+def stop(timeout=10):
+    """Stop this user's node on this host (never another user's). True if one was running."""
+    info = read_node_file()
+    if info is None:
+        return False
+    pid = info["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    remove_node_file(pid)
+    session.remove_session_dir(info["session"])
+    return True
+
+
+def query(msg_type, info, timeout=10.0):
+    """One request to a running node from a short-lived client (for `zray status`)."""
+    address = f"ipc://{info['session']}/sock/q{os.getpid()}"
+    transport = Transport(address)
+    try:
+        transport.send(info["address"], msg_type, (1,))
+        if not transport.inbox.poll(int(timeout * 1000)):
+            raise TimeoutError(f"the zray node at {info['address']} did not answer in {timeout}s")
+        _, _, payload, _ = transport.recv(zmq.NOBLOCK)
+        req_id, result, error = payload
+        if error is not None:
+            raise error
+        return result
+    finally:
+        transport.close()
+        try:
+            os.unlink(address[len("ipc://"):])
+        except OSError:
+            pass
+
+
+def status():
+    info = read_node_file()
+    if info is None:
+        return None
+    return {
+        "node": info,
+        "cluster": query(wire.CLUSTER_INFO, info),
+        "store": query(wire.STORE_STATS, info),
+        "actors": query(wire.LIST_ACTORS, info),
+    }
