@@ -686,6 +686,8 @@ class CoreWorker(ActorCaller):
 
     def _on_client_died(self, sender, payload, frames):
         (address,) = payload
+        if address == self.driver_address:
+            self.driver_address = None
         self.transport.forget(address)
         self.refs.drop_borrower_everywhere(address)
         # Borrowed objects whose owner died can never be resolved.

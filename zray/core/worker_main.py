@@ -109,7 +109,10 @@ class LogForwarder(io.TextIOBase):
             self._send(rest + "\n")
 
     def _send(self, text):
+        driver = self.runtime.driver_address
+        if driver is None:
+            return      # the job's driver is gone (a detached actor outliving it): log file only
         name = self.runtime.current_task_name
         prefix = f"({name} pid={self.pid}) " if name else f"(pid={self.pid}) "
         lines = "".join(prefix + line + "\n" for line in text.splitlines())
-        self.runtime._safe_send(self.driver, wire.LOG_LINES, (self.stream_no, lines))
+        self.runtime._safe_send(driver, wire.LOG_LINES, (self.stream_no, lines))
