@@ -93,16 +93,10 @@ def _start_local(kwargs):
     num_gpus = kwargs.get("num_gpus") or 0
     resources = kwargs.get("resources") or {}
     store = kwargs.get("object_store_memory")
-    from .options import _non_negative
+    from .options import _non_negative, validate_resource_dict
     _non_negative("num_cpus", num_cpus, allow_none=False)
     _non_negative("num_gpus", num_gpus, allow_none=False)
-    if not isinstance(resources, dict):
-        raise TypeError(f"resources must be a dict, got {type(resources).__name__}")
-    for key in ("CPU", "GPU"):
-        if key in resources:
-            raise ValueError(f"Use num_{key.lower()}s instead of resources={{'{key}': ...}}")
-    from .scheduling.resources import to_units
-    to_units(resources)
+    validate_resource_dict(resources)
     if store is None:
         store = _default_object_store_memory()
     elif isinstance(store, bool) or not isinstance(store, int):

@@ -34,6 +34,16 @@ def _non_negative(name, value, allow_none=True):
         raise ValueError(f"{name} must be >= 0, got {value}")
 
 
+def validate_resource_dict(res):
+    """A custom resources dict: {name: amount}, CPU and GPU having options of their own."""
+    if not isinstance(res, dict):
+        raise TypeError(f"resources must be a dict, got {type(res).__name__}")
+    for key in ("CPU", "GPU"):
+        if key in res:
+            raise ValueError(f"Use the num_{key.lower()}s option instead of resources={{'{key}': ...}}")
+    to_units(res)
+
+
 def validate_task_options(options):
     check_names(options, TASK_OPTIONS, "a remote function")
     for name in ("num_cpus", "num_gpus", "memory"):
@@ -44,13 +54,7 @@ def validate_task_options(options):
         if v is not None and v > 1 and v != int(v):
             raise ValueError(f"{name} above 1 must be a whole number, got {v}")
     if options.get("resources") is not None:
-        res = options["resources"]
-        if not isinstance(res, dict):
-            raise TypeError(f"resources must be a dict, got {type(res).__name__}")
-        for key in ("CPU", "GPU"):
-            if key in res:
-                raise ValueError(f"Use the num_{key.lower()}s option instead of resources={{'{key}': ...}}")
-        to_units(res)
+        validate_resource_dict(options["resources"])
     if "num_returns" in options:
         n = options["num_returns"]
         if n is not None and n not in ("streaming", "dynamic"):

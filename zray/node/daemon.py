@@ -17,6 +17,7 @@ import time
 
 # The zygote must be forked before any thread or ZeroMQ context exists in this process.
 from .actor_service import ActorService
+from .processes import pid_alive
 from .zygote import Zygote
 
 
@@ -424,7 +425,7 @@ class NodeDaemon(ActorService):
         self.zygote.stop()
         deadline = time.monotonic() + 2.0
         for worker in list(self.workers.values()):
-            while worker.pid and time.monotonic() < deadline and _alive(worker.pid):
+            while worker.pid and time.monotonic() < deadline and pid_alive(worker.pid):
                 time.sleep(0.005)
         self.store.close()
         self.transport.close()
@@ -432,23 +433,6 @@ class NodeDaemon(ActorService):
         if self.args.remove_session_on_exit:
             from .session import remove_session_dir
             remove_session_dir(self.session_dir)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-        # An exited worker whose zygote is gone stays a zombie until init reaps it: dead.
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] != b"Z"
-    except OSError:
-        pass   # no /proc: trust kill(0)
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def parse_args(argv):

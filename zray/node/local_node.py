@@ -15,6 +15,7 @@ import zmq
 from ..transport import wire
 from ..transport.zmq_transport import Transport
 from . import session
+from .processes import pid_alive
 
 NODE_FILE = "node.json"
 
@@ -31,7 +32,7 @@ def read_node_file():
             info = json.load(f)
     except (OSError, ValueError):
         return None
-    if not _alive(info.get("pid", 0)):
+    if not pid_alive(info.get("pid", 0)):
         try:
             os.unlink(path)
         except OSError:
@@ -60,18 +61,6 @@ def remove_node_file(pid):
             os.unlink(node_file_path())
         except OSError:
             pass
-
-
-def _alive(pid):
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
 
 
 def daemon_command(session_dir, num_cpus, num_gpus, resources, object_store_memory, extra=()):
@@ -127,9 +116,9 @@ def stop(timeout=10):
     except ProcessLookupError:
         return False
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
     remove_node_file(pid)
     session.remove_session_dir(info["session"])
