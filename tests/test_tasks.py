@@ -352,6 +352,29 @@ def test_print_reaches_driver_with_prefix(shared_cluster, capfd):
     assert f"(speaker pid={pid}) hello" in out.splitlines(), out
 
 
+def test_stderr_and_multiline_output_reach_driver(shared_cluster, capfd):
+    import sys
+
+    @zray.remote
+    def noisy():
+        print("line one\nline two")
+        print("to stderr", file=sys.stderr)
+        return os.getpid()
+
+    pid = zray.get(noisy.remote())
+    out = err = ""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        captured = capfd.readouterr()
+        out, err = out + captured.out, err + captured.err
+        if "line two" in out and "to stderr" in err:
+            break
+        time.sleep(0.05)
+    assert f"(noisy pid={pid}) line one" in out.splitlines(), out
+    assert f"(noisy pid={pid}) line two" in out.splitlines(), out
+    assert f"(noisy pid={pid}) to stderr" in err.splitlines(), err
+
+
 def test_auto_init_on_remote_call():
     if zray.is_initialized():
         zray.shutdown()
