@@ -17,6 +17,7 @@ import time
 
 # The zygote must be forked before any thread or ZeroMQ context exists in this process.
 from .actor_service import ActorService
+from .mesh_service import MeshService, sum_resources
 from .processes import pid_alive
 from .zygote import Zygote
 
@@ -45,7 +46,7 @@ class Client:
         self.pidfd = pidfd
 
 
-class NodeDaemon(ActorService):
+class NodeDaemon(ActorService, MeshService):
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
@@ -109,6 +110,7 @@ class NodeDaemon(ActorService):
             wire.STORE_STATS: self.on_store_stats,
         }
         self._init_actor_service()
+        self._init_mesh()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
         if args.job_id and args.prestart:
@@ -120,8 +122,10 @@ class NodeDaemon(ActorService):
     def run(self):
         zmq = self.zmq
         recv = self.transport.recv
+        poll_ms = 50 if self.swim is not None else 1000
         while self.running:
-            events = dict(self.poller.poll(1000))
+            events = dict(self.poller.poll(poll_ms))
+            self.mesh_tick()
             for _ in range(10_000):
                 try:
                     sender, msg_type, payload, frames = recv(zmq.NOBLOCK)
@@ -336,9 +340,14 @@ class NodeDaemon(ActorService):
             "Resources": self.from_units(self.total_units), "alive": True,
             "ObjectStoreSocketName": self.address, "RayletSocketName": self.address,
         }
+        node["State"] = "ALIVE"
+        node["MeshAddress"] = getattr(self, "mesh_address", None)
+        others = self.mesh_nodes()
+        alive_others = [n for n in others if n["Alive"]]
         self.reply(sender, self.wire.CLUSTER_INFO_REPLY, req_id, {
-            "nodes": [node], "total": self.from_units(self.total_units),
-            "available": self.from_units(available),
+            "nodes": [node] + others,
+            "total": sum_resources([self.from_units(self.total_units)] + [n["Resources"] for n in alive_others]),
+            "available": sum_resources([self.from_units(available)] + [n["Available"] for n in alive_others]),
             "queued": self.scheduler.num_queued(), "workers": self.scheduler.worker_count(),
             "daemon_pid": os.getpid(), "zygote_pid": self.zygote.pid,
             "worker_pids": [w.pid for w in self.workers.values() if w.pid],
@@ -417,6 +426,7 @@ class NodeDaemon(ActorService):
         if getattr(self, "_shut_down", False):
             return
         self._shut_down = True
+        self.mesh_leave()
         if self.args.node_file:
             from .local_node import remove_node_file
             remove_node_file(os.getpid())
@@ -428,7 +438,8 @@ class NodeDaemon(ActorService):
             while worker.pid and time.monotonic() < deadline and pid_alive(worker.pid):
                 time.sleep(0.005)
         self.store.close()
-        self.transport.close()
+        # A node leaving the mesh gives its goodbye gossip a moment to get out.
+        self.transport.close(linger_ms=300 if self.swim is not None else 0)
         self.region.close()
         if self.args.remove_session_on_exit:
             from .session import remove_session_dir
@@ -452,6 +463,9 @@ def parse_args(argv):
     p.add_argument("--ready-fd", type=int, default=-1)
     p.add_argument("--remove-session-on-exit", action="store_true")
     p.add_argument("--node-file", default=None, help="where `zray start` finds this node")
+    p.add_argument("--port", type=int, default=0, help="TCP port for the mesh (0: none)")
+    p.add_argument("--join", default=None, help="HOST:PORT[,HOST:PORT] of live members")
+    p.add_argument("--secret-file", default=None, help="file holding the cluster secret")
     return p.parse_args(argv)
 
 
@@ -469,7 +483,9 @@ def main(argv=None):
     if args.node_file:
         from .local_node import write_node_file
         write_node_file({"session": args.session, "address": daemon.address, "pid": os.getpid(),
-                         "node_id": daemon.node_id})
+                         "node_id": daemon.node_id,
+                         "mesh_address": getattr(daemon, "mesh_address", None),
+                         "secret_file": getattr(daemon, "secret_file", None)})
     if args.ready_fd >= 0:
         os.write(args.ready_fd, b"ready\n")
         os.close(args.ready_fd)

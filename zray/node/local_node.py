@@ -33,10 +33,13 @@ def read_node_file():
     except (OSError, ValueError):
         return None
     if not pid_alive(info.get("pid", 0)):
+        # The node was killed: clear what it left (its workers died with it).
         try:
             os.unlink(path)
         except OSError:
             pass
+        if info.get("session"):
+            session.remove_session_dir(info["session"])
         return None
     return info
 
@@ -63,6 +66,13 @@ def remove_node_file(pid):
             pass
 
 
+def free_port(host):
+    import socket
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def daemon_command(session_dir, num_cpus, num_gpus, resources, object_store_memory, extra=()):
     return [sys.executable, "-m", "zray.node.daemon", "--session", session_dir,
             "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
@@ -70,7 +80,8 @@ def daemon_command(session_dir, num_cpus, num_gpus, resources, object_store_memo
             "--object-store-memory", str(object_store_memory), "--remove-session-on-exit", *extra]
 
 
-def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeout=60):
+def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeout=60,
+          port=0, join=None, node_ip="127.0.0.1", secret_file=None):
     """Start this user's node on this host; returns its info (with block=True: runs until
     stopped)."""
     running = read_node_file()
@@ -79,8 +90,15 @@ def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeo
                            f"session {running['session']}); run `zray stop` first")
     session_dir = session.create_session_dir()
     ready_r, ready_w = os.pipe()
+    mesh = ["--node-ip", node_ip]
+    if port or join:
+        mesh += ["--port", str(port or free_port(node_ip))]
+    if join:
+        mesh += ["--join", join]
+    if secret_file:
+        mesh += ["--secret-file", secret_file]
     cmd = daemon_command(session_dir, num_cpus, num_gpus, resources, object_store_memory,
-                         ["--ready-fd", str(ready_w), "--node-file", node_file_path()])
+                         ["--ready-fd", str(ready_w), "--node-file", node_file_path(), *mesh])
     log = os.path.join(session_dir, "logs", "node")
     with open(log + ".out", "wb") as out, open(log + ".err", "wb") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,

@@ -7,17 +7,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="zray", description="zray: Ray's model on a ZeroMQ mesh")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
-    bench = sub.add_parser("microbenchmark", help="measure the core on this machine")
-    bench.add_argument("--duration", type=float, default=2.0, help="seconds per row")
-    bench.add_argument("--num-cpus", type=int, default=None)
-    bench.add_argument("--json", action="store_true", help="print rows as JSON lines")
+    bench = sub.add_parser("microbenchmark", help="measure the core on this machine (Ray's rows)")
+    from . import microbenchmark
+    microbenchmark.add_arguments(bench)
     start = sub.add_parser("start", help="start this user's zray node on this host")
     start.add_argument("--num-cpus", type=float, default=None)
     start.add_argument("--num-gpus", type=float, default=0)
     start.add_argument("--resources", default="{}", help="custom resources as JSON")
     start.add_argument("--object-store-memory", type=int, default=None, help="bytes")
     start.add_argument("--block", action="store_true", help="stay in the foreground")
-    start.add_argument("--head", action="store_true", help="accepted for Ray compatibility")
+    start.add_argument("--head", action="store_true", help="accepted for Ray compatibility: "
+                       "any node can seed the mesh")
+    start.add_argument("--port", type=int, default=0,
+                       help="TCP port for the mesh (default: none for a lone node, a free port "
+                            "when joining)")
+    start.add_argument("--address", default=None, help="HOST:PORT of any live member to join")
+    start.add_argument("--node-ip-address", default=None, help="the IP other nodes reach us at")
+    start.add_argument("--interface", default=None, help="take the node IP from this interface")
+    start.add_argument("--secret-file", default=None,
+                       help="cluster secret (else ZRAY_CLUSTER_SECRET, else a new one)")
     sub.add_parser("stop", help="stop this user's zray node on this host")
     sub.add_parser("status", help="show the node, its resources, store and actors")
     args = parser.parse_args(argv)
@@ -34,8 +42,7 @@ def main(argv=None):
         print(f"zray {__version__}")
         return 0
     if args.command == "microbenchmark":
-        from .microbenchmark import run
-        return run(duration=args.duration, num_cpus=args.num_cpus, as_json=args.json)
+        return microbenchmark.run(args)
     parser.print_help()
     return 0
 
@@ -50,16 +57,33 @@ def _start(args):
         print(f"zray start: --resources is not valid JSON: {exc}", file=sys.stderr)
         return 2
     try:
+        node_ip = args.node_ip_address or _interface_ip(args.interface) or "127.0.0.1"
         info = local_node.start(
             args.num_cpus if args.num_cpus is not None else available_cpus(), args.num_gpus,
-            resources, args.object_store_memory or _default_object_store_memory(), block=args.block)
-    except RuntimeError as exc:
+            resources, args.object_store_memory or _default_object_store_memory(), block=args.block,
+            port=args.port, join=args.address, node_ip=node_ip, secret_file=args.secret_file)
+    except (RuntimeError, ValueError) as exc:
         print(f"zray start: {exc}", file=sys.stderr)
         return 1
     if not args.block:
         print(f"zray node started (pid {info['pid']}, session {info['session']}).\n"
               "Connect with zray.init(address='auto'); stop with `zray stop`.")
+        if info.get("mesh_address"):
+            print(f"Mesh address {info['mesh_address'][len('tcp://'):]}; other nodes join with\n"
+                  f"  zray start --address {info['mesh_address'][len('tcp://'):]} "
+                  f"--secret-file {info.get('secret_file') or '<the cluster secret file>'}")
     return 0
+
+
+def _interface_ip(name):
+    if not name:
+        return None
+    import socket
+    import psutil
+    for addr in psutil.net_if_addrs().get(name, []):
+        if addr.family == socket.AF_INET:
+            return addr.address
+    raise ValueError(f"interface {name!r} has no IPv4 address")
 
 
 def _status():
@@ -70,6 +94,14 @@ def _status():
         return 1
     cluster, store = st["cluster"], st["store"]
     print(f"node {st['node']['node_id']}  pid {st['node']['pid']}  alive")
+    others = cluster["nodes"][1:]
+    if st["node"].get("mesh_address") or others:
+        print(f"  mesh address: {st['node'].get('mesh_address')}")
+        print(f"  members ({len(others) + 1}):")
+        print(f"    {st['node']['node_id'][:12]} {'alive':<8} (this node)")
+        for n in others:
+            print(f"    {n['NodeID'][:12]} {n['State'].lower():<8} {n['MeshAddress']} "
+                  f"resources {n['Resources']}")
     print(f"  resources total:     {cluster['total']}")
     print(f"  resources available: {cluster['available']}")
     print(f"  workers: {cluster['workers']}  queued tasks: {cluster['queued']}")

@@ -57,8 +57,6 @@ REMOVE_BORROWER = 50       # -> owner: (object_id, borrower_address, count)
 STORE_STATS = 51           # client -> daemon: (req_id,)
 STORE_STATS_REPLY = 52     # daemon -> client: (req_id, stats dict)
 
-NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}
-
 # -- actors (protocol version 1 still: the first release has them) ------------------------------
 REGISTER_ACTOR = 60        # owner -> daemon: (req_id, actor_id, name, namespace, detached,
                            #   get_if_exists, max_restarts, class_name, job_id, owner, meta)
@@ -75,5 +73,8 @@ TERMINATE_ACTOR = 70       # daemon -> actor worker: () exit after the queued ca
 ACTOR_OUT_OF_SCOPE = 71    # owner -> daemon: (actor_id,) no handle remains
 LIST_ACTORS = 72           # -> daemon: (req_id,)
 LIST_ACTORS_REPLY = 73     # daemon -> caller: (req_id, [info], None)
+
+# -- the mesh -------------------------------------------------------------------------------------
+MESH_SWIM = 80             # daemon -> daemon (TCP, CURVE): (swim message tuple,)
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}

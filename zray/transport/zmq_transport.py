@@ -31,10 +31,21 @@ class Transport:
         self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.inbox.bind(address)
         self._identity = address.encode()
+        self.tcp_address = None
+        self._curve = None
         self._outboxes = {}              # address -> (socket, lock)
         self._outboxes_lock = threading.Lock()
         self._closed = False
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def bind_tcp(self, address, curve_keys):
+        """Also listen on tcp:// for peers on other hosts, authenticated by CURVE. Messages we
+        send over TCP carry this address as our identity, so replies come back over TCP."""
+        curve_keys.make_server(self.inbox)
+        self.inbox.bind(address)
+        self.inbox.curve_server = False     # options apply per endpoint, at bind time
+        self._curve = curve_keys
+        self.tcp_address = address
 
     # -- sending (any thread) ------------------------------------------------------------------
     def send(self, address, msg_type, payload=(), frames=()):
@@ -54,7 +65,13 @@ class Transport:
                     raise TransportClosed(f"transport of {self.address} is closed")
                 sock = self._ctx.socket(zmq.DEALER)
                 sock.setsockopt(zmq.SNDHWM, 0)
-                sock.setsockopt(zmq.IDENTITY, self._identity)
+                if address.startswith("tcp://"):
+                    if self._curve is None:
+                        raise TransportClosed(f"{self.address} has no TCP endpoint to reach {address}")
+                    self._curve.make_client(sock)
+                    sock.setsockopt(zmq.IDENTITY, self.tcp_address.encode())
+                else:
+                    sock.setsockopt(zmq.IDENTITY, self._identity)
                 sock.setsockopt(zmq.RECONNECT_IVL, 20)
                 sock.connect(address)
                 entry = self._outboxes[address] = (sock, threading.Lock())
