@@ -148,3 +148,19 @@ def test_joining_without_the_secret_is_refused(tmp_path):
         assert "secret" in (out.stderr + out.stdout).lower()
     finally:
         _cli(seed, "stop", check=False)
+
+
+def test_init_with_the_address_of_any_member(cluster3):
+    c = cluster3
+    assert c.wait(lambda: list(c.states(1).values()).count("ALIVE") == 3, 10)
+    code = ("import zray\n"
+            f"zray.init(address='127.0.0.1:{c.port}')\n"
+            "print(zray.cluster_resources()['CPU'])\n"
+            "zray.shutdown()\n"
+            "try:\n"
+            "    zray.init(address='127.0.0.1:1')\n"
+            "except ConnectionError as e:\n"
+            "    print('refused')\n")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, ZRAY_TMPDIR=str(c.dirs[1])),
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["3.0", "refused"], out.stderr

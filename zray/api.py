@@ -151,14 +151,13 @@ def _connect(address, kwargs):
         if kwargs.get(key) is not None:
             raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
                              "(it was fixed when the node started)")
-    if address != "auto":
-        raise ConnectionError(
-            f"zray.init(address={address!r}): joining a node by host:port needs the mesh, which "
-            "this version does not have; start a node with `zray start` and use address='auto'")
     info = local_node.read_node_file()
     if info is None:
-        raise ConnectionError("zray.init(address='auto') found no running zray node on this host; "
-                              "start one with `zray start`")
+        raise ConnectionError(f"zray.init(address={address!r}) found no running zray node on this "
+                              "host; start one with `zray start` (with --address HOST:PORT to "
+                              "join a mesh)")
+    if address != "auto":
+        _check_member_of(info, address)
     job_id = os.urandom(4).hex()
     core = CoreWorker("driver", info["session"], info["address"], job_id,
                       namespace=kwargs.get("namespace"))
@@ -169,6 +168,22 @@ def _connect(address, kwargs):
         raise
     _start_pid_watch(core, info["pid"])
     return _Runtime(core, None, info["session"], owns_session=False)
+
+
+def _check_member_of(info, address):
+    """A driver always attaches to its own host's node (it needs that node's store); naming
+    HOST:PORT asks that this node belongs to the mesh that member is in."""
+    from .node import local_node
+    from .transport import wire
+    target = address if address.startswith("tcp://") else f"tcp://{address}"
+    if info.get("mesh_address") == target:
+        return
+    nodes = local_node.query(wire.CLUSTER_INFO, info)["nodes"]
+    if any(n.get("MeshAddress") == target and n.get("Alive") for n in nodes):
+        return
+    raise ConnectionError(
+        f"the zray node on this host ({info.get('mesh_address') or 'not in a mesh'}) is not in "
+        f"the mesh of {address}; join it with `zray start --address {address}`")
 
 
 def _start_pid_watch(core, pid):
