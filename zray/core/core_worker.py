@@ -70,7 +70,8 @@ class CoreWorker(ActorCaller):
         self.namespace = namespace
         self.address = f"ipc://{session_dir}/sock/{kind[0]}{self.worker_id[:12]}"
         self.transport = Transport(self.address)
-        self.refs = ReferenceTable(self.address, self._send_borrow, self._send_unborrow, self._free_owned)
+        self.refs = ReferenceTable(self.address, self._send_borrow, self._send_unborrow, self._free_owned,
+                                   wake=self.transport.wake)
         self.task_ids = TaskIdFactory()
         self.entries = {}
         self.pending_tasks = {}
@@ -161,6 +162,8 @@ class CoreWorker(ActorCaller):
                     handler(sender, payload, frames)
                 except Exception as exc:   # a bad message must not stop the process's I/O
                     print(f"zray: error handling {wire.NAMES.get(msg_type)}: {exc!r}", file=sys.stderr)
+            if self.refs.has_dropped():
+                self.refs.drain_dropped()
             if self._posted:
                 self.transport.drain_wake()
                 posted, self._posted = self._posted, []

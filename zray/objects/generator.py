@@ -53,8 +53,11 @@ class ObjectRefGenerator:
             core.generator_done(self._task_id)
 
     def __del__(self):
+        # Finalizers must not take locks (see ReferenceTable): the I/O thread releases.
         try:
-            self._release()
+            core = get_runtime()
+            if core is not None and not self._done:
+                core.post(core.generator_done, self._task_id)
         except Exception:
             pass
 

@@ -33,7 +33,7 @@ class ObjectRef:
         table = self._table
         if table is not None:
             try:
-                table.remove_local(self._id)
+                table.drop_local_later(self._id)   # never a lock in a finalizer
             except Exception:  # interpreter teardown
                 pass
 

@@ -13,7 +13,13 @@ came from a different process; a free needs every count at zero, so that cannot 
 
 Messages leave through three callbacks given by the process: borrow(owner, id, n),
 unborrow(owner, id, n), free(id). They are called outside the lock.
+
+ObjectRef.__del__ only queues (drop_local_later): the garbage collector runs finalizers in
+whatever thread allocates at that moment, possibly one that holds this table's lock or the
+runtime's, so a finalizer that took a lock could deadlock its own thread. The process's I/O
+thread calls drain_dropped() after `wake` tells it there is something to do.
 """
+import collections
 import threading
 
 
@@ -31,13 +37,15 @@ class _Entry:
 
 
 class ReferenceTable:
-    def __init__(self, my_address, borrow, unborrow, free):
+    def __init__(self, my_address, borrow, unborrow, free, wake=None):
         self.my_address = my_address
         self._borrow = borrow
         self._unborrow = unborrow
         self._free = free
         self._entries = {}
         self._lock = threading.Lock()
+        self._dropped = collections.deque()
+        self._wake = wake or (lambda: None)
 
     # -- creation --------------------------------------------------------------------------
     def add_owned(self, object_id, contained=None):
@@ -93,6 +101,24 @@ class ReferenceTable:
             actions = self._maybe_release_locked(object_id, entry)
         if actions:
             self._run(actions)
+
+    def drop_local_later(self, object_id):
+        """An ObjectRef died (called from __del__): takes no lock, only queues."""
+        self._dropped.append(object_id)
+        self._wake()
+
+    def drain_dropped(self):
+        """Apply the queued drops (from one thread that holds no lock)."""
+        dropped = self._dropped
+        while dropped:
+            try:
+                object_id = dropped.popleft()
+            except IndexError:
+                return
+            self.remove_local(object_id)
+
+    def has_dropped(self):
+        return bool(self._dropped)
 
     def on_deserialized(self, object_id, owner):
         """A ref arrived inside a value; borrow it from its owner unless we already do."""

@@ -73,6 +73,11 @@ class StoreClient:
         return flags, value
 
     def _buffer_released(self, object_id, remaining):
+        # A weakref finalizer: it may run inside any lock of this thread, so it takes none and
+        # hands the work to the I/O thread.
+        self.core.post(self._release_buffer, object_id, remaining)
+
+    def _release_buffer(self, object_id, remaining):
         with self._lock:
             remaining[0] -= 1
             if remaining[0]:
