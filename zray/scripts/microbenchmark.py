@@ -24,12 +24,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 PER_SECOND = "per second"
 GB_PER_SECOND = "GB per second"
 SECONDS = "seconds"
-MEGABYTES = "MB"
 
 
 # -- the timing helper (the one used by every benchmark in this repository) --------------------
@@ -39,12 +38,21 @@ def timeit(fn, multiplier=1.0, duration=2.0, rounds=4, warmup=1.0):
     First `warmup` seconds of calls (at least one call) are not counted; then `rounds` rounds of
     `duration / rounds` seconds each (at least one call per round) give one rate each. A round
     ends at the first call that finishes after its time is up, so a slow call stretches a round
-    rather than being cut off. std is the population standard deviation over the rounds."""
-    deadline = time.perf_counter() + warmup
+    rather than being cut off; when the warm-up shows that one call takes longer than a round,
+    the number of rounds drops (to 2 at least) so the row keeps close to `duration`. std is the
+    population standard deviation over the rounds."""
+    start = time.perf_counter()
+    deadline = start + warmup
+    calls = 0
     while True:
         fn()
-        if time.perf_counter() >= deadline:
+        calls += 1
+        now = time.perf_counter()
+        if now >= deadline:
             break
+    per_call = (now - start) / calls
+    if rounds > 2 and per_call * rounds > duration:
+        rounds = max(2, int(duration / per_call))
     per_round = duration / rounds
     rates = []
     for _ in range(rounds):
@@ -432,7 +440,8 @@ def probe_init(rt_name):
 
     def one():
         return 1
-    assert rt.get(rt.remote(one).remote()) == 1
+    if rt.get(rt.remote(one).remote()) != 1:
+        raise RuntimeError(f"{rt_name}: the first task returned a wrong result")
     t3 = time.perf_counter()
     rt.shutdown()
     return {"import": t1 - t0, "init": t2 - t1, "first_result": t3 - t1}

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks.micro`, `benchmarks/compare_ray.py`, `python -m benchmarks.scaling`."""
