@@ -248,3 +248,15 @@ def test_dropping_a_ref_inside_the_runtimes_own_locks_does_not_deadlock(cluster)
     with cluster.lock:
         del gen_ref
     assert zray.get(identity.remote(2)) == 2
+
+
+def test_polling_wait_and_get_leave_no_callbacks_behind(cluster):
+    ref = slow.remote(3)
+    for _ in range(2000):
+        zray.wait([ref], timeout=0)
+    for _ in range(3):
+        with pytest.raises(GetTimeoutError):
+            zray.get(ref, timeout=0.01)
+        zray.wait([ref], timeout=0.01)
+    assert not cluster.entries[ref.binary()].callbacks
+    assert zray.get(ref) is None

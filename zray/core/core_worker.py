@@ -296,12 +296,42 @@ class CoreWorker(ActorCaller):
     def wait_ready(self, refs, num_returns, timeout):
         """Indices of refs that are ready, once num_returns are or the timeout passes."""
         entries = [self._entry_for(r) for r in refs]
-        waiter = Waiter(num_returns)
-        for e in entries:
-            self._on_ready(e, waiter.one_ready)
-        if not waiter.event.is_set():
-            self._blocking_wait(waiter.event, timeout)
+        self._wait_for(entries, num_returns, timeout)
         return [i for i, e in enumerate(entries) if e.state == READY]
+
+    def _wait_for(self, entries, needed, timeout):
+        """Block until `needed` of the entries are ready or the timeout passes; True if they are.
+
+        Counting and registering happen under the lock that _set_ready takes, so no readiness
+        is missed; the waiter's callbacks are removed again when it returns, so polling with a
+        short timeout leaves nothing behind."""
+        waiter = Waiter(0)
+        callback = waiter.one_ready
+        registered = []
+        with self.lock:
+            missing = needed - sum(1 for e in entries if e.state == READY)
+            if missing <= 0:
+                return True
+            if timeout == 0:
+                return False
+            waiter.remaining = missing
+            for e in entries:
+                if e.state != READY:
+                    if e.callbacks is None:
+                        e.callbacks = []
+                    e.callbacks.append(callback)
+                    registered.append(e)
+        try:
+            self._blocking_wait(waiter.event, timeout)
+        finally:
+            with self.lock:
+                for e in registered:
+                    if e.state != READY and e.callbacks:
+                        try:
+                            e.callbacks.remove(callback)
+                        except ValueError:
+                            pass
+        return waiter.event.is_set()
 
     def _blocking_wait(self, event, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -321,15 +351,9 @@ class CoreWorker(ActorCaller):
 
     def get(self, refs, timeout=None):
         entries = [self._entry_for(r) for r in refs]
-        pending = [e for e in entries if e.state != READY]
-        if pending:
-            waiter = Waiter(len(pending))
-            for e in pending:
-                self._on_ready(e, waiter.one_ready)
-            if not waiter.event.is_set():
-                self._blocking_wait(waiter.event, timeout)
-            if not waiter.event.is_set():
-                n = sum(1 for e in entries if e.state != READY)
+        if not self._wait_for(entries, len(entries), timeout):
+            n = sum(1 for e in entries if e.state != READY)
+            if n:
                 raise exceptions.GetTimeoutError(
                     f"Get timed out: {n} of {len(refs)} objects not ready after {timeout}s")
         return [self._value_of(r._id, e) for r, e in zip(refs, entries)]
