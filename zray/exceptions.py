@@ -104,6 +104,11 @@ class ObjectStoreFullError(RayError):
     """The object store has no room for the object, even after spilling."""
 
 
+class ObjectStorePinnedFullError(ObjectStoreFullError):
+    """The store is full of objects being read or written right now; trying again shortly may
+    succeed (zray does, for about a second, before raising this)."""
+
+
 class OutOfDiskError(RayError):
     """Spilling failed because the disk is full."""
 

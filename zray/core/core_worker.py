@@ -145,7 +145,9 @@ class CoreWorker(ActorCaller):
         handlers = self.handlers
         while self._running:
             try:
-                events = poller.poll(1000)
+                # Wake often enough to give back idle store pins on time (store.sweep).
+                store = self.store
+                events = poller.poll(50 if store is not None and store.has_idle_pins() else 1000)
             except zmq.ZMQError:
                 break
             for _ in range(1000):
@@ -164,6 +166,9 @@ class CoreWorker(ActorCaller):
                     print(f"zray: error handling {wire.NAMES.get(msg_type)}: {exc!r}", file=sys.stderr)
             if self.refs.has_dropped():
                 self.refs.drain_dropped()
+            store = self.store
+            if store is not None and store.has_idle_pins():
+                store.sweep()
             if self._posted:
                 self.transport.drain_wake()
                 posted, self._posted = self._posted, []
@@ -305,6 +310,8 @@ class CoreWorker(ActorCaller):
         Counting and registering happen under the lock that _set_ready takes, so no readiness
         is missed; the waiter's callbacks are removed again when it returns, so polling with a
         short timeout leaves nothing behind."""
+        if all(e.state == READY for e in entries):
+            return True        # READY is final: no lock needed to see it
         waiter = Waiter(0)
         callback = waiter.one_ready
         registered = []

@@ -104,8 +104,10 @@ class ReferenceTable:
 
     def drop_local_later(self, object_id):
         """An ObjectRef died (called from __del__): takes no lock, only queues."""
+        was_empty = not self._dropped
         self._dropped.append(object_id)
-        self._wake()
+        if was_empty:
+            self._wake()       # one wake per batch: 10k refs dying at once cost one syscall
 
     def drain_dropped(self):
         """Apply the queued drops (from one thread that holds no lock)."""

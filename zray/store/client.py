@@ -7,8 +7,10 @@ as soon as it is gone.
 """
 import os
 import threading
+import time
 import weakref
 
+from ..exceptions import ObjectStorePinnedFullError
 from ..objects import serialization
 from ..transport import wire
 from .region import Region
@@ -19,6 +21,7 @@ except ImportError:   # the extension is built by pip install; plain slices work
     _parallel_copy = None
 
 PARALLEL_COPY_MIN = 8 << 20
+PIN_GRACE_S = 0.2     # how long an unused pin is kept in case the object is read again
 # Copy threads: the CPUs this process may run on (affinity), not the machine's count.
 COPY_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
 
@@ -35,29 +38,30 @@ class StoreClient:
         self.core = core
         self.daemon = node_info["address"]
         self.region = Region.attach(node_info["pid"], node_info["store_fd"], node_info["store_size"])
+        self._pins = {}            # object_id -> [offset, size, uses, idle since | None]
         self._lock = threading.Lock()
 
     def put(self, object_id, sobj, owner):
         """Create, fill and seal an object; raises ObjectStoreFullError when it cannot fit."""
         size = sobj.total_size
-        offset = self.core.rpc(self.daemon, wire.OBJ_CREATE, (object_id, size, owner))
+        offset = self._store_rpc(wire.OBJ_CREATE, (object_id, size, owner))
         sobj.write_to(self.region.view[offset:offset + size], copy=_copy)
         self.core.transport.send(self.daemon, wire.OBJ_SEAL, (object_id,))
 
     def read(self, object_id):
         """(flags, value) of a sealed object, zero-copy for out-of-band buffers."""
-        offset, size = self.core.rpc(self.daemon, wire.OBJ_PIN, (object_id,))
+        offset, size = self._acquire(object_id)
         flags, data, buffers = serialization.parse(self.region.view[offset:offset + size])
         if not buffers:
             try:
                 return flags, serialization.deserialize(flags, data, ())
             finally:
-                self._unpin(object_id)
+                self._release(object_id)
         import numpy
         # Each buffer is handed to pickle as a read-only uint8 array: whatever pickle builds
         # from it (numpy arrays, bytearrays) keeps that array alive as its base, so a finalizer
-        # on it tells when the store memory is no longer looked at. This read holds one pin at
-        # the daemon, released when the last of its buffers is collected.
+        # on it tells when the store memory is no longer looked at. The read counts as one use
+        # of the pin, given back when the last of its buffers is collected.
         views = []
         for b in buffers:
             holder = numpy.frombuffer(b, dtype=numpy.uint8)
@@ -72,6 +76,65 @@ class StoreClient:
             del views, buffers
         return flags, value
 
+    # -- pins: one at the daemon per object, counted here -----------------------------------------
+    def _acquire(self, object_id):
+        """The object's place, pinned: asks the daemon only if this process holds no pin yet."""
+        with self._lock:
+            pin = self._pins.get(object_id)
+            if pin is not None:
+                pin[2] += 1
+                pin[3] = None
+                return pin[0], pin[1]
+        offset, size = self._store_rpc(wire.OBJ_PIN, (object_id,))
+        with self._lock:
+            pin = self._pins.get(object_id)
+            if pin is None:
+                self._pins[object_id] = [offset, size, 1, None]
+                return offset, size
+            pin[2] += 1          # another thread pinned it meanwhile: keep one daemon pin
+            pin[3] = None
+        self._send_unpin([object_id])
+        return offset, size
+
+    def _release(self, object_id):
+        """One use less. The pin itself lingers for PIN_GRACE_S, so a value read again soon
+        (the same array fetched in a loop) costs no round trip; sweep() gives it back."""
+        with self._lock:
+            pin = self._pins.get(object_id)
+            if pin is None:
+                return
+            pin[2] -= 1
+            if pin[2] <= 0:
+                pin[3] = time.monotonic()
+
+    def _store_rpc(self, msg_type, payload):
+        """A create or pin; when the store is full of pinned objects, first give back our own
+        idle pins, then retry for about a second while other processes give back theirs."""
+        delay = 0.05
+        for attempt in range(6):
+            try:
+                return self.core.rpc(self.daemon, msg_type, payload)
+            except ObjectStorePinnedFullError:
+                if attempt == 5:
+                    raise
+                self.sweep(now=float("inf"))
+                time.sleep(delay)
+                delay *= 2
+
+    def sweep(self, now=None):
+        """Give back pins unused for PIN_GRACE_S (called by the I/O loop)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            stale = [oid for oid, pin in self._pins.items()
+                     if pin[3] is not None and now - pin[3] >= PIN_GRACE_S]
+            for oid in stale:
+                del self._pins[oid]
+        if stale:
+            self._send_unpin(stale)
+
+    def has_idle_pins(self):
+        return any(pin[3] is not None for pin in self._pins.values())
+
     def _buffer_released(self, object_id, remaining):
         # A weakref finalizer: it may run inside any lock of this thread, so it takes none and
         # hands the work to the I/O thread.
@@ -82,11 +145,11 @@ class StoreClient:
             remaining[0] -= 1
             if remaining[0]:
                 return
-        self._unpin(object_id)
+        self._release(object_id)
 
-    def _unpin(self, object_id):
+    def _send_unpin(self, object_ids):
         try:
-            self.core.transport.send(self.daemon, wire.OBJ_UNPIN, ([object_id],))
+            self.core.transport.send(self.daemon, wire.OBJ_UNPIN, (object_ids,))
         except Exception:
             pass   # shutting down: the daemon drops our pins when we go
 

@@ -8,7 +8,7 @@ the session directory, least recently used first, and restored on the next pin.
 import collections
 import os
 
-from ..exceptions import ObjectLostError, ObjectStoreFullError
+from ..exceptions import ObjectLostError, ObjectStoreFullError, ObjectStorePinnedFullError
 
 
 class _Object:
@@ -140,7 +140,7 @@ class ObjectStore:
         offset = self.allocator.alloc(size)
         while offset < 0:
             if not self._lru:
-                raise ObjectStoreFullError(
+                raise ObjectStorePinnedFullError(
                     f"Object store is full: {size} bytes requested, {self.allocator.used} of "
                     f"{self.capacity} bytes in use by objects that are being read or written "
                     f"(pinned) and cannot be spilled")
