@@ -138,21 +138,31 @@ class CoreWorker(ActorCaller):
         self.transport.wake()
 
     def _io_loop(self):
+        inbox = self.transport.inbox
+        wake_fd = self.transport.wake_fd
         poller = zmq.Poller()
-        poller.register(self.transport.inbox, zmq.POLLIN)
-        poller.register(self.transport.wake_fd, zmq.POLLIN)
+        poller.register(inbox, zmq.POLLIN)
+        poller.register(wake_fd, zmq.POLLIN)
         recv = self.transport.recv
         handlers = self.handlers
+        POLLIN, NOBLOCK = zmq.POLLIN, zmq.NOBLOCK
         while self._running:
             try:
                 # Wake often enough to give back idle store pins on time (store.sweep).
                 store = self.store
-                events = poller.poll(50 if store is not None and store.has_idle_pins() else 1000)
+                events = poller.poll(50 if store is not None and store.idle_pins else 1000)
             except zmq.ZMQError:
                 break
-            for _ in range(1000):
+            woken = False
+            for sock, _ in events:
+                if sock == wake_fd:
+                    woken = True
+            # Read while the socket says a message is waiting: no exception per turn.
+            budget = 1000
+            while budget and inbox.getsockopt(zmq.EVENTS) & POLLIN:
+                budget -= 1
                 try:
-                    sender, msg_type, payload, frames = recv(zmq.NOBLOCK)
+                    sender, msg_type, payload, frames = recv(NOBLOCK)
                 except zmq.Again:
                     break
                 except zmq.ZMQError:
@@ -164,21 +174,20 @@ class CoreWorker(ActorCaller):
                     handler(sender, payload, frames)
                 except Exception as exc:   # a bad message must not stop the process's I/O
                     print(f"zray: error handling {wire.NAMES.get(msg_type)}: {exc!r}", file=sys.stderr)
+            if woken:
+                self.transport.drain_wake()
             if self.refs.has_dropped():
                 self.refs.drain_dropped()
             store = self.store
-            if store is not None and store.has_idle_pins():
+            if store is not None and store.idle_pins:
                 store.sweep()
             if self._posted:
-                self.transport.drain_wake()
                 posted, self._posted = self._posted, []
                 for fn, args in posted:
                     try:
                         fn(*args)
                     except Exception as exc:
                         print(f"zray: error in posted call {fn}: {exc!r}", file=sys.stderr)
-            elif events:
-                self.transport.drain_wake()
 
     def _base_handlers(self):
         return {

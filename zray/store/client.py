@@ -39,6 +39,7 @@ class StoreClient:
         self.daemon = node_info["address"]
         self.region = Region.attach(node_info["pid"], node_info["store_fd"], node_info["store_size"])
         self._pins = {}            # object_id -> [offset, size, uses, idle since | None]
+        self.idle_pins = 0         # how many pins have no use now (read without the lock)
         self._lock = threading.Lock()
 
     def put(self, object_id, sobj, owner):
@@ -82,6 +83,8 @@ class StoreClient:
         with self._lock:
             pin = self._pins.get(object_id)
             if pin is not None:
+                if pin[3] is not None:
+                    self.idle_pins -= 1
                 pin[2] += 1
                 pin[3] = None
                 return pin[0], pin[1]
@@ -91,6 +94,8 @@ class StoreClient:
             if pin is None:
                 self._pins[object_id] = [offset, size, 1, None]
                 return offset, size
+            if pin[3] is not None:
+                self.idle_pins -= 1
             pin[2] += 1          # another thread pinned it meanwhile: keep one daemon pin
             pin[3] = None
         self._send_unpin([object_id])
@@ -104,8 +109,9 @@ class StoreClient:
             if pin is None:
                 return
             pin[2] -= 1
-            if pin[2] <= 0:
+            if pin[2] <= 0 and pin[3] is None:
                 pin[3] = time.monotonic()
+                self.idle_pins += 1
 
     def _store_rpc(self, msg_type, payload):
         """A create or pin; when the store is full of pinned objects, first give back our own
@@ -129,11 +135,9 @@ class StoreClient:
                      if pin[3] is not None and now - pin[3] >= PIN_GRACE_S]
             for oid in stale:
                 del self._pins[oid]
+            self.idle_pins -= len(stale)
         if stale:
             self._send_unpin(stale)
-
-    def has_idle_pins(self):
-        return any(pin[3] is not None for pin in self._pins.values())
 
     def _buffer_released(self, object_id, remaining):
         # A weakref finalizer: it may run inside any lock of this thread, so it takes none and
