@@ -4,10 +4,8 @@ A handle carries the actor's id and what callers need to know about its methods.
 counted like ObjectRefs (each holds a ref to a small object its creator owns), so a
 non-detached actor ends once no handle remains anywhere.
 """
-import hashlib
 import inspect
 
-import cloudpickle
 
 from . import options as opts
 from .objects.object_ref import ObjectRef
@@ -142,11 +140,8 @@ class ActorClass:
 
     def _export(self, core):
         if self._pickled is None:
-            try:
-                self._pickled = cloudpickle.dumps(self._cls, protocol=5)
-            except Exception as exc:
-                raise TypeError(f"Could not pickle actor class {self.__name__}: {exc}") from exc
-            self._class_id = hashlib.sha1(self._pickled).digest()
+            from .remote_function import pickle_for_export
+            self._class_id, self._pickled = pickle_for_export(self._cls, f"actor class {self.__name__}")
         core.export_function(self._class_id, self._pickled)
         return self._class_id
 

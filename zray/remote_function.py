@@ -9,6 +9,27 @@ from .objects.generator import ObjectRefGenerator
 from .scheduling.task_spec import DYNAMIC, STREAMING
 
 
+def pickle_for_export(obj, what):
+    """(id, bytes) of a function or class to export: the id is the pickle's SHA-1, so the same
+    code is exported once however many handles point at it."""
+    try:
+        pickled = cloudpickle.dumps(obj, protocol=5)
+    except Exception as exc:
+        raise TypeError(f"Could not pickle {what}: {exc}") from exc
+    return hashlib.sha1(pickled).digest(), pickled
+
+
+def returned_refs(core, task_id, refs, num_returns):
+    """What .remote() gives back: a generator, one ref, None, or a list, by num_returns."""
+    if num_returns < 0:
+        return ObjectRefGenerator(task_id, core.address)
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs
+
+
 class RemoteFunction:
     def __init__(self, function, task_options):
         opts.validate_task_options(task_options)
@@ -46,11 +67,8 @@ class RemoteFunction:
 
     def _export(self, core):
         if self._pickled is None:
-            try:
-                self._pickled = cloudpickle.dumps(self._function, protocol=5)
-            except Exception as exc:
-                raise TypeError(f"Could not pickle remote function {self.__name__}: {exc}") from exc
-            self._function_id = hashlib.sha1(self._pickled).digest()
+            self._function_id, self._pickled = pickle_for_export(
+                self._function, f"remote function {self.__name__}")
         core.export_function(self._function_id, self._pickled)
         return self._function_id
 
@@ -67,10 +85,4 @@ class RemoteFunction:
             function_id, name, args, kwargs, n, opts.task_resources(task_options),
             task_options.get("max_retries", opts.DEFAULT_TASK["max_retries"]),
             opts.encode_retry_exceptions(task_options.get("retry_exceptions", False)))
-        if n < 0:
-            return ObjectRefGenerator(task_id, core.address)
-        if n == 1:
-            return refs[0]
-        if n == 0:
-            return None
-        return refs
+        return returned_refs(core, task_id, refs, n)

@@ -89,7 +89,6 @@ class ActorCaller:
 
     def submit_actor_task(self, handle, method_name, args, kwargs, num_returns, group, name):
         from ..scheduling.task_spec import DYNAMIC, STREAMING
-        from ..objects.generator import ObjectRefGenerator
         state = self._actor_state(handle._actor_id, handle._meta)
         n = {"streaming": STREAMING, "dynamic": DYNAMIC}.get(num_returns, num_returns)
         extra = {"actor_id": handle._actor_id, "method": method_name, "group": group}
@@ -97,13 +96,8 @@ class ActorCaller:
         task_id, refs = self.submit_task(None, label, args, kwargs, n, {},
                                          handle._meta.get("max_task_retries", 0), False,
                                          extra=extra, actor=state)
-        if n < 0:
-            return ObjectRefGenerator(task_id, self.address)
-        if n == 1:
-            return refs[0]
-        if n == 0:
-            return None
-        return refs
+        from ..remote_function import returned_refs
+        return returned_refs(self, task_id, refs, n)
 
     def _send_actor_call(self, pending):
         """The call's arguments are ready: send it when every earlier call has been sent."""

@@ -16,8 +16,7 @@ import traceback
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import return_object_id
-from ..objects.object_ref import ObjectRef
-from ..scheduling.task_spec import ARG_STORED, ARG_VALUE
+from ..scheduling.task_spec import ARG_VALUE
 from ..transport import wire
 from .actor_host import _TERMINATE, ActorExecution, ActorExitRequested
 from .core_worker import INLINE_MAX, CoreWorker

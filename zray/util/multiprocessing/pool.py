@@ -3,12 +3,10 @@
 Each pool process is an actor that runs the initializer once, then batches (chunks) of calls.
 Results keep the input order for map/imap; imap_unordered yields chunks as they finish.
 """
-import collections
 import itertools
 import multiprocessing
 import os
 import threading
-import time
 
 import zray
 
