@@ -122,3 +122,38 @@ def test_start_twice_fails_and_stop_cleans_up(node):
     out = subprocess.run([sys.executable, "-c", "import zray; zray.init(address='auto')"],
                          env=dict(os.environ, ZRAY_TMPDIR=str(tmp)), capture_output=True, text=True)
     assert out.returncode != 0 and "zray start" in out.stderr
+
+
+def test_zray_list_shows_nodes_actors_tasks_and_objects(node):
+    import json
+    zray_cli, driver, tmp = node
+    script = """
+        import zray, time, subprocess, sys, os, json
+        zray.init(address="auto", namespace="app")
+        @zray.remote
+        class Holder:
+            def ping(self):
+                return 1
+        @zray.remote
+        def sleeper():
+            time.sleep(30)
+        h = Holder.options(name="holder").remote()
+        zray.get(h.ping.remote())
+        ref = zray.put(b"x" * (1 << 20))
+        s = sleeper.remote()
+        time.sleep(0.5)
+        def listing(what):
+            out = subprocess.run([sys.executable, "-m", "zray.scripts.cli", "list", what,
+                                  "--format", "json"], capture_output=True, text=True,
+                                 env=os.environ, check=True)
+            return json.loads(out.stdout)
+        print(json.dumps({w: listing(w) for w in ("nodes", "actors", "tasks", "objects")}))
+        zray.cancel(s, force=True)
+    """
+    data = json.loads(driver(script).strip().splitlines()[-1])
+    assert len(data["nodes"]) == 1 and data["nodes"][0]["State"] == "ALIVE"
+    assert any(a["class_name"] == "Holder" and a["name"] == "holder" for a in data["actors"])
+    assert any(t["name"] == "sleeper" and t["state"] == "RUNNING" for t in data["tasks"])
+    assert any(o["size"] > (1 << 20) for o in data["objects"])
+    table = zray_cli("list", "actors").stdout
+    assert "CLASS_NAME" in table and "actors)" in table

@@ -108,6 +108,10 @@ class NodeDaemon(ActorService, MeshService):
             wire.OBJ_UNPIN: self.on_obj_unpin,
             wire.OBJ_FREE: self.on_obj_free,
             wire.STORE_STATS: self.on_store_stats,
+            wire.LIST_TASKS: lambda s, p, f: self.reply(s, self.wire.LIST_TASKS_REPLY, p[0],
+                                                        self.scheduler.list_tasks()),
+            wire.LIST_OBJECTS: lambda s, p, f: self.reply(s, self.wire.LIST_OBJECTS_REPLY, p[0],
+                                                          self.store.list_objects()),
         }
         self._init_actor_service()
         self._init_mesh()

@@ -209,6 +209,15 @@ class LocalScheduler:
         return actions
 
     # -- queries -------------------------------------------------------------------------------
+    def list_tasks(self):
+        """What this node holds: queued, infeasible and running tasks."""
+        out = []
+        for queue in self.queues.values():
+            out.extend(_task_info(t, "PENDING") for t in queue)
+        out.extend(_task_info(t, "INFEASIBLE") for t in self.infeasible.values())
+        out.extend(_task_info(t, "RUNNING") for t in self.running.values())
+        return out
+
     def num_queued(self):
         return sum(len(q) for q in self.queues.values()) + len(self.infeasible)
 
@@ -280,3 +289,13 @@ class LocalScheduler:
         worker.held = {}
         worker.task = None
         worker.blocked = False
+
+
+def _task_info(task, state):
+    from .resources import from_units
+    spec = task.spec
+    worker = task.worker
+    return {"task_id": spec.task_id.hex(), "name": spec.name, "state": state,
+            "job_id": spec.job_id, "attempt": spec.attempt,
+            "resources": from_units(spec.resources),
+            "worker_pid": worker.pid if worker is not None else None}

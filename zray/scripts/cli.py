@@ -28,6 +28,9 @@ def main(argv=None):
                        help="cluster secret (else ZRAY_CLUSTER_SECRET, else a new one)")
     sub.add_parser("stop", help="stop this user's zray node on this host")
     sub.add_parser("status", help="show the node, its resources, store and actors")
+    lister = sub.add_parser("list", help="list this node's view of nodes, actors, tasks or objects")
+    lister.add_argument("what", choices=["nodes", "actors", "tasks", "objects"])
+    lister.add_argument("--format", choices=["table", "json"], default="table")
     args = parser.parse_args(argv)
     if args.command == "start":
         return _start(args)
@@ -37,6 +40,8 @@ def main(argv=None):
         return 0
     if args.command == "status":
         return _status()
+    if args.command == "list":
+        return _list(args.what, args.format)
     if args.version:
         from .. import __version__
         print(f"zray {__version__}")
@@ -72,6 +77,40 @@ def _start(args):
             print(f"Mesh address {info['mesh_address'][len('tcp://'):]}; other nodes join with\n"
                   f"  zray start --address {info['mesh_address'][len('tcp://'):]} "
                   f"--secret-file {info.get('secret_file') or '<the cluster secret file>'}")
+    return 0
+
+
+_LIST_COLUMNS = {
+    "nodes": ["NodeID", "State", "NodeManagerAddress", "MeshAddress", "Resources"],
+    "actors": ["actor_id", "class_name", "state", "name", "namespace", "pid", "restarts"],
+    "tasks": ["task_id", "name", "state", "attempt", "worker_pid", "resources"],
+    "objects": ["object_id", "size", "state", "pinned_by", "owner"],
+}
+
+
+def _list(what, fmt):
+    import json
+    from ..node import local_node
+    from ..transport import wire
+    info = local_node.read_node_file()
+    if info is None:
+        print("no zray node is running on this host for this user", file=sys.stderr)
+        return 1
+    if what == "nodes":
+        rows = local_node.query(wire.CLUSTER_INFO, info)["nodes"]
+    else:
+        rows = local_node.query({"actors": wire.LIST_ACTORS, "tasks": wire.LIST_TASKS,
+                                 "objects": wire.LIST_OBJECTS}[what], info)
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    columns = _LIST_COLUMNS[what]
+    table = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print(f"({len(rows)} {what})")
     return 0
 
 

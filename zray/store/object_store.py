@@ -91,6 +91,11 @@ class ObjectStore:
                 elif not obj.pins:
                     self._after_unpinned(oid, obj)
 
+    def list_objects(self):
+        return [{"object_id": oid.hex(), "size": obj.size, "owner": obj.owner,
+                 "state": "SPILLED" if obj.offset is None else ("SEALED" if obj.sealed else "CREATING"),
+                 "pinned_by": len(obj.pins)} for oid, obj in self.objects.items()]
+
     def stats(self):
         in_memory = sum(1 for o in self.objects.values() if o.offset is not None)
         return {

@@ -77,4 +77,10 @@ LIST_ACTORS_REPLY = 73     # daemon -> caller: (req_id, [info], None)
 # -- the mesh -------------------------------------------------------------------------------------
 MESH_SWIM = 80             # daemon -> daemon (TCP, CURVE): (swim message tuple,)
 
+# -- introspection (zray list) --------------------------------------------------------------------
+LIST_TASKS = 90            # -> daemon: (req_id,)
+LIST_TASKS_REPLY = 91      # daemon -> caller: (req_id, [info], None)
+LIST_OBJECTS = 92          # -> daemon: (req_id,)
+LIST_OBJECTS_REPLY = 93    # daemon -> caller: (req_id, [info], None)
+
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}
