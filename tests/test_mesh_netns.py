@@ -1,0 +1,130 @@
+"""The mesh across three hosts with their own addresses (network namespaces; root only):
+membership, a task and an actor on each host, kill -9 of a node, a partition and its heal."""
+import os
+import signal
+import sys
+import textwrap
+import time
+
+import pytest
+
+import netns
+from zray.node import local_node
+
+pytestmark = [pytest.mark.slow, pytest.mark.privileged,
+              pytest.mark.skipif(not netns.available(), reason="needs root and ip netns")]
+
+PORT = 7100
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    with netns.Hosts(3, tag=os.getpid() % 1000) as hosts:
+        dirs = [tmp_path / f"host{i}" for i in range(3)]
+        for d in dirs:
+            d.mkdir()
+
+        def cli(i, *args, check=True):
+            env = dict(os.environ, ZRAY_TMPDIR=str(dirs[i]))
+            return hosts.run(i, [sys.executable, "-m", "zray.scripts.cli", *args], env=env,
+                             capture_output=True, text=True, timeout=60, check=check)
+
+        cli(0, "start", "--num-cpus", "1", "--port", str(PORT), "--node-ip-address", hosts.addresses[0])
+        secret = next((dirs[0] / f"zray-{os.getuid()}").glob("s*/cluster.secret"))
+        for i in (1, 2):
+            cli(i, "start", "--num-cpus", "1", "--port", str(PORT), "--node-ip-address",
+                hosts.addresses[i], "--address", f"{hosts.addresses[0]}:{PORT}",
+                "--secret-file", str(secret))
+        try:
+            yield hosts, dirs, cli
+        finally:
+            for i in range(3):
+                cli(i, "stop", check=False)
+
+
+def states(dirs, i):
+    old = os.environ.get("ZRAY_TMPDIR")
+    os.environ["ZRAY_TMPDIR"] = str(dirs[i])
+    try:
+        st = local_node.status()
+    finally:
+        if old is None:
+            del os.environ["ZRAY_TMPDIR"]
+        else:
+            os.environ["ZRAY_TMPDIR"] = old
+    if st is None:
+        return {}
+    return {n.get("NodeManagerAddress"): n.get("State", "ALIVE") for n in st["cluster"]["nodes"]}
+
+
+def wait(condition, timeout):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    return None
+
+
+def all_alive(dirs, hosts, among=(0, 1, 2)):
+    return all(sorted(a for a, s in states(dirs, i).items() if s == "ALIVE") ==
+               sorted(hosts.addresses[j] for j in among) for i in among)
+
+
+def test_membership_tasks_and_actors_on_each_host(mesh):
+    hosts, dirs, cli = mesh
+    assert wait(lambda: all_alive(dirs, hosts), 15) is not None
+    driver = textwrap.dedent("""
+        import socket, zray
+        zray.init(address="auto")
+        @zray.remote
+        def where():
+            import os
+            return os.environ.get("ZRAY_TMPDIR")
+        @zray.remote
+        class Counter:
+            def __init__(self):
+                self.n = 0
+            def incr(self):
+                self.n += 1
+                return self.n
+        c = Counter.remote()
+        print(zray.get(where.remote()) is not None, zray.get([c.incr.remote() for _ in range(3)]),
+              zray.cluster_resources()["CPU"])
+    """)
+    for i in range(3):
+        out = hosts.run(i, [sys.executable, "-c", driver], env=dict(os.environ, ZRAY_TMPDIR=str(dirs[i])),
+                        capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["True", "[1,", "2,", "3]", "3.0"]
+
+
+def test_kill_9_of_a_host_node_is_detected(mesh):
+    hosts, dirs, cli = mesh
+    assert wait(lambda: all_alive(dirs, hosts), 15) is not None
+    old = os.environ.get("ZRAY_TMPDIR")
+    os.environ["ZRAY_TMPDIR"] = str(dirs[2])
+    try:
+        pid = local_node.read_node_file()["pid"]
+    finally:
+        os.environ["ZRAY_TMPDIR"] = old if old is not None else os.environ.pop("ZRAY_TMPDIR")
+    os.kill(pid, signal.SIGKILL)
+    victim = hosts.addresses[2]
+    took = wait(lambda: states(dirs, 0).get(victim) == "DEAD" and states(dirs, 1).get(victim) == "DEAD", 15)
+    assert took is not None and took < 5.0, took
+
+
+def test_partition_then_heal(mesh):
+    hosts, dirs, cli = mesh
+    assert wait(lambda: all_alive(dirs, hosts), 15) is not None
+    hosts.cut(2)
+    lonely = hosts.addresses[2]
+
+    def split():
+        return (states(dirs, 0).get(lonely) == "DEAD" and states(dirs, 1).get(lonely) == "DEAD" and
+                states(dirs, 2).get(hosts.addresses[0]) == "DEAD" and
+                states(dirs, 2).get(hosts.addresses[1]) == "DEAD")
+    took = wait(split, 20)
+    assert took is not None and took < 8.0, took
+    hosts.heal(2)
+    assert wait(lambda: all_alive(dirs, hosts), 30) is not None
