@@ -388,3 +388,29 @@ def test_auto_init_on_remote_call():
         assert zray.is_initialized()
     finally:
         zray.shutdown()
+
+
+def test_retry_after_a_large_result_was_stored_keeps_working(tmp_path, zray_cluster):
+    """The worker stores a large result, then dies before reporting it: the retry finds the
+    object already stored under the same id and the task still completes."""
+    import os
+    import numpy as np
+    import zray
+    from zray.objects import serialization
+    from zray.objects.ids import return_object_id
+    zray_cluster(num_cpus=1)
+    marker = tmp_path / "stored-once"
+
+    @zray.remote(max_retries=2)
+    def big_then_die(path):
+        value = np.ones(1 << 20, dtype=np.uint8)
+        if not os.path.exists(path):
+            open(path, "w").close()
+            core = zray.api._runtime()
+            spec = core.running_task
+            core.store.put(return_object_id(spec.task_id, 0), serialization.serialize(value),
+                           spec.owner)
+            os._exit(1)
+        return value
+
+    assert zray.get(big_then_die.remote(str(marker))).sum() == 1 << 20

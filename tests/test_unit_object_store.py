@@ -70,3 +70,13 @@ def test_client_gone_drops_its_pins_and_unsealed_objects(store):
     store.free(b"a")
     store.client_gone("reader")
     assert store.stats()["num_objects"] == 0 and store.stats()["used"] == 0
+
+
+def test_a_retry_finds_its_result_already_stored(store):
+    from zray.exceptions import ObjectAlreadyStoredError
+    put(store, b"ret", 1000, 5)
+    with pytest.raises(ObjectAlreadyStoredError):
+        store.create(b"ret", 1000, "owner", "retrying-worker")
+    store.create(b"half", 10, "o", "w")
+    with pytest.raises(ValueError):
+        store.create(b"half", 10, "o", "other")

@@ -109,6 +109,11 @@ class ObjectStorePinnedFullError(ObjectStoreFullError):
     succeed (zray does, for about a second, before raising this)."""
 
 
+class ObjectAlreadyStoredError(RayError):
+    """Internal: a retried task's result is already sealed in the store (the earlier attempt
+    stored it before its worker died); the retry keeps that value."""
+
+
 class OutOfDiskError(RayError):
     """Spilling failed because the disk is full."""
 

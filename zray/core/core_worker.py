@@ -547,8 +547,7 @@ class CoreWorker(ActorCaller):
         task_id, attempt, results, retryable = payload
         pending = self.pending_tasks.get(task_id)
         if pending is None or pending.spec.attempt != attempt:
-            self._discard_results(results, frames)
-            return
+            return      # a superseded attempt (or a task already completed): not ours to keep
         if retryable and not pending.cancelled and pending.retries_left != 0:
             self._retry(pending)
             return
@@ -570,11 +569,6 @@ class CoreWorker(ActorCaller):
             self.refs.set_contained(object_id, contained, registered_for_us=True)
         if not ok and kind == VALUE_STORED:
             self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id],))
-
-    def _discard_results(self, results, frames):
-        for result in results if isinstance(results, list) else ():
-            if isinstance(result, tuple) and result[0] == VALUE_STORED:
-                pass  # results of a superseded attempt are owned by nobody; never happens today
 
     def _on_task_failed(self, sender, payload, frames):
         task_id, attempt, reason, detail = payload

@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 
-from ..exceptions import ObjectStorePinnedFullError
+from ..exceptions import ObjectAlreadyStoredError, ObjectStorePinnedFullError
 from ..objects import serialization
 from ..transport import wire
 from .region import Region
@@ -45,7 +45,10 @@ class StoreClient:
     def put(self, object_id, sobj, owner):
         """Create, fill and seal an object; raises ObjectStoreFullError when it cannot fit."""
         size = sobj.total_size
-        offset = self._store_rpc(wire.OBJ_CREATE, (object_id, size, owner))
+        try:
+            offset = self._store_rpc(wire.OBJ_CREATE, (object_id, size, owner))
+        except ObjectAlreadyStoredError:
+            return      # a retry whose earlier attempt stored this result: keep that value
         sobj.write_to(self.region.view[offset:offset + size], copy=_copy)
         self.core.transport.send(self.daemon, wire.OBJ_SEAL, (object_id,))
 

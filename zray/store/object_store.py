@@ -8,7 +8,8 @@ the session directory, least recently used first, and restored on the next pin.
 import collections
 import os
 
-from ..exceptions import ObjectLostError, ObjectStoreFullError, ObjectStorePinnedFullError
+from ..exceptions import (ObjectAlreadyStoredError, ObjectLostError, ObjectStoreFullError,
+                          ObjectStorePinnedFullError)
 
 
 class _Object:
@@ -38,8 +39,11 @@ class ObjectStore:
 
     # -- the life of an object ---------------------------------------------------------------
     def create(self, object_id, size, owner, client):
-        if object_id in self.objects:
-            raise ValueError(f"object {object_id.hex()} already exists")
+        existing = self.objects.get(object_id)
+        if existing is not None:
+            if existing.sealed and not existing.free_requested:
+                raise ObjectAlreadyStoredError(f"object {object_id.hex()} is already stored")
+            raise ValueError(f"object {object_id.hex()} is being written or freed")
         if size > self.capacity:
             raise ObjectStoreFullError(
                 f"Object of {size} bytes is larger than the object store "
