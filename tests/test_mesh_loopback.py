@@ -10,6 +10,7 @@ import time
 import pytest
 import zmq
 
+from helpers.nodes import status_of
 from zray.node import local_node
 from zray.transport import wire
 
@@ -36,15 +37,7 @@ class Cluster:
                      "--secret-file", str(self.secret))
 
     def status(self, i):
-        old = os.environ.get("ZRAY_TMPDIR")
-        os.environ["ZRAY_TMPDIR"] = str(self.dirs[i])
-        try:
-            return local_node.status()
-        finally:
-            if old is None:
-                del os.environ["ZRAY_TMPDIR"]
-            else:
-                os.environ["ZRAY_TMPDIR"] = old
+        return status_of(self.dirs[i])
 
     def states(self, i):
         st = self.status(i)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import netns
-from zray.node import local_node
+from helpers.nodes import node_file_of, status_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.privileged,
               pytest.mark.skipif(not netns.available(), reason="needs root and ip netns")]
@@ -43,15 +43,7 @@ def mesh(tmp_path):
 
 
 def states(dirs, i):
-    old = os.environ.get("ZRAY_TMPDIR")
-    os.environ["ZRAY_TMPDIR"] = str(dirs[i])
-    try:
-        st = local_node.status()
-    finally:
-        if old is None:
-            del os.environ["ZRAY_TMPDIR"]
-        else:
-            os.environ["ZRAY_TMPDIR"] = old
+    st = status_of(dirs[i])
     if st is None:
         return {}
     return {n.get("NodeManagerAddress"): n.get("State", "ALIVE") for n in st["cluster"]["nodes"]}
@@ -102,13 +94,7 @@ def test_membership_tasks_and_actors_on_each_host(mesh):
 def test_kill_9_of_a_host_node_is_detected(mesh):
     hosts, dirs, cli = mesh
     assert wait(lambda: all_alive(dirs, hosts), 15) is not None
-    old = os.environ.get("ZRAY_TMPDIR")
-    os.environ["ZRAY_TMPDIR"] = str(dirs[2])
-    try:
-        pid = local_node.read_node_file()["pid"]
-    finally:
-        os.environ["ZRAY_TMPDIR"] = old if old is not None else os.environ.pop("ZRAY_TMPDIR")
-    os.kill(pid, signal.SIGKILL)
+    os.kill(node_file_of(dirs[2])["pid"], signal.SIGKILL)
     victim = hosts.addresses[2]
     took = wait(lambda: states(dirs, 0).get(victim) == "DEAD" and states(dirs, 1).get(victim) == "DEAD", 15)
     assert took is not None and took < 5.0, took
