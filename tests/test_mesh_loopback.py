@@ -5,12 +5,11 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import zmq
 
-from helpers.nodes import status_of
+from helpers.nodes import seconds_until, status_of
 from zray.node import local_node
 from zray.transport import wire
 
@@ -48,12 +47,7 @@ class Cluster:
         return st["node"]
 
     def wait(self, condition, timeout):
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if condition():
-                return time.monotonic() - start
-            time.sleep(0.1)
-        return None
+        return seconds_until(condition, timeout)
 
     def stop_all(self):
         for d in self.dirs:

@@ -4,12 +4,11 @@ import os
 import signal
 import sys
 import textwrap
-import time
 
 import pytest
 
 import netns
-from helpers.nodes import node_file_of, status_of
+from helpers.nodes import node_file_of, seconds_until, status_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.privileged,
               pytest.mark.skipif(not netns.available(), reason="needs root and ip netns")]
@@ -49,13 +48,7 @@ def states(dirs, i):
     return {n.get("NodeManagerAddress"): n.get("State", "ALIVE") for n in st["cluster"]["nodes"]}
 
 
-def wait(condition, timeout):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    return None
+wait = seconds_until
 
 
 def all_alive(dirs, hosts, among=(0, 1, 2)):

@@ -1,6 +1,7 @@
 """Asking a `zray start` node that lives under another ZRAY_TMPDIR (one per simulated host)."""
 import contextlib
 import os
+import time
 
 from zray.node import local_node
 
@@ -27,3 +28,13 @@ def status_of(path):
 def node_file_of(path):
     with zray_tmpdir(path):
         return local_node.read_node_file()
+
+
+def seconds_until(condition, timeout, interval=0.1):
+    """Seconds it took until condition() held, or None after the timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(interval)
+    return None
