@@ -159,8 +159,13 @@ def _connect(address, kwargs):
     if address != "auto":
         _check_member_of(info, address)
     job_id = os.urandom(4).hex()
+    mesh = None
+    if info.get("mesh_address") and info.get("secret_file"):
+        from .transport.address import host_of
+        mesh = {"ip": host_of(info["mesh_address"]), "secret_file": info["secret_file"],
+                "node_id": info["node_id"]}
     core = CoreWorker("driver", info["session"], info["address"], job_id,
-                      namespace=kwargs.get("namespace"))
+                      namespace=kwargs.get("namespace"), mesh=mesh)
     try:
         core.connect(os.getpid())
     except BaseException:

@@ -61,7 +61,7 @@ class _GeneratorState:
 
 class CoreWorker(ActorCaller):
     def __init__(self, kind, session_dir, daemon_address, job_id, worker_id=None,
-                 namespace=None, driver_address=None):
+                 namespace=None, driver_address=None, mesh=None):
         self.kind = kind                    # "driver" or "worker"
         self.session_dir = session_dir
         self.daemon = daemon_address
@@ -70,6 +70,10 @@ class CoreWorker(ActorCaller):
         self.namespace = namespace
         self.address = f"ipc://{session_dir}/sock/{kind[0]}{self.worker_id[:12]}"
         self.transport = Transport(self.address)
+        if mesh is not None:
+            # On a node in a mesh, peers on other hosts must reach us too (transport/address.py).
+            self.address = self.transport.become_mesh_process(
+                mesh["ip"], _curve_keys(mesh["secret_file"]), mesh["node_id"])
         self.refs = ReferenceTable(self.address, self._send_borrow, self._send_unborrow, self._free_owned,
                                    wake=self.transport.wake)
         self.task_ids = TaskIdFactory()
@@ -770,6 +774,11 @@ def _serialize_arg(value, index, n_positional, kwargs):
         which = (f"argument {index}" if index < n_positional
                  else f"keyword argument {list(kwargs)[index - n_positional]!r}")
         raise exceptions.ObjectSerializationError(f"Could not pass {which} to the task: {exc}") from None
+
+
+def _curve_keys(secret_file):
+    from ..mesh.security import CurveKeys, load_secret
+    return CurveKeys(load_secret(secret_file))
 
 
 class _Frame:

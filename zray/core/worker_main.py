@@ -27,7 +27,7 @@ def run_forked(request):
     from ..objects.object_ref import set_runtime
     runtime = WorkerRuntime("worker", session, request["daemon"], request["job_id"],
                             worker_id=worker_id, namespace=request.get("namespace"),
-                            driver_address=request.get("driver"))
+                            driver_address=request.get("driver"), mesh=request.get("mesh"))
     from .. import api
     api._attach_worker_runtime(runtime)
     runtime.connect(os.getpid())

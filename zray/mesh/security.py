@@ -52,9 +52,10 @@ def load_secret(secret_file=None):
     return os.environ.get(SECRET_ENV) or None
 
 
-def generate_secret(directory):
-    """A new random secret, written to <directory>/cluster.secret with 0600 rights."""
-    secret = os.urandom(32).hex()
+def generate_secret(directory, secret=None):
+    """A new random secret (or the one given), written to <directory>/cluster.secret with
+    0600 rights."""
+    secret = secret or os.urandom(32).hex()
     path = os.path.join(directory, SECRET_FILE)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -19,6 +19,7 @@ import time
 from .actor_service import ActorService
 from .mesh_service import MeshService, sum_resources
 from .processes import pid_alive
+from ..transport.address import ipc_path
 from .zygote import Zygote
 
 
@@ -185,6 +186,7 @@ class NodeDaemon(ActorService, MeshService):
         self.zygote.spawn({
             "worker_id": worker_id, "job_id": job_id, "session": self.session_dir,
             "daemon": self.address, "driver": self.drivers.get(job_id) or self.args.driver_address,
+            "mesh": self.mesh_endpoint(),
         })
 
     def on_worker_spawned(self, worker_id, pid):
@@ -224,9 +226,10 @@ class NodeDaemon(ActorService, MeshService):
         client = self.clients.pop(address, None)
         self.store.client_gone(address)
         self.transport.forget(address)
-        if address.startswith("ipc://"):
+        path = ipc_path(address)
+        if path and path.startswith(self.session_dir):
             try:
-                os.unlink(address[len("ipc://"):])   # a killed process leaves its socket file
+                os.unlink(path)   # a killed process leaves its socket file
             except OSError:
                 pass
         self.run_actions(self.scheduler.handle_owner_died(address))

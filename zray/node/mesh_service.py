@@ -35,6 +35,10 @@ class MeshService:
                 raise SystemExit("zray node: joining a cluster needs its secret: set "
                                  "ZRAY_CLUSTER_SECRET or pass --secret-file")
             secret, self.secret_file = generate_secret(self.session_dir)
+        elif self.secret_file is None:
+            # Given by the environment: keep a 0600 copy in the session dir, where this node's
+            # drivers and workers read it to listen on TCP themselves.
+            _, self.secret_file = generate_secret(self.session_dir, secret)
         address = f"tcp://{args.node_ip}:{args.port}"
         self.transport.bind_tcp(address, CurveKeys(secret))
         self.mesh_address = address
@@ -47,6 +51,12 @@ class MeshService:
         if args.join:
             self.swim.join([tcp_address(a) for a in args.join.split(",")], now)
         self._mesh_flush()
+
+    def mesh_endpoint(self):
+        """What this node's drivers and workers need to listen on TCP too, or None."""
+        if self.swim is None:
+            return None
+        return {"ip": self.args.node_ip, "secret_file": self.secret_file, "node_id": self.node_id}
 
     def _mesh_meta(self):
         return {

@@ -14,6 +14,7 @@ import threading
 
 import zmq
 
+from . import address as addresses
 from . import wire
 
 
@@ -31,7 +32,9 @@ class Transport:
         self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.inbox.bind(address)
         self._identity = address.encode()
+        self._tcp_identity = None
         self.tcp_address = None
+        self.local_host = None           # our IP, once we listen on TCP: peers there use ipc
         self._curve = None
         self._outboxes = {}              # address -> (socket, lock)
         self._outboxes_lock = threading.Lock()
@@ -40,12 +43,27 @@ class Transport:
 
     def bind_tcp(self, address, curve_keys):
         """Also listen on tcp:// for peers on other hosts, authenticated by CURVE. Messages we
-        send over TCP carry this address as our identity, so replies come back over TCP."""
+        send over TCP carry this address as our identity, so replies come back over TCP.
+        A port of 0 picks a free one; the bound address is returned."""
         curve_keys.make_server(self.inbox)
+        if address.endswith(":0"):
+            address = address[:-2] + ":*"
         self.inbox.bind(address)
+        address = self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.inbox.curve_server = False     # options apply per endpoint, at bind time
         self._curve = curve_keys
         self.tcp_address = address
+        self._tcp_identity = address.encode()
+        self.local_host = addresses.host_of(address)
+        return address
+
+    def become_mesh_process(self, tcp_host, curve_keys, node_id):
+        """A driver's or worker's transport on a node in a mesh: listen on TCP too and take the
+        address that names both endpoints (transport/address.py), used as identity on both."""
+        tcp = self.bind_tcp(f"tcp://{tcp_host}:0", curve_keys)
+        self.address = addresses.join(self.address, tcp, node_id)
+        self._identity = self._tcp_identity = self.address.encode()
+        return self.address
 
     # -- sending (any thread) ------------------------------------------------------------------
     def send(self, address, msg_type, payload=(), frames=()):
@@ -65,15 +83,17 @@ class Transport:
                     raise TransportClosed(f"transport of {self.address} is closed")
                 sock = self._ctx.socket(zmq.DEALER)
                 sock.setsockopt(zmq.SNDHWM, 0)
-                if address.startswith("tcp://"):
+                endpoint = addresses.route(address, self.local_host)
+                if endpoint.startswith("tcp://"):
                     if self._curve is None:
+                        sock.close(linger=0)
                         raise TransportClosed(f"{self.address} has no TCP endpoint to reach {address}")
                     self._curve.make_client(sock)
-                    sock.setsockopt(zmq.IDENTITY, self.tcp_address.encode())
+                    sock.setsockopt(zmq.IDENTITY, self._tcp_identity)
                 else:
                     sock.setsockopt(zmq.IDENTITY, self._identity)
                 sock.setsockopt(zmq.RECONNECT_IVL, 20)
-                sock.connect(address)
+                sock.connect(endpoint)
                 entry = self._outboxes[address] = (sock, threading.Lock())
             return entry
 

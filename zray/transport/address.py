@@ -1,0 +1,55 @@
+"""Addresses of zray processes, and which route reaches one.
+
+A process of a node outside any mesh has one address, its ipc:// socket path. A process of a
+node in a mesh is reachable two ways, and its address names both, with the node it lives on:
+
+    ipc:///tmp/zray-1000/s.../sock/w1234|tcp://10.0.0.5:41234|<node_id>
+
+Peers on the same host (the same IP) use the ipc path, which is faster and needs no keys;
+peers on other hosts use the CURVE-authenticated TCP endpoint. The address is also the
+process's identity on every connection, so whoever receives a message can answer it, and a
+node that is declared dead can tell which addresses died with it.
+"""
+SEPARATOR = "|"
+
+
+def join(ipc, tcp, node_id):
+    return f"{ipc}{SEPARATOR}{tcp}{SEPARATOR}{node_id}"
+
+
+def is_pair(address):
+    return SEPARATOR in address
+
+
+def parts(address):
+    """(ipc, tcp, node_id); tcp and node_id are None for an ipc-only address."""
+    if SEPARATOR not in address:
+        return address, None, None
+    ipc, tcp, node_id = address.split(SEPARATOR, 2)
+    return ipc, tcp, node_id
+
+
+def host_of(tcp):
+    """'10.0.0.5' of 'tcp://10.0.0.5:41234'."""
+    return tcp[len("tcp://"):].rsplit(":", 1)[0]
+
+
+def route(address, local_host):
+    """The endpoint to connect to: the ipc path for a peer on this host, else its TCP one."""
+    if SEPARATOR not in address:
+        return address
+    ipc, tcp, _ = address.split(SEPARATOR, 2)
+    if local_host is None or host_of(tcp) == local_host:
+        return ipc
+    return tcp
+
+
+def node_of(address):
+    """The node id a mesh address names, or None."""
+    return parts(address)[2]
+
+
+def ipc_path(address):
+    """The socket file of an address reached over ipc, or None."""
+    ipc = parts(address)[0]
+    return ipc[len("ipc://"):] if ipc.startswith("ipc://") else None
