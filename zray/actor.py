@@ -70,6 +70,7 @@ def validate_actor_options(options):
                 raise TypeError(f"{key} must be an int, got {v!r}")
             if v < -1:
                 raise ValueError(f"{key} must be >= -1 (-1 means without limit), got {v}")
+    opts.encode_strategy(options)
     lifetime = options.get("lifetime")
     if lifetime not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or 'non_detached', got {lifetime!r}")
@@ -168,7 +169,8 @@ class ActorClass:
             name=actor_options.get("name"), namespace=actor_options.get("namespace"),
             detached=lifetime_opt == "detached",
             get_if_exists=bool(actor_options.get("get_if_exists")),
-            max_restarts=actor_options.get("max_restarts", 0) or 0)
+            max_restarts=actor_options.get("max_restarts", 0) or 0,
+            strategy=opts.encode_strategy(actor_options))
         return ActorHandle(actor_id, owner, meta, counted=True, existing=existing)
 
 

@@ -416,4 +416,4 @@ def kill(actor, *, no_restart=True):
     from .actor import ActorHandle
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
-    _runtime().kill_actor(actor._actor_id, no_restart)
+    _runtime().kill_actor(actor._actor_id, no_restart, actor._meta)

@@ -198,3 +198,11 @@ class PlacementGroupSchedulingError(RayError):
 
 class CrossLanguageError(RayError):
     """Kept for name compatibility with Ray; zray is Python only."""
+
+
+class TaskUnschedulableError(RaySchedulingError):
+    """A task can never run: its scheduling strategy names a node that is not alive."""
+
+
+class ActorUnschedulableError(RaySchedulingError):
+    """An actor can never be placed: its scheduling strategy names a node that is not alive."""

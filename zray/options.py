@@ -77,6 +77,21 @@ def validate_task_options(options):
                                 f"got {r!r}")
     if options.get("name") is not None and not isinstance(options["name"], str):
         raise TypeError(f"name must be a str, got {options['name']!r}")
+    encode_strategy(options)
+
+
+def encode_strategy(options):
+    """The scheduling_strategy option as a task spec carries it (scheduling/placement.py)."""
+    strategy = options.get("scheduling_strategy")
+    if strategy is None or strategy == "DEFAULT":
+        return None
+    if strategy == "SPREAD":
+        return "SPREAD"
+    from .util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return ("node", strategy.node_id, strategy.soft)
+    raise ValueError(f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
+                     f"NodeAffinitySchedulingStrategy, got {strategy!r}")
 
 
 def task_resources(options):

@@ -30,6 +30,11 @@ def returned_refs(core, task_id, refs, num_returns):
     return refs
 
 
+def _strategy_extra(task_options):
+    strategy = opts.encode_strategy(task_options)
+    return None if strategy is None else {"strategy": strategy}
+
+
 class RemoteFunction:
     def __init__(self, function, task_options):
         opts.validate_task_options(task_options)
@@ -84,5 +89,6 @@ class RemoteFunction:
         task_id, refs = core.submit_task(
             function_id, name, args, kwargs, n, opts.task_resources(task_options),
             task_options.get("max_retries", opts.DEFAULT_TASK["max_retries"]),
-            opts.encode_retry_exceptions(task_options.get("retry_exceptions", False)))
+            opts.encode_retry_exceptions(task_options.get("retry_exceptions", False)),
+            extra=_strategy_extra(task_options))
         return returned_refs(core, task_id, refs, n)

@@ -50,14 +50,14 @@ class ActorCaller:
 
     # -- creation ------------------------------------------------------------------------------
     def create_actor(self, class_id, class_name, args, kwargs, placement, lifetime, meta, *,
-                     name, namespace, detached, get_if_exists, max_restarts):
+                     name, namespace, detached, get_if_exists, max_restarts, strategy=None):
         namespace = namespace or self.namespace
         actor_id = put_object_id(self.current_task_id, next(self._put_counter))
         existing, owner, existing_meta = self.rpc(self.daemon, wire.REGISTER_ACTOR, (
             actor_id, name, namespace, detached, get_if_exists, max_restarts, class_name,
             self.job_id, self.address, meta))
+        meta.update(existing_meta)     # the node adds where the actor's record lives ("home")
         if existing != actor_id:
-            meta.update(existing_meta)
             return existing, owner, True
         entry = ObjectEntry(owned=True)
         entry.kind = VALUE_INLINE
@@ -68,7 +68,9 @@ class ActorCaller:
         self.refs.add_owned(actor_id)
         self.owned_actors.add(actor_id)
         state = self._actor_state(actor_id, meta, subscribe=False)
-        extra = {"actor_id": actor_id, "lifetime": lifetime, "meta": meta}
+        extra = {"actor_id": actor_id, "lifetime": lifetime, "meta": meta, "detached": detached}
+        if strategy is not None:
+            extra["strategy"] = strategy
         task_id, _ = self.submit_task(class_id, f"{class_name}.__init__", args, kwargs, 0,
                                       placement, 0, False, extra=extra)
         state.creation = self.pending_tasks.get(task_id)
@@ -84,7 +86,7 @@ class ActorCaller:
             else:
                 new = False
         if new and subscribe:
-            self._safe_send(self.daemon, wire.SUBSCRIBE_ACTOR, (actor_id,))
+            self._safe_send(self._home(meta), wire.SUBSCRIBE_ACTOR, (actor_id,))
         return state
 
     def submit_actor_task(self, handle, method_name, args, kwargs, num_returns, group, name):
@@ -202,15 +204,21 @@ class ActorCaller:
             state.inflight.pop(pending.spec.task_id, None)
 
     # -- handles going away, names, kill ---------------------------------------------------------
+    def _home(self, meta):
+        """The node daemon that keeps the actor's record: its state, restarts and death. In a
+        mesh it may be on another host; outside one it is our own node."""
+        return (meta or {}).get("home") or self.daemon
+
     def _actor_out_of_scope(self, actor_id):
         self.owned_actors.discard(actor_id)
-        self._safe_send(self.daemon, wire.ACTOR_OUT_OF_SCOPE, (actor_id,))
+        state = self.actor_states.get(actor_id)
+        self._safe_send(self._home(state.meta if state else None), wire.ACTOR_OUT_OF_SCOPE, (actor_id,))
 
     def get_actor(self, name, namespace):
         return self.rpc(self.daemon, wire.GET_ACTOR, (name, namespace or self.namespace))
 
-    def kill_actor(self, actor_id, no_restart):
-        self.transport.send(self.daemon, wire.KILL_ACTOR, (actor_id, no_restart))
+    def kill_actor(self, actor_id, no_restart, meta=None):
+        self.transport.send(self._home(meta), wire.KILL_ACTOR, (actor_id, no_restart))
 
     def list_actors(self):
         return self.rpc(self.daemon, wire.LIST_ACTORS, ())

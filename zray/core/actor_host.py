@@ -94,7 +94,7 @@ class ActorHost:
 
     def exit_process(self):
         """Leave now: tell the node first so it does not restart us, flush, and go."""
-        self.runtime._safe_send(self.runtime.daemon, wire.ACTOR_EXITING, (self.actor_id,))
+        self.runtime._safe_send(self.runtime._home(self.meta), wire.ACTOR_EXITING, (self.actor_id,))
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

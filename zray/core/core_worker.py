@@ -211,6 +211,7 @@ class CoreWorker(ActorCaller):
             wire.LOG_LINES: self._on_log_lines,
             wire.WARNING: self._on_warning,
             wire.CLIENT_DIED: self._on_client_died,
+            wire.NODE_DIED: self._on_node_died,
         }
 
     # -- reference counting callbacks ----------------------------------------------------------
@@ -581,9 +582,15 @@ class CoreWorker(ActorCaller):
             return
         if reason == "cancelled" or pending.cancelled:
             err = exceptions.TaskCancelledError(task_id)
+        elif reason == "unschedulable":
+            err = exceptions.TaskUnschedulableError(f"Task {pending.spec.name} cannot be scheduled: {detail}")
         elif pending.retries_left != 0:
             self._retry(pending)
             return
+        elif reason == "node_died":
+            err = exceptions.NodeDiedError(
+                f"Task {pending.spec.name} was lost with its node (it was retried "
+                f"{pending.spec.attempt} times): {detail}")
         else:
             err = exceptions.WorkerCrashedError(
                 f"The worker running task {pending.spec.name} died unexpectedly "
@@ -738,6 +745,20 @@ class CoreWorker(ActorCaller):
         for oid in orphans:
             err = exceptions.OwnerDiedError(oid.hex(), f"The owner of object {oid.hex()} ({address}) died")
             self._set_ready(oid, VALUE_INLINE, inline=serialization.serialize_error(err).to_bytes())
+
+    def _on_node_died(self, sender, payload, frames):
+        """A node of the mesh is gone, with every process on it."""
+        node_id, mesh_address = payload[:2]
+        from ..transport.address import node_of
+        for address in self.refs.known_addresses():
+            if node_of(address) == node_id:
+                self._on_client_died(sender, (address,), ())
+        # Actors whose record lived there can no longer be restarted or told about.
+        for state in list(self.actor_states.values()):
+            home = (state.meta or {}).get("home")
+            if home and node_of(home) == node_id:
+                self._on_actor_state(sender, (state.actor_id, "DEAD", None,
+                                              f"The actor died: its node {node_id} died"), ())
 
     def _owner_of_pending(self, object_id):
         counts = self.refs._entries.get(object_id)

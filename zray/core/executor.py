@@ -81,8 +81,8 @@ class WorkerRuntime(ActorExecution, CoreWorker):
             if spec is _TERMINATE:
                 self.actor.exit_process()
             extra = spec.extra
-            if extra is None:
-                self.execute(spec, gpu_grants, frames)
+            if extra is None or "actor_id" not in extra:
+                self.execute(spec, gpu_grants, frames)     # a task (extra: its strategy)
             elif "method" in extra:
                 self.execute_actor_call(spec, frames)
             else:

@@ -23,6 +23,9 @@ class ActorService:
     def on_register_actor(self, sender, payload, frames):
         (req_id, actor_id, name, namespace, detached, get_if_exists, max_restarts, class_name,
          job_id, owner, meta) = payload
+        home = self.home_address()
+        if home:
+            meta = dict(meta, home=home)
         record = ActorRecord(actor_id, None, None, name, namespace, detached, job_id, owner,
                              max_restarts, class_name, meta)
         try:
@@ -42,6 +45,14 @@ class ActorService:
         actor_id, ok, message = payload
         worker_id = self._worker_id_of(sender)
         client = self.clients.get(sender)
+        if actor_id not in self.directory.actors and worker_id in self.hosted_for_home:
+            extra = self.hosted_for_home[worker_id][2].spec.extra
+            if ok:
+                self.run_actions(self.scheduler.handle_actor_started(
+                    worker_id, extra["lifetime"], bool(extra.get("detached"))))
+            self.report_actor_started(actor_id, worker_id, ok, message, sender,
+                                      client.pid if client else None, frames)
+            return
         if ok:
             record = self.directory.actors.get(actor_id)
             lifetime = record.spec.extra["lifetime"] if record and record.spec else {}
@@ -90,7 +101,9 @@ class ActorService:
                 record = action[1]
                 if record.restarts:
                     record.spec.attempt += 1
-                self.run_actions(self.scheduler.handle_task_submitted(Task(record.spec, record.frames)))
+                if self.home_address():
+                    record.spec.extra["home"] = self.home_address()
+                self.place_task(Task(record.spec, record.frames))
             elif kind == "notify":
                 _, record, subscribers = action
                 message, layout = record.death_cause or (None, None)
@@ -99,9 +112,7 @@ class ActorService:
                     self.send(address, wire.ACTOR_STATE,
                               (record.actor_id, record.state, record.address, message), frames)
             elif kind == "kill_worker":
-                worker = self.workers.get(action[1])
-                if worker is not None:
-                    self._kill(worker.pid)
+                self.kill_actor_worker(action[1])
             elif kind == "terminate":
                 record = action[1]
                 if record.address:

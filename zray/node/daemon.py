@@ -19,6 +19,7 @@ import time
 from .actor_service import ActorService
 from .mesh_service import MeshService, sum_resources
 from .processes import pid_alive
+from .routing_service import RoutingService
 from ..transport.address import ipc_path
 from .zygote import Zygote
 
@@ -47,7 +48,7 @@ class Client:
         self.pidfd = pidfd
 
 
-class NodeDaemon(ActorService, MeshService):
+class NodeDaemon(ActorService, MeshService, RoutingService):
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
@@ -115,6 +116,7 @@ class NodeDaemon(ActorService, MeshService):
                                                           self.store.list_objects()),
         }
         self._init_actor_service()
+        self._init_routing()
         self._init_mesh()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
@@ -185,7 +187,8 @@ class NodeDaemon(ActorService, MeshService):
         self.workers[worker_id] = WorkerProcess(worker_id, job_id)
         self.zygote.spawn({
             "worker_id": worker_id, "job_id": job_id, "session": self.session_dir,
-            "daemon": self.address, "driver": self.drivers.get(job_id) or self.args.driver_address,
+            "daemon": self.address,
+            "driver": self.drivers.get(job_id) or self.remote_drivers.get(job_id) or self.args.driver_address,
             "mesh": self.mesh_endpoint(),
         })
 
@@ -215,6 +218,7 @@ class NodeDaemon(ActorService, MeshService):
         self._unwatch(worker.pidfd)
         if worker.registered:
             detail = self._log_tail(worker.worker_id)
+            self.report_hosted_worker_died(worker.worker_id, detail)
             self.run_actions(self.scheduler.handle_worker_died(worker.worker_id), detail)
             self.run_actor_actions(self.directory.handle_worker_died(worker.worker_id, detail))
         else:
@@ -233,8 +237,11 @@ class NodeDaemon(ActorService, MeshService):
             except OSError:
                 pass
         self.run_actions(self.scheduler.handle_owner_died(address))
+        for tid in [t for t, (_, task) in self.forwarded.items() if task.spec.owner == address]:
+            del self.forwarded[tid]
         if client is None:
             return
+        self.announce_client_gone(client)
         self._unwatch(client.pidfd)
         for other in self.clients.values():
             self.send(other.address, self.wire.CLIENT_DIED, (address,))
@@ -269,7 +276,10 @@ class NodeDaemon(ActorService, MeshService):
             if kind == "dispatch":
                 _, task, worker = action
                 if task.spec.extra and "actor_id" in task.spec.extra:
-                    self.directory.handle_dispatched(task.spec.extra["actor_id"], worker.worker_id)
+                    if task.spec.extra["actor_id"] in self.directory.actors:
+                        self.directory.handle_dispatched(task.spec.extra["actor_id"], worker.worker_id)
+                    else:
+                        self.note_dispatched_remote_actor(task, worker)
                 self.send(worker.address, wire.EXECUTE_TASK, (task.spec, task.gpu_grants), task.frames)
             elif kind == "start_worker":
                 self.start_worker(action[1])
@@ -283,6 +293,7 @@ class NodeDaemon(ActorService, MeshService):
             elif kind == "cancelled":
                 spec = action[1].spec
                 self.send(spec.owner, wire.TASK_FAILED, (spec.task_id, spec.attempt, "cancelled", None))
+                self.task_ended_here(action[1])
             elif kind == "interrupt":
                 _, worker, force, *recursive = action
                 if force:
@@ -296,6 +307,7 @@ class NodeDaemon(ActorService, MeshService):
                 if spec.extra and "actor_id" in spec.extra:
                     continue    # the actor directory decides: restart or death
                 self.send(spec.owner, wire.TASK_FAILED, (spec.task_id, spec.attempt, "worker_died", detail))
+                self.task_ended_here(action[1])
             elif kind == "kill_worker":
                 self._kill(action[1].pid)
 
@@ -379,14 +391,19 @@ class NodeDaemon(ActorService, MeshService):
         if task.spec.extra and "actor_id" in task.spec.extra:
             self.on_actor_creation_task(task)
         else:
-            self.run_actions(self.scheduler.handle_task_submitted(task))
+            self.place_task(task)
 
     def _worker_id_of(self, address):
         client = self.clients.get(address)
         return client.worker_id if client is not None else None
 
     def on_task_finished(self, sender, payload, frames):
-        self.run_actions(self.scheduler.handle_task_finished(self._worker_id_of(sender)))
+        worker_id = self._worker_id_of(sender)
+        worker = self.scheduler.workers.get(worker_id)
+        task = worker.task if worker is not None else None
+        self.run_actions(self.scheduler.handle_task_finished(worker_id))
+        if task is not None and task.origin is not None:
+            self.task_ended_here(task)
 
     def on_cancel_task(self, sender, payload, frames):
         task_id, force, recursive = payload

@@ -77,6 +77,7 @@ class MeshService:
                 self.swim.update_meta(meta, now)
         self.swim.tick(now)
         self._mesh_flush()
+        self.move_queued_tasks()
 
     def on_mesh_swim(self, sender, payload, frames):
         self.swim.receive(sender, payload[0], time.monotonic())
@@ -86,8 +87,10 @@ class MeshService:
         for address, message in self.swim.take_outbox():
             self.send(address, self.wire.MESH_SWIM, (message,))
         for kind, member in self.swim.take_events():
-            print(f"zray node {self.node_id[:8]}: member {member.name[:8]} at {member.address} "
-                  f"is {'alive' if kind in ('join', 'update') else kind}", file=sys.stderr, flush=True)
+            if kind != "update":
+                print(f"zray node {self.node_id[:8]}: member {member.name[:8]} at {member.address} "
+                      f"is {'alive' if kind == 'join' else kind}", file=sys.stderr, flush=True)
+            self.member_changed(kind, member)
 
     def mesh_leave(self):
         if self.swim is not None:

@@ -183,6 +183,15 @@ class ReferenceTable:
             self._run(actions)
 
     # -- queries ---------------------------------------------------------------------------
+    def known_addresses(self):
+        """Every owner and borrower address this table refers to."""
+        with self._lock:
+            out = {e.owner for e in self._entries.values() if e.owner}
+            for e in self._entries.values():
+                if e.borrowers:
+                    out.update(e.borrowers)
+        return out
+
     def __contains__(self, object_id):
         return object_id in self._entries
 

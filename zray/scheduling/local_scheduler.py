@@ -22,9 +22,10 @@ from .resources import CPU, GPU, GpuSlots, add, fits, subtract
 class Task:
     """A task as the node holds it: its spec, its message frames, and where it runs."""
 
-    __slots__ = ("spec", "frames", "worker", "gpu_grants", "cancelled", "orphaned", "depth")
+    __slots__ = ("spec", "frames", "worker", "gpu_grants", "cancelled", "orphaned", "depth",
+                 "hops", "origin")
 
-    def __init__(self, spec, frames):
+    def __init__(self, spec, frames, hops=0, origin=None):
         self.spec = spec
         self.frames = frames
         self.worker = None
@@ -32,6 +33,8 @@ class Task:
         self.cancelled = False
         self.orphaned = False       # its owner died: nobody is told how it ends
         self.depth = 0              # nesting: 1 + its parent's, when the parent runs here
+        self.hops = hops            # how many times nodes forwarded it to reach this one
+        self.origin = origin        # the node that forwarded it here (told when it ends)
 
 
 class Worker:
@@ -63,6 +66,7 @@ class LocalScheduler:
         self.idle = collections.defaultdict(collections.deque)  # job_id -> idle Workers
         self.starting = collections.Counter()       # job_id -> workers being started
         self.running = {}                           # task_id -> Task
+        self.queued_demand = {}                     # what the queued tasks will need, summed
 
     # -- events --------------------------------------------------------------------------------
     def handle_task_submitted(self, task):
@@ -77,6 +81,7 @@ class LocalScheduler:
         parent = self.running.get(spec.parent_task_id)
         task.depth = parent.depth + 1 if parent is not None else 0
         self.queues.setdefault(spec.scheduling_class() + (task.depth,), collections.deque()).append(task)
+        add(self.queued_demand, spec.resources)
         return self._schedule()
 
     def handle_worker_started(self, worker_id, job_id, address, pid):
@@ -158,6 +163,7 @@ class LocalScheduler:
             for task in queue:
                 if task.spec.task_id == task_id:
                     queue.remove(task)
+                    subtract(self.queued_demand, task.spec.resources)
                     return [("cancelled", task)]
         task = self.infeasible.pop(task_id, None)
         if task is not None:
@@ -181,6 +187,7 @@ class LocalScheduler:
                     del self.queues[cls]
         for tid in [t for t, task in self.infeasible.items() if task.spec.owner == owner]:
             del self.infeasible[tid]
+        self._recount_demand()
         actions = []
         for task in list(self.running.values()):
             if task.spec.owner == owner and task.worker is not None:
@@ -194,6 +201,7 @@ class LocalScheduler:
             del self.queues[cls]
         for tid in [t for t, task in self.infeasible.items() if task.spec.job_id == job_id]:
             del self.infeasible[tid]
+        self._recount_demand()
         actions = []
         for worker in [w for w in self.workers.values() if w.job_id == job_id and not w.detached]:
             actions.append(("kill_worker", worker))
@@ -208,7 +216,30 @@ class LocalScheduler:
             actions.extend(self.handle_task_submitted(task))
         return actions
 
+    def take_waiting(self, can_move, limit):
+        """Remove and return up to `limit` queued tasks that wait for resources here and for
+        which can_move(task) says another node takes them now (moving queued work out)."""
+        taken = []
+        for cls in list(self.queues):
+            queue = self.queues[cls]
+            while queue and len(taken) < limit:
+                task = queue[-1]            # the newest: the head keeps its turn here
+                if fits(task.spec.resources, self.available) or not can_move(task):
+                    break
+                queue.pop()
+                subtract(self.queued_demand, task.spec.resources)
+                taken.append(task)
+            if not queue:
+                del self.queues[cls]
+        return taken
+
     # -- queries -------------------------------------------------------------------------------
+    def room(self):
+        """What is free once the queued tasks got theirs: how much more this node takes now."""
+        room = dict(self.available)
+        subtract(room, self.queued_demand)
+        return room
+
     def list_tasks(self):
         """What this node holds: queued, infeasible and running tasks."""
         out = []
@@ -242,6 +273,7 @@ class LocalScheduler:
                     wanted[job_id] += self._how_many_fit(queue)
                     break
                 queue.popleft()
+                subtract(self.queued_demand, task.spec.resources)
                 worker = idle.popleft()
                 self._dispatch(task, worker)
                 actions.append(("dispatch", task, worker))
@@ -257,6 +289,12 @@ class LocalScheduler:
                 self.starting[job_id] += 1
                 actions.append(("start_worker", job_id))
         return actions
+
+    def _recount_demand(self):
+        self.queued_demand = {}
+        for queue in self.queues.values():
+            for task in queue:
+                add(self.queued_demand, task.spec.resources)
 
     def _how_many_fit(self, queue):
         """How many tasks at the head of a class queue the free resources could run at once."""

@@ -83,4 +83,14 @@ LIST_TASKS_REPLY = 91      # daemon -> caller: (req_id, [info], None)
 LIST_OBJECTS = 92          # -> daemon: (req_id,)
 LIST_OBJECTS_REPLY = 93    # daemon -> caller: (req_id, [info], None)
 
+# -- tasks and actors across nodes (120-139) ------------------------------------------------------
+FORWARD_TASK = 120         # daemon -> daemon: (spec, hops, driver_address) + arg frames
+FORWARD_DONE = 121         # daemon -> the daemon that forwarded the task: (task_id,)
+PEER_CLIENT_GONE = 122     # daemon -> daemons: (address, kind, job_id) a driver or worker exited
+NODE_DIED = 123            # daemon -> its clients: (node_id, mesh_address) a member is dead or left
+ACTOR_HOSTED = 124         # hosting daemon -> actor's home: (actor_id, ok, message, worker_id,
+                           #   address, pid) + [error layout]
+ACTOR_HOST_DIED = 125      # hosting daemon -> actor's home: (actor_id, worker_id, detail)
+KILL_REMOTE_WORKER = 126   # actor's home -> hosting daemon: (worker_id,)
+
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}

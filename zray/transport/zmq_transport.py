@@ -76,31 +76,43 @@ class Transport:
                 sock.send(header, copy=True)
 
     def _connect(self, address):
+        # One socket per endpoint, however many addresses name it (a daemon's ipc path and its
+        # ipc|tcp pair): a ROUTER hands an identity over to the newest connection that uses
+        # it, so two sockets of ours to one peer would keep cutting each other off.
         with self._outboxes_lock:
             entry = self._outboxes.get(address)
             if entry is None:
                 if self._closed:
                     raise TransportClosed(f"transport of {self.address} is closed")
-                sock = self._ctx.socket(zmq.DEALER)
-                sock.setsockopt(zmq.SNDHWM, 0)
                 endpoint = addresses.route(address, self.local_host)
-                if endpoint.startswith("tcp://"):
-                    if self._curve is None:
-                        sock.close(linger=0)
-                        raise TransportClosed(f"{self.address} has no TCP endpoint to reach {address}")
-                    self._curve.make_client(sock)
-                    sock.setsockopt(zmq.IDENTITY, self._tcp_identity)
-                else:
-                    sock.setsockopt(zmq.IDENTITY, self._identity)
-                sock.setsockopt(zmq.RECONNECT_IVL, 20)
-                sock.connect(endpoint)
-                entry = self._outboxes[address] = (sock, threading.Lock())
+                entry = self._outboxes.get(endpoint)
+                if entry is None:
+                    entry = self._outboxes[endpoint] = (self._open(endpoint), threading.Lock())
+                self._outboxes[address] = entry
             return entry
+
+    def _open(self, endpoint):
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        if endpoint.startswith("tcp://"):
+            if self._curve is None:
+                sock.close(linger=0)
+                raise TransportClosed(f"{self.address} has no TCP endpoint to reach {endpoint}")
+            self._curve.make_client(sock)
+            sock.setsockopt(zmq.IDENTITY, self._tcp_identity)
+        else:
+            sock.setsockopt(zmq.IDENTITY, self._identity)
+        sock.setsockopt(zmq.RECONNECT_IVL, 20)
+        sock.connect(endpoint)
+        return sock
 
     def forget(self, address):
         """Close the outbox to a peer that is gone."""
         with self._outboxes_lock:
             entry = self._outboxes.pop(address, None)
+            if entry is not None:
+                for key in [k for k, e in self._outboxes.items() if e is entry]:
+                    del self._outboxes[key]
         if entry is not None:
             with entry[1]:
                 entry[0].close(linger=0)
@@ -132,7 +144,8 @@ class Transport:
             if self._closed:
                 return
             self._closed = True
-            entries, self._outboxes = list(self._outboxes.values()), {}
+            entries = list({id(e): e for e in self._outboxes.values()}.values())
+            self._outboxes = {}
         for sock, lock in entries:
             with lock:
                 sock.close(linger=linger_ms)
