@@ -1,0 +1,183 @@
+"""Bottom-up scheduling across nodes on loopback: spilling to peers, custom resources, waiting
+for a node that fits, scheduling strategies, and what a node's death does to its work."""
+import time
+
+import pytest
+
+from helpers.mesh_cluster import MeshCluster
+from helpers.nodes import seconds_until
+
+WHERE = """
+import time, zray
+zray.init(address="auto")
+
+@zray.remote
+def where(seconds=0.0):
+    time.sleep(seconds)
+    return zray.get_runtime_context().get_node_id()
+"""
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    c = MeshCluster(tmp_path)
+    yield c
+    c.stop_all()
+
+
+def test_a_busy_node_spills_tasks_to_its_peer_and_results_and_prints_come_back(mesh):
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1)
+    mesh.wait_converged()
+    out = mesh.driver(0, WHERE + """
+me = zray.get_runtime_context().get_node_id()
+nodes = zray.get([where.remote(1.0) for _ in range(4)])
+print("NODES", len(set(nodes)), me in nodes)
+
+@zray.remote
+def shout(x):
+    print("shouting", x)
+    return x * 2
+print("DOUBLED", sum(zray.get([shout.remote(i) for i in range(6)])))
+""")
+    assert "NODES 2 True" in out.stdout, out.stdout + out.stderr
+    assert "DOUBLED 30" in out.stdout
+    # Worker output from either node reaches the driver.
+    assert all(f"shouting {i}" in out.stdout for i in range(6)), out.stdout
+
+
+def test_a_custom_resource_draws_tasks_and_actors_to_its_node(mesh):
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1, resources={"special": 2})
+    mesh.wait_converged()
+    special = mesh.node_id(1)
+    out = mesh.driver(0, WHERE + """
+print("TASK", zray.get(where.options(resources={"special": 1}).remote()))
+
+@zray.remote(resources={"special": 1})
+class Counter:
+    def __init__(self):
+        self.n = 0
+    def add(self, k):
+        self.n += k
+        return self.n
+    def node(self):
+        return zray.get_runtime_context().get_node_id()
+
+c = Counter.remote()
+print("ACTOR", zray.get(c.node.remote()), zray.get([c.add.remote(1) for _ in range(50)])[-1])
+zray.kill(c)
+# Its special unit is free again: a task that needs both units runs.
+print("AFTER", zray.get(where.options(resources={"special": 2}).remote(), timeout=30))
+""")
+    assert f"TASK {special}" in out.stdout, out.stdout + out.stderr
+    assert f"ACTOR {special} 50" in out.stdout
+    assert f"AFTER {special}" in out.stdout
+
+
+def test_an_infeasible_task_warns_once_and_runs_when_a_fitting_node_joins(mesh):
+    mesh.add_node(num_cpus=1)
+    driver = mesh.start_driver(0, WHERE + """
+refs = [where.options(resources={"later": 1}).remote() for _ in range(2)]
+print("RESULT", set(zray.get(refs, timeout=60)), flush=True)
+""")
+    try:
+        time.sleep(3)
+        assert driver.poll() is None
+        joined = mesh.add_node(num_cpus=1, resources={"later": 1})
+        out, err = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert f"RESULT {{'{mesh.node_id(joined)}'}}" in out, out + err
+    assert err.count("no node has that much") == 1, err
+
+
+def test_node_affinity_and_spread(mesh):
+    for _ in range(3):
+        mesh.add_node(num_cpus=1)
+    mesh.wait_converged()
+    ids = [mesh.node_id(i) for i in range(3)]
+    out = mesh.driver(0, WHERE + f"""
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
+ids = {ids!r}
+print("HARD", [zray.get(where.options(scheduling_strategy=Affinity(n, soft=False)).remote())
+               for n in ids] == ids)
+print("SPREAD", len(set(zray.get([where.options(scheduling_strategy="SPREAD").remote(0.5)
+                                  for _ in range(6)]))))
+print("SOFT", zray.get(where.options(scheduling_strategy=Affinity("00" * 14, soft=True)).remote()) in ids)
+try:
+    zray.get(where.options(scheduling_strategy=Affinity("00" * 14, soft=False)).remote())
+except zray.exceptions.TaskUnschedulableError as e:
+    print("UNSCHEDULABLE", "not alive" in str(e))
+
+@zray.remote
+class A:
+    def node(self):
+        return zray.get_runtime_context().get_node_id()
+a = A.options(scheduling_strategy=Affinity(ids[2], soft=False)).remote()
+print("ACTOR", zray.get(a.node.remote()) == ids[2])
+try:
+    zray.get(where.options(scheduling_strategy="NOWHERE").remote())
+except ValueError as e:
+    print("BADSTRATEGY", "scheduling_strategy" in str(e))
+""")
+    for line in ("HARD True", "SPREAD 3", "SOFT True", "UNSCHEDULABLE True", "ACTOR True",
+                 "BADSTRATEGY True"):
+        assert line in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_node_retries_its_tasks_and_restarts_its_actors_elsewhere(mesh):
+    mesh.add_node(num_cpus=2)
+    mesh.add_node(num_cpus=2)
+    mesh.wait_converged()
+    victim = mesh.node_id(1)
+    driver = mesh.start_driver(0, WHERE + f"""
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
+there = Affinity({victim!r}, soft=True)
+
+@zray.remote(max_restarts=1, max_task_retries=-1)
+class Actor:
+    def node(self):
+        return zray.get_runtime_context().get_node_id()
+
+a = Actor.options(scheduling_strategy=there).remote()
+print("ACTOR BEFORE", zray.get(a.node.remote()), flush=True)
+slow = where.options(scheduling_strategy=there, max_retries=2).remote(8.0)
+pinned = where.options(scheduling_strategy=Affinity({victim!r}, soft=False), max_retries=0).remote(8.0)
+time.sleep(1.5)
+print("READY", flush=True)
+print("TASK AFTER", zray.get(slow, timeout=60), flush=True)
+try:
+    zray.get(pinned, timeout=60)
+except Exception as e:
+    print("PINNED", type(e).__name__, flush=True)
+print("ACTOR AFTER", zray.get(a.node.remote(), timeout=60), flush=True)
+""")
+    try:
+        line = driver.stdout.readline()
+        assert line.strip() == f"ACTOR BEFORE {victim}", line + driver.stderr.read()
+        assert driver.stdout.readline().strip() == "READY"
+        mesh.kill9(1)
+        out, err = driver.communicate(timeout=90)
+    finally:
+        driver.kill()
+    survivor = mesh.node_id(0)
+    assert f"TASK AFTER {survivor}" in out, out + err
+    assert "PINNED NodeDiedError" in out, out + err
+    assert f"ACTOR AFTER {survivor}" in out, out + err
+
+
+def test_a_driver_that_exits_takes_its_tasks_on_peers_with_it(mesh):
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1)
+    mesh.wait_converged()
+    other = mesh.node_id(1)
+    mesh.driver(0, WHERE + f"""
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
+refs = [where.options(scheduling_strategy=Affinity({other!r}, soft=False)).remote(600)]
+time.sleep(2)
+""")
+    # The long task on the other node is stopped, its worker with it.
+    gone = seconds_until(lambda: mesh.status(1)["cluster"]["workers"] == 0, 20)
+    assert gone is not None, mesh.status(1)
