@@ -84,6 +84,45 @@ def test_membership_tasks_and_actors_on_each_host(mesh):
         assert out.stdout.split() == ["True", "[1,", "2,", "3]", "3.0"]
 
 
+def test_one_driver_runs_tasks_and_actors_on_every_host_over_tcp(mesh):
+    hosts, dirs, cli = mesh
+    assert wait(lambda: all_alive(dirs, hosts), 15) is not None
+    ids = [node_file_of(d)["node_id"] for d in dirs]
+    driver = textwrap.dedent(f"""
+        import zray
+        from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+        zray.init(address="auto")
+        ids = {ids!r}
+
+        @zray.remote
+        def host_of(x):
+            import socket
+            return zray.get_runtime_context().get_node_id(), x + 1
+
+        @zray.remote
+        class Box:
+            def __init__(self):
+                self.items = []
+            def add(self, item):
+                self.items.append(item)
+                return len(self.items)
+            def node(self):
+                return zray.get_runtime_context().get_node_id()
+
+        tasks = zray.get([host_of.options(scheduling_strategy=On(n, soft=False)).remote(i)
+                          for i, n in enumerate(ids)])
+        print("TASKS", tasks == [(n, i + 1) for i, n in enumerate(ids)])
+        boxes = [Box.options(scheduling_strategy=On(n, soft=False)).remote() for n in ids]
+        print("ACTORS", zray.get([b.node.remote() for b in boxes]) == ids,
+              [zray.get([b.add.remote(k) for k in range(3)])[-1] for b in boxes])
+    """)
+    out = hosts.run(0, [sys.executable, "-c", driver], env=dict(os.environ, ZRAY_TMPDIR=str(dirs[0])),
+                    capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "TASKS True" in out.stdout, out.stdout + out.stderr
+    assert "ACTORS True [3, 3, 3]" in out.stdout, out.stdout + out.stderr
+
+
 def test_kill_9_of_a_host_node_is_detected(mesh):
     hosts, dirs, cli = mesh
     assert wait(lambda: all_alive(dirs, hosts), 15) is not None
