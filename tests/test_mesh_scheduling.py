@@ -181,3 +181,58 @@ time.sleep(2)
     # The long task on the other node is stopped, its worker with it.
     gone = seconds_until(lambda: mesh.status(1)["cluster"]["workers"] == 0, 20)
     assert gone is not None, mesh.status(1)
+
+
+NAMED = """
+import zray
+zray.init(address="auto", namespace="shop")
+
+@zray.remote
+class Till:
+    def __init__(self):
+        self.total = 0
+    def add(self, k):
+        self.total += k
+        return self.total
+    def node(self):
+        return zray.get_runtime_context().get_node_id()
+"""
+
+
+def test_actor_names_live_on_the_ring_and_survive_the_death_of_any_other_node(mesh):
+    for _ in range(3):
+        mesh.add_node(num_cpus=1)
+    mesh.wait_converged()
+    # Names made on node 1, many of them so that every member decides some.
+    mesh.driver(1, NAMED + """
+tills = [Till.options(name=f"till{i}", lifetime="detached", num_cpus=0).remote() for i in range(8)]
+print([zray.get(t.add.remote(i)) for i, t in enumerate(tills)])
+""")
+    out = mesh.driver(2, NAMED + """
+try:
+    Till.options(name="till3", lifetime="detached").remote()
+except ValueError as e:
+    print("TAKEN", "already exists" in str(e))
+again = Till.options(name="till3", get_if_exists=True).remote()
+print("SAME", zray.get(again.add.remote(10)))
+print("FOUND", [zray.get(zray.get_actor(f"till{i}").add.remote(1)) for i in range(8)])
+""")
+    assert "TAKEN True" in out.stdout, out.stdout + out.stderr
+    assert "SAME 13" in out.stdout
+    assert "FOUND [1, 2, 3, 14, 5, 6, 7, 8]" in out.stdout
+    # The first node started (the seed) dies: no name is lost.
+    mesh.kill9(0)
+    gone = seconds_until(lambda: mesh.alive_count(2) == 2, 15)
+    assert gone is not None
+    out = mesh.driver(2, NAMED + """
+print("AFTER", [zray.get(zray.get_actor(f"till{i}").add.remote(1)) for i in range(8)])
+zray.kill(zray.get_actor("till0"))
+import time
+time.sleep(0.5)
+try:
+    zray.get_actor("till0")
+except ValueError:
+    print("RELEASED")
+""")
+    assert "AFTER [2, 3, 4, 15, 6, 7, 8, 9]" in out.stdout, out.stdout + out.stderr
+    assert "RELEASED" in out.stdout

@@ -28,6 +28,27 @@ class ActorService:
             meta = dict(meta, home=home)
         record = ActorRecord(actor_id, None, None, name, namespace, detached, job_id, owner,
                              max_restarts, class_name, meta)
+        if name and self.swim is not None:
+            # In a mesh the name's decider on the ring says whether it is free (name_service.py).
+            entry = {"actor_id": actor_id, "owner": owner, "meta": meta, "home": home,
+                     "node": self.node_id}
+
+            def claimed(ok, holder, error):
+                if error is not None:
+                    self.reply(sender, self.wire.ACTOR_REGISTERED, req_id, None, error)
+                elif ok:
+                    self._register_locally(sender, req_id, record, get_if_exists)
+                elif get_if_exists:
+                    self.reply(sender, self.wire.ACTOR_REGISTERED, req_id,
+                               (holder["actor_id"], holder["owner"], holder["meta"]))
+                else:
+                    self.reply(sender, self.wire.ACTOR_REGISTERED, req_id, None, ValueError(
+                        f"An actor named {name!r} already exists in namespace {namespace!r}"))
+            self.claim_name(namespace, name, entry, claimed)
+            return
+        self._register_locally(sender, req_id, record, get_if_exists)
+
+    def _register_locally(self, sender, req_id, record, get_if_exists):
         try:
             chosen = self.directory.handle_register(record, get_if_exists)
         except ValueError as exc:
@@ -76,14 +97,22 @@ class ActorService:
 
     def on_get_actor(self, sender, payload, frames):
         req_id, name, namespace = payload
+
+        def answer(found):
+            if found is None:
+                self.reply(sender, self.wire.GET_ACTOR_REPLY, req_id, None, ValueError(
+                    f"Failed to look up actor with name {name!r} in namespace {namespace!r}: "
+                    "no live actor has that name"))
+            else:
+                self.reply(sender, self.wire.GET_ACTOR_REPLY, req_id, found)
         record = self.directory.lookup(name, namespace)
-        if record is None:
-            self.reply(sender, self.wire.GET_ACTOR_REPLY, req_id, None, ValueError(
-                f"Failed to look up actor with name {name!r} in namespace {namespace!r}: "
-                "no live actor has that name"))
+        if record is not None:
+            answer((record.actor_id, record.owner, record.meta))
+        elif self.swim is not None:
+            self.lookup_name(namespace, name, lambda entry: answer(
+                None if entry is None else (entry["actor_id"], entry["owner"], entry["meta"])))
         else:
-            self.reply(sender, self.wire.GET_ACTOR_REPLY, req_id,
-                       (record.actor_id, record.owner, record.meta))
+            answer(None)
 
     def on_actor_out_of_scope(self, sender, payload, frames):
         self.run_actor_actions(self.directory.handle_out_of_scope(payload[0]))
@@ -106,6 +135,8 @@ class ActorService:
                 self.place_task(Task(record.spec, record.frames))
             elif kind == "notify":
                 _, record, subscribers = action
+                if record.state == "DEAD" and record.name and self.swim is not None:
+                    self.release_name(record.namespace, record.name, record.actor_id)
                 message, layout = record.death_cause or (None, None)
                 frames = [layout] if layout else []
                 for address in subscribers:

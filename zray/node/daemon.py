@@ -18,6 +18,7 @@ import time
 # The zygote must be forked before any thread or ZeroMQ context exists in this process.
 from .actor_service import ActorService
 from .mesh_service import MeshService, sum_resources
+from .name_service import NameService
 from .processes import pid_alive
 from .routing_service import RoutingService
 from ..transport.address import ipc_path
@@ -48,7 +49,7 @@ class Client:
         self.pidfd = pidfd
 
 
-class NodeDaemon(ActorService, MeshService, RoutingService):
+class NodeDaemon(ActorService, MeshService, RoutingService, NameService):
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
@@ -117,6 +118,7 @@ class NodeDaemon(ActorService, MeshService, RoutingService):
         }
         self._init_actor_service()
         self._init_routing()
+        self._init_names()
         self._init_mesh()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))

@@ -78,6 +78,8 @@ class MeshService:
         self.swim.tick(now)
         self._mesh_flush()
         self.move_queued_tasks()
+        if self.name_requests:
+            self.names_tick(now)
 
     def on_mesh_swim(self, sender, payload, frames):
         self.swim.receive(sender, payload[0], time.monotonic())
@@ -91,6 +93,8 @@ class MeshService:
                 print(f"zray node {self.node_id[:8]}: member {member.name[:8]} at {member.address} "
                       f"is {'alive' if kind == 'join' else kind}", file=sys.stderr, flush=True)
             self.member_changed(kind, member)
+            if kind != "update":
+                self.names_membership_changed()
 
     def mesh_leave(self):
         if self.swim is not None:

@@ -92,5 +92,11 @@ ACTOR_HOSTED = 124         # hosting daemon -> actor's home: (actor_id, ok, mess
                            #   address, pid) + [error layout]
 ACTOR_HOST_DIED = 125      # hosting daemon -> actor's home: (actor_id, worker_id, detail)
 KILL_REMOTE_WORKER = 126   # actor's home -> hosting daemon: (worker_id,)
+NAME_CLAIM = 127           # daemon -> a name's decider: (request_id, key, entry)
+NAME_CLAIM_REPLY = 128     # decider -> daemon: (request_id, ok, entry holding the name)
+NAME_LOOKUP = 129          # daemon -> a name's decider: (request_id, key)
+NAME_LOOKUP_REPLY = 130    # decider -> daemon: (request_id, found, entry | None)
+NAME_REPLICA = 131         # daemon -> a name's replica: (key, entry)
+NAME_RELEASE = 132         # daemon -> a name's decider and replicas: (key, actor_id)
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}
