@@ -18,6 +18,7 @@ import time
 # The zygote must be forked before any thread or ZeroMQ context exists in this process.
 from .actor_service import ActorService
 from .mesh_service import MeshService, sum_resources
+from .object_service import ObjectService
 from .processes import pid_alive
 from .zygote import Zygote
 
@@ -46,7 +47,7 @@ class Client:
         self.pidfd = pidfd
 
 
-class NodeDaemon(ActorService, MeshService):
+class NodeDaemon(ActorService, ObjectService, MeshService):
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
@@ -114,6 +115,7 @@ class NodeDaemon(ActorService, MeshService):
                                                           self.store.list_objects()),
         }
         self._init_actor_service()
+        self._init_object_service()
         self._init_mesh()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
@@ -392,38 +394,6 @@ class NodeDaemon(ActorService, MeshService):
 
     def on_worker_blocked(self, sender, payload, frames):
         self.run_actions(self.scheduler.handle_worker_blocked(self._worker_id_of(sender), payload[0]))
-
-    def on_obj_create(self, sender, payload, frames):
-        req_id, object_id, size, owner = payload
-        try:
-            offset = self.store.create(object_id, size, owner, sender)
-        except Exception as exc:
-            self.reply(sender, self.wire.OBJ_CREATED, req_id, None, exc)
-        else:
-            self.reply(sender, self.wire.OBJ_CREATED, req_id, offset)
-
-    def on_obj_seal(self, sender, payload, frames):
-        self.store.seal(payload[0], sender)
-
-    def on_obj_pin(self, sender, payload, frames):
-        req_id, object_id = payload
-        try:
-            result = self.store.pin(object_id, sender)
-        except Exception as exc:
-            self.reply(sender, self.wire.OBJ_PINNED, req_id, None, exc)
-        else:
-            self.reply(sender, self.wire.OBJ_PINNED, req_id, result)
-
-    def on_obj_unpin(self, sender, payload, frames):
-        for object_id in payload[0]:
-            self.store.unpin(object_id, sender)
-
-    def on_obj_free(self, sender, payload, frames):
-        for object_id in payload[0]:
-            self.store.free(object_id)
-
-    def on_store_stats(self, sender, payload, frames):
-        self.reply(sender, self.wire.STORE_STATS_REPLY, payload[0], self.store.stats())
 
     # -- shutdown ------------------------------------------------------------------------------
     def shutdown(self):
