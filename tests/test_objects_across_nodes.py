@@ -6,6 +6,7 @@ node B, which `get` it. The owner (A's driver) stays alive and answers where the
 """
 import os
 import signal
+import threading
 
 import pytest
 
@@ -68,6 +69,15 @@ def two_nodes(tmp_path):
         for d in drivers:
             d.close()
         c.stop_all()
+
+
+def _anon_rss(pid):
+    """Private (anonymous) resident memory of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _ids(objects, field="object_id"):
@@ -185,8 +195,23 @@ def test_a_1gb_object_moves(tmp_path):
         owner = Driver(c.dirs[0], tmp_path / "owner.log")
         digest = owner.run(PUT.format(seed=5, size=1 << 30, path=str(path)), timeout=120)
         reader = Driver(c.dirs[1], tmp_path / "reader.log")
-        assert reader.run(GET.format(path=str(path), timeout=120), timeout=180) == [digest, False]
+        daemons = [c.node_info(i)["pid"] for i in (0, 1)]
+        before = [_anon_rss(pid) for pid in daemons]
+        peaks = list(before)
+        reader.send(GET.format(path=str(path), timeout=120))
+        done = []
+        sampler = threading.Thread(target=lambda: done.append(reader.receive(timeout=180)))
+        sampler.start()
+        while sampler.is_alive():
+            peaks = [max(p, _anon_rss(pid)) for p, pid in zip(peaks, daemons)]
+            sampler.join(0.02)
+        assert done == [[digest, False]], reader.stderr()
         assert c.store_stats(1)["bytes_pulled"] == c.store_stats(0)["bytes_served"] >= 1 << 30
+        # Bounded memory: neither daemon's private memory grows by more than a few windows
+        # (the object itself lives in the shared-memory stores, not in the daemons' heaps).
+        growth = [p - b for p, b in zip(peaks, before)]
+        print("daemon private memory growth during the pull (A, B):", growth)
+        assert max(growth) < 128 * MB, growth
     finally:
         for d in (owner, reader):
             if d is not None:
