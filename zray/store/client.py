@@ -94,8 +94,13 @@ class StoreClient:
                 pin[2] += 1
                 pin[3] = None
                 return pin[0], pin[1]
-        payload = (object_id,) if location is None or location == self.node_id else (object_id, location)
-        offset, size = self._store_rpc(wire.OBJ_PIN, payload)
+        if location is None or location == self.node_id:
+            offset, size = self._store_rpc(wire.OBJ_PIN, (object_id,))
+        else:
+            # The daemon may pull the object from `location` first, however long that takes:
+            # it answers with an error when the pull fails or makes no progress for its stall
+            # timeout, and a dead daemon is seen by the core, so no deadline here.
+            offset, size = self._store_rpc(wire.OBJ_PIN, (object_id, location), timeout=float("inf"))
         with self._lock:
             pin = self._pins.get(object_id)
             if pin is None:
@@ -120,13 +125,13 @@ class StoreClient:
                 pin[3] = time.monotonic()
                 self.idle_pins += 1
 
-    def _store_rpc(self, msg_type, payload):
+    def _store_rpc(self, msg_type, payload, **rpc_options):
         """A create or pin; when the store is full of pinned objects, first give back our own
         idle pins, then retry for about a second while other processes give back theirs."""
         delay = 0.05
         for attempt in range(6):
             try:
-                return self.core.rpc(self.daemon, msg_type, payload)
+                return self.core.rpc(self.daemon, msg_type, payload, **rpc_options)
             except ObjectStorePinnedFullError:
                 if attempt == 5:
                     raise
