@@ -151,20 +151,25 @@ class ObjectService:
         self._free_objects(payload[0])
 
     def _free_objects(self, object_ids, locations=None):
-        forward = defaultdict(list)
+        forward = None       # address -> object_ids: the frees that go on to other nodes
+        node_id = self.node_id
         for i, object_id in enumerate(object_ids):
             self.store.free(object_id)
-            actions = self.pulls.handle_freed(object_id) + self.serves.handle_freed(object_id)
             location = locations[i] if locations else None
-            if location is not None and location != self.node_id:
+            if location is not None and location != node_id:
                 address, _ = self._member_address(location)
                 if address is not None:
+                    forward = forward or defaultdict(list)
                     forward[address].append(object_id)
-            for action in actions:
+            if not (self.pulls.by_object or self.serves.copies or self.serves.waiting_seal):
+                continue     # the common case, one node: no transfer knows this object
+            for action in self.pulls.handle_freed(object_id) + self.serves.handle_freed(object_id):
                 if action[0] == "free_copies":
+                    forward = forward or defaultdict(list)
                     forward[action[1]].append(action[2])
-            self.run_transfer_actions([a for a in actions if a[0] != "free_copies"])
-        for address, ids in forward.items():
+                else:
+                    self.run_transfer_actions([action])
+        for address, ids in (forward or {}).items():
             self.send(address, self.wire.OBJ_FREE_COPIES, (ids,))
 
     # -- time and membership -----------------------------------------------------------------------
