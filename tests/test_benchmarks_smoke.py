@@ -126,3 +126,10 @@ def test_scaling_command(capsys):
     assert scaling.main(["--max", "30", "--duration", "0.01"]) == 0
     out = capsys.readouterr().out
     assert "tasks submitted at once" in out and "refs are held" in out
+
+
+def test_transfer_benchmark_at_a_tiny_size(capsys):
+    from benchmarks import transfer
+    assert transfer.main(["--sizes-mb", "0.5", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "GB/s" in out and "0.5 MB" in out

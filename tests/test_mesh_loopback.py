@@ -9,49 +9,10 @@ import sys
 import pytest
 import zmq
 
-from helpers.nodes import seconds_until, status_of
+from helpers.nodes import Cluster
+from helpers.nodes import cli as _cli
 from zray.node import local_node
 from zray.transport import wire
-
-
-def _cli(tmp, *args, check=True, env_extra=None):
-    env = dict(os.environ, ZRAY_TMPDIR=str(tmp), **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "zray.scripts.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=check)
-
-
-class Cluster:
-    def __init__(self, tmp_path, n):
-        self.dirs = []
-        self.port = local_node.free_port("127.0.0.1")
-        for i in range(n):
-            d = tmp_path / f"node{i}"
-            d.mkdir()
-            self.dirs.append(d)
-            if i == 0:
-                _cli(d, "start", "--num-cpus", "1", "--port", str(self.port))
-                self.secret = next((d / f"zray-{os.getuid()}").glob("s*/cluster.secret"))
-            else:
-                _cli(d, "start", "--num-cpus", "1", "--address", f"127.0.0.1:{self.port}",
-                     "--secret-file", str(self.secret))
-
-    def status(self, i):
-        return status_of(self.dirs[i])
-
-    def states(self, i):
-        st = self.status(i)
-        return {n["NodeID"]: n.get("State", "ALIVE") for n in st["cluster"]["nodes"]}
-
-    def node_info(self, i):
-        st = self.status(i)
-        return st["node"]
-
-    def wait(self, condition, timeout):
-        return seconds_until(condition, timeout)
-
-    def stop_all(self):
-        for d in self.dirs:
-            _cli(d, "stop", check=False)
 
 
 @pytest.fixture

@@ -1,6 +1,11 @@
-"""Asking a `zray start` node that lives under another ZRAY_TMPDIR (one per simulated host)."""
+"""`zray start` nodes that live under their own ZRAY_TMPDIR (one per simulated host): asking
+them, starting several on loopback, and driver processes attached to one of them."""
 import contextlib
+import json
 import os
+import select
+import subprocess
+import sys
 import time
 
 from zray.node import local_node
@@ -38,3 +43,149 @@ def seconds_until(condition, timeout, interval=0.1):
             return time.monotonic() - start
         time.sleep(interval)
     return None
+
+
+# -- several `zray start` nodes on loopback, one ZRAY_TMPDIR each -----------------------------------
+def cli(tmp, *args, check=True, env_extra=None, timeout=60):
+    """Run `zray ARGS` as the node under `tmp` would see it."""
+    env = dict(os.environ, ZRAY_TMPDIR=str(tmp), **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "zray.scripts.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, check=check)
+
+
+class Cluster:
+    """n nodes on 127.0.0.1: node 0 listens on a free port, the others join it with its secret.
+    `env` (one dict for all, or a list with one per node) reaches each node's daemon."""
+
+    def __init__(self, tmp_path, n, num_cpus=1, object_store_memory=None, env=None):
+        self.dirs = []
+        self.port = local_node.free_port("127.0.0.1")
+        envs = env if isinstance(env, list) else [env] * n
+        extra = ["--object-store-memory", str(object_store_memory)] if object_store_memory else []
+        for i in range(n):
+            d = tmp_path / f"node{i}"
+            d.mkdir()
+            self.dirs.append(d)
+            if i == 0:
+                cli(d, "start", "--num-cpus", str(num_cpus), "--port", str(self.port), *extra,
+                    env_extra=envs[i])
+                self.secret = next((d / f"zray-{os.getuid()}").glob("s*/cluster.secret"))
+            else:
+                cli(d, "start", "--num-cpus", str(num_cpus), "--address", f"127.0.0.1:{self.port}",
+                    "--secret-file", str(self.secret), *extra, env_extra=envs[i])
+
+    def status(self, i):
+        return status_of(self.dirs[i])
+
+    def states(self, i):
+        st = self.status(i)
+        return {n["NodeID"]: n.get("State", "ALIVE") for n in st["cluster"]["nodes"]}
+
+    def node_info(self, i):
+        return self.status(i)["node"]
+
+    def store_stats(self, i):
+        return self.status(i)["store"]
+
+    def objects(self, i):
+        """`zray list objects --format json` of node i."""
+        return json.loads(cli(self.dirs[i], "list", "objects", "--format", "json").stdout)
+
+    def wait(self, condition, timeout):
+        return seconds_until(condition, timeout)
+
+    def wait_converged(self, timeout=15):
+        n = len(self.dirs)
+        return self.wait(lambda: all(list(self.states(i).values()).count("ALIVE") == n
+                                     for i in range(n)), timeout)
+
+    def stop_all(self):
+        for d in self.dirs:
+            cli(d, "stop", check=False)
+
+
+# -- a driver process attached to one of those nodes, driven line by line -------------------------
+_DRIVER_LOOP = r"""
+import json, sys
+import zray
+zray.init(address="auto")
+ns = {"zray": zray}
+print(json.dumps({"ok": True, "result": "ready"}), flush=True)
+for line in sys.stdin:
+    ns.pop("result", None)
+    try:
+        exec(json.loads(line), ns)
+        out = {"ok": True, "result": ns.get("result")}
+    except BaseException as exc:
+        out = {"ok": False, "type": type(exc).__name__, "error": str(exc)}
+    print(json.dumps(out, default=str), flush=True)
+"""
+
+
+class DriverError(Exception):
+    def __init__(self, type_name, message):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+
+class Driver:
+    """`zray.init(address="auto")` in a process of its own, under the ZRAY_TMPDIR of one node.
+    `run(code)` executes code there (it may set `result` to something JSON can carry) and
+    returns that result, or raises DriverError with the remote exception's type and message.
+    Every read has a deadline; the process's stderr is kept in `log`."""
+
+    def __init__(self, tmp, log, timeout=60):
+        self.log = log
+        self._err = open(log, "w")
+        self.proc = subprocess.Popen([sys.executable, "-c", _DRIVER_LOOP], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._err,
+                                     env=dict(os.environ, ZRAY_TMPDIR=str(tmp)))
+        self._buf = b""
+        self._receive(timeout)
+
+    def send(self, code):
+        self.proc.stdin.write((json.dumps(code) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def receive(self, timeout=60):
+        out = self._receive(timeout)
+        if not out["ok"]:
+            raise DriverError(out["type"], out["error"])
+        return out["result"]
+
+    def run(self, code, timeout=60):
+        self.send(code)
+        return self.receive(timeout)
+
+    def _receive(self, timeout):
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"driver gave no answer in {timeout}s; its log:\n{self.stderr()}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError(f"driver exited ({self.proc.poll()}); its log:\n{self.stderr()}")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def stderr(self):
+        self._err.flush()
+        with open(self.log) as f:
+            return f.read()[-3000:]
+
+    def close(self, timeout=30):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc.stdout.close()
+        self._err.close()

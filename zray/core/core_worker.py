@@ -229,7 +229,7 @@ class CoreWorker(ActorCaller):
         with self.lock:
             entry = self.entries.pop(object_id, None)
         if entry is not None and entry.kind == VALUE_STORED:
-            self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id],))
+            self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id], [entry.node]))
 
     def _safe_send(self, address, msg_type, payload, frames=()):
         try:
@@ -256,6 +256,7 @@ class CoreWorker(ActorCaller):
         else:
             self.store.put(object_id, sobj, self.address)
             entry.kind = VALUE_STORED
+            entry.node = self.node_info["node_id"]
         entry.state = READY
         with self.lock:
             self.entries[object_id] = entry
@@ -384,7 +385,7 @@ class CoreWorker(ActorCaller):
             flags, data, buffers = serialization.parse(entry.inline)
             value = serialization.deserialize(flags, data, buffers)
         else:
-            flags, value = self.store.read(object_id)
+            flags, value = self.store.read(object_id, entry.node)
         if flags & serialization.FLAG_ERROR:
             if isinstance(value, exceptions.RayTaskError):
                 raise value.as_instanceof_cause()
@@ -482,7 +483,7 @@ class CoreWorker(ActorCaller):
                 holds.append((object_id, self.address))
                 self.refs.hold([(object_id, self.address)])
                 self.refs.release([])
-                arg_descs.append((ARG_STORED, object_id, self.address))
+                arg_descs.append((ARG_STORED, object_id, self.address, self.node_info["node_id"]))
         spec = TaskSpec(task_id, self.job_id, name, function_id, arg_descs, list(kwargs),
                         num_returns, resources, max_retries, retry_exceptions, self.address,
                         parent_task_id=self.current_task_id, extra=extra)
@@ -531,7 +532,7 @@ class CoreWorker(ActorCaller):
             pending.frames.append(entry.inline)
             spec.args[index] = (ARG_VALUE, len(pending.frames) - 1)
         else:
-            spec.args[index] = (ARG_STORED, ref._id, ref._owner)
+            spec.args[index] = (ARG_STORED, ref._id, ref._owner, entry.node)
         with self.lock:
             pending.deps_left -= 1
             ready = pending.deps_left == 0 and not pending.cancelled
@@ -573,7 +574,7 @@ class CoreWorker(ActorCaller):
         if contained:
             self.refs.set_contained(object_id, contained, registered_for_us=True)
         if not ok and kind == VALUE_STORED:
-            self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id],))
+            self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id], [where]))
 
     def _on_task_failed(self, sender, payload, frames):
         task_id, attempt, reason, detail = payload

@@ -184,7 +184,7 @@ class WorkerRuntime(ActorExecution, CoreWorker):
                 flags, data, buffers = serialization.parse(frames[desc[1]].buffer)
                 value = serialization.deserialize(flags, data, buffers)
             else:
-                flags, value = self.store.read(desc[1])
+                flags, value = self.store.read(desc[1], desc[3] if len(desc) > 3 else None)
             if flags & serialization.FLAG_ERROR:
                 raise value
             values.append(value)

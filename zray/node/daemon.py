@@ -19,6 +19,7 @@ import time
 from .actor_service import ActorService
 from .mesh_service import MeshService, sum_resources
 from .name_service import NameService
+from .object_service import ObjectService
 from .processes import pid_alive
 from .routing_service import RoutingService
 from ..transport.address import ipc_path
@@ -49,7 +50,7 @@ class Client:
         self.pidfd = pidfd
 
 
-class NodeDaemon(ActorService, MeshService, RoutingService, NameService):
+class NodeDaemon(ActorService, ObjectService, MeshService, RoutingService, NameService):
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
@@ -117,6 +118,7 @@ class NodeDaemon(ActorService, MeshService, RoutingService, NameService):
                                                           self.store.list_objects()),
         }
         self._init_actor_service()
+        self._init_object_service()
         self._init_routing()
         self._init_names()
         self._init_mesh()
@@ -414,38 +416,6 @@ class NodeDaemon(ActorService, MeshService, RoutingService, NameService):
 
     def on_worker_blocked(self, sender, payload, frames):
         self.run_actions(self.scheduler.handle_worker_blocked(self._worker_id_of(sender), payload[0]))
-
-    def on_obj_create(self, sender, payload, frames):
-        req_id, object_id, size, owner = payload
-        try:
-            offset = self.store.create(object_id, size, owner, sender)
-        except Exception as exc:
-            self.reply(sender, self.wire.OBJ_CREATED, req_id, None, exc)
-        else:
-            self.reply(sender, self.wire.OBJ_CREATED, req_id, offset)
-
-    def on_obj_seal(self, sender, payload, frames):
-        self.store.seal(payload[0], sender)
-
-    def on_obj_pin(self, sender, payload, frames):
-        req_id, object_id = payload
-        try:
-            result = self.store.pin(object_id, sender)
-        except Exception as exc:
-            self.reply(sender, self.wire.OBJ_PINNED, req_id, None, exc)
-        else:
-            self.reply(sender, self.wire.OBJ_PINNED, req_id, result)
-
-    def on_obj_unpin(self, sender, payload, frames):
-        for object_id in payload[0]:
-            self.store.unpin(object_id, sender)
-
-    def on_obj_free(self, sender, payload, frames):
-        for object_id in payload[0]:
-            self.store.free(object_id)
-
-    def on_store_stats(self, sender, payload, frames):
-        self.reply(sender, self.wire.STORE_STATS_REPLY, payload[0], self.store.stats())
 
     # -- shutdown ------------------------------------------------------------------------------
     def shutdown(self):

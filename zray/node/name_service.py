@@ -69,7 +69,7 @@ class NameService:
             handler = self.on_name_claim if kind == "claim" else self.on_name_lookup
             handler(None, payload, ())
         else:
-            self.send(self._member_address(decider), msg, payload)
+            self.send(self._decider_address(decider), msg, payload)
 
     def on_name_reply(self, sender, payload, frames):
         request_id, ok, entry = payload
@@ -94,7 +94,7 @@ class NameService:
         self.name_table[key] = entry
         for member in self.ring.replicas(key, 1 + NAME_REPLICAS):
             if member != self.node_id:
-                self.send(self._member_address(member), self.wire.NAME_REPLICA, (key, entry))
+                self.send(self._decider_address(member), self.wire.NAME_REPLICA, (key, entry))
         self._answer(sender, self.wire.NAME_CLAIM_REPLY, request_id, True, entry)
 
     def on_name_lookup(self, sender, payload, frames):
@@ -122,7 +122,7 @@ class NameService:
             if member == self.node_id:
                 self.on_name_release(None, (key, actor_id), ())
             else:
-                self.send(self._member_address(member), self.wire.NAME_RELEASE, (key, actor_id))
+                self.send(self._decider_address(member), self.wire.NAME_RELEASE, (key, actor_id))
 
     def on_name_release(self, sender, payload, frames):
         key, actor_id = payload
@@ -144,7 +144,7 @@ class NameService:
             keepers = self.ring.replicas(key, 1 + NAME_REPLICAS)
             for member in keepers:
                 if member != self.node_id:
-                    self.send(self._member_address(member), self.wire.NAME_REPLICA, (key, entry))
+                    self.send(self._decider_address(member), self.wire.NAME_REPLICA, (key, entry))
             if self.node_id not in keepers:
                 del self.name_table[key]
         for request_id in list(self.name_requests):
@@ -157,5 +157,5 @@ class NameService:
         member = self.swim.members.get(node)
         return member is not None and member.state in (ALIVE, SUSPECT)
 
-    def _member_address(self, node_id):
+    def _decider_address(self, node_id):
         return self.swim.members[node_id].address

@@ -10,7 +10,8 @@ STREAMING = -1   # num_returns="streaming": a generator whose items are reported
 DYNAMIC = -2     # num_returns="dynamic": kept for Ray compatibility, treated like streaming
 
 ARG_VALUE = 0    # (ARG_VALUE, frame_index): a serialized value in the message's frames
-ARG_STORED = 1   # (ARG_STORED, object_id, owner): a value in this node's object store
+ARG_STORED = 1   # (ARG_STORED, object_id, owner, node_id): a value in the object store of
+                 # node_id (the worker's node pulls a copy when it is another node)
 
 
 class TaskSpec:

@@ -37,6 +37,7 @@ class StoreClient:
     def __init__(self, core, node_info):
         self.core = core
         self.daemon = node_info["address"]
+        self.node_id = node_info.get("node_id")
         self.region = Region.attach(node_info["pid"], node_info["store_fd"], node_info["store_size"])
         self._pins = {}            # object_id -> [offset, size, uses, idle since | None]
         self.idle_pins = 0         # how many pins have no use now (read without the lock)
@@ -52,9 +53,11 @@ class StoreClient:
         sobj.write_to(self.region.view[offset:offset + size], copy=_copy)
         self.core.transport.send(self.daemon, wire.OBJ_SEAL, (object_id,))
 
-    def read(self, object_id):
-        """(flags, value) of a sealed object, zero-copy for out-of-band buffers."""
-        offset, size = self._acquire(object_id)
+    def read(self, object_id, location=None):
+        """(flags, value) of a sealed object, zero-copy for out-of-band buffers. `location` is
+        the node holding its primary copy (as its owner says); when that is another node, the
+        daemon pulls a copy into this node's store first."""
+        offset, size = self._acquire(object_id, location)
         flags, data, buffers = serialization.parse(self.region.view[offset:offset + size])
         if not buffers:
             try:
@@ -81,7 +84,7 @@ class StoreClient:
         return flags, value
 
     # -- pins: one at the daemon per object, counted here -----------------------------------------
-    def _acquire(self, object_id):
+    def _acquire(self, object_id, location=None):
         """The object's place, pinned: asks the daemon only if this process holds no pin yet."""
         with self._lock:
             pin = self._pins.get(object_id)
@@ -91,7 +94,13 @@ class StoreClient:
                 pin[2] += 1
                 pin[3] = None
                 return pin[0], pin[1]
-        offset, size = self._store_rpc(wire.OBJ_PIN, (object_id,))
+        if location is None or location == self.node_id:
+            offset, size = self._store_rpc(wire.OBJ_PIN, (object_id,))
+        else:
+            # The daemon may pull the object from `location` first, however long that takes:
+            # it answers with an error when the pull fails or makes no progress for its stall
+            # timeout, and a dead daemon is seen by the core, so no deadline here.
+            offset, size = self._store_rpc(wire.OBJ_PIN, (object_id, location), timeout=float("inf"))
         with self._lock:
             pin = self._pins.get(object_id)
             if pin is None:
@@ -116,13 +125,13 @@ class StoreClient:
                 pin[3] = time.monotonic()
                 self.idle_pins += 1
 
-    def _store_rpc(self, msg_type, payload):
+    def _store_rpc(self, msg_type, payload, **rpc_options):
         """A create or pin; when the store is full of pinned objects, first give back our own
         idle pins, then retry for about a second while other processes give back theirs."""
         delay = 0.05
         for attempt in range(6):
             try:
-                return self.core.rpc(self.daemon, msg_type, payload)
+                return self.core.rpc(self.daemon, msg_type, payload, **rpc_options)
             except ObjectStorePinnedFullError:
                 if attempt == 5:
                     raise

@@ -2,8 +2,10 @@
 
 Objects are created (space allocated), written by the creating process straight into shared
 memory, then sealed. Readers pin an object while they hold views into it; a pinned object is
-never moved. When an allocation does not fit, sealed unpinned objects are spilled to files in
-the session directory, least recently used first, and restored on the next pin.
+never moved. When an allocation does not fit, sealed unpinned objects make room, least recently
+used first: a primary copy is spilled to a file in the session directory and restored on the next
+pin; a secondary copy (pulled from another node, `copy_from` set) is simply dropped, since it can
+be pulled again.
 """
 import collections
 import os
@@ -13,9 +15,10 @@ from ..exceptions import (ObjectAlreadyStoredError, ObjectLostError, ObjectStore
 
 
 class _Object:
-    __slots__ = ("offset", "size", "sealed", "pins", "spill_path", "owner", "free_requested")
+    __slots__ = ("offset", "size", "sealed", "pins", "spill_path", "owner", "free_requested",
+                 "copy_from")
 
-    def __init__(self, offset, size, owner):
+    def __init__(self, offset, size, owner, copy_from=None):
         self.offset = offset
         self.size = size
         self.sealed = False
@@ -23,6 +26,7 @@ class _Object:
         self.spill_path = None
         self.owner = owner
         self.free_requested = False
+        self.copy_from = copy_from      # node_id of the primary, for a secondary copy
 
 
 class ObjectStore:
@@ -36,9 +40,10 @@ class ObjectStore:
         self.spilled_bytes = 0
         self.spill_count = 0
         self.restore_count = 0
+        self.evicted_copies = 0
 
     # -- the life of an object ---------------------------------------------------------------
-    def create(self, object_id, size, owner, client):
+    def create(self, object_id, size, owner, client, copy_from=None):
         existing = self.objects.get(object_id)
         if existing is not None:
             if existing.sealed and not existing.free_requested:
@@ -49,7 +54,7 @@ class ObjectStore:
                 f"Object of {size} bytes is larger than the object store "
                 f"({self.capacity} bytes, object_store_memory); it cannot be stored")
         offset = self._allocate(size)
-        obj = self.objects[object_id] = _Object(offset, size, owner)
+        obj = self.objects[object_id] = _Object(offset, size, owner, copy_from)
         obj.pins[client] = 1    # the creator writes through it until it seals
         return offset
 
@@ -59,6 +64,16 @@ class ObjectStore:
             return
         obj.sealed = True
         self._unpin(object_id, obj, client)
+
+    def abort(self, object_id, client):
+        """Drop an object `client` created and never sealed (a pull that failed)."""
+        obj = self.objects.get(object_id)
+        if obj is not None and not obj.sealed and client in obj.pins:
+            self._delete(object_id, obj)
+
+    def contains(self, object_id):
+        """True if the object is here (in memory or spilled) or being written here."""
+        return object_id in self.objects
 
     def pin(self, object_id, client):
         """(offset, size) of a sealed object, restoring it from disk if it was spilled."""
@@ -98,7 +113,8 @@ class ObjectStore:
     def list_objects(self):
         return [{"object_id": oid.hex(), "size": obj.size, "owner": obj.owner,
                  "state": "SPILLED" if obj.offset is None else ("SEALED" if obj.sealed else "CREATING"),
-                 "pinned_by": len(obj.pins)} for oid, obj in self.objects.items()]
+                 "pinned_by": len(obj.pins), "copy_from": obj.copy_from}
+                for oid, obj in self.objects.items()]
 
     def stats(self):
         in_memory = sum(1 for o in self.objects.values() if o.offset is not None)
@@ -111,6 +127,8 @@ class ObjectStore:
             "spilled_bytes_total": self.spilled_bytes,
             "spill_count": self.spill_count,
             "restore_count": self.restore_count,
+            "num_copies": sum(1 for o in self.objects.values() if o.copy_from is not None),
+            "evicted_copies": self.evicted_copies,
         }
 
     def close(self):
@@ -154,7 +172,12 @@ class ObjectStore:
                     f"{self.capacity} bytes in use by objects that are being read or written "
                     f"(pinned) and cannot be spilled")
             victim_id, _ = self._lru.popitem(last=False)
-            self._spill(victim_id, self.objects[victim_id])
+            victim = self.objects[victim_id]
+            if victim.copy_from is not None:
+                self._delete(victim_id, victim)     # a secondary copy: pulled again if needed
+                self.evicted_copies += 1
+            else:
+                self._spill(victim_id, victim)
             offset = self.allocator.alloc(size)
         return offset
 

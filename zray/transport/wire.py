@@ -46,10 +46,15 @@ GENERATOR_ITEM = 27        # worker -> owner: (task_id, attempt, index, result) 
 OBJ_CREATE = 40            # client -> daemon: (req_id, object_id, size, owner)
 OBJ_CREATED = 41           # daemon -> client: (req_id, offset | None, error | None)
 OBJ_SEAL = 42              # client -> daemon: (object_id,)
-OBJ_PIN = 43               # client -> daemon: (req_id, object_id)
+OBJ_PIN = 43               # client -> daemon: (req_id, object_id[, location node_id])
+                           #   with a location (the node holding the primary copy, as the
+                           #   owner reports it) the daemon pulls the object from that node
+                           #   when it has no copy; the reply waits for the copy
 OBJ_PINNED = 44            # daemon -> client: (req_id, offset | None, size, error | None)
 OBJ_UNPIN = 45             # client -> daemon: (object_ids,)
-OBJ_FREE = 46              # owner -> daemon: (object_ids,)
+OBJ_FREE = 46              # owner -> daemon: (object_ids[, locations]) locations: node_id of
+                           #   each object's primary copy (or None); the daemon frees its copy
+                           #   and sends OBJ_FREE_COPIES to the location node
 OBJ_STATUS_REQUEST = 47    # borrower -> owner: (object_id,)
 OBJ_STATUS = 48            # owner -> borrower: (object_id, result) + frames
 ADD_BORROWER = 49          # -> owner: (object_id, borrower_address, count)
@@ -82,6 +87,17 @@ LIST_TASKS = 90            # -> daemon: (req_id,)
 LIST_TASKS_REPLY = 91      # daemon -> caller: (req_id, [info], None)
 LIST_OBJECTS = 92          # -> daemon: (req_id,)
 LIST_OBJECTS_REPLY = 93    # daemon -> caller: (req_id, [info], None)
+
+# -- objects across nodes (daemon <-> daemon over the mesh; zray/store/transfer.py) -------------
+OBJ_PULL_REQUEST = 100     # puller -> source: (pull_id, object_id) the source pins it
+OBJ_PULL_REPLY = 101       # source -> puller: (pull_id, size | None, error | None)
+OBJ_CHUNK_REQUEST = 102    # puller -> source: (pull_id, offset, length) at most WINDOW outstanding
+OBJ_CHUNK = 103            # source -> puller: (pull_id, offset, error | None) + [the bytes, sent
+                           #   zero-copy from the source's region; absent with an error]
+OBJ_PULL_END = 104         # puller -> source: (pull_id, kept) the source unpins; kept: the
+                           #   puller now holds a copy (freed with the primary)
+OBJ_FREE_COPIES = 105      # daemon -> daemon: (object_ids,) free your copy, and the copies you
+                           #   served
 
 # -- tasks and actors across nodes (120-139) ------------------------------------------------------
 FORWARD_TASK = 120         # daemon -> daemon: (spec, hops, driver_address) + arg frames

@@ -1,0 +1,219 @@
+"""Objects pulled across nodes: two `zray start` nodes on loopback (own ports and ZRAY_TMPDIRs).
+
+Tasks do not spill to other nodes yet, so each test uses driver processes: one attached to
+node A puts a value and hands its pickled ObjectRef (through a file) to drivers attached to
+node B, which `get` it. The owner (A's driver) stays alive and answers where the object is.
+"""
+import os
+import signal
+import threading
+
+import pytest
+
+from helpers.nodes import Cluster, Driver, DriverError
+
+MB = 1 << 20
+
+PUT = """
+import hashlib, pickle
+import numpy as np
+arr = np.random.default_rng({seed}).integers(0, 255, size={size}, dtype=np.uint8)
+ref = zray.put(arr)
+with open({path!r}, "wb") as f:
+    pickle.dump(ref, f)
+result = hashlib.sha256(arr.tobytes()).hexdigest()
+del arr
+"""
+
+GET = """
+import hashlib, pickle
+with open({path!r}, "rb") as f:
+    ref = pickle.load(f)
+value = zray.get(ref, timeout={timeout})
+result = [hashlib.sha256(value.tobytes()).hexdigest(), value.flags.writeable]
+"""
+
+DROP = """
+import gc
+globals().pop("ref", None)
+globals().pop("value", None)
+gc.collect()
+"""
+
+STILL_WORKS = """
+import numpy as np
+@zray.remote
+def total(x):
+    return int(x.sum())
+big = zray.put(np.ones(4 << 20, dtype=np.uint8))
+result = [zray.get(total.remote(big)), zray.get(zray.put(7))]
+"""
+
+
+@pytest.fixture
+def two_nodes(tmp_path):
+    # A short stall timeout on the reader's node keeps the failure tests short.
+    env = {"ZRAY_PULL_STALL_TIMEOUT_S": "8"}
+    c = Cluster(tmp_path, 2, object_store_memory=256 * MB, env=env)
+    drivers = []
+
+    def driver(i):
+        d = Driver(c.dirs[i], tmp_path / f"driver{len(drivers)}-node{i}.log")
+        drivers.append(d)
+        return d
+    c.driver = driver
+    try:
+        assert c.wait_converged(), "the two nodes did not see each other"
+        yield c
+    finally:
+        for d in drivers:
+            d.close()
+        c.stop_all()
+
+
+def _anon_rss(pid):
+    """Private (anonymous) resident memory of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _ids(objects, field="object_id"):
+    return {o[field] for o in objects}
+
+
+def test_readers_on_b_pull_once_get_equal_bytes_and_the_owners_free_removes_every_copy(two_nodes, tmp_path):
+    c = two_nodes
+    path = tmp_path / "ref.pkl"
+    owner = c.driver(0)
+    digest = owner.run(PUT.format(seed=1, size=48 * MB + 123, path=str(path)))
+    node_a = c.node_info(0)["node_id"]
+    readers = [c.driver(1) for _ in range(3)]
+    for r in readers:
+        r.send(GET.format(path=str(path), timeout=60))
+    for r in readers:
+        assert r.receive() == [digest, False]     # the same bytes, read-only like any get
+    stats_b, stats_a = c.store_stats(1), c.store_stats(0)
+    assert stats_b["pulls_started"] == 1 and stats_b["pulls_completed"] == 1
+    assert stats_a["pulls_served"] == 1 and stats_a["serves_active"] == 0
+    (copy,) = [o for o in c.objects(1) if o["copy_from"] is not None]
+    assert copy["copy_from"] == node_a and copy["size"] >= 48 * MB
+    (primary,) = [o for o in c.objects(0) if o["object_id"] == copy["object_id"]]
+    assert primary["copy_from"] is None
+
+    # A reader on A reads its own node's primary: no pull.
+    local_reader = c.driver(0)
+    assert local_reader.run(GET.format(path=str(path), timeout=60)) == [digest, False]
+    assert c.store_stats(0)["pulls_started"] == 0
+
+    # Every reference gone: the owner frees, on A and on B.
+    for d in readers + [local_reader]:
+        d.run(DROP)
+    owner.run(DROP)
+    gone = lambda i: copy["object_id"] not in _ids(c.objects(i))  # noqa: E731
+    assert c.wait(lambda: gone(0) and gone(1), 20), (c.objects(0), c.objects(1))
+    assert c.store_stats(1)["used"] == 0
+
+
+def test_a_source_killed_beforehand_gives_object_lost_and_b_keeps_working(two_nodes, tmp_path):
+    c = two_nodes
+    path = tmp_path / "ref.pkl"
+    owner = c.driver(0)
+    owner.run(PUT.format(seed=2, size=4 * MB, path=str(path)))
+    node_a = c.node_info(0)
+    os.kill(node_a["pid"], signal.SIGKILL)
+    reader = c.driver(1)
+    with pytest.raises(DriverError) as info:
+        reader.run(GET.format(path=str(path), timeout=60))
+    assert info.value.type_name in ("ObjectLostError", "ObjectFetchTimedOutError")
+    assert node_a["node_id"][:12] in info.value.message
+    assert reader.run(STILL_WORKS) == [4 << 20, 7]
+    assert c.store_stats(1)["pulls_active"] == 0 and c.store_stats(1)["num_copies"] == 0
+
+
+def test_a_source_killed_mid_way_fails_the_pull_and_b_keeps_working(tmp_path):
+    # One small chunk in flight at a time, so the pull takes long enough to be caught mid-way.
+    reader_env = {"ZRAY_PULL_CHUNK_BYTES": str(16 << 10), "ZRAY_PULL_WINDOW": "1",
+                  "ZRAY_PULL_STALL_TIMEOUT_S": "8"}
+    c = Cluster(tmp_path, 2, object_store_memory=256 * MB, env=[None, reader_env])
+    owner = reader = None
+    try:
+        assert c.wait_converged()
+        path = tmp_path / "ref.pkl"
+        owner = Driver(c.dirs[0], tmp_path / "owner.log")
+        owner.run(PUT.format(seed=3, size=96 * MB, path=str(path)))
+        node_a = c.node_info(0)
+        reader = Driver(c.dirs[1], tmp_path / "reader.log")
+        reader.send(GET.format(path=str(path), timeout=60))
+        assert c.wait(lambda: c.store_stats(1)["bytes_pulled"] > 0, 30)
+        os.kill(node_a["pid"], signal.SIGKILL)
+        with pytest.raises(DriverError) as info:
+            reader.receive(timeout=60)
+        assert info.value.type_name in ("ObjectLostError", "ObjectFetchTimedOutError")
+        assert node_a["node_id"][:12] in info.value.message
+        stats = c.store_stats(1)
+        assert stats["pulls_failed"] == 1 and stats["pulls_active"] == 0
+        assert stats["num_copies"] == 0 and stats["used"] == 0     # the partial copy is gone
+        assert reader.run(STILL_WORKS) == [4 << 20, 7]
+    finally:
+        for d in (owner, reader):
+            if d is not None:
+                d.close()
+        c.stop_all()
+
+
+def test_a_copy_freed_at_the_source_fails_the_reader_with_object_lost(two_nodes, tmp_path):
+    """The owner says the object is on A, but A no longer has it (its store lost it)."""
+    c = two_nodes
+    path = tmp_path / "ref.pkl"
+    owner = c.driver(0)
+    owner.run(PUT.format(seed=4, size=2 * MB, path=str(path)))
+    # Free it behind the owner's back, as a lost store would.
+    object_id = [o for o in c.objects(0) if o["size"] >= 2 * MB][0]["object_id"]
+    owner.run(f"""
+from zray.objects.object_ref import get_runtime
+from zray.transport import wire
+rt = get_runtime()
+rt.transport.send(rt.daemon, wire.OBJ_FREE, ([bytes.fromhex({object_id!r})],))
+""")
+    assert c.wait(lambda: object_id not in _ids(c.objects(0)), 10)
+    with pytest.raises(DriverError) as info:
+        c.driver(1).run(GET.format(path=str(path), timeout=60))
+    assert info.value.type_name == "ObjectLostError"
+    assert object_id in info.value.message and c.node_info(0)["node_id"][:12] in info.value.message
+
+
+@pytest.mark.slow
+def test_a_1gb_object_moves(tmp_path):
+    c = Cluster(tmp_path, 2, object_store_memory=1200 * MB)
+    owner = reader = None
+    try:
+        assert c.wait_converged()
+        path = tmp_path / "ref.pkl"
+        owner = Driver(c.dirs[0], tmp_path / "owner.log")
+        digest = owner.run(PUT.format(seed=5, size=1 << 30, path=str(path)), timeout=120)
+        reader = Driver(c.dirs[1], tmp_path / "reader.log")
+        daemons = [c.node_info(i)["pid"] for i in (0, 1)]
+        before = [_anon_rss(pid) for pid in daemons]
+        peaks = list(before)
+        reader.send(GET.format(path=str(path), timeout=120))
+        done = []
+        sampler = threading.Thread(target=lambda: done.append(reader.receive(timeout=180)))
+        sampler.start()
+        while sampler.is_alive():
+            peaks = [max(p, _anon_rss(pid)) for p, pid in zip(peaks, daemons)]
+            sampler.join(0.02)
+        assert done == [[digest, False]], reader.stderr()
+        assert c.store_stats(1)["bytes_pulled"] == c.store_stats(0)["bytes_served"] >= 1 << 30
+        # Bounded memory: neither daemon's private memory grows by more than a few windows
+        # (the object itself lives in the shared-memory stores, not in the daemons' heaps).
+        growth = [p - b for p, b in zip(peaks, before)]
+        print("daemon private memory growth during the pull (A, B):", growth)
+        assert max(growth) < 128 * MB, growth
+    finally:
+        for d in (owner, reader):
+            if d is not None:
+                d.close()
+        c.stop_all()

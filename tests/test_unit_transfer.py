@@ -1,0 +1,258 @@
+"""Pulls between two stores over an in-memory network: no sockets, virtual time."""
+import collections
+
+import pytest
+
+from zray import _native
+from zray.exceptions import ObjectFetchTimedOutError, ObjectLostError, ObjectStoreFullError
+from zray.store.object_store import ObjectStore
+from zray.store.transfer import PullManager, ServeTable
+
+CAP = 1 << 20
+A, B = "tcp://a", "tcp://b"          # the source's and the puller's addresses
+NODE_A = "a" * 28
+
+
+def make_store(tmp_path, name, cap=CAP):
+    d = tmp_path / name
+    d.mkdir()
+    return ObjectStore(memoryview(bytearray(cap)), cap, _native.Allocator(cap, 64), str(d))
+
+
+def put(store, oid, data, seal=True):
+    off = store.create(oid, len(data), "owner", "writer")
+    store.view[off:off + len(data)] = data
+    if seal:
+        store.seal(oid, "writer")
+    return off
+
+
+class Net:
+    """Delivers each side's actions to the other in FIFO order, one message per step."""
+
+    def __init__(self, tmp_path, chunk=1000, window=3, stall=10.0, dest_cap=CAP):
+        self.src_store = make_store(tmp_path, "a")
+        self.dst_store = make_store(tmp_path, "b", dest_cap)
+        self.pulls = PullManager(self.dst_store, chunk_size=chunk, window=window, stall_timeout_s=stall)
+        self.serves = ServeTable(self.src_store, idle_timeout_s=30.0)
+        self.queue = collections.deque()
+        self.replies = {}               # (reader, req_id) -> "pinned" | error
+        self.pinned_objects = []
+        self.max_outstanding = 0
+        self.chunk_requests = 0
+        self.pull_requests = 0
+        self.now = 0.0
+
+    def run_pull_actions(self, actions):
+        for a in actions:
+            if a[0] == "pinned":
+                self.pinned_objects.append(a[1])
+                for w in a[2]:
+                    self.replies[w] = "pinned"
+            elif a[0] == "failed":
+                for w in a[1]:
+                    self.replies[w] = a[2]
+            else:
+                assert a[1] == A
+                if a[0] == "request":
+                    self.pull_requests += 1
+                elif a[0] == "chunk_request":
+                    self.chunk_requests += 1
+                self.queue.append(("to_a", a))
+        self.max_outstanding = max(self.max_outstanding, sum(
+            len(p.outstanding) for p in self.pulls.pulls.values()))
+
+    def run_serve_actions(self, actions):
+        for a in actions:
+            assert a[1] == B
+            if a[0] == "chunk" and a[4] is not None:
+                a = a[:4] + (bytes(a[4]),) + a[5:]     # what the network delivers: a copy
+            self.queue.append(("to_b", a))
+
+    def step(self):
+        where, a = self.queue.popleft()
+        now = self.now
+        if where == "to_a":
+            if a[0] == "request":
+                self.run_serve_actions(self.serves.handle_pull_request(B, a[2], a[3], now))
+            elif a[0] == "chunk_request":
+                self.run_serve_actions(self.serves.handle_chunk_request(B, a[2], a[3], a[4], now))
+            elif a[0] == "end":
+                self.serves.handle_pull_end(B, a[2], a[3])
+        else:
+            if a[0] == "pull_reply":
+                self.run_pull_actions(self.pulls.handle_pull_reply(A, a[2], a[3], a[4], now))
+            elif a[0] == "chunk":
+                self.run_pull_actions(self.pulls.handle_chunk(A, a[2], a[3], a[4], a[5], now))
+
+    def run(self, max_steps=10_000):
+        for _ in range(max_steps):
+            if not self.queue:
+                return
+            self.step()
+        raise AssertionError("the transfer did not finish")
+
+    def pin(self, oid, reader, req_id=1):
+        self.run_pull_actions(self.pulls.handle_pin(oid, reader, req_id, NODE_A, A, self.now))
+
+
+def test_a_pull_copies_the_bytes_in_chunks_with_a_bounded_window(tmp_path):
+    net = Net(tmp_path, chunk=1000, window=3)
+    data = bytes(range(256)) * 40 + b"tail"          # 10244 bytes: 11 chunks, the last short
+    put(net.src_store, b"x", data)
+    net.pin(b"x", "r1")
+    net.run()
+    assert net.replies == {("r1", 1): "pinned"} and net.pinned_objects == [b"x"]
+    obj = net.dst_store.objects[b"x"]
+    assert obj.sealed and obj.copy_from == NODE_A and not obj.pins
+    assert bytes(net.dst_store.view[obj.offset:obj.offset + obj.size]) == data
+    assert net.chunk_requests == 11 and net.max_outstanding == 3
+    # The source pinned it for the transfer only, and remembers who took a copy.
+    assert not net.src_store.objects[b"x"].pins and not net.serves.serves
+    assert net.serves.copies == {b"x": {B}}
+    assert net.pulls.completed == 1 and net.pulls.bytes_received == len(data)
+
+
+def test_readers_that_arrive_during_a_pull_join_it(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"v" * 5000)
+    net.pin(b"x", "r1")
+    net.step()
+    net.pin(b"x", "r2")
+    net.pin(b"x", "r1", req_id=2)
+    net.run()
+    assert net.pull_requests == 1
+    assert net.replies == {("r1", 1): "pinned", ("r2", 1): "pinned", ("r1", 2): "pinned"}
+
+
+def test_an_object_the_source_does_not_have_is_lost_naming_object_and_node(tmp_path):
+    net = Net(tmp_path)
+    net.pin(b"gone", "r1")
+    net.run()
+    err = net.replies[("r1", 1)]
+    assert isinstance(err, ObjectLostError)
+    assert b"gone".hex() in str(err) and NODE_A[:12] in str(err)
+    assert not net.pulls.pulls and b"gone" not in net.dst_store.objects
+
+
+def test_source_gone_mid_way_fails_the_readers_and_frees_the_partial_copy(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"v" * 9000)
+    net.pin(b"x", "r1")
+    for _ in range(4):
+        net.step()
+    assert net.dst_store.stats()["used"] > 0
+    net.run_pull_actions(net.pulls.handle_source_gone(NODE_A, "dead"))
+    err = net.replies[("r1", 1)]
+    assert isinstance(err, ObjectLostError) and "dead" in str(err) and NODE_A[:12] in str(err)
+    assert net.dst_store.stats()["used"] == 0 and not net.dst_store.objects
+    net.run()     # late chunks of the abandoned pull are dropped
+    assert not net.pulls.pulls and net.dst_store.stats()["used"] == 0
+
+
+def test_a_stalled_pull_times_out_and_releases_the_source(tmp_path):
+    net = Net(tmp_path, stall=5.0)
+    put(net.src_store, b"x", b"v" * 9000)
+    net.pin(b"x", "r1")
+    for _ in range(3):
+        net.step()
+    net.queue.clear()                 # the network loses everything in flight
+    net.now = 4.0
+    net.run_pull_actions(net.pulls.tick(net.now))
+    assert not net.replies
+    net.now = 5.5
+    net.run_pull_actions(net.pulls.tick(net.now))
+    err = net.replies[("r1", 1)]
+    assert isinstance(err, ObjectFetchTimedOutError) and isinstance(err, ObjectLostError)
+    assert "5 s" in str(err) and b"x".hex() in str(err)
+    net.run()                         # the pull's end reaches the source: it unpins
+    assert not net.src_store.objects[b"x"].pins and not net.serves.serves
+    assert net.serves.copies == {}
+
+
+def test_a_full_local_store_gives_the_stores_own_error(tmp_path):
+    net = Net(tmp_path, dest_cap=4096)
+    put(net.src_store, b"x", b"v" * 9000)
+    net.pin(b"x", "r1")
+    net.run()
+    assert isinstance(net.replies[("r1", 1)], ObjectStoreFullError)
+    assert not net.src_store.objects[b"x"].pins
+
+
+def test_freed_during_the_pull(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"v" * 9000)
+    net.pin(b"x", "r1")
+    for _ in range(3):
+        net.step()
+    net.run_pull_actions(net.pulls.handle_freed(b"x"))
+    assert "freed" in str(net.replies[("r1", 1)])
+    net.run()
+    assert not net.dst_store.objects and not net.src_store.objects[b"x"].pins
+
+
+def test_the_source_frees_every_copy_it_served(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"v" * 3000)
+    net.pin(b"x", "r1")
+    net.run()
+    net.src_store.free(b"x")
+    assert net.serves.handle_freed(b"x") == [("free_copies", B, b"x")]
+    assert net.serves.handle_freed(b"x") == []       # once
+
+
+def test_a_pull_that_overtakes_the_seal_is_answered_at_the_seal(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"s" * 3000, seal=False)
+    net.pin(b"x", "r1")
+    net.run()
+    assert not net.replies and net.serves.waiting_seal
+    net.src_store.seal(b"x", "writer")
+    net.run_serve_actions(net.serves.handle_sealed(b"x", net.now))
+    net.run()
+    assert net.replies == {("r1", 1): "pinned"}
+
+
+def test_a_dead_puller_gives_its_pins_back(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"v" * 9000)
+    net.pin(b"x", "r1")
+    net.step()
+    assert net.src_store.objects[b"x"].pins
+    net.serves.handle_peer_gone(B)
+    assert not net.src_store.objects[b"x"].pins and not net.serves.copies
+
+
+def test_an_idle_serve_is_dropped(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"v" * 9000)
+    net.pin(b"x", "r1")
+    net.step()
+    net.serves.tick(29.0)
+    assert net.serves.serves
+    net.serves.tick(31.0)
+    assert not net.serves.serves and not net.src_store.objects[b"x"].pins
+
+
+def test_chunk_requests_outside_the_object_are_refused(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"v" * 3000)
+    net.serves.handle_pull_request(B, 7, b"x", 0.0)
+    (action,) = net.serves.handle_chunk_request(B, 7, 2500, 1000, 0.0)
+    assert action[4] is None and isinstance(action[5], ObjectLostError)
+    (action,) = net.serves.handle_chunk_request(B, 8, 0, 10, 0.0)
+    assert action[4] is None
+
+
+def test_invalid_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        PullManager(make_store(tmp_path, "s"), chunk_size=0)
+
+
+def test_copies_are_evicted_not_spilled(tmp_path):
+    store = make_store(tmp_path, "s")
+    off = store.create(b"copy", 600_000, None, "pull#1", copy_from=NODE_A)
+    store.seal(b"copy", "pull#1")
+    put(store, b"new", b"n" * 600_000)
+    assert b"copy" not in store.objects and store.stats()["evicted_copies"] == 1
+    assert store.stats()["spill_count"] == 0 and off is not None
