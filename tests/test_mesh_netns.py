@@ -84,7 +84,7 @@ def test_membership_tasks_and_actors_on_each_host(mesh):
         assert out.stdout.split() == ["True", "[1,", "2,", "3]", "3.0"]
 
 
-def test_one_driver_runs_tasks_and_actors_on_every_host_over_tcp(mesh):
+def test_one_driver_runs_tasks_actors_and_objects_on_every_host_over_tcp(mesh):
     hosts, dirs, cli = mesh
     assert wait(lambda: all_alive(dirs, hosts), 15) is not None
     ids = [node_file_of(d)["node_id"] for d in dirs]
@@ -115,12 +115,27 @@ def test_one_driver_runs_tasks_and_actors_on_every_host_over_tcp(mesh):
         boxes = [Box.options(scheduling_strategy=On(n, soft=False)).remote() for n in ids]
         print("ACTORS", zray.get([b.node.remote() for b in boxes]) == ids,
               [zray.get([b.add.remote(k) for k in range(3)])[-1] for b in boxes])
+
+        import numpy as np
+        data = np.arange(4_000_000, dtype=np.int64)       # 32 MB: pulled across, in chunks
+        ref = zray.put(data)
+
+        @zray.remote
+        def total(a):
+            return zray.get_runtime_context().get_node_id(), int(a.sum()), a * 0 + 1
+
+        made = [total.options(scheduling_strategy=On(n, soft=False)).remote(ref) for n in ids[1:]]
+        results = zray.get(made)
+        print("OBJECTS", [r[0] for r in results] == ids[1:],
+              all(r[1] == int(data.sum()) for r in results),
+              all(int(r[2].sum()) == len(data) for r in results))
     """)
     out = hosts.run(0, [sys.executable, "-c", driver], env=dict(os.environ, ZRAY_TMPDIR=str(dirs[0])),
                     capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "TASKS True" in out.stdout, out.stdout + out.stderr
     assert "ACTORS True [3, 3, 3]" in out.stdout, out.stdout + out.stderr
+    assert "OBJECTS True True True" in out.stdout, out.stdout + out.stderr
 
 
 def test_kill_9_of_a_host_node_is_detected(mesh):

@@ -4,8 +4,7 @@ import time
 
 import pytest
 
-from helpers.mesh_cluster import MeshCluster
-from helpers.nodes import seconds_until
+from helpers.nodes import Cluster, seconds_until
 
 WHERE = """
 import time, zray
@@ -20,7 +19,7 @@ def where(seconds=0.0):
 
 @pytest.fixture
 def mesh(tmp_path):
-    c = MeshCluster(tmp_path)
+    c = Cluster(tmp_path, 0)
     yield c
     c.stop_all()
 
@@ -28,8 +27,8 @@ def mesh(tmp_path):
 def test_a_busy_node_spills_tasks_to_its_peer_and_results_and_prints_come_back(mesh):
     mesh.add_node(num_cpus=1)
     mesh.add_node(num_cpus=1)
-    mesh.wait_converged()
-    out = mesh.driver(0, WHERE + """
+    mesh.wait_mesh_ready()
+    out = mesh.run_driver(0, WHERE + """
 me = zray.get_runtime_context().get_node_id()
 nodes = zray.get([where.remote(1.0) for _ in range(4)])
 print("NODES", len(set(nodes)), me in nodes)
@@ -49,9 +48,9 @@ print("DOUBLED", sum(zray.get([shout.remote(i) for i in range(6)])))
 def test_a_custom_resource_draws_tasks_and_actors_to_its_node(mesh):
     mesh.add_node(num_cpus=1)
     mesh.add_node(num_cpus=1, resources={"special": 2})
-    mesh.wait_converged()
+    mesh.wait_mesh_ready()
     special = mesh.node_id(1)
-    out = mesh.driver(0, WHERE + """
+    out = mesh.run_driver(0, WHERE + """
 print("TASK", zray.get(where.options(resources={"special": 1}).remote()))
 
 @zray.remote(resources={"special": 1})
@@ -95,9 +94,9 @@ print("RESULT", set(zray.get(refs, timeout=60)), flush=True)
 def test_node_affinity_and_spread(mesh):
     for _ in range(3):
         mesh.add_node(num_cpus=1)
-    mesh.wait_converged()
+    mesh.wait_mesh_ready()
     ids = [mesh.node_id(i) for i in range(3)]
-    out = mesh.driver(0, WHERE + f"""
+    out = mesh.run_driver(0, WHERE + f"""
 from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
 ids = {ids!r}
 print("HARD", [zray.get(where.options(scheduling_strategy=Affinity(n, soft=False)).remote())
@@ -130,7 +129,7 @@ except ValueError as e:
 def test_kill_9_of_a_node_retries_its_tasks_and_restarts_its_actors_elsewhere(mesh):
     mesh.add_node(num_cpus=2)
     mesh.add_node(num_cpus=2)
-    mesh.wait_converged()
+    mesh.wait_mesh_ready()
     victim = mesh.node_id(1)
     driver = mesh.start_driver(0, WHERE + f"""
 from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
@@ -171,9 +170,9 @@ print("ACTOR AFTER", zray.get(a.node.remote(), timeout=60), flush=True)
 def test_a_driver_that_exits_takes_its_tasks_on_peers_with_it(mesh):
     mesh.add_node(num_cpus=1)
     mesh.add_node(num_cpus=1)
-    mesh.wait_converged()
+    mesh.wait_mesh_ready()
     other = mesh.node_id(1)
-    mesh.driver(0, WHERE + f"""
+    mesh.run_driver(0, WHERE + f"""
 from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
 refs = [where.options(scheduling_strategy=Affinity({other!r}, soft=False)).remote(600)]
 time.sleep(2)
@@ -202,13 +201,13 @@ class Till:
 def test_actor_names_live_on_the_ring_and_survive_the_death_of_any_other_node(mesh):
     for _ in range(3):
         mesh.add_node(num_cpus=1)
-    mesh.wait_converged()
+    mesh.wait_mesh_ready()
     # Names made on node 1, many of them so that every member decides some.
-    mesh.driver(1, NAMED + """
+    mesh.run_driver(1, NAMED + """
 tills = [Till.options(name=f"till{i}", lifetime="detached", num_cpus=0).remote() for i in range(8)]
 print([zray.get(t.add.remote(i)) for i, t in enumerate(tills)])
 """)
-    out = mesh.driver(2, NAMED + """
+    out = mesh.run_driver(2, NAMED + """
 try:
     Till.options(name="till3", lifetime="detached").remote()
 except ValueError as e:
@@ -224,7 +223,7 @@ print("FOUND", [zray.get(zray.get_actor(f"till{i}").add.remote(1)) for i in rang
     mesh.kill9(0)
     gone = seconds_until(lambda: mesh.alive_count(2) == 2, 15)
     assert gone is not None
-    out = mesh.driver(2, NAMED + """
+    out = mesh.run_driver(2, NAMED + """
 print("AFTER", [zray.get(zray.get_actor(f"till{i}").add.remote(1)) for i in range(8)])
 zray.kill(zray.get_actor("till0"))
 import time
@@ -236,3 +235,63 @@ except ValueError:
 """)
     assert "AFTER [2, 3, 4, 15, 6, 7, 8, 9]" in out.stdout, out.stdout + out.stderr
     assert "RELEASED" in out.stdout
+
+
+def test_objects_flow_both_ways_between_a_driver_and_a_task_on_another_node(mesh):
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1)
+    mesh.wait_mesh_ready()
+    other = mesh.node_id(1)
+    out = mesh.run_driver(0, WHERE + f"""
+import numpy as np
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+data = np.arange(5_000_000, dtype=np.int64)        # 40 MB: in the store, pulled by node 1
+ref = zray.put(data)
+
+@zray.remote(scheduling_strategy=On({other!r}, soft=False))
+def twice(a):
+    return zray.get_runtime_context().get_node_id(), a * 2
+
+node, doubled = zray.get(twice.remote(ref))
+print("PULLED", node == {other!r}, bool((doubled == data * 2).all()))
+refs = [twice.remote(ref) for _ in range(3)]
+print("AGAIN", all(bool((d == data * 2).all()) for _, d in zray.get(refs)))
+""")
+    assert "PULLED True True" in out.stdout, out.stdout + out.stderr
+    assert "AGAIN True" in out.stdout
+
+
+@pytest.mark.slow
+def test_results_lost_with_their_node_are_rebuilt_from_lineage_or_raise(mesh):
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1)
+    mesh.wait_mesh_ready()
+    victim = mesh.node_id(1)
+    driver = mesh.start_driver(0, WHERE + f"""
+import numpy as np
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+
+@zray.remote
+def make(n):
+    return np.full(1_000_000, n, dtype=np.int64)      # 8 MB: stored where it ran
+
+there = On({victim!r}, soft=True)
+kept = make.options(scheduling_strategy=there, max_retries=1).remote(7)
+once = make.options(scheduling_strategy=there, max_retries=0).remote(8)
+zray.wait([kept, once], num_returns=2, timeout=60)
+print("STORED", flush=True)
+input()
+print("REBUILT", int(zray.get(kept, timeout=60)[0]), flush=True)
+try:
+    zray.get(once, timeout=60)
+except zray.exceptions.ObjectLostError as e:
+    print("LOST", type(e).__name__, flush=True)
+""")
+    try:
+        assert driver.stdout.readline().strip() == "STORED"
+        mesh.kill9(1)     # read at once: before or after the node is declared dead
+        out, err = driver.communicate(input="\n", timeout=90)
+    finally:
+        driver.kill()
+    assert "REBUILT 7" in out, out + err
+    assert "LOST" in out, out + err

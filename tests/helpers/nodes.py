@@ -4,8 +4,10 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 from zray.node import local_node
@@ -58,21 +60,32 @@ class Cluster:
     `env` (one dict for all, or a list with one per node) reaches each node's daemon."""
 
     def __init__(self, tmp_path, n, num_cpus=1, object_store_memory=None, env=None):
+        self.tmp_path = tmp_path
         self.dirs = []
         self.port = local_node.free_port("127.0.0.1")
+        self.secret = None
         envs = env if isinstance(env, list) else [env] * n
-        extra = ["--object-store-memory", str(object_store_memory)] if object_store_memory else []
         for i in range(n):
-            d = tmp_path / f"node{i}"
-            d.mkdir()
-            self.dirs.append(d)
-            if i == 0:
-                cli(d, "start", "--num-cpus", str(num_cpus), "--port", str(self.port), *extra,
-                    env_extra=envs[i])
-                self.secret = next((d / f"zray-{os.getuid()}").glob("s*/cluster.secret"))
-            else:
-                cli(d, "start", "--num-cpus", str(num_cpus), "--address", f"127.0.0.1:{self.port}",
-                    "--secret-file", str(self.secret), *extra, env_extra=envs[i])
+            self.add_node(num_cpus, object_store_memory=object_store_memory, env=envs[i])
+
+    def add_node(self, num_cpus=1, resources=None, object_store_memory=None, env=None):
+        """Start one more node (the first one seeds the mesh); returns its index."""
+        i = len(self.dirs)
+        d = self.tmp_path / f"node{i}"
+        d.mkdir()
+        args = ["start", "--num-cpus", str(num_cpus)]
+        if resources:
+            args += ["--resources", json.dumps(resources)]
+        if object_store_memory:
+            args += ["--object-store-memory", str(object_store_memory)]
+        if self.secret is None:
+            cli(d, *args, "--port", str(self.port), env_extra=env)
+            self.secret = next((d / f"zray-{os.getuid()}").glob("s*/cluster.secret"))
+        else:
+            cli(d, *args, "--address", f"127.0.0.1:{self.port}", "--secret-file", str(self.secret),
+                env_extra=env)
+        self.dirs.append(d)
+        return i
 
     def status(self, i):
         return status_of(self.dirs[i])
@@ -98,6 +111,39 @@ class Cluster:
         n = len(self.dirs)
         return self.wait(lambda: all(list(self.states(i).values()).count("ALIVE") == n
                                      for i in range(n)), timeout)
+
+    def wait_mesh_ready(self, timeout=15):
+        """Every node sees every other alive, and every node's resources (they ride on gossip
+        refreshed once a second)."""
+        n = len(self.dirs)
+        assert self.wait_converged(timeout) is not None, "the mesh did not converge"
+        took = self.wait(lambda: all(len(self.status(i)["cluster"]["nodes"]) == n and all(
+            node["Resources"] for node in self.status(i)["cluster"]["nodes"]) for i in range(n)), timeout)
+        assert took is not None, "the resource views did not converge"
+
+    def node_id(self, i):
+        return self.node_info(i)["node_id"]
+
+    def alive_count(self, i):
+        return list(self.states(i).values()).count("ALIVE")
+
+    def kill9(self, i):
+        os.kill(self.node_info(i)["pid"], signal.SIGKILL)
+
+    def run_driver(self, i, code, timeout=90):
+        """Run a driver program attached to node i to its end; returns the CompletedProcess."""
+        out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                             env=dict(os.environ, ZRAY_TMPDIR=str(self.dirs[i])),
+                             capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out
+
+    def start_driver(self, i, code):
+        """A driver program attached to node i, left running (stdin, stdout, stderr are pipes)."""
+        return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                                env=dict(os.environ, ZRAY_TMPDIR=str(self.dirs[i])),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
     def stop_all(self):
         for d in self.dirs:

@@ -79,6 +79,7 @@ class CoreWorker(ActorCaller):
         self.task_ids = TaskIdFactory()
         self.entries = {}
         self.pending_tasks = {}
+        self.lineage = {}       # task_id -> finished _PendingTask whose results live on other nodes
         self.generators = {}
         self.lock = threading.Lock()
         self._rpc_ids = itertools.count(1)
@@ -230,6 +231,8 @@ class CoreWorker(ActorCaller):
             entry = self.entries.pop(object_id, None)
         if entry is not None and entry.kind == VALUE_STORED:
             self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id], [entry.node]))
+        if self.lineage:
+            self._drop_lineage(object_id)
 
     def _safe_send(self, address, msg_type, payload, frames=()):
         try:
@@ -385,7 +388,17 @@ class CoreWorker(ActorCaller):
             flags, data, buffers = serialization.parse(entry.inline)
             value = serialization.deserialize(flags, data, buffers)
         else:
-            flags, value = self.store.read(object_id, entry.node)
+            node = entry.node
+            try:
+                flags, value = self.store.read(object_id, node)
+            except exceptions.ObjectLostError:
+                # Its node died (maybe not yet declared dead): run the task again if we can,
+                # unless that is already under way.
+                rebuilding = entry.state != READY or entry.node != node
+                if not (entry.owned and (rebuilding or self._rebuild_lost(node, task_of(object_id)))):
+                    raise
+                self._wait_for([entry], 1, None)
+                return self._value_of(object_id, entry)
         if flags & serialization.FLAG_ERROR:
             if isinstance(value, exceptions.RayTaskError):
                 raise value.as_instanceof_cause()
@@ -624,8 +637,59 @@ class CoreWorker(ActorCaller):
             self._actor_call_done(pending)
         with self.lock:
             self.pending_tasks.pop(pending.spec.task_id, None)
+            keep = self._keeps_lineage(pending)
+            if keep:
+                self.lineage[pending.spec.task_id] = pending
+        if keep:
+            return      # its arguments stay held: the task may have to run again
         pending.frames = None
         self.refs.release([oid for oid, _ in pending.holds])
+
+    def _keeps_lineage(self, pending):
+        """A retryable task whose result lives in another node's store is kept (with its
+        arguments) while the result is referenced, to rebuild the result if that node dies."""
+        spec = pending.spec
+        if pending.actor is not None or spec.streaming or pending.retries_left == 0 or pending.cancelled:
+            return False
+        here = self.node_info["node_id"] if self.node_info else None
+        for rid in spec.return_ids():
+            entry = self.entries.get(rid)
+            if entry is not None and entry.kind == VALUE_STORED and entry.node not in (None, here):
+                return True
+        return False
+
+    def _drop_lineage(self, object_id):
+        task_id = task_of(object_id)
+        with self.lock:
+            pending = self.lineage.get(task_id)
+            if pending is None or any(rid in self.entries for rid in pending.spec.return_ids()):
+                return
+            del self.lineage[task_id]
+        pending.frames = None
+        self.refs.release([oid for oid, _ in pending.holds])
+
+    def _rebuild_lost(self, node_id, only_task=None):
+        """Results stored on a dead node: run their tasks again where lineage allows (True if
+        some task runs again); the others fail with ObjectLostError when read."""
+        with self.lock:
+            lost = {task_of(oid) for oid, e in self.entries.items()
+                    if e.owned and e.state == READY and e.kind == VALUE_STORED and e.node == node_id}
+            if only_task is not None:
+                lost &= {only_task}
+            rerun = []
+            for task_id in lost:
+                pending = self.lineage.pop(task_id, None)
+                if pending is None:
+                    continue
+                for rid in pending.spec.return_ids():
+                    entry = self.entries.get(rid)
+                    if entry is not None and entry.node == node_id:
+                        entry.state, entry.kind, entry.node = PENDING, None, None
+                self.pending_tasks[task_id] = pending
+                rerun.append(pending)
+        for pending in rerun:
+            self._retry(pending)
+        return bool(rerun)
 
     # -- streaming generators ----------------------------------------------------------------------
     def _on_generator_item(self, sender, payload, frames):
@@ -751,6 +815,8 @@ class CoreWorker(ActorCaller):
         """A node of the mesh is gone, with every process on it."""
         node_id, mesh_address = payload[:2]
         from ..transport.address import node_of
+        if self.lineage:
+            self._rebuild_lost(node_id)
         for address in self.refs.known_addresses():
             if node_of(address) == node_id:
                 self._on_client_died(sender, (address,), ())
