@@ -112,3 +112,40 @@ def test_init_with_the_address_of_any_member(cluster3):
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, ZRAY_TMPDIR=str(c.dirs[1])),
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["3.0", "refused"], out.stderr
+
+
+def test_drivers_and_workers_tcp_endpoints_refuse_peers_without_the_secret(tmp_path):
+    from helpers.nodes import Cluster, Driver
+    c = Cluster(tmp_path, 2)
+    try:
+        c.wait_mesh_ready()
+        driver = Driver(c.dirs[0], tmp_path / "driver.log")
+        try:
+            code = ("import zray.api\n"
+                    "@zray.remote\n"
+                    "def address():\n"
+                    "    return zray.api._runtime().address\n"
+                    "result = [zray.api._runtime().address, zray.get(address.remote())]\n")
+            addresses = driver.run(code)
+            tcps = [a.split("|")[1] for a in addresses]
+            assert all(t.startswith("tcp://127.0.0.1:") for t in tcps), addresses
+            ctx = zmq.Context()
+            try:
+                for tcp in tcps:
+                    sock = ctx.socket(zmq.DEALER)
+                    sock.linger = 0
+                    sock.setsockopt(zmq.IDENTITY, b"intruder")
+                    sock.connect(tcp)
+                    # A task result for nobody and a request for an object: unpickled by no one.
+                    sock.send(pickle.dumps((wire.OBJ_STATUS_REQUEST, (b"x" * 16,))))
+                    sock.send(pickle.dumps((wire.CLUSTER_INFO, (1,))))
+                    assert not sock.poll(1500)
+                    sock.close()
+            finally:
+                ctx.term()
+            # The driver and its worker keep serving.
+            assert driver.run(code)[0] == addresses[0]
+        finally:
+            driver.close()
+    finally:
+        c.stop_all()
