@@ -63,6 +63,7 @@ class MeshService:
             "resources": self.from_units(self.total_units),
             "available": self.from_units({k: v for k, v in self.scheduler.available.items() if v > 0}),
             "hostname": self.hostname, "ip": self.args.node_ip,
+            "queued": self.scheduler.num_queued(),      # the load, beside the free resources
         }
 
     def mesh_tick(self):
@@ -116,6 +117,7 @@ class MeshService:
                 "NodeManagerHostname": meta.get("hostname"), "MeshAddress": member.address,
                 "Resources": dict(meta.get("resources", {})),
                 "Available": dict(meta.get("available", {})),
+                "Queued": meta.get("queued", 0),
                 "alive": member.state in (ALIVE, SUSPECT),
             })
         return out

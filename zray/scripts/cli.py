@@ -140,7 +140,8 @@ def _status():
         print(f"    {st['node']['node_id'][:12]} {'alive':<8} (this node)")
         for n in others:
             print(f"    {n['NodeID'][:12]} {n['State'].lower():<8} {n['MeshAddress']} "
-                  f"resources {n['Resources']}")
+                  f"resources {n['Resources']} available {n['Available']} "
+                  f"queued {n.get('Queued', 0)}")
     print(f"  resources total:     {cluster['total']}")
     print(f"  resources available: {cluster['available']}")
     print(f"  workers: {cluster['workers']}  queued tasks: {cluster['queued']}")
