@@ -29,7 +29,7 @@ def mesh(tmp_path):
                              capture_output=True, text=True, timeout=60, check=check)
 
         cli(0, "start", "--num-cpus", "1", "--port", str(PORT), "--node-ip-address", hosts.addresses[0])
-        secret = next((dirs[0] / f"zray-{os.getuid()}").glob("s*/cluster.secret"))
+        secret = node_file_of(dirs[0])["secret_file"]
         for i in (1, 2):
             cli(i, "start", "--num-cpus", "1", "--port", str(PORT), "--node-ip-address",
                 hosts.addresses[i], "--address", f"{hosts.addresses[0]}:{PORT}",

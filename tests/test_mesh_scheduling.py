@@ -295,3 +295,35 @@ except zray.exceptions.ObjectLostError as e:
         driver.kill()
     assert "REBUILT 7" in out, out + err
     assert "LOST" in out, out + err
+
+
+@pytest.mark.slow
+def test_a_detached_actor_lives_on_after_the_node_that_created_it_dies(mesh):
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1, resources={"special": 1})
+    mesh.add_node(num_cpus=1)
+    mesh.wait_mesh_ready()
+    host, creator = mesh.node_id(1), mesh.node_id(0)
+    mesh.run_driver(0, NAMED + """
+t = Till.options(name="keeper", lifetime="detached", resources={"special": 1}).remote()
+print(zray.get(t.add.remote(5)))
+""")
+    watcher = mesh.start_driver(2, NAMED + """
+import sys
+t = zray.get_actor("keeper")
+print("BEFORE", zray.get(t.add.remote(1)), flush=True)
+sys.stdin.readline()
+print("AFTER", zray.get(t.add.remote(1), timeout=30), zray.get(t.node.remote()), flush=True)
+""")
+    try:
+        assert watcher.stdout.readline().strip() == "BEFORE 6"
+        mesh.kill9(0)          # the node whose driver created it (and the mesh's seed)
+        assert seconds_until(lambda: mesh.states(2).get(creator) == "DEAD", 15) is not None
+        out, err = watcher.communicate(input="\n", timeout=60)
+    finally:
+        watcher.kill()
+    assert f"AFTER 7 {host}" in out, out + err
+    out = mesh.run_driver(2, NAMED + """
+print("FOUND", zray.get(zray.get_actor("keeper").add.remote(1)))
+""")
+    assert "FOUND 8" in out.stdout, out.stdout + out.stderr

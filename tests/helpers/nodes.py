@@ -80,7 +80,7 @@ class Cluster:
             args += ["--object-store-memory", str(object_store_memory)]
         if self.secret is None:
             cli(d, *args, "--port", str(self.port), env_extra=env)
-            self.secret = next((d / f"zray-{os.getuid()}").glob("s*/cluster.secret"))
+            self.secret = node_file_of(d)["secret_file"]
         else:
             cli(d, *args, "--address", f"127.0.0.1:{self.port}", "--secret-file", str(self.secret),
                 env_extra=env)

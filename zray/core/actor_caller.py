@@ -134,9 +134,15 @@ class ActorCaller:
         self._complete_with_error_layout(pending, layout)
 
     def _on_actor_state(self, sender, payload, frames):
-        actor_id, new_state, address, message = payload
+        actor_id, new_state, address, message = payload[:4]
         state = self.actor_states.get(actor_id)
         if state is None:
+            return
+        home = payload[4] if len(payload) > 4 else None
+        if home and state.meta is not None:
+            state.meta["home"] = home       # a detached actor's record moved to its host
+        if new_state == "MOVED":
+            self._safe_send(home, wire.SUBSCRIBE_ACTOR, (actor_id,))
             return
         with state.lock:
             state.state = new_state

@@ -86,13 +86,23 @@ class ActorService:
             self.run_actor_actions(self.directory.handle_creation_failed(actor_id, worker_id, message, layout))
 
     def on_subscribe_actor(self, sender, payload, frames):
+        moved_to = self.moved_actors.get(payload[0])
+        if moved_to is not None:
+            self.send(sender, self.wire.ACTOR_STATE, (payload[0], "MOVED", None, None, moved_to))
+            return
         self.run_actor_actions(self.directory.handle_subscribe(payload[0], sender))
 
     def on_kill_actor(self, sender, payload, frames):
         actor_id, no_restart = payload
+        if actor_id in self.moved_actors:
+            self.send(self.moved_actors[actor_id], self.wire.KILL_ACTOR, payload)
+            return
         self.run_actor_actions(self.directory.handle_kill(actor_id, no_restart))
 
     def on_actor_exiting(self, sender, payload, frames):
+        if payload[0] in self.moved_actors:
+            self.send(self.moved_actors[payload[0]], self.wire.ACTOR_EXITING, payload)
+            return
         self.directory.handle_exiting(payload[0])
 
     def on_get_actor(self, sender, payload, frames):
@@ -115,6 +125,9 @@ class ActorService:
             answer(None)
 
     def on_actor_out_of_scope(self, sender, payload, frames):
+        if payload[0] in self.moved_actors:
+            self.send(self.moved_actors[payload[0]], self.wire.ACTOR_OUT_OF_SCOPE, payload)
+            return
         self.run_actor_actions(self.directory.handle_out_of_scope(payload[0]))
 
     def on_list_actors(self, sender, payload, frames):
@@ -139,9 +152,10 @@ class ActorService:
                     self.release_name(record.namespace, record.name, record.actor_id)
                 message, layout = record.death_cause or (None, None)
                 frames = [layout] if layout else []
+                home = (record.meta or {}).get("home")
                 for address in subscribers:
                     self.send(address, wire.ACTOR_STATE,
-                              (record.actor_id, record.state, record.address, message), frames)
+                              (record.actor_id, record.state, record.address, message, home), frames)
             elif kind == "kill_worker":
                 self.kill_actor_worker(action[1])
             elif kind == "terminate":

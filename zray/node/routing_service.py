@@ -39,6 +39,7 @@ class RoutingService:
         self.remote_drivers = {}     # job_id -> driver address, for jobs forwarded here
         self.hosted_for_home = {}    # worker_id -> (actor_id, home) actors hosted for another node
         self.remote_actor_workers = {}   # worker_id -> node_id of actors of ours hosted elsewhere
+        self.moved_actors = {}       # actor_id -> new home, for detached actors handed over
         self.handlers.update({
             wire.FORWARD_TASK: self.on_forward_task,
             wire.FORWARD_DONE: self.on_forward_done,
@@ -46,6 +47,8 @@ class RoutingService:
             wire.ACTOR_HOSTED: self.on_actor_hosted,
             wire.ACTOR_HOST_DIED: self.on_actor_host_died,
             wire.KILL_REMOTE_WORKER: self.on_kill_remote_worker,
+            wire.ACTOR_ADOPT: self.on_actor_adopt,
+            wire.ACTOR_ADOPTED: self.on_actor_adopted,
         })
 
     def home_address(self):
@@ -181,6 +184,8 @@ class RoutingService:
         self.remote_actor_workers[worker_id] = node_of(address) if address else self._node_at(sender)
         if ok:
             self.run_actor_actions(self.directory.handle_started(actor_id, worker_id, address, pid))
+            if record is not None and record.detached and record.state == "ALIVE":
+                self.hand_over_actor(record, sender)
         else:
             layout = frames[0].bytes if frames else None
             self.run_actor_actions(self.directory.handle_creation_failed(actor_id, worker_id, message, layout))
@@ -194,6 +199,54 @@ class RoutingService:
             record.worker_id = worker_id      # it died during its constructor
             self.directory.by_worker[worker_id] = actor_id
         self.run_actor_actions(self.directory.handle_worker_died(worker_id, detail))
+
+    # -- detached actors move home to the node that hosts them -----------------------------------
+    # A detached actor outlives its driver, so its record must not depend on the driver's node:
+    # once it runs elsewhere, the hosting node adopts the record. Callers learn the new home
+    # from the next ACTOR_STATE; the old home redirects ("MOVED") or forwards what still comes.
+    def hand_over_actor(self, record, host_daemon):
+        directory = self.directory
+        directory.actors.pop(record.actor_id, None)
+        directory.by_worker.pop(record.worker_id, None)
+        if record.name and directory.names.get((record.namespace, record.name)) == record.actor_id:
+            del directory.names[(record.namespace, record.name)]
+        self.remote_actor_workers.pop(record.worker_id, None)
+        self.moved_actors[record.actor_id] = host_daemon
+        fields = {k: getattr(record, k) for k in record.__slots__ if k not in ("frames", "subscribers")}
+        fields["subscribers"] = sorted(record.subscribers)
+        frames = [f.bytes if hasattr(f, "bytes") else bytes(f) for f in (record.frames or ())]
+        self.send(host_daemon, self.wire.ACTOR_ADOPT, (fields,), frames)
+
+    def on_actor_adopt(self, sender, payload, frames):
+        from ..scheduling.actor_directory import ActorRecord
+        fields = dict(payload[0])
+        record = ActorRecord.__new__(ActorRecord)
+        for key in ActorRecord.__slots__:
+            setattr(record, key, fields.get(key))
+        record.frames = [f.bytes for f in frames]
+        record.subscribers = set(fields["subscribers"])
+        home = self.home_address()
+        record.meta = dict(record.meta or {}, home=home)
+        if record.spec is not None:
+            record.spec.extra["home"] = home
+            record.spec.extra["meta"] = record.meta
+        self.hosted_for_home.pop(record.worker_id, None)
+        self.directory.actors[record.actor_id] = record
+        self.directory.by_worker[record.worker_id] = record.actor_id
+        if record.name:
+            self.directory.names[(record.namespace, record.name)] = record.actor_id
+            entry = {"actor_id": record.actor_id, "owner": record.owner, "meta": record.meta,
+                     "home": home, "node": self.node_id}
+            self.claim_name(record.namespace, record.name, entry, lambda ok, held, error: None)
+        self.send(sender, self.wire.ACTOR_ADOPTED, (record.actor_id, home))
+        self.run_actor_actions([("notify", record, set(record.subscribers))])
+        if record.worker_id not in self.workers:
+            # Its worker died while the record was on its way.
+            self.run_actor_actions(self.directory.handle_worker_died(record.worker_id, None))
+
+    def on_actor_adopted(self, sender, payload, frames):
+        actor_id, home = payload
+        self.moved_actors[actor_id] = home
 
     def kill_actor_worker(self, worker_id):
         """The directory wants an actor's worker gone, wherever it runs."""

@@ -2,7 +2,9 @@
 
     $TMPDIR/zray-<uid>/            the user's root (0700)
         s<pid>-<rand>/             one session: sock/ (ipc sockets), logs/, spill/
-Paths stay short because a Unix socket path is limited to 107 bytes.
+Paths stay short because a Unix socket path is limited to 107 bytes: when the user's root is
+too deep for that (a long ZRAY_TMPDIR), sessions go under /tmp/zray-<uid> instead (`zray start`
+still keeps its node file in the given directory, and that file names the session).
 """
 import os
 import shutil
@@ -10,8 +12,12 @@ import stat
 import tempfile
 
 
-def user_root():
-    base = os.environ.get("ZRAY_TMPDIR") or tempfile.gettempdir()
+# The longest socket path under a session: "<root>/s<pid>-<6 hex>/sock/<13 chars>".
+ROOT_MAX = 107 - len("/s4194304-abcdef/sock/") - 14
+
+
+def user_root(base=None):
+    base = base or os.environ.get("ZRAY_TMPDIR") or tempfile.gettempdir()
     root = os.path.join(base, f"zray-{os.getuid()}")
     try:
         os.mkdir(root, 0o700)
@@ -26,6 +32,8 @@ def user_root():
 
 def create_session_dir():
     root = user_root()
+    if len(root) > ROOT_MAX:
+        root = user_root("/tmp")
     while True:
         path = os.path.join(root, f"s{os.getpid()}-{os.urandom(3).hex()}")
         try:

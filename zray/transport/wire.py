@@ -67,7 +67,8 @@ REGISTER_ACTOR = 60        # owner -> daemon: (req_id, actor_id, name, namespace
                            #   get_if_exists, max_restarts, class_name, job_id, owner, meta)
 ACTOR_REGISTERED = 61      # daemon -> owner: (req_id, (actor_id, owner, meta), error)
 ACTOR_STARTED = 62         # actor worker -> daemon: (actor_id, ok, message) + [error layout]
-ACTOR_STATE = 63           # daemon -> callers: (actor_id, state, address, message) + [error layout]
+ACTOR_STATE = 63           # daemon -> callers: (actor_id, state, address, message[, home]) + [error
+                           #   layout]; state "MOVED": subscribe again at `home`
 SUBSCRIBE_ACTOR = 64       # caller -> daemon: (actor_id,)
 KILL_ACTOR = 65            # -> daemon: (actor_id, no_restart)
 ACTOR_EXITING = 66         # actor worker -> daemon: (actor_id,)
@@ -114,5 +115,8 @@ NAME_LOOKUP = 129          # daemon -> a name's decider: (request_id, key)
 NAME_LOOKUP_REPLY = 130    # decider -> daemon: (request_id, found, entry | None)
 NAME_REPLICA = 131         # daemon -> a name's replica: (key, entry)
 NAME_RELEASE = 132         # daemon -> a name's decider and replicas: (key, actor_id)
+ACTOR_ADOPT = 133          # home -> hosting daemon: (record fields,) + creation frames: the
+                           #   hosting node becomes the home of a detached actor
+ACTOR_ADOPTED = 134        # new home -> old home: (actor_id, new home address)
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}

@@ -1,0 +1,22 @@
+"""A deep ZRAY_TMPDIR must not break Unix socket paths (107 bytes at most)."""
+import os
+import subprocess
+import sys
+
+
+def test_a_deep_tmpdir_still_works_and_leaves_nothing(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    code = ("import zray\n"
+            "zray.init(num_cpus=1)\n"
+            "@zray.remote\n"
+            "def f(x):\n"
+            "    return x + 1\n"
+            "print(zray.get(f.remote(1)), zray.api._runtime().session_dir)\n"
+            "zray.shutdown()\n")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, ZRAY_TMPDIR=str(deep)),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    value, session_dir = out.stdout.split()
+    assert value == "2"
+    assert not os.path.exists(session_dir)
