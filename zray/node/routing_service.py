@@ -184,7 +184,8 @@ class RoutingService:
         self.remote_actor_workers[worker_id] = node_of(address) if address else self._node_at(sender)
         if ok:
             self.run_actor_actions(self.directory.handle_started(actor_id, worker_id, address, pid))
-            if record is not None and record.detached and record.state == "ALIVE":
+            if (record is not None and record.detached and record.state == "ALIVE"
+                    and record.max_restarts == 0):
                 self.hand_over_actor(record, sender)
         else:
             layout = frames[0].bytes if frames else None
@@ -204,6 +205,8 @@ class RoutingService:
     # A detached actor outlives its driver, so its record must not depend on the driver's node:
     # once it runs elsewhere, the hosting node adopts the record. Callers learn the new home
     # from the next ACTOR_STATE; the old home redirects ("MOVED") or forwards what still comes.
+    # One with restarts left stays with its home, which restarts it if its host dies: a record
+    # lives on one node, so it can survive the host or the creator, not both (architecture.md).
     def hand_over_actor(self, record, host_daemon):
         directory = self.directory
         directory.actors.pop(record.actor_id, None)
