@@ -327,3 +327,41 @@ print("AFTER", zray.get(t.add.remote(1), timeout=30), zray.get(t.node.remote()),
 print("FOUND", zray.get(zray.get_actor("keeper").add.remote(1)))
 """)
     assert "FOUND 8" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_a_detached_actor_with_restarts_survives_its_creator_node_and_then_its_host(mesh):
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1, resources={"special": 1})
+    mesh.add_node(num_cpus=1, resources={"special": 1})
+    mesh.wait_mesh_ready()
+    creator, host, last = (mesh.node_id(i) for i in range(3))
+    mesh.run_driver(0, NAMED + f"""
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+t = Till.options(name="phoenix", lifetime="detached", max_restarts=1, resources={{"special": 1}},
+                 scheduling_strategy=On({host!r}, soft=True)).remote()
+print(zray.get(t.add.remote(5)))
+""")
+    watcher = mesh.start_driver(2, NAMED + """
+import sys
+t = zray.get_actor("phoenix")
+print("START", zray.get(t.add.remote(1)), zray.get(t.node.remote()), flush=True)
+sys.stdin.readline()
+print("NO CREATOR", zray.get(t.add.remote(1), timeout=30), zray.get(t.node.remote()), flush=True)
+sys.stdin.readline()
+print("NO HOST", zray.get(t.add.remote(1), timeout=60), zray.get(t.node.remote()), flush=True)
+""")
+    try:
+        assert watcher.stdout.readline().strip() == f"START 6 {host}"
+        mesh.kill9(0)
+        assert seconds_until(lambda: mesh.states(2).get(creator) == "DEAD", 15) is not None
+        watcher.stdin.write("\n")
+        watcher.stdin.flush()
+        line = watcher.stdout.readline().strip()
+        assert line == f"NO CREATOR 7 {host}", line + watcher.stderr.read()
+        mesh.kill9(1)
+        assert seconds_until(lambda: mesh.states(2).get(host) == "DEAD", 15) is not None
+        out, err = watcher.communicate(input="\n", timeout=90)
+    finally:
+        watcher.kill()
+    assert f"NO HOST 1 {last}" in out, out + err

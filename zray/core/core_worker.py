@@ -820,12 +820,12 @@ class CoreWorker(ActorCaller):
         for address in self.refs.known_addresses():
             if node_of(address) == node_id:
                 self._on_client_died(sender, (address,), ())
-        # Actors whose record lived there can no longer be restarted or told about.
+        # Actors whose record lived there: the ring may keep a copy (a detached actor's); ask
+        # where it is now. The answer is its state from the new home, or DEAD.
         for state in list(self.actor_states.values()):
             home = (state.meta or {}).get("home")
             if home and node_of(home) == node_id:
-                self._on_actor_state(sender, (state.actor_id, "DEAD", None,
-                                              f"The actor died: its node {node_id} died"), ())
+                self._safe_send(self.daemon, wire.ACTOR_FIND, (state.actor_id, self.address))
 
     def _owner_of_pending(self, object_id):
         counts = self.refs._entries.get(object_id)

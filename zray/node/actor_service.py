@@ -150,6 +150,7 @@ class ActorService:
                 _, record, subscribers = action
                 if record.state == "DEAD" and record.name and self.swim is not None:
                     self.release_name(record.namespace, record.name, record.actor_id)
+                self.replicate_record(record)
                 message, layout = record.death_cause or (None, None)
                 frames = [layout] if layout else []
                 home = (record.meta or {}).get("home")

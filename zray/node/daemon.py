@@ -16,6 +16,7 @@ import sys
 import time
 
 # The zygote must be forked before any thread or ZeroMQ context exists in this process.
+from .actor_replicas import ActorReplicaService
 from .actor_service import ActorService
 from .mesh_service import MeshService, sum_resources
 from .name_service import NameService
@@ -50,7 +51,8 @@ class Client:
         self.pidfd = pidfd
 
 
-class NodeDaemon(ActorService, ObjectService, MeshService, RoutingService, NameService):
+class NodeDaemon(ActorService, ObjectService, MeshService, RoutingService, NameService,
+                 ActorReplicaService):
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
@@ -115,6 +117,7 @@ class NodeDaemon(ActorService, ObjectService, MeshService, RoutingService, NameS
         self._init_object_service()
         self._init_routing()
         self._init_names()
+        self._init_actor_replicas()
         self._init_mesh()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))

@@ -81,6 +81,8 @@ class MeshService:
         self.move_queued_tasks()
         if self.name_requests:
             self.names_tick(now)
+        if self.pending_finds:
+            self._answer_finds(now)
 
     def on_mesh_swim(self, sender, payload, frames):
         self.swim.receive(sender, payload[0], time.monotonic())
@@ -96,6 +98,7 @@ class MeshService:
             self.member_changed(kind, member)
             if kind != "update":
                 self.names_membership_changed()
+                self.actor_replicas_membership_changed()
 
     def mesh_leave(self):
         if self.swim is not None:

@@ -21,6 +21,7 @@ import random
 import sys
 
 from ..scheduling.local_scheduler import Task
+from .actor_replicas import record_fields, record_from_fields
 from ..scheduling.placement import Placement
 from ..scheduling.resources import to_units
 from ..transport.address import node_of
@@ -215,19 +216,11 @@ class RoutingService:
             del directory.names[(record.namespace, record.name)]
         self.remote_actor_workers.pop(record.worker_id, None)
         self.moved_actors[record.actor_id] = host_daemon
-        fields = {k: getattr(record, k) for k in record.__slots__ if k not in ("frames", "subscribers")}
-        fields["subscribers"] = sorted(record.subscribers)
-        frames = [f.bytes if hasattr(f, "bytes") else bytes(f) for f in (record.frames or ())]
+        fields, frames = record_fields(record)
         self.send(host_daemon, self.wire.ACTOR_ADOPT, (fields,), frames)
 
     def on_actor_adopt(self, sender, payload, frames):
-        from ..scheduling.actor_directory import ActorRecord
-        fields = dict(payload[0])
-        record = ActorRecord.__new__(ActorRecord)
-        for key in ActorRecord.__slots__:
-            setattr(record, key, fields.get(key))
-        record.frames = [f.bytes for f in frames]
-        record.subscribers = set(fields["subscribers"])
+        record = record_from_fields(payload[0], frames)
         home = self.home_address()
         record.meta = dict(record.meta or {}, home=home)
         if record.spec is not None:

@@ -118,5 +118,9 @@ NAME_RELEASE = 132         # daemon -> a name's decider and replicas: (key, acto
 ACTOR_ADOPT = 133          # home -> hosting daemon: (record fields,) + creation frames: the
                            #   hosting node becomes the home of a detached actor
 ACTOR_ADOPTED = 134        # new home -> old home: (actor_id, new home address)
+ACTOR_RECORD_REPLICA = 135 # home -> the record's keepers on the ring: (record fields,) + frames
+ACTOR_RECORD_DROP = 136    # home -> keepers: (actor_id,) the actor is dead for good
+ACTOR_FIND = 137           # caller -> its daemon -> the record's keeper: (actor_id, caller)
+ACTOR_REHOMED = 138        # new home -> the actor's hosting daemon: (worker_id, new home)
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}
