@@ -365,3 +365,25 @@ print("NO HOST", zray.get(t.add.remote(1), timeout=60), zray.get(t.node.remote()
     finally:
         watcher.kill()
     assert f"NO HOST 1 {last}" in out, out + err
+
+
+def test_refs_and_actor_handles_work_from_a_task_on_another_node(mesh):
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1)
+    mesh.wait_mesh_ready()
+    other = mesh.node_id(1)
+    out = mesh.run_driver(0, NAMED + f"""
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+till = Till.options(num_cpus=0).remote()          # on the driver's node
+small, big = zray.put(21), zray.put(bytes(300_000))
+
+@zray.remote(scheduling_strategy=On({other!r}, soft=False))
+def use(handle, refs):
+    value = zray.get(refs[0]) * 2 + len(zray.get(refs[1]))
+    return zray.get(handle.add.remote(value)), zray.get_runtime_context().get_node_id()
+
+print("USED", zray.get(use.remote(till, [small, big])))
+print("AFTER", zray.get(till.add.remote(0)))
+""")
+    assert f"USED (300042, '{other}')" in out.stdout, out.stdout + out.stderr
+    assert "AFTER 300042" in out.stdout
