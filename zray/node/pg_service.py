@@ -45,7 +45,8 @@ class PlacementGroupService:
 
     def mesh_tick(self):
         super().mesh_tick()
-        if self.pg_manager.live or self.pg_bundles.bundles:
+        if (self.pg_manager.live or self.pg_bundles.bundles
+                or (self.scheduler.infeasible and self.pg_manager.removed)):
             now = time.monotonic()
             if now >= self._pg_next_tick or self._pg_ring is not self.ring:
                 self._pg_next_tick = now + PG_TICK_S
@@ -66,6 +67,23 @@ class PlacementGroupService:
                     self.pg_run(self.pg_manager.handle_job_finished(job_id))
         self.pg_run(self.pg_manager.tick(now))
         self.pg_place(now)
+        if self.scheduler.infeasible and self.pg_manager.removed:
+            self.pg_fail_removed_waiting()
+
+    def pg_fail_removed_waiting(self):
+        """Tasks waiting for a group this node removed would wait forever: they fail."""
+        groups = self.pg_manager.groups
+        doomed = []
+        for task_id, task in self.scheduler.infeasible.items():
+            for name in task.spec.resources:
+                if "_group_" in name:
+                    group = groups.get(name.rpartition("_")[2])
+                    if group is not None and group.pg_id not in self.pg_manager.live:
+                        doomed.append(task_id)
+                    break
+        if doomed:
+            self.pg_run_scheduler([("group_removed", self.scheduler.infeasible.pop(t))
+                                   for t in doomed])
 
     def pg_place(self, now):
         if not self.pg_manager.due(now):
