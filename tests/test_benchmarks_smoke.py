@@ -30,7 +30,7 @@ def _check(result, name=None):
 def test_every_row_runs_at_a_tiny_size(shared_cluster):
     ctx = microbenchmark.Context(shared_cluster, scale=0.002)
     rows = microbenchmark.select_rows(extras=True)
-    assert len(rows) == 25
+    assert len(rows) == 26
     for r in rows:
         _check(microbenchmark.measure(ctx, r, duration=0.01, rounds=1, warmup=0), r.name)
 

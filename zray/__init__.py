@@ -2,7 +2,7 @@
 
 `import zray as ray` and a Ray Core program runs unchanged.
 """
-from . import actor, exceptions
+from . import actor, exceptions, util
 from .actor import method
 from .api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids,
                   get_runtime_context, init, is_initialized, kill, nodes, put, remote, shutdown,
@@ -15,5 +15,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
-    "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "wait",
+    "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "util", "wait",
 ]

@@ -151,6 +151,7 @@ class ActorClass:
         core = _runtime_or_autoinit()
         class_id = self._export(core)
         placement, lifetime = actor_resources(actor_options)
+        group = opts.in_placement_group(actor_options, core)
         groups = dict(actor_options.get("concurrency_groups") or {})
         max_concurrency = actor_options.get("max_concurrency")
         if max_concurrency is None:
@@ -163,6 +164,10 @@ class ActorClass:
             "max_concurrency": max_concurrency,
             "concurrency_groups": groups,
         }
+        if group is not None:   # ask for the group's resources instead (util/placement_group.py)
+            from .util.placement_group import apply_group
+            (placement, lifetime), meta["placement_group"] = apply_group(
+                group, [placement, lifetime], f"actor {self.__name__}")
         lifetime_opt = actor_options.get("lifetime")
         actor_id, owner, existing = core.create_actor(
             class_id, self.__name__, args, kwargs, placement, lifetime, meta,

@@ -87,11 +87,25 @@ def encode_strategy(options):
         return None
     if strategy == "SPREAD":
         return "SPREAD"
-    from .util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from .util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
+                                             PlacementGroupSchedulingStrategy)
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         return ("node", strategy.node_id, strategy.soft)
-    raise ValueError(f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
-                     f"NodeAffinitySchedulingStrategy, got {strategy!r}")
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return None     # routed by the group's resources (util/placement_group.py)
+    raise ValueError(f"scheduling_strategy must be 'DEFAULT', 'SPREAD', a "
+                     f"NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy, "
+                     f"got {strategy!r}")
+
+
+def in_placement_group(options, core):
+    """(group, bundle_index, capture) when a task or actor runs in a placement group, else None.
+    Cheap when no group is involved: that is every call outside groups."""
+    if (options.get("scheduling_strategy") is None and options.get("placement_group") is None
+            and options.get("placement_group_bundle_index", -1) == -1 and getattr(core, "running_task", None) is None and getattr(core, "actor", None) is None):
+        return None
+    from .util.placement_group import chosen_group
+    return chosen_group(options, core)
 
 
 def task_resources(options):

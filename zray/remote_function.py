@@ -86,9 +86,16 @@ class RemoteFunction:
             num_returns = "streaming" if self._is_generator else 1
         n = {"streaming": STREAMING, "dynamic": DYNAMIC}.get(num_returns, num_returns)
         name = task_options.get("name") or self.__name__   # the log prefix "(f pid=..)", as Ray
+        resources = opts.task_resources(task_options)
+        extra = _strategy_extra(task_options)
+        group = opts.in_placement_group(task_options, core)
+        if group is not None:   # ask for the group's resources instead (util/placement_group.py)
+            from .util.placement_group import apply_group
+            (resources,), context = apply_group(group, [resources], f"task {name}")
+            extra = dict(extra or {}, placement_group=context)
         task_id, refs = core.submit_task(
-            function_id, name, args, kwargs, n, opts.task_resources(task_options),
+            function_id, name, args, kwargs, n, resources,
             task_options.get("max_retries", opts.DEFAULT_TASK["max_retries"]),
             opts.encode_retry_exceptions(task_options.get("retry_exceptions", False)),
-            extra=_strategy_extra(task_options))
+            extra=extra)
         return returned_refs(core, task_id, refs, n)

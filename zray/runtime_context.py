@@ -58,7 +58,11 @@ class RuntimeContext:
 
     def get_assigned_resources(self):
         from .scheduling.resources import from_units
-        return from_units(getattr(self._core, "assigned_resources", {}) or {})
+        units = getattr(self._core, "assigned_resources", {}) or {}
+        if any("_group_" in name for name in units):
+            from .scheduling.placement_groups import original_resources
+            units = original_resources(units)
+        return from_units(units)
 
     def get_accelerator_ids(self):
         return {"GPU": [str(i) for i in getattr(self._core, "assigned_gpus", [])]}

@@ -21,6 +21,7 @@ from .actor_service import ActorService
 from .mesh_service import MeshService, sum_resources
 from .name_service import NameService
 from .object_service import ObjectService
+from .pg_service import PlacementGroupService
 from .processes import pid_alive
 from .routing_service import RoutingService
 from ..transport.address import ipc_path
@@ -51,8 +52,8 @@ class Client:
         self.pidfd = pidfd
 
 
-class NodeDaemon(ActorService, ObjectService, MeshService, RoutingService, NameService,
-                 ActorReplicaService):
+class NodeDaemon(ActorService, PlacementGroupService, ObjectService, MeshService, RoutingService,
+                 NameService, ActorReplicaService):
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
@@ -119,6 +120,7 @@ class NodeDaemon(ActorService, ObjectService, MeshService, RoutingService, NameS
         self._init_names()
         self._init_actor_replicas()
         self._init_mesh()
+        self._init_pg_service()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
         if args.job_id and args.prestart:

@@ -10,6 +10,8 @@ daemon to carry out:
     ("interrupt", worker, force)     cancel a running task: interrupt it, or kill its worker
     ("failed", task, reason)         the worker running the task died
     ("kill_worker", worker)          a worker is no longer needed (or runs an orphaned task)
+    ("group_removed", task)          a queued task asks for resources of a removed placement group
+    ("group_worker", worker)         a worker runs a task or hosts an actor of a removed group
 
 Tasks wait in one FIFO per scheduling class (job, resource shape and nesting depth), so a task
 that does not fit never blocks a smaller one behind it, and each event costs O(classes), not O(queued tasks).
@@ -17,6 +19,8 @@ that does not fit never blocks a smaller one behind it, and each event costs O(c
 import collections
 
 from .resources import CPU, GPU, GpuSlots, add, fits, subtract
+
+CPU_IN_GROUP = "CPU_group_"     # a placement group's CPUs (placement_groups.py): lent like CPU
 
 
 class Task:
@@ -77,6 +81,8 @@ class LocalScheduler:
             if cls in self.warned_classes:
                 return []
             self.warned_classes.add(cls)
+            if _in_a_group(spec.resources):
+                return []    # it waits for its placement group's bundles, not for a node
             return [("infeasible", task)]
         parent = self.running.get(spec.parent_task_id)
         task.depth = parent.depth + 1 if parent is not None else 0
@@ -127,7 +133,7 @@ class LocalScheduler:
         if worker is None or worker.task is None or worker.blocked == blocked:
             return []
         worker.blocked = blocked
-        cpus = {CPU: worker.held.get(CPU, 0)} if worker.held.get(CPU) else {}
+        cpus = _lendable(worker.held)
         if blocked:
             add(self.available, cpus)
             return self._schedule()
@@ -233,6 +239,52 @@ class LocalScheduler:
                 del self.queues[cls]
         return taken
 
+    # -- placement groups (hooks for node/pg_service.py) -------------------------------------------
+    def reserve(self, units):
+        """A bundle is prepared here: its plain resources are set aside."""
+        subtract(self.available, units)
+
+    def handle_unreserved(self, units):
+        """Set-aside resources come back (a rolled-back or removed bundle)."""
+        add(self.available, units)
+        return self._schedule()
+
+    def handle_resources_added(self, units):
+        """Committed bundles add their renamed resources (CPU_group_...) to total and available."""
+        add(self.total, units)
+        add(self.available, units)
+        return self._schedule()
+
+    def handle_resources_removed(self, units):
+        """Bundles of a removed group take their renamed resources away. Resources none is left
+        of are gone: queued tasks asking for them fail, and the workers using them are killed
+        (their task or actor is reported by the caller, so the death itself reports nothing)."""
+        subtract(self.total, units)
+        subtract(self.available, units)
+        gone = {name for name in units if self.total.get(name, 0) <= 0}
+        for name in gone:
+            self.total.pop(name, None)
+            self.available.pop(name, None)
+        if not gone:
+            return []
+        actions = []
+        for cls in list(self.queues):
+            queue = self.queues[cls]
+            if any(name in gone for name in queue[0].spec.resources):   # one shape per class
+                actions.extend(("group_removed", task) for task in queue)
+                del self.queues[cls]
+        for tid in [t for t, task in self.infeasible.items()
+                    if any(name in gone for name in task.spec.resources)]:
+            actions.append(("group_removed", self.infeasible.pop(tid)))
+        self._recount_demand()
+        for worker in self.workers.values():
+            if any(name in gone for name in worker.held):
+                worker.held = {k: v for k, v in worker.held.items() if k not in gone}
+                if worker.task is not None:
+                    worker.task.orphaned = True
+                actions.append(("group_worker", worker))
+        return actions + self._schedule()
+
     # -- queries -------------------------------------------------------------------------------
     def room(self):
         """What is free once the queued tasks got theirs: how much more this node takes now."""
@@ -317,8 +369,9 @@ class LocalScheduler:
     def _release(self, worker):
         task = worker.task
         held = dict(worker.held)
-        if worker.blocked and held.get(CPU):
-            held.pop(CPU)      # already lent out while blocked
+        if worker.blocked:
+            for name in _lendable(held):
+                held.pop(name)      # already lent out while blocked
         add(self.available, held)
         if task is not None:
             self.gpus.release(task.gpu_grants)
@@ -327,6 +380,15 @@ class LocalScheduler:
         worker.held = {}
         worker.task = None
         worker.blocked = False
+
+
+def _lendable(held):
+    """The CPUs a worker blocked in get() lends out: plain ones and its placement group's."""
+    return {k: v for k, v in held.items() if v and (k == CPU or k.startswith(CPU_IN_GROUP))}
+
+
+def _in_a_group(units):
+    return any("_group_" in name for name in units)
 
 
 def _task_info(task, state):

@@ -10,9 +10,8 @@ This file is also run as a plain script (`python .../microbenchmark.py --runtime
 interpreter that has Ray but not zray's dependencies, so it imports nothing from zray at module
 level, only the standard library; numpy and psutil are imported where they are used.
 
-Rows of Ray's list that zray does not have yet: "placement group create/removal" (no placement
-groups), and Ray's object out-of-scope callback rows and client (ray://) rows, which use Ray's
-private APIs.
+Rows of Ray's list that zray does not have yet: Ray's object out-of-scope callback rows and
+client (ray://) rows, which use Ray's private APIs.
 """
 import argparse
 import importlib
@@ -364,6 +363,24 @@ def _(ctx):
 @row("n:n async-actor calls async")
 def _(ctx):
     return _n_to_n(ctx, ctx.defs["AsyncActor"])
+
+
+@row("placement group create/removal")
+def _(ctx):
+    # Ray's workload: 100 groups of one bundle of 0.001 "custom" (ray_perf.py starts its cluster
+    # with resources={"custom": 100} for this row), wait() for each, then remove each. A cluster
+    # without "custom" reserves 0.001 CPU instead: the cost does not depend on the name.
+    import importlib
+    util = importlib.import_module(ctx.rt.__name__ + ".util")
+    name = "custom" if ctx.rt.cluster_resources().get("custom", 0) >= 1 else "CPU"
+    num_pgs = ctx.n(100)
+
+    def create_removal():
+        pgs = [util.placement_group(bundles=[{name: 0.001}]) for _ in range(num_pgs)]
+        [pg.wait(timeout_seconds=30) for pg in pgs]
+        for pg in pgs:
+            util.remove_placement_group(pg)
+    return Workload(create_removal, num_pgs)
 
 
 # Extra rows (not in Ray's list): large objects, as the Ray comparison reports them.

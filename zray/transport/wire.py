@@ -123,4 +123,25 @@ ACTOR_RECORD_DROP = 136    # home -> keepers: (actor_id,) the actor is dead for 
 ACTOR_FIND = 137           # caller -> its daemon -> the record's keeper: (actor_id, caller)
 ACTOR_REHOMED = 138        # new home -> the actor's hosting daemon: (worker_id, new home)
 
+# -- placement groups (140-159; zray/scheduling/placement_groups.py, zray/node/pg_service.py) -------
+# pg_id is a hex string; bundles travel in fixed-point units (scheduling/resources.py).
+PG_CREATE = 140            # client -> its daemon: (req_id, pg_id, bundles, strategy, name,
+                           #   namespace, detached, job_id, creator_address); replied with
+                           #   PG_REPLY (req_id, home address of the owner node, error)
+PG_REPLY = 141             # daemon -> client: (req_id, result, error) for every PG_* request
+PG_REMOVE = 142            # client -> the group's home: (req_id, pg_id); result None
+PG_WAIT = 143              # client -> the group's home: (req_id, pg_id, timeout_s); result: whether
+                           #   the group was created within timeout_s
+PG_GET = 144               # client -> its daemon: (req_id, name, namespace); result: (pg_id,
+                           #   bundles, strategy, home) of the named group, or ValueError
+PG_TABLE = 145             # client -> a daemon: (req_id, pg_id | None); result: info dict of that
+                           #   group, or {pg_id: info} of every group this node owns
+PG_PREPARE = 146           # owner -> holder: (pg_id, round_id, [(index, units)], owner node_id)
+                           #   set these bundles aside, all or none
+PG_PREPARE_REPLY = 147     # holder -> owner: (pg_id, round_id, node_id, ok)
+PG_COMMIT = 148            # owner -> holder: (pg_id, round_id, [index]) turn them into renamed
+                           #   resources (CPU_group_<i>_<pg_id>, ...)
+PG_RELEASE = 149           # owner -> holder: (pg_id, [index] | None) give them back (None: every
+                           #   bundle of the group); tasks and actors using them are killed
+
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}

@@ -1,7 +1,9 @@
 """Scheduling strategies a task or actor may name in `scheduling_strategy=`.
 
 Besides these classes, the strings "DEFAULT" (bottom-up: here when it fits, else a peer with
-room) and "SPREAD" (round-robin over the nodes that fit) are accepted.
+room) and "SPREAD" (round-robin over the nodes that fit) are accepted. A task in a placement
+group is routed by the group's renamed resources (zray/util/placement_group.py), so
+PlacementGroupSchedulingStrategy adds no strategy to the task spec.
 """
 
 
@@ -23,3 +25,20 @@ class NodeAffinitySchedulingStrategy:
 
     def __repr__(self):
         return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
+
+
+class PlacementGroupSchedulingStrategy:
+    """Run in a placement group: in bundle `placement_group_bundle_index` (-1: any bundle of
+    the group). With placement_group_capture_child_tasks=True, the tasks this task or actor
+    submits without a strategy of their own run in the group too."""
+
+    def __init__(self, placement_group, placement_group_bundle_index=-1,
+                 placement_group_capture_child_tasks=None):
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def __repr__(self):
+        return (f"PlacementGroupSchedulingStrategy({self.placement_group!r}, "
+                f"placement_group_bundle_index={self.placement_group_bundle_index}, "
+                f"placement_group_capture_child_tasks={self.placement_group_capture_child_tasks})")
