@@ -325,7 +325,8 @@ class PlacementGroupManager:
                    for g in self.live_groups())
 
     def live_groups(self):
-        return [self.groups[pg_id] for pg_id in self.live]
+        """In creation order: the oldest pending group gets the room first."""
+        return [g for pg_id, g in self.groups.items() if pg_id in self.live]
 
     # -- internals -------------------------------------------------------------------------------
     def _roll_back(self, group, now, retry_now=False):
