@@ -16,6 +16,8 @@ import zmq
 
 from . import wire
 
+_socket_recv = zmq.backend.Socket.recv     # (socket, flags, copy): pyzmq's thin base method
+
 
 class TransportClosed(Exception):
     """The transport was closed while a thread tried to use it."""
@@ -102,9 +104,20 @@ class Transport:
     def recv(self, flags=0):
         """One message from the inbox: (sender_address, msg_type, payload, frames).
         With flags=zmq.NOBLOCK raises zmq.Again when the inbox is empty."""
-        parts = self.inbox.recv_multipart(flags, copy=False)
-        msg_type, payload = pickle.loads(parts[1].buffer)
-        return parts[0].bytes.decode(), msg_type, payload, parts[2:]
+        # Frame by frame with Frame.more: recv_multipart asks getsockopt(RCVMORE) per frame.
+        recv = _socket_recv
+        inbox = self.inbox
+        identity = recv(inbox, flags, False)
+        header = recv(inbox, 0, False)
+        msg_type, payload = pickle.loads(header.buffer)
+        if not header.more:
+            return identity.bytes.decode(), msg_type, payload, []
+        frames = []
+        frame = header
+        while frame.more:
+            frame = recv(inbox, 0, False)
+            frames.append(frame)
+        return identity.bytes.decode(), msg_type, payload, frames
 
     def close(self, linger_ms=0):
         """Close every socket; with linger_ms, first give queued messages that long to leave."""
