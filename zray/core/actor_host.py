@@ -14,6 +14,7 @@ import sys
 import threading
 
 from ..actor import ActorExit as ActorExitRequested
+from ..scheduling.task_spec import TaskSpec
 from ..transport import wire
 
 DEFAULT_GROUP = "_default"
@@ -121,6 +122,11 @@ class ActorExecution:
         if self.actor is None:
             return      # cannot happen: callers learn our address only once the actor exists
         self.actor.submit(spec, frames)
+
+    def _on_actor_call(self, sender, payload, frames):
+        if self.actor is None:
+            return
+        self.actor.submit(TaskSpec(*payload), frames)
 
     def _on_terminate(self, sender, payload, frames):
         """No handle remains: end after the calls already queued."""

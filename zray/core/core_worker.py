@@ -711,7 +711,8 @@ class CoreWorker(ActorCaller):
         for rid in return_ids:
             self.refs.add_owned(rid)
         # Holds were taken per argument; the stored args above took theirs already.
-        self.refs.hold([h for h in holds if not (h[1] == self.address and h[0][:12] == task_id)])
+        if holds:
+            self.refs.hold([h for h in holds if not (h[1] == self.address and h[0][:12] == task_id)])
         refs = [ObjectRef(rid, self.address) for rid in return_ids]
         if deps:
             self._resolve_dependencies(pending, deps)
@@ -829,7 +830,8 @@ class CoreWorker(ActorCaller):
         with self.lock:
             self.pending_tasks.pop(pending.spec.task_id, None)
         pending.frames = None
-        self.refs.release([oid for oid, _ in pending.holds])
+        if pending.holds:
+            self.refs.release([oid for oid, _ in pending.holds])
 
     # -- streaming generators ----------------------------------------------------------------------
     def _on_generator_item(self, sender, payload, frames):

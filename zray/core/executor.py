@@ -44,6 +44,7 @@ class WorkerRuntime(ActorExecution, CoreWorker):
         self.handlers[wire.EXECUTE_TASK] = self._on_execute
         self.handlers[wire.CANCEL_TASK] = self._on_cancel
         self.handlers[wire.ACTOR_TASK] = self._on_actor_task
+        self.handlers[wire.ACTOR_CALL] = self._on_actor_call
         self.handlers[wire.TERMINATE_ACTOR] = self._on_terminate
 
     def notify_blocked(self, blocked):

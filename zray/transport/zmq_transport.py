@@ -16,7 +16,9 @@ import zmq
 
 from . import wire
 
-_socket_recv = zmq.backend.Socket.recv     # (socket, flags, copy): pyzmq's thin base method
+_socket_recv = zmq.backend.Socket.recv     # (socket, flags, copy): pyzmq's thin base methods
+_socket_send = zmq.backend.Socket.send     # (socket, data, flags, copy)
+_SNDMORE = int(zmq.SNDMORE)
 
 
 class TransportClosed(Exception):
@@ -53,11 +55,17 @@ class Transport:
     def send(self, address, msg_type, payload=(), frames=()):
         header = pickle.dumps((msg_type, payload), protocol=5)
         sock, lock = self._outboxes.get(address) or self._connect(address)
+        # pyzmq's base send, with int flags: send_multipart type-checks every part and ORs
+        # enum flags per frame (a few µs per message, on every call's critical path).
+        send = _socket_send
         with lock:
             if frames:
-                sock.send_multipart([header, *frames], copy=False)
+                send(sock, header, _SNDMORE, True)
+                last = len(frames) - 1
+                for i, frame in enumerate(frames):
+                    send(sock, frame, 0 if i == last else _SNDMORE, False)
             else:
-                sock.send(header, copy=True)
+                send(sock, header, 0, True)
 
     def _connect(self, address):
         with self._outboxes_lock:
