@@ -40,7 +40,7 @@ _socket_get = zmq.backend.Socket.get
 
 class _PendingTask:
     __slots__ = ("spec", "frames", "holds", "deps_left", "retries_left", "cancelled", "sent",
-                 "generator", "parent", "actor", "ready")
+                 "generator", "parent", "actor", "ready", "return_ids")
 
     def __init__(self, spec, frames, holds, retries_left, parent, actor=None):
         self.spec = spec
@@ -54,6 +54,7 @@ class _PendingTask:
         self.parent = parent
         self.actor = actor          # the callee's _ActorState, for an actor method call
         self.ready = False          # an actor call whose arguments are all resolved
+        self.return_ids = spec.return_ids()
 
 
 class _GeneratorState:
@@ -701,7 +702,7 @@ class CoreWorker(ActorCaller):
         if actor is not None:
             with actor.lock:
                 actor.queue.append(pending)    # its place in the caller's order, taken now
-        return_ids = spec.return_ids()
+        return_ids = pending.return_ids
         with self.lock:
             for rid in return_ids:
                 self.entries[rid] = ObjectEntry(owned=True)
@@ -772,7 +773,7 @@ class CoreWorker(ActorCaller):
         if spec.streaming:
             self._finish_generator(pending, results[0] if results else 0)
         else:
-            for rid, result in zip(spec.return_ids(), results):
+            for rid, result in zip(pending.return_ids, results):
                 self._fill_result(rid, result, frames)
         self._finish(pending)
 
@@ -820,7 +821,7 @@ class CoreWorker(ActorCaller):
                 self._add_generator_item(pending, index, (VALUE_INLINE, 0, None), [_Frame(layout)])
                 self._finish_generator(pending, index + 1)
         else:
-            for rid in spec.return_ids():
+            for rid in pending.return_ids:
                 self._set_ready(rid, VALUE_INLINE, inline=layout)
         self._finish(pending)
 
