@@ -5,6 +5,7 @@ counts), submits tasks to the node daemon and turns their results into values, a
 other processes that borrow its objects. One I/O thread receives every message; the user's
 threads send directly (the transport is thread-safe) and wait on events the I/O thread sets.
 """
+import collections
 import itertools
 import os
 import pickle
@@ -32,7 +33,7 @@ RPC_TIMEOUT_S = 120.0
 FUNCTION_BLOB_VERSION = 1   # (version, submitter's sys.path, cloudpickled function)
 INBOX_IDLE_S = 0.005   # an inbox its reader let go of is read by the I/O thread after this long
 PARK_MAX_S = 0.1       # longest sleep of the parked I/O thread while another thread reads
-DROP_DELAY_S = 0.02    # dropped refs may wait this long for the I/O thread without a wake
+DROP_DELAY_S = 0.05    # finalizers' work may wait this long for the I/O thread without a wake
 IO_READER = "io"       # _inbox_owner while the I/O thread reads
 _POLLIN, _NOBLOCK, _EVENTS = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.EVENTS)
 _socket_get = zmq.backend.Socket.get
@@ -87,7 +88,7 @@ class CoreWorker(ActorCaller):
         self.lock = threading.Lock()
         self._rpc_ids = itertools.count(1)
         self._rpcs = {}
-        self._posted = []
+        self._posted = collections.deque()   # finalizers' work; popped one by one (any thread)
         self._put_counter = itertools.count(1)
         self._exported = set()
         self.current_task_id = self.task_ids.next()   # the driver's own "task", for put ids
@@ -195,11 +196,12 @@ class CoreWorker(ActorCaller):
     def post(self, fn, *args):
         """Run fn(*args) soon on the I/O thread (safe from finalizers: takes no lock)."""
         self._posted.append((fn, args))
-        self.transport.wake()
+        self._wake_for_drops()
 
     def _wake_for_drops(self):
-        # Dropped refs are applied by the I/O thread within INBOX_IDLE_S-ish anyway; only a
-        # long sleep needs a wake (one eventfd write, from a finalizer: no lock taken).
+        # Work queued by finalizers (dropped refs, released buffers) is done by the I/O thread
+        # within DROP_DELAY_S anyway, and by a thread before it blocks in get/rpc; only a long
+        # sleep needs a wake (one eventfd write, from a finalizer: no lock taken).
         if self._io_sleeping_long:
             self.transport.wake()
 
@@ -210,13 +212,16 @@ class CoreWorker(ActorCaller):
         store = self.store
         if store is not None and store.idle_pins:
             store.sweep()
-        if self._posted:
-            posted, self._posted = self._posted, []
-            for fn, args in posted:
-                try:
-                    fn(*args)
-                except Exception as exc:
-                    print(f"zray: error in posted call {fn}: {exc!r}", file=sys.stderr)
+        posted = self._posted
+        while posted:
+            try:
+                fn, args = posted.popleft()   # atomic: two threads never run one item twice
+            except IndexError:
+                break
+            try:
+                fn(*args)
+            except Exception as exc:
+                print(f"zray: error in posted call {fn}: {exc!r}", file=sys.stderr)
 
     def _dispatch_waiting(self):
         """Handle every message waiting in the inbox (the caller holds the inbox)."""
@@ -299,7 +304,7 @@ class CoreWorker(ActorCaller):
             store = self.store
             # Wake often enough to give back idle store pins on time (store.sweep).
             timeout = 50 if store is not None and store.idle_pins else 1000
-            self._io_sleeping_long = True
+            self._io_sleeping_long = timeout > DROP_DELAY_S * 1000
             if self.refs.has_dropped() or self._posted:
                 timeout = 0
             try:
@@ -347,6 +352,8 @@ class CoreWorker(ActorCaller):
         then, or None when another user thread reads the inbox (nothing was waited)."""
         if not self._take_inbox():
             return None
+        if self.refs.has_dropped() or self._posted:
+            self._housekeeping()    # about to block anyway: free what finalizers let go of
         inbox = self.transport.inbox
         poll = zmq.zmq_poll
         items = [(inbox, _POLLIN)]
