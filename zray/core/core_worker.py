@@ -2,8 +2,9 @@
 
 It owns the objects the process creates (their values or locations, and their reference
 counts), submits tasks to the node daemon and turns their results into values, and answers
-other processes that borrow its objects. One I/O thread receives every message; the user's
-threads send directly (the transport is thread-safe) and wait on events the I/O thread sets.
+other processes that borrow its objects. One thread at a time reads the inbox and runs the
+message handlers: the I/O thread, or a thread that blocks in get/rpc and reads its own reply
+(see "the inbox" below). Every thread sends directly (the transport is thread-safe).
 """
 import collections
 import itertools

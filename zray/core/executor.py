@@ -1,7 +1,9 @@
 """The worker side: receive tasks from the node daemon, run them, report results.
 
 Tasks run on the main thread, one at a time, so a non-forced cancel can interrupt them with a
-real SIGINT (which also breaks a sleep). The I/O thread queues tasks for it.
+real SIGINT (which also breaks a sleep). While idle the main thread reads the inbox itself, so a
+task (or serial actor call) runs without a hand-off from the I/O thread; the I/O thread reads
+while a task runs.
 """
 import inspect
 import os

@@ -5,8 +5,8 @@ on it. Messages are one-way: a reply is a new message to the requester's address
 from any thread: each peer has one DEALER, used under its own lock (a lock is a full memory
 barrier, which is what ZeroMQ asks for when a socket changes threads). One socket per peer also
 means everything a process sends to a peer arrives in the order it was sent, whichever thread
-sent it; reference counting relies on that. Receiving is done by exactly one thread, the
-process's I/O loop.
+sent it; reference counting relies on that. Receiving is done by one thread at a time
+(CoreWorker hands the inbox between its I/O thread and threads that wait for a reply).
 """
 import os
 import pickle
