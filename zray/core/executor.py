@@ -82,7 +82,11 @@ class WorkerRuntime(ActorExecution, CoreWorker):
                 # Read the inbox on this thread while idle: a task (or a serial actor call)
                 # then runs here without waking the I/O thread first. When another thread
                 # reads it (e.g. an actor's pool thread blocked in get), wait on the queue.
-                if self._read_until(has_task, time.monotonic() + 1.0) is None:
+                try:
+                    read = self._read_until(has_task, time.monotonic() + 1.0)
+                except exceptions.LocalRayletDiedError:
+                    return
+                if read is None:
                     try:
                         item = tasks.get(timeout=1.0)
                     except queue.Empty:
