@@ -13,12 +13,27 @@ import threading
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import put_object_id
+from ..scheduling.task_spec import DYNAMIC, STREAMING, TaskSpec
 from ..transport import wire
 from .object_entries import READY, VALUE_INLINE, ObjectEntry
 
 ALIVE = "ALIVE"
 RESTARTING = "RESTARTING"
 DEAD = "DEAD"
+_NUM_RETURNS = {"streaming": STREAMING, "dynamic": DYNAMIC}
+
+
+def spec_fields(s):
+    """A TaskSpec as the plain tuple ACTOR_CALL carries; TaskSpec(*fields) rebuilds it."""
+    return (s.task_id, s.job_id, s.name, s.function_id, s.args, s.kwarg_names, s.num_returns,
+            s.resources, s.max_retries, s.retry_exceptions, s.owner, s.attempt,
+            s.parent_task_id, s.extra)
+
+
+assert TaskSpec.__slots__ == (
+    "task_id", "job_id", "name", "function_id", "args", "kwarg_names", "num_returns",
+    "resources", "max_retries", "retry_exceptions", "owner", "attempt", "parent_task_id",
+    "extra"), "TaskSpec changed: update spec_fields"
 
 
 class _ActorState:
@@ -90,14 +105,15 @@ class ActorCaller:
         return state
 
     def submit_actor_task(self, handle, method_name, args, kwargs, num_returns, group, name):
-        from ..scheduling.task_spec import DYNAMIC, STREAMING
-        state = self._actor_state(handle._actor_id, handle._meta)
-        n = {"streaming": STREAMING, "dynamic": DYNAMIC}.get(num_returns, num_returns)
+        state = self.actor_states.get(handle._actor_id) or self._actor_state(handle._actor_id, handle._meta)
+        n = _NUM_RETURNS.get(num_returns, num_returns)
         extra = {"actor_id": handle._actor_id, "method": method_name, "group": group}
         label = name or f"{handle._meta.get('class_name', 'Actor')}.{method_name}"
         task_id, refs = self.submit_task(None, label, args, kwargs, n, {},
                                          handle._meta.get("max_task_retries", 0), False,
                                          extra=extra, actor=state)
+        if n == 1:
+            return refs[0]
         from ..remote_function import returned_refs
         return returned_refs(self, task_id, refs, n)
 
@@ -126,7 +142,7 @@ class ActorCaller:
                     continue
                 state.inflight[pending.spec.task_id] = pending
                 pending.sent = True
-                self._safe_send(state.address, wire.ACTOR_TASK, (pending.spec,), pending.frames)
+                self._safe_send(state.address, wire.ACTOR_CALL, spec_fields(pending.spec), pending.frames)
 
     def _fail_actor_call(self, pending, state):
         layout = state.death_layout or serialization.serialize_error(

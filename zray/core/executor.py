@@ -1,7 +1,9 @@
 """The worker side: receive tasks from the node daemon, run them, report results.
 
 Tasks run on the main thread, one at a time, so a non-forced cancel can interrupt them with a
-real SIGINT (which also breaks a sleep). The I/O thread queues tasks for it.
+real SIGINT (which also breaks a sleep). While idle the main thread reads the inbox itself, so a
+task (or serial actor call) runs without a hand-off from the I/O thread; the I/O thread reads
+while a task runs.
 """
 import inspect
 import os
@@ -11,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 
 from .. import exceptions
@@ -43,6 +46,7 @@ class WorkerRuntime(ActorExecution, CoreWorker):
         self.handlers[wire.EXECUTE_TASK] = self._on_execute
         self.handlers[wire.CANCEL_TASK] = self._on_cancel
         self.handlers[wire.ACTOR_TASK] = self._on_actor_task
+        self.handlers[wire.ACTOR_CALL] = self._on_actor_call
         self.handlers[wire.TERMINATE_ACTOR] = self._on_terminate
 
     def notify_blocked(self, blocked):
@@ -71,13 +75,31 @@ class WorkerRuntime(ActorExecution, CoreWorker):
     # -- main thread -------------------------------------------------------------------------
     def serve_forever(self):
         signal.signal(signal.SIGINT, self._sigint)
+        tasks = self.tasks
+        has_task = self._has_task
         while self._running:
-            try:
-                spec, gpu_grants, frames = self.tasks.get(timeout=1.0)
-            except queue.Empty:
-                if self.dead_reason:
+            if tasks.empty():
+                # Read the inbox on this thread while idle: a task (or a serial actor call)
+                # then runs here without waking the I/O thread first. When another thread
+                # reads it (e.g. an actor's pool thread blocked in get), wait on the queue.
+                try:
+                    read = self._read_until(has_task, time.monotonic() + 1.0)
+                except exceptions.LocalRayletDiedError:
                     return
-                continue
+                if read is None:
+                    try:
+                        item = tasks.get(timeout=1.0)
+                    except queue.Empty:
+                        item = None
+                else:
+                    item = tasks.get_nowait() if not tasks.empty() else None
+                if item is None:
+                    if self.dead_reason:
+                        return
+                    continue
+            else:
+                item = tasks.get_nowait()
+            spec, gpu_grants, frames = item
             if spec is _TERMINATE:
                 self.actor.exit_process()
             extra = spec.extra
@@ -88,12 +110,16 @@ class WorkerRuntime(ActorExecution, CoreWorker):
             else:
                 self.create_actor_instance(spec, frames)
 
+    def _has_task(self):
+        return not self.tasks.empty()
+
     def _sigint(self, signum, frame):
         spec = self.running_task
         if spec is not None and self.interruptible and self.cancel_requested == spec.task_id:
-            if _in_critical_section(frame, self._run.__code__):
-                # Raising inside a socket send or a reference-count update would corrupt
-                # them: try again in a moment, once the task's code is back in control.
+            if _in_critical_section(frame, self._run.__code__) or self.in_inbox_code(frame):
+                # Raising inside a socket send, a reference-count update, or while this thread
+                # reads the inbox (a nested get) would corrupt them or lose a message: try
+                # again in a moment, once the task's code is back in control.
                 t = threading.Timer(0.005, os.kill, (os.getpid(), signal.SIGINT))
                 t.daemon = True
                 t.start()
@@ -288,6 +314,8 @@ class WorkerRuntime(ActorExecution, CoreWorker):
 
     def _flush_output(self):
         for stream in (sys.stdout, sys.stderr):
+            if getattr(stream, "idle", False):
+                continue        # a LogForwarder with nothing to send
             try:
                 stream.flush()
             except Exception:

@@ -1,7 +1,5 @@
 """What a process knows about the objects it owns or has asked about: the in-process table that
 `get` and `wait` read, filled by task results and owner replies."""
-import threading
-
 PENDING = 0
 READY = 1
 
@@ -24,15 +22,18 @@ class ObjectEntry:
 
 
 class Waiter:
-    """Wakes a thread once `remaining` objects are ready."""
+    """Wakes a thread (sets its event) once `remaining` objects are ready."""
 
     __slots__ = ("remaining", "event")
 
-    def __init__(self, remaining):
+    def __init__(self, remaining, event):
         self.remaining = remaining
-        self.event = threading.Event()
+        self.event = event
 
     def one_ready(self, *_):
         self.remaining -= 1
         if self.remaining <= 0:
             self.event.set()
+
+    def done(self):
+        return self.remaining <= 0

@@ -101,6 +101,12 @@ class LogForwarder(io.TextIOBase):
         self._send(complete + "\n")
         return len(text)
 
+    @property
+    def idle(self):
+        """Nothing held back: the log file is written through (see _redirect_output), so only
+        a line without its newline yet waits here."""
+        return not self._partial
+
     def flush(self):
         self.underlying.flush()
         with self._lock:

@@ -5,8 +5,8 @@ on it. Messages are one-way: a reply is a new message to the requester's address
 from any thread: each peer has one DEALER, used under its own lock (a lock is a full memory
 barrier, which is what ZeroMQ asks for when a socket changes threads). One socket per peer also
 means everything a process sends to a peer arrives in the order it was sent, whichever thread
-sent it; reference counting relies on that. Receiving is done by exactly one thread, the
-process's I/O loop.
+sent it; reference counting relies on that. Receiving is done by one thread at a time
+(CoreWorker hands the inbox between its I/O thread and threads that wait for a reply).
 """
 import os
 import pickle
@@ -16,6 +16,10 @@ import zmq
 
 from . import address as addresses
 from . import wire
+
+_socket_recv = zmq.backend.Socket.recv     # (socket, flags, copy): pyzmq's thin base methods
+_socket_send = zmq.backend.Socket.send     # (socket, data, flags, copy)
+_SNDMORE = int(zmq.SNDMORE)
 
 
 class TransportClosed(Exception):
@@ -69,11 +73,17 @@ class Transport:
     def send(self, address, msg_type, payload=(), frames=()):
         header = pickle.dumps((msg_type, payload), protocol=5)
         sock, lock = self._outboxes.get(address) or self._connect(address)
+        # pyzmq's base send, with int flags: send_multipart type-checks every part and ORs
+        # enum flags per frame (a few µs per message, on every call's critical path).
+        send = _socket_send
         with lock:
             if frames:
-                sock.send_multipart([header, *frames], copy=False)
+                send(sock, header, _SNDMORE, True)
+                last = len(frames) - 1
+                for i, frame in enumerate(frames):
+                    send(sock, frame, 0 if i == last else _SNDMORE, False)
             else:
-                sock.send(header, copy=True)
+                send(sock, header, 0, True)
 
     def _connect(self, address):
         # One socket per endpoint, however many addresses name it (a daemon's ipc path and its
@@ -134,9 +144,20 @@ class Transport:
     def recv(self, flags=0):
         """One message from the inbox: (sender_address, msg_type, payload, frames).
         With flags=zmq.NOBLOCK raises zmq.Again when the inbox is empty."""
-        parts = self.inbox.recv_multipart(flags, copy=False)
-        msg_type, payload = pickle.loads(parts[1].buffer)
-        return parts[0].bytes.decode(), msg_type, payload, parts[2:]
+        # Frame by frame with Frame.more: recv_multipart asks getsockopt(RCVMORE) per frame.
+        recv = _socket_recv
+        inbox = self.inbox
+        identity = recv(inbox, flags, False)
+        header = recv(inbox, 0, False)
+        msg_type, payload = pickle.loads(header.buffer)
+        if not header.more:
+            return identity.bytes.decode(), msg_type, payload, []
+        frames = []
+        frame = header
+        while frame.more:
+            frame = recv(inbox, 0, False)
+            frames.append(frame)
+        return identity.bytes.decode(), msg_type, payload, frames
 
     def close(self, linger_ms=0):
         """Close every socket; with linger_ms, first give queued messages that long to leave."""
