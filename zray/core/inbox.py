@@ -1,0 +1,320 @@
+"""A process's inbox: requests and their replies, and which thread reads messages.
+
+Exactly one thread at a time reads the inbox and runs the message handlers: the I/O thread, or
+a thread that blocks in get/rpc and reads its own reply (see "the inbox" below).
+"""
+import select
+import sys
+import threading
+import time
+
+import zmq
+
+from .. import exceptions
+from ..transport import wire
+
+RPC_TIMEOUT_S = 120.0
+INBOX_IDLE_S = 0.005   # an inbox its reader let go of is read by the I/O thread after this long
+PARK_MAX_S = 0.1       # longest sleep of the parked I/O thread while another thread reads
+DROP_DELAY_S = 0.05    # finalizers' work may wait this long for the I/O thread without a wake
+IO_READER = "io"       # _inbox_owner while the I/O thread reads
+_POLLIN, _NOBLOCK, _EVENTS = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.EVENTS)
+_socket_get = zmq.backend.Socket.get
+
+
+class Inbox:
+    """Mixed into CoreWorker."""
+
+    # -- requests and replies ------------------------------------------------------------------
+    def rpc(self, address, msg_type, payload, frames=(), timeout=RPC_TIMEOUT_S):
+        """Send a request and wait for its reply; raises the error the peer sent back."""
+        req_id = next(self._rpc_ids)
+        waiter = [self._thread_event(), None, None, False]    # event, result, error, replied
+        self._rpcs[req_id] = waiter
+        try:
+            self.transport.send(address, msg_type, (req_id, *payload), frames)
+            if not self._block_until(lambda: waiter[3], waiter[0], time.monotonic() + timeout):
+                raise exceptions.RaySystemError(
+                    f"no reply to {wire.NAMES.get(msg_type)} from {address} in {timeout:.0f}s")
+        finally:
+            self._rpcs.pop(req_id, None)
+        if waiter[2] is not None:
+            raise waiter[2]
+        return waiter[1]
+
+    def _block_until(self, done, event, deadline, on_event_wait=None):
+        """Wait until done() (True) or the deadline (False): reading the inbox on this thread
+        when it can, else on `event`, which the thread that reads the inbox sets when done()
+        may have become true (on_event_wait() first arranges that, if needed)."""
+        ready = self._read_until(done, deadline)
+        if ready is not None:
+            return ready
+        # Another user thread reads the inbox. When it lets go, _event_waiters has the I/O
+        # thread take over at once, so whoever reads sets our event.
+        if on_event_wait is not None:
+            on_event_wait()
+        with self._inbox_count_lock:
+            self._event_waiters += 1
+        try:
+            while not done():
+                remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if remaining <= 0:
+                    return False
+                if self._inbox_owner is None:    # nobody reads right now: read ourselves
+                    ready = self._read_until(done, deadline)
+                    if ready is not None:
+                        return ready
+                if event.wait(remaining):
+                    event.clear()
+                elif self.dead_reason:
+                    raise exceptions.LocalRayletDiedError(self.dead_reason)
+            return True
+        finally:
+            with self._inbox_count_lock:
+                self._event_waiters -= 1
+
+    def _on_reply(self, sender, payload, frames):
+        req_id, result, error = payload
+        waiter = self._rpcs.get(req_id)
+        if waiter is not None:
+            waiter[1] = (result, frames) if frames else result
+            waiter[2] = error
+            waiter[3] = True
+            waiter[0].set()
+
+    # -- the inbox: one reader at a time ---------------------------------------------------------
+    # Exactly one thread reads the inbox and runs the message handlers at any moment: the one
+    # holding _inbox_lock. Usually that is the I/O thread; but a thread that blocks in get/rpc,
+    # or a worker's main thread waiting for its next task, takes the inbox and reads it itself,
+    # so the reply it waits for wakes it directly instead of waking the I/O thread, which then
+    # wakes it (two thread hand-offs and a fight for the GIL per call on two cores). While some
+    # other thread has the inbox, the I/O thread parks; it takes the inbox back once nobody has
+    # read it for INBOX_IDLE_S (a worker running a long task must still see its cancel, say), at
+    # once when a thread waits on an event that only a reader can set, and when asked to give it
+    # up it does so after the message it is handling.
+    def _init_inbox(self):
+        self._inbox_lock = threading.Lock()
+        self._inbox_owner = None        # ident of the reading thread (IO_READER: the I/O thread)
+        self._inbox_polling = False     # the reader is blocked in poll (nothing half-handled)
+        self._inbox_wanted = 0          # threads waiting for the I/O thread to give it up
+        self._inbox_count_lock = threading.Lock()
+        self._inbox_released_at = 0.0
+        self._inbox_epoch = 0           # counts takings by other threads: is anyone reading?
+        self._io_park_s = INBOX_IDLE_S  # how long the parked I/O thread sleeps between looks
+        self._io_take_now = False       # a releaser asks the I/O thread to read at once
+        self._io_sleeping_long = False  # the I/O thread sleeps long: dropped refs must wake it
+        self._event_waiters = 0         # threads blocked on events set by the inbox's reader
+        self._local = threading.local()
+
+    def post(self, fn, *args):
+        """Run fn(*args) soon on the I/O thread (safe from finalizers: takes no lock)."""
+        self._posted.append((fn, args))
+        self._wake_for_drops()
+
+    def _wake_for_drops(self):
+        # Work queued by finalizers (dropped refs, released buffers) is done by the I/O thread
+        # within DROP_DELAY_S anyway, and by a thread before it blocks in get/rpc; only a long
+        # sleep needs a wake (one eventfd write, from a finalizer: no lock taken).
+        if self._io_sleeping_long:
+            self.transport.wake()
+
+    def _housekeeping(self):
+        """Work finalizers queued (dropped refs, released buffers) and idle store pins."""
+        if self.refs.has_dropped():
+            self.refs.drain_dropped()
+        store = self.store
+        if store is not None and store.idle_pins:
+            store.sweep()
+        posted = self._posted
+        while posted:
+            try:
+                fn, args = posted.popleft()   # atomic: two threads never run one item twice
+            except IndexError:
+                break
+            try:
+                fn(*args)
+            except Exception as exc:
+                print(f"zray: error in posted call {fn}: {exc!r}", file=sys.stderr)
+
+    def _dispatch_waiting(self):
+        """Handle every message waiting in the inbox (the caller holds the inbox)."""
+        inbox = self.transport.inbox
+        recv = self.transport.recv
+        handlers = self.handlers
+        # Read while the socket says a message is waiting: no exception per turn.
+        budget = 1000
+        events = _socket_get        # pyzmq's getsockopt wraps EVENTS in an enum: ~2 us more
+        while budget and events(inbox, _EVENTS) & _POLLIN:
+            budget -= 1
+            try:
+                sender, msg_type, payload, frames = recv(_NOBLOCK)
+            except zmq.Again:
+                break
+            handler = handlers.get(msg_type)
+            if handler is None:
+                continue
+            try:
+                handler(sender, payload, frames)
+            except Exception as exc:   # a bad message must not stop the process's I/O
+                print(f"zray: error handling {wire.NAMES.get(msg_type)}: {exc!r}", file=sys.stderr)
+
+    def _io_loop(self):
+        park = select.poll()
+        park.register(self.transport.wake_fd, select.POLLIN)
+        last_epoch = -1
+        try:
+            while self._running:
+                if self._io_should_read():
+                    try:
+                        self._io_read()
+                    finally:
+                        self._inbox_owner = None
+                        self._inbox_lock.release()
+                    self._io_park_s = INBOX_IDLE_S
+                    last_epoch = self._inbox_epoch
+                # Another thread reads the inbox (or just did): sleep, but wake for work that
+                # finalizers queue, and look again now and then.
+                timeout = self._io_park_s
+                self._io_sleeping_long = timeout > DROP_DELAY_S
+                if self.refs.has_dropped() or self._posted:
+                    timeout = 0
+                try:
+                    if park.poll(timeout * 1000):
+                        self.transport.drain_wake()
+                finally:
+                    self._io_sleeping_long = False
+                self._housekeeping()
+                epoch = self._inbox_epoch
+                if self._inbox_owner is None:    # let go of: take it once it stays so a while
+                    idle = time.monotonic() - self._inbox_released_at
+                    self._io_park_s = max(0.0005, INBOX_IDLE_S - idle)
+                elif epoch != last_epoch:        # someone reads, and often: look again soon
+                    self._io_park_s = INBOX_IDLE_S
+                else:                            # one reader, waiting a while: back off
+                    self._io_park_s = min(self._io_park_s * 2, PARK_MAX_S)
+                last_epoch = epoch
+        except zmq.ZMQError:
+            pass     # the transport was closed under us: shutting down
+
+    def _io_should_read(self):
+        """Take the inbox for the I/O thread if nobody else reads it (or was asked to)."""
+        if self._inbox_wanted:
+            return False
+        take_now, self._io_take_now = self._io_take_now, False
+        if not take_now and time.monotonic() - self._inbox_released_at < INBOX_IDLE_S:
+            return False      # its reader released it a moment ago: probably coming back
+        if not self._inbox_lock.acquire(False):
+            return False
+        self._inbox_owner = IO_READER
+        return True
+
+    def _io_read(self):
+        """The I/O thread's reading loop, until another thread asks for the inbox."""
+        poller = zmq.Poller()
+        poller.register(self.transport.inbox, zmq.POLLIN)
+        poller.register(self.transport.wake_fd, zmq.POLLIN)
+        while self._running and not self._inbox_wanted:
+            store = self.store
+            # Wake often enough to give back idle store pins on time (store.sweep).
+            timeout = 50 if store is not None and store.idle_pins else 1000
+            self._io_sleeping_long = timeout > DROP_DELAY_S * 1000
+            if self.refs.has_dropped() or self._posted:
+                timeout = 0
+            try:
+                events = poller.poll(timeout)
+            finally:
+                self._io_sleeping_long = False
+            if events:
+                self._dispatch_waiting()
+                self.transport.drain_wake()
+            self._housekeeping()
+
+    def _take_inbox(self):
+        """Become the inbox's reader: True, or False when another user thread reads it (the
+        caller then waits for that one to wake it). The I/O thread is asked to give it up."""
+        lock = self._inbox_lock
+        if not lock.acquire(False):
+            if self._inbox_owner != IO_READER:
+                return False
+            with self._inbox_count_lock:
+                self._inbox_wanted += 1
+            try:
+                self.transport.wake()
+                if not lock.acquire(timeout=0.05):   # it is inside a slow handler
+                    return False
+            finally:
+                with self._inbox_count_lock:
+                    self._inbox_wanted -= 1
+        self._inbox_owner = threading.get_ident()
+        self._inbox_epoch += 1
+        return True
+
+    def _release_inbox(self):
+        self._inbox_owner = None
+        self._inbox_released_at = time.monotonic()
+        self._inbox_lock.release()
+        if self._event_waiters:
+            self._io_take_now = True       # threads wait for replies that only a reader sees
+            self.transport.wake()
+        elif self._io_park_s > INBOX_IDLE_S:
+            self._io_park_s = INBOX_IDLE_S
+            self.transport.wake()          # the I/O thread backed off: have it look again soon
+
+    def _read_until(self, done, deadline):
+        """Read the inbox on this thread until done() or the deadline; done() as it stands
+        then, or None when another user thread reads the inbox (nothing was waited)."""
+        if not self._take_inbox():
+            return None
+        if self.refs.has_dropped() or self._posted:
+            self._housekeeping()    # about to block anyway: free what finalizers let go of
+        inbox = self.transport.inbox
+        poll = zmq.zmq_poll
+        items = [(inbox, _POLLIN)]
+        try:
+            while True:
+                self._dispatch_waiting()
+                if done():
+                    return True
+                if self.dead_reason:
+                    raise exceptions.LocalRayletDiedError(self.dead_reason)
+                if deadline is None:
+                    timeout = 1000
+                else:
+                    timeout = int(min(1.0, deadline - time.monotonic()) * 1000)
+                    if timeout <= 0:
+                        return False
+                # Only here may a worker's cancel (SIGINT) interrupt this thread: a handler
+                # interrupted half-way would lose its message (see WorkerRuntime._sigint).
+                self._inbox_polling = True
+                try:
+                    poll(items, timeout)
+                finally:
+                    self._inbox_polling = False
+        finally:
+            self._release_inbox()
+
+    def in_inbox_code(self, frame):
+        """Whether `frame` (a signal handler's) is inside the inbox machinery, where an
+        exception would leave the inbox taken or a message half-handled. Blocked in the poll
+        of _read_until it is not: nothing is taken from the socket there."""
+        if self._inbox_polling and frame.f_code is _READ_UNTIL_CODE:
+            return False
+        while frame is not None:
+            if frame.f_code in _INBOX_CODES:
+                return True
+            frame = frame.f_back
+        return False
+
+    def _thread_event(self):
+        """This thread's reusable event, cleared (no Event/Condition allocated per wait)."""
+        event = getattr(self._local, "event", None)
+        if event is None:
+            event = self._local.event = threading.Event()
+        elif event.is_set():
+            event.clear()      # set late by a callback of an earlier wait
+        return event
+
+
+_READ_UNTIL_CODE = Inbox._read_until.__code__
+_INBOX_CODES = frozenset(f.__code__ for f in (
+    Inbox._take_inbox, Inbox._release_inbox, Inbox._read_until, Inbox._dispatch_waiting))
