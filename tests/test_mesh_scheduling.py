@@ -16,6 +16,23 @@ def where(seconds=0.0):
     return zray.get_runtime_context().get_node_id()
 """
 
+TILL = """
+@zray.remote
+class Till:
+    def __init__(self):
+        self.total = 0
+    def add(self, k):
+        self.total += k
+        return self.total
+    def node(self):
+        return zray.get_runtime_context().get_node_id()
+"""
+
+NAMED = """
+import zray
+zray.init(address="auto", namespace="shop")
+""" + TILL
+
 
 @pytest.fixture
 def mesh(tmp_path):
@@ -50,20 +67,9 @@ def test_a_custom_resource_draws_tasks_and_actors_to_its_node(mesh):
     mesh.add_node(num_cpus=1, resources={"special": 2})
     mesh.wait_mesh_ready()
     special = mesh.node_id(1)
-    out = mesh.run_driver(0, WHERE + """
+    out = mesh.run_driver(0, WHERE + TILL + """
 print("TASK", zray.get(where.options(resources={"special": 1}).remote()))
-
-@zray.remote(resources={"special": 1})
-class Counter:
-    def __init__(self):
-        self.n = 0
-    def add(self, k):
-        self.n += k
-        return self.n
-    def node(self):
-        return zray.get_runtime_context().get_node_id()
-
-c = Counter.remote()
+c = Till.options(resources={"special": 1}).remote()
 print("ACTOR", zray.get(c.node.remote()), zray.get([c.add.remote(1) for _ in range(50)])[-1])
 zray.kill(c)
 # Its special unit is free again: a task that needs both units runs.
@@ -182,20 +188,6 @@ time.sleep(2)
     assert gone is not None, mesh.status(1)
 
 
-NAMED = """
-import zray
-zray.init(address="auto", namespace="shop")
-
-@zray.remote
-class Till:
-    def __init__(self):
-        self.total = 0
-    def add(self, k):
-        self.total += k
-        return self.total
-    def node(self):
-        return zray.get_runtime_context().get_node_id()
-"""
 
 
 def test_actor_names_live_on_the_ring_and_survive_the_death_of_any_other_node(mesh):
