@@ -379,3 +379,43 @@ print("AFTER", zray.get(till.add.remote(0)))
 """)
     assert f"USED (300042, '{other}')" in out.stdout, out.stdout + out.stderr
     assert "AFTER 300042" in out.stdout
+
+
+@pytest.mark.slow
+def test_a_borrower_on_a_third_node_gets_a_result_rebuilt_after_its_node_died(mesh):
+    for _ in range(3):
+        mesh.add_node(num_cpus=1)
+    mesh.wait_mesh_ready()
+    victim, reader = mesh.node_id(1), mesh.node_id(2)
+    driver = mesh.start_driver(0, WHERE + f"""
+import sys
+import numpy as np
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+
+@zray.remote
+def make(n):
+    return np.full(1_000_000, n, dtype=np.int64)      # 8 MB: stored where it ran
+
+@zray.remote(scheduling_strategy=On({reader!r}, soft=False))
+def first(boxed):
+    return int(zray.get(boxed[0], timeout=60)[0])     # a borrower: the ref came in a list
+
+kept = make.options(scheduling_strategy=On({victim!r}, soft=True), max_retries=1).remote(7)
+once = make.options(scheduling_strategy=On({victim!r}, soft=True), max_retries=0).remote(8)
+zray.wait([kept, once], num_returns=2, timeout=60)
+print("STORED", flush=True)
+sys.stdin.readline()
+print("REBUILT", zray.get(first.remote([kept]), timeout=90), flush=True)
+try:
+    zray.get(first.remote([once]), timeout=90)
+except zray.exceptions.ObjectLostError as e:
+    print("LOST", type(e).__name__, flush=True)
+""")
+    try:
+        assert driver.stdout.readline().strip() == "STORED"
+        mesh.kill9(1)
+        out, err = driver.communicate(input="\n", timeout=120)
+    finally:
+        driver.kill()
+    assert "REBUILT 7" in out, out + err
+    assert "LOST" in out, out + err

@@ -289,9 +289,11 @@ class CoreWorker(Inbox, TaskOwner, ActorCaller):
                 flags, value = self.store.read(object_id, node)
             except exceptions.ObjectLostError:
                 # Its node died (maybe not yet declared dead): run the task again if we can,
-                # unless that is already under way.
+                # unless that is already under way; a borrower asks the owner to.
+                if not entry.owned:
+                    return self._value_after_loss(object_id, entry, node)
                 rebuilding = entry.state != READY or entry.node != node
-                if not (entry.owned and (rebuilding or self._rebuild_lost(node, task_of(object_id)))):
+                if not (rebuilding or self._rebuild_lost(node, task_of(object_id))):
                     raise
                 self._wait_for([entry], 1, None)
                 return self._value_of(object_id, entry)
@@ -300,6 +302,23 @@ class CoreWorker(Inbox, TaskOwner, ActorCaller):
                 raise value.as_instanceof_cause()
             raise value
         return value
+
+    def _value_after_loss(self, object_id, entry, lost_node):
+        """A borrowed object's copy was lost with its node: the owner rebuilds it from lineage
+        (or says it cannot), and we read it where it is now."""
+        owner = self._owner_of_pending(object_id)
+        if owner is None:
+            raise exceptions.ObjectLostError(object_id.hex(), (
+                f"Object {object_id.hex()} was lost with node {lost_node}"))
+        with self.lock:
+            if entry.state == READY and entry.node == lost_node:
+                entry.state, entry.kind, entry.node = PENDING, None, None
+        self._safe_send(owner, wire.OBJ_STATUS_REQUEST, (object_id, lost_node))
+        self._wait_for([entry], 1, None)      # the owner's death ends this too (OwnerDiedError)
+        if entry.kind == VALUE_STORED and entry.node == lost_node:
+            raise exceptions.ObjectLostError(object_id.hex(), (
+                f"Object {object_id.hex()} was lost with node {lost_node}"))
+        return self._value_of(object_id, entry)
 
     def as_future(self, ref):
         import concurrent.futures
@@ -316,11 +335,19 @@ class CoreWorker(Inbox, TaskOwner, ActorCaller):
 
     # -- owner side: answering borrowers ---------------------------------------------------------
     def _on_status_request(self, sender, payload, frames):
-        (object_id,) = payload
+        object_id = payload[0]
+        lost_node = payload[1] if len(payload) > 1 else None    # a borrower lost its copy there
         with self.lock:
             entry = self.entries.get(object_id)
+        if entry is not None and lost_node is not None and entry.state == READY \
+                and entry.kind == VALUE_STORED and entry.node == lost_node:
+            if not self._rebuild_lost(lost_node, task_of(object_id)):
+                entry = None
+                reason = f"it was lost with node {lost_node} and its task cannot run again"
+        else:
+            reason = "it was freed by its owner"
         if entry is None:
-            err = exceptions.ObjectLostError(object_id.hex(), f"Object {object_id.hex()} was freed by its owner")
+            err = exceptions.ObjectLostError(object_id.hex(), f"Object {object_id.hex()}: {reason}")
             layout = serialization.serialize_error(err).to_bytes()
             self._safe_send(sender, wire.OBJ_STATUS, (object_id, VALUE_INLINE, None), [layout])
             return

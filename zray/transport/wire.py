@@ -56,7 +56,7 @@ OBJ_UNPIN = 45             # client -> daemon: (object_ids,)
 OBJ_FREE = 46              # owner -> daemon: (object_ids[, locations]) locations: node_id of
                            #   each object's primary copy (or None); the daemon frees its copy
                            #   and sends OBJ_FREE_COPIES to the location node
-OBJ_STATUS_REQUEST = 47    # borrower -> owner: (object_id,)
+OBJ_STATUS_REQUEST = 47    # borrower -> owner: (object_id[, node where the borrower lost its copy])
 OBJ_STATUS = 48            # owner -> borrower: (object_id, result) + frames
 ADD_BORROWER = 49          # -> owner: (object_id, borrower_address, count)
 REMOVE_BORROWER = 50       # -> owner: (object_id, borrower_address, count)
