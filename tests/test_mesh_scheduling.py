@@ -419,3 +419,32 @@ except zray.exceptions.ObjectLostError as e:
         driver.kill()
     assert "REBUILT 7" in out, out + err
     assert "LOST" in out, out + err
+
+
+def test_zray_list_shows_every_live_nodes_actors_and_tasks(mesh):
+    from helpers.nodes import cli
+    import json
+    mesh.add_node(num_cpus=1)
+    mesh.add_node(num_cpus=1, resources={"special": 1})
+    mesh.wait_mesh_ready()
+    ids = [mesh.node_id(i) for i in range(2)]
+    driver = mesh.start_driver(0, NAMED + """
+import sys, time
+here = Till.options(name="here", num_cpus=0).remote()
+there = Till.options(name="there", resources={"special": 1}).remote()
+zray.get([here.add.remote(1), there.add.remote(1)])
+print("READY", flush=True)
+sys.stdin.readline()
+""")
+    try:
+        assert driver.stdout.readline().strip() == "READY"
+        rows = json.loads(cli(mesh.dirs[1], "list", "actors", "--format", "json").stdout)
+        where = {r["name"]: r["node_id"] for r in rows if r["state"] == "ALIVE"}
+        assert set(where) == {"here", "there"}, rows
+        assert set(where.values()) <= set(ids)
+        only = json.loads(cli(mesh.dirs[1], "list", "actors", "--this-node", "--format", "json").stdout)
+        assert all(r["node_id"] == ids[1] for r in only)
+        table = cli(mesh.dirs[0], "list", "actors").stdout
+        assert "NODE_ID" in table and "here" in table and "there" in table
+    finally:
+        driver.communicate(input="\n", timeout=60)

@@ -31,6 +31,8 @@ def main(argv=None):
     lister = sub.add_parser("list", help="list this node's view of nodes, actors, tasks or objects")
     lister.add_argument("what", choices=["nodes", "actors", "tasks", "objects"])
     lister.add_argument("--format", choices=["table", "json"], default="table")
+    lister.add_argument("--this-node", action="store_true",
+                        help="only this node's actors, tasks or objects (default: every live node's)")
     args = parser.parse_args(argv)
     if args.command == "start":
         return _start(args)
@@ -41,7 +43,7 @@ def main(argv=None):
     if args.command == "status":
         return _status()
     if args.command == "list":
-        return _list(args.what, args.format)
+        return _list(args.what, args.format, args.this_node)
     if args.version:
         from .. import __version__
         print(f"zray {__version__}")
@@ -82,13 +84,13 @@ def _start(args):
 
 _LIST_COLUMNS = {
     "nodes": ["NodeID", "State", "NodeManagerAddress", "MeshAddress", "Resources"],
-    "actors": ["actor_id", "class_name", "state", "name", "namespace", "pid", "restarts"],
-    "tasks": ["task_id", "name", "state", "attempt", "worker_pid", "resources"],
-    "objects": ["object_id", "size", "state", "pinned_by", "owner"],
+    "actors": ["actor_id", "class_name", "state", "name", "namespace", "pid", "restarts", "node_id"],
+    "tasks": ["task_id", "name", "state", "attempt", "worker_pid", "resources", "node_id"],
+    "objects": ["object_id", "size", "state", "pinned_by", "owner", "node_id"],
 }
 
 
-def _list(what, fmt):
+def _list(what, fmt, this_node=False):
     import json
     from ..node import local_node
     from ..transport import wire
@@ -99,13 +101,20 @@ def _list(what, fmt):
     if what == "nodes":
         rows = local_node.query(wire.CLUSTER_INFO, info)["nodes"]
     else:
-        rows = local_node.query({"actors": wire.LIST_ACTORS, "tasks": wire.LIST_TASKS,
-                                 "objects": wire.LIST_OBJECTS}[what], info)
+        msg_type = {"actors": wire.LIST_ACTORS, "tasks": wire.LIST_TASKS,
+                    "objects": wire.LIST_OBJECTS}[what]
+        if this_node:
+            rows = [dict(r, node_id=info["node_id"]) for r in local_node.query(msg_type, info)]
+        else:
+            rows, silent = local_node.query_mesh(msg_type, info)
+            for node_id in silent:
+                print(f"zray: node {node_id} did not answer; its {what} are not listed", file=sys.stderr)
     if fmt == "json":
         print(json.dumps(rows, indent=2, default=str))
         return 0
     columns = _LIST_COLUMNS[what]
-    table = [[str(r.get(c, "")) for c in columns] for r in rows]
+    table = [[str(r.get(c, ""))[:12] if c == "node_id" else str(r.get(c, "")) for c in columns]
+             for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
     for row in table:
