@@ -120,7 +120,9 @@ class ActorReplicaService:
                 del self.record_replicas[actor_id]
         self._answer_finds(time.monotonic())
 
-    def _adopt_replica(self, fields, frames):
+    def adopt_record(self, fields, frames):
+        """Become the home of an actor whose record comes from another node (a hand-over or a
+        replica): this directory keeps it, its name points here, its spec restarts it here."""
         record = record_from_fields(fields, frames)
         home = self.home_address()
         record.meta = dict(record.meta or {}, home=home)
@@ -129,14 +131,20 @@ class ActorReplicaService:
             record.spec.extra["meta"] = record.meta
         directory = self.directory
         directory.actors[record.actor_id] = record
+        if record.worker_id is not None:
+            directory.by_worker[record.worker_id] = record.actor_id
         if record.name:
             directory.names[(record.namespace, record.name)] = record.actor_id
             self.claim_name(record.namespace, record.name, {
                 "actor_id": record.actor_id, "owner": record.owner, "meta": record.meta,
                 "home": home, "node": self.node_id}, lambda ok, held, error: None)
+        return record
+
+    def _adopt_replica(self, fields, frames):
+        record = self.adopt_record(fields, frames)
+        directory = self.directory
+        home = self.home_address()
         host = node_of(record.address) if record.address else None
-        if record.worker_id is not None:
-            directory.by_worker[record.worker_id] = record.actor_id
         if host is not None and self._live(host) and host != self.node_id:
             # It still runs: manage it from here, and have its node report here.
             self.remote_actor_workers[record.worker_id] = host

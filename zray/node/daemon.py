@@ -240,8 +240,7 @@ class NodeDaemon(ActorService, PlacementGroupService, ObjectService, MeshService
             except OSError:
                 pass
         self.run_actions(self.scheduler.handle_owner_died(address))
-        for tid in [t for t, (_, task) in self.forwarded.items() if task.spec.owner == address]:
-            del self.forwarded[tid]
+        self.forget_forwarded_of(address)
         if client is None:
             return
         self.announce_client_gone(client)

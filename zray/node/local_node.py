@@ -3,6 +3,7 @@ found by `zray.init(address="auto")` through a file in the user's zray directory
 
 (The mesh issue extends this to many hosts over TCP; on one host a node is reached over ipc.)
 """
+import contextlib
 import json
 import os
 import signal
@@ -143,11 +144,24 @@ def stop(timeout=10):
     return True
 
 
-def query(msg_type, info, timeout=10.0):
-    """One request to a running node from a short-lived client (for `zray status`)."""
+@contextlib.contextmanager
+def _query_transport(info):
+    """A short-lived client's transport in the node's session; its socket file goes with it."""
     address = f"ipc://{info['session']}/sock/q{os.getpid()}"
     transport = Transport(address)
     try:
+        yield transport
+    finally:
+        transport.close()
+        try:
+            os.unlink(address[len("ipc://"):])
+        except OSError:
+            pass
+
+
+def query(msg_type, info, timeout=10.0):
+    """One request to a running node from a short-lived client (for `zray status`)."""
+    with _query_transport(info) as transport:
         transport.send(info["address"], msg_type, (1,))
         if not transport.inbox.poll(int(timeout * 1000)):
             raise TimeoutError(f"the zray node at {info['address']} did not answer in {timeout}s")
@@ -156,12 +170,6 @@ def query(msg_type, info, timeout=10.0):
         if error is not None:
             raise error
         return result
-    finally:
-        transport.close()
-        try:
-            os.unlink(address[len("ipc://"):])
-        except OSError:
-            pass
 
 
 def query_mesh(msg_type, info, timeout=3.0):
@@ -175,9 +183,7 @@ def query_mesh(msg_type, info, timeout=3.0):
         return rows, []
     from ..mesh.security import CurveKeys, load_secret
     from ..transport.address import host_of
-    address = f"ipc://{info['session']}/sock/q{os.getpid()}"
-    transport = Transport(address)
-    try:
+    with _query_transport(info) as transport:
         transport.become_mesh_process(host_of(info["mesh_address"]),
                                       CurveKeys(load_secret(info["secret_file"])), info["node_id"])
         waiting = {}
@@ -195,12 +201,6 @@ def query_mesh(msg_type, info, timeout=3.0):
             if node_id is not None and error is None:
                 rows.extend(dict(r, node_id=node_id) for r in result)
         return rows, sorted(waiting.values())
-    finally:
-        transport.close()
-        try:
-            os.unlink(address[len("ipc://"):])
-        except OSError:
-            pass
 
 
 def status():

@@ -21,7 +21,7 @@ import random
 import sys
 
 from ..scheduling.local_scheduler import Task
-from .actor_replicas import record_fields, record_from_fields
+from .actor_replicas import record_fields
 from ..scheduling.placement import Placement
 from ..scheduling.resources import to_units
 from ..transport.address import node_of
@@ -220,21 +220,9 @@ class RoutingService:
         self.send(host_daemon, self.wire.ACTOR_ADOPT, (fields,), frames)
 
     def on_actor_adopt(self, sender, payload, frames):
-        record = record_from_fields(payload[0], frames)
-        home = self.home_address()
-        record.meta = dict(record.meta or {}, home=home)
-        if record.spec is not None:
-            record.spec.extra["home"] = home
-            record.spec.extra["meta"] = record.meta
+        record = self.adopt_record(payload[0], frames)
         self.hosted_for_home.pop(record.worker_id, None)
-        self.directory.actors[record.actor_id] = record
-        self.directory.by_worker[record.worker_id] = record.actor_id
-        if record.name:
-            self.directory.names[(record.namespace, record.name)] = record.actor_id
-            entry = {"actor_id": record.actor_id, "owner": record.owner, "meta": record.meta,
-                     "home": home, "node": self.node_id}
-            self.claim_name(record.namespace, record.name, entry, lambda ok, held, error: None)
-        self.send(sender, self.wire.ACTOR_ADOPTED, (record.actor_id, home))
+        self.send(sender, self.wire.ACTOR_ADOPTED, (record.actor_id, self.home_address()))
         self.run_actor_actions([("notify", record, set(record.subscribers))])
         if record.worker_id not in self.workers:
             # Its worker died while the record was on its way.
@@ -270,6 +258,11 @@ class RoutingService:
                 self.send(member.address, self.wire.PEER_CLIENT_GONE,
                           (client.address, client.kind, client.job_id))
 
+    def forget_forwarded_of(self, owner):
+        """Tasks we forwarded for an owner that died: nobody waits for how they end."""
+        for tid in [t for t, (_, task) in self.forwarded.items() if task.spec.owner == owner]:
+            del self.forwarded[tid]
+
     def on_peer_client_gone(self, sender, payload, frames):
         address, kind, job_id = payload
         self.remote_client_gone(address, kind, job_id)
@@ -277,8 +270,7 @@ class RoutingService:
     def remote_client_gone(self, address, kind, job_id):
         self.transport.forget(address)
         self.run_actions(self.scheduler.handle_owner_died(address))
-        for tid in [t for t, (_, task) in self.forwarded.items() if task.spec.owner == address]:
-            del self.forwarded[tid]
+        self.forget_forwarded_of(address)
         for other in self.clients.values():
             self.send(other.address, self.wire.CLIENT_DIED, (address,))
         self.directory.handle_client_gone(address)
