@@ -13,7 +13,7 @@ import threading
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import put_object_id
-from ..scheduling.task_spec import DYNAMIC, STREAMING, TaskSpec
+from ..scheduling.task_spec import ACTOR_CALL, ACTOR_CREATION, DYNAMIC, STREAMING, TaskSpec
 from ..transport import wire
 from .object_entries import READY, VALUE_INLINE, ObjectEntry
 
@@ -27,13 +27,13 @@ def spec_fields(s):
     """A TaskSpec as the plain tuple ACTOR_CALL carries; TaskSpec(*fields) rebuilds it."""
     return (s.task_id, s.job_id, s.name, s.function_id, s.args, s.kwarg_names, s.num_returns,
             s.resources, s.max_retries, s.retry_exceptions, s.owner, s.attempt,
-            s.parent_task_id, s.extra)
+            s.parent_task_id, s.extra, s.kind)
 
 
 assert TaskSpec.__slots__ == (
     "task_id", "job_id", "name", "function_id", "args", "kwarg_names", "num_returns",
     "resources", "max_retries", "retry_exceptions", "owner", "attempt", "parent_task_id",
-    "extra"), "TaskSpec changed: update spec_fields"
+    "extra", "kind"), "TaskSpec changed: update spec_fields"
 
 
 class _ActorState:
@@ -87,7 +87,7 @@ class ActorCaller:
         if strategy is not None:
             extra["strategy"] = strategy
         task_id, _ = self.submit_task(class_id, f"{class_name}.__init__", args, kwargs, 0,
-                                      placement, 0, False, extra=extra)
+                                      placement, 0, False, extra=extra, kind=ACTOR_CREATION)
         state.creation = self.pending_tasks.get(task_id)
         return actor_id, self.address, False
 
@@ -111,7 +111,7 @@ class ActorCaller:
         label = name or f"{handle._meta.get('class_name', 'Actor')}.{method_name}"
         task_id, refs = self.submit_task(None, label, args, kwargs, n, {},
                                          handle._meta.get("max_task_retries", 0), False,
-                                         extra=extra, actor=state)
+                                         extra=extra, actor=state, kind=ACTOR_CALL)
         if n == 1:
             return refs[0]
         from ..remote_function import returned_refs

@@ -10,7 +10,7 @@ from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import put_object_id, return_object_id, task_of
 from ..objects.object_ref import ObjectRef
-from ..scheduling.task_spec import ARG_STORED, ARG_VALUE, TaskSpec
+from ..scheduling.task_spec import ARG_STORED, ARG_VALUE, TASK, TaskSpec
 from ..transport import wire
 from .object_entries import PENDING, READY, VALUE_INLINE, VALUE_STORED, ObjectEntry
 
@@ -78,7 +78,7 @@ class TaskOwner:
         return pickle.loads(pickled)
 
     def submit_task(self, function_id, name, args, kwargs, num_returns, resources, max_retries,
-                    retry_exceptions, extra=None, actor=None):
+                    retry_exceptions, extra=None, actor=None, kind=TASK):
         task_id = self.task_ids.next()
         arg_descs, frames, holds, deps = [], [], [], []
         values = (*args, *kwargs.values())
@@ -106,7 +106,7 @@ class TaskOwner:
                 arg_descs.append((ARG_STORED, object_id, self.address, self.node_info["node_id"]))
         spec = TaskSpec(task_id, self.job_id, name, function_id, arg_descs, list(kwargs),
                         num_returns, resources, max_retries, retry_exceptions, self.address,
-                        parent_task_id=self.current_task_id, extra=extra)
+                        parent_task_id=self.current_task_id, extra=extra, kind=kind)
         pending = _PendingTask(spec, frames, holds, max_retries, self.current_task_id, actor)
         if actor is not None:
             with actor.lock:

@@ -13,15 +13,21 @@ ARG_VALUE = 0    # (ARG_VALUE, frame_index): a serialized value in the message's
 ARG_STORED = 1   # (ARG_STORED, object_id, owner, node_id): a value in the object store of
                  # node_id (the worker's node pulls a copy when it is another node)
 
+# What a spec asks for; read `spec.kind`, never guess it from the keys of `spec.extra`.
+TASK = 0             # a remote function call
+ACTOR_CREATION = 1   # an actor's constructor: placed like a task, then the worker hosts it
+ACTOR_CALL = 2       # a method call, sent straight to the actor's worker
+KINDS = (TASK, ACTOR_CREATION, ACTOR_CALL)
+
 
 class TaskSpec:
     __slots__ = ("task_id", "job_id", "name", "function_id", "args", "kwarg_names",
                  "num_returns", "resources", "max_retries", "retry_exceptions", "owner",
-                 "attempt", "parent_task_id", "extra")
+                 "attempt", "parent_task_id", "extra", "kind")
 
     def __init__(self, task_id, job_id, name, function_id, args, kwarg_names, num_returns,
                  resources, max_retries, retry_exceptions, owner, attempt=0,
-                 parent_task_id=None, extra=None):
+                 parent_task_id=None, extra=None, kind=TASK):
         self.task_id = task_id
         self.job_id = job_id
         self.name = name
@@ -36,6 +42,7 @@ class TaskSpec:
         self.attempt = attempt
         self.parent_task_id = parent_task_id
         self.extra = extra
+        self.kind = kind
 
     def __reduce__(self):
         return (TaskSpec, tuple(getattr(self, s) for s in self.__slots__))
