@@ -6,6 +6,8 @@ understands every message of versions <= N.
 PROTOCOL_VERSION history:
   1 - one node: clients, tasks, objects, the store, logs.
   2 - ACTOR_CALL: ACTOR_TASK with the spec as a plain tuple (callers send ACTOR_CALL only).
+  3 - HELLO opens every connection (a peer of another version is refused, naming both);
+      the cluster key-value store (KV_*); TaskSpec has a `kind` field.
 
 A message is a multipart ZeroMQ message:
   frame 0   header: pickle of (msg_type, payload) where payload is a tuple of plain values
@@ -15,7 +17,7 @@ The ROUTER that receives it sees one more frame in front: the sender's identity,
 sender's address.
 """
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # -- clients and the node daemon ---------------------------------------------------------------
 REGISTER_CLIENT = 1        # client -> daemon: (req_id, kind, address, pid, job_id, worker_id, driver_address)
@@ -147,5 +149,26 @@ PG_COMMIT = 148            # owner -> holder: (pg_id, round_id, [index]) turn th
                            #   resources (CPU_group_<i>_<pg_id>, ...)
 PG_RELEASE = 149           # owner -> holder: (pg_id, [index] | None) give them back (None: every
                            #   bundle of the group); tasks and actors using them are killed
+
+# -- the cluster key-value store (160-169): rendezvous for collectives, launch, libraries ---------
+# Keys live on the consistent-hash ring of the membership (the decider of a key and its
+# replicas), like actor names. namespace and key are str; value is bytes.
+KV_PUT = 160               # client -> its daemon: (req_id, namespace, key, value, overwrite);
+                           #   result: True if written (False: the key existed, overwrite off)
+KV_GET = 161               # client -> its daemon: (req_id, namespace, key); result: bytes | None
+KV_DEL = 162               # client -> its daemon: (req_id, namespace, key); result: deleted?
+KV_KEYS = 163              # client -> its daemon: (req_id, namespace, prefix); result: [key]
+KV_REPLY = 164             # daemon -> client: (req_id, result, error) for every KV_* request
+KV_FORWARD = 165           # daemon -> a key's decider: (request_id, op, namespace, key, value,
+                           #   overwrite); replied with KV_FORWARD_REPLY
+KV_FORWARD_REPLY = 166     # decider -> daemon: (request_id, result, error)
+KV_REPLICA = 167           # decider -> the key's replicas: (namespace, key, value | None)
+
+# -- connection handshake (170-179): never renumber, every version must read these ------------
+HELLO = 170                # first message of every outbox: (protocol_version, zray_version,
+                           #   sender address). A receiver drops any other message from a
+                           #   sender it has no HELLO from.
+PROTOCOL_MISMATCH = 171    # receiver -> sender of a HELLO it refuses: (their_version,
+                           #   our_version, our zray version, text)
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}
