@@ -2,9 +2,8 @@
 import hashlib
 import inspect
 
-import cloudpickle
-
 from . import options as opts
+from .objects.code_pickle import dumps as cloudpickle_dumps
 from .objects.generator import ObjectRefGenerator
 from .scheduling.task_spec import DYNAMIC, STREAMING
 
@@ -13,7 +12,7 @@ def pickle_for_export(obj, what):
     """(id, bytes) of a function or class to export: the id is the pickle's SHA-1, so the same
     code is exported once however many handles point at it."""
     try:
-        pickled = cloudpickle.dumps(obj, protocol=5)
+        pickled = cloudpickle_dumps(obj, protocol=5)
     except Exception as exc:
         raise TypeError(f"Could not pickle {what}: {exc}") from exc
     return hashlib.sha1(pickled).digest(), pickled

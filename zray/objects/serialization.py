@@ -16,9 +16,8 @@ import pickle
 import struct
 import threading
 
-import cloudpickle
-
 from ..exceptions import ObjectSerializationError
+from .code_pickle import dumps as cloudpickle_dumps
 
 MAGIC = 0x5A52
 FLAG_ERROR = 1          # the value is an exception to raise on get
@@ -128,7 +127,7 @@ def serialize(value, flags=0):
     refs = _context.refs = []
     try:
         try:
-            data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+            data = cloudpickle_dumps(value, protocol=5, buffer_callback=buffers.append)
         except Exception as exc:
             raise ObjectSerializationError(_unpicklable_message(value, exc)) from exc
     finally:
@@ -177,7 +176,7 @@ def _find_unpicklable(value, depth=0):
         items = [(f"attribute {k!r}", v) for k, v in vars(value).items()]
     for name, item in items:
         try:
-            cloudpickle.dumps(item)
+            cloudpickle_dumps(item)
         except Exception:
             inner = _find_unpicklable(item, depth + 1)
             here = f"{name}: {type(item).__name__} {_short_repr(item)}"

@@ -6,15 +6,16 @@ understands every message of versions <= N.
 PROTOCOL_VERSION history:
   1 - one node: clients, tasks, objects, the store, logs.
   2 - ACTOR_CALL: ACTOR_TASK with the spec as a plain tuple (callers send ACTOR_CALL only).
-  3 - HELLO opens every connection (a peer of another version is refused, naming both);
-      the cluster key-value store (KV_*); TaskSpec has a `kind` field.
+  3 - the protocol version travels in every connection's routing id (a peer of another
+      version is refused with PROTOCOL_MISMATCH, naming both); the cluster key-value store
+      (KV_*); TaskSpec has a `kind` field.
 
 A message is a multipart ZeroMQ message:
   frame 0   header: pickle of (msg_type, payload) where payload is a tuple of plain values
   frame 1.. out-of-band buffers (serialized objects), never copied on the way
 A reply to a request is (req_id, result, error): `error` is an exception instance or None.
-The ROUTER that receives it sees one more frame in front: the sender's identity, which is the
-sender's address.
+The ROUTER that receives it sees one more frame in front: the sender's identity, which is
+b"zray<PROTOCOL_VERSION> " followed by the sender's address.
 """
 
 PROTOCOL_VERSION = 3
@@ -164,11 +165,15 @@ KV_FORWARD = 165           # daemon -> a key's decider: (request_id, op, namespa
 KV_FORWARD_REPLY = 166     # decider -> daemon: (request_id, result, error)
 KV_REPLICA = 167           # decider -> the key's replicas: (namespace, key, value | None)
 
-# -- connection handshake (170-179): never renumber, every version must read these ------------
-HELLO = 170                # first message of every outbox: (protocol_version, zray_version,
-                           #   sender address). A receiver drops any other message from a
-                           #   sender it has no HELLO from.
-PROTOCOL_MISMATCH = 171    # receiver -> sender of a HELLO it refuses: (their_version,
-                           #   our_version, our zray version, text)
+# -- protocol version (170-179): never renumber, every version must read these -----------------
+# Every connection carries the sender's protocol version in its ZeroMQ routing id, sent in the
+# ZMTP handshake when two processes first connect (and again on every reconnect):
+#     b"zray<PROTOCOL_VERSION> " + the sender's address
+# A receiver reads it off each message for free (the ROUTER hands it over anyway) and refuses
+# a peer of another version, or one with no version (protocol 1-2): it drops the message and
+# answers PROTOCOL_MISMATCH once per peer.
+PROTOCOL_MISMATCH = 170    # refusing receiver -> sender: (sender's version | None, our version,
+                           #   our zray version, text naming both). Read by every version; the
+                           #   transport hands it to its process as (ProtocolMismatchError,)
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}
