@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Set up a fresh machine for zray development: Debian packages the tests need (iproute2 for
-# the multi-host tests in network namespaces, when running as root), then zray itself with
-# its test extra (this builds the C extension in native/).
+# Set up a fresh machine for zray development: Debian packages the tests need (as root:
+# iproute2 for the multi-host tests in network namespaces; slurmctld/slurmd and libpmix-dev for
+# the tests that run a real Slurm on this host), then zray itself with every extra its tests use
+# (this builds the C extension in native/; torch is pinned to a CPU build).
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v ip >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || missing+=(slurmctld)
+  command -v slurmd >/dev/null || [ -x /usr/sbin/slurmd ] || missing+=(slurmd)
+  dpkg -s libpmix-dev >/dev/null 2>&1 || missing+=(libpmix-dev)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
 fi
 pip install -e '.[test]'
