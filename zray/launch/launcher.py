@@ -1,0 +1,436 @@
+"""`python -m zray.launch [options] app.py [args]`: every rank of an srun/mpirun job a zray node.
+
+One process per rank (srun, mpirun/mpiexec, or plain python for a world of one):
+
+    1. who am I (launch/world.py) and what was I given (launch/allocation.py);
+    2. the ranks meet (launch/plan.py): the seed's address and the cluster secret travel over
+       MPI, or are derived from Slurm's step, or come from --address and ZRAY_CLUSTER_SECRET;
+    3. each rank starts its node through the one bootstrap (zray/node/bootstrap.py), joined to
+       the seed's mesh, and rank 0 waits until every rank's node is a member;
+    4. driver mode: rank 0 runs app.py in this process (`zray.init()` in it joins this node
+       through ZRAY_ADDRESS) while the other ranks serve; `--spmd`: every rank runs app.py;
+    5. the job ends when the app ends (its exit code is the launcher's), when a node of the job
+       dies (unless --tolerate-node-loss), or on SIGTERM (scancel, time limit): the node is
+       stopped and its session removed within Slurm's KillWait.
+
+Every wait has a deadline or a death signal behind it: formation has --formation-timeout; the
+serving ranks watch the seed's node and their own.
+"""
+import argparse
+import logging
+import os
+import runpy
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from . import allocation, plan
+from . import world as worlds
+
+log = logging.getLogger("zray.launch")
+
+WATCH_INTERVAL_S = 0.25
+STOP_GRACE_S = 3.0    # within Slurm's KillWait (5 s here, 30 s by default)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m zray.launch",
+        description="Run app.py on a zray cluster made of the ranks of this srun/mpirun job.")
+    parser.add_argument("--spmd", action="store_true",
+                        help="run app.py on every rank (default: rank 0 is the driver)")
+    parser.add_argument("--address", default=None,
+                        help="HOST:PORT of a live member to join instead of meeting over "
+                             "MPI or Slurm")
+    parser.add_argument("--interface", default=os.environ.get("ZRAY_IFNAME"),
+                        help="network interface whose address nodes use (ZRAY_IFNAME)")
+    parser.add_argument("--node-per-host", action="store_true",
+                        help="one node per host with the host's allocation (default: one per rank)")
+    parser.add_argument("--formation-timeout", type=float, default=plan.FORMATION_TIMEOUT_S,
+                        help="seconds for every rank's node to join (default %(default)s)")
+    parser.add_argument("--tolerate-node-loss", action="store_true",
+                        help="keep running when a node of the job dies")
+    parser.add_argument("--object-store-memory", type=int, default=None,
+                        help="bytes per node (default: 30%% of the node's memory, <= 2 GiB)")
+    parser.add_argument("--no-prefix", action="store_true",
+                        help="do not prefix this rank's output with its rank and node")
+    parser.add_argument("app", help="the Python script to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    args = parser.parse_args(argv)
+    if args.formation_timeout <= 0:
+        parser.error(f"--formation-timeout must be > 0, got {args.formation_timeout}")
+    if not os.path.isfile(args.app):
+        parser.error(f"no such script: {args.app}")
+    return args
+
+
+# -- addresses -----------------------------------------------------------------------------------
+def interface_ip(name):
+    """The first IPv4 (else IPv6) address of a network interface."""
+    import psutil
+    addrs = psutil.net_if_addrs().get(name)
+    if not addrs:
+        raise plan.LaunchError(f"no network interface {name!r} (have: "
+                               f"{', '.join(sorted(psutil.net_if_addrs()))})")
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for a in addrs:
+            if a.family == family:
+                return a.address.split("%")[0]
+    raise plan.LaunchError(f"interface {name!r} has no IP address")
+
+
+def host_address(name):
+    """The IP of a Slurm node name: Slurm's NodeAddr first (emulated and renamed nodes), DNS
+    second."""
+    try:
+        out = subprocess.run(["scontrol", "show", "node", "-o", name], capture_output=True,
+                             text=True, timeout=10).stdout
+        for field in out.split():
+            if field.startswith("NodeAddr="):
+                return field.split("=", 1)[1]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    try:
+        return socket.getaddrinfo(name, None)[0][4][0]
+    except OSError as exc:
+        raise plan.LaunchError(f"cannot resolve the seed host {name!r}: {exc}") from exc
+
+
+def own_ip(interface, seed_ip=None):
+    if interface:
+        return interface_ip(interface)
+    if seed_ip in ("127.0.0.1", "::1", "localhost"):
+        return seed_ip
+    if seed_ip:
+        # The address this host uses to reach the seed (no packet is sent for UDP connect).
+        family = socket.AF_INET6 if ":" in seed_ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((seed_ip, 9))
+                return s.getsockname()[0]
+            except OSError:
+                pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def port_free(ip, port):
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((ip, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port(ip):
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def join_address(ip, port):
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+# -- the secret ----------------------------------------------------------------------------------
+def cluster_secret(world, rendezvous, comm=None):
+    """The job's secret: the launcher's ZRAY_CLUSTER_SECRET, else made by rank 0 and sent over
+    MPI, else (srun without MPI) derived from the job with a warning: the hpc_scripts export
+    one, so only a bare `srun` without it gets here."""
+    secret = os.environ.get("ZRAY_CLUSTER_SECRET")
+    if secret:
+        return secret
+    if rendezvous.mode == "mpi":
+        return comm.bcast(secrets.token_hex(32) if world.rank == 0 else None, root=0)
+    if rendezvous.mode == "single":
+        return secrets.token_hex(32)
+    log.warning("no ZRAY_CLUSTER_SECRET in the environment: the job's secret is derived from "
+                "its Slurm job and step ids, which other users of the cluster can read. Export "
+                "ZRAY_CLUSTER_SECRET (hpc_scripts/*.sbatch do) or launch under MPI.")
+    import hashlib
+    return hashlib.sha256(f"zray-launch:{world.job_key}:{os.getuid()}".encode()).hexdigest()
+
+
+def write_secret(session_dir, secret):
+    path = os.path.join(session_dir, "cluster.secret")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+    return path
+
+
+# -- output ----------------------------------------------------------------------------------------
+class PrefixedStream:
+    """A text stream that starts every line with a prefix ("[rank 2 n3] ")."""
+
+    def __init__(self, stream, prefix):
+        self._stream = stream
+        self._prefix = prefix
+        self._at_line_start = True
+        self._lock = threading.Lock()
+
+    def write(self, text):
+        with self._lock:
+            out = []
+            for piece in text.splitlines(keepends=True):
+                if self._at_line_start:
+                    out.append(self._prefix)
+                out.append(piece)
+                self._at_line_start = piece.endswith("\n")
+            self._stream.write("".join(out))
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+# -- the launch ------------------------------------------------------------------------------------
+class Launch:
+    """One rank's launch: the node it started, how to watch the job, how to end."""
+
+    def __init__(self, args, world, alloc):
+        self.args = args
+        self.world = world
+        self.alloc = alloc
+        self.share = plan.node_share(world, alloc, args.node_per_host)
+        self.node = None
+        self.session_dir = None
+        self.node_info = None
+        self.stopping = threading.Event()
+        self.exit_code = None
+
+    # each step is a method, called in this order by run()
+    def meet(self):
+        """Rendezvous: (seed join string or None, my port, secret)."""
+        comm = None
+        mpi_ok = False
+        if self.world.mpi and self.args.address is None:
+            try:
+                from mpi4py import MPI
+                comm, mpi_ok = MPI.COMM_WORLD, True
+                trap = worlds.singleton_trap(self.world, comm.Get_size())
+                if trap:
+                    raise plan.LaunchError(trap)
+            except ImportError:
+                mpi_ok = False
+        rendezvous = plan.plan_rendezvous(self.world, self.args.address, mpi_ok)
+        secret = cluster_secret(self.world, rendezvous, comm)
+        if rendezvous.mode == "single":
+            ip = own_ip(self.args.interface)
+            return None, 0, ip, secret
+        if rendezvous.mode == "address":
+            seed_ip = rendezvous.address.rsplit(":", 1)[0].strip("[]")
+            ip = own_ip(self.args.interface, seed_ip)
+            return rendezvous.address, free_port(ip), ip, secret
+        if rendezvous.mode == "mpi":
+            ip = own_ip(self.args.interface)
+            port = free_port(ip)
+            seed = comm.bcast(join_address(ip, port) if self.world.rank == 0 else None, root=0)
+            return (None if self.world.rank == 0 else seed), port, ip, secret
+        seed_ip = host_address(rendezvous.seed_host)
+        ip = own_ip(self.args.interface, seed_ip)
+        if self.world.rank == 0:
+            port = next((p for p in rendezvous.seed_ports if port_free(ip, p)), None)
+            if port is None:
+                raise plan.LaunchError(
+                    f"every seed port derived from the job ({', '.join(map(str, rendezvous.seed_ports))}) "
+                    f"is taken on {ip}: pass --address, or launch under MPI")
+            return None, port, ip, secret
+        seeds = ",".join(join_address(seed_ip, p) for p in rendezvous.seed_ports)
+        return seeds, free_port(ip), ip, secret
+
+    def start_node(self, join, port, ip, secret):
+        from ..node import session
+        from ..node.bootstrap import NodeSpec, start_node
+        self.session_dir = session.create_session_dir()
+        store = self.args.object_store_memory or int(min(0.3 * self.share.memory_bytes, 2 << 30)) // 4096 * 4096
+        resources = dict(self.share.resources)
+        spec = NodeSpec(session_dir=self.session_dir, num_cpus=self.share.cpus,
+                        num_gpus=len(self.share.gpu_ids), resources=resources,
+                        object_store_memory=max(store, 64 << 20), node_ip=ip, port=port,
+                        driver_pid=os.getpid(),      # the node ends with this rank, kill -9 too
+                        join=join, secret_file=write_secret(self.session_dir, secret),
+                        node_file=os.path.join(self.session_dir, "node.json"))
+        log.info("rank %d on %s: node at %s port %d (%s)%s", self.world.rank,
+                 self.world.node_name, ip, port, self.alloc.describe(),
+                 f", joining {join}" if join else "")
+        self.node = start_node(spec, timeout=self.args.formation_timeout)
+        self.node_info = _read_json(spec.node_file)
+
+    def cluster_nodes(self):
+        from ..node import local_node
+        from ..transport import wire
+        return local_node.query(wire.CLUSTER_INFO, self.node_info, timeout=5.0)["nodes"]
+
+    def wait_formation(self):
+        expected = set(range(self.world.size))
+        deadline = time.monotonic() + self.args.formation_timeout
+        started = time.monotonic()
+        while True:
+            joined = plan.ranks_of(self.cluster_nodes())
+            if expected <= set(joined):
+                log.info("all %d nodes joined in %.2f s", len(expected), time.monotonic() - started)
+                return
+            if not self.node.alive():
+                raise plan.LaunchError("this rank's node daemon died during formation")
+            if time.monotonic() >= deadline:
+                raise plan.LaunchError(plan.formation_message(
+                    expected, joined, time.monotonic() - started, plan.hosts_by_rank(self.world)))
+            time.sleep(0.05)
+
+    def watch(self, on_loss):
+        """A thread: call on_loss(text) when a node of the job dies or this rank's node does."""
+        def loop():
+            while not self.stopping.wait(WATCH_INTERVAL_S):
+                if not self.node.alive():
+                    on_loss("this rank's node daemon died")
+                    return
+                try:
+                    nodes = self.cluster_nodes()
+                except Exception as exc:   # the node stopped answering: it is going away
+                    if self.stopping.is_set():
+                        return
+                    log.debug("cluster info failed: %r", exc)
+                    continue
+                for node in nodes:
+                    if node.get("State") == "DEAD":     # LEFT is a rank ending normally
+                        gone = sorted(plan.ranks_of([dict(node, Alive=True)]))
+                        if gone:
+                            on_loss(f"rank {gone[0]}'s node died ({node.get('NodeManagerAddress')})")
+                            return
+        thread = threading.Thread(target=loop, name="zray-launch-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self):
+        self.stopping.set()
+        if self.node is not None and self.node.alive():
+            try:
+                self.node.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self.node.stop(grace=STOP_GRACE_S)
+        if self.session_dir:
+            from ..node import session
+            session.remove_session_dir(self.session_dir)
+
+
+def _read_json(path, timeout=10.0):
+    import json
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                raise plan.LaunchError(f"the node did not write {path}")
+            time.sleep(0.02)
+
+
+def _run_app(app, argv):
+    """app.py as __main__ in this process; its exit code."""
+    sys.argv = [app, *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(app)))
+    try:
+        runpy.run_path(app, run_name="__main__")
+        return 0
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        return 1
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    world = worlds.detect()
+    alloc = allocation.detect()
+    if world.size > 1 and not args.no_prefix:
+        prefix = f"[rank {world.rank} {world.node_name}] "
+        sys.stdout = PrefixedStream(sys.stdout, prefix)
+        sys.stderr = PrefixedStream(sys.stderr, prefix)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="zray.launch: %(levelname)s: %(message)s")
+    launch = Launch(args, world, alloc)
+    loss = {"text": None}
+    main_thread_done = threading.Event()
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        join, port, ip, secret = launch.meet()
+        launch.start_node(join, port, ip, secret)
+        if world.rank == 0 and world.size > 1:
+            launch.wait_formation()
+        os.environ["ZRAY_ADDRESS"] = launch.node_info.get("mesh_address") or launch.node_info["address"]
+        os.environ["ZRAY_NODE_FILE"] = os.path.join(launch.session_dir, "node.json")
+
+        def on_loss(text):
+            if args.tolerate_node_loss and "this rank" not in text:
+                log.warning("%s; going on (--tolerate-node-loss)", text)
+                return
+            loss["text"] = text
+            if not main_thread_done.is_set():
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+        def on_usr1(signum, frame):
+            raise SystemExit(1)
+
+        signal.signal(signal.SIGUSR1, on_usr1)
+        launch.watch(on_loss)
+        if args.spmd or world.rank == 0:
+            code = _run_app(args.app, args.args)
+        else:
+            code = _serve(launch)
+        main_thread_done.set()
+        if loss["text"]:
+            log.error("the job ends: %s", loss["text"])
+            code = code or 1
+        return code
+    except plan.LaunchError as exc:
+        log.error("%s", exc)
+        return 2
+    except SystemExit as exc:
+        if loss["text"]:
+            log.error("the job ends: %s", loss["text"])
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        main_thread_done.set()
+        launch.stop()
+
+
+def _serve(launch):
+    """A serving rank: run until the driver's node leaves (0) or the job is lost (the watcher)."""
+    while True:
+        if not launch.node.alive():
+            return 1
+        try:
+            nodes = launch.cluster_nodes()
+        except Exception:
+            time.sleep(WATCH_INTERVAL_S)
+            continue
+        for node in nodes:
+            if node.get("State") == "LEFT" and 0 in plan.ranks_of([dict(node, Alive=True)]):
+                return 0
+        time.sleep(WATCH_INTERVAL_S)
