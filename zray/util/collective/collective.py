@@ -264,7 +264,7 @@ def destroy_collective_group(group_name="default"):
         return
     rank = g.rank
     g.destroy()
-    if rank == 0 and g.world_size > 1:
+    if rank == 0:
         from .rendezvous import default_rendezvous as rdv
         rdv().retire(group_name)
 

@@ -1,8 +1,10 @@
 """Group formation: members exchange their MemberInfo once, without polling.
 
 `Rendezvous` is the small interface the groups use; `ActorRendezvous` implements it on zray's
-public API: one detached named actor per group (created with get_if_exists by whoever comes
-first), whose async `join` returns once every rank has joined. Callers block in
+public API: one detached named actor per cluster (created with get_if_exists by whoever comes
+first, num_cpus=0), whose async `join(group, ...)` returns once every rank of that group has
+joined. (One actor per group would need a kill on destroy, which races a re-creation under
+the same name.) Callers block in
 `zray.get(..., timeout=...)`. The same actor holds a driver's declaration
 (`create_collective_group`), which members read on their first call. A key-value store can
 replace it behind the same four methods.
@@ -18,8 +20,7 @@ log = logging.getLogger("zray.util.collective")
 NAMESPACE = "_zray_collective"
 
 
-def actor_name(group_name):
-    return f"collective-group:{group_name}"
+DIRECTORY = "collective-directory"
 
 
 class Rendezvous:
@@ -42,59 +43,67 @@ class Rendezvous:
         raise NotImplementedError
 
 
-class _GroupDirectory:
-    """The per-group actor (async: every join waits on an event, none polls)."""
+class _Formation:
+    """One group's formation in progress."""
 
     def __init__(self):
-        self.round = {}                 # rank -> info of the formation in progress
+        self.round = {}                 # rank -> info
         self.world_size = None
         self.done = asyncio.Event()
-        self.result = None
-        self.declaration = None
 
-    async def join(self, world_size, rank, info, timeout_s):
-        if self.world_size is not None and world_size != self.world_size:
+
+class _GroupDirectory:
+    """The directory actor (async: every join waits on an event, none polls)."""
+
+    def __init__(self):
+        self.forming = {}               # group name -> _Formation
+        self.declarations = {}          # group name -> (world_size, {actor id: rank}, backend)
+
+    async def join(self, group, world_size, rank, info, timeout_s):
+        f = self.forming.setdefault(group, _Formation())
+        if f.world_size is not None and world_size != f.world_size:
             raise CollectiveArgumentError(
                 f"rank {rank} joins with world_size {world_size}, others with "
-                f"{self.world_size}")
-        if rank in self.round:
+                f"{f.world_size}")
+        if rank in f.round:
             raise CollectiveArgumentError(f"rank {rank} joined twice")
-        self.world_size = world_size
-        self.round[rank] = info
-        done = self.done
-        if len(self.round) == world_size:
-            done.result = [self.round[r] for r in range(world_size)]
-            self.round, self.world_size, self.done = {}, None, asyncio.Event()
+        f.world_size = world_size
+        f.round[rank] = info
+        done = f.done
+        if len(f.round) == world_size:
+            done.result = [f.round[r] for r in range(world_size)]
+            del self.forming[group]
             done.set()
         try:
             await asyncio.wait_for(done.wait(), timeout_s)
         except asyncio.TimeoutError:
-            if self.done is done:
-                self.round.pop(rank, None)
-                if not self.round:
-                    self.world_size = None
-            missing = sorted(set(range(world_size)) - set(self.round) - {rank})
+            missing = sorted(set(range(world_size)) - set(f.round))
+            f.round.pop(rank, None)
+            if not f.round and self.forming.get(group) is f:
+                del self.forming[group]
             raise CollectiveTimeoutError(f"group formation timed out waiting for ranks "
                                          f"{missing}", rank=rank) from None
         return done.result
 
-    def declare(self, world_size, members, backend):
-        self.declaration = (world_size, dict(members), backend)
+    def declare(self, group, world_size, members, backend):
+        self.declarations[group] = (world_size, dict(members), backend)
         return True
 
-    def declared(self, actor_id):
-        if self.declaration is None or actor_id not in self.declaration[1]:
+    def declared(self, group, actor_id):
+        decl = self.declarations.get(group)
+        if decl is None or actor_id not in decl[1]:
             return None
-        world_size, members, backend = self.declaration
+        world_size, members, backend = decl
         return world_size, members[actor_id], backend
 
-    def idle(self):
-        return not self.round
+    def retire(self, group):
+        self.declarations.pop(group, None)
+        return True
 
 
 class ActorRendezvous(Rendezvous):
     def __init__(self):
-        self._cls = None
+        self._cls = self._handle = self._session = None
 
     def _actor_class(self):
         if self._cls is None:
@@ -102,23 +111,21 @@ class ActorRendezvous(Rendezvous):
             self._cls = zray.remote(num_cpus=0, max_concurrency=1000)(_GroupDirectory)
         return self._cls
 
-    def _directory(self, group_name, create=True):
+    def _directory(self):
         import zray
-        if not create:
-            try:
-                return zray.get_actor(actor_name(group_name), namespace=NAMESPACE)
-            except ValueError:
-                return None
-        return self._actor_class().options(
-            name=actor_name(group_name), namespace=NAMESPACE, lifetime="detached",
-            get_if_exists=True).remote()
+        if self._handle is None or self._session != zray.get_runtime_context().gcs_address:
+            self._handle = self._actor_class().options(
+                name=DIRECTORY, namespace=NAMESPACE, lifetime="detached",
+                get_if_exists=True).remote()
+            self._session = zray.get_runtime_context().gcs_address
+        return self._handle
 
     def join(self, group_name, world_size, rank, info, timeout_s):
         import zray
         from zray.exceptions import GetTimeoutError
-        d = self._directory(group_name)
+        d = self._directory()
         try:
-            return zray.get(d.join.remote(world_size, rank, info, timeout_s),
+            return zray.get(d.join.remote(group_name, world_size, rank, info, timeout_s),
                             timeout=timeout_s + 5)
         except GetTimeoutError:
             raise CollectiveTimeoutError("group formation timed out", group=group_name,
@@ -130,26 +137,20 @@ class ActorRendezvous(Rendezvous):
 
     def declare(self, group_name, world_size, members, backend, timeout_s):
         import zray
-        d = self._directory(group_name)
-        zray.get(d.declare.remote(world_size, members, backend), timeout=timeout_s)
+        d = self._directory()
+        zray.get(d.declare.remote(group_name, world_size, members, backend), timeout=timeout_s)
 
     def declared(self, group_name, actor_id, timeout_s):
         import zray
-        d = self._directory(group_name, create=False)
-        if d is None:
-            return None
-        return zray.get(d.declared.remote(actor_id), timeout=timeout_s)
+        return zray.get(self._directory().declared.remote(group_name, actor_id),
+                        timeout=timeout_s)
 
     def retire(self, group_name):
         import zray
-        d = self._directory(group_name, create=False)
-        if d is None:
-            return
         try:
-            if zray.get(d.idle.remote(), timeout=5):
-                zray.kill(d)
+            zray.get(self._directory().retire.remote(group_name), timeout=5)
         except Exception as exc:      # noqa: BLE001 - retiring is best effort, logged
-            log.debug("retiring the directory of %r failed: %r", group_name, exc)
+            log.debug("retiring the declaration of %r failed: %r", group_name, exc)
 
 
 _default = None
