@@ -147,6 +147,8 @@ class ActorRendezvous(Rendezvous):
 
     def retire(self, group_name):
         import zray
+        if not zray.is_initialized():
+            return
         try:
             zray.get(self._directory().retire.remote(group_name), timeout=5)
         except Exception as exc:      # noqa: BLE001 - retiring is best effort, logged
