@@ -1,4 +1,5 @@
-"""The cpu backend ("gloo") between zray actors: shared memory in one node, ZeroMQ forced."""
+"""The cpu backend ("gloo": shared memory in one node, ZeroMQ forced) and the mpi backend
+(MPI started lazily in each actor, joined by Open_port/Accept/Connect) between zray actors."""
 import time
 
 import numpy as np
@@ -7,7 +8,6 @@ import pytest
 import zray
 import zray.util.collective as col
 
-torch = pytest.importorskip("torch") if False else None
 try:
     import torch
 except ImportError:          # torch is optional: its cases skip
@@ -146,10 +146,14 @@ def members(cluster):
     return [Member.remote() for _ in range(3)]
 
 
-def _form(members, name, force_network=False):
+def _mpi_ok():
+    return col.mpi_available()
+
+
+def _form(members, name, force_network=False, backend="gloo"):
     ws = len(members)
-    got = zray.get([m.init.remote(ws, i, name, force_network) for i, m in enumerate(members)],
-                   timeout=60)
+    got = zray.get([m.init.remote(ws, i, name, force_network, backend)
+                    for i, m in enumerate(members)], timeout=60)
     assert got == [(i, ws) for i in range(ws)]
 
 
@@ -159,28 +163,34 @@ def _destroy(members, name):
 
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
-@pytest.mark.parametrize("path", ["shm", "net"])
+@pytest.mark.parametrize("path", ["shm", "net", "mpi"])
 def test_every_op(members, lib, path):
     if lib == "torch" and torch is None:
         pytest.skip("torch is not installed")
+    if path == "mpi" and not _mpi_ok():
+        pytest.skip("mpi4py is not installed")
     name = f"every-{lib}-{path}"
-    _form(members, name, force_network=path == "net")
+    _form(members, name, force_network=path == "net",
+          backend="mpi" if path == "mpi" else "gloo")
     for n in (5, 70_000):       # below and above the tree/ring threshold
         results = zray.get([m.every_op.remote(name, lib, n) for m in members], timeout=120)
         _check_every_op(results, len(members), n)
     _destroy(members, name)
 
 
-@pytest.mark.parametrize("path", ["shm", "net"])
+@pytest.mark.parametrize("path", ["shm", "net", "mpi"])
 def test_mismatched_shapes_raise_not_hang(members, path):
+    if path == "mpi" and not _mpi_ok():
+        pytest.skip("mpi4py is not installed")
     name = f"mismatch-{path}"
-    _form(members, name, force_network=path == "net")
+    _form(members, name, force_network=path == "net",
+          backend="mpi" if path == "mpi" else "gloo")
     res = zray.get([m.allreduce.remote(name, n=4 + (i == 2), timeout_ms=20_000)
                     for i, m in enumerate(members)], timeout=60)
     assert all(isinstance(r, dict) and r["collective"] for r in res), res
-    if path == "shm":      # every rank saw the same table: an argument error, group usable
+    if path in ("shm", "mpi"):      # every rank saw the same table: an argument error, group usable
         assert {r["type"] for r in res} == {"CollectiveArgumentError"}, res
-        assert "rank 2" in res[0]["msg"] and "mismatch-shm" in res[0]["msg"]
+        assert f"mismatch-{path}" in res[0]["msg"]
         ok = zray.get([m.allreduce.remote(name, n=4) for m in members], timeout=60)
         assert all(float(x[0]) == 3.0 for x in ok)
     else:
@@ -210,11 +220,13 @@ def test_timeout_when_a_member_never_calls(members):
     _destroy(members[:2], "late")
 
 
-@pytest.mark.parametrize("path", ["shm", "net"])
+@pytest.mark.parametrize("path", ["shm", "net", "mpi"])
 def test_member_killed_mid_allreduce_fails_the_others(cluster, path):
+    if path == "mpi" and not _mpi_ok():
+        pytest.skip("mpi4py is not installed")
     ms = [Member.remote() for _ in range(3)]
     name = f"killed-{path}"
-    _form(ms, name, force_network=path == "net")
+    _form(ms, name, force_network=path == "net", backend="mpi" if path == "mpi" else "gloo")
     pending = [m.allreduce.remote(name, n=1000, timeout_ms=60_000) for m in ms[:2]]
     ms[2].sleep.remote(60)
     time.sleep(0.5)

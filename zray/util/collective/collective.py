@@ -255,6 +255,15 @@ def _form_declared(group_name):
         return _groups.get(group_name)
 
 
+def _register(group_name, impl):
+    """Register an already formed backend group (init_collective_group_from_world)."""
+    with _groups_lock:
+        if _groups.get(group_name) is not None:
+            raise CollectiveArgumentError("the group is already initialized in this process",
+                                          group=group_name, rank=impl.rank)
+        _groups[group_name] = _Group(impl, group_name)
+
+
 def destroy_collective_group(group_name="default"):
     """Leave the group here and free its resources (a no-op for an unknown name)."""
     _check_name(group_name)

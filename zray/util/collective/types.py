@@ -18,6 +18,8 @@ CollectiveConfig defaults (override with `ZRAY_COLLECTIVE_<FIELD>` in the enviro
                                       (bandwidth, 2 (n-1)/n of the data per member)
     spin_iterations       = 200       busy polls of a flag before yielding the CPU
     rendezvous_timeout_ms = 60_000    forming a group
+    verify_calls          = True      mpi: one 10-int MIN-allreduce before each collective
+                                      turns mismatched shapes into an argument error
 """
 import dataclasses
 import enum
@@ -148,6 +150,7 @@ class CollectiveConfig:
     spin_iterations: int = 200
     rendezvous_timeout_ms: float = 60_000
     force_network: bool = False      # tests: use the ZeroMQ path even inside one node
+    verify_calls: bool = True        # mpi: compare sizes/dtypes/roots before each collective
 
     def __post_init__(self):
         for name in ("timeout_ms", "liveness_interval_ms", "rendezvous_timeout_ms"):
