@@ -318,6 +318,11 @@ def new_group(ranks, group_name, parent_group="default", *, timeout_ms=None):
     if parent.rank not in ranks:
         raise CollectiveArgumentError(f"rank {parent.rank} of {parent_group!r} is not in "
                                       f"{list(ranks)}", group=group_name, rank=parent.rank)
+    _check_name(group_name)
+    if parent.backend == "mpi":        # a sub-communicator, no rendezvous
+        impl = parent.impl.subgroup(list(ranks), group_name, timeout_ms)
+        _register(group_name, impl)
+        return
     init_collective_group(len(ranks), list(ranks).index(parent.rank), parent.backend,
                           group_name, timeout_ms=timeout_ms)
 

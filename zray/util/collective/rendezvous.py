@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 
-from .errors import CollectiveArgumentError, CollectiveTimeoutError
+from .errors import CollectiveArgumentError, CollectiveError, CollectiveTimeoutError
 
 log = logging.getLogger("zray.util.collective")
 
@@ -113,6 +113,10 @@ class ActorRendezvous(Rendezvous):
 
     def _directory(self):
         import zray
+        if not zray.is_initialized():
+            raise CollectiveError("forming a group needs the zray runtime: call zray.init() "
+                                  "first, or use init_collective_group_from_world() under "
+                                  "mpiexec")
         if self._handle is None or self._session != zray.get_runtime_context().gcs_address:
             self._handle = self._actor_class().options(
                 name=DIRECTORY, namespace=NAMESPACE, lifetime="detached",

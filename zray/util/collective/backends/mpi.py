@@ -119,6 +119,17 @@ class MpiGroup(BaseGroup):
                                                   if node == self.node_id and r != self.rank})
         return self
 
+    def subgroup(self, ranks, name, timeout_ms=None):
+        """MPI_Comm_create_group over `ranks` (collective over those ranks only)."""
+        sub = self.comm.Create_group(self.comm.Get_group().Incl(ranks), tag=11)
+        g = MpiGroup.__new__(MpiGroup)
+        BaseGroup.__init__(g, name, len(ranks), ranks.index(self.rank), self.config)
+        g.MPI, g.port, g.verify, g.node_id, g.comm = self.MPI, None, self.verify, \
+            self.node_id, sub
+        g.peers = LocalPeers(name, g.rank, {ranks.index(r): p for r, p in self.peers.peers.items()
+                                            if r in ranks})
+        return g
+
     def destroy(self):
         if self.port is not None:
             self.MPI.Close_port(self.port)
