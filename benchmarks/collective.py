@@ -39,7 +39,7 @@ def iterations(nbytes, tiny):
 
 def _time_allreduce(allreduce, barrier, nbytes, tiny):
     import numpy as np
-    x = np.ones(nbytes // 4, np.float32)
+    x = np.zeros(nbytes // 4, np.float32)      # stays finite under repeated sums
     allreduce(x)                                  # warm up
     iters = iterations(nbytes, tiny)
     barrier()
@@ -109,7 +109,7 @@ def ray_gloo_main(world, size_list, tiny):
 
         def run(self, nbytes):
             import torch
-            x = torch.ones(nbytes // 4, dtype=torch.float32)
+            x = torch.zeros(nbytes // 4, dtype=torch.float32)
             rcol.allreduce(x, "b")
             iters = iterations(nbytes, tiny)
             rcol.barrier("b")
