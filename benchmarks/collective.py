@@ -1,0 +1,209 @@
+"""Allreduce benchmark of zray.util.collective beside raw mpi4py and Ray's gloo backend.
+
+    python benchmarks/collective.py [--world 2] [--min 4096] [--max 67108864] [--tiny]
+
+Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) per backend:
+  zray-cpu      the cpu backend between zray actors (shared memory, one node)
+  zray-cpu-net  the cpu backend forced onto ZeroMQ (what crosses nodes)
+  zray-mpi      the mpi backend between zray actors (Open_port/Accept/Connect)
+  raw-mpi4py    comm.Allreduce(IN_PLACE) under `mpiexec -n <world>` (buffer API)
+  ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
+                Ray and torch import there (else n/a)
+then the ratios of each zray backend to raw mpi4py and to Ray. float32, in place.
+"""
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("zray.util.collective")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RAY_PYTHON = "/opt/rayvenv/bin/python"
+
+
+def sizes(lo, hi):
+    out, s = [], lo
+    while s <= hi:
+        out.append(s)
+        s *= 4
+    return out
+
+
+def iterations(nbytes, tiny):
+    return 2 if tiny else max(3, min(200, int(4e8 // max(nbytes, 1) // 8) or 3))
+
+
+def _time_allreduce(allreduce, barrier, nbytes, tiny):
+    import numpy as np
+    x = np.zeros(nbytes // 4, np.float32)      # stays finite under repeated sums
+    allreduce(x)                                  # warm up
+    iters = iterations(nbytes, tiny)
+    barrier()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        allreduce(x)
+    return (time.perf_counter() - t0) / iters
+
+
+def run_zray(world, size_list, tiny):
+    import zray
+    import zray.util.collective as col
+
+    @zray.remote(num_cpus=0)
+    class Bench:
+        def form(self, rank, backend, name, force_network):
+            col.set_config(col.CollectiveConfig(force_network=force_network))
+            col.init_collective_group(world, rank, backend, name)
+            col.set_config(col.CollectiveConfig())
+
+        def run(self, name, nbytes):
+            return _time_allreduce(lambda x: col.allreduce(x, name),
+                                   lambda: col.barrier(name), nbytes, tiny)
+
+    results = {}
+    zray.init(num_cpus=max(2, world))
+    try:
+        actors = [Bench.remote() for _ in range(world)]
+        plans = [("zray-cpu", "gloo", False), ("zray-cpu-net", "gloo", True)]
+        if col.mpi_available():
+            plans.append(("zray-mpi", "mpi", False))
+        for label, backend, force in plans:
+            t0 = time.perf_counter()
+            zray.get([a.form.remote(r, backend, label, force) for r, a in enumerate(actors)],
+                     timeout=120)
+            log.info("%s formed in %.1f ms", label, (time.perf_counter() - t0) * 1e3)
+            results[label] = {}
+            for nbytes in size_list:
+                times = zray.get([a.run.remote(label, nbytes) for a in actors], timeout=600)
+                results[label][nbytes] = max(times)
+    finally:
+        zray.shutdown()
+    return results
+
+
+def raw_mpi_main(size_list, tiny):
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    out = {}
+    for nbytes in size_list:
+        out[nbytes] = comm.allreduce(
+            _time_allreduce(lambda x: comm.Allreduce(MPI.IN_PLACE, x, MPI.SUM), comm.Barrier,
+                            nbytes, tiny), op=MPI.MAX)
+    if comm.Get_rank() == 0:
+        print("RESULT " + json.dumps(out), flush=True)
+
+
+def ray_gloo_main(world, size_list, tiny):
+    import ray
+    import ray.util.collective as rcol
+    ray.init(num_cpus=world, include_dashboard=False, log_to_driver=False)
+
+    @ray.remote(num_cpus=1)
+    class Bench:
+        def form(self, rank):
+            rcol.init_collective_group(world, rank, backend="gloo", group_name="b")
+
+        def run(self, nbytes):
+            import torch
+            x = torch.zeros(nbytes // 4, dtype=torch.float32)
+            rcol.allreduce(x, "b")
+            iters = iterations(nbytes, tiny)
+            rcol.barrier("b")
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                rcol.allreduce(x, "b")
+            return (time.perf_counter() - t0) / iters
+
+    actors = [Bench.remote() for _ in range(world)]
+    ray.get([a.form.remote(r) for r, a in enumerate(actors)])
+    out = {n: max(ray.get([a.run.remote(n) for a in actors])) for n in size_list}
+    ray.shutdown()
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def _sub(cmd, timeout):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None, "timed out"
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return {int(k): v for k, v in json.loads(line[7:]).items()}, ""
+    return None, (p.stderr.strip().splitlines() or ["no output"])[-1]
+
+
+def run_raw_mpi(world, args, size_list):
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        return None, "no mpiexec"
+    return _sub([mpiexec, "-n", str(world), sys.executable, os.path.abspath(__file__),
+                 "--raw-mpi", *args], 900)
+
+
+def run_ray(world, args):
+    if not os.path.exists(RAY_PYTHON):
+        return None, "no Ray venv"
+    check = subprocess.run([RAY_PYTHON, "-c", "import ray, torch"], capture_output=True,
+                           timeout=120)
+    if check.returncode:
+        return None, "Ray or torch not importable in " + RAY_PYTHON
+    return _sub([RAY_PYTHON, os.path.abspath(__file__), "--ray-gloo", *args], 900)
+
+
+def table(label, results, world):
+    lines = [f"# {label}", f"{'bytes':>12} {'time(us)':>12} {'algbw(GB/s)':>12} "
+                           f"{'busbw(GB/s)':>12}"]
+    for nbytes, t in sorted(results.items()):
+        alg = nbytes / t / 1e9
+        lines.append(f"{nbytes:>12} {t * 1e6:>12.1f} {alg:>12.3f} "
+                     f"{alg * 2 * (world - 1) / world:>12.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--world", type=int, default=2)
+    ap.add_argument("--min", type=int, default=4096)
+    ap.add_argument("--max", type=int, default=64 << 20)
+    ap.add_argument("--tiny", action="store_true", help="one small size, 2 iterations")
+    ap.add_argument("--raw-mpi", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--ray-gloo", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-ray", action="store_true")
+    a = ap.parse_args(argv)
+    if a.tiny:
+        a.min = a.max = 4096
+    size_list = sizes(a.min, a.max)
+    if a.raw_mpi:
+        return raw_mpi_main(size_list, a.tiny)
+    if a.ray_gloo:
+        return ray_gloo_main(a.world, size_list, a.tiny)
+    fwd = ["--world", str(a.world), "--min", str(a.min), "--max", str(a.max)] + \
+        (["--tiny"] if a.tiny else [])
+    results = run_zray(a.world, size_list, a.tiny)
+    raw, why = run_raw_mpi(a.world, fwd, size_list)
+    ray_res, ray_why = (None, "skipped (--no-ray)") if a.no_ray else run_ray(a.world, fwd)
+    print(f"allreduce, float32, world size {a.world}, one node")
+    for label, res in results.items():
+        print(table(label, res, a.world))
+    print(table("raw-mpi4py", raw, a.world) if raw else f"# raw-mpi4py: n/a ({why})")
+    print(table("ray-gloo", ray_res, a.world) if ray_res else f"# ray-gloo: n/a ({ray_why})")
+    print("# ratios (time of the reference / time of zray; > 1 means zray is faster)")
+    print(f"{'bytes':>12} " + " ".join(f"{lbl + '/mpi':>18}" for lbl in results) +
+          " " + " ".join(f"{lbl + '/ray':>18}" for lbl in results))
+    for nbytes in size_list:
+        cells = []
+        for ref in (raw, ray_res):
+            for label in results:
+                cells.append(f"{ref[nbytes] / results[label][nbytes]:>18.2f}" if ref
+                             else f"{'n/a':>18}")
+        print(f"{nbytes:>12} " + " ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""zray.util.collective: collective communication between zray actors and tasks.
+
+ray.util.collective's names and semantics over three backends: "cpu" (alias "gloo": shared
+memory inside a node, ZeroMQ between nodes; needs nothing installed), "mpi" (mpi4py) and
+"nccl" (CuPy). Beyond Ray: gather, scatter, alltoall, ReduceOp.AVG, subgroups (new_group),
+async_op=True returning a Work, timeout_ms on every call, and the CollectiveError family.
+See docs/collectives.md.
+"""
+from .collective import (allgather, allreduce, alltoall, barrier, broadcast,
+                         create_collective_group, destroy_collective_group, gather, get_backend,
+                         get_collective_group_size, get_config, get_group_handle, get_rank,
+                         init_collective_group, is_group_initialized, new_group, recv, reduce,
+                         reducescatter, scatter, send, set_config, synchronize)
+from .errors import (BackendUnavailableError, CollectiveArgumentError, CollectiveError,
+                     CollectiveTimeoutError, GroupBrokenError, GroupNotInitializedError,
+                     PeerDiedError)
+from .types import (AllGatherOptions, AllReduceOptions, AllToAllOptions, Backend,
+                    BarrierOptions, BroadcastOptions, CollectiveConfig, GatherOptions,
+                    RecvOptions, ReduceOp, ReduceOptions, ReduceScatterOptions, ScatterOptions,
+                    SendOptions)
+from .work import Work
+
+
+def _backend_available(module):
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+def nccl_available():
+    return _backend_available("cupy")
+
+
+def gloo_available():
+    """The cpu backend stands in for gloo and needs nothing: always True."""
+    return True
+
+
+def mpi_available():
+    return _backend_available("mpi4py")
+
+
+def init_collective_group_from_world(backend="mpi", group_name="default", **kwargs):
+    """Under an MPI launcher: the job's COMM_WORLD becomes the group (no rendezvous)."""
+    from .backends.mpi import init_from_world
+    return init_from_world(backend, group_name, **kwargs)
+
+
+__all__ = [
+    "AllGatherOptions", "AllReduceOptions", "AllToAllOptions", "Backend",
+    "BackendUnavailableError", "BarrierOptions", "BroadcastOptions", "CollectiveArgumentError",
+    "CollectiveConfig", "CollectiveError", "CollectiveTimeoutError", "GatherOptions",
+    "GroupBrokenError", "GroupNotInitializedError", "PeerDiedError", "RecvOptions", "ReduceOp",
+    "ReduceOptions", "ReduceScatterOptions", "ScatterOptions", "SendOptions", "Work",
+    "allgather", "allreduce", "alltoall", "barrier", "broadcast", "create_collective_group",
+    "destroy_collective_group", "gather", "get_backend", "get_collective_group_size",
+    "get_config", "get_group_handle", "get_rank", "gloo_available",
+    "init_collective_group", "init_collective_group_from_world", "is_group_initialized",
+    "mpi_available", "nccl_available", "new_group", "recv", "reduce", "reducescatter",
+    "scatter", "send", "set_config", "synchronize",
+]

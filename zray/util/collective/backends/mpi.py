@@ -1,0 +1,288 @@
+"""The mpi backend (mpi4py; MPICH >= 4.3 and < 5 for groups of actors).
+
+Two ways to form a group:
+  * actors (processes zray forked, never started by mpiexec): MPI starts lazily in the actor
+    (a singleton); rank 0 opens a port and passes its name through the rendezvous; the group
+    grows one member at a time: the members so far Accept together, the newcomer Connects,
+    and the inter-communicator is Merged; a final Split orders the ranks. Never fork after
+    this (zray's workers are forked from the zygote before).
+  * init_from_world(): under mpiexec/srun the group is a duplicate of COMM_WORLD.
+Every call is nonblocking underneath (Iallreduce, Ibcast, ...) and polled with Test: spin
+first, then sleep, checking the deadline and the peers (by process, same node) every
+liveness_interval_ms, so that a dead member or a timeout is an error instead of a hang. An
+MPI collective cannot be cancelled: after such an error the communicator is abandoned and
+the group broken. With verify_calls, every collective first compares (size, dtype, root,
+op) over the group with one tiny MIN-allreduce, so mismatched shapes raise an argument error
+on every rank instead of corrupting memory.
+"""
+import importlib.util
+import logging
+import socket
+import time
+
+import numpy as np
+
+from ..errors import (CollectiveArgumentError, CollectiveError, CollectiveTimeoutError,
+                      PeerDiedError)
+from ..types import ReduceOp
+from .base import BaseGroup, MemberInfo
+from .liveness import LocalPeers, ProcessId
+
+log = logging.getLogger("zray.util.collective")
+_OPS = {"barrier": 1, "allreduce": 2, "reduce": 3, "broadcast": 4, "allgather": 5,
+        "reducescatter": 6, "gather": 7, "scatter": 8, "alltoall": 9}
+
+
+def mpi_available():
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+def _mpi():
+    from mpi4py import MPI          # starts MPI in this process on first import
+    return MPI
+
+
+def _mpi_op(MPI, op):
+    return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
+            ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}[op]
+
+
+def _dtype_code(dtype):
+    s = np.dtype(dtype).str.encode()
+    return int.from_bytes(s[:8].ljust(8, b"\0"), "little", signed=True)
+
+
+class MpiGroup(BaseGroup):
+    backend = "mpi"
+    use_shm = False
+
+    def __init__(self, name, world_size, rank, config, node_id):
+        super().__init__(name, world_size, rank, config)
+        self.node_id = node_id
+        self.MPI = _mpi()
+        self.comm = None
+        self.port = None
+        self.peers = LocalPeers(name, rank, {})
+        self.verify = config.verify_calls
+
+    # -- formation -------------------------------------------------------------------------
+    def my_info(self):
+        extra = {}
+        if self.rank == 0 and self.world_size > 1:
+            self.port = self.MPI.Open_port()
+            extra["port"] = self.port
+        return MemberInfo(self.rank, self.node_id, ProcessId.current(), "", extra)
+
+    def form(self, members, deadline):
+        MPI = self.MPI
+        self.peers = LocalPeers(self.name, self.rank,
+                                {m.rank: m.process for m in members
+                                 if m.node_id == self.node_id and m.rank != self.rank})
+        if self.world_size == 1:
+            self.comm = MPI.COMM_SELF.Dup()
+            return
+        port = members[0].extra["port"]
+        t0 = time.perf_counter()
+        if self.rank == 0:
+            comm = MPI.COMM_SELF
+        else:
+            inter = MPI.COMM_SELF.Connect(port, MPI.INFO_NULL, 0)
+            comm = inter.Merge(True)
+            inter.Disconnect()
+        while comm.Get_size() < self.world_size:
+            inter = comm.Accept(port, MPI.INFO_NULL, 0)
+            merged = inter.Merge(False)
+            inter.Disconnect()
+            if comm is not MPI.COMM_SELF:
+                comm.Free()
+            comm = merged
+        self.comm = comm.Split(0, self.rank)
+        if comm is not MPI.COMM_SELF:
+            comm.Free()
+        if self.rank == 0:
+            MPI.Close_port(port)
+            self.port = None
+        assert self.comm.Get_rank() == self.rank   # Split by key: cannot differ
+        log.debug("mpi group %r joined in %.1f ms", self.name, (time.perf_counter() - t0) * 1e3)
+
+    @classmethod
+    def from_comm(cls, comm, name, config):
+        """A group over an existing communicator (the job's COMM_WORLD, duplicated)."""
+        MPI = _mpi()
+        self = cls.__new__(cls)
+        BaseGroup.__init__(self, name, comm.Get_size(), comm.Get_rank(), config)
+        self.MPI, self.port, self.verify = MPI, None, config.verify_calls
+        self.comm = comm.Dup()
+        self.node_id = socket.gethostname()
+        procs = self.comm.allgather((self.node_id, ProcessId.current()))
+        self.peers = LocalPeers(name, self.rank, {r: p for r, (node, p) in enumerate(procs)
+                                                  if node == self.node_id and r != self.rank})
+        return self
+
+    def subgroup(self, ranks, name, timeout_ms=None):
+        """MPI_Comm_create_group over `ranks` (collective over those ranks only)."""
+        sub = self.comm.Create_group(self.comm.Get_group().Incl(ranks), tag=11)
+        g = MpiGroup.__new__(MpiGroup)
+        BaseGroup.__init__(g, name, len(ranks), ranks.index(self.rank), self.config)
+        g.MPI, g.port, g.verify, g.node_id, g.comm = self.MPI, None, self.verify, \
+            self.node_id, sub
+        g.peers = LocalPeers(name, g.rank, {ranks.index(r): p for r, p in self.peers.peers.items()
+                                            if r in ranks})
+        return g
+
+    def destroy(self):
+        if self.port is not None:
+            self.MPI.Close_port(self.port)
+            self.port = None
+        if self.comm is not None and not getattr(self, "_abandoned", False):
+            try:
+                self.comm.Free()
+            except self.MPI.Exception as exc:
+                log.debug("freeing the communicator of %r: %r", self.name, exc)
+        self.comm = None
+
+    def abort(self):
+        self._abandoned = True      # a pending collective may still reference it
+
+    # -- waiting ---------------------------------------------------------------------------
+    def _wait(self, req, deadline, what):
+        MPI = self.MPI
+        try:
+            for _ in range(self.config.spin_iterations):
+                if req.Test():
+                    return
+            interval = self.config.liveness_interval_ms / 1000
+            next_check = time.monotonic() + interval
+            pause = 1e-5
+            while not req.Test():
+                time.sleep(pause)
+                pause = min(pause * 2, 1e-3)
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + interval
+                    self.peers.check()
+                    if now >= deadline:
+                        raise CollectiveTimeoutError(f"{what} timed out", group=self.name,
+                                                     rank=self.rank)
+        except MPI.Exception as exc:
+            text = exc.Get_error_string()
+            if exc.Get_error_class() == MPI.ERR_TRUNCATE:
+                raise CollectiveArgumentError(f"{what}: mismatched sizes ({text})",
+                                              group=self.name, rank=self.rank) from None
+            raise CollectiveError(f"{what}: MPI error {text}", group=self.name,
+                                  rank=self.rank) from None
+
+    def _verify(self, op_name, array, root, op, deadline):
+        """Every rank compares (op, size, dtype, root, reduce op) with one MIN-allreduce."""
+        if not self.verify or self.world_size == 1:
+            return
+        fields = [_OPS[op_name], array.size if array is not None else -1,
+                  _dtype_code(array.dtype) if array is not None else 0, root,
+                  op.value if op is not None else -1]
+        mine = np.array(fields + [-f for f in fields], dtype=np.int64)
+        out = np.empty_like(mine)
+        self._wait(self.comm.Iallreduce(mine, out, self.MPI.MIN), deadline, op_name)
+        k = len(fields)
+        if not np.array_equal(out[:k], -out[k:]):
+            raise CollectiveArgumentError(
+                f"mismatched {op_name}: the ranks passed different sizes, dtypes, roots or "
+                f"ops (mine: {array.size if array is not None else '-'} elements of "
+                f"{array.dtype if array is not None else '-'}, root {root})",
+                group=self.name, rank=self.rank)
+
+    # -- operations ------------------------------------------------------------------------
+    def barrier(self, deadline):
+        self._wait(self.comm.Ibarrier(), deadline, "barrier")
+
+    def allreduce(self, view, op, deadline):
+        a = view.flat()
+        self._verify("allreduce", a, 0, op, deadline)
+        self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, a, _mpi_op(self.MPI, op)),
+                   deadline, "allreduce")
+        if op is ReduceOp.AVG:
+            np.divide(a, self.world_size, out=a)
+
+    def reduce(self, view, op, root, deadline):
+        a = view.flat()
+        self._verify("reduce", a, root, op, deadline)
+        mop = _mpi_op(self.MPI, op)
+        if self.rank == root:
+            req = self.comm.Ireduce(self.MPI.IN_PLACE, a, mop, root)
+        else:
+            req = self.comm.Ireduce(a, None, mop, root)
+        self._wait(req, deadline, "reduce")
+        if op is ReduceOp.AVG and self.rank == root:
+            np.divide(a, self.world_size, out=a)
+
+    def broadcast(self, view, root, deadline):
+        a = view.flat()
+        self._verify("broadcast", a, root, None, deadline)
+        self._wait(self.comm.Ibcast(a, root), deadline, "broadcast")
+
+    def allgather(self, outs, view, deadline):
+        a = view.flat()
+        self._verify("allgather", a, 0, None, deadline)
+        buf = np.empty((self.world_size, a.size), a.dtype)
+        self._wait(self.comm.Iallgather(a, buf), deadline, "allgather")
+        for k, o in enumerate(outs):
+            o.flat()[:] = buf[k]
+
+    def gather(self, outs, view, root, deadline):
+        a = view.flat()
+        self._verify("gather", a, root, None, deadline)
+        buf = np.empty((self.world_size, a.size), a.dtype) if self.rank == root else None
+        self._wait(self.comm.Igather(a, buf, root), deadline, "gather")
+        if outs is not None:
+            for k, o in enumerate(outs):
+                o.flat()[:] = buf[k]
+
+    def reducescatter(self, out, ins, op, deadline):
+        a = out.flat()
+        self._verify("reducescatter", a, 0, op, deadline)
+        src = np.concatenate([v.flat() for v in ins])
+        self._wait(self.comm.Ireduce_scatter_block(src, a, _mpi_op(self.MPI, op)), deadline,
+                   "reducescatter")
+        if op is ReduceOp.AVG:
+            np.divide(a, self.world_size, out=a)
+
+    def scatter(self, out, ins, root, deadline):
+        a = out.flat()
+        self._verify("scatter", a, root, None, deadline)
+        src = np.concatenate([v.flat() for v in ins]) if self.rank == root else None
+        self._wait(self.comm.Iscatter(src, a, root), deadline, "scatter")
+
+    def alltoall(self, outs, ins, deadline):
+        src = np.concatenate([v.flat() for v in ins])
+        self._verify("alltoall", ins[0].flat(), 0, None, deadline)
+        buf = np.empty_like(src)
+        self._wait(self.comm.Ialltoall(src, buf), deadline, "alltoall")
+        m = ins[0].array.size
+        for k, o in enumerate(outs):
+            o.flat()[:] = buf[k * m:(k + 1) * m]
+
+    def send(self, view, dst, deadline):
+        self._wait(self.comm.Isend(view.flat(), dst, 7), deadline, f"send to {dst}")
+
+    def recv(self, view, src, deadline):
+        self._wait(self.comm.Irecv(view.flat(), src, 7), deadline, f"recv from {src}")
+
+
+def init_from_world(backend="mpi", group_name="default", *, config=None):
+    """Make the MPI job's COMM_WORLD the group `group_name` (every rank calls this)."""
+    from .. import collective as api
+    from ..types import normalize_backend
+    backend = normalize_backend(backend)
+    if backend != "mpi":
+        raise CollectiveArgumentError(
+            f"init_collective_group_from_world supports backend 'mpi', got {backend!r}",
+            group=group_name)
+    if not mpi_available():
+        from ..errors import BackendUnavailableError
+        raise BackendUnavailableError("the mpi backend needs mpi4py", group=group_name)
+    MPI = _mpi()
+    impl = MpiGroup.from_comm(MPI.COMM_WORLD, group_name, config or api.get_config())
+    api._register(group_name, impl)
+    return impl.rank, impl.world_size
+
+
+__all__ = ["MpiGroup", "init_from_world", "mpi_available", "PeerDiedError"]

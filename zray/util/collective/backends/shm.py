@@ -1,0 +1,267 @@
+"""Collectives inside one node through one shared-memory segment per group.
+
+Layout (every word an int64; each rank's counter on its own 64-byte line):
+    word 0                    abort word: 0, or 1 + the rank that gave up
+    line 1 + r                rank r's step counter (monotonic for the group's lifetime)
+    line 1 + n + 2r + parity  rank r's descriptor of its current op (seq, op, size, dtype, root)
+    data                      2 buffer sets (double buffering) x n slots x slot_bytes
+
+A barrier is "store my counter = step; wait until every counter >= step": a spin on flags,
+then sched_yield, with the abort word, the peers' processes and the deadline checked every
+liveness_interval_ms. One chunk iteration of a reduction:
+    1. copy in   each rank copies its chunk into its own slot           barrier
+    2. reduce    rank r reduces part r of the chunk over all slots
+                 into slot 0 of the set                                 barrier
+    3. copy out  each rank copies the reduced chunk where it wants it
+Iteration i uses set i % 2: passing barrier i-1 proves every rank finished reading set
+i % 2 of iteration i-2, so a third barrier is not needed. The descriptors are compared at
+the first barrier of every op: all ranks see the same table and raise the same
+CollectiveArgumentError for mismatched shapes, and the group stays usable.
+"""
+import logging
+import mmap
+import os
+import time
+
+import numpy as np
+
+from ..errors import CollectiveArgumentError, CollectiveTimeoutError, PeerDiedError
+
+log = logging.getLogger("zray.util.collective")
+
+LINE = 8          # int64 words per 64-byte line
+OPS = {"barrier": 1, "allreduce": 2, "reduce": 3, "broadcast": 4, "allgather": 5,
+       "reducescatter": 6, "gather": 7, "scatter": 8, "alltoall": 9}
+
+
+def segment_bytes(n, slot_bytes):
+    return _data_offset(n) + 2 * n * slot_bytes
+
+
+def _data_offset(n):
+    return 64 * (1 + n + 2 * n)
+
+
+class Pieces:
+    """Arrays seen as one virtual flat array (a list of tensors as a concatenation)."""
+
+    def __init__(self, arrays):
+        self.arrays, self.offsets, pos = [a.reshape(-1) for a in arrays], [], 0
+        for a in self.arrays:
+            self.offsets.append(pos)
+            pos += a.size
+        self.size = pos
+
+    def _overlaps(self, start, stop):
+        for off, a in zip(self.offsets, self.arrays):
+            lo, hi = max(start, off), min(stop, off + a.size)
+            if lo < hi:
+                yield a, lo - off, hi - off, lo - start, hi - start
+
+    def read(self, start, stop, out):
+        for a, a0, a1, o0, o1 in self._overlaps(start, stop):
+            out[o0:o1] = a[a0:a1]
+
+    def write(self, start, stop, src):
+        for a, a0, a1, s0, s1 in self._overlaps(start, stop):
+            a[a0:a1] = src[s0:s1]
+
+
+class ShmSegment:
+    """One group's segment, mapped by every member on this node (all members, here)."""
+
+    def __init__(self, name, n, rank, slot_bytes, group, config, local_peers):
+        self.name, self.n, self.rank, self.slot_bytes = name, n, rank, slot_bytes
+        self.group, self.config, self.peers = group, config, local_peers
+        size = segment_bytes(n, slot_bytes)
+        path = f"/dev/shm/{name}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self.mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self.path = path
+        words = np.frombuffer(self.mm, dtype=np.int64, count=_data_offset(n) // 8)
+        self.abort_word = words[0:1]
+        self.counters = words[LINE:LINE * (1 + n):LINE]
+        self.desc = words[LINE * (1 + n):].reshape(n, 2, LINE)
+        data = np.frombuffer(self.mm, dtype=np.uint8, offset=_data_offset(n))
+        self.slots = data.reshape(2, n, slot_bytes)
+        self.step = 0          # my last barrier step
+        self.iteration = 0     # chunk iterations so far (selects the buffer set)
+        self.op_seq = 0
+        self.unlinked = False
+
+    # -- flags -----------------------------------------------------------------------------
+    def barrier_wait(self, deadline):
+        self.step += 1
+        self.counters[self.rank] = self.step
+        target, counters, spin = self.step, self.counters, self.config.spin_iterations
+        interval = self.config.liveness_interval_ms / 1000
+        next_check = time.monotonic() + interval
+        polls = 0
+        while counters.min() < target:
+            if self.abort_word[0]:
+                self._raise_aborted()
+            polls += 1
+            if polls > spin:
+                os.sched_yield()
+                if polls > spin + 1000:
+                    time.sleep(0.00005)
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + interval
+                    if now >= deadline:
+                        self.abort()
+                        late = [r for r in range(self.n) if counters[r] < target]
+                        raise CollectiveTimeoutError(
+                            "timed out in a shared-memory barrier waiting for ranks "
+                            f"{late}", group=self.group, rank=self.rank,
+                            peer=late[0] if late else None)
+                    try:
+                        self.peers.check()
+                    except PeerDiedError:
+                        self.abort()
+                        raise
+
+    def _raise_aborted(self):
+        who = int(self.abort_word[0]) - 1
+        raise PeerDiedError("the member gave up its call (it timed out or saw a member die)",
+                            group=self.group, rank=self.rank, peer=who)
+
+    def abort(self):
+        if not self.abort_word[0]:
+            self.abort_word[0] = self.rank + 1
+
+    def unlink(self):
+        if not self.unlinked:
+            self.unlinked = True
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def close(self):
+        self.unlink()
+        self.abort_word = self.counters = self.desc = self.slots = None
+        try:
+            self.mm.close()
+        except BufferError:      # a view still exported: the mapping goes with the process
+            log.debug("segment %s still referenced at close", self.name)
+
+    # -- op framing ------------------------------------------------------------------------
+    def begin(self, op, size, dtype, root, deadline):
+        """Publish my descriptor, wait for all, compare: every rank raises the same error."""
+        self.op_seq += 1
+        parity = self.op_seq % 2
+        mine = np.array([self.op_seq, OPS[op], size, _dtype_code(dtype), root], dtype=np.int64)
+        self.desc[self.rank, parity, :5] = mine
+        self.barrier_wait(deadline)
+        table = self.desc[:, parity, :5].copy()
+        for peer in range(self.n):
+            theirs = table[peer]
+            if theirs[0] != self.op_seq:
+                self.abort()
+                raise PeerDiedError(f"out of step (op {theirs[0]} vs {self.op_seq})",
+                                    group=self.group, rank=self.rank, peer=peer)
+            if not np.array_equal(theirs, table[0]):
+                raise CollectiveArgumentError(
+                    f"mismatched {op}: rank 0 passed {_describe(table[0])}, rank {peer} "
+                    f"passed {_describe(theirs)}", group=self.group, rank=self.rank, peer=peer)
+
+    def _set(self):
+        self.iteration += 1
+        return self.slots[self.iteration % 2]
+
+    # -- operations ------------------------------------------------------------------------
+    def barrier(self, deadline):
+        self.begin("barrier", 0, np.uint8, 0, deadline)
+
+    def reduce_like(self, op_name, src, dst, dtype, reduce_into, avg_n, root, deadline):
+        """src: my Pieces (length L) or None; dst: (virtual start, Pieces) to fill or None."""
+        dtype = np.dtype(dtype)
+        length = src.size
+        self.begin(op_name, length, dtype, root, deadline)
+        per_slot = self.slot_bytes // dtype.itemsize
+        bounds = [(i * per_slot // self.n, (i + 1) * per_slot // self.n) for i in range(self.n)]
+        for start in range(0, length, per_slot):
+            stop = min(length, start + per_slot)
+            count = stop - start
+            slots = self._set()
+            mine = slots[self.rank].view(dtype)
+            src.read(start, stop, mine[:count])
+            self.barrier_wait(deadline)
+            lo, hi = bounds[self.rank]
+            hi = min(hi, count)
+            if lo < hi:
+                acc = slots[0].view(dtype)[lo:hi]
+                for peer in range(1, self.n):
+                    reduce_into(acc, slots[peer].view(dtype)[lo:hi])
+                if avg_n:
+                    np.divide(acc, avg_n, out=acc)
+            self.barrier_wait(deadline)
+            if dst is not None:
+                base, pieces = dst
+                lo, hi = max(start, base), min(stop, base + pieces.size)
+                if lo < hi:
+                    pieces.write(lo - base, hi - base, slots[0].view(dtype)[lo - start:hi - start])
+
+    def broadcast_like(self, op_name, length, src, dst, dtype, root, deadline):
+        """The root's src (virtual length L) reaches every dst (start, Pieces) chunk by chunk."""
+        dtype = np.dtype(dtype)
+        self.begin(op_name, length, dtype, root, deadline)
+        per_set = self.slot_bytes * self.n // dtype.itemsize     # the whole set is one buffer
+        for start in range(0, length, per_set):
+            stop = min(length, start + per_set)
+            flat = self._set().reshape(-1).view(dtype)
+            if self.rank == root:
+                src.read(start, stop, flat[:stop - start])
+            self.barrier_wait(deadline)
+            if dst is not None:
+                base, pieces = dst
+                lo, hi = max(start, base), min(stop, base + pieces.size)
+                if lo < hi:
+                    pieces.write(lo - base, hi - base, flat[lo - start:hi - start])
+
+    def gather_like(self, op_name, mine, outs, dtype, root, deadline):
+        """Each rank's `mine` (flat, m elements) lands in outs[k] on ranks that pass outs."""
+        dtype = np.dtype(dtype)
+        m = mine.size
+        self.begin(op_name, m, dtype, root, deadline)
+        per_slot = self.slot_bytes // dtype.itemsize
+        for start in range(0, m, per_slot):
+            stop = min(m, start + per_slot)
+            slots = self._set()
+            slots[self.rank].view(dtype)[:stop - start] = mine[start:stop]
+            self.barrier_wait(deadline)
+            if outs is not None:
+                for k in range(self.n):
+                    outs[k][start:stop] = slots[k].view(dtype)[:stop - start]
+
+    def alltoall(self, ins, outs, dtype, deadline):
+        dtype = np.dtype(dtype)
+        m = ins[0].size
+        self.begin("alltoall", m, dtype, 0, deadline)
+        per = self.slot_bytes // dtype.itemsize // self.n
+        for start in range(0, m, per):
+            stop = min(m, start + per)
+            c = stop - start
+            slots = self._set()
+            mine = slots[self.rank].view(dtype)
+            for k in range(self.n):
+                mine[k * per:k * per + c] = ins[k][start:stop]
+            self.barrier_wait(deadline)
+            for k in range(self.n):
+                outs[k][start:stop] = slots[k].view(dtype)[self.rank * per:self.rank * per + c]
+
+
+def _dtype_code(dtype):
+    s = np.dtype(dtype).str.encode()
+    return int.from_bytes(s[:8].ljust(8, b"\0"), "little", signed=True)
+
+
+def _describe(row):
+    code = int(row[3]).to_bytes(8, "little", signed=True).rstrip(b"\0").decode(errors="replace")
+    return f"{int(row[2])} elements of {code} (root {int(row[4])})"
