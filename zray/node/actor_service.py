@@ -247,6 +247,8 @@ class ActorService(Service):
         self.run(self.directory.handle_worker_died(worker_id, detail))
 
     def client_gone(self, gone):
+        if gone.kind is None:
+            return
         self.run(self.directory.handle_client_gone(gone.address))
 
     def job_finished(self, job_id):

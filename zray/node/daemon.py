@@ -2,7 +2,7 @@
 
 The daemon keeps the loop, the processes (pidfds, the zygote, the client table) and an ordered
 list of services (service.py): each serves its own messages and reacts to the lifecycle events
-the daemon fans out from one place (`_fan_out`). Messages are decoded by the services and handed
+the daemon fans out from one place (services.py, `NodeServices`). Messages are decoded by the services and handed
 to the state machines (LocalScheduler, ActorDirectory, ...); the actions those return are carried
 out by the services. Processes are watched with pidfds, so a death is seen at once, whether or
 not the process was our child.
@@ -20,7 +20,7 @@ import time
 
 # The zygote must be forked before any thread or ZeroMQ context exists in this process.
 from .processes import Client, ClientTable, WorkerProcess, kill_pid, pid_alive
-from ..transport.address import ipc_path, node_of
+from ..transport.address import ipc_path
 from .zygote import Zygote
 
 log = logging.getLogger("zray.node")
@@ -30,29 +30,18 @@ class NodeDaemon:
     def __init__(self, args, zygote):
         import zmq
         from .. import _native
-        from ..mesh.ring import HashRing
         from ..scheduling.local_scheduler import LocalScheduler
         from ..scheduling.resources import to_units
         from ..store.object_store import ObjectStore
         from ..store.region import Region
         from ..transport import wire
         from ..transport.zmq_transport import Transport, TransportClosed
-        from .actor_host_service import ActorHostService
-        from .actor_replicas import ActorReplicaService
-        from .actor_service import ActorService
-        from .function_service import FunctionService
-        from .kv_service import KvService
         from .mesh_service import MeshService
-        from .name_service import NameService
-        from .object_service import ObjectService
-        from .pg_service import PlacementGroupService
-        from .routing_service import RoutingService
-        from .service import Membership, NodeContext, build_handler_table, overrides
-        from .task_service import TaskService
+        from .service import Membership, NodeContext
+        from .services import NodeServices
 
         self.zmq = zmq
         self.wire = wire
-        self.HashRing = HashRing
         self.TransportClosed = TransportClosed
         self.args = args
         self.zygote = zygote
@@ -88,23 +77,11 @@ class NodeDaemon:
             clients=self.table, start_worker=self.start_worker, kill_pid=kill_pid,
             hostname=self.hostname, node_ip=args.node_ip)
         ctx = self.ctx
-        # The services, in the order every event reaches them.
-        self.mesh = MeshService(ctx, self.transport, args, self.on_member)
-        self.objects = ObjectService(ctx)
-        self.functions = FunctionService(ctx)
-        self.tasks = TaskService(ctx)
-        self.routing = RoutingService(ctx, self.tasks, self.functions)
-        self.hosting = ActorHostService(ctx, self.tasks)
-        self.names = NameService(ctx)
-        self.actors = ActorService(ctx, self.tasks, self.routing, self.names, self.hosting)
-        self.replicas = ActorReplicaService(ctx, self.actors, self.functions)
-        self.groups = PlacementGroupService(ctx, self.tasks, self.routing, self.names,
-                                            self.actors, self.hosting, self.mesh.refresh_meta)
-        self.kv = KvService(ctx)
-        self.services = [self.mesh, self.objects, self.functions, self.hosting, self.tasks,
-                         self.routing, self.actors, self.names, self.replicas, self.groups, self.kv]
-        self.handlers = build_handler_table([self] + self.services)
-        self._tickers = [s.tick for s in self.services if overrides(s, "tick")]
+        self.mesh = MeshService(ctx, self.transport, args,
+                                lambda kind, member: self.services.on_member(kind, member))
+        self.services = NodeServices(ctx, self.mesh, forget=self.transport.forget,
+                                     more_handlers=[self])
+        self.tasks = self.services.tasks
         self.mesh.start()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
@@ -112,26 +89,26 @@ class NodeDaemon:
             self.tasks.run(self.scheduler.handle_prestart(args.job_id, args.prestart))
 
     def handlers(self):
-        """The daemon's own messages: its clients, and deaths it hears of from peers."""
+        """The daemon's own messages: its clients."""
         wire = self.wire
         return {
             wire.REGISTER_CLIENT: self.on_register_client,
             wire.CLIENT_EXIT: self.on_client_exit,
             wire.SHUTDOWN_NODE: self.on_shutdown,
             wire.CLUSTER_INFO: self.on_cluster_info,
-            wire.PEER_CLIENT_GONE: self.on_peer_client_gone,
         }
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self):
         zmq = self.zmq
         recv = self.transport.recv
-        handlers = self.handlers
+        handlers = self.services.handler_table
+        tickers = self.services.tickers
         poll_ms = 50 if self.membership.in_mesh else 1000
         while self.running:
             events = dict(self.poller.poll(poll_ms))
             now = time.monotonic()
-            for tick in self._tickers:
+            for tick in tickers:
                 tick(now)
             for _ in range(10_000):
                 try:
@@ -181,48 +158,6 @@ class NodeDaemon:
             return self.send(address, msg_type, (req_id, None, RaySystemError(
                 f"the zray node could not send its reply ({self.wire.NAMES.get(msg_type)}): "
                 f"{type(exc).__name__}: {exc}")))
-
-    # -- the one place lifecycle events are fanned out ----------------------------------------
-    def _fan_out(self, hook, *args):
-        for service in self.services:
-            getattr(service, hook)(*args)
-
-    def on_member(self, kind, member):
-        """A SWIM event (from MeshService)."""
-        if kind == "join":
-            self._fan_out("member_joined", member)
-        elif kind == "update":
-            self._fan_out("member_updated", member)
-        elif kind in ("dead", "leave"):
-            self._member_gone(member)
-        if kind != "update":
-            live = self.membership.live_nodes()
-            if live != self.membership.ring.members():
-                ring = self.HashRing(live)
-                self.membership.set_ring(ring)
-                self._fan_out("ring_changed", ring)
-
-    def _member_gone(self, member):
-        for address in self.table.addresses():
-            self.send(address, self.wire.NODE_DIED, (member.name, member.address))
-        self._fan_out("member_gone", member)
-        # Drivers that lived there: their jobs end here too.
-        for job_id, driver in self.table.remote_drivers_on(node_of, member.name):
-            self._client_gone_everywhere(driver, "driver", job_id, local=False)
-
-    def _client_gone_everywhere(self, address, kind, job_id, local):
-        from .service import ClientGone
-        self.transport.forget(address)
-        for other in self.table.addresses():
-            self.send(other, self.wire.CLIENT_DIED, (address,))
-        self._fan_out("client_gone", ClientGone(address, kind, job_id, local))
-        if kind == "driver":
-            self.table.driver_gone(job_id, address)
-            self._fan_out("job_finished", job_id)
-
-    def on_peer_client_gone(self, sender, payload, frames):
-        address, kind, job_id = payload
-        self._client_gone_everywhere(address, kind, job_id, local=False)
 
     # -- processes -----------------------------------------------------------------------------
     def _watch_pid(self, pid, what):
@@ -276,7 +211,7 @@ class NodeDaemon:
         self.table.workers.pop(worker.worker_id, None)
         self._unwatch(worker.pidfd)
         if worker.registered:
-            self._fan_out("worker_died", worker.worker_id, self._log_tail(worker.worker_id))
+            self.services.worker_died(worker.worker_id, self._log_tail(worker.worker_id))
         else:
             self.scheduler.handle_worker_start_failed(worker.job_id)
         if worker.address:
@@ -290,16 +225,10 @@ class NodeDaemon:
                 os.unlink(path)   # a killed process leaves its socket file
             except OSError:
                 pass
-        if client is None:
-            # Never registered (or already gone): only what it may have left here.
-            from .service import ClientGone
-            self.store.client_gone(address)
-            self.transport.forget(address)
-            self.tasks.client_gone(ClientGone(address, "unknown", None, True))
-            self.routing.client_gone(ClientGone(address, "unknown", None, True))
-            return
-        self._unwatch(client.pidfd)
-        self._client_gone_everywhere(address, client.kind, client.job_id, local=True)
+        if client is not None:
+            self._unwatch(client.pidfd)
+        self.services.client_gone(address, client.kind if client else None,
+                                  client.job_id if client else None, local=True)
 
     def _log_tail(self, worker_id, max_bytes=2000):
         parts = []
@@ -380,7 +309,7 @@ class NodeDaemon:
             return
         self._shut_down = True
         self.mesh.leave()
-        self._fan_out("close")
+        self.services.fan_out("close")
         if self.args.node_file:
             from .local_node import remove_node_file
             remove_node_file(os.getpid())

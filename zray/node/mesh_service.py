@@ -123,7 +123,7 @@ class MeshService(Service):
 
     def client_gone(self, gone):
         """A driver or worker of this node died: every peer hears of it (PEER_CLIENT_GONE)."""
-        if self.swim is None or not gone.local:
+        if self.swim is None or not gone.local or gone.kind is None:
             return
         for member in self.swim.members.values():
             if member.name != self.ctx.node_id and member.state in (ALIVE, SUSPECT):

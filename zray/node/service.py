@@ -31,7 +31,7 @@ from ..mesh.swim import ALIVE, SUSPECT
 class ClientGone:
     """A driver or worker process died. `local`: it was a client of this node."""
     address: str
-    kind: str        # "driver" | "worker"
+    kind: str        # "driver" | "worker" | None: a process of this node that never registered
     job_id: str
     local: bool
 

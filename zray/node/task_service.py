@@ -18,6 +18,7 @@ from ..scheduling.local_scheduler import (Cancelled, Dispatch, Failed, GroupRemo
 from ..scheduling.resources import from_units
 from ..scheduling.task_spec import ACTOR_CREATION
 from ..transport import wire
+from ..transport.address import node_of
 from .service import Service
 
 log = logging.getLogger("zray.node")
@@ -82,11 +83,16 @@ class TaskService(Service):
     def client_gone(self, gone):
         self.run(self.scheduler.handle_owner_died(gone.address))
 
+    def member_gone(self, member):
+        """Processes that lived there: the tasks they own stop here."""
+        for owner in self.scheduler.owners():
+            if node_of(owner) == member.name:
+                self.run(self.scheduler.handle_owner_died(owner))
+
     def job_finished(self, job_id):
         self.run(self.scheduler.handle_job_finished(job_id))
 
     def worker_died(self, worker_id, detail):
-        """A worker of this node exited (the daemon calls this before the actor service)."""
         self.run(self.scheduler.handle_worker_died(worker_id), detail)
 
     # -- the interface ---------------------------------------------------------------------------
