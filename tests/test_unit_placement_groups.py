@@ -3,10 +3,11 @@ rollback, rescheduling after a node death, and the scheduler's hooks."""
 import pytest
 
 from zray.scheduling import placement_groups as pgm
-from zray.scheduling.local_scheduler import LocalScheduler, Task
-from zray.scheduling.placement_groups import (BundleReservations, Group, PlacementGroupManager,
-                                              bundle_resources, original_resources, plan_bundles,
-                                              rewrite_request)
+from zray.scheduling.local_scheduler import Dispatch, GroupRemoved, GroupWorker, LocalScheduler, Task
+from zray.scheduling.placement_groups import (BundleReservations, Commit, Group,
+                                              PlacementGroupManager, Prepare, Release, Removed,
+                                              Waited, bundle_resources, original_resources,
+                                              plan_bundles, rewrite_request)
 from zray.scheduling.task_spec import TaskSpec
 
 U = 10_000
@@ -78,25 +79,26 @@ def test_prepare_then_commit_on_every_node_then_ready():
     group = _created(m, strategy="SPREAD")
     assert m.handle_wait("P", "w1", deadline=10) == []
     actions = m.handle_place(nodes(a=1, b=1), now=0)
-    assert sorted((a[0], a[1], a[4]) for a in actions) == [
-        ("prepare", "a", [(0, cpu(1))]), ("prepare", "b", [(1, cpu(1))])]
-    round_id = actions[0][3]
+    assert sorted((a.node_id, a.items) for a in actions) == [
+        ("a", [(0, cpu(1))]), ("b", [(1, cpu(1))])]
+    assert all(type(a) is Prepare for a in actions)
+    round_id = actions[0].round_id
     assert m.handle_place(nodes(a=1, b=1), now=0) == []          # a round is in flight
     assert m.handle_prepared("P", round_id, "a", True, now=0) == []
     done = m.handle_prepared("P", round_id, "b", True, now=0)
-    assert sorted(a[:2] for a in done if a[0] == "commit") == [("commit", "a"), ("commit", "b")]
-    assert ("waited", "w1", True) in done
+    assert sorted(a.node_id for a in done if type(a) is Commit) == ["a", "b"]
+    assert Waited("w1", True) in done
     assert group.state == pgm.CREATED and group.nodes == ["a", "b"]
-    assert m.handle_wait("P", "w2", deadline=10) == [("waited", "w2", True)]
+    assert m.handle_wait("P", "w2", deadline=10) == [Waited("w2", True)]
 
 
 def test_a_no_rolls_the_round_back_and_it_is_retried_later():
     m = PlacementGroupManager("a")
     group = _created(m, strategy="SPREAD")
-    round_id = m.handle_place(nodes(a=1, b=1), now=0)[0][3]
+    round_id = m.handle_place(nodes(a=1, b=1), now=0)[0].round_id
     m.handle_prepared("P", round_id, "a", True, now=0)
     undo = m.handle_prepared("P", round_id, "b", False, now=0)
-    assert sorted(undo) == [("release", "a", "P", [0]), ("release", "b", "P", [1])]
+    assert sorted(undo, key=lambda a: a.node_id) == [Release("a", "P", [0]), Release("b", "P", [1])]
     assert group.state == pgm.PENDING and group.round is None
     assert m.handle_prepared("P", round_id, "b", True, now=0) == []    # late answer: ignored
     assert m.handle_place(nodes(a=1, b=1), now=0.1) == []              # not before RETRY_S
@@ -108,7 +110,7 @@ def test_a_silent_node_times_the_round_out():
     _created(m)
     m.handle_place(nodes(b=2), now=0)
     assert m.tick(now=1) == []
-    assert m.tick(now=pgm.PREPARE_TIMEOUT_S) == [("release", "b", "P", [0, 1])]
+    assert m.tick(now=pgm.PREPARE_TIMEOUT_S) == [Release("b", "P", [0, 1])]
 
 
 def test_one_call_never_promises_the_same_room_twice():
@@ -116,7 +118,7 @@ def test_one_call_never_promises_the_same_room_twice():
     _created(m, "P", [cpu(1)])
     _created(m, "Q", [cpu(1)])
     actions = m.handle_place(nodes(a=1), now=0)
-    assert [a[2] for a in actions] == ["P"]
+    assert [a.pg_id for a in actions] == ["P"]
 
 
 def test_wait_times_out_and_remove_releases_everything():
@@ -124,10 +126,10 @@ def test_wait_times_out_and_remove_releases_everything():
     group = _created(m, strategy="STRICT_SPREAD", name="n")
     m.handle_wait("P", "w", deadline=1.0)
     assert m.handle_place(nodes(a=4), now=0) == []            # pending: one node only
-    assert m.tick(now=1.0) == [("waited", "w", False)]
+    assert m.tick(now=1.0) == [Waited("w", False)]
     m.handle_wait("P", "w2", deadline=5.0)
     actions = m.handle_remove("P")
-    assert ("waited", "w2", False) in actions and ("removed", group) in actions
+    assert Waited("w2", False) in actions and Removed(group) in actions
     assert group.state == pgm.REMOVED and "P" not in m.live
     assert m.handle_remove("P") == []
 
@@ -135,23 +137,23 @@ def test_wait_times_out_and_remove_releases_everything():
 def test_remove_of_a_created_group_releases_on_its_nodes():
     m = PlacementGroupManager("a")
     _created(m, strategy="SPREAD")
-    round_id = m.handle_place(nodes(a=1, b=1), now=0)[0][3]
+    round_id = m.handle_place(nodes(a=1, b=1), now=0)[0].round_id
     m.handle_prepared("P", round_id, "a", True, now=0)
     m.handle_prepared("P", round_id, "b", True, now=0)
-    releases = sorted(a for a in m.handle_remove("P") if a[0] == "release")
-    assert releases == [("release", "a", "P", None), ("release", "b", "P", None)]
+    releases = sorted((a for a in m.handle_remove("P") if type(a) is Release), key=lambda a: a.node_id)
+    assert releases == [Release("a", "P", None), Release("b", "P", None)]
 
 
 def test_bundles_on_a_dead_node_are_placed_again():
     m = PlacementGroupManager("a")
     group = _created(m, strategy="SPREAD")
-    round_id = m.handle_place(nodes(a=1, b=1), now=0)[0][3]
+    round_id = m.handle_place(nodes(a=1, b=1), now=0)[0].round_id
     m.handle_prepared("P", round_id, "a", True, now=0)
     m.handle_prepared("P", round_id, "b", True, now=0)
     m.handle_live_nodes({"a", "c"}, now=1)
     assert group.state == pgm.RESCHEDULING and group.nodes == ["a", None]
     actions = m.handle_place(nodes(a=0, c=1), now=1)
-    assert [(a[0], a[1], a[4]) for a in actions] == [("prepare", "c", [(1, cpu(1))])]
+    assert [(type(a), a.node_id, a.items) for a in actions] == [(Prepare, "c", [(1, cpu(1))])]
 
 
 def test_job_end_removes_all_but_detached_groups():
@@ -194,15 +196,14 @@ def test_scheduler_runs_group_tasks_only_on_the_groups_resources():
     added = bundle_resources("P", 0, cpu(2))
     assert s.handle_resources_added(added) == []
     actions = s.handle_task_submitted(_task(2, rewrite_request(cpu(1), "P", 0)))
-    assert [a[0] for a in actions] == ["dispatch"]
+    assert [type(a) for a in actions] == [Dispatch]
     actions = s.handle_resources_removed(added)
-    kinds = [a[0] for a in actions]
-    assert kinds[0] == "group_worker" and actions[0][1].worker_id in ("w1", "w2")
+    assert type(actions[0]) is GroupWorker and actions[0].worker.worker_id in ("w1", "w2")
     assert "CPU_group_P" not in s.total and "CPU_group_P" not in s.available
-    running = actions[0][1].task
+    running = actions[0].worker.task
     assert running.orphaned
     # the plain resources come back: the waiting task runs
-    assert [a[0] for a in s.handle_unreserved(cpu(2))] == ["dispatch"]
+    assert [type(a) for a in s.handle_unreserved(cpu(2))] == [Dispatch]
 
 
 def test_scheduler_fails_queued_tasks_of_a_removed_group_and_does_not_warn_for_them():
@@ -212,10 +213,11 @@ def test_scheduler_fails_queued_tasks_of_a_removed_group_and_does_not_warn_for_t
     assert task.spec.task_id in s.infeasible
     added = bundle_resources("P", 0, cpu(1))
     s.handle_resources_added(added)
-    s.handle_resources_changed()
+    for waiting in s.take_infeasible():                 # re-evaluated
+        s.handle_task_submitted(waiting)
     assert s.num_queued() == 1                          # waits for a worker now
     actions = s.handle_resources_removed(added)
-    assert ("group_removed", task) in actions and s.num_queued() == 0
+    assert GroupRemoved(task) in actions and s.num_queued() == 0
 
 
 def test_a_blocked_worker_lends_its_group_cpus():

@@ -1,5 +1,6 @@
 """The local scheduler as a state machine: events in, actions out, no processes."""
-from zray.scheduling.local_scheduler import LocalScheduler, Task
+from zray.scheduling.local_scheduler import (Cancelled, Dispatch, Failed, Infeasible, Interrupt,
+                                          KillWorker, LocalScheduler, StartWorker, Task)
 from zray.scheduling.resources import to_units
 from zray.scheduling.task_spec import TaskSpec
 
@@ -9,8 +10,12 @@ def spec(n, job="j", **resources):
     return TaskSpec(bytes([n]) * 12, job, f"t{n}", b"f", [], [], 1, res, 3, False, "owner")
 
 
+KIND = {Dispatch: "dispatch", StartWorker: "start_worker", Infeasible: "infeasible",
+        Cancelled: "cancelled", Interrupt: "interrupt", Failed: "failed", KillWorker: "kill_worker"}
+
+
 def kinds(actions):
-    return [a[0] for a in actions]
+    return [KIND[type(a)] for a in actions]
 
 
 def started(s, worker_id, job="j"):
@@ -21,7 +26,7 @@ def test_task_waits_for_a_worker_then_dispatches():
     s = LocalScheduler(to_units({"CPU": 2}))
     assert kinds(s.handle_task_submitted(Task(spec(1), []))) == ["start_worker"]
     actions = started(s, "w1")
-    assert kinds(actions) == ["dispatch"] and actions[0][2].worker_id == "w1"
+    assert kinds(actions) == ["dispatch"] and actions[0].worker.worker_id == "w1"
     assert s.available["CPU"] == to_units({"CPU": 1})["CPU"]
 
 
@@ -32,7 +37,7 @@ def test_cpu_limits_concurrency_and_finish_frees_it():
     assert kinds(s.handle_task_submitted(Task(spec(1), []))) == ["dispatch"]
     assert s.handle_task_submitted(Task(spec(2), [])) == []     # no CPU left
     actions = s.handle_task_finished("w1")
-    assert kinds(actions) == ["dispatch"] and actions[0][1].spec.name == "t2"
+    assert kinds(actions) == ["dispatch"] and actions[0].task.spec.name == "t2"
 
 
 def test_start_workers_for_as_many_tasks_as_fit():
@@ -96,8 +101,8 @@ def test_gpu_ids_are_assigned_and_returned():
     s = LocalScheduler(to_units({"CPU": 4, "GPU": 2}))
     for w in ("w1", "w2", "w3"):
         started(s, w)
-    a = s.handle_task_submitted(Task(spec(1, CPU=1, GPU=1), []))[0][1]
-    b = s.handle_task_submitted(Task(spec(2, CPU=1, GPU=1), []))[0][1]
+    a = s.handle_task_submitted(Task(spec(1, CPU=1, GPU=1), []))[0].task
+    b = s.handle_task_submitted(Task(spec(2, CPU=1, GPU=1), []))[0].task
     assert {g for g, _ in a.gpu_grants} | {g for g, _ in b.gpu_grants} == {0, 1}
     assert s.handle_task_submitted(Task(spec(3, CPU=1, GPU=1), [])) == []
     s.handle_task_finished(a.worker.worker_id)

@@ -4,15 +4,17 @@ Local clients create, seal, pin, unpin and free objects in this node's store. A 
 a location on another live member (OBJ_PIN's third field) and finds nothing here joins or starts
 a pull from that member; the reply waits until the copy is sealed here. The bookkeeping is in
 zray/store/transfer.py (no sockets); this mixin decodes messages, hands them to it, and sends
-what it decides. See docs/architecture.md, "Objects across nodes".
+what it decides. See docs/architecture.md, "Objects across nodes". A member that dies fails
+the pulls from it and drops the pulls it was served (member_gone).
 """
 import os
-import time
 from collections import defaultdict
 
 from ..exceptions import ObjectLostError
-from ..mesh.swim import ALIVE, DEAD, LEFT, SUSPECT
+from ..mesh.swim import ALIVE, SUSPECT
 from ..store import transfer
+from ..transport import wire
+from .service import Service
 
 
 def _env_number(name, default, kind=float):
@@ -20,11 +22,12 @@ def _env_number(name, default, kind=float):
     return kind(value) if value else default
 
 
-class ObjectService:
-    """Mixed into NodeDaemon (before MeshService: its mesh_tick also ticks the transfers)."""
-
-    def _init_object_service(self):
-        wire = self.wire
+class ObjectService(Service):
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.node_id = ctx.node_id
+        self.membership = ctx.membership
         self.pulls = transfer.PullManager(
             self.store,
             chunk_size=_env_number("ZRAY_PULL_CHUNK_BYTES", transfer.CHUNK_SIZE, int),
@@ -33,20 +36,26 @@ class ObjectService:
         self.serves = transfer.ServeTable(
             self.store, idle_timeout_s=_env_number("ZRAY_SERVE_IDLE_TIMEOUT_S",
                                                    transfer.SERVE_IDLE_TIMEOUT_S))
-        self.handlers.update({
+
+    def handlers(self):
+        return {
             wire.OBJ_CREATE: self.on_obj_create,
             wire.OBJ_SEAL: self.on_obj_seal,
             wire.OBJ_PIN: self.on_obj_pin,
             wire.OBJ_UNPIN: self.on_obj_unpin,
             wire.OBJ_FREE: self.on_obj_free,
             wire.STORE_STATS: self.on_store_stats,
+            wire.LIST_OBJECTS: self.on_list_objects,
             wire.OBJ_PULL_REQUEST: self.on_obj_pull_request,
             wire.OBJ_PULL_REPLY: self.on_obj_pull_reply,
             wire.OBJ_CHUNK_REQUEST: self.on_obj_chunk_request,
             wire.OBJ_CHUNK: self.on_obj_chunk,
             wire.OBJ_PULL_END: self.on_obj_pull_end,
             wire.OBJ_FREE_COPIES: self.on_obj_free_copies,
-        })
+        }
+
+    def on_list_objects(self, sender, payload, frames):
+        self.ctx.reply(sender, wire.LIST_OBJECTS_REPLY, payload[0], self.store.list_objects())
 
     # -- local clients ---------------------------------------------------------------------------
     def on_obj_create(self, sender, payload, frames):
@@ -54,14 +63,14 @@ class ObjectService:
         try:
             offset = self.store.create(object_id, size, owner, sender)
         except Exception as exc:
-            self.reply(sender, self.wire.OBJ_CREATED, req_id, None, exc)
+            self.ctx.reply(sender, wire.OBJ_CREATED, req_id, None, exc)
         else:
-            self.reply(sender, self.wire.OBJ_CREATED, req_id, offset)
+            self.ctx.reply(sender, wire.OBJ_CREATED, req_id, offset)
 
     def on_obj_seal(self, sender, payload, frames):
         self.store.seal(payload[0], sender)
         if self.serves.waiting_seal:
-            self.run_transfer_actions(self.serves.handle_sealed(payload[0], time.monotonic()))
+            self.run_transfer_actions(self.serves.handle_sealed(payload[0], self.ctx.now()))
 
     def on_obj_pin(self, sender, payload, frames):
         req_id, object_id = payload[0], payload[1]
@@ -73,9 +82,9 @@ class ObjectService:
         try:
             result = self.store.pin(object_id, sender)
         except Exception as exc:
-            self.reply(sender, self.wire.OBJ_PINNED, req_id, None, exc)
+            self.ctx.reply(sender, wire.OBJ_PINNED, req_id, None, exc)
         else:
-            self.reply(sender, self.wire.OBJ_PINNED, req_id, result)
+            self.ctx.reply(sender, wire.OBJ_PINNED, req_id, result)
 
     def on_obj_unpin(self, sender, payload, frames):
         for object_id in payload[0]:
@@ -94,7 +103,7 @@ class ObjectService:
             "bytes_pulled": self.pulls.bytes_received, "pulls_served": self.serves.served,
             "serves_active": len(self.serves.serves), "bytes_served": self.serves.bytes_sent,
         })
-        self.reply(sender, self.wire.STORE_STATS_REPLY, payload[0], stats)
+        self.ctx.reply(sender, wire.STORE_STATS_REPLY, payload[0], stats)
 
     # -- pulling (this node reads) -----------------------------------------------------------------
     def _pin_remote(self, reader, req_id, object_id, location):
@@ -102,45 +111,45 @@ class ObjectService:
         if not self.pulls.active(object_id):
             address, why = self._member_address(location)
             if address is None:
-                self.reply(reader, self.wire.OBJ_PINNED, req_id, None, ObjectLostError(
+                self.ctx.reply(reader, wire.OBJ_PINNED, req_id, None, ObjectLostError(
                     object_id.hex(), f"Object {object_id.hex()} is lost: it is stored on node "
                                      f"{location[:12]}, which {why}"))
                 return
         self.run_transfer_actions(self.pulls.handle_pin(
-            object_id, reader, req_id, location, address, time.monotonic()))
+            object_id, reader, req_id, location, address, self.ctx.now()))
 
     def _member_address(self, node_id):
         """(tcp address, None) of a live member, else (None, why not)."""
-        if self.swim is None:
+        if not self.membership.in_mesh:
             return None, "this node cannot reach: it is not in a mesh"
-        member = self.swim.members.get(node_id)
-        if member is None:
+        state = self.membership.state_of(node_id)
+        if state is None:
             return None, "is not a member of this node's mesh"
-        if member.state not in (ALIVE, SUSPECT):
-            return None, f"is {member.state}"
-        return member.address, None
+        if state not in (ALIVE, SUSPECT):
+            return None, f"is {state}"
+        return self.membership.address_of(node_id), None
 
     def on_obj_pull_reply(self, sender, payload, frames):
         pull_id, size, error = payload
         self.run_transfer_actions(self.pulls.handle_pull_reply(sender, pull_id, size, error,
-                                                               time.monotonic()))
+                                                               self.ctx.now()))
 
     def on_obj_chunk(self, sender, payload, frames):
         pull_id, offset, error = payload
         data = frames[0].buffer if frames else b""
         self.run_transfer_actions(self.pulls.handle_chunk(sender, pull_id, offset, data, error,
-                                                          time.monotonic()))
+                                                          self.ctx.now()))
 
     # -- serving (a peer reads from this node) -----------------------------------------------------
     def on_obj_pull_request(self, sender, payload, frames):
         pull_id, object_id = payload
         self.run_transfer_actions(self.serves.handle_pull_request(sender, pull_id, object_id,
-                                                                  time.monotonic()))
+                                                                  self.ctx.now()))
 
     def on_obj_chunk_request(self, sender, payload, frames):
         pull_id, offset, length = payload
         self.run_transfer_actions(self.serves.handle_chunk_request(sender, pull_id, offset, length,
-                                                                   time.monotonic()))
+                                                                   self.ctx.now()))
 
     def on_obj_pull_end(self, sender, payload, frames):
         pull_id, kept = payload
@@ -170,65 +179,58 @@ class ObjectService:
                 else:
                     self.run_transfer_actions([action])
         for address, ids in (forward or {}).items():
-            self.send(address, self.wire.OBJ_FREE_COPIES, (ids,))
+            self.ctx.send(address, wire.OBJ_FREE_COPIES, (ids,))
 
     # -- time and membership -----------------------------------------------------------------------
-    def mesh_tick(self):
-        super().mesh_tick()
+    def tick(self, now):
         if self.pulls.pulls or self.serves.active():
-            self._transfer_tick(time.monotonic())
+            self.run_transfer_actions(self.pulls.tick(now) + self.serves.tick(now))
 
-    def _transfer_tick(self, now):
+    def member_gone(self, member):
         actions = []
-        if self.swim is not None:
-            members = self.swim.members
-            for node_id in self.pulls.sources():
-                member = members.get(node_id)
-                if member is None or member.state in (DEAD, LEFT):
-                    actions += self.pulls.handle_source_gone(node_id, member.state if member else "gone")
-            if self.serves.active():
-                states = {m.address: m.state for m in members.values()}
-                for peer in self.serves.peers():
-                    if states.get(peer) in (DEAD, LEFT):
-                        self.serves.handle_peer_gone(peer)
-        actions += self.pulls.tick(now)
-        actions += self.serves.tick(now)
+        if member.name in self.pulls.sources():
+            actions = self.pulls.handle_source_gone(member.name, member.state)
+        if member.address in self.serves.peers():
+            self.serves.handle_peer_gone(member.address)
         self.run_transfer_actions(actions)
+
+    def client_gone(self, gone):
+        if gone.local:
+            self.store.client_gone(gone.address)
 
     # -- actions of the transfer state machines ----------------------------------------------------
     def run_transfer_actions(self, actions):
-        wire = self.wire
         for action in actions:
             kind = action[0]
             if kind == "chunk":
                 _, peer, pull_id, offset, view, error = action
-                self.send(peer, wire.OBJ_CHUNK, (pull_id, offset, error), [view] if view is not None else ())
+                self.ctx.send(peer, wire.OBJ_CHUNK, (pull_id, offset, error), [view] if view is not None else ())
             elif kind == "chunk_request":
                 _, address, pull_id, offset, length = action
-                self.send(address, wire.OBJ_CHUNK_REQUEST, (pull_id, offset, length))
+                self.ctx.send(address, wire.OBJ_CHUNK_REQUEST, (pull_id, offset, length))
             elif kind == "request":
                 _, address, pull_id, object_id = action
-                self.send(address, wire.OBJ_PULL_REQUEST, (pull_id, object_id))
+                self.ctx.send(address, wire.OBJ_PULL_REQUEST, (pull_id, object_id))
             elif kind == "pull_reply":
                 _, peer, pull_id, size, error = action
-                self.send(peer, wire.OBJ_PULL_REPLY, (pull_id, size, error))
+                self.ctx.send(peer, wire.OBJ_PULL_REPLY, (pull_id, size, error))
             elif kind == "end":
                 _, address, pull_id, kept = action
-                self.send(address, wire.OBJ_PULL_END, (pull_id, kept))
+                self.ctx.send(address, wire.OBJ_PULL_END, (pull_id, kept))
             elif kind == "pinned":
                 _, object_id, waiters = action
                 for reader, req_id in waiters:
-                    if reader not in self.clients:
+                    if not self.ctx.clients.is_client(reader):
                         continue     # it died while waiting: a pin for it would never be given back
                     try:
                         result = self.store.pin(object_id, reader)
                     except Exception as exc:
-                        self.reply(reader, wire.OBJ_PINNED, req_id, None, exc)
+                        self.ctx.reply(reader, wire.OBJ_PINNED, req_id, None, exc)
                     else:
-                        self.reply(reader, wire.OBJ_PINNED, req_id, result)
+                        self.ctx.reply(reader, wire.OBJ_PINNED, req_id, result)
             elif kind == "failed":
                 _, waiters, error = action
                 for reader, req_id in waiters:
-                    self.reply(reader, wire.OBJ_PINNED, req_id, None, error)
+                    self.ctx.reply(reader, wire.OBJ_PINNED, req_id, None, error)
             elif kind == "free_copies":
-                self.send(action[1], wire.OBJ_FREE_COPIES, ([action[2]],))
+                self.ctx.send(action[1], wire.OBJ_FREE_COPIES, ([action[2]],))

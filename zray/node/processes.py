@@ -1,5 +1,6 @@
 """Is a process alive? One answer for every part of the node."""
 import os
+import signal
 
 
 def pid_alive(pid):
@@ -18,3 +19,97 @@ def pid_alive(pid):
             return f.read().rpartition(b")")[2].split()[0] != b"Z"
     except OSError:
         return True    # no /proc to ask: kill(0) said it exists
+
+
+def kill_pid(pid):
+    """SIGKILL a process, if it still exists."""
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class WorkerProcess:
+    """A worker this node started (through the zygote)."""
+    __slots__ = ("worker_id", "job_id", "pid", "pidfd", "address", "registered")
+
+    def __init__(self, worker_id, job_id):
+        self.worker_id = worker_id
+        self.job_id = job_id
+        self.pid = None
+        self.pidfd = None
+        self.address = None
+        self.registered = False
+
+
+class Client:
+    """A registered driver or worker of this node."""
+    __slots__ = ("kind", "address", "pid", "job_id", "worker_id", "pidfd")
+
+    def __init__(self, kind, address, pid, job_id, worker_id, pidfd):
+        self.kind = kind
+        self.address = address
+        self.pid = pid
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self.pidfd = pidfd
+
+
+class ClientTable:
+    """The node's processes: its registered clients, the workers it started, and the drivers
+    of the jobs it runs tasks for (its own, and remote ones that forwarded tasks here).
+    The daemon changes it; services read it through these methods."""
+
+    def __init__(self):
+        self.clients = {}            # address -> Client
+        self.workers = {}            # worker_id -> WorkerProcess
+        self.drivers = {}            # job_id -> address of a driver of this node
+        self.remote_drivers = {}     # job_id -> address of a driver on another node
+
+    # -- queries -----------------------------------------------------------------------------
+    def is_client(self, address):
+        return address in self.clients
+
+    def addresses(self):
+        return list(self.clients)
+
+    def worker_id_of(self, address):
+        client = self.clients.get(address)
+        return client.worker_id if client is not None else None
+
+    def pid_of(self, address):
+        client = self.clients.get(address)
+        return client.pid if client is not None else None
+
+    def has_worker(self, worker_id):
+        return worker_id in self.workers
+
+    def worker_pid(self, worker_id):
+        worker = self.workers.get(worker_id)
+        return worker.pid if worker is not None else None
+
+    def worker_pids(self):
+        return [w.pid for w in self.workers.values() if w.pid]
+
+    def driver_of(self, job_id):
+        """The address of the job's driver, as far as this node knows, or None."""
+        return self.drivers.get(job_id) or self.remote_drivers.get(job_id)
+
+    def job_alive(self, job_id):
+        return job_id in self.drivers or job_id in self.remote_drivers
+
+    def remote_drivers_on(self, node_of_address, node_id):
+        return [(job_id, address) for job_id, address in self.remote_drivers.items()
+                if node_of_address(address) == node_id]
+
+    # -- changes (the daemon; remote drivers: routing) ---------------------------------------
+    def add_remote_driver(self, job_id, address):
+        if address and job_id not in self.drivers:
+            self.remote_drivers[job_id] = address
+
+    def driver_gone(self, job_id, address):
+        if self.drivers.get(job_id) == address:
+            del self.drivers[job_id]
+        if self.remote_drivers.get(job_id) == address:
+            del self.remote_drivers[job_id]

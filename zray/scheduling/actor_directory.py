@@ -5,16 +5,48 @@ creation task (through the scheduler), learns when the constructor finished or f
 the actor when its worker dies and `max_restarts` allows, and tells subscribers (every process
 that calls the actor) each change of state. Names map (namespace, name) to actor ids.
 
-Actions returned:
-    ("create", record)                 place the creation task (again, on a restart)
-    ("notify", record, subscribers)    send the current state to these addresses
-    ("kill_worker", worker_id)         SIGKILL the actor's worker
-    ("terminate", record)              ask the actor to exit after its queued calls
+Every change goes through a `handle_*` event; the node reads records through the queries
+(`get`, `lookup`, `actor_of_worker`, `list`). Actions returned (frozen dataclasses):
+    Create(record)                     place the creation task (again, on a restart)
+    Notify(record, subscribers)        send the current state to these addresses
+    KillActorWorker(worker_id)         SIGKILL the actor's worker
+    Terminate(record)                  ask the actor to exit after its queued calls
+
+A record moves between nodes whole: `handle_hand_over` gives it away (a detached actor's home
+becomes the node that hosts it), `handle_adopt` takes one in (from a hand-over or from a
+replica whose home died).
 """
+from dataclasses import dataclass
+
 PENDING = "PENDING_CREATION"
 ALIVE = "ALIVE"
 RESTARTING = "RESTARTING"
 DEAD = "DEAD"
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    record: "ActorRecord"
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    record: "ActorRecord"
+    subscribers: frozenset
+
+
+@dataclass(frozen=True, slots=True)
+class KillActorWorker:
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Terminate:
+    record: "ActorRecord"
+
+
+def _notify(record, subscribers=None):
+    return Notify(record, frozenset(record.subscribers if subscribers is None else subscribers))
 
 
 class ActorRecord:
@@ -81,7 +113,7 @@ class ActorDirectory:
             return []
         record.spec = spec
         record.frames = frames
-        return [("create", record)]
+        return [Create(record)]
 
     def handle_dispatched(self, actor_id, worker_id):
         """The creation task went to this worker: its death now concerns the actor."""
@@ -93,25 +125,25 @@ class ActorDirectory:
     def handle_started(self, actor_id, worker_id, address, pid):
         record = self.actors.get(actor_id)
         if record is None:
-            return [("kill_worker", worker_id)]
+            return [KillActorWorker(worker_id)]
         if record.state == DEAD:
-            return [("kill_worker", worker_id)]
+            return [KillActorWorker(worker_id)]
         record.state = ALIVE
         record.address = address
         record.worker_id = worker_id
         record.pid = pid
         self.by_worker[worker_id] = actor_id
-        return [("notify", record, set(record.subscribers))]
+        return [_notify(record)]
 
     def handle_creation_failed(self, actor_id, worker_id, message, error_layout):
         """The constructor raised: the actor is dead for good (Ray does not restart it)."""
         record = self.actors.get(actor_id)
         if record is None:
-            return [("kill_worker", worker_id)]
+            return [KillActorWorker(worker_id)]
         record.worker_id = worker_id
         self.by_worker[worker_id] = actor_id
         actions = self._die(record, message, error_layout)
-        return actions + [("kill_worker", worker_id)]
+        return actions + [KillActorWorker(worker_id)]
 
     def handle_worker_died(self, worker_id, detail):
         actor_id = self.by_worker.pop(worker_id, None)
@@ -127,7 +159,9 @@ class ActorDirectory:
             record.state = RESTARTING
             record.address = None
             record.worker_id = None
-            return [("notify", record, set(record.subscribers)), ("create", record)]
+            if record.spec is not None:
+                record.spec.attempt += 1     # results of the previous life are stale
+            return [_notify(record), Create(record)]
         reason = "was killed with zray.kill" if record.no_restart else "died unexpectedly"
         message = f"The actor {record.class_name} ({record.actor_id.hex()}) {reason}"
         if detail and not record.no_restart:
@@ -144,7 +178,7 @@ class ActorDirectory:
             if record.no_restart:
                 return self._die(record, f"The actor {record.class_name} was killed with zray.kill", None)
             return []
-        return [("kill_worker", record.worker_id)]
+        return [KillActorWorker(record.worker_id)]
 
     def handle_out_of_scope(self, actor_id):
         """No handle to a non-detached actor remains: it ends after its queued calls."""
@@ -154,7 +188,7 @@ class ActorDirectory:
         record.no_restart = True
         if record.state == ALIVE:
             record.exiting = True
-            return [("terminate", record)]
+            return [Terminate(record)]
         return self._die(record, "All handles to the actor went out of scope", None)
 
     def handle_exiting(self, actor_id):
@@ -169,7 +203,7 @@ class ActorDirectory:
         if record is None:
             return []
         record.subscribers.add(address)
-        return [("notify", record, {address})]
+        return [_notify(record, {address})]
 
     def handle_job_finished(self, job_id):
         actions = []
@@ -179,7 +213,7 @@ class ActorDirectory:
                 worker = record.worker_id
                 actions.extend(self._die(record, "The actor's job (its driver) ended", None))
                 if worker is not None:
-                    actions.append(("kill_worker", worker))
+                    actions.append(KillActorWorker(worker))
         return actions
 
     def handle_client_gone(self, address):
@@ -187,7 +221,46 @@ class ActorDirectory:
             record.subscribers.discard(address)
         return []
 
+    def handle_host_died(self, actor_id, worker_id, detail):
+        """The actor's worker is gone with the node that hosted it (or with the home that kept
+        its record). A creation that never reported its worker dies or restarts the same way."""
+        record = self.actors.get(actor_id)
+        if record is None:
+            return []
+        if record.worker_id is None:
+            record.worker_id = worker_id or ("lost-" + actor_id.hex())
+            self.by_worker[record.worker_id] = actor_id
+        return self.handle_worker_died(worker_id or record.worker_id, detail)
+
+    def handle_hand_over(self, actor_id):
+        """The record leaves this directory for another home; returns it (or None)."""
+        record = self.actors.pop(actor_id, None)
+        if record is None:
+            return None
+        if self.by_worker.get(record.worker_id) == actor_id:
+            del self.by_worker[record.worker_id]
+        if record.name and self.names.get((record.namespace, record.name)) == actor_id:
+            del self.names[(record.namespace, record.name)]
+        return record
+
+    def handle_adopt(self, record):
+        """This directory becomes the home of a record kept elsewhere until now. Returns the
+        state to tell its subscribers."""
+        self.actors[record.actor_id] = record
+        if record.worker_id is not None:
+            self.by_worker[record.worker_id] = record.actor_id
+        if record.name:
+            self.names[(record.namespace, record.name)] = record.actor_id
+        return [_notify(record)]
+
     # -- queries -------------------------------------------------------------------------------
+    def get(self, actor_id):
+        """The record of an actor this node is the home of, or None. Read it, never change it."""
+        return self.actors.get(actor_id)
+
+    def actor_of_worker(self, worker_id):
+        return self.by_worker.get(worker_id)
+
     def lookup(self, name, namespace):
         actor_id = self.names.get((namespace, name))
         record = self.actors.get(actor_id)
@@ -207,4 +280,4 @@ class ActorDirectory:
         record.frames = None
         if record.name and self.names.get((record.namespace, record.name)) == record.actor_id:
             del self.names[(record.namespace, record.name)]
-        return [("notify", record, set(record.subscribers))]
+        return [_notify(record)]

@@ -1,26 +1,80 @@
 """The node-local scheduler: a state machine with no sockets and no processes.
 
-Events come in through the `handle_*` methods; each returns a list of actions for the node
-daemon to carry out:
+Events come in through the `handle_*` methods; each returns a list of actions (frozen
+dataclasses, below) for the node daemon to carry out:
 
-    ("dispatch", task, worker)       send the task to that worker
-    ("start_worker", job_id)         start one more worker process for the job
-    ("infeasible", task)             no node resource total can ever fit it: warn its owner once
-    ("cancelled", task)              a queued task was removed by cancel
-    ("interrupt", worker, force)     cancel a running task: interrupt it, or kill its worker
-    ("failed", task, reason)         the worker running the task died
-    ("kill_worker", worker)          a worker is no longer needed (or runs an orphaned task)
-    ("group_removed", task)          a queued task asks for resources of a removed placement group
-    ("group_worker", worker)         a worker runs a task or hosts an actor of a removed group
+    Dispatch(task, worker)           send the task to that worker
+    StartWorker(job_id)              start one more worker process for the job
+    Infeasible(task)                 no node resource total can ever fit it: warn its owner once
+    Cancelled(task)                  a queued task was removed by cancel
+    Interrupt(worker, force, recursive)  cancel a running task: interrupt it, or kill its worker
+    Failed(task, reason)             the worker running the task died
+    KillWorker(worker)               a worker is no longer needed (or runs an orphaned task)
+    GroupRemoved(task)               a queued task asks for resources of a removed placement group
+    GroupWorker(worker)              a worker runs a task or hosts an actor of a removed group
+
+Everything outside reads the machine through its queries (`room`, `owners`, `has_infeasible`,
+`running_task_of`, ...) and changes it only through its events.
 
 Tasks wait in one FIFO per scheduling class (job, resource shape and nesting depth), so a task
 that does not fit never blocks a smaller one behind it, and each event costs O(classes), not O(queued tasks).
 """
 import collections
+from dataclasses import dataclass
 
 from .resources import CPU, GPU, GpuSlots, add, fits, subtract
 
 CPU_IN_GROUP = "CPU_group_"     # a placement group's CPUs (placement_groups.py): lent like CPU
+
+
+# -- actions ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    task: "Task"
+    worker: "Worker"
+
+
+@dataclass(frozen=True, slots=True)
+class StartWorker:
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Infeasible:
+    task: "Task"
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    task: "Task"
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    worker: "Worker"
+    force: bool
+    recursive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    task: "Task"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KillWorker:
+    worker: "Worker"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRemoved:
+    task: "Task"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupWorker:
+    worker: "Worker"
 
 
 class Task:
@@ -83,7 +137,7 @@ class LocalScheduler:
             self.warned_classes.add(cls)
             if _in_a_group(spec.resources):
                 return []    # it waits for its placement group's bundles, not for a node
-            return [("infeasible", task)]
+            return [Infeasible(task)]
         parent = self.running.get(spec.parent_task_id)
         task.depth = parent.depth + 1 if parent is not None else 0
         self.queues.setdefault(spec.scheduling_class() + (task.depth,), collections.deque()).append(task)
@@ -158,26 +212,26 @@ class LocalScheduler:
             if task.orphaned:
                 pass
             elif not task.cancelled:
-                actions.append(("failed", task, "worker_died"))
+                actions.append(Failed(task, "worker_died"))
             else:
-                actions.append(("cancelled", task))
+                actions.append(Cancelled(task))
         worker.state = "dead"
         return actions + self._schedule()
 
-    def handle_cancel(self, task_id, force):
+    def handle_cancel(self, task_id, force, recursive=True):
         for cls, queue in self.queues.items():
             for task in queue:
                 if task.spec.task_id == task_id:
                     queue.remove(task)
                     subtract(self.queued_demand, task.spec.resources)
-                    return [("cancelled", task)]
+                    return [Cancelled(task)]
         task = self.infeasible.pop(task_id, None)
         if task is not None:
-            return [("cancelled", task)]
+            return [Cancelled(task)]
         task = self.running.get(task_id)
         if task is not None and task.worker is not None:
             task.cancelled = True
-            return [("interrupt", task.worker, force)]
+            return [Interrupt(task.worker, force, recursive)]
         return []
 
     def handle_owner_died(self, owner):
@@ -198,7 +252,7 @@ class LocalScheduler:
         for task in list(self.running.values()):
             if task.spec.owner == owner and task.worker is not None:
                 task.orphaned = task.cancelled = True
-                actions.append(("kill_worker", task.worker))
+                actions.append(KillWorker(task.worker))
         return actions
 
     def handle_job_finished(self, job_id):
@@ -210,17 +264,35 @@ class LocalScheduler:
         self._recount_demand()
         actions = []
         for worker in [w for w in self.workers.values() if w.job_id == job_id and not w.detached]:
-            actions.append(("kill_worker", worker))
+            actions.append(KillWorker(worker))
         return actions
 
-    def handle_resources_changed(self):
-        """Infeasible tasks may fit now (a later issue adds nodes and resources)."""
+    def handle_prestart(self, job_id, n):
+        """Start n workers for a job before any task asks for them (an embedded node)."""
+        self.starting[job_id] += n
+        return [StartWorker(job_id) for _ in range(n)]
+
+    def take_infeasible(self):
+        """Infeasible re-evaluation: the membership or the resources changed, so every parked
+        task leaves the machine to be placed again (here through handle_task_submitted, or on
+        a peer). The one way infeasible tasks come back to life."""
         waiting = list(self.infeasible.values())
         self.infeasible.clear()
-        actions = []
-        for task in waiting:
-            actions.extend(self.handle_task_submitted(task))
-        return actions
+        return waiting
+
+    def handle_groups_removed(self, pg_ids):
+        """Infeasible tasks waiting for bundles of these removed placement groups would wait
+        forever: they leave as GroupRemoved."""
+        if not self.infeasible or not pg_ids:
+            return []
+        doomed = []
+        for task_id, task in self.infeasible.items():
+            for name in task.spec.resources:
+                if "_group_" in name:
+                    if name.rpartition("_")[2] in pg_ids:
+                        doomed.append(task_id)
+                    break
+        return [GroupRemoved(self.infeasible.pop(t)) for t in doomed]
 
     def take_waiting(self, can_move, limit):
         """Remove and return up to `limit` queued tasks that wait for resources here and for
@@ -271,18 +343,18 @@ class LocalScheduler:
         for cls in list(self.queues):
             queue = self.queues[cls]
             if any(name in gone for name in queue[0].spec.resources):   # one shape per class
-                actions.extend(("group_removed", task) for task in queue)
+                actions.extend(GroupRemoved(task) for task in queue)
                 del self.queues[cls]
         for tid in [t for t, task in self.infeasible.items()
                     if any(name in gone for name in task.spec.resources)]:
-            actions.append(("group_removed", self.infeasible.pop(tid)))
+            actions.append(GroupRemoved(self.infeasible.pop(tid)))
         self._recount_demand()
         for worker in self.workers.values():
             if any(name in gone for name in worker.held):
                 worker.held = {k: v for k, v in worker.held.items() if k not in gone}
                 if worker.task is not None:
                     worker.task.orphaned = True
-                actions.append(("group_worker", worker))
+                actions.append(GroupWorker(worker))
         return actions + self._schedule()
 
     # -- queries -------------------------------------------------------------------------------
@@ -300,6 +372,24 @@ class LocalScheduler:
         out.extend(_task_info(t, "INFEASIBLE") for t in self.infeasible.values())
         out.extend(_task_info(t, "RUNNING") for t in self.running.values())
         return out
+
+    def has_infeasible(self):
+        return bool(self.infeasible)
+
+    def has_queued(self):
+        return bool(self.queues)
+
+    def owners(self):
+        """The owners of every task this node holds (queued, infeasible or running)."""
+        owners = {t.spec.owner for q in self.queues.values() for t in q}
+        owners.update(t.spec.owner for t in self.running.values())
+        owners.update(t.spec.owner for t in self.infeasible.values())
+        return owners
+
+    def running_task_of(self, worker_id):
+        """The task a worker runs now (or its actor's creation task until it started), or None."""
+        worker = self.workers.get(worker_id)
+        return worker.task if worker is not None else None
 
     def num_queued(self):
         return sum(len(q) for q in self.queues.values()) + len(self.infeasible)
@@ -328,7 +418,7 @@ class LocalScheduler:
                 subtract(self.queued_demand, task.spec.resources)
                 worker = idle.popleft()
                 self._dispatch(task, worker)
-                actions.append(("dispatch", task, worker))
+                actions.append(Dispatch(task, worker))
             if not queue:
                 del self.queues[cls]
         if wanted:
@@ -339,7 +429,7 @@ class LocalScheduler:
             while (self.starting[job_id] < n and
                    len(self.workers) - blocked + sum(self.starting.values()) < self.max_workers):
                 self.starting[job_id] += 1
-                actions.append(("start_worker", job_id))
+                actions.append(StartWorker(job_id))
         return actions
 
     def _recount_demand(self):

@@ -14,16 +14,42 @@ Strategies (spec.extra["strategy"]):
     "SPREAD"                  round-robin over the nodes whose totals fit, preferring ones with room
     ("node", node_id, soft)   that node; if it is gone, anywhere when soft, else unschedulable
 
-`choose` returns one of
-    ("local",)                queue it here
-    ("forward", node_id)      send it to that peer
-    ("infeasible",)           no live node's totals fit it
-    ("unschedulable", text)   it can never run (hard affinity to a node that is not alive)
+`choose` returns one of (frozen dataclasses)
+    LOCAL                     queue it here
+    Forward(node_id)          send it to that peer
+    INFEASIBLE                no live node's totals fit it
+    Unschedulable(text)       it can never run (hard affinity to a node that is not alive)
 """
+from dataclasses import dataclass
+
 from .resources import add, fits, subtract
 
 MAX_HOPS = 2           # forwards for room; a task that fits nowhere's available then queues
 MAX_HOPS_FEASIBLE = 4  # forwards to reach a node whose totals fit at all
+
+
+@dataclass(frozen=True, slots=True)
+class Local:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Infeasible:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Unschedulable:
+    text: str
+
+
+LOCAL = Local()
+INFEASIBLE = Infeasible()
 
 
 class PeerView:
@@ -65,6 +91,16 @@ class Placement:
         if view is not None:
             add(view.inflight, resources)
 
+    def add_to_peer(self, node_id, units):
+        """A peer gained resources before its gossip says so (committed bundles); returns
+        whether the peer is known."""
+        view = self.peers.get(node_id)
+        if view is None:
+            return False
+        add(view.total, units)
+        add(view.available, units)
+        return True
+
     def returned(self, node_id, resources):
         """A task we forwarded there finished before the peer's next update."""
         view = self.peers.get(node_id)
@@ -79,35 +115,35 @@ class Placement:
             _, node_id, soft = strategy
             if node_id == self.node_id:
                 if fits(resources, local_total) or not soft:
-                    return ("local",)
+                    return LOCAL
             elif node_id in self.peers:
                 if fits(resources, self.peers[node_id].total) or not soft:
-                    return ("forward", node_id)
+                    return Forward(node_id)
             elif not soft:
-                return ("unschedulable",
+                return Unschedulable(
                         f"NodeAffinitySchedulingStrategy(soft=False) names node {node_id}, "
                         "which is not alive in this cluster")
             return self._default(resources, hops, local_total, local_available)
         if strategy == "SPREAD":
             if hops > 0 and fits(resources, local_total):
-                return ("local",)    # it was spread here
+                return LOCAL    # it was spread here
             return self._spread(resources, hops, local_total, local_available)
         return self._default(resources, hops, local_total, local_available)
 
     def _default(self, resources, hops, local_total, local_available):
         if fits(resources, local_available):
-            return ("local",)
+            return LOCAL
         if hops < MAX_HOPS:
             with_room = [n for n, v in self.peers.items() if fits(resources, v.room())]
             if with_room:
-                return ("forward", self._better_of_two(with_room))
+                return Forward(self._better_of_two(with_room))
         if fits(resources, local_total):
-            return ("local",)
+            return LOCAL
         if hops < MAX_HOPS_FEASIBLE:
             feasible = [n for n, v in self.peers.items() if fits(resources, v.total)]
             if feasible:
-                return ("forward", self._better_of_two(feasible))
-        return ("infeasible",)
+                return Forward(self._better_of_two(feasible))
+        return INFEASIBLE
 
     def _spread(self, resources, hops, local_total, local_available):
         candidates = []
@@ -117,12 +153,12 @@ class Placement:
             if fits(resources, view.total):
                 candidates.append((node_id, fits(resources, view.room())))
         if not candidates:
-            return ("infeasible",)
+            return INFEASIBLE
         candidates.sort()
         roomy = [n for n, room in candidates if room] or [n for n, _ in candidates]
         chosen = roomy[self._spread_next % len(roomy)]
         self._spread_next += 1
-        return ("local",) if chosen == self.node_id else ("forward", chosen)
+        return LOCAL if chosen == self.node_id else Forward(chosen)
 
     def _better_of_two(self, node_ids):
         if len(node_ids) == 1:

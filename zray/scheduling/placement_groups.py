@@ -19,19 +19,20 @@ aside), and when every node said yes, COMMIT (the node adds the renamed resource
 answer within PREPARE_TIMEOUT_S, rolls the round back (RELEASE to every node asked) and the
 group is placed again RETRY_S later, for as long as it is pending: a group that fits no node
 waits, and is created when a node that fits joins. Bundles on a node that dies are placed
-again (the group is RESCHEDULING meanwhile). Actions returned:
+again (the group is RESCHEDULING meanwhile). Actions returned (frozen dataclasses):
 
-    ("prepare", node_id, pg_id, round_id, [(index, units), ...])
-    ("commit", node_id, pg_id, round_id, [index, ...])
-    ("release", node_id, pg_id, [index, ...] | None)    None: every bundle of the group there
-    ("waited", token, ready)                             answer a wait() request
-    ("removed", group)                                   the group is gone (release its name)
+    Prepare(node_id, pg_id, round_id, [(index, units), ...])
+    Commit(node_id, pg_id, round_id, [index, ...])
+    Release(node_id, pg_id, [index, ...] | None)    None: every bundle of the group there
+    Waited(token, ready)                            answer a wait() request
+    Removed(group)                                  the group is gone (release its name)
 
 `BundleReservations` runs on every node: what it set aside (prepared) and turned into renamed
 resources (committed), per (group, index), and for which owner node.
 """
 import collections
 import itertools
+from dataclasses import dataclass
 
 from .resources import UNIT, add, fits
 
@@ -53,6 +54,41 @@ MARKER_REQUEST = 10              # 0.001: what each task or actor of the group a
 PREPARE_TIMEOUT_S = 10.0         # a round with a node silent that long is rolled back
 RETRY_S = 0.5                    # a pending group is tried again this often
 KEEP_REMOVED = 1000              # removed groups kept for placement_group_table()
+
+
+# -- actions of the manager -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    node_id: str
+    pg_id: str
+    round_id: int
+    items: list          # [(index, units)]
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    node_id: str
+    pg_id: str
+    round_id: int
+    indices: list
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    node_id: str
+    pg_id: str
+    indices: object      # [index] | None: every bundle of the group on that node
+
+
+@dataclass(frozen=True, slots=True)
+class Waited:
+    token: object
+    ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    group: "Group"
 
 
 # -- resource names -------------------------------------------------------------------------------
@@ -225,8 +261,8 @@ class PlacementGroupManager:
                 for i in indices:
                     for name, n in group.bundles[i].items():
                         nodes[node][name] = nodes[node].get(name, 0) - n
-                actions.append(("prepare", node, group.pg_id, round_.round_id,
-                                [(i, group.bundles[i]) for i in indices]))
+                actions.append(Prepare(node, group.pg_id, round_.round_id,
+                                       [(i, group.bundles[i]) for i in indices]))
         return actions
 
     def handle_prepared(self, pg_id, round_id, node_id, ok, now):
@@ -244,19 +280,19 @@ class PlacementGroupManager:
         for node, indices in round_.asked.items():
             for i in indices:
                 group.nodes[i] = node
-            actions.append(("commit", node, pg_id, round_id, list(indices)))
+            actions.append(Commit(node, pg_id, round_id, list(indices)))
         if all(n is not None for n in group.nodes):
             group.state = CREATED
-            actions.extend(("waited", token, True) for token in group.waiters)
+            actions.extend(Waited(token, True) for token in group.waiters)
             group.waiters.clear()
         return actions
 
     def handle_wait(self, pg_id, token, deadline):
         group = self.groups.get(pg_id)
         if group is None or group.state == REMOVED:
-            return [("waited", token, False)]
+            return [Waited(token, False)]
         if group.state == CREATED:
-            return [("waited", token, True)]
+            return [Waited(token, True)]
         group.waiters[token] = deadline
         return []
 
@@ -269,14 +305,14 @@ class PlacementGroupManager:
         if group.round is not None:
             nodes.update(group.round.asked)
         for node in sorted(nodes):
-            actions.append(("release", node, pg_id, None))
+            actions.append(Release(node, pg_id, None))
         group.state = REMOVED
         self.live.discard(pg_id)
         group.round = None
         group.nodes = [None] * len(group.bundles)
-        actions.extend(("waited", token, False) for token in group.waiters)
+        actions.extend(Waited(token, False) for token in group.waiters)
         group.waiters.clear()
-        actions.append(("removed", group))
+        actions.append(Removed(group))
         self.removed.append(pg_id)
         while len(self.removed) > KEEP_REMOVED:
             self.groups.pop(self.removed.popleft(), None)
@@ -315,7 +351,7 @@ class PlacementGroupManager:
                 late = [t for t, d in group.waiters.items() if d <= now]
                 for token in late:
                     del group.waiters[token]
-                    actions.append(("waited", token, False))
+                    actions.append(Waited(token, False))
         return actions
 
     # -- queries ---------------------------------------------------------------------------------
@@ -323,6 +359,18 @@ class PlacementGroupManager:
         """Whether some group waits to be placed now."""
         return any(g.state in (PENDING, RESCHEDULING) and g.round is None and g.retry_at <= now
                    for g in self.live_groups())
+
+    def removed_ids(self):
+        """Ids of the groups removed here (the latest KEEP_REMOVED)."""
+        return set(self.removed)
+
+    def active(self):
+        """Whether anything here needs ticks: a live group."""
+        return bool(self.live)
+
+    def live_jobs(self):
+        """Jobs of the live groups that die with their job (not detached)."""
+        return {g.job_id for g in self.live_groups() if not g.detached}
 
     def live_groups(self):
         """In creation order: the oldest pending group gets the room first."""
@@ -333,7 +381,7 @@ class PlacementGroupManager:
         round_ = group.round
         group.round = None
         group.retry_at = now if retry_now else now + RETRY_S
-        return [("release", node, group.pg_id, list(indices))
+        return [Release(node, group.pg_id, list(indices))
                 for node, indices in sorted(round_.asked.items())]
 
 
