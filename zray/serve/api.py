@@ -26,11 +26,18 @@ def _ensure_zray():
 def start(http_options=None, proxy_location=None, **kwargs):
     """Start Serve on the cluster (a no-op when it runs already): the controller, and an HTTP
     proxy on every node. Returns once the proxies listen."""
+    controller = _start(http_options, proxy_location)
+    _wait_proxies(controller)
+    return controller
+
+
+def _start(http_options=None, proxy_location=None):
+    """The controller (created if need be) and the proxies it will own, all starting at once."""
     _ensure_zray()
     options = HTTPOptions.from_value(http_options, proxy_location)
     controller = get_controller(check=False)
     if controller is None:
-        from .controller import ServeController
+        from .controller import ServeController, proxy_actor
         actor = zray.remote(ServeController).options(
             name=CONTROLLER_NAME, namespace=SERVE_NAMESPACE, lifetime="detached",
             get_if_exists=True, num_cpus=0, max_concurrency=100000)
@@ -38,17 +45,25 @@ def start(http_options=None, proxy_location=None, **kwargs):
         forget_controller()
         from . import handle as _handle
         _handle._controller["handle"] = controller
-    else:
+        if options.location not in ("Disabled", "NoServer"):
+            # started here, in parallel with the controller; it adopts them by name
+            nodes = [n["NodeID"] for n in zray.nodes() if n.get("Alive")]
+            for node_id in nodes[:1] if options.location == "HeadOnly" else nodes:
+                proxy_actor(node_id, options)
+    elif http_options is not None:
         current = zray.get(controller.get_http_config.remote(), timeout=30)
-        if http_options is not None and (current["host"], current["port"]) != (options.host, options.port):
+        if (current["host"], current["port"]) != (options.host, options.port):
             logger.warning("Serve is already running with HTTP options %s; the new options are "
                            "ignored (call serve.shutdown() first to change them)", current)
     zray.get(controller.ready.remote(), timeout=60)
-    statuses = zray.get(controller.wait_for_proxies.remote(30), timeout=60)
+    return controller
+
+
+def _wait_proxies(controller):
+    statuses = zray.get(controller.wait_for_proxies.remote(60), timeout=90)
     for node_id, (status, message) in statuses.items():
         if status == str(ProxyStatus.UNHEALTHY):
             logger.warning("The Serve HTTP proxy on node %s failed: %s", node_id, message)
-    return controller
 
 
 def run(target, blocking=False, name="default", route_prefix="/", logging_config=None,
@@ -76,7 +91,7 @@ def run(target, blocking=False, name="default", route_prefix="/", logging_config
 
 
 def _deploy(target, name, route_prefix, wait=True, config=None):
-    controller = start()
+    controller = _start()
     specs, ingress = build_app(target, name)
     if route_prefix == "/" and target.deployment.route_prefix is not None:
         route_prefix = target.deployment.route_prefix
@@ -85,6 +100,7 @@ def _deploy(target, name, route_prefix, wait=True, config=None):
              timeout=60)
     if wait:
         _wait_running(controller, name)
+        _wait_proxies(controller)
     return DeploymentHandle(ingress, name)
 
 

@@ -131,8 +131,6 @@ class ServeController:
 
     # -- proxies ------------------------------------------------------------------------------------
     def _ensure_proxies(self):
-        from .proxy import ServeProxy
-        from ..util.scheduling_strategies import NodeAffinitySchedulingStrategy
         try:
             nodes = [n for n in zray.nodes() if n.get("Alive")]
         except Exception:   # noqa: BLE001
@@ -147,14 +145,8 @@ class ServeController:
         for node_id in alive:
             if node_id in self.proxies:
                 continue
-            name = PROXY_NAME_PREFIX + node_id
-            actor = zray.remote(ServeProxy).options(
-                name=name, namespace=SERVE_NAMESPACE, lifetime="detached", get_if_exists=True,
-                num_cpus=0, max_concurrency=10000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
-            handle = actor.remote(node_id, self.http.host, self.http.port, self.http.root_path,
-                                  self.http.request_timeout_s, self.http.keep_alive_timeout_s)
-            entry = {"handle": handle, "status": ProxyStatus.STARTING, "message": ""}
+            entry = {"handle": proxy_actor(node_id, self.http), "status": ProxyStatus.STARTING,
+                     "message": ""}
             self.proxies[node_id] = entry
             self._spawn(self._start_proxy(node_id, entry))
 
@@ -573,6 +565,18 @@ class ServeController:
         if dep is None:
             return []
         return [(r.unique_id, r.state, r.pid, r.handle) for r in dep.replicas.values()]
+
+
+def proxy_actor(node_id, http):
+    """The node's proxy actor: created, or found by name when it exists."""
+    from ..util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from .proxy import ServeProxy
+    actor = zray.remote(ServeProxy).options(
+        name=PROXY_NAME_PREFIX + node_id, namespace=SERVE_NAMESPACE, lifetime="detached",
+        get_if_exists=True, num_cpus=0, max_concurrency=10000,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
+    return actor.remote(node_id, http.host, http.port, http.root_path, http.request_timeout_s,
+                        http.keep_alive_timeout_s)
 
 
 def _kill(handle):

@@ -102,6 +102,11 @@ class ServeReplica:
         fn = getattr(instance, "_fn", None) if isinstance(instance, _FunctionServable) else call
         self._call_is_gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         self._sem = asyncio.Semaphore(self._config.max_ongoing_requests)
+        if self._asgi_app is None:
+            try:        # the first HTTP request should not pay for this import
+                import starlette.requests  # noqa: F401
+            except ImportError:
+                pass
         if user_config is not None:
             await self.reconfigure(user_config)
         return {"replica_id": self._replica_id.unique_id, "pid": _pid(),
