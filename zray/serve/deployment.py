@@ -167,6 +167,7 @@ def build_app(app, app_name):
             class_name=getattr(dep.func_or_class, "__name__", name)))
         return DeploymentHandle(name, app_name)
 
+    _make_starlette_state_picklable()
     visit(app)
     ingress = names[id(app)]
     return specs, ingress
@@ -182,3 +183,18 @@ def _replace(value, visit):
     if isinstance(value, dict):
         return {k: _replace(v, visit) for k, v in value.items()}
     return value
+
+
+def _make_starlette_state_picklable():
+    """starlette's State (app.state) recurses forever when unpickled (its __getattr__ reads
+    an attribute that unpickling has not set yet): pickle it as the dict it wraps."""
+    import copyreg
+    import sys
+    datastructures = sys.modules.get("starlette.datastructures")
+    state_cls = getattr(datastructures, "State", None)
+    if state_cls is not None and state_cls not in copyreg.dispatch_table:
+        copyreg.pickle(state_cls, _reduce_state)
+
+
+def _reduce_state(state):
+    return type(state), (dict(state._state),)

@@ -245,8 +245,7 @@ class DeploymentHandle:
 
     def _send(self, router, uid, replica, meta, args, kwargs):
         if self._stream:
-            gen = replica.handle_request_streaming.remote(meta, *args, **kwargs)
-            return uid, gen
+            return uid, (replica, meta[2], replica.stream_start.remote(meta, *args, **kwargs))
         ref = replica.handle_request.remote(meta, *args, **kwargs)
         router.record(uid, ref)
         return uid, ref
@@ -332,27 +331,50 @@ class DeploymentResponse(_ResponseBase):
 
 
 class DeploymentResponseGenerator(_ResponseBase):
-    """The items a streaming call yields, as they come: iterate it, or `async for` it."""
+    """The items a streaming call yields, as they come: iterate it, or `async for` it. Each
+    pull brings every item the replica has produced since the last one."""
+
+    _buffer = None
+    _done = False
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        gen = self._resolve()
-        ref = next(gen)
-        return zray.get(ref)
+        while not self._buffer:
+            if self._done:
+                raise StopIteration
+            replica, stream_id, first = self._resolve()
+            ref = first if self._buffer is None else replica.stream_next.remote(stream_id)
+            try:
+                items, self._done = zray.get(ref)
+            except Exception as exc:
+                self._done = True
+                self._on_error(exc)
+                raise
+            self._buffer = list(items)
+        return self._buffer.pop(0)
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        gen = await self._resolve_async()
-        try:
-            ref = await gen.__anext__()
-        except StopAsyncIteration:
-            raise
-        return await ref
+        while not self._buffer:
+            if self._done:
+                raise StopAsyncIteration
+            replica, stream_id, first = await self._resolve_async()
+            ref = first if self._buffer is None else replica.stream_next.remote(stream_id)
+            try:
+                items, self._done = await ref
+            except Exception as exc:
+                self._done = True
+                self._on_error(exc)
+                raise
+            self._buffer = list(items)
+        return self._buffer.pop(0)
 
     def cancel(self):
-        if self._ref is not None:
-            zray.cancel(self._ref)
+        if self._ref is not None and not self._done:
+            replica, stream_id, _ = self._ref
+            replica.stream_cancel.remote(stream_id)
+            self._done = True

@@ -54,6 +54,32 @@ class _Outbox:
                 w.set_result(None)
 
 
+class _Stream:
+    __slots__ = ("items", "done", "error", "waiter", "task")
+
+    def __init__(self):
+        self.items = []
+        self.done = False
+        self.error = None
+        self.waiter = None
+        self.task = None
+
+    def _wake(self):
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def push(self, item):
+        self.items.append(item)
+        self._wake()
+
+    def finish(self):
+        self.done = True
+        self._wake()
+
+
 class _FunctionServable:
     """A function deployment: calling the replica calls the function."""
 
@@ -182,9 +208,44 @@ class ServeReplica:
         finally:
             self._ongoing -= 1
 
-    async def handle_request_streaming(self, meta, *args, **kwargs):
+    # Streaming to handles goes over a pull channel (stream_start / stream_next) rather than
+    # a zray streaming generator: zray runs async-generator methods of async actors as plain
+    # calls (see docs/serve.md), and pulling lets each call carry every item ready so far.
+    async def stream_start(self, meta, *args, **kwargs):
         method, model_id, request_id = meta
+        stream = _Stream()
+        self._streams = getattr(self, "_streams", {})
+        self._streams[request_id] = stream
         self._ongoing += 1
+        asyncio.get_running_loop().create_task(self._pump(stream, method, model_id, request_id,
+                                                          args, kwargs))
+        return await self.stream_next(request_id)
+
+    async def stream_next(self, stream_id):
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise ValueError(f"unknown or finished stream {stream_id}")
+        if not stream.items and not stream.done:
+            stream.waiter = asyncio.get_running_loop().create_future()
+            await stream.waiter
+        items, stream.items = stream.items, []
+        if stream.done:
+            self._streams.pop(stream_id, None)
+            if stream.error is not None and not items:
+                raise stream.error
+            if stream.error is not None:       # deliver the items first, the error next time
+                self._streams[stream_id] = stream
+                return items, False
+        return items, stream.done
+
+    async def stream_cancel(self, stream_id):
+        stream = self._streams.pop(stream_id, None) if hasattr(self, "_streams") else None
+        if stream is not None and stream.task is not None:
+            stream.task.cancel()
+        return True
+
+    async def _pump(self, stream, method, model_id, request_id, args, kwargs):
+        stream.task = asyncio.current_task()
         try:
             async with self._sem:
                 token = context.set_request_context(context.RequestContext(
@@ -195,17 +256,21 @@ class ServeReplica:
                         result = await result
                     if inspect.isasyncgen(result):
                         async for item in result:
-                            yield item
+                            stream.push(item)
                     elif inspect.isgenerator(result):
                         for item in result:
-                            yield item
+                            stream.push(item)
+                            await asyncio.sleep(0)
                     else:
                         raise TypeError(f"`handle.options(stream=True)` was used but method "
                                         f"'{method}' did not return a generator")
                 finally:
                     context.reset_request_context(token)
+        except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+            stream.error = exc if isinstance(exc, Exception) else RuntimeError("stream cancelled")
         finally:
             self._ongoing -= 1
+            stream.finish()
 
     # -- HTTP from proxies --------------------------------------------------------------------
     async def exchange(self, proxy_id, requests):
