@@ -525,3 +525,49 @@ def test_status_and_route_conflicts():
     finally:
         serve.delete("s1")
     assert "s1" not in serve.status().applications
+
+
+def test_redeploy_rolls_over_without_dropping_requests(base_url):
+    def make(version):
+        @serve.deployment(name="Versioned", num_replicas=2, graceful_shutdown_timeout_s=5)
+        class Versioned:
+            def __init__(self):
+                self.version = version
+
+            async def __call__(self, request):
+                await asyncio.sleep(0.05)
+                return self.version
+        return Versioned
+
+    serve.run(make("v1").bind(), name="roll", route_prefix="/roll")
+    bodies = []
+    codes = []
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(base_url=base_url, timeout=20) as c:
+            while not stop.is_set():
+                r = c.get("/roll")
+                codes.append(r.status_code)
+                bodies.append(r.text)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(codes) > 10, timeout=20)
+        serve.run(make("v2").bind(), name="roll", route_prefix="/roll")   # new code: new replicas
+        n = len(codes)
+        wait_for(lambda: len(codes) > n + 20, timeout=20)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert set(codes) == {200}, set(codes)          # old replicas drained, none dropped
+    assert bodies[-1] == "v2" and "v1" in bodies
+    reps = zray.get(zray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+                    .get_replicas.remote("roll", "Versioned"))
+    assert wait_for(lambda: len(zray.get(zray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+                                         .get_replicas.remote("roll", "Versioned"))) == 2, timeout=30), reps
+    serve.delete("roll")

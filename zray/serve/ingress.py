@@ -12,9 +12,6 @@ def ingress(app):
     def decorate(cls):
         if not inspect.isclass(cls):
             raise ValueError("@serve.ingress must be applied to a class")
-        if hasattr(cls, "__serve_asgi_app__") and cls.__dict__.get("__serve_asgi_app__") is None \
-                and getattr(cls, "__serve_asgi_app__", None) is not None:
-            pass
         cls.__serve_asgi_app__ = app
         return cls
     if not callable(app) and not hasattr(app, "routes"):

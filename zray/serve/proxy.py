@@ -87,6 +87,9 @@ class _Channel:
 
     def _call(self, batch):
         self.inflight += 1
+        stats = self.router.proxy.stats
+        stats["calls"] += 1
+        stats["requests"] += len(batch)
         loop = self.router.loop
         try:
             fut = self.handle.exchange.remote(self.router.proxy.proxy_id, batch).future()
@@ -384,6 +387,7 @@ class ServeProxy:
         self._started = threading.Event()
         self._error = None
         self._reported = {}
+        self.stats = {"calls": 0, "requests": 0}
 
     async def ready(self):
         if self._thread is None:
@@ -465,6 +469,10 @@ class ServeProxy:
             if f"{a}#{n}" == key:
                 return len(router.queue)
         return 0
+
+    async def get_stats(self):
+        """Exchange calls made and requests they carried (requests per call = batching)."""
+        return dict(self.stats)
 
     async def shutdown(self):
         server = self.server

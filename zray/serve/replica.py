@@ -35,6 +35,7 @@ logger = logging.getLogger("zray.serve")
 # event kinds of the HTTP channel (tuples (request id, kind, a, b, c))
 FULL, START, BODY, END, ABORT = 0, 1, 2, 3, 4
 EXCHANGE_WAIT_S = 30.0
+DRAIN_SETTLE_S = 0.25
 
 
 class _Outbox:
@@ -164,7 +165,9 @@ class ServeReplica:
         """Drain: wait until no request is running (at most timeout_s), then let the user's
         __del__ run."""
         deadline = time.monotonic() + timeout_s
-        await asyncio.sleep(min(wait_loop_s, timeout_s) if self._ongoing else 0)
+        # callers learn by long poll (milliseconds) that this replica left the routing table;
+        # a request they sent just before that still arrives: give it a moment
+        await asyncio.sleep(min(wait_loop_s, timeout_s, DRAIN_SETTLE_S))
         while self._ongoing and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         left = self._ongoing
