@@ -436,10 +436,8 @@ def test_503_past_the_queue_limit(base_url):
         serve.delete("queue")
 
 
-def test_request_timeout(base_url):
-    """A proxy with request_timeout_s answers 408 instead of waiting."""
-    # the module's proxy has no timeout: check the proxy's own path through a second Serve
-    # option is not possible on one cluster, so this checks the default: no timeout, answers 200
+def test_async_function_deployment(base_url):
+    """No request_timeout_s (the default): a slow answer is waited for (408: test_serve_timeout)."""
     @serve.deployment
     async def sleepy(request):
         await asyncio.sleep(0.2)
