@@ -22,6 +22,7 @@ from .exceptions import RayServeException
 
 logger = logging.getLogger("zray.serve")
 LONG_POLL_TIMEOUT_S = 30.0
+PRUNE_AT = 64
 _controller = {"handle": None}
 _routers = {}
 _routers_lock = threading.Lock()
@@ -121,15 +122,17 @@ class _Router:
         refs = self.outstanding.get(uid)
         if not refs:
             return 0
-        if len(refs) > 0:
-            _, not_ready = zray.wait(refs, num_returns=len(refs), timeout=0)
-            self.outstanding[uid] = refs = not_ready
-        return len(refs)
+        _, not_ready = zray.wait(refs, num_returns=len(refs), timeout=0)
+        self.outstanding[uid] = not_ready
+        return len(not_ready)
 
     def record(self, uid, ref):
         with self.lock:
             if uid in self.replicas:
-                self.outstanding.setdefault(uid, []).append(ref)
+                refs = self.outstanding.setdefault(uid, [])
+                refs.append(ref)
+                if len(refs) >= PRUNE_AT:       # keep the list to what is really outstanding
+                    self._load(uid)
 
     def wait_for_replica(self, model_id, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
