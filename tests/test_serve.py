@@ -569,3 +569,27 @@ def test_redeploy_rolls_over_without_dropping_requests(base_url):
     assert wait_for(lambda: len(zray.get(zray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
                                          .get_replicas.remote("roll", "Versioned"))) == 2, timeout=30), reps
     serve.delete("roll")
+
+
+def test_scale_to_zero_and_back_over_http_and_handles(base_url):
+    @serve.deployment(autoscaling_config={
+        "min_replicas": 0, "max_replicas": 2, "initial_replicas": 0, "metrics_interval_s": 0.1,
+        "look_back_period_s": 0.3, "upscale_delay_s": 0, "downscale_delay_s": 0.5})
+    class Lazy:
+        def __call__(self, request):
+            return "up"
+
+        def ping(self):
+            return "pong"
+
+    h = serve.run(Lazy.bind(), name="zero", route_prefix="/zero")
+
+    def replicas():
+        return serve.status().applications["zero"].deployments["Lazy"].replica_states.get("RUNNING", 0)
+    try:
+        assert replicas() == 0
+        assert httpx.get(f"{base_url}/zero", timeout=60).text == "up"      # waits in the proxy
+        assert wait_for(lambda: replicas() == 0, timeout=30)
+        assert h.ping.remote().result(timeout_s=60) == "pong"               # waits in the handle
+    finally:
+        serve.delete("zero")
