@@ -36,6 +36,7 @@ logger = logging.getLogger("zray.serve")
 FULL, START, BODY, END, ABORT = 0, 1, 2, 3, 4
 EXCHANGE_WAIT_S = 30.0
 DRAIN_SETTLE_S = 0.25
+STALE_OUTBOX_S = 300.0
 
 
 class _Outbox:
@@ -278,9 +279,13 @@ class ServeReplica:
     # -- HTTP from proxies --------------------------------------------------------------------
     async def exchange(self, proxy_id, requests):
         box = self._boxes.get(proxy_id)
+        now = time.monotonic()
         if box is None:
             box = self._boxes[proxy_id] = _Outbox()
-        box.last_seen = time.monotonic()
+            for pid, other in list(self._boxes.items()):     # a proxy that went away
+                if other.waiter is None and now - other.last_seen > STALE_OUTBOX_S:
+                    del self._boxes[pid]
+        box.last_seen = now
         loop = asyncio.get_running_loop()
         for req in requests:
             self._ongoing += 1
