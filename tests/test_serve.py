@@ -5,13 +5,15 @@ cluster); each test deletes its applications.
 """
 import asyncio
 import concurrent.futures
-import json
 import socket
 import threading
 import time
 
-import httpx
 import pytest
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("starlette")
+httpx = pytest.importorskip("httpx")
 
 import zray
 from zray import serve
@@ -110,6 +112,7 @@ def test_return_types_map_as_in_ray(client):
 
 # -- FastAPI ingress ------------------------------------------------------------------------------
 def test_fastapi_ingress_with_query_params(client):
+    pytest.importorskip("fastapi")
     from fastapi import FastAPI
     app = FastAPI()
 

@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+pytest.importorskip("uvicorn")
+pytest.importorskip("fastapi")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "benchmarks", "serve.py")
 pytestmark = [pytest.mark.timeout(600),

@@ -7,9 +7,12 @@ import sys
 import textwrap
 import time
 
-import httpx
 import pytest
-import yaml
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("starlette")
+httpx = pytest.importorskip("httpx")
+yaml = pytest.importorskip("yaml")
 
 pytestmark = pytest.mark.timeout(240)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

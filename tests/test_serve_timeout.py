@@ -2,8 +2,11 @@
 import asyncio
 import socket
 
-import httpx
 import pytest
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("starlette")
+httpx = pytest.importorskip("httpx")
 
 import zray
 from zray import serve

@@ -2,7 +2,7 @@
 import hashlib
 import inspect
 
-from .config import (DEPLOYMENT_OPTION_NAMES, DeploymentConfig, make_deployment_config,
+from .config import (DEPLOYMENT_OPTION_NAMES, make_deployment_config,
                      normalize_route_prefix)
 
 
