@@ -165,20 +165,31 @@ class CoreWorker:
         return self.owner.rebuild_lost(node_id, task_id)
 
     # -- reference counting callbacks ----------------------------------------------------------
+    # These run inside the reference table's batch of dropped refs: a failed send is logged
+    # (by send) and must not cut the batch short; no request of ours waits on it.
     def _send_borrow(self, owner, object_id, n):
-        self.send(owner, wire.ADD_BORROWER, (object_id, self.address, n))
+        self._send_count(owner, wire.ADD_BORROWER, (object_id, self.address, n))
 
     def _send_unborrow(self, owner, object_id, n):
         self.objects.forget(object_id)
-        self.send(owner, wire.REMOVE_BORROWER, (object_id, self.address, n))
+        self._send_count(owner, wire.REMOVE_BORROWER, (object_id, self.address, n))
 
     def _free_owned(self, object_id):
         if object_id in self.actors.owned_actors:
-            self.actors.out_of_scope(object_id)
+            try:
+                self.actors.out_of_scope(object_id)
+            except Exception:    # logged by send()
+                pass
         entry = self.objects.forget(object_id)
         if entry is not None and entry.kind == VALUE_STORED:
-            self.send(self.context.daemon, wire.OBJ_FREE, ([object_id], [entry.node]))
+            self._send_count(self.context.daemon, wire.OBJ_FREE, ([object_id], [entry.node]))
         self.owner.drop_lineage(object_id)
+
+    def _send_count(self, address, msg_type, payload):
+        try:
+            self.send(address, msg_type, payload)
+        except Exception:    # logged by send()
+            pass
 
     # -- messages no part owns -------------------------------------------------------------------
     def _on_log_lines(self, sender, payload, frames):

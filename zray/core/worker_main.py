@@ -127,4 +127,7 @@ class LogForwarder(io.TextIOBase):
         name = self.runtime.context.current_task_name
         prefix = f"({name} pid={self.pid}) " if name else f"(pid={self.pid}) "
         lines = "".join(prefix + line + "\n" for line in text.splitlines())
-        self.runtime.send(driver, wire.LOG_LINES, (self.stream_no, lines))
+        try:
+            self.runtime.send(driver, wire.LOG_LINES, (self.stream_no, lines))
+        except Exception:   # logged by send(); the line is in the log file anyway
+            pass
