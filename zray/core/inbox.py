@@ -53,7 +53,7 @@ class Inbox:
     # -- the handler table -------------------------------------------------------------------------
     def handle(self, msg_type, handler):
         """Dispatch msg_type to handler(sender, payload, frames); one handler per type."""
-        if msg_type in self.handlers and self.handlers[msg_type] is not handler:
+        if msg_type in self.handlers and self.handlers[msg_type] != handler:
             raise ValueError(f"{wire.NAMES.get(msg_type, msg_type)} already has a handler")
         self.handlers[msg_type] = handler
 

@@ -19,7 +19,7 @@ Messages (a library's own protocol, in the number range wire.py gives it)
     rt.register_handlers(msg_range, {msg_type: handler})   handler(sender, payload, frames),
                                                          run by the inbox's reading thread
     rt.register_replies(msg_range, [msg_type])           replies completing rt.request()
-    rt.request(msg_type, payload, *, address=None, timeout)  to the local daemon by default
+    rt.request(msg_type, payload, *, address=None, timeout=120)  to the local daemon
     rt.send(address, msg_type, payload, frames=())
     rt.wait_until(predicate, timeout) -> bool             reads messages while it waits;
                                                          LocalRayletDiedError if the node died
@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from .. import exceptions
 from ..objects.object_ref import get_runtime
 from ..transport import wire
+from .inbox import RPC_TIMEOUT_S
 from .kv import KvClient
 
-DEFAULT_REQUEST_TIMEOUT_S = 60.0
+DEFAULT_REQUEST_TIMEOUT_S = RPC_TIMEOUT_S
 _WAIT_SLICE_S = 0.05       # wait_until looks at its predicate at least this often
 
 _autostart = []            # the public API's init(), installed by zray.api

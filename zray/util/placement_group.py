@@ -112,10 +112,7 @@ def _bundle_reservation_check(placement_group):
 def _rt():
     """The runtime facade (zray.init() first if needed), answering PG_* requests."""
     rt = _runtime.current(autostart=True)
-    try:
-        rt.register_replies(_PG_RANGE, [wire.PG_REPLY])
-    except ValueError:
-        pass     # registered already
+    rt.register_replies(_PG_RANGE, [wire.PG_REPLY])     # idempotent
     return rt
 
 
