@@ -21,7 +21,7 @@ DRIVER = textwrap.dedent("""
     assert zray.get(f.remote(1)) == 2
     ref = zray.put(b"x" * (1 << 20))   # something in the shared-memory store
     core = zray.api._runtime()
-    print(json.dumps({"info": core.cluster_info(), "session": core.session_dir}), flush=True)
+    print(json.dumps({"info": core.cluster_info(), "session": core.context.session_dir}), flush=True)
     if sys.argv[1] == "sleep":
         time.sleep(600)
     elif sys.argv[1] == "raise":
@@ -49,7 +49,7 @@ def test_shutdown_leaves_nothing():
         assert zray.get(f.remote()) != os.getpid()
         zray.put(b"y" * (1 << 20))
         core = zray.api._runtime()
-        footprint = cluster_footprint(core.cluster_info(), core.session_dir)
+        footprint = cluster_footprint(core.cluster_info(), core.context.session_dir)
         assert os.path.isdir(footprint["session_dir"])
         assert store_memfds(), "the store should be a memfd while the cluster runs"
     finally:
@@ -82,7 +82,7 @@ def test_kill_9_of_the_node_daemon_fails_waits_instead_of_hanging():
             time.sleep(60)
         ref = slow.remote()
         core = zray.api._runtime()
-        footprint = cluster_footprint(core.cluster_info(), core.session_dir)
+        footprint = cluster_footprint(core.cluster_info(), core.context.session_dir)
         os.kill(footprint["pids"][0], signal.SIGKILL)
         with pytest.raises(zray.exceptions.RayError):
             zray.get(ref, timeout=30)

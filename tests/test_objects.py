@@ -240,12 +240,12 @@ def test_dropping_a_ref_inside_the_runtimes_own_locks_does_not_deadlock(cluster)
     as a hang in CI: an ObjectRef.__del__ during submit_task). They must only queue."""
     ref = zray.put(np.ones(1 << 20, dtype=np.uint8))
     arr = zray.get(ref)
-    with cluster.lock, cluster.refs._lock:
+    with cluster.objects.lock, cluster.table.lock, cluster.refs._lock:
         del ref          # ObjectRef.__del__ runs here, in this thread, with both locks held
         del arr          # and the store pin's finalizer too
     assert wait_store_used(cluster, 0) == 0
     gen_ref = identity.remote(1)
-    with cluster.lock:
+    with cluster.objects.lock, cluster.table.lock:
         del gen_ref
     assert zray.get(identity.remote(2)) == 2
 
@@ -258,5 +258,5 @@ def test_polling_wait_and_get_leave_no_callbacks_behind(cluster):
         with pytest.raises(GetTimeoutError):
             zray.get(ref, timeout=0.01)
         zray.wait([ref], timeout=0.01)
-    assert not cluster.entries[ref.binary()].callbacks
+    assert not cluster.objects.entries[ref.binary()].callbacks
     assert zray.get(ref) is None

@@ -12,7 +12,7 @@ def test_a_deep_tmpdir_still_works_and_leaves_nothing(tmp_path):
             "@zray.remote\n"
             "def f(x):\n"
             "    return x + 1\n"
-            "print(zray.get(f.remote(1)), zray.api._runtime().session_dir)\n"
+            "print(zray.get(f.remote(1)), zray.core.runtime.current().session_dir)\n"
             "zray.shutdown()\n")
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, ZRAY_TMPDIR=str(deep)),
                          capture_output=True, text=True, timeout=60)

@@ -410,7 +410,7 @@ def test_retry_after_a_large_result_was_stored_keeps_working(tmp_path, zray_clus
         if not os.path.exists(path):
             open(path, "w").close()
             core = zray.api._runtime()
-            spec = core.running_task
+            spec = core.executor.running_task
             core.store.put(return_object_id(spec.task_id, 0), serialization.serialize(value),
                            spec.owner)
             os._exit(1)

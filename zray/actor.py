@@ -6,9 +6,12 @@ non-detached actor ends once no handle remains anywhere.
 """
 import inspect
 
-
 from . import options as opts
-from .objects.object_ref import ObjectRef
+from .core import runtime as _facade
+from .core.context import ActorExit
+from .core.functions import pickle_for_export
+from .objects.generator import returned_refs
+from .objects.object_ref import ObjectRef, get_runtime
 from .scheduling.resources import to_units
 
 ACTOR_OPTIONS = {
@@ -23,15 +26,9 @@ METHOD_CALL_OPTIONS = {"num_returns", "name", "concurrency_group", "max_task_ret
 DEFAULT_ASYNC_CONCURRENCY = 1000
 
 
-class ActorExit(BaseException):
-    """Raised by exit_actor(): the actor ends after the current call."""
-
-
 def exit_actor():
     """End the current actor after this call: no restart; later calls raise ActorDiedError."""
-    from .api import _runtime
-    core = _runtime()
-    if getattr(core, "actor", None) is None:
+    if _facade.current().current_actor() is None:
         raise TypeError("exit_actor() can only be called inside an actor")
     raise ActorExit()
 
@@ -141,17 +138,17 @@ class ActorClass:
 
     def _export(self, core):
         if self._pickled is None:
-            from .remote_function import pickle_for_export
             self._class_id, self._pickled = pickle_for_export(self._cls, f"actor class {self.__name__}")
-        core.export_function(self._class_id, self._pickled)
+        core.owner.export_function(self._class_id, self._pickled)
         return self._class_id
 
     def _remote(self, args, kwargs, actor_options):
-        from .api import _runtime_or_autoinit
-        core = _runtime_or_autoinit()
+        from .util.placement_group import apply_group, in_placement_group
+        rt = _facade.current(autostart=True)
+        core = get_runtime()
         class_id = self._export(core)
         placement, lifetime = actor_resources(actor_options)
-        group = opts.in_placement_group(actor_options, core)
+        group = in_placement_group(actor_options, rt)
         groups = dict(actor_options.get("concurrency_groups") or {})
         max_concurrency = actor_options.get("max_concurrency")
         if max_concurrency is None:
@@ -165,11 +162,10 @@ class ActorClass:
             "concurrency_groups": groups,
         }
         if group is not None:   # ask for the group's resources instead (util/placement_group.py)
-            from .util.placement_group import apply_group
             (placement, lifetime), meta["placement_group"] = apply_group(
                 group, [placement, lifetime], f"actor {self.__name__}")
         lifetime_opt = actor_options.get("lifetime")
-        actor_id, owner, existing = core.create_actor(
+        actor_id, owner, existing = core.actors.create_actor(
             class_id, self.__name__, args, kwargs, placement, lifetime, meta,
             name=actor_options.get("name"), namespace=actor_options.get("namespace"),
             detached=lifetime_opt == "detached",
@@ -205,7 +201,6 @@ class ActorHandle:
         if _ref is not None:
             self._ref = _ref
         elif counted:
-            from .objects.object_ref import get_runtime
             self._ref = ObjectRef(actor_id, owner)
             core = get_runtime()
             if core is not None and owner != core.address:
@@ -256,15 +251,19 @@ class ActorMethod:
             f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        from .api import _runtime
-        core = _runtime()
+        core = get_runtime()
+        if core is None:
+            _facade.current()     # raises: zray is not initialized
         options = {**self._method_options, **self._call_options}
         num_returns = options.get("num_returns")
         if num_returns is None:
             num_returns = "streaming" if options.get("is_generator") else 1
-        return core.submit_actor_task(self._handle, self._name, args, kwargs, num_returns,
-                                      options.get("concurrency_group"),
-                                      options.get("name"))
+        task_id, refs, n = core.actors.submit_actor_task(
+            self._handle, self._name, args, kwargs, num_returns,
+            options.get("concurrency_group"), options.get("name"))
+        if n == 1:
+            return refs[0]
+        return returned_refs(task_id, refs, n, core.address)
 
     def options(self, **call_options):
         opts.check_names(call_options, METHOD_CALL_OPTIONS, f"actor method {self._name}")

@@ -4,14 +4,12 @@ import inspect
 import math
 import os
 import select
-import subprocess
-import sys
 import threading
-import time
 
-from . import exceptions
+from . import exceptions, logs
+from .core import runtime as _facade
 from .core.core_worker import CoreWorker
-from .node import session
+from .node import bootstrap, session
 from .objects.generator import ObjectRefGenerator
 from .objects.object_ref import ObjectRef
 from .remote_function import RemoteFunction
@@ -24,7 +22,7 @@ _state = None       # the process's _Runtime while connected
 class _Runtime:
     def __init__(self, core, daemon_proc=None, session_dir=None, owns_session=False):
         self.core = core
-        self.daemon_proc = daemon_proc
+        self.daemon_proc = daemon_proc      # a bootstrap.NodeProcess when init() started it
         self.session_dir = session_dir
         self.owns_session = owns_session
 
@@ -103,45 +101,32 @@ def _start_local(kwargs):
         raise TypeError(f"object_store_memory must be an int number of bytes, got {store!r}")
     elif store < (1 << 20):
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {store} bytes")
-    import json
     session_dir = session.create_session_dir()
     job_id = os.urandom(4).hex()
     worker_id = os.urandom(8).hex()
-    driver_address = f"ipc://{session_dir}/sock/d{worker_id[:12]}"
-    ready_r, ready_w = os.pipe()
-    log = os.path.join(session_dir, "logs", "node")
-    cmd = [sys.executable, "-m", "zray.node.daemon", "--session", session_dir,
-           "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
-           "--resources", json.dumps(resources), "--object-store-memory", str(store),
-           "--driver-pid", str(os.getpid()), "--driver-address", driver_address,
-           "--job-id", job_id, "--prestart", str(max(1, int(num_cpus)) if num_cpus else 1),
-           "--ready-fd", str(ready_w), "--remove-session-on-exit"]
-    env = dict(os.environ)
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(log + ".out", "wb") as out, open(log + ".err", "wb") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                pass_fds=[ready_w], start_new_session=True, env=env)
-    os.close(ready_w)
+    spec = bootstrap.NodeSpec(
+        session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+        object_store_memory=store, driver_pid=os.getpid(),
+        driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
+        prestart=max(1, int(num_cpus)) if num_cpus else 1)
     try:
-        _wait_ready(ready_r, proc, log, timeout=60)
+        node = bootstrap.start_node(spec, timeout=60)
     except BaseException:
-        _kill_and_wait(proc)
         session.remove_session_dir(session_dir)
         raise
-    finally:
-        os.close(ready_r)
-    core = CoreWorker("driver", session_dir, f"ipc://{session_dir}/sock/node", job_id,
+    logs.configure(session_dir, f"driver-{os.getpid()}", user_facing=True)
+    core = CoreWorker("driver", session_dir, node.address, job_id,
                       worker_id=worker_id, namespace=kwargs.get("namespace"))
     try:
         core.connect(os.getpid())
     except BaseException:
         core.shutdown()
-        _kill_and_wait(proc)
+        node.stop()
         session.remove_session_dir(session_dir)
+        logs.reset()
         raise
-    _start_daemon_watch(core, proc)
-    return _Runtime(core, proc, session_dir, owns_session=True)
+    _start_daemon_watch(core, node)
+    return _Runtime(core, node, session_dir, owns_session=True)
 
 
 def _connect(address, kwargs):
@@ -164,12 +149,14 @@ def _connect(address, kwargs):
         from .transport.address import host_of
         mesh = {"ip": host_of(info["mesh_address"]), "secret_file": info["secret_file"],
                 "node_id": info["node_id"]}
+    logs.configure(info["session"], f"driver-{os.getpid()}", user_facing=True)
     core = CoreWorker("driver", info["session"], info["address"], job_id,
                       namespace=kwargs.get("namespace"), mesh=mesh)
     try:
         core.connect(os.getpid())
     except BaseException:
         core.shutdown()
+        logs.reset()
         raise
     _start_pid_watch(core, info["pid"])
     return _Runtime(core, None, info["session"], owns_session=False)
@@ -200,47 +187,20 @@ def _start_pid_watch(core, pid):
             select.select([fd], [], [])
         finally:
             os.close(fd)
-        if core._running:
-            core.dead_reason = f"the zray node daemon (pid {pid}) exited"
+        core.mark_dead(f"the zray node daemon (pid {pid}) exited")
     threading.Thread(target=watch, name="zray-daemon-watch", daemon=True).start()
 
 
-def _wait_ready(fd, proc, log, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.05)
-        if r and os.read(fd, 64).startswith(b"ready"):
-            return
-        if proc.poll() is not None:
-            break
-    tail = ""
-    try:
-        with open(log + ".err", "rb") as f:
-            tail = f.read()[-3000:].decode(errors="replace")
-    except OSError:
-        pass
-    raise RuntimeError(f"the zray node daemon failed to start (exit code {proc.poll()}):\n{tail}")
-
-
-def _start_daemon_watch(core, proc):
+def _start_daemon_watch(core, node):
     """If the node daemon dies, fail every wait of this process instead of hanging."""
     def watch():
-        proc.wait()
-        if core._running:
-            core.dead_reason = f"the zray node daemon (pid {proc.pid}) exited with code {proc.returncode}"
+        code = node.wait()
+        core.mark_dead(f"the zray node daemon (pid {node.pid}) exited with code {code}")
     threading.Thread(target=watch, name="zray-daemon-watch", daemon=True).start()
 
 
-def _kill_and_wait(proc, grace=5.0):
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def _attach_worker_runtime(core):
-    """Inside a worker: the API talks to the worker's own runtime."""
+def attach_worker_runtime(core):
+    """Inside a worker (core/worker_main.py): the API talks to the worker's own runtime."""
     global _state
     _state = _Runtime(core)
 
@@ -256,17 +216,15 @@ def shutdown(_exiting_interpreter=False):
     if state.daemon_proc is not None:
         from .transport import wire
         try:
-            core.transport.send(core.daemon, wire.SHUTDOWN_NODE, ())
-        except Exception:
+            core.send(core.daemon, wire.SHUTDOWN_NODE, ())
+        except Exception:   # logged by send(); the daemon is stopped below anyway
             pass
     core.shutdown()
     if state.daemon_proc is not None:
-        try:
-            _kill_and_wait(state.daemon_proc)
-        except Exception:
-            pass
+        state.daemon_proc.stop()
     if state.owns_session and state.session_dir:
         session.remove_session_dir(state.session_dir)
+    logs.reset()
 
 
 def is_initialized():
@@ -288,8 +246,8 @@ def _runtime_or_autoinit():
 
 def _context_info():
     core = _state.core
-    return {"node_id": core.node_info["node_id"], "session_dir": core.session_dir,
-            "address": core.daemon, "job_id": core.job_id}
+    return {"node_id": core.node_info["node_id"], "session_dir": core.context.session_dir,
+            "address": core.daemon, "job_id": core.context.job_id}
 
 
 # -- remote ---------------------------------------------------------------------------------------
@@ -324,21 +282,23 @@ def _check_timeout(timeout):
 
 def get(object_refs, *, timeout=None):
     _check_timeout(timeout)
-    core = _runtime()
+    objects = _runtime().objects
     if isinstance(object_refs, ObjectRef):
-        return core.get([object_refs], timeout)[0]
+        return objects.get([object_refs], timeout)[0]
     if isinstance(object_refs, ObjectRefGenerator):
         raise TypeError("get() of an ObjectRefGenerator is not allowed; iterate it and get each ref")
     if isinstance(object_refs, (list, tuple)):
         for r in object_refs:
             if not isinstance(r, ObjectRef):
                 raise TypeError(f"get() expects ObjectRefs, got {type(r).__name__} in the list")
-        return core.get(list(object_refs), timeout)
+        return objects.get(list(object_refs), timeout)
     raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
 
 
 def put(value, *, _owner=None):
-    return _runtime().put(value)
+    core = _runtime()
+    context = core.context
+    return core.objects.put(value, context.current_task_id, context.next_put_index())
 
 
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
@@ -361,27 +321,26 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     _check_timeout(timeout)
     if not refs:
         return [], []
-    ready_idx = set(_runtime().wait_ready(refs, num_returns, timeout)[:num_returns])
+    ready_idx = set(_runtime().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
     ready = [r for i, r in enumerate(refs) if i in ready_idx]
     not_ready = [r for i, r in enumerate(refs) if i not in ready_idx]
     return ready, not_ready
 
 
 def cancel(ref, *, force=False, recursive=True):
-    core = _runtime()
+    owner = _runtime().owner
     if isinstance(ref, ObjectRefGenerator):
-        pending = core.pending_tasks.get(ref._task_id)
-        if pending is not None:
-            core.cancel_task(pending, force, recursive)
+        owner.cancel_task_id(ref._task_id, force, recursive)
         return
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(ref).__name__}")
-    core.cancel(ref, force, recursive)
+    owner.cancel(ref, force, recursive)
 
 
 # -- introspection --------------------------------------------------------------------------------
 def get_runtime_context():
-    return RuntimeContext(_runtime())
+    _runtime()
+    return RuntimeContext(_facade.current())
 
 
 def cluster_resources():
@@ -397,7 +356,8 @@ def nodes():
 
 
 def get_gpu_ids():
-    return list(getattr(_runtime(), "assigned_gpus", []))
+    _runtime()
+    return _facade.current().assigned_gpus()
 
 
 # -- actors ---------------------------------------------------------------------------------------
@@ -406,7 +366,7 @@ def get_actor(name, namespace=None):
     if not isinstance(name, str) or not name:
         raise ValueError(f"an actor name must be a non-empty str, got {name!r}")
     from .actor import ActorHandle
-    actor_id, owner, meta = _runtime().get_actor(name, namespace)
+    actor_id, owner, meta = _runtime().actors.get_actor(name, namespace)
     return ActorHandle(actor_id, owner, meta, counted=True)
 
 
@@ -416,4 +376,7 @@ def kill(actor, *, no_restart=True):
     from .actor import ActorHandle
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
-    _runtime().kill_actor(actor._actor_id, no_restart, actor._meta)
+    _runtime().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
+
+
+_facade.set_autostart(init)

@@ -53,7 +53,7 @@ def configure(session_dir, process_name, user_facing=False):
     handler.setLevel(level)
     _add(handler)
     if user_facing:
-        console = logging.StreamHandler(sys.stderr)
+        console = _StderrHandler()
         console.setFormatter(logging.Formatter(USER_FORMAT))
         console.setLevel(logging.WARNING)
         _add(console)
@@ -66,7 +66,7 @@ def configure(session_dir, process_name, user_facing=False):
 def configure_stderr_only():
     """Before any session exists (e.g. the CLI): warnings to stderr, nothing to files."""
     reset()
-    console = logging.StreamHandler(sys.stderr)
+    console = _StderrHandler()
     console.setFormatter(logging.Formatter(USER_FORMAT))
     console.setLevel(logging.WARNING)
     _add(console)
@@ -84,6 +84,22 @@ def reset():
         except Exception:   # a handler closing a file that is already gone: nothing to keep
             pass
     _root.propagate = True
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted: tools and test harnesses
+    replace sys.stderr after zray was configured, and the user must still see the line."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def _add(handler):

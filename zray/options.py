@@ -98,16 +98,6 @@ def encode_strategy(options):
                      f"got {strategy!r}")
 
 
-def in_placement_group(options, core):
-    """(group, bundle_index, capture) when a task or actor runs in a placement group, else None.
-    Cheap when no group is involved: that is every call outside groups."""
-    if (options.get("scheduling_strategy") is None and options.get("placement_group") is None
-            and options.get("placement_group_bundle_index", -1) == -1 and getattr(core, "running_task", None) is None and getattr(core, "actor", None) is None):
-        return None
-    from .util.placement_group import chosen_group
-    return chosen_group(options, core)
-
-
 def task_resources(options):
     """The resource request of a task in fixed-point units."""
     res = dict(options.get("resources") or {})

@@ -1,32 +1,12 @@
 """@zray.remote on a function: RemoteFunction, with .remote() and .options()."""
-import hashlib
 import inspect
 
 from . import options as opts
-from .objects.code_pickle import dumps as cloudpickle_dumps
-from .objects.generator import ObjectRefGenerator
+from .core import runtime as _facade
+from .core.functions import pickle_for_export
+from .objects.generator import returned_refs
+from .objects.object_ref import get_runtime
 from .scheduling.task_spec import DYNAMIC, STREAMING
-
-
-def pickle_for_export(obj, what):
-    """(id, bytes) of a function or class to export: the id is the pickle's SHA-1, so the same
-    code is exported once however many handles point at it."""
-    try:
-        pickled = cloudpickle_dumps(obj, protocol=5)
-    except Exception as exc:
-        raise TypeError(f"Could not pickle {what}: {exc}") from exc
-    return hashlib.sha1(pickled).digest(), pickled
-
-
-def returned_refs(core, task_id, refs, num_returns):
-    """What .remote() gives back: a generator, one ref, None, or a list, by num_returns."""
-    if num_returns < 0:
-        return ObjectRefGenerator(task_id, core.address)
-    if num_returns == 1:
-        return refs[0]
-    if num_returns == 0:
-        return None
-    return refs
 
 
 def _strategy_extra(task_options):
@@ -73,12 +53,14 @@ class RemoteFunction:
         if self._pickled is None:
             self._function_id, self._pickled = pickle_for_export(
                 self._function, f"remote function {self.__name__}")
-        core.export_function(self._function_id, self._pickled)
+        core.owner.export_function(self._function_id, self._pickled)
         return self._function_id
 
     def _remote(self, args, kwargs, task_options):
-        from .api import _runtime_or_autoinit
-        core = _runtime_or_autoinit()
+        core = get_runtime()
+        if core is None:
+            _facade.current(autostart=True)
+            core = get_runtime()
         function_id = self._export(core)
         num_returns = task_options.get("num_returns")
         if num_returns is None:
@@ -87,14 +69,27 @@ class RemoteFunction:
         name = task_options.get("name") or self.__name__   # the log prefix "(f pid=..)", as Ray
         resources = opts.task_resources(task_options)
         extra = _strategy_extra(task_options)
-        group = opts.in_placement_group(task_options, core)
+        group = _in_group(task_options) if _may_be_in_group(task_options, core) else None
         if group is not None:   # ask for the group's resources instead (util/placement_group.py)
             from .util.placement_group import apply_group
             (resources,), context = apply_group(group, [resources], f"task {name}")
             extra = dict(extra or {}, placement_group=context)
-        task_id, refs = core.submit_task(
+        task_id, refs = core.owner.submit_task(
             function_id, name, args, kwargs, n, resources,
             task_options.get("max_retries", opts.DEFAULT_TASK["max_retries"]),
             opts.encode_retry_exceptions(task_options.get("retry_exceptions", False)),
             extra=extra)
-        return returned_refs(core, task_id, refs, n)
+        return returned_refs(task_id, refs, n, core.address)
+
+
+def _may_be_in_group(options, core):
+    """Cheap test first (most calls): no group option and no task or actor running here."""
+    executor = core.executor
+    return not (options.get("scheduling_strategy") is None and options.get("placement_group") is None
+                and options.get("placement_group_bundle_index", -1) == -1
+                and (executor is None or (executor.running_task is None and executor.actors.host is None)))
+
+
+def _in_group(options):
+    from .util.placement_group import in_placement_group
+    return in_placement_group(options, _facade.current())

@@ -1,26 +1,27 @@
-"""get_runtime_context(): who and where the calling code is."""
+"""get_runtime_context(): who and where the calling code is (read through the runtime facade,
+zray/core/runtime.py)."""
 
 
 class RuntimeContext:
-    def __init__(self, core):
-        self._core = core
+    def __init__(self, rt):
+        self._rt = rt
 
     def get_job_id(self):
-        return self._core.job_id
+        return self._rt.job_id
 
     @property
     def job_id(self):
         return self.get_job_id()
 
     def get_node_id(self):
-        return self._core.node_info["node_id"]
+        return self._rt.node_id
 
     @property
     def node_id(self):
         return self.get_node_id()
 
     def get_worker_id(self):
-        return self._core.worker_id
+        return self._rt.worker_id
 
     @property
     def worker_id(self):
@@ -28,51 +29,50 @@ class RuntimeContext:
 
     def get_task_id(self):
         """Hex id of the running task; None in the driver."""
-        if self._core.kind == "driver" or getattr(self._core, "running_task", None) is None:
-            return None
-        return self._core.running_task.task_id.hex()
+        task = self._rt.current_task()
+        return None if task is None else task.task_id.hex()
 
     @property
     def task_id(self):
         return self.get_task_id()
 
     def get_task_name(self):
-        return self._core.current_task_name
+        return self._rt.current_task_name
 
     def get_actor_id(self):
         """Hex id of the actor this code runs in; None outside actors."""
-        host = getattr(self._core, "actor", None)
-        return host.actor_id.hex() if host is not None else None
+        actor = self._rt.current_actor()
+        return actor.actor_id.hex() if actor is not None else None
 
     @property
     def current_actor(self):
-        host = getattr(self._core, "actor", None)
-        if host is None:
+        actor = self._rt.current_actor()
+        if actor is None:
             raise RuntimeError("current_actor is only available inside an actor")
         from .actor import ActorHandle
-        return ActorHandle(host.actor_id, None, host.meta, counted=False)
+        return ActorHandle(actor.actor_id, None, actor.meta, counted=False)
 
     @property
     def namespace(self):
-        return self._core.namespace
+        return self._rt.namespace
 
     def get_assigned_resources(self):
         from .scheduling.resources import from_units
-        units = getattr(self._core, "assigned_resources", {}) or {}
+        units = self._rt.assigned_resources()
         if any("_group_" in name for name in units):
             from .scheduling.placement_groups import original_resources
             units = original_resources(units)
         return from_units(units)
 
     def get_accelerator_ids(self):
-        return {"GPU": [str(i) for i in getattr(self._core, "assigned_gpus", [])]}
+        return {"GPU": [str(i) for i in self._rt.assigned_gpus()]}
 
     def get_runtime_env_string(self):
         return "{}"
 
     @property
     def gcs_address(self):
-        return self._core.daemon
+        return self._rt.daemon
 
     def get(self):
         return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),

@@ -5,9 +5,14 @@ a call is sent only once every call before it has been sent (a call whose Object
 are not ready holds back the ones behind it, as in Ray). The node hosting the actor tells every
 caller when the actor is alive (and where), restarting, or dead; calls in flight when it dies
 are resent after a restart while `max_task_retries` allows, and fail with ActorDiedError
-otherwise.
+otherwise (the owner table's one retry budget decides, owner_table.py).
+
+A part of the runtime (core_worker.py). Collaborators, given to the constructor: the process
+context, the inbox (requests to the node), the objects part, the task owner (an actor call is
+a task: submitted, completed and finished there) and `send`.
 """
 import collections
+import logging
 import threading
 
 from .. import exceptions
@@ -15,7 +20,7 @@ from ..objects import serialization
 from ..objects.ids import put_object_id
 from ..scheduling.task_spec import ACTOR_CALL, ACTOR_CREATION, DYNAMIC, STREAMING, TaskSpec
 from ..transport import wire
-from .object_entries import READY, VALUE_INLINE, ObjectEntry
+from . import owner_table as ot
 
 ALIVE = "ALIVE"
 RESTARTING = "RESTARTING"
@@ -52,48 +57,49 @@ class _ActorState:
         self.creation = None                 # the creation task, when this process created it
 
 
-class ActorCaller:
-    """Mixed into CoreWorker."""
+log = logging.getLogger("zray.core")
 
-    def _init_actor_caller(self):
+
+class ActorCaller:
+    def __init__(self, context, inbox, objects, owner, send):
+        self.context = context
+        self.inbox = inbox
+        self.objects = objects
+        self.owner = owner
+        self.send = send
         self.actor_states = {}
         self.owned_actors = set()
-        self.handlers[wire.ACTOR_STATE] = self._on_actor_state
-        self.handlers[wire.ACTOR_REGISTERED] = self._on_reply
-        self.handlers[wire.GET_ACTOR_REPLY] = self._on_reply
-        self.handlers[wire.LIST_ACTORS_REPLY] = self._on_reply
+        self._lock = threading.Lock()
+        inbox.handle(wire.ACTOR_STATE, self.on_actor_state)
+        for reply in (wire.ACTOR_REGISTERED, wire.GET_ACTOR_REPLY, wire.LIST_ACTORS_REPLY):
+            inbox.reply_type(reply)
 
     # -- creation ------------------------------------------------------------------------------
     def create_actor(self, class_id, class_name, args, kwargs, placement, lifetime, meta, *,
                      name, namespace, detached, get_if_exists, max_restarts, strategy=None):
-        namespace = namespace or self.namespace
-        actor_id = put_object_id(self.current_task_id, next(self._put_counter))
-        existing, owner, existing_meta = self.rpc(self.daemon, wire.REGISTER_ACTOR, (
+        context = self.context
+        namespace = namespace or context.namespace
+        actor_id = put_object_id(context.current_task_id, context.next_put_index())
+        existing, owner, existing_meta = self.inbox.rpc(context.daemon, wire.REGISTER_ACTOR, (
             actor_id, name, namespace, detached, get_if_exists, max_restarts, class_name,
-            self.job_id, self.address, meta))
+            context.job_id, context.address, meta))
         meta.update(existing_meta)     # the node adds where the actor's record lives ("home")
         if existing != actor_id:
             return existing, owner, True
-        entry = ObjectEntry(owned=True)
-        entry.kind = VALUE_INLINE
-        entry.inline = bytes(serialization.serialize(actor_id.hex()).to_bytes())
-        entry.state = READY
-        with self.lock:
-            self.entries[actor_id] = entry
-        self.refs.add_owned(actor_id)
+        self.objects.add_ready_inline(actor_id, bytes(serialization.serialize(actor_id.hex()).to_bytes()))
         self.owned_actors.add(actor_id)
         state = self._actor_state(actor_id, meta, subscribe=False)
         extra = {"actor_id": actor_id, "lifetime": lifetime, "meta": meta, "detached": detached}
         if strategy is not None:
             extra["strategy"] = strategy
-        task_id, _ = self.submit_task(class_id, f"{class_name}.__init__", args, kwargs, 0,
-                                      placement, 0, False, extra=extra, kind=ACTOR_CREATION)
-        state.creation = self.pending_tasks.get(task_id)
-        return actor_id, self.address, False
+        task_id, _ = self.owner.submit_task(class_id, f"{class_name}.__init__", args, kwargs, 0,
+                                            placement, 0, False, extra=extra, kind=ACTOR_CREATION)
+        state.creation = self.owner.table.get(task_id)
+        return actor_id, context.address, False
 
     # -- calls -----------------------------------------------------------------------------------
     def _actor_state(self, actor_id, meta, subscribe=True):
-        with self.lock:
+        with self._lock:
             state = self.actor_states.get(actor_id)
             if state is None:
                 state = self.actor_states[actor_id] = _ActorState(actor_id, meta)
@@ -101,7 +107,7 @@ class ActorCaller:
             else:
                 new = False
         if new and subscribe:
-            self._safe_send(self._home(meta), wire.SUBSCRIBE_ACTOR, (actor_id,))
+            self.send(self.home(meta), wire.SUBSCRIBE_ACTOR, (actor_id,))
         return state
 
     def submit_actor_task(self, handle, method_name, args, kwargs, num_returns, group, name):
@@ -109,15 +115,18 @@ class ActorCaller:
         n = _NUM_RETURNS.get(num_returns, num_returns)
         extra = {"actor_id": handle._actor_id, "method": method_name, "group": group}
         label = name or f"{handle._meta.get('class_name', 'Actor')}.{method_name}"
-        task_id, refs = self.submit_task(None, label, args, kwargs, n, {},
-                                         handle._meta.get("max_task_retries", 0), False,
-                                         extra=extra, actor=state, kind=ACTOR_CALL)
-        if n == 1:
-            return refs[0]
-        from ..remote_function import returned_refs
-        return returned_refs(self, task_id, refs, n)
+        task_id, refs = self.owner.submit_task(None, label, args, kwargs, n, {},
+                                               handle._meta.get("max_task_retries", 0), False,
+                                               extra=extra, actor=state, kind=ACTOR_CALL)
+        return task_id, refs, n
 
-    def _send_actor_call(self, pending):
+    def enqueue(self, pending):
+        """A new call takes its place in its actor's queue (in submission order)."""
+        state = pending.actor
+        with state.lock:
+            state.queue.append(pending)
+
+    def send_call(self, pending):
         """The call's arguments are ready: send it when every earlier call has been sent."""
         state = pending.actor
         with state.lock:
@@ -126,9 +135,9 @@ class ActorCaller:
                 pending.sent = False
                 state.inflight.pop(pending.spec.task_id, None)
                 state.queue.append(pending)
-        self._flush_actor(state)
+        self._flush(state)
 
-    def _flush_actor(self, state):
+    def _flush(self, state):
         with state.lock:
             if state.state == DEAD:
                 calls = list(state.queue)
@@ -138,18 +147,24 @@ class ActorCaller:
                 return
             while state.queue and state.address and state.queue[0].ready:
                 pending = state.queue.popleft()
-                if pending.cancelled and pending.spec.task_id not in self.pending_tasks:
+                if pending.cancelled and self.owner.table.get(pending.spec.task_id) is None:
                     continue
                 state.inflight[pending.spec.task_id] = pending
                 pending.sent = True
-                self._safe_send(state.address, wire.ACTOR_CALL, spec_fields(pending.spec), pending.frames)
+                try:
+                    self.send(state.address, wire.ACTOR_CALL, spec_fields(pending.spec), pending.frames)
+                except Exception as exc:    # logged by send(): the call fails, never hangs
+                    state.inflight.pop(pending.spec.task_id, None)
+                    err = exceptions.RaySystemError(f"could not send {pending.spec.name}: {exc!r}")
+                    self.owner.complete_with_error_layout(
+                        pending, serialization.serialize_error(err).to_bytes())
 
     def _fail_actor_call(self, pending, state):
         layout = state.death_layout or serialization.serialize_error(
             exceptions.ActorDiedError("The actor died")).to_bytes()
-        self._complete_with_error_layout(pending, layout)
+        self.owner.complete_with_error_layout(pending, layout)
 
-    def _on_actor_state(self, sender, payload, frames):
+    def on_actor_state(self, sender, payload, frames):
         actor_id, new_state, address, message = payload[:4]
         state = self.actor_states.get(actor_id)
         if state is None:
@@ -158,13 +173,13 @@ class ActorCaller:
         if home and state.meta is not None:
             state.meta["home"] = home       # a detached actor's record moved to its host
         if new_state == "MOVED":
-            self._safe_send(home, wire.SUBSCRIBE_ACTOR, (actor_id,))
+            self.send(home, wire.SUBSCRIBE_ACTOR, (actor_id,))
             return
         with state.lock:
             state.state = new_state
             state.address = address if new_state == ALIVE else None
             if new_state == ALIVE:
-                self._flush_actor(state)
+                self._flush(state)
                 return
             # The incarnation the calls in flight went to is gone.
             inflight = list(state.inflight.values())
@@ -173,24 +188,17 @@ class ActorCaller:
                 state.death_layout = self._death_layout(message, frames)
                 for pending in inflight:
                     self._fail_actor_call(pending, state)
-                self._flush_actor(state)
+                self._flush(state)
                 if state.creation is not None:
-                    self._finish(state.creation)
+                    self.owner.finish(state.creation)
                     state.creation = None
                 return
             retry = []
-            for pending in inflight:
-                if pending.retries_left != 0:
-                    if pending.retries_left > 0:
-                        pending.retries_left -= 1
-                    pending.spec.attempt += 1
-                    pending.sent = False
-                    retry.append(pending)
+            for action in self.owner.table.actor_restarting(inflight, message):
+                if isinstance(action, ot.Retry):
+                    retry.append(action.task)
                 else:
-                    err = exceptions.ActorDiedError(
-                        f"The actor died while running {pending.spec.name} and is restarting; "
-                        f"the call is not retried (max_task_retries=0)\n{message}".rstrip())
-                    self._complete_with_error_layout(pending, serialization.serialize_error(err).to_bytes())
+                    self.owner.carry_out(action)
             state.queue.extendleft(reversed(retry))
 
     def _death_layout(self, message, frames):
@@ -206,7 +214,7 @@ class ActorCaller:
         text = message if cause is None else f"{message}\n{cause}"
         return serialization.serialize_error(exceptions.ActorDiedError(text, cause)).to_bytes()
 
-    def _cancel_actor_call(self, pending, force):
+    def cancel_call(self, pending, force):
         if force:
             raise ValueError("force=True is not supported for actor tasks")
         state = pending.actor
@@ -214,33 +222,44 @@ class ActorCaller:
             if pending in state.queue:
                 state.queue.remove(pending)
                 err = exceptions.TaskCancelledError(pending.spec.task_id)
-                self._complete_with_error_layout(pending, serialization.serialize_error(err).to_bytes())
+                self.owner.complete_with_error_layout(pending, serialization.serialize_error(err).to_bytes())
                 return
             address = state.address
         if address:
-            self._safe_send(address, wire.CANCEL_TASK, (pending.spec.task_id, False, True))
+            self.send(address, wire.CANCEL_TASK, (pending.spec.task_id, False, True))
 
-    def _actor_call_done(self, pending):
+    def call_done(self, pending):
         state = pending.actor
         with state.lock:
             state.inflight.pop(pending.spec.task_id, None)
 
     # -- handles going away, names, kill ---------------------------------------------------------
-    def _home(self, meta):
+    def home(self, meta):
         """The node daemon that keeps the actor's record: its state, restarts and death. In a
         mesh it may be on another host; outside one it is our own node."""
-        return (meta or {}).get("home") or self.daemon
+        return (meta or {}).get("home") or self.context.daemon
 
-    def _actor_out_of_scope(self, actor_id):
+    def out_of_scope(self, actor_id):
+        """No handle of an actor this process created remains: tell its home."""
         self.owned_actors.discard(actor_id)
         state = self.actor_states.get(actor_id)
-        self._safe_send(self._home(state.meta if state else None), wire.ACTOR_OUT_OF_SCOPE, (actor_id,))
+        self.send(self.home(state.meta if state else None), wire.ACTOR_OUT_OF_SCOPE, (actor_id,))
+
+    def node_died(self, node_id):
+        """Actors whose record lived on a dead node: the ring may keep a copy (a detached
+        actor's); ask where it is now. The answer is its state from the new home, or DEAD."""
+        from ..transport.address import node_of
+        for state in list(self.actor_states.values()):
+            home = (state.meta or {}).get("home")
+            if home and node_of(home) == node_id:
+                self.send(self.context.daemon, wire.ACTOR_FIND, (state.actor_id, self.context.address))
 
     def get_actor(self, name, namespace):
-        return self.rpc(self.daemon, wire.GET_ACTOR, (name, namespace or self.namespace))
+        return self.inbox.rpc(self.context.daemon, wire.GET_ACTOR,
+                              (name, namespace or self.context.namespace))
 
     def kill_actor(self, actor_id, no_restart, meta=None):
-        self.transport.send(self._home(meta), wire.KILL_ACTOR, (actor_id, no_restart))
+        self.send(self.home(meta), wire.KILL_ACTOR, (actor_id, no_restart))
 
     def list_actors(self):
-        return self.rpc(self.daemon, wire.LIST_ACTORS, ())
+        return self.inbox.rpc(self.context.daemon, wire.LIST_ACTORS, ())

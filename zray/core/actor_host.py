@@ -14,17 +14,17 @@ import sys
 import threading
 
 from .. import exceptions
-from ..actor import ActorExit as ActorExitRequested
 from ..objects import serialization
 from ..scheduling.task_spec import TaskSpec
 from ..transport import wire
+from .context import ActorExit
 
 DEFAULT_GROUP = "_default"
 
 
 class ActorHost:
-    def __init__(self, runtime, actor_id, instance, meta):
-        self.runtime = runtime
+    def __init__(self, execution, actor_id, instance, meta):
+        self.execution = execution
         self.actor_id = actor_id
         self.instance = instance
         self.meta = meta
@@ -48,11 +48,11 @@ class ActorHost:
     # -- routing (I/O thread) --------------------------------------------------------------------
     def submit(self, spec, frames):
         if self.mode == "serial":
-            self.runtime.tasks.put((spec, None, frames))
+            self.execution.executor.enqueue((spec, None, frames))
             return
         group = self._group_of(spec)
         if self.mode == "threaded":
-            self.pools[group].submit(self.runtime.execute_actor_call, spec, frames)
+            self.pools[group].submit(self.execution.execute_call, spec, frames)
         else:
             # call_soon_threadsafe and a plain Task on the loop: run_coroutine_threadsafe adds
             # a concurrent Future chained to the Task (~10 µs of the loop thread per call).
@@ -74,13 +74,6 @@ class ActorHost:
             group = DEFAULT_GROUP    # an unknown group is reported as an error by the call itself
         return group or DEFAULT_GROUP
 
-    def cancel(self, task_id):
-        task = self.async_tasks.get(task_id)
-        if task is not None:
-            self.loop.call_soon_threadsafe(task.cancel)    # asyncio Tasks are not thread-safe
-            return True
-        return False
-
     # -- async mode --------------------------------------------------------------------------------
     def _run_loop(self):
         asyncio.set_event_loop(self.loop)
@@ -91,7 +84,7 @@ class ActorHost:
         if sem is None:
             sem = self.semaphores[group] = asyncio.Semaphore(self.groups[group])
         async with sem:
-            await self.runtime.execute_actor_call_async(spec, frames)
+            await self.execution.execute_call_async(spec, frames)
 
     # -- calling a method ------------------------------------------------------------------------
     def method(self, name):
@@ -102,137 +95,142 @@ class ActorHost:
             raise AttributeError(f"'{self.class_name}' actor has no method {name!r}")
         return fn
 
-    def exit_process(self):
-        """Leave now: tell the node first so it does not restart us, flush, and go."""
-        self.runtime._safe_send(self.runtime._home(self.meta), wire.ACTOR_EXITING, (self.actor_id,))
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        try:
-            self.runtime.transport.close(linger_ms=2000)
-        except Exception:
-            pass
-        os._exit(0)
-
-
-def is_coroutine_result(value):
-    return inspect.isawaitable(value)
-
 
 class ActorExecution:
-    """Mixed into WorkerRuntime: creating the actor and running its calls."""
+    """A worker's actor, if it hosts one: creating it and running its calls.
 
-    actor = None
+    A part of the worker runtime with two collaborators: the executor (executor.py: the main
+    thread's queue, running code, storing returns, replying) and the core (its inbox, send,
+    and where the actor's record lives)."""
+
+    def __init__(self, executor, core):
+        self.executor = executor
+        self.core = core
+        self.host = None           # the ActorHost, once the constructor ran
+        inbox = core.inbox
+        inbox.handle(wire.ACTOR_TASK, self._on_actor_task)
+        inbox.handle(wire.ACTOR_CALL, self._on_actor_call)
+        inbox.handle(wire.TERMINATE_ACTOR, self._on_terminate)
 
     def _on_actor_task(self, sender, payload, frames):
         (spec,) = payload
-        if self.actor is None:
+        if self.host is None:
             return      # cannot happen: callers learn our address only once the actor exists
-        self.actor.submit(spec, frames)
+        self.host.submit(spec, frames)
 
     def _on_actor_call(self, sender, payload, frames):
-        if self.actor is None:
+        if self.host is None:
             return
-        self.actor.submit(TaskSpec(*payload), frames)
+        self.host.submit(TaskSpec(*payload), frames)
 
     def _on_terminate(self, sender, payload, frames):
         """No handle remains: end after the calls already queued."""
-        if self.actor is not None:
-            if self.actor.mode == "serial":
-                self.tasks.put((_TERMINATE, None, None))
+        if self.host is not None:
+            if self.host.mode == "serial":
+                self.executor.enqueue((_TERMINATE, None, None))
             else:
                 threading.Thread(target=self._terminate_when_idle, daemon=True).start()
 
     def _terminate_when_idle(self):
-        host = self.actor
+        host = self.host
         if host.mode == "threaded":
             for pool in host.pools.values():
                 pool.shutdown(wait=True)
         else:
             while host.async_tasks:
                 threading.Event().wait(0.05)
-        host.exit_process()
+        self.exit_process()
 
-    def create_actor_instance(self, spec, frames):
+    def create_instance(self, spec, frames):
         """Run the constructor (main thread) and tell the node how it went."""
+        executor = self.executor
         actor_id = spec.extra["actor_id"]
         meta = spec.extra["meta"]
-        self.running_task = spec
-        self.current_task_id = spec.task_id
-        self.current_task_name = meta["class_name"]
+        executor.begin(spec, meta["class_name"])
         try:
-            cls = self._function(spec.function_id)
-            args, kwargs = self._resolve_args(spec, frames)
+            cls = executor.function(spec.function_id)
+            args, kwargs = executor.resolve_args(spec, frames)
             instance = cls(*args, **kwargs)
         except BaseException as exc:
-            sobj = self._task_error(spec, exc)
+            sobj = executor.task_error(spec, exc)
             message = (f"The actor {meta['class_name']} died because its constructor raised "
                        f"{type(exc).__name__}: {exc}")
-            self._flush_output()
-            self._safe_send(self.daemon, wire.ACTOR_STARTED, (actor_id, False, message), [sobj.to_bytes()])
+            executor.flush_output()
+            self.core.send(self.core.daemon, wire.ACTOR_STARTED, (actor_id, False, message),
+                           [sobj.to_bytes()])
             return
         finally:
-            self.running_task = None
-        self.actor = ActorHost(self, actor_id, instance, meta)
-        self._safe_send(self.daemon, wire.ACTOR_STARTED, (actor_id, True, None))
+            executor.end()
+        self.host = ActorHost(self, actor_id, instance, meta)
+        self.core.send(self.core.daemon, wire.ACTOR_STARTED, (actor_id, True, None))
 
-    def execute_actor_call(self, spec, frames):
+    def execute_call(self, spec, frames):
         """Run one method call (main thread for serial actors, a pool thread otherwise)."""
-        serial = self.actor.mode == "serial"
+        executor = self.executor
+        serial = self.host.mode == "serial"
         if serial:
-            self.running_task = spec
-            self.current_task_id = spec.task_id
+            executor.running_task = spec
+            executor.context.current_task_id = spec.task_id
         exiting = False
         try:
             name = spec.extra["method"]
             if name == "__ray_terminate__":
-                results, result_frames, retryable = self._store_returns(spec, None) + (False,)
+                results, result_frames, retryable = executor.store_returns(spec, None) + (False,)
                 exiting = True
             else:
                 try:
-                    function = self.actor.method(name)
+                    function = self.host.method(name)
                 except AttributeError as exc:
-                    results, result_frames = self._error_returns(spec, self._task_error(spec, exc))
+                    results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc))
                     retryable = False
                 else:
-                    results, result_frames, retryable = self._run(spec, frames, function)
-        except ActorExitRequested:
-            results, result_frames, retryable = self._store_returns(spec, None) + (False,)
+                    results, result_frames, retryable = executor.run(spec, frames, function)
+        except ActorExit:
+            results, result_frames, retryable = executor.store_returns(spec, None) + (False,)
             exiting = True
         finally:
             if serial:
-                self.interruptible = False
-                self.running_task = None
-        self._flush_output()
-        self._safe_send(spec.owner, wire.TASK_RESULT, (spec.task_id, spec.attempt, results, retryable),
-                        result_frames)
+                executor.end()
+        executor.flush_output()
+        executor.send_result(spec, results, result_frames, retryable)
         if exiting:
-            self.actor.exit_process()
+            self.exit_process()
 
-    async def execute_actor_call_async(self, spec, frames):
+    async def execute_call_async(self, spec, frames):
+        executor = self.executor
         exiting = False
-        retryable = False
         try:
-            function = self.actor.method(spec.extra["method"])
-            args, kwargs = self._resolve_args(spec, frames)
+            function = self.host.method(spec.extra["method"])
+            args, kwargs = executor.resolve_args(spec, frames)
             value = function(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = await value
-            results, result_frames = self._store_returns(spec, value)
-        except ActorExitRequested:
-            results, result_frames = self._store_returns(spec, None)
+            results, result_frames = executor.store_returns(spec, value)
+        except ActorExit:
+            results, result_frames = executor.store_returns(spec, None)
             exiting = True
         except asyncio.CancelledError:
             err = exceptions.TaskCancelledError(spec.task_id)
-            results, result_frames = self._error_returns(spec, serialization.serialize_error(err))
+            results, result_frames = executor.error_returns(spec, serialization.serialize_error(err))
         except BaseException as exc:
-            results, result_frames = self._error_returns(spec, self._task_error(spec, exc))
-        self._safe_send(spec.owner, wire.TASK_RESULT, (spec.task_id, spec.attempt, results, retryable),
-                        result_frames)
+            results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc))
+        executor.send_result(spec, results, result_frames, False)
         if exiting:
-            self.actor.exit_process()
+            self.exit_process()
+
+    def exit_process(self):
+        """Leave now: tell the node first so it does not restart us, flush, and go."""
+        core = self.core
+        core.send(core.actors.home(self.host.meta), wire.ACTOR_EXITING, (self.host.actor_id,))
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        try:
+            core.transport.close(linger_ms=2000)
+        finally:
+            os._exit(0)
 
 
 _TERMINATE = object()

@@ -1,386 +1,212 @@
-"""CoreWorker: the zray runtime inside one process, a driver or a worker.
+"""CoreWorker: the zray runtime inside one process, a driver or a worker, composed of parts.
 
-It owns the objects the process creates (their values or locations, and their reference
-counts), submits tasks to the node daemon and turns their results into values, and answers
-other processes that borrow its objects. One thread at a time reads the inbox and runs the
-message handlers: the I/O thread, or a thread that blocks in get/rpc and reads its own reply
-(inbox.py). Every thread sends directly (the transport is thread-safe). The owner's side of
-tasks is task_owner.py, of actor calls actor_caller.py; both are mixed in here.
+    context   ProcessContext: who this process is, and the task its code runs now
+    inbox     Inbox: the one thread at a time that reads messages, requests and replies
+    refs      ReferenceTable: counts of the refs this process holds and lends
+    objects   Objects: the values it owns or asked about; get and wait
+    table     OwnerTable: its submitted tasks, I/O-free (retries, lineage, cancel, generators)
+    owner     TaskOwner: submits tasks and carries out what the table decides
+    actors    ActorCaller: creates actors and sends method calls straight to them
+    executor  (workers) Executor: runs the tasks and actor calls the node sends (executor.py)
+
+Each part gets its collaborators in its constructor and calls the others only through their
+public methods. This class builds them, owns the transport and the few messages no part owns
+(the driver's log lines and warnings, client and node deaths), and is where `send` decides
+what a failed send means: quiet when the transport is closed (shutting down), else logged and
+raised to the caller, which fails the request the message belonged to.
 """
-import collections
-import itertools
+import logging
 import os
 import sys
-import threading
-import time
 
-from .. import exceptions
-from ..objects import serialization
-from ..objects.ids import TaskIdFactory, put_object_id, task_of
-from ..objects.object_ref import ObjectRef, set_runtime
+import zmq
+
+from ..objects.object_ref import set_runtime
 from ..objects.reference_table import ReferenceTable
 from ..store.client import StoreClient
 from ..transport import wire
-from ..transport.zmq_transport import Transport
+from ..transport.zmq_transport import Transport, TransportClosed
 from .actor_caller import ActorCaller
+from .context import ProcessContext
 from .inbox import Inbox
-from .task_owner import INLINE_MAX, TaskOwner
-from .object_entries import PENDING, READY, VALUE_INLINE, VALUE_STORED, ObjectEntry, Waiter
+from .object_entries import VALUE_STORED
+from .objects import Objects
+from .owner_table import OwnerTable
+from .task_owner import TaskOwner
+
+log = logging.getLogger("zray.core")
 
 
-
-class CoreWorker(Inbox, TaskOwner, ActorCaller):
+class CoreWorker:
     def __init__(self, kind, session_dir, daemon_address, job_id, worker_id=None,
                  namespace=None, driver_address=None, mesh=None):
-        self.kind = kind                    # "driver" or "worker"
-        self.session_dir = session_dir
-        self.daemon = daemon_address
-        self.job_id = job_id
-        self.worker_id = worker_id or os.urandom(8).hex()
-        self.namespace = namespace
-        self.address = f"ipc://{session_dir}/sock/{kind[0]}{self.worker_id[:12]}"
-        self.transport = Transport(self.address)
+        worker_id = worker_id or os.urandom(8).hex()
+        address = f"ipc://{session_dir}/sock/{kind[0]}{worker_id[:12]}"
+        self.transport = Transport(address)
         if mesh is not None:
             # On a node in a mesh, peers on other hosts must reach us too (transport/address.py).
-            self.address = self.transport.become_mesh_process(
+            address = self.transport.become_mesh_process(
                 mesh["ip"], _curve_keys(mesh["secret_file"]), mesh["node_id"])
-        self.refs = ReferenceTable(self.address, self._send_borrow, self._send_unborrow, self._free_owned,
-                                   wake=self._wake_for_drops)
-        self.task_ids = TaskIdFactory()
-        self.entries = {}
-        self.pending_tasks = {}
-        self.lineage = {}       # task_id -> finished _PendingTask whose results live on other nodes
-        self.generators = {}
-        self.lock = threading.Lock()
-        self._rpc_ids = itertools.count(1)
-        self._rpcs = {}
-        self._posted = collections.deque()   # finalizers' work; popped one by one (any thread)
-        self._put_counter = itertools.count(1)
-        self._exported = set()
-        self.current_task_id = self.task_ids.next()   # the driver's own "task", for put ids
-        self.current_task_name = None
-        self.handlers = self._base_handlers()
-        self._init_actor_caller()
-        self.dead_reason = None
-        self._running = True
+        self.context = ProcessContext(kind, address, job_id, worker_id, namespace,
+                                      daemon_address, session_dir)
+        self.address = address
         self.store = None
         self.node_info = None
         self.driver_address = driver_address
-        self.printed_warnings = set()
-        self._init_inbox()
-        self.io_thread = threading.Thread(target=self._io_loop, name="zray-io", daemon=True)
-        self.io_thread.start()
+        self.executor = None                 # a worker's, once attached (executor.py)
+        self._printed_warnings = set()
+        self.inbox = Inbox(self.transport, self._has_dropped, self._housekeeping, self._short_poll)
+        self.refs = ReferenceTable(address, self._send_borrow, self._send_unborrow,
+                                   self._free_owned, wake=self.inbox.wake_for_drops)
+        self.table = OwnerTable()
+        self.objects = Objects(address, self.refs, self.send, self.inbox, self._blocked,
+                               self._rebuild_lost)
+        self.owner = TaskOwner(self.context, self.objects, self.refs, self.table, self.send)
+        self.actors = ActorCaller(self.context, self.inbox, self.objects, self.owner, self.send)
+        self.owner.attach_actors(self.actors)
+        self._register_handlers()
+        self.inbox.start()
         set_runtime(self)
 
+    def _register_handlers(self):
+        inbox, objects, owner, refs = self.inbox, self.objects, self.owner, self.refs
+        for reply in (wire.REGISTERED, wire.OBJ_CREATED, wire.OBJ_PINNED, wire.FUNCTION,
+                      wire.CLUSTER_INFO_REPLY, wire.STORE_STATS_REPLY):
+            inbox.reply_type(reply)
+        inbox.handle(wire.TASK_RESULT, owner.on_task_result)
+        inbox.handle(wire.TASK_FAILED, owner.on_task_failed)
+        inbox.handle(wire.GENERATOR_ITEM, owner.on_generator_item)
+        inbox.handle(wire.OBJ_STATUS_REQUEST, objects.on_status_request)
+        inbox.handle(wire.OBJ_STATUS, objects.on_status)
+        inbox.handle(wire.ADD_BORROWER, lambda s, p, f: refs.add_borrower(*p))
+        inbox.handle(wire.REMOVE_BORROWER, lambda s, p, f: refs.remove_borrower(*p))
+        inbox.handle(wire.LOG_LINES, self._on_log_lines)
+        inbox.handle(wire.WARNING, self._on_warning)
+        inbox.handle(wire.CLIENT_DIED, self._on_client_died)
+        inbox.handle(wire.NODE_DIED, self._on_node_died)
+
     def connect(self, pid):
-        self.node_info = self.rpc(self.daemon, wire.REGISTER_CLIENT, (
-            self.kind, self.address, pid, self.job_id, self.worker_id, self.driver_address))
+        context = self.context
+        self.node_info = self.inbox.rpc(context.daemon, wire.REGISTER_CLIENT, (
+            context.kind, self.address, pid, context.job_id, context.worker_id,
+            self.driver_address))
         self.store = StoreClient(self, self.node_info)
+        self.objects.attach_store(self.store, self.node_info["node_id"])
         return self.node_info
 
-    def _base_handlers(self):
-        return {
-            wire.REGISTERED: self._on_reply,
-            wire.OBJ_CREATED: self._on_reply,
-            wire.OBJ_PINNED: self._on_reply,
-            wire.FUNCTION: self._on_reply,
-            wire.CLUSTER_INFO_REPLY: self._on_reply,
-            wire.STORE_STATS_REPLY: self._on_reply,
-            wire.TASK_RESULT: self._on_task_result,
-            wire.TASK_FAILED: self._on_task_failed,
-            wire.GENERATOR_ITEM: self._on_generator_item,
-            wire.OBJ_STATUS_REQUEST: self._on_status_request,
-            wire.OBJ_STATUS: self._on_status,
-            wire.ADD_BORROWER: lambda s, p, f: self.refs.add_borrower(*p),
-            wire.REMOVE_BORROWER: lambda s, p, f: self.refs.remove_borrower(*p),
-            wire.LOG_LINES: self._on_log_lines,
-            wire.WARNING: self._on_warning,
-            wire.CLIENT_DIED: self._on_client_died,
-            wire.NODE_DIED: self._on_node_died,
-        }
+    # -- what the store client and the public layer use ----------------------------------------
+    @property
+    def daemon(self):
+        return self.context.daemon
 
-    # -- reference counting callbacks ----------------------------------------------------------
-    def _send_borrow(self, owner, object_id, n):
-        self._safe_send(owner, wire.ADD_BORROWER, (object_id, self.address, n))
+    def rpc(self, address, msg_type, payload, frames=(), timeout=None):
+        if timeout is None:
+            return self.inbox.rpc(address, msg_type, payload, frames)
+        return self.inbox.rpc(address, msg_type, payload, frames, timeout)
 
-    def _send_unborrow(self, owner, object_id, n):
-        with self.lock:
-            self.entries.pop(object_id, None)
-        self._safe_send(owner, wire.REMOVE_BORROWER, (object_id, self.address, n))
+    def post(self, fn, *args):
+        """Run fn(*args) soon on the I/O thread (safe from finalizers: takes no lock)."""
+        self.inbox.post(fn, *args)
 
-    def _free_owned(self, object_id):
-        if object_id in self.owned_actors:
-            self._actor_out_of_scope(object_id)
-        with self.lock:
-            entry = self.entries.pop(object_id, None)
-        if entry is not None and entry.kind == VALUE_STORED:
-            self._safe_send(self.daemon, wire.OBJ_FREE, ([object_id], [entry.node]))
-        if self.lineage:
-            self._drop_lineage(object_id)
-
-    def _safe_send(self, address, msg_type, payload, frames=()):
+    def send(self, address, msg_type, payload=(), frames=()):
+        """Send a message. False when the transport is closed (this process is shutting
+        down); any other failure is logged and raised, to fail the request it belonged to."""
         try:
             self.transport.send(address, msg_type, payload, frames)
-        except Exception:
-            pass   # shutting down
-
-    # -- objects: put ----------------------------------------------------------------------------
-    def put(self, value, _owner_hint=None):
-        if isinstance(value, ObjectRef):
-            raise TypeError("Calling put on an ObjectRef is not allowed; pass the ref itself instead")
-        sobj = serialization.serialize(value)
-        object_id = put_object_id(self.current_task_id, next(self._put_counter))
-        self._store_owned(object_id, sobj)
-        return ObjectRef(object_id, self.address)
-
-    def _store_owned(self, object_id, sobj):
-        """Record an owned object with its value: inline if small, else in the node store."""
-        contained = [(r._id, r._owner) for r in sobj.contained_refs]
-        entry = ObjectEntry(owned=True)
-        if sobj.total_size <= INLINE_MAX:
-            entry.kind = VALUE_INLINE
-            entry.inline = bytes(sobj.to_bytes())
-        else:
-            self.store.put(object_id, sobj, self.address)
-            entry.kind = VALUE_STORED
-            entry.node = self.node_info["node_id"]
-        entry.state = READY
-        with self.lock:
-            self.entries[object_id] = entry
-        self.refs.add_owned(object_id, contained)
-        return entry
-
-    # -- objects: waiting and reading ------------------------------------------------------------
-    def _entry_for(self, ref, request=True):
-        """The entry of a ref, creating (and asking the owner for) borrowed ones."""
-        object_id = ref._id
-        with self.lock:
-            entry = self.entries.get(object_id)
-            if entry is None:
-                entry = self.entries[object_id] = ObjectEntry(owned=ref._owner == self.address)
-                if entry.owned:
-                    # An owned object with no entry was freed: a ref to it should not exist.
-                    entry.state = READY
-                    entry.kind = VALUE_INLINE
-                    entry.inline = bytes(serialization.serialize_error(exceptions.ReferenceCountingAssertionError(
-                        object_id.hex(), f"Object {object_id.hex()} was already freed")).to_bytes())
-            ask = request and not entry.owned and not entry.requested and entry.state == PENDING
-            if ask:
-                entry.requested = True
-        if ask:
-            self._safe_send(ref._owner, wire.OBJ_STATUS_REQUEST, (object_id,))
-        return entry
-
-    def _on_ready(self, entry, callback):
-        """Call callback() once entry is ready (now, if it already is)."""
-        with self.lock:
-            if entry.state != READY:
-                if entry.callbacks is None:
-                    entry.callbacks = []
-                entry.callbacks.append(callback)
-                return
-        callback()
-
-    def _set_ready(self, object_id, kind, inline=None, frame=None, node=None):
-        with self.lock:
-            entry = self.entries.get(object_id)
-            if entry is None or entry.state == READY:
-                return entry is not None
-            entry.kind = kind
-            entry.inline = inline
-            entry.frame = frame
-            entry.node = node
-            entry.state = READY
-            callbacks, entry.callbacks = entry.callbacks, None
-        for cb in callbacks or ():
-            try:
-                cb()
-            except Exception as exc:   # one bad callback must not starve the others' waiters
-                print(f"zray: error in a callback for object {object_id.hex()}: {exc!r}",
-                      file=sys.stderr)
-        return True
-
-    def wait_ready(self, refs, num_returns, timeout):
-        """Indices of refs that are ready, once num_returns are or the timeout passes."""
-        entries = [self._entry_for(r) for r in refs]
-        self._wait_for(entries, num_returns, timeout)
-        return [i for i, e in enumerate(entries) if e.state == READY]
-
-    def _wait_for(self, entries, needed, timeout):
-        """Block until `needed` of the entries are ready or the timeout passes; True if they are.
-
-        Counting and registering happen under the lock that _set_ready takes, so no readiness
-        is missed; the waiter's callbacks are removed again when it returns, so polling with a
-        short timeout leaves nothing behind."""
-        if all(e.state == READY for e in entries):
-            return True        # READY is final: no lock needed to see it
-        if timeout == 0 and needed >= len(entries):
+            return True
+        except TransportClosed:
             return False
-        event = self._thread_event()
-        registered = []
-        if needed == 1 and len(entries) == 1:
-            # One ref (a synchronous call): a thread reading the inbox itself only has to look
-            # at the entry; a callback to set its event is needed only if another one reads.
-            entry = entries[0]
-            callback = event.set
+        except zmq.ZMQError as exc:
+            if not self.inbox.running or exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                return False      # closed under us while shutting down
+            log.error("could not send %s to %s: %r", wire.NAMES.get(msg_type, msg_type), address, exc)
+            raise
+        except Exception as exc:
+            log.error("could not send %s to %s: %r", wire.NAMES.get(msg_type, msg_type), address, exc)
+            raise
 
-            def done():
-                return entry.state == READY
+    def mark_dead(self, reason):
+        """The node daemon is gone: every wait of this process fails with `reason`."""
+        if self.inbox.running:
+            self.inbox.dead_reason = reason
 
-            def on_event_wait():
-                with self.lock:
-                    if entry.state != READY:
-                        if entry.callbacks is None:
-                            entry.callbacks = []
-                        entry.callbacks.append(callback)
-                        registered.append(entry)
-        else:
-            waiter = Waiter(0, event)
-            callback = waiter.one_ready
-            with self.lock:
-                missing = needed - sum(1 for e in entries if e.state == READY)
-                if missing <= 0:
-                    return True
-                if timeout == 0:
-                    return False
-                waiter.remaining = missing
-                for e in entries:
-                    if e.state != READY:
-                        if e.callbacks is None:
-                            e.callbacks = []
-                        e.callbacks.append(callback)
-                        registered.append(e)
-            done = waiter.done
-            on_event_wait = None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self.notify_blocked(True)
+    @property
+    def dead_reason(self):
+        return self.inbox.dead_reason
+
+    def cluster_info(self):
+        return self.inbox.rpc(self.context.daemon, wire.CLUSTER_INFO, ())
+
+    def store_stats(self):
+        return self.inbox.rpc(self.context.daemon, wire.STORE_STATS, ())
+
+    # -- the inbox's hooks ---------------------------------------------------------------------
+    def _has_dropped(self):
+        return self.refs.has_dropped()
+
+    def _housekeeping(self):
+        if self.refs.has_dropped():
+            self.refs.drain_dropped()
+        store = self.store
+        if store is not None and store.idle_pins:
+            store.sweep()
+
+    def _short_poll(self):
+        store = self.store
+        return store is not None and bool(store.idle_pins)
+
+    def _blocked(self, blocked):
+        """A worker tells its node it waits, so its CPU can run other tasks (no deadlock)."""
+        executor = self.executor
+        if executor is not None:
+            executor.notify_blocked(blocked)
+
+    def _rebuild_lost(self, node_id, task_id=None):
+        return self.owner.rebuild_lost(node_id, task_id)
+
+    # -- reference counting callbacks ----------------------------------------------------------
+    # These run inside the reference table's batch of dropped refs: a failed send is logged
+    # (by send) and must not cut the batch short; no request of ours waits on it.
+    def _send_borrow(self, owner, object_id, n):
+        self._send_count(owner, wire.ADD_BORROWER, (object_id, self.address, n))
+
+    def _send_unborrow(self, owner, object_id, n):
+        self.objects.forget(object_id)
+        self._send_count(owner, wire.REMOVE_BORROWER, (object_id, self.address, n))
+
+    def _free_owned(self, object_id):
+        if object_id in self.actors.owned_actors:
+            try:
+                self.actors.out_of_scope(object_id)
+            except Exception:    # logged by send()
+                pass
+        entry = self.objects.forget(object_id)
+        if entry is not None and entry.kind == VALUE_STORED:
+            self._send_count(self.context.daemon, wire.OBJ_FREE, ([object_id], [entry.node]))
+        self.owner.drop_lineage(object_id)
+
+    def _send_count(self, address, msg_type, payload):
         try:
-            return self._block_until(done, event, deadline, on_event_wait)
-        finally:
-            self.notify_blocked(False)
-            if registered:
-                with self.lock:
-                    for e in registered:
-                        if e.state != READY and e.callbacks:
-                            try:
-                                e.callbacks.remove(callback)
-                            except ValueError:
-                                pass
+            self.send(address, msg_type, payload)
+        except Exception:    # logged by send()
+            pass
 
-    def notify_blocked(self, blocked):
-        """Workers tell the daemon they wait, so their CPU can run other tasks (no deadlock)."""
-
-    def get(self, refs, timeout=None):
-        entries = [self._entry_for(r) for r in refs]
-        if not self._wait_for(entries, len(entries), timeout):
-            n = sum(1 for e in entries if e.state != READY)
-            if n:
-                raise exceptions.GetTimeoutError(
-                    f"Get timed out: {n} of {len(refs)} objects not ready after {timeout}s")
-        return [self._value_of(r._id, e) for r, e in zip(refs, entries)]
-
-    def _value_of(self, object_id, entry):
-        if entry.kind == VALUE_INLINE:
-            flags, data, buffers = serialization.parse(entry.inline)
-            value = serialization.deserialize(flags, data, buffers)
-        else:
-            node = entry.node
-            try:
-                flags, value = self.store.read(object_id, node)
-            except exceptions.ObjectLostError:
-                # Its node died (maybe not yet declared dead): run the task again if we can,
-                # unless that is already under way; a borrower asks the owner to.
-                if not entry.owned:
-                    return self._value_after_loss(object_id, entry, node)
-                rebuilding = entry.state != READY or entry.node != node
-                if not (rebuilding or self._rebuild_lost(node, task_of(object_id))):
-                    raise
-                self._wait_for([entry], 1, None)
-                return self._value_of(object_id, entry)
-        if flags & serialization.FLAG_ERROR:
-            if isinstance(value, exceptions.RayTaskError):
-                raise value.as_instanceof_cause()
-            raise value
-        return value
-
-    def _value_after_loss(self, object_id, entry, lost_node):
-        """A borrowed object's copy was lost with its node: the owner rebuilds it from lineage
-        (or says it cannot), and we read it where it is now."""
-        owner = self._owner_of_pending(object_id)
-        if owner is None:
-            raise exceptions.ObjectLostError(object_id.hex(), (
-                f"Object {object_id.hex()} was lost with node {lost_node}"))
-        with self.lock:
-            if entry.state == READY and entry.node == lost_node:
-                entry.state, entry.kind, entry.node = PENDING, None, None
-        self._safe_send(owner, wire.OBJ_STATUS_REQUEST, (object_id, lost_node))
-        self._wait_for([entry], 1, None)      # the owner's death ends this too (OwnerDiedError)
-        if entry.kind == VALUE_STORED and entry.node == lost_node:
-            raise exceptions.ObjectLostError(object_id.hex(), (
-                f"Object {object_id.hex()} was lost with node {lost_node}"))
-        return self._value_of(object_id, entry)
-
-    def as_future(self, ref):
-        import concurrent.futures
-        fut = concurrent.futures.Future()
-        entry = self._entry_for(ref)
-
-        def done():
-            try:
-                fut.set_result(self._value_of(ref._id, entry))
-            except BaseException as exc:
-                fut.set_exception(exc)
-        self._on_ready(entry, lambda: threading.Thread(target=done, daemon=True).start())
-        return fut
-
-    # -- owner side: answering borrowers ---------------------------------------------------------
-    def _on_status_request(self, sender, payload, frames):
-        object_id = payload[0]
-        lost_node = payload[1] if len(payload) > 1 else None    # a borrower lost its copy there
-        with self.lock:
-            entry = self.entries.get(object_id)
-        if entry is not None and lost_node is not None and entry.state == READY \
-                and entry.kind == VALUE_STORED and entry.node == lost_node:
-            if not self._rebuild_lost(lost_node, task_of(object_id)):
-                entry = None
-                reason = f"it was lost with node {lost_node} and its task cannot run again"
-        else:
-            reason = "it was freed by its owner"
-        if entry is None:
-            err = exceptions.ObjectLostError(object_id.hex(), f"Object {object_id.hex()}: {reason}")
-            layout = serialization.serialize_error(err).to_bytes()
-            self._safe_send(sender, wire.OBJ_STATUS, (object_id, VALUE_INLINE, None), [layout])
-            return
-
-        def reply():
-            if entry.kind == VALUE_INLINE:
-                self._safe_send(sender, wire.OBJ_STATUS, (object_id, VALUE_INLINE, None), [entry.inline])
-            else:
-                self._safe_send(sender, wire.OBJ_STATUS, (object_id, VALUE_STORED, entry.node))
-        self._on_ready(entry, reply)
-
-    def _on_status(self, sender, payload, frames):
-        object_id, kind, node = payload
-        if kind == VALUE_INLINE:
-            self._set_ready(object_id, kind, inline=frames[0].buffer, frame=frames[0])
-        else:
-            self._set_ready(object_id, kind, node=node)
-
-    # -- messages for the driver ---------------------------------------------------------------
+    # -- messages no part owns -------------------------------------------------------------------
     def _on_log_lines(self, sender, payload, frames):
+        """Workers' output, for the driver's terminal (this is the user's stdout/stderr)."""
         stream, text = payload
         out = sys.stderr if stream == 2 else sys.stdout
         try:
             out.write(text)
             out.flush()
-        except Exception:
+        except (OSError, ValueError):   # the user closed or broke their own stream
             pass
 
     def _on_warning(self, sender, payload, frames):
         (text,) = payload
-        if text not in self.printed_warnings:
-            self.printed_warnings.add(text)
-            print(f"zray: warning: {text}", file=sys.stderr, flush=True)
+        if text not in self._printed_warnings:
+            self._printed_warnings.add(text)
+            logging.getLogger("zray").warning("%s", text)
 
     def _on_client_died(self, sender, payload, frames):
         (address,) = payload
@@ -389,51 +215,31 @@ class CoreWorker(Inbox, TaskOwner, ActorCaller):
         self.transport.forget(address)
         self.refs.drop_borrower_everywhere(address)
         # Borrowed objects whose owner died can never be resolved.
-        with self.lock:
-            orphans = [oid for oid, e in self.entries.items() if not e.owned and e.state == PENDING
-                       and self._owner_of_pending(oid) == address]
-        for oid in orphans:
-            err = exceptions.OwnerDiedError(oid.hex(), f"The owner of object {oid.hex()} ({address}) died")
-            self._set_ready(oid, VALUE_INLINE, inline=serialization.serialize_error(err).to_bytes())
+        from .. import exceptions
+        for oid in self.objects.orphans_of(address, self.refs.owner_of):
+            self.objects.set_error(oid, exceptions.OwnerDiedError(
+                oid.hex(), f"The owner of object {oid.hex()} ({address}) died"))
 
     def _on_node_died(self, sender, payload, frames):
         """A node of the mesh is gone, with every process on it."""
         node_id, mesh_address = payload[:2]
         from ..transport.address import node_of
-        if self.lineage:
-            self._rebuild_lost(node_id)
+        if self.table.lineage:
+            self.owner.rebuild_lost(node_id)
         for address in self.refs.known_addresses():
             if node_of(address) == node_id:
                 self._on_client_died(sender, (address,), ())
-        # Actors whose record lived there: the ring may keep a copy (a detached actor's); ask
-        # where it is now. The answer is its state from the new home, or DEAD.
-        for state in list(self.actor_states.values()):
-            home = (state.meta or {}).get("home")
-            if home and node_of(home) == node_id:
-                self._safe_send(self.daemon, wire.ACTOR_FIND, (state.actor_id, self.address))
-
-    def _owner_of_pending(self, object_id):
-        counts = self.refs._entries.get(object_id)
-        return counts.owner if counts is not None else None
-
-    # -- cluster information -----------------------------------------------------------------------
-    def cluster_info(self):
-        return self.rpc(self.daemon, wire.CLUSTER_INFO, ())
-
-    def store_stats(self):
-        return self.rpc(self.daemon, wire.STORE_STATS, ())
+        self.actors.node_died(node_id)
 
     # -- shutdown --------------------------------------------------------------------------------
     def shutdown(self):
-        if not self._running:
+        if not self.inbox.running:
             return
         try:
-            self.transport.send(self.daemon, wire.CLIENT_EXIT, (self.address,))
-        except Exception:
+            self.send(self.context.daemon, wire.CLIENT_EXIT, (self.address,))
+        except Exception:   # logged by send(); shutting down goes on
             pass
-        self._running = False
-        self.transport.wake()
-        self.io_thread.join(timeout=5)
+        self.inbox.stop(timeout=5)
         set_runtime(None)
         self.transport.close()
         if self.store is not None:

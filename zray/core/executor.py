@@ -6,6 +6,7 @@ task (or serial actor call) runs without a hand-off from the I/O thread; the I/O
 while a task runs.
 """
 import inspect
+import logging
 import os
 import pickle
 import queue
@@ -19,20 +20,28 @@ import traceback
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import return_object_id
-from ..scheduling.task_spec import ARG_VALUE
+from ..scheduling.task_spec import ACTOR_CALL, ARG_VALUE, TASK
 from ..transport import wire
-from .actor_host import _TERMINATE, ActorExecution, ActorExitRequested
-from .core_worker import INLINE_MAX, CoreWorker
+from ..transport.zmq_transport import TransportClosed
+from .actor_host import _TERMINATE, ActorExecution
+from .context import ActorExit
 from .object_entries import VALUE_INLINE, VALUE_STORED
+from .objects import INLINE_MAX
+from .owner_table import retry_allowed
+from .task_owner import load_function
+
+log = logging.getLogger("zray.core")
 
 
 class TaskCancelled(KeyboardInterrupt):
     """Raised in the main thread to stop a cancelled task: a KeyboardInterrupt, as in Ray."""
 
 
-class WorkerRuntime(ActorExecution, CoreWorker):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+class Executor:
+    def __init__(self, core):
+        self.core = core
+        self.context = core.context
+        self.send = core.send
         self.tasks = queue.SimpleQueue()
         self.functions = {}
         self.running_task = None       # the spec being executed
@@ -43,15 +52,20 @@ class WorkerRuntime(ActorExecution, CoreWorker):
         self.assigned_resources = {}
         self.hostname = socket.gethostname()
         self.ip = "127.0.0.1"
-        self.handlers[wire.EXECUTE_TASK] = self._on_execute
-        self.handlers[wire.CANCEL_TASK] = self._on_cancel
-        self.handlers[wire.ACTOR_TASK] = self._on_actor_task
-        self.handlers[wire.ACTOR_CALL] = self._on_actor_call
-        self.handlers[wire.TERMINATE_ACTOR] = self._on_terminate
+        self._generator_index = 0
+        self.actors = ActorExecution(self, core)
+        inbox = core.inbox
+        inbox.handle(wire.EXECUTE_TASK, self._on_execute)
+        inbox.handle(wire.CANCEL_TASK, self._on_cancel)
+        core.executor = self
 
     def notify_blocked(self, blocked):
         if self.running_task is not None:
-            self._safe_send(self.daemon, wire.WORKER_BLOCKED, (blocked,))
+            self.send(self.context.daemon, wire.WORKER_BLOCKED, (blocked,))
+
+    def enqueue(self, item):
+        """Work for the main thread: (spec, gpu_grants, frames), or (_TERMINATE, None, None)."""
+        self.tasks.put(item)
 
     # -- I/O thread --------------------------------------------------------------------------
     def _on_execute(self, sender, payload, frames):
@@ -68,7 +82,7 @@ class WorkerRuntime(ActorExecution, CoreWorker):
             self.cancelled_before_start.add(task_id)
             return
         if recursive:
-            self.cancel_children(task_id, force)
+            self.core.owner.cancel_children(task_id, force)
         self.cancel_requested = task_id
         os.kill(os.getpid(), signal.SIGINT)
 
@@ -77,13 +91,14 @@ class WorkerRuntime(ActorExecution, CoreWorker):
         signal.signal(signal.SIGINT, self._sigint)
         tasks = self.tasks
         has_task = self._has_task
-        while self._running:
+        inbox = self.core.inbox
+        while inbox.running:
             if tasks.empty():
                 # Read the inbox on this thread while idle: a task (or a serial actor call)
                 # then runs here without waking the I/O thread first. When another thread
                 # reads it (e.g. an actor's pool thread blocked in get), wait on the queue.
                 try:
-                    read = self._read_until(has_task, time.monotonic() + 1.0)
+                    read = inbox.read_until(has_task, time.monotonic() + 1.0)
                 except exceptions.LocalRayletDiedError:
                     return
                 if read is None:
@@ -94,21 +109,21 @@ class WorkerRuntime(ActorExecution, CoreWorker):
                 else:
                     item = tasks.get_nowait() if not tasks.empty() else None
                 if item is None:
-                    if self.dead_reason:
+                    if inbox.dead_reason:
                         return
                     continue
             else:
                 item = tasks.get_nowait()
             spec, gpu_grants, frames = item
             if spec is _TERMINATE:
-                self.actor.exit_process()
-            extra = spec.extra
-            if extra is None or "actor_id" not in extra:
-                self.execute(spec, gpu_grants, frames)     # a task (extra: its strategy)
-            elif "method" in extra:
-                self.execute_actor_call(spec, frames)
+                self.actors.exit_process()
+            kind = spec.kind
+            if kind == TASK:
+                self.execute(spec, gpu_grants, frames)
+            elif kind == ACTOR_CALL:
+                self.actors.execute_call(spec, frames)
             else:
-                self.create_actor_instance(spec, frames)
+                self.actors.create_instance(spec, frames)
 
     def _has_task(self):
         return not self.tasks.empty()
@@ -116,7 +131,7 @@ class WorkerRuntime(ActorExecution, CoreWorker):
     def _sigint(self, signum, frame):
         spec = self.running_task
         if spec is not None and self.interruptible and self.cancel_requested == spec.task_id:
-            if _in_critical_section(frame, self._run.__code__) or self.in_inbox_code(frame):
+            if _in_critical_section(frame, _RUN_CODE) or self.core.inbox.in_inbox_code(frame):
                 # Raising inside a socket send, a reference-count update, or while this thread
                 # reads the inbox (a nested get) would corrupt them or lose a message: try
                 # again in a moment, once the task's code is back in control.
@@ -127,32 +142,53 @@ class WorkerRuntime(ActorExecution, CoreWorker):
             self.cancel_requested = None      # one interrupt per cancel request
             raise TaskCancelled()
 
-    def execute(self, spec, gpu_grants, frames):
+    def begin(self, spec, name):
+        """The main thread starts running spec (a task, actor creation or serial call)."""
         self.running_task = spec
+        self.context.current_task_id = spec.task_id
+        self.context.current_task_name = name
+
+    def end(self):
+        self.interruptible = False
+        self.running_task = None
+
+    def execute(self, spec, gpu_grants, frames):
+        self.begin(spec, spec.name)
         self.cancel_requested = None
-        self.current_task_id = spec.task_id
-        self.current_task_name = spec.name
         self._set_gpus(gpu_grants)
         self.assigned_resources = spec.resources
         self._generator_index = 0
         try:
             try:
-                results, result_frames, retryable = self._run(spec, frames)
+                results, result_frames, retryable = self.run(spec, frames)
             except TaskCancelled:
                 # A cancel that landed between the user's code and here: still a cancel.
                 self.interruptible = False
-                results, result_frames, retryable = self._cancelled_returns(spec)
+                results, result_frames, retryable = self.cancelled_returns(spec)
             self.interruptible = False
-            self._flush_output()
-            self._safe_send(spec.owner, wire.TASK_RESULT, (spec.task_id, spec.attempt, results, retryable),
-                            result_frames)
+            self.flush_output()
+            self.send_result(spec, results, result_frames, retryable)
         finally:
-            self.interruptible = False
-            self.running_task = None
-            self.current_task_name = None
-            self._safe_send(self.daemon, wire.TASK_FINISHED, (spec.task_id,))
+            self.end()
+            self.context.current_task_name = None
+            self.send(self.context.daemon, wire.TASK_FINISHED, (spec.task_id,))
 
-    def _run(self, spec, frames, function=None):
+    def send_result(self, spec, results, frames, retryable):
+        """Reply to the task's owner. A reply that cannot be sent (other than on shutdown)
+        becomes an error reply, so the owner's get fails instead of hanging."""
+        payload = (spec.task_id, spec.attempt, results, retryable)
+        try:
+            self.send(spec.owner, wire.TASK_RESULT, payload, frames)
+        except TransportClosed:
+            return
+        except Exception as exc:
+            err = exceptions.RaySystemError(
+                f"the result of {spec.name} could not be sent to its owner: {exc!r}")
+            spec_results, spec_frames = self.error_returns(spec, serialization.serialize_error(err))
+            self.send(spec.owner, wire.TASK_RESULT,
+                      (spec.task_id, spec.attempt, spec_results, False), spec_frames)
+
+    def run(self, spec, frames, function=None):
         """Run the task's code; (results, frames, retryable), for errors too.
         `function` is given for actor calls (a bound method); tasks fetch theirs."""
         self.interruptible = True
@@ -161,56 +197,56 @@ class WorkerRuntime(ActorExecution, CoreWorker):
                 self.cancelled_before_start.discard(spec.task_id)
                 raise TaskCancelled()
             if function is None:
-                function = self._function(spec.function_id)
-            args, kwargs = self._resolve_args(spec, frames)
+                function = self.function(spec.function_id)
+            args, kwargs = self.resolve_args(spec, frames)
             if spec.streaming:
                 results, result_frames = self._run_generator(spec, function, args, kwargs)
             else:
                 value = function(*args, **kwargs)
                 if inspect.isgenerator(value) and spec.num_returns != 1:
                     value = tuple(value)
-                results, result_frames = self._store_returns(spec, value)
+                results, result_frames = self.store_returns(spec, value)
             self.interruptible = False
             return results, result_frames, False
         except TaskCancelled:
             self.interruptible = False
-            return self._cancelled_returns(spec)
-        except ActorExitRequested:
+            return self.cancelled_returns(spec)
+        except ActorExit:
             self.interruptible = False
             raise
         except exceptions.ObjectSerializationError as exc:
             self.interruptible = False
-            return (*self._error_returns(spec, self._task_error(spec, exc)), False)
+            return (*self.error_returns(spec, self.task_error(spec, exc)), False)
         except BaseException as exc:   # the user's code may raise anything, SystemExit too
             self.interruptible = False
-            # The owner retries while attempt < max_retries (-1: always), as computed here.
-            retryable = (_should_retry(spec.retry_exceptions, exc) and
-                         (spec.max_retries == -1 or spec.attempt < spec.max_retries))
+            # Worth a retry if the exception is one to retry and the owner's budget allows
+            # (the one rule: owner_table.retry_allowed); the owner decides.
+            retryable = _should_retry(spec.retry_exceptions, exc) and retry_allowed(spec)
             if retryable and spec.streaming:
                 # No error item: the next attempt goes on where the items it repeats end.
                 return [self._generator_index], [], True
-            return (*self._error_returns(spec, self._task_error(spec, exc)), retryable)
+            return (*self.error_returns(spec, self.task_error(spec, exc)), retryable)
 
-    def _cancelled_returns(self, spec):
+    def cancelled_returns(self, spec):
         err = exceptions.TaskCancelledError(spec.task_id)
-        return (*self._error_returns(spec, serialization.serialize_error(err)), False)
+        return (*self.error_returns(spec, serialization.serialize_error(err)), False)
 
     # -- pieces ------------------------------------------------------------------------------
-    def _function(self, function_id):
+    def function(self, function_id):
         fn = self.functions.get(function_id)
         if fn is None:
-            _, frames = self.rpc(self.daemon, wire.FETCH_FUNCTION, (function_id,))
-            fn = self.functions[function_id] = self.load_function(frames[0].buffer)
+            _, frames = self.core.inbox.rpc(self.context.daemon, wire.FETCH_FUNCTION, (function_id,))
+            fn = self.functions[function_id] = load_function(frames[0].buffer)
         return fn
 
-    def _resolve_args(self, spec, frames):
+    def resolve_args(self, spec, frames):
         values = []
         for desc in spec.args:
             if desc[0] == ARG_VALUE:
                 flags, data, buffers = serialization.parse(frames[desc[1]].buffer)
                 value = serialization.deserialize(flags, data, buffers)
             else:
-                flags, value = self.store.read(desc[1], desc[3] if len(desc) > 3 else None)
+                flags, value = self.core.store.read(desc[1], desc[3] if len(desc) > 3 else None)
             if flags & serialization.FLAG_ERROR:
                 raise value
             values.append(value)
@@ -219,7 +255,7 @@ class WorkerRuntime(ActorExecution, CoreWorker):
             return values[:-n_kw], dict(zip(spec.kwarg_names, values[-n_kw:]))
         return values, {}
 
-    def _store_returns(self, spec, value):
+    def store_returns(self, spec, value):
         n = spec.num_returns
         if n == 1:
             values = [value]
@@ -246,8 +282,8 @@ class WorkerRuntime(ActorExecution, CoreWorker):
         if sobj.total_size <= INLINE_MAX:
             frames.append(sobj.to_bytes())
             return (VALUE_INLINE, len(frames) - 1, contained)
-        self.store.put(object_id, sobj, spec.owner)
-        return (VALUE_STORED, self.node_info["node_id"], contained)
+        self.core.store.put(object_id, sobj, spec.owner)
+        return (VALUE_STORED, self.core.objects.node_id, contained)
 
     def _register_contained_for(self, receiver, sobj):
         """Refs inside a value sent to `receiver`: count it as a borrower before it gets them."""
@@ -256,24 +292,24 @@ class WorkerRuntime(ActorExecution, CoreWorker):
             contained.append((ref._id, ref._owner))
             if ref._owner == receiver:
                 continue    # our messages to it arrive in order; its own hold suffices
-            if ref._owner == self.address:
-                self.refs.add_borrower(ref._id, receiver, 1)
+            if ref._owner == self.context.address:
+                self.core.refs.add_borrower(ref._id, receiver, 1)
             else:
-                self._safe_send(ref._owner, wire.ADD_BORROWER, (ref._id, receiver, 1))
+                self.send(ref._owner, wire.ADD_BORROWER, (ref._id, receiver, 1))
         return contained
 
-    def _error_returns(self, spec, sobj):
+    def error_returns(self, spec, sobj):
         if spec.streaming:
             # The error becomes the next item of the stream, then the stream ends.
             index = self._generator_index
             result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames := [])
-            self._safe_send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
+            self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
             return [index + 1], []
         layout = sobj.to_bytes()
         n = max(spec.num_returns, 1) if spec.num_returns != 0 else 1
         return [(VALUE_INLINE, 0, None)] * n, [layout]
 
-    def _task_error(self, spec, exc):
+    def task_error(self, spec, exc):
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         if isinstance(exc, exceptions.RayTaskError):
             cause = exc.cause if exc.cause is not None else exc
@@ -302,7 +338,7 @@ class WorkerRuntime(ActorExecution, CoreWorker):
             sobj = serialization.serialize(value)
             frames = []
             result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames)
-            self._safe_send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
+            self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
             self._generator_index = index + 1
         return [self._generator_index], []
 
@@ -312,16 +348,17 @@ class WorkerRuntime(ActorExecution, CoreWorker):
         if ids or "CUDA_VISIBLE_DEVICES" in os.environ:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in ids)
 
-    def _flush_output(self):
+    def flush_output(self):
         for stream in (sys.stdout, sys.stderr):
             if getattr(stream, "idle", False):
                 continue        # a LogForwarder with nothing to send
             try:
                 stream.flush()
-            except Exception:
+            except (OSError, ValueError):   # a stream the task closed or broke
                 pass
 
 
+_RUN_CODE = Executor.run.__code__
 _CRITICAL_MODULES = ("zmq", "zray.transport", "zray.objects.reference_table", "zray.store")
 
 

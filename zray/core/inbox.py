@@ -2,9 +2,17 @@
 
 Exactly one thread at a time reads the inbox and runs the message handlers: the I/O thread, or
 a thread that blocks in get/rpc and reads its own reply (see "the inbox" below).
+
+The inbox is a part of the runtime (core_worker.py) with explicit collaborators: the transport
+it reads, the handler table it dispatches to (`handle` / `handle_range` fill it), and two
+callables from the runtime: `housekeeping()` (work finalizers queued, run by whoever reads
+before it blocks) and `short_poll()` (whether idle store pins need a look within 50 ms).
+`dead_reason`, once set (the node daemon exited), fails every wait.
 """
+import collections
+import itertools
+import logging
 import select
-import sys
 import threading
 import time
 
@@ -20,33 +28,75 @@ DROP_DELAY_S = 0.05    # finalizers' work may wait this long for the I/O thread 
 IO_READER = "io"       # _inbox_owner while the I/O thread reads
 _POLLIN, _NOBLOCK, _EVENTS = int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.EVENTS)
 _socket_get = zmq.backend.Socket.get
+log = logging.getLogger("zray.core")
+
+
+class RequestTimeout(exceptions.RaySystemError):
+    """rpc() got no reply within its timeout."""
 
 
 class Inbox:
-    """Mixed into CoreWorker."""
+    def __init__(self, transport, has_dropped, housekeeping, short_poll):
+        self.transport = transport
+        self.handlers = {}
+        self._has_dropped = has_dropped      # refs dropped by finalizers wait to be counted
+        self._runtime_housekeeping = housekeeping
+        self._short_poll = short_poll
+        self.dead_reason = None
+        self._running = True
+        self._rpc_ids = itertools.count(1)
+        self._rpcs = {}
+        self._posted = collections.deque()   # finalizers' work; popped one by one (any thread)
+        self._init_reading()
+        self.io_thread = None
+
+    # -- the handler table -------------------------------------------------------------------------
+    def handle(self, msg_type, handler):
+        """Dispatch msg_type to handler(sender, payload, frames); one handler per type."""
+        if msg_type in self.handlers and self.handlers[msg_type] != handler:
+            raise ValueError(f"{wire.NAMES.get(msg_type, msg_type)} already has a handler")
+        self.handlers[msg_type] = handler
+
+    def reply_type(self, msg_type):
+        """Replies of this type complete rpc() requests (payload: req_id, result, error)."""
+        self.handle(msg_type, self._on_reply)
+
+    def start(self):
+        self.io_thread = threading.Thread(target=self._io_loop, name="zray-io", daemon=True)
+        self.io_thread.start()
+
+    def stop(self, timeout=5.0):
+        self._running = False
+        self.transport.wake()
+        if self.io_thread is not None:
+            self.io_thread.join(timeout=timeout)
+
+    @property
+    def running(self):
+        return self._running
 
     # -- requests and replies ------------------------------------------------------------------
     def rpc(self, address, msg_type, payload, frames=(), timeout=RPC_TIMEOUT_S):
         """Send a request and wait for its reply; raises the error the peer sent back."""
         req_id = next(self._rpc_ids)
-        waiter = [self._thread_event(), None, None, False]    # event, result, error, replied
-        self._rpcs[req_id] = waiter
+        request = _Request(self.thread_event())
+        self._rpcs[req_id] = request
         try:
             self.transport.send(address, msg_type, (req_id, *payload), frames)
-            if not self._block_until(lambda: waiter[3], waiter[0], time.monotonic() + timeout):
-                raise exceptions.RaySystemError(
+            if not self.block_until(request.is_replied, request.event, time.monotonic() + timeout):
+                raise RequestTimeout(
                     f"no reply to {wire.NAMES.get(msg_type)} from {address} in {timeout:.0f}s")
         finally:
             self._rpcs.pop(req_id, None)
-        if waiter[2] is not None:
-            raise waiter[2]
-        return waiter[1]
+        if request.error is not None:
+            raise request.error
+        return request.result
 
-    def _block_until(self, done, event, deadline, on_event_wait=None):
+    def block_until(self, done, event, deadline, on_event_wait=None):
         """Wait until done() (True) or the deadline (False): reading the inbox on this thread
         when it can, else on `event`, which the thread that reads the inbox sets when done()
         may have become true (on_event_wait() first arranges that, if needed)."""
-        ready = self._read_until(done, deadline)
+        ready = self.read_until(done, deadline)
         if ready is not None:
             return ready
         # Another user thread reads the inbox. When it lets go, _event_waiters has the I/O
@@ -61,7 +111,7 @@ class Inbox:
                 if remaining <= 0:
                     return False
                 if self._inbox_owner is None:    # nobody reads right now: read ourselves
-                    ready = self._read_until(done, deadline)
+                    ready = self.read_until(done, deadline)
                     if ready is not None:
                         return ready
                 if event.wait(remaining):
@@ -75,12 +125,12 @@ class Inbox:
 
     def _on_reply(self, sender, payload, frames):
         req_id, result, error = payload
-        waiter = self._rpcs.get(req_id)
-        if waiter is not None:
-            waiter[1] = (result, frames) if frames else result
-            waiter[2] = error
-            waiter[3] = True
-            waiter[0].set()
+        request = self._rpcs.get(req_id)
+        if request is not None:
+            request.result = (result, frames) if frames else result
+            request.error = error
+            request.replied = True
+            request.event.set()
 
     # -- the inbox: one reader at a time ---------------------------------------------------------
     # Exactly one thread reads the inbox and runs the message handlers at any moment: the one
@@ -92,7 +142,7 @@ class Inbox:
     # read it for INBOX_IDLE_S (a worker running a long task must still see its cancel, say), at
     # once when a thread waits on an event that only a reader can set, and when asked to give it
     # up it does so after the message it is handling.
-    def _init_inbox(self):
+    def _init_reading(self):
         self._inbox_lock = threading.Lock()
         self._inbox_owner = None        # ident of the reading thread (IO_READER: the I/O thread)
         self._inbox_polling = False     # the reader is blocked in poll (nothing half-handled)
@@ -109,9 +159,9 @@ class Inbox:
     def post(self, fn, *args):
         """Run fn(*args) soon on the I/O thread (safe from finalizers: takes no lock)."""
         self._posted.append((fn, args))
-        self._wake_for_drops()
+        self.wake_for_drops()
 
-    def _wake_for_drops(self):
+    def wake_for_drops(self):
         # Work queued by finalizers (dropped refs, released buffers) is done by the I/O thread
         # within DROP_DELAY_S anyway, and by a thread before it blocks in get/rpc; only a long
         # sleep needs a wake (one eventfd write, from a finalizer: no lock taken).
@@ -120,11 +170,7 @@ class Inbox:
 
     def _housekeeping(self):
         """Work finalizers queued (dropped refs, released buffers) and idle store pins."""
-        if self.refs.has_dropped():
-            self.refs.drain_dropped()
-        store = self.store
-        if store is not None and store.idle_pins:
-            store.sweep()
+        self._runtime_housekeeping()
         posted = self._posted
         while posted:
             try:
@@ -133,8 +179,8 @@ class Inbox:
                 break
             try:
                 fn(*args)
-            except Exception as exc:
-                print(f"zray: error in posted call {fn}: {exc!r}", file=sys.stderr)
+            except Exception:
+                log.exception("error in posted call %r", fn)
 
     def _dispatch_waiting(self):
         """Handle every message waiting in the inbox (the caller holds the inbox)."""
@@ -155,8 +201,8 @@ class Inbox:
                 continue
             try:
                 handler(sender, payload, frames)
-            except Exception as exc:   # a bad message must not stop the process's I/O
-                print(f"zray: error handling {wire.NAMES.get(msg_type)}: {exc!r}", file=sys.stderr)
+            except Exception:   # a bad message must not stop the process's I/O
+                log.exception("error handling %s from %s", wire.NAMES.get(msg_type, msg_type), sender)
 
     def _io_loop(self):
         park = select.poll()
@@ -176,7 +222,7 @@ class Inbox:
                 # finalizers queue, and look again now and then.
                 timeout = self._io_park_s
                 self._io_sleeping_long = timeout > DROP_DELAY_S
-                if self.refs.has_dropped() or self._posted:
+                if self._has_dropped() or self._posted:
                     timeout = 0
                 try:
                     if park.poll(timeout * 1000):
@@ -214,11 +260,10 @@ class Inbox:
         poller.register(self.transport.inbox, zmq.POLLIN)
         poller.register(self.transport.wake_fd, zmq.POLLIN)
         while self._running and not self._inbox_wanted:
-            store = self.store
             # Wake often enough to give back idle store pins on time (store.sweep).
-            timeout = 50 if store is not None and store.idle_pins else 1000
+            timeout = 50 if self._short_poll() else 1000
             self._io_sleeping_long = timeout > DROP_DELAY_S * 1000
-            if self.refs.has_dropped() or self._posted:
+            if self._has_dropped() or self._posted:
                 timeout = 0
             try:
                 events = poller.poll(timeout)
@@ -260,12 +305,12 @@ class Inbox:
             self._io_park_s = INBOX_IDLE_S
             self.transport.wake()          # the I/O thread backed off: have it look again soon
 
-    def _read_until(self, done, deadline):
+    def read_until(self, done, deadline):
         """Read the inbox on this thread until done() or the deadline; done() as it stands
         then, or None when another user thread reads the inbox (nothing was waited)."""
         if not self._take_inbox():
             return None
-        if self.refs.has_dropped() or self._posted:
+        if self._has_dropped() or self._posted:
             self._housekeeping()    # about to block anyway: free what finalizers let go of
         inbox = self.transport.inbox
         poll = zmq.zmq_poll
@@ -296,7 +341,7 @@ class Inbox:
     def in_inbox_code(self, frame):
         """Whether `frame` (a signal handler's) is inside the inbox machinery, where an
         exception would leave the inbox taken or a message half-handled. Blocked in the poll
-        of _read_until it is not: nothing is taken from the socket there."""
+        of read_until it is not: nothing is taken from the socket there."""
         if self._inbox_polling and frame.f_code is _READ_UNTIL_CODE:
             return False
         while frame is not None:
@@ -305,7 +350,7 @@ class Inbox:
             frame = frame.f_back
         return False
 
-    def _thread_event(self):
+    def thread_event(self):
         """This thread's reusable event, cleared (no Event/Condition allocated per wait)."""
         event = getattr(self._local, "event", None)
         if event is None:
@@ -315,6 +360,21 @@ class Inbox:
         return event
 
 
-_READ_UNTIL_CODE = Inbox._read_until.__code__
+class _Request:
+    """One rpc() waiting for its reply."""
+
+    __slots__ = ("event", "result", "error", "replied")
+
+    def __init__(self, event):
+        self.event = event
+        self.result = None
+        self.error = None
+        self.replied = False
+
+    def is_replied(self):
+        return self.replied
+
+
+_READ_UNTIL_CODE = Inbox.read_until.__code__
 _INBOX_CODES = frozenset(f.__code__ for f in (
-    Inbox._take_inbox, Inbox._release_inbox, Inbox._read_until, Inbox._dispatch_waiting))
+    Inbox._take_inbox, Inbox._release_inbox, Inbox.read_until, Inbox._dispatch_waiting))

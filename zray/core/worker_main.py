@@ -9,8 +9,10 @@ from ..transport import wire
 
 
 def preload():
-    """Imports done once in the zygote, shared by every worker it forks."""
+    """Imports done once in the zygote, shared by every worker it forks (the public API too:
+    the tasks' code imports zray)."""
     from . import executor  # noqa: F401
+    import zray  # noqa: F401
     try:
         import numpy  # noqa: F401
     except ImportError:
@@ -23,26 +25,30 @@ def run_forked(request):
     _redirect_output(os.path.join(session, "logs", f"worker-{worker_id}"))
     _reseed()
     os.environ["ZRAY_JOB_ID"] = request["job_id"]
-    from .executor import WorkerRuntime
-    from ..objects.object_ref import set_runtime
-    runtime = WorkerRuntime("worker", session, request["daemon"], request["job_id"],
-                            worker_id=worker_id, namespace=request.get("namespace"),
-                            driver_address=request.get("driver"), mesh=request.get("mesh"))
+    from .. import logs
+    logs.configure(session, f"worker-{worker_id}")
+    from .core_worker import CoreWorker
+    from .executor import Executor
+    runtime = CoreWorker("worker", session, request["daemon"], request["job_id"],
+                         worker_id=worker_id, namespace=request.get("namespace"),
+                         driver_address=request.get("driver"), mesh=request.get("mesh"))
+    executor = Executor(runtime)
+    # The public API (zray.get inside a task) talks to this runtime; importing it here, not
+    # at the top, keeps zray.core free of the public layer (the zygote preloads it anyway).
     from .. import api
-    api._attach_worker_runtime(runtime)
+    api.attach_worker_runtime(runtime)
     runtime.connect(os.getpid())
-    set_runtime(runtime)
     driver = request.get("driver")
     if driver:
         sys.stdout = LogForwarder(runtime, driver, 1, sys.stdout)
         sys.stderr = LogForwarder(runtime, driver, 2, sys.stderr)
     try:
-        runtime.serve_forever()
+        executor.serve_forever()
     finally:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-        except Exception:
+        except (OSError, ValueError):
             pass
     return 0
 
@@ -118,7 +124,10 @@ class LogForwarder(io.TextIOBase):
         driver = self.runtime.driver_address
         if driver is None:
             return      # the job's driver is gone (a detached actor outliving it): log file only
-        name = self.runtime.current_task_name
+        name = self.runtime.context.current_task_name
         prefix = f"({name} pid={self.pid}) " if name else f"(pid={self.pid}) "
         lines = "".join(prefix + line + "\n" for line in text.splitlines())
-        self.runtime._safe_send(driver, wire.LOG_LINES, (self.stream_no, lines))
+        try:
+            self.runtime.send(driver, wire.LOG_LINES, (self.stream_no, lines))
+        except Exception:   # logged by send(); the line is in the log file anyway
+            pass

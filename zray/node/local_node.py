@@ -7,15 +7,13 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import zmq
 
 from ..transport import wire
 from ..transport.zmq_transport import Transport
-from . import session
+from . import bootstrap, session
 from .processes import pid_alive
 
 NODE_FILE = "node.json"
@@ -74,13 +72,6 @@ def free_port(host):
         return s.getsockname()[1]
 
 
-def daemon_command(session_dir, num_cpus, num_gpus, resources, object_store_memory, extra=()):
-    return [sys.executable, "-m", "zray.node.daemon", "--session", session_dir,
-            "--num-cpus", str(num_cpus), "--num-gpus", str(num_gpus),
-            "--resources", json.dumps(resources or {}),
-            "--object-store-memory", str(object_store_memory), "--remove-session-on-exit", *extra]
-
-
 def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeout=60,
           port=0, join=None, node_ip="127.0.0.1", secret_file=None):
     """Start this user's node on this host; returns its info (with block=True: runs until
@@ -90,37 +81,24 @@ def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeo
         raise RuntimeError(f"a zray node is already running on this host (pid {running['pid']}, "
                            f"session {running['session']}); run `zray stop` first")
     session_dir = session.create_session_dir()
-    ready_r, ready_w = os.pipe()
-    mesh = ["--node-ip", node_ip]
-    if port or join:
-        mesh += ["--port", str(port or free_port(node_ip))]
-    if join:
-        mesh += ["--join", join]
-    if secret_file:
-        mesh += ["--secret-file", secret_file]
-    cmd = daemon_command(session_dir, num_cpus, num_gpus, resources, object_store_memory,
-                         ["--ready-fd", str(ready_w), "--node-file", node_file_path(), *mesh])
-    log = os.path.join(session_dir, "logs", "node")
-    with open(log + ".out", "wb") as out, open(log + ".err", "wb") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                pass_fds=[ready_w], start_new_session=True)
-    os.close(ready_w)
-    from ..api import _wait_ready
+    if join and not port:
+        port = free_port(node_ip)
+    spec = bootstrap.NodeSpec(
+        session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+        object_store_memory=object_store_memory, node_ip=node_ip, port=port, join=join,
+        secret_file=secret_file, node_file=node_file_path())
     try:
-        _wait_ready(ready_r, proc, log, timeout)
+        node = bootstrap.start_node(spec, timeout)
     except BaseException:
-        proc.kill()
         session.remove_session_dir(session_dir)
         raise
-    finally:
-        os.close(ready_r)
     info = read_node_file()
     if block:
         def forward(signum, frame):
-            proc.send_signal(signal.SIGTERM)
+            node.proc.send_signal(signal.SIGTERM)
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGTERM, forward)
-        proc.wait()
+        node.wait()
     return info
 
 

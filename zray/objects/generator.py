@@ -23,7 +23,7 @@ class ObjectRefGenerator:
     def _next(self, timeout):
         if self._done:
             return None
-        ref = get_runtime().generator_next(self._task_id, self._index, timeout)
+        ref = get_runtime().owner.generator_next(self._task_id, self._index, timeout)
         if ref is None:
             self._done = True
             self._release()
@@ -50,16 +50,27 @@ class ObjectRefGenerator:
     def _release(self):
         core = get_runtime()
         if core is not None:
-            core.generator_done(self._task_id)
+            core.owner.generator_done(self._task_id)
 
     def __del__(self):
         # Finalizers must not take locks (see ReferenceTable): the I/O thread releases.
         try:
             core = get_runtime()
             if core is not None and not self._done:
-                core.post(core.generator_done, self._task_id)
+                core.post(core.owner.generator_done, self._task_id)
         except Exception:
             pass
 
     def __repr__(self):
         return f"ObjectRefGenerator({self._task_id.hex()})"
+
+
+def returned_refs(task_id, refs, num_returns, owner):
+    """What .remote() gives back: a generator, one ref, None, or a list, by num_returns."""
+    if num_returns < 0:
+        return ObjectRefGenerator(task_id, owner)
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs

@@ -76,7 +76,7 @@ class ObjectRef:
 
     def future(self):
         """A concurrent.futures.Future completed with the value."""
-        return _runtime.as_future(self)
+        return _runtime.objects.as_future(self)
 
     def __await__(self):
         import asyncio

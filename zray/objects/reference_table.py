@@ -192,6 +192,11 @@ class ReferenceTable:
                     out.update(e.borrowers)
         return out
 
+    def owner_of(self, object_id):
+        """The owner of a ref this process holds, or None when it holds none."""
+        entry = self._entries.get(object_id)
+        return entry.owner if entry is not None else None
+
     def __contains__(self, object_id):
         return object_id in self._entries
 

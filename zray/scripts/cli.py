@@ -34,6 +34,9 @@ def main(argv=None):
     lister.add_argument("--this-node", action="store_true",
                         help="only this node's actors, tasks or objects (default: every live node's)")
     args = parser.parse_args(argv)
+    if args.command in ("start", "stop", "status", "list"):
+        from .. import logs
+        logs.configure_stderr_only()     # before any session: warnings on stderr, one line each
     if args.command == "start":
         return _start(args)
     if args.command == "stop":

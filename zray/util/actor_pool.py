@@ -1,7 +1,7 @@
 """ActorPool: hand work to a fixed set of actors, each doing one item at a time."""
 import collections
 
-import zray
+from .. import api as zray   # the public API, without importing the zray package from inside it
 
 
 class ActorPool:

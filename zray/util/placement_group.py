@@ -8,8 +8,10 @@ by .remote()), so it runs where a bundle of the group is and uses only what the 
 """
 import os
 
+from ..core import runtime as _runtime
 from ..scheduling.placement_groups import (MARKER, STRATEGIES, rewrite_request)
 from ..scheduling.resources import UNIT, from_units
+from ..transport import wire
 
 WAIT_MARGIN_S = 5.0      # on top of wait()'s timeout, for the home's answer to arrive
 
@@ -61,19 +63,21 @@ class PlacementGroup:
     def ready(self):
         """An ObjectRef that resolves (to this group) once every bundle is reserved: a task of
         no CPU that runs in the group, as Ray's first versions did."""
-        from .. import api
+        rt = _rt()
         if self.is_empty:
-            return api.put(self)
-        return _ready_check().options(num_cpus=0, placement_group=self).remote(self)
+            return rt.put(self)
+        (resources,), context = apply_group((self, -1, False), [{}], "the group's ready() check")
+        return rt.submit(_bundle_reservation_check, (self,), name="bundle_reservation_check",
+                         resources=resources, placement_group=context)[0]
 
     def wait(self, timeout_seconds=30):
         """True when the group is created within timeout_seconds, else False."""
         if self.is_empty:
             return True
-        core = _core()
-        return bool(core.rpc(self._home_address(core), _wire().PG_WAIT,
-                             (self.id.hex(), float(timeout_seconds)),
-                             timeout=float(timeout_seconds) + WAIT_MARGIN_S))
+        rt = _rt()
+        return bool(rt.request(wire.PG_WAIT, (self.id.hex(), float(timeout_seconds)),
+                               address=self._home_address(rt),
+                               timeout=float(timeout_seconds) + WAIT_MARGIN_S))
 
     @property
     def bundle_specs(self):
@@ -84,8 +88,8 @@ class PlacementGroup:
     def bundle_count(self):
         return len(self.bundle_cache or [])
 
-    def _home_address(self, core):
-        return self._home or core.daemon
+    def _home_address(self, rt):
+        return self._home or rt.daemon
 
     def __eq__(self, other):
         return isinstance(other, PlacementGroup) and other.id == self.id
@@ -100,32 +104,19 @@ class PlacementGroup:
         return f"PlacementGroup({self.id.hex()}, {self.bundle_cache}, {self._strategy})"
 
 
-_READY = []
+def _bundle_reservation_check(placement_group):
+    """The task of ready(): runs (with no CPU) once a bundle of the group is reserved."""
+    return placement_group
 
 
-def _ready_check():
-    if not _READY:
-        from ..api import remote
-
-        @remote(num_cpus=0, max_retries=0)
-        def bundle_reservation_check(placement_group):
-            return placement_group
-        _READY.append(bundle_reservation_check)
-    return _READY[0]
+def _rt():
+    """The runtime facade (zray.init() first if needed), answering PG_* requests."""
+    rt = _runtime.current(autostart=True)
+    rt.register_replies(_PG_RANGE, [wire.PG_REPLY])     # idempotent
+    return rt
 
 
-def _core():
-    from ..api import _runtime_or_autoinit
-    core = _runtime_or_autoinit()
-    wire = _wire()
-    if wire.PG_REPLY not in core.handlers:
-        core.handlers[wire.PG_REPLY] = core._on_reply    # the answers to PG_* requests
-    return core
-
-
-def _wire():
-    from ..transport import wire
-    return wire
+_PG_RANGE = range(140, 160)     # wire.py's placement-group messages
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -177,11 +168,11 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None, _soft_targ
         name = ""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {name!r}")
-    core = _core()
+    rt = _rt()
     pg_id = os.urandom(18).hex()
-    home = core.rpc(core.daemon, _wire().PG_CREATE, (
-        pg_id, units, strategy, name, core.namespace or "", lifetime == "detached",
-        core.job_id, core.address))
+    home = rt.request(wire.PG_CREATE, (
+        pg_id, units, strategy, name, rt.namespace or "", lifetime == "detached",
+        rt.job_id, rt.address))
     cache = [{k: float(v) for k, v in b.items()} for b in bundles]
     return PlacementGroup(PlacementGroupID(pg_id), cache, home, strategy)
 
@@ -191,50 +182,54 @@ def remove_placement_group(placement_group):
     killed (tasks fail with TaskUnschedulableError, actors die)."""
     if not isinstance(placement_group, PlacementGroup):
         raise TypeError(f"remove_placement_group needs a PlacementGroup, got {placement_group!r}")
-    core = _core()
-    core.rpc(placement_group._home_address(core), _wire().PG_REMOVE, (placement_group.id.hex(),))
+    rt = _rt()
+    rt.request(wire.PG_REMOVE, (placement_group.id.hex(),), address=placement_group._home_address(rt))
 
 
 def get_placement_group(placement_group_name):
     """The group of this name in the current namespace; ValueError when there is none."""
     if not placement_group_name:
         raise ValueError("Please supply a non-empty value to get_placement_group")
-    core = _core()
-    pg_id, units, strategy, home = core.rpc(core.daemon, _wire().PG_GET,
-                                            (placement_group_name, core.namespace or ""))
+    rt = _rt()
+    pg_id, units, strategy, home = rt.request(wire.PG_GET, (placement_group_name, rt.namespace or ""))
     return PlacementGroup(PlacementGroupID(pg_id), [from_units(b) for b in units], home, strategy)
 
 
 def placement_group_table(placement_group=None):
     """The state of one group (a dict), or of every group this node owns ({id hex: dict})."""
-    core = _core()
+    rt = _rt()
     if placement_group is None:
-        return core.rpc(core.daemon, _wire().PG_TABLE, (None,))
-    return core.rpc(placement_group._home_address(core), _wire().PG_TABLE,
-                    (placement_group.id.hex(),))
+        return rt.request(wire.PG_TABLE, (None,))
+    return rt.request(wire.PG_TABLE, (placement_group.id.hex(),),
+                      address=placement_group._home_address(rt))
 
 
 def get_current_placement_group():
     """The group the calling task or actor runs in; None in the driver or outside groups."""
-    from ..api import _runtime
-    try:
-        core = _runtime()
-    except Exception:
+    if not _runtime.is_connected():
         return None
-    context = current_group_context(core)
+    context = current_group_context(_runtime.current())
     return None if context is None else group_from_context(context)
 
 
 # -- tasks and actors in a group (used by remote_function.py and actor.py) -------------------------
-def current_group_context(core):
-    """(pg_id, bundles, strategy, home, capture) of the task or actor running here, or None."""
-    host = getattr(core, "actor", None)
-    if host is not None:
-        return host.meta.get("placement_group")
-    spec = getattr(core, "running_task", None)
-    if spec is None or not spec.extra:
+def in_placement_group(options, rt):
+    """(group, bundle_index, capture) when a task or actor runs in a placement group, else None.
+    Cheap when no group is involved: that is every call outside groups."""
+    if (options.get("scheduling_strategy") is None and options.get("placement_group") is None
+            and options.get("placement_group_bundle_index", -1) == -1
+            and rt.current_task() is None and rt.current_actor() is None):
         return None
-    return spec.extra.get("placement_group")
+    return chosen_group(options, rt)
+
+
+def current_group_context(rt):
+    """(pg_id, bundles, strategy, home, capture) of the task or actor running here, or None."""
+    actor = rt.current_actor()
+    if actor is not None:
+        return actor.meta.get("placement_group")
+    task = rt.current_task()
+    return None if task is None else task.placement_group
 
 
 def group_from_context(context):
@@ -242,7 +237,7 @@ def group_from_context(context):
     return PlacementGroup(PlacementGroupID(pg_id), [dict(b) for b in bundles], home, strategy)
 
 
-def chosen_group(options, core):
+def chosen_group(options, rt):
     """(group, bundle_index, capture) the options put a task or actor in, or None.
 
     PlacementGroupSchedulingStrategy, or the legacy placement_group= options; without either
@@ -261,7 +256,7 @@ def chosen_group(options, core):
         index = options.get("placement_group_bundle_index", -1)
         capture = options.get("placement_group_capture_child_tasks")
         if group == "default" or group is None:
-            context = current_group_context(core) if group == "default" else None
+            context = current_group_context(rt) if group == "default" else None
             if context is None or not context[4]:
                 if index not in (-1, None):
                     raise ValueError("If placement group is not set, the value of bundle index "

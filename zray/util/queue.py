@@ -2,7 +2,7 @@
 import asyncio
 import queue as _stdlib_queue
 
-import zray
+from .. import api as zray   # the public API, without importing the zray package from inside it
 
 
 class Empty(_stdlib_queue.Empty):

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import threading
 
-import zray
+from ... import api as zray   # the public API, without importing the zray package from inside it
 
 TimeoutError = multiprocessing.TimeoutError
 
