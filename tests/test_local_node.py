@@ -24,7 +24,7 @@ def node(tmp_path):
 
     zray_cli("start", "--num-cpus", "2")
     yield zray_cli, driver, tmp_path
-    zray_cli("stop", check=False)
+    zray_cli("stop", "--all", check=False)
 
 
 def test_detached_actor_outlives_its_driver_and_is_found_by_name(node):
@@ -112,13 +112,26 @@ def test_two_drivers_share_the_node_and_options_are_rejected(node):
     assert out.split() == ["15", "2.0", "rejected"]
 
 
-def test_start_twice_fails_and_stop_cleans_up(node):
+def test_two_clusters_on_one_host_then_stop_cleans_up(node):
+    """A second `zray start` is a second cluster: `auto` then names both, an address picks one,
+    and `zray stop` stops exactly the one it is told."""
     zray_cli, driver, tmp = node
-    again = zray_cli("start", check=False)
-    assert again.returncode != 0 and "already running" in again.stderr
-    assert zray_cli("stop").stdout.strip() == "zray node stopped"
+    from zray.node import local_node
+    port = local_node.free_port("127.0.0.1")
+    zray_cli("start", "--num-cpus", "1", "--port", str(port))
+    ambiguous = zray_cli("status", check=False)
+    assert ambiguous.returncode != 0 and "2 zray clusters run on this host" in ambiguous.stderr
+    assert f"127.0.0.1:{port}" in ambiguous.stderr
+    out = driver(f"""
+        import zray
+        zray.init(address="127.0.0.1:{port}")
+        print(zray.cluster_resources()["CPU"])
+    """)
+    assert out.split() == ["1.0"]
+    assert zray_cli("stop", "--address", f"127.0.0.1:{port}").stdout.strip() == "1 zray node stopped"
+    assert zray_cli("stop").stdout.strip() == "1 zray node stopped"
     assert not os.path.exists(tmp / f"zray-{os.getuid()}")
-    assert "no zray node" in zray_cli("status", check=False).stdout
+    assert "found no running zray node" in zray_cli("status", check=False).stderr
     out = subprocess.run([sys.executable, "-c", "import zray; zray.init(address='auto')"],
                          env=dict(os.environ, ZRAY_TMPDIR=str(tmp)), capture_output=True, text=True)
     assert out.returncode != 0 and "zray start" in out.stderr

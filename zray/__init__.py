@@ -12,6 +12,22 @@ from .objects.object_ref import ObjectRef
 
 __version__ = "0.1.0"
 
+# Libraries and heavy modules load on first use (`zray.data`, `zray.collective`, ...), as Ray's
+# do: `import zray` stays light.
+_LAZY = {"collective": "zray.util.collective", "data": "zray.data", "train": "zray.train",
+         "tune": "zray.tune", "serve": "zray.serve", "rllib": "zray.rllib",
+         "launch": "zray.launch"}
+
+
+def __getattr__(name):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'zray' has no attribute {name!r}")
+    import importlib
+    module = importlib.import_module(target)
+    globals()[name] = module
+    return module
+
 __all__ = [
     "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",

@@ -130,19 +130,17 @@ def _start_local(kwargs):
 
 
 def _connect(address, kwargs):
-    """Join the node `zray start` runs on this host."""
+    """Join the node of this host that `address` means (node/local_node.find_node): a driver
+    always attaches to its own host's node, which holds its store."""
     from .node import local_node
     for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
         if kwargs.get(key) is not None:
             raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
                              "(it was fixed when the node started)")
-    info = local_node.read_node_file()
-    if info is None:
-        raise ConnectionError(f"zray.init(address={address!r}) found no running zray node on this "
-                              "host; start one with `zray start` (with --address HOST:PORT to "
-                              "join a mesh)")
-    if address != "auto":
-        _check_member_of(info, address)
+    try:
+        info = local_node.find_node(address)
+    except ConnectionError as exc:
+        raise type(exc)(f"zray.init(address={address!r}): {exc}") from None
     job_id = os.urandom(4).hex()
     mesh = None
     if info.get("mesh_address") and info.get("secret_file"):
@@ -160,22 +158,6 @@ def _connect(address, kwargs):
         raise
     _start_pid_watch(core, info["pid"])
     return _Runtime(core, None, info["session"], owns_session=False)
-
-
-def _check_member_of(info, address):
-    """A driver always attaches to its own host's node (it needs that node's store); naming
-    HOST:PORT asks that this node belongs to the mesh that member is in."""
-    from .node import local_node
-    from .transport import wire
-    target = address if address.startswith("tcp://") else f"tcp://{address}"
-    if info.get("mesh_address") == target:
-        return
-    nodes = local_node.query(wire.CLUSTER_INFO, info)["nodes"]
-    if any(n.get("MeshAddress") == target and n.get("Alive") for n in nodes):
-        return
-    raise ConnectionError(
-        f"the zray node on this host ({info.get('mesh_address') or 'not in a mesh'}) is not in "
-        f"the mesh of {address}; join it with `zray start --address {address}`")
 
 
 def _start_pid_watch(core, pid):

@@ -33,8 +33,10 @@ def status_of(path):
 
 
 def node_file_of(path):
+    """The node file of the one node under `path`, or None."""
     with zray_tmpdir(path):
-        return local_node.read_node_file()
+        nodes = local_node.read_node_files()
+    return nodes[0] if nodes else None
 
 
 def seconds_until(condition, timeout, interval=0.1):

@@ -312,7 +312,7 @@ class NodeDaemon:
         self.services.fan_out("close")
         if self.args.node_file:
             from .local_node import remove_node_file
-            remove_node_file(os.getpid())
+            remove_node_file(self.args.node_file, os.getpid())
         workers = list(self.table.workers.values())
         for worker in workers:
             kill_pid(worker.pid)
@@ -368,10 +368,11 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "running", False))
     if args.node_file:
         from .local_node import write_node_file
-        write_node_file({"session": args.session, "address": daemon.address, "pid": os.getpid(),
-                         "node_id": daemon.node_id,
-                         "mesh_address": daemon.membership.mesh_address,
-                         "secret_file": daemon.mesh.secret_file})
+        write_node_file(args.node_file, {
+            "session": args.session, "address": daemon.address, "pid": os.getpid(),
+            "node_id": daemon.node_id, "mesh_address": daemon.membership.mesh_address,
+            "secret_file": daemon.mesh.secret_file, "started": time.time(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
     if args.ready_fd >= 0:
         os.write(args.ready_fd, b"ready\n")
         os.close(args.ready_fd)

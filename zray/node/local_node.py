@@ -16,53 +16,138 @@ from ..transport.zmq_transport import Transport
 from . import bootstrap, session
 from .processes import pid_alive
 
-NODE_FILE = "node.json"
+NODES_DIR = "nodes"      # <user root>/nodes/<session name>.json: one file per running node
 
 
-def node_file_path():
-    return os.path.join(session.user_root(), NODE_FILE)
+def nodes_dir():
+    return os.path.join(session.user_root(), NODES_DIR)
 
 
-def read_node_file():
-    """The running node's {session, address, pid}, or None (a stale file is removed)."""
-    path = node_file_path()
-    try:
-        with open(path) as f:
-            info = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not pid_alive(info.get("pid", 0)):
-        # The node was killed: clear what it left (its workers died with it).
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        if info.get("session"):
-            session.remove_session_dir(info["session"])
-        return None
-    return info
+def node_file_for(session_dir):
+    """Where the node of `session_dir` announces itself (so init(), status, stop find it)."""
+    return os.path.join(nodes_dir(), os.path.basename(os.path.normpath(session_dir)) + ".json")
 
 
-def write_node_file(info):
-    path = node_file_path()
+def write_node_file(path, info):
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}"
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         json.dump(info, f)
     os.replace(tmp, path)
 
 
-def remove_node_file(pid):
-    info = None
+def remove_node_file(path, pid):
+    """Remove a node file if it still names the node `pid` (a newer node may own the path)."""
+    info = _load(path)
+    if info is not None and info.get("pid") == pid:
+        _unlink(path)
+
+
+def _unlink(path):
+    """Remove a node file, and the nodes folder once it is empty (so the user's root can go)."""
     try:
-        with open(node_file_path()) as f:
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
+
+
+def _load(path):
+    try:
+        with open(path) as f:
             info = json.load(f)
     except (OSError, ValueError):
-        return
-    if info.get("pid") == pid:
-        try:
-            os.unlink(node_file_path())
-        except OSError:
-            pass
+        return None
+    info["node_file"] = path
+    return info
+
+
+def _live(info):
+    """info when its node runs; else clear what the killed node left (its workers died with
+    it) and None."""
+    if info is None:
+        return None
+    if pid_alive(info.get("pid", 0)):
+        return info
+    _unlink(info["node_file"])
+    if info.get("session"):
+        session.remove_session_dir(info["session"])
+    return None
+
+
+def read_node_files():
+    """Every running node of this user on this host: its {session, address, pid, node_id,
+    mesh_address, secret_file, slurm_job_id, node_file}, oldest first."""
+    try:
+        names = sorted(os.listdir(nodes_dir()))
+    except OSError:
+        return []
+    found = [_live(_load(os.path.join(nodes_dir(), n))) for n in names if n.endswith(".json")]
+    found = [info for info in found if info is not None]
+    return sorted(found, key=lambda info: info.get("started", 0))
+
+
+def describe(info):
+    mesh = info.get("mesh_address") or "no mesh"
+    job = f", Slurm job {info['slurm_job_id']}" if info.get("slurm_job_id") else ""
+    return f"node pid {info['pid']} ({mesh}{job}, session {info['session']})"
+
+
+class AmbiguousNodeError(ConnectionError):
+    """Several zray clusters run on this host and the address does not say which."""
+
+
+def find_node(address=None):
+    """The node of this host that `address` means: "auto" (or None: ZRAY_ADDRESS, else auto),
+    "host:port" of any member of the wanted cluster, or the path of a node file.
+
+    "auto" takes the only node of this user on this host; inside a Slurm job, the only one of
+    that job. ConnectionError when none fits; AmbiguousNodeError naming every candidate when
+    several do."""
+    if address in (None, ""):
+        address = os.environ.get("ZRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or "auto"
+    if address.endswith(".json") and os.sep in address:
+        info = _live(_load(address))
+        if info is None:
+            raise ConnectionError(f"no running zray node announces itself in {address}")
+        return info
+    nodes = read_node_files()
+    if address == "auto":
+        job = os.environ.get("SLURM_JOB_ID")
+        in_job = [n for n in nodes if job and n.get("slurm_job_id") == job]
+        candidates = in_job or nodes
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise ConnectionError(
+                "found no running zray node on this host; start one with `zray start` (with "
+                "--address HOST:PORT to join a mesh)")
+        raise AmbiguousNodeError(
+            f"{len(candidates)} zray clusters run on this host; say which with "
+            f"address='HOST:PORT' (or ZRAY_ADDRESS): "
+            + "; ".join(describe(n) for n in candidates))
+    target = address if address.startswith("tcp://") else f"tcp://{address}"
+    exact = [n for n in nodes if n.get("mesh_address") == target]
+    if exact:
+        return exact[0]
+    members = [n for n in nodes if n.get("mesh_address") and _in_mesh_of(n, target)]
+    if len(members) == 1:
+        return members[0]
+    if not members:
+        here = "; ".join(describe(n) for n in nodes) or "none"
+        raise ConnectionError(
+            f"no zray node on this host is in the mesh of {address} (nodes here: {here}); "
+            f"join it with `zray start --address {address}`")
+    raise AmbiguousNodeError(f"several zray nodes on this host are in the mesh of {address}: "
+                             + "; ".join(describe(n) for n in members))
+
+
+def _in_mesh_of(info, target):
+    try:
+        nodes = query(wire.CLUSTER_INFO, info, timeout=3.0)["nodes"]
+    except (TimeoutError, OSError):
+        return False
+    return any(n.get("MeshAddress") == target and n.get("Alive") for n in nodes)
 
 
 def free_port(host):
@@ -74,25 +159,22 @@ def free_port(host):
 
 def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeout=60,
           port=0, join=None, node_ip="127.0.0.1", secret_file=None):
-    """Start this user's node on this host; returns its info (with block=True: runs until
-    stopped)."""
-    running = read_node_file()
-    if running is not None:
-        raise RuntimeError(f"a zray node is already running on this host (pid {running['pid']}, "
-                           f"session {running['session']}); run `zray stop` first")
+    """Start a node on this host (several may run: one per cluster); returns its info. With
+    block=True it runs until stopped, and it ends with this process (kill -9 included)."""
     session_dir = session.create_session_dir()
     if join and not port:
         port = free_port(node_ip)
     spec = bootstrap.NodeSpec(
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=object_store_memory, node_ip=node_ip, port=port, join=join,
-        secret_file=secret_file, node_file=node_file_path())
+        secret_file=secret_file, node_file=node_file_for(session_dir),
+        driver_pid=os.getpid() if block else 0)
     try:
         node = bootstrap.start_node(spec, timeout)
     except BaseException:
         session.remove_session_dir(session_dir)
         raise
-    info = read_node_file()
+    info = _load(spec.node_file)
     if block:
         def forward(signum, frame):
             node.proc.send_signal(signal.SIGTERM)
@@ -102,11 +184,21 @@ def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeo
     return info
 
 
-def stop(timeout=10):
-    """Stop this user's node on this host (never another user's). True if one was running."""
-    info = read_node_file()
-    if info is None:
-        return False
+def stop(address=None, every=False, timeout=10):
+    """Stop the node `address` names (find_node), or with every=True all of this user's nodes
+    on this host (never another user's). The number of nodes stopped."""
+    if every:
+        return sum(_stop(info, timeout) for info in read_node_files())
+    try:
+        info = find_node(address)
+    except AmbiguousNodeError:
+        raise
+    except ConnectionError:
+        return 0
+    return int(_stop(info, timeout))
+
+
+def _stop(info, timeout):
     pid = info["pid"]
     try:
         os.kill(pid, signal.SIGTERM)
@@ -117,7 +209,7 @@ def stop(timeout=10):
         time.sleep(0.05)
     if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
-    remove_node_file(pid)
+    remove_node_file(info["node_file"], pid)
     session.remove_session_dir(info["session"])
     return True
 
@@ -181,10 +273,8 @@ def query_mesh(msg_type, info, timeout=3.0):
         return rows, sorted(waiting.values())
 
 
-def status():
-    info = read_node_file()
-    if info is None:
-        return None
+def status(address=None):
+    info = find_node(address)
     return {
         "node": info,
         "cluster": query(wire.CLUSTER_INFO, info),

@@ -4,9 +4,14 @@ import sys
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:     # Serve's own CLI (zray/serve/cli.py): run|status|deploy|...
+        from ..serve.cli import main as serve_main
+        return serve_main(argv[1:])
     parser = argparse.ArgumentParser(prog="zray", description="zray: Ray's model on a ZeroMQ mesh")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="Serve applications: run|status|deploy|build|shutdown")
     bench = sub.add_parser("microbenchmark", help="measure the core on this machine (Ray's rows)")
     from . import microbenchmark
     microbenchmark.add_arguments(bench)
@@ -26,9 +31,15 @@ def main(argv=None):
     start.add_argument("--interface", default=None, help="take the node IP from this interface")
     start.add_argument("--secret-file", default=None,
                        help="cluster secret (else ZRAY_CLUSTER_SECRET, else a new one)")
-    sub.add_parser("stop", help="stop this user's zray node on this host")
-    sub.add_parser("status", help="show the node, its resources, store and actors")
+    stop = sub.add_parser("stop", help="stop a zray node of this user on this host")
+    stop.add_argument("--address", default=None,
+                      help="HOST:PORT of the cluster whose node to stop (default: the only one)")
+    stop.add_argument("--all", action="store_true", help="stop every node of this user here")
+    status = sub.add_parser("status", help="show the node, its resources, store and actors")
+    status.add_argument("--address", default=None, help="HOST:PORT of the cluster (default: "
+                        "ZRAY_ADDRESS, the job's cluster inside Slurm, or the only one)")
     lister = sub.add_parser("list", help="list this node's view of nodes, actors, tasks or objects")
+    lister.add_argument("--address", default=None, help="HOST:PORT of the cluster")
     lister.add_argument("what", choices=["nodes", "actors", "tasks", "objects"])
     lister.add_argument("--format", choices=["table", "json"], default="table")
     lister.add_argument("--this-node", action="store_true",
@@ -40,13 +51,11 @@ def main(argv=None):
     if args.command == "start":
         return _start(args)
     if args.command == "stop":
-        from ..node import local_node
-        print("zray node stopped" if local_node.stop() else "no zray node was running")
-        return 0
+        return _stop(args)
     if args.command == "status":
-        return _status()
+        return _status(args.address)
     if args.command == "list":
-        return _list(args.what, args.format, args.this_node)
+        return _list(args.what, args.format, args.this_node, args.address)
     if args.version:
         from .. import __version__
         print(f"zray {__version__}")
@@ -93,13 +102,33 @@ _LIST_COLUMNS = {
 }
 
 
-def _list(what, fmt, this_node=False):
+def _stop(args):
+    from ..node import local_node
+    try:
+        stopped = local_node.stop(args.address, every=args.all)
+    except local_node.AmbiguousNodeError as exc:
+        print(f"zray stop: {exc}; or --all", file=sys.stderr)
+        return 1
+    print(f"{stopped} zray node{'s' if stopped != 1 else ''} stopped" if stopped
+          else "no zray node was running")
+    return 0
+
+
+def _find(address, command):
+    from ..node import local_node
+    try:
+        return local_node.find_node(address)
+    except ConnectionError as exc:
+        print(f"zray {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _list(what, fmt, this_node=False, address=None):
     import json
     from ..node import local_node
     from ..transport import wire
-    info = local_node.read_node_file()
+    info = _find(address, "list")
     if info is None:
-        print("no zray node is running on this host for this user", file=sys.stderr)
         return 1
     if what == "nodes":
         rows = local_node.query(wire.CLUSTER_INFO, info)["nodes"]
@@ -137,12 +166,11 @@ def _interface_ip(name):
     raise ValueError(f"interface {name!r} has no IPv4 address")
 
 
-def _status():
+def _status(address=None):
     from ..node import local_node
-    st = local_node.status()
-    if st is None:
-        print("no zray node is running on this host for this user")
+    if _find(address, "status") is None:
         return 1
+    st = local_node.status(address)
     cluster, store = st["cluster"], st["store"]
     print(f"node {st['node']['node_id']}  pid {st['node']['pid']}  alive")
     others = cluster["nodes"][1:]

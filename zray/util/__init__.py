@@ -1,7 +1,17 @@
-"""zray.util: ActorPool, Queue, a multiprocessing.Pool on top of actors, and placement groups."""
+"""zray.util: ActorPool, Queue, a multiprocessing.Pool on top of actors, placement groups and
+collectives (`zray.util.collective`, loaded on first use)."""
 from .actor_pool import ActorPool
 from .placement_group import (PlacementGroup, get_current_placement_group, get_placement_group,
                               placement_group, placement_group_table, remove_placement_group)
 
 __all__ = ["ActorPool", "PlacementGroup", "get_current_placement_group", "get_placement_group",
            "placement_group", "placement_group_table", "remove_placement_group"]
+
+
+def __getattr__(name):
+    if name == "collective":
+        import importlib
+        module = importlib.import_module("zray.util.collective")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'zray.util' has no attribute {name!r}")
