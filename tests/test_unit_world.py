@@ -56,6 +56,6 @@ def test_plain_python_is_a_world_of_one():
 def test_singleton_trap_is_named():
     world = w.detect(SRUN, hostname="vm")
     text = w.singleton_trap(world, mpi_size=1)
-    assert "--mpi=pmi2" in text and "3 tasks" in text
+    assert "--mpi=pmi2" in text and "3 tasks" in text and "world of 1" in text
     assert w.singleton_trap(world, mpi_size=3) is None
     assert w.singleton_trap(w.detect({}, hostname="x"), mpi_size=1) is None

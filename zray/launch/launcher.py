@@ -17,6 +17,7 @@ Every wait has a deadline or a death signal behind it: formation has --formation
 serving ranks watch the seed's node and their own.
 """
 import argparse
+import importlib.util
 import logging
 import os
 import runpy
@@ -222,6 +223,9 @@ class Launch:
                     raise plan.LaunchError(trap)
             except ImportError:
                 mpi_ok = False
+        elif (self.world.launcher == "slurm" and self.world.size > 1 and self.world.rank == 0
+              and importlib.util.find_spec("mpi4py") is not None):
+            log.warning("%s", worlds.singleton_trap(self.world, 1))
         rendezvous = plan.plan_rendezvous(self.world, self.args.address, mpi_ok)
         secret = cluster_secret(self.world, rendezvous, comm)
         if rendezvous.mode == "single":
@@ -249,7 +253,7 @@ class Launch:
         return seeds, free_port(ip), ip, secret
 
     def start_node(self, join, port, ip, secret):
-        from ..node import session
+        from ..node import local_node, session
         from ..node.bootstrap import NodeSpec, start_node
         self.session_dir = session.create_session_dir()
         store = self.args.object_store_memory or int(min(0.3 * self.share.memory_bytes, 2 << 30)) // 4096 * 4096
@@ -259,12 +263,13 @@ class Launch:
                         object_store_memory=max(store, 64 << 20), node_ip=ip, port=port,
                         driver_pid=os.getpid(),      # the node ends with this rank, kill -9 too
                         join=join, secret_file=write_secret(self.session_dir, secret),
-                        node_file=os.path.join(self.session_dir, "node.json"))
-        log.info("rank %d on %s: node at %s port %d (%s)%s", self.world.rank,
-                 self.world.node_name, ip, port, self.alloc.describe(),
+                        node_file=local_node.node_file_for(self.session_dir))
+        log.info("rank %d on %s: node at %s port %d with %d CPUs, %.1f GiB (of %s)%s",
+                 self.world.rank, self.world.node_name, ip, port, self.share.cpus,
+                 self.share.memory_bytes / (1 << 30), self.alloc.describe(),
                  f", joining {join}" if join else "")
         self.node = start_node(spec, timeout=self.args.formation_timeout)
-        self.node_info = _read_json(spec.node_file)
+        self.node_info = local_node.find_node(spec.node_file)
 
     def cluster_nodes(self):
         from ..node import local_node
@@ -288,7 +293,10 @@ class Launch:
             time.sleep(0.05)
 
     def watch(self, on_loss):
-        """A thread: call on_loss(text) when a node of the job dies or this rank's node does."""
+        """A thread: call on_loss(text) when this rank's node dies, or a node of the job goes
+        while the job runs. A rank's node leaves gracefully whenever its launcher ends, killed
+        or not (it watches the launcher's pid), so leaving is normal only for rank 0's node
+        (the driver ended) or in --spmd mode (a rank finished its app)."""
         def loop():
             while not self.stopping.wait(WATCH_INTERVAL_S):
                 if not self.node.alive():
@@ -302,10 +310,13 @@ class Launch:
                     log.debug("cluster info failed: %r", exc)
                     continue
                 for node in nodes:
-                    if node.get("State") == "DEAD":     # LEFT is a rank ending normally
-                        gone = sorted(plan.ranks_of([dict(node, Alive=True)]))
-                        if gone:
-                            on_loss(f"rank {gone[0]}'s node died ({node.get('NodeManagerAddress')})")
+                    state = node.get("State")
+                    if state not in ("DEAD", "LEFT"):
+                        continue
+                    for rank in sorted(plan.ranks_of([dict(node, Alive=True)])):
+                        if state == "DEAD" or not (rank == 0 or self.args.spmd):
+                            on_loss(f"rank {rank}'s node {'died' if state == 'DEAD' else 'left'} "
+                                    f"({node.get('NodeManagerAddress')})")
                             return
         thread = threading.Thread(target=loop, name="zray-launch-watch", daemon=True)
         thread.start()
@@ -322,19 +333,6 @@ class Launch:
         if self.session_dir:
             from ..node import session
             session.remove_session_dir(self.session_dir)
-
-
-def _read_json(path, timeout=10.0):
-    import json
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            if time.monotonic() >= deadline:
-                raise plan.LaunchError(f"the node did not write {path}")
-            time.sleep(0.02)
 
 
 def _run_app(app, argv):
@@ -369,7 +367,7 @@ def main(argv=None):
         sys.stdout = PrefixedStream(sys.stdout, prefix)
         sys.stderr = PrefixedStream(sys.stderr, prefix)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="zray.launch: %(levelname)s: %(message)s")
+                        format="%(name)s: %(levelname)s: %(message)s")
     launch = Launch(args, world, alloc)
     loss = {"text": None}
     main_thread_done = threading.Event()
@@ -383,8 +381,9 @@ def main(argv=None):
         launch.start_node(join, port, ip, secret)
         if world.rank == 0 and world.size > 1:
             launch.wait_formation()
-        os.environ["ZRAY_ADDRESS"] = launch.node_info.get("mesh_address") or launch.node_info["address"]
-        os.environ["ZRAY_NODE_FILE"] = os.path.join(launch.session_dir, "node.json")
+        # zray.init() in the app attaches to this rank's node (local_node.find_node).
+        mesh = launch.node_info.get("mesh_address")
+        os.environ["ZRAY_ADDRESS"] = mesh[len("tcp://"):] if mesh else launch.node_info["node_file"]
 
         def on_loss(text):
             if args.tolerate_node_loss and "this rank" not in text:

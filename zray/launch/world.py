@@ -141,8 +141,8 @@ def _finish(launcher, rank, size, local_rank, local_size, node_rank, env, hostna
 def singleton_trap(world, mpi_size):
     """The message for srun without --mpi: every rank became an MPI world of one. None if fine."""
     if world.launcher == "slurm" and world.size > 1 and mpi_size == 1:
-        return (f"srun started {world.size} tasks but MPI sees a world of 1 in each: srun ran "
-                f"without an MPI plugin, so every rank is an MPI singleton. Run "
+        return (f"srun started {world.size} tasks without an MPI plugin, so MPI in them sees a "
+                f"world of 1 in each (every rank an MPI singleton). Run "
                 f"`srun --mpi=pmi2 ...` for MPICH or `srun --mpi=pmix ...` for Open MPI "
                 f"(`srun --mpi=list` shows what this cluster has)")
     return None
