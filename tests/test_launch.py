@@ -228,3 +228,35 @@ def test_two_jobs_of_one_user_on_one_node_do_not_meet(slurm, tmp_path):
         assert slurm.wait_job(job, timeout=180) == "COMPLETED", out.read_text()
         assert f"VALUE {tag}" in out.read_text()
     assert _wait_clean(tmp_path) == ([], [])
+
+
+SPMD = """
+import numpy as np, zray
+import zray.util.collective as col
+zray.init()
+t = np.arange(4, dtype=np.float32) * (col.get_rank() + 1 if col.is_group_initialized("default") else 1)
+col.allreduce(t)       # the default group spans the ranks, formed on first use
+print("RANK", col.get_rank(), "OF", col.get_collective_group_size(), "SUM", t.tolist(),
+      "BACKEND", col.get_backend())
+"""
+
+
+def test_spmd_under_mpiexec_uses_the_jobs_communicator(tmp_path):
+    app = _write(tmp_path, "app.py", SPMD)
+    done = subprocess.run(["mpiexec", "-n", "2", *LAUNCH, "--spmd", app],
+                          env=dict(os.environ, **_env(tmp_path)), capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = sorted(line.split("] ", 1)[1] for line in done.stdout.splitlines() if "RANK" in line)
+    assert lines == [f"RANK {r} OF 2 SUM [0.0, 2.0, 4.0, 6.0] BACKEND mpi" for r in (0, 1)]
+    assert _wait_clean(tmp_path) == ([], [])
+
+
+def test_spmd_under_srun_uses_the_cpu_backend(slurm, tmp_path):
+    app = _write(tmp_path, "app.py", SPMD)
+    done = slurm.run(["srun", "-N", "2", "-n", "2", *LAUNCH, "--spmd", app], env=_env(tmp_path),
+                     timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = sorted(line.split("] ", 1)[1] for line in done.stdout.splitlines() if "RANK" in line)
+    assert lines == [f"RANK {r} OF 2 SUM [0.0, 2.0, 4.0, 6.0] BACKEND cpu" for r in (0, 1)]
+    assert _wait_clean(tmp_path) == ([], [])

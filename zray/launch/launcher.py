@@ -335,6 +335,10 @@ class Launch:
             session.remove_session_dir(self.session_dir)
 
 
+def _has_mpi():
+    return importlib.util.find_spec("mpi4py") is not None
+
+
 def _run_app(app, argv):
     """app.py as __main__ in this process; its exit code."""
     sys.argv = [app, *argv]
@@ -398,6 +402,10 @@ def main(argv=None):
 
         signal.signal(signal.SIGUSR1, on_usr1)
         launch.watch(on_loss)
+        if args.spmd:
+            # The default collective group spans the ranks (formed on its first use).
+            os.environ["ZRAY_SPMD_WORLD"] = (f"{world.rank} {world.size} "
+                                             f"{'mpi' if world.mpi and _has_mpi() else 'cpu'}")
         if args.spmd or world.rank == 0:
             code = _run_app(args.app, args.args)
         else:

@@ -120,12 +120,31 @@ def _group(group_name):
         g = _groups.get(group_name)
     if g is None:
         g = _form_declared(group_name)
+    if g is None and group_name == "default" and os.environ.get(SPMD_ENV):
+        g = _form_spmd_default()
     if g is None:
         raise GroupNotInitializedError(
             "the collective group is not initialized in this process: call "
             "init_collective_group() here or create_collective_group() from the driver",
             group=group_name)
     return g
+
+
+# Under `python -m zray.launch --spmd` every rank runs the app; the launcher names the world
+# here ("rank size backend"), and the first collective call on the default group forms it over
+# the ranks: the job's communicator under MPI, else the cpu backend through the rendezvous.
+SPMD_ENV = "ZRAY_SPMD_WORLD"
+
+
+def _form_spmd_default():
+    rank, size, backend = os.environ[SPMD_ENV].split()
+    if backend == "mpi":
+        from .backends.mpi import init_from_world
+        init_from_world("mpi", "default")
+    else:
+        init_collective_group(int(size), int(rank), backend="cpu", group_name="default")
+    with _groups_lock:
+        return _groups.get("default")
 
 
 def _argument(g, exc):
