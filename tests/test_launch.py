@@ -260,3 +260,13 @@ def test_spmd_under_srun_uses_the_cpu_backend(slurm, tmp_path):
     lines = sorted(line.split("] ", 1)[1] for line in done.stdout.splitlines() if "RANK" in line)
     assert lines == [f"RANK {r} OF 2 SUM [0.0, 2.0, 4.0, 6.0] BACKEND cpu" for r in (0, 1)]
     assert _wait_clean(tmp_path) == ([], [])
+
+
+def test_launch_benchmark_runs_once():
+    if slurm_helper.available():
+        pytest.skip(slurm_helper.available())
+    if REPO not in sys.path:    # benchmarks/ is not an installed package
+        sys.path.insert(0, REPO)
+    import benchmarks.launch as bench
+    rows = bench.main(["--repeat", "1", "--nodes", "1", "--no-ray"])
+    assert rows[0][0].startswith("zray srun -N 1") and rows[0][1][0] > 0

@@ -309,6 +309,8 @@ class Launch:
                         return
                     log.debug("cluster info failed: %r", exc)
                     continue
+                if _driver_left(nodes):     # the job is ending: every rank now leaves
+                    return
                 for node in nodes:
                     state = node.get("State")
                     if state not in ("DEAD", "LEFT"):
@@ -437,7 +439,12 @@ def _serve(launch):
         except Exception:
             time.sleep(WATCH_INTERVAL_S)
             continue
-        for node in nodes:
-            if node.get("State") == "LEFT" and 0 in plan.ranks_of([dict(node, Alive=True)]):
-                return 0
+        if _driver_left(nodes):
+            return 0
         time.sleep(WATCH_INTERVAL_S)
+
+
+def _driver_left(nodes):
+    """Rank 0's node left the mesh: the driver ended and the job with it."""
+    return any(node.get("State") == "LEFT" and 0 in plan.ranks_of([dict(node, Alive=True)])
+               for node in nodes)

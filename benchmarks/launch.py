@@ -1,0 +1,101 @@
+"""From the launcher's start to the driver's first task result, on a real Slurm on this host.
+
+    python benchmarks/launch.py [--repeat 3] [--nodes 1 3] [--no-ray]
+
+zray: `srun -N n -n n python -m zray.launch app.py` (the app: init(), one task, print the
+time). Ray (when /opt/rayvenv/bin/ray exists, one node only: Ray's nodes on one host would
+fight over its fixed ports): its documented Slurm recipe, a head started with `ray start --head`
+then the app with `ray.init(address="auto")`, without the recipe's sleeps (we poll for the
+head instead, which favours Ray). The Slurm daemons come from tests/helpers/slurm.py.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+from helpers.slurm import SlurmCluster  # noqa: E402
+
+RAY_PYTHON = "/opt/rayvenv/bin/python"
+APP = """
+import time, sys
+import {module} as rt
+rt.init({init_args})
+@rt.remote
+def one():
+    return 1
+assert rt.get(one.remote()) == 1
+print("FIRST", time.time(), flush=True)
+"""
+
+
+def _first(stdout):
+    for line in stdout.splitlines():
+        if "FIRST" in line:
+            return float(line.split()[-1])
+    raise RuntimeError(f"no result in output: {stdout[-2000:]}")
+
+
+def zray_once(slurm, nodes, workdir):
+    app = os.path.join(workdir, "zray_app.py")
+    with open(app, "w") as f:
+        f.write(APP.format(module="zray", init_args=""))
+    env = {"PYTHONPATH": REPO, "ZRAY_TMPDIR": workdir}
+    start = time.time()
+    done = slurm.run(["srun", "-N", str(nodes), "-n", str(nodes), sys.executable, "-m",
+                      "zray.launch", "--no-prefix", app], env=env, timeout=180)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return _first(done.stdout) - start
+
+
+def ray_once(slurm, workdir):
+    app = os.path.join(workdir, "ray_app.py")
+    with open(app, "w") as f:
+        f.write(APP.format(module="ray", init_args="address='auto'"))
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "PATH": os.path.dirname(RAY_PYTHON) + ":" + os.environ["PATH"]}
+    start = time.time()
+    head = slurm.run(["srun", "-N", "1", "-n", "1", "-w", "n1", os.path.join(os.path.dirname(RAY_PYTHON), "ray"),
+                      "start", "--head", "--num-cpus", "1", "--disable-usage-stats"], env=env,
+                     timeout=180)
+    try:
+        if head.returncode != 0:
+            raise RuntimeError(head.stderr[-3000:])
+        done = subprocess.run([RAY_PYTHON, app], env=dict(os.environ, **env), capture_output=True,
+                              text=True, timeout=180)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-3000:])
+        return _first(done.stdout) - start
+    finally:
+        subprocess.run([os.path.join(os.path.dirname(RAY_PYTHON), "ray"), "stop", "--force"],
+                       env=dict(os.environ, **env), capture_output=True, timeout=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--no-ray", action="store_true")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="zray-launch-bench-") as workdir, \
+            SlurmCluster(nodes=max(args.nodes), cpus=2) as slurm:
+        rows = []
+        for n in args.nodes:
+            times = [zray_once(slurm, n, workdir) for _ in range(args.repeat)]
+            rows.append((f"zray srun -N {n} -> first result", times))
+        if not args.no_ray and os.path.exists(RAY_PYTHON):
+            times = [ray_once(slurm, workdir) for _ in range(args.repeat)]
+            rows.append(("Ray head via srun + app, 1 node -> first result", times))
+        print(f"{'row':<52} {'median s':>9} {'min s':>7}")
+        for name, times in rows:
+            print(f"{name:<52} {statistics.median(times):>9.2f} {min(times):>7.2f}")
+        return rows
+
+
+if __name__ == "__main__":
+    main()
