@@ -1,8 +1,8 @@
 """Progress output: a live table in a terminal, plain lines otherwise (Ray's CLIReporter names).
 
 This is output for the user, not logging: it goes to `sys.stdout` unless told otherwise and
-`verbose=0` silences it. In a terminal the table is redrawn in place at most
-`max_report_frequency` times a second... (the `_TTY_INTERVAL` below); piped, a status line
+`verbose=0` silences it. In a terminal the table is redrawn in place at most twice a second
+(`_TTY_INTERVAL`); piped, a status line
 goes out every `max_report_frequency` seconds and a summary at the end.
 """
 import collections
