@@ -350,3 +350,75 @@ def test_actors_are_reused_across_trials(shared_cluster, tmp_path):
                          tune_config=tune.TuneConfig(max_concurrent_trials=2),
                          run_config=_run_config(tmp_path)).fit()
     assert len({r.metrics["pid"] for r in results}) <= 2
+
+
+def test_hyperband_pauses_and_resumes_from_checkpoints(shared_cluster, tmp_path):
+    from zray.tune.schedulers import HyperBandScheduler
+
+    def trainable(config):
+        import tempfile
+        step = 0
+        ckpt = tune.get_checkpoint()
+        if ckpt:
+            with open(os.path.join(ckpt.path, "step")) as f:
+                step = int(f.read())
+        while step < 9:
+            step += 1
+            with tempfile.TemporaryDirectory() as d:
+                with open(os.path.join(d, "step"), "w") as f:
+                    f.write(str(step))
+                tune.report({"score": config["q"] * step, "step": step},
+                            checkpoint=tune.Checkpoint.from_directory(d))
+
+    results = tune.Tuner(
+        trainable, param_space={"q": tune.grid_search([0.1 * i for i in range(1, 10)])},
+        tune_config=tune.TuneConfig(metric="score", mode="max",
+                                    scheduler=HyperBandScheduler(max_t=9, reduction_factor=3)),
+        run_config=_run_config(tmp_path)).fit()
+    assert results.num_errors == 0
+    for r in results:   # the step counter survives pauses: it resumed from its checkpoint
+        assert r.metrics["step"] == r.metrics["training_iteration"]
+    best = results.get_best_result()
+    assert best.config["q"] == pytest.approx(0.9) and best.metrics["step"] == 9
+    assert min(r.metrics["step"] for r in results) < 9
+
+
+def test_median_stopping_rule_on_a_cluster(shared_cluster, tmp_path):
+    from zray.tune.schedulers import MedianStoppingRule
+
+    def trainable(config):
+        for i in range(6):
+            tune.report({"acc": config["q"]})
+
+    results = tune.Tuner(
+        trainable, param_space={"q": tune.grid_search([1, 2, 3, 4, 0])},
+        tune_config=tune.TuneConfig(metric="acc", mode="max", max_concurrent_trials=1,
+                                    scheduler=MedianStoppingRule(
+                                        time_attr="training_iteration", grace_period=1,
+                                        min_samples_required=2)),
+        run_config=_run_config(tmp_path)).fit()
+    iters = [r.metrics["training_iteration"] for r in results]
+    assert iters[-1] < 6 and iters[-2] == 6
+
+
+def test_progress_table_in_a_terminal():
+    import io
+    from zray.tune.progress import CLIReporter
+    from zray.tune.trial import Trial
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    r = CLIReporter(stream=out, metric="loss", mode="min")
+    trials = [Trial("f", f"abc_0000{i}", {"lr": 0.1 * i}, str(i), {"lr": 0.1 * i}) for i in range(3)]
+    trials[0].status = Trial.RUNNING
+    trials[0].last_result = {"loss": 0.5, "training_iteration": 2}
+    assert r.should_report(trials)
+    r.report(trials, done=False)
+    r.report(trials, done=True)
+    text = out.getvalue()
+    assert "\x1b[" in text                   # the second table redraws the first in place
+    assert "f_abc_00000" in text and "RUNNING" in text and "loss" in text and "lr" in text
+    assert not r.should_report(trials)       # at most twice a second
