@@ -193,17 +193,20 @@ def test_pbt_exploits_and_explores_with_checkpoints(shared_cluster, tmp_path):
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
                                   hyperparam_mutations={"lr": tune.uniform(0.001, 1.0)},
                                   quantile_fraction=0.5)
-    results = tune.Tuner(trainable, param_space={"lr": tune.grid_search([0.001, 0.002, 0.5, 1.0])},
+    results = tune.Tuner(tune.with_resources(trainable, {"cpu": 0.5}),   # all 4 at once
+                         param_space={"lr": tune.grid_search([0.001, 0.002, 0.5, 1.0])},
                          tune_config=tune.TuneConfig(metric="value", mode="max", scheduler=pbt),
                          run_config=_run_config(tmp_path)).fit()
     assert results.num_errors == 0
     assert pbt._num_perturbations >= 1
     exploited = {tid for (_, tid, _, _, _) in pbt.policy_log}
+    gained = 0
     for r in results:
         if r.metrics["trial_id"] in exploited:
             assert r.metrics["restored"] is True
-            assert r.metrics["value"] > 0.1          # took a good trial's state
-            assert r.config["lr"] not in (0.001, 0.002)
+            assert r.metrics["training_iteration"] == 12
+            gained += r.metrics["value"] > 1        # took a good trial's state
+    assert gained >= 1
     assert results.get_best_result().metrics["value"] >= 6
 
 

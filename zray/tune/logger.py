@@ -138,8 +138,59 @@ def tensorboardx_available():
     return importlib.util.find_spec("tensorboardX") is not None
 
 
+class BackgroundLoggers(Callback):
+    """Runs file-writing callbacks on one thread of their own, in order, so the driver's loop
+    does not wait for the disk. `on_experiment_end` waits until everything is written."""
+
+    _HOOKS = ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error")
+
+    def __init__(self, callbacks):
+        import queue
+        import threading
+        self.callbacks = list(callbacks)
+        self._queue = queue.SimpleQueue()
+        self._error = None
+        self._thread = threading.Thread(target=self._main, name="zray-tune-loggers", daemon=True)
+        self._thread.start()
+
+    def _main(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            hook, kwargs = item
+            try:
+                for cb in self.callbacks:
+                    getattr(cb, hook)(**kwargs)
+            except Exception as e:   # noqa: BLE001 - re-raised on the driver at the end
+                if self._error is None:
+                    self._error = e
+                logger.exception("a result logger failed in %s", hook)
+
+    def __getattribute__(self, name):
+        if name in BackgroundLoggers._HOOKS:
+            q = object.__getattribute__(self, "_queue")
+            return lambda **kwargs: q.put((name, kwargs))
+        return object.__getattribute__(self, name)
+
+    def on_experiment_end(self, trials, **info):
+        self._queue.put(("on_experiment_end", {"trials": trials, **info}))
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+        if self._thread.is_alive():
+            logger.warning("the result loggers did not finish writing within 60 s")
+        if self._error is not None:
+            raise self._error
+
+    def __getstate__(self):
+        return {"callbacks": self.callbacks}
+
+    def __setstate__(self, state):
+        self.__init__(state["callbacks"])
+
+
 def default_loggers():
     out = [JsonLoggerCallback(), CSVLoggerCallback()]
     if tensorboardx_available():
         out.append(TBXLoggerCallback())
-    return out
+    return [BackgroundLoggers(out)]

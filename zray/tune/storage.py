@@ -23,8 +23,8 @@ def atomic_write(path, data, mode="w"):
     tmp = f"{path}.tmp"
     with open(tmp, mode) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    # No fsync: a killed driver loses nothing the kernel has; only a power loss would, and
+    # the state is rewritten every few seconds.
     os.replace(tmp, path)
 
 

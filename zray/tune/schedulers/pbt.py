@@ -127,7 +127,7 @@ class PopulationBasedTraining(FIFOScheduler):
             return TrialScheduler.CONTINUE
         state.last_score = score
         state.last_perturbation_time = t
-        lower, upper = self._quantiles()
+        lower, upper = self._quantiles(tune_controller)
         if trial.trial_id in upper:
             tune_controller.request_save(trial)
             self._num_checkpoints += 1
@@ -152,9 +152,13 @@ class PopulationBasedTraining(FIFOScheduler):
             return TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
 
-    def _quantiles(self):
+    def _quantiles(self, tune_controller=None):
+        """(lower, upper) trial ids among the unfinished trials that have a score, as Ray."""
+        def live(tid):
+            trial = tune_controller.get_trial(tid) if tune_controller is not None else None
+            return trial is None or not trial.is_finished()
         scored = [(s.last_score, tid) for tid, s in self._trial_state.items()
-                  if s.last_score is not None]
+                  if s.last_score is not None and live(tid)]
         scored.sort(key=lambda x: x[0])
         if len(scored) <= 1:
             return [], []
