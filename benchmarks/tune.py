@@ -168,9 +168,11 @@ def main(argv=None):
     if not args.no_ray:
         ray_python = args.ray_python or (DEFAULT_RAY_PYTHON if os.path.exists(DEFAULT_RAY_PYTHON)
                                          else None)
-    results = {"zray": run_side(sys.executable, "zray", workloads, args.timeout)}
+    # Cheapest first, so a side that runs out of --timeout still reports the small ones.
+    ordered = sorted(workloads, key=lambda w: w[1] * w[2])
+    results = {"zray": run_side(sys.executable, "zray", ordered, args.timeout)}
     if ray_python:
-        results["ray"] = run_side(ray_python, "ray", workloads, args.timeout)
+        results["ray"] = run_side(ray_python, "ray", ordered, args.timeout)
     optuna_loads = [w for w in workloads if w[0] == "optuna"]
     if optuna_loads and not args.no_optuna_floor:
         results["optuna"] = run_side(sys.executable, "optuna", optuna_loads, args.timeout)

@@ -1,4 +1,5 @@
-"""The legacy `tune.run(...) -> ExperimentAnalysis`, on top of `Tuner`."""
+"""The legacy `tune.run(...) -> ExperimentAnalysis`, on top of `Tuner` (module `legacy`: a
+module named `run` would shadow the function as an attribute of the package)."""
 import logging
 
 from .analysis import ExperimentAnalysis
