@@ -372,3 +372,25 @@ def test_controller_searcher_finished_and_errors_reported_to_it():
 def test_fifo_is_default_and_checkpoint_repr():
     assert isinstance(_controller({}).scheduler, FIFOScheduler)
     assert "path=/p" in repr(Checkpoint("/p"))
+
+
+def test_controller_state_roundtrip_keeps_scheduler_and_searcher_and_error_flags():
+    import cloudpickle
+    asha = ASHAScheduler(metric="m", mode="max", max_t=9, grace_period=1, reduction_factor=3)
+    c = _controller({"a": tune.grid_search([1, 2, 3])}, scheduler=asha)
+    a, b = [s.trial_id for s in _of(c.start(), StartTrial)]
+    c.on_result(a, {"training_iteration": 1, "m": 5})
+    c.on_error(b, "boom")
+    state = cloudpickle.loads(cloudpickle.dumps(c.get_state()))
+    rungs = state["scheduler"]._brackets[0].rungs
+    assert any(a in recorded for _, recorded in rungs)          # ASHA's rung kept its record
+    assert state["search_alg"]._next == 3                       # the searcher's position kept
+    keep = _controller({"a": 1})
+    keep.set_state(state)
+    assert [t.status for t in keep.trials] == [Trial.PENDING, Trial.ERROR, Trial.PENDING]
+    retry = _controller({"a": 1})
+    retry.set_state(cloudpickle.loads(cloudpickle.dumps(c.get_state())), resume_errored=True)
+    assert retry.trials[1].status == Trial.PENDING and retry.trials[1].error_msg is None
+    done = _controller({"a": 1})
+    done.set_state(cloudpickle.loads(cloudpickle.dumps(c.get_state())), resume_unfinished=False)
+    assert done.trials[0].status == Trial.TERMINATED
