@@ -415,7 +415,8 @@ def test_progress_table_in_a_terminal():
 
     out = Tty()
     r = CLIReporter(stream=out, metric="loss", mode="min")
-    trials = [Trial("f", f"abc_0000{i}", {"lr": 0.1 * i}, str(i), {"lr": 0.1 * i}) for i in range(3)]
+    trials = [Trial("f", f"abc_0000{i}", {"lr": 0.1 * i}, str(i), {"lr": 0.1 * i})
+              for i in range(3)]
     trials[0].status = Trial.RUNNING
     trials[0].last_result = {"loss": 0.5, "training_iteration": 2}
     assert r.should_report(trials)

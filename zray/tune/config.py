@@ -4,7 +4,7 @@ One difference: `TuneConfig.reuse_actors` defaults to True here (Ray: False), be
 actors are cheap to keep and the start of one is most of a tiny trial's cost.
 """
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Union
 
 

@@ -117,7 +117,8 @@ class CLIReporter(ProgressReporter):
             lines.append(f"... {len(trials) - len(shown)} more trials not shown")
         errors = [t for t in trials if t.status == "ERROR"][:self.max_error_rows]
         if errors:
-            lines.append(f"Number of errored trials: {sum(1 for t in trials if t.status == 'ERROR')}")
+            n_errors = sum(1 for t in trials if t.status == "ERROR")
+            lines.append(f"Number of errored trials: {n_errors}")
             lines += [f"  {t}: {t.error_file}" for t in errors]
         return lines
 

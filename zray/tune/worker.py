@@ -23,7 +23,7 @@ from typing import Optional
 
 from . import session as _session_mod
 from .checkpoint import Checkpoint
-from .trainable import Trainable, is_class_trainable
+from .trainable import is_class_trainable
 
 logger = logging.getLogger("zray.tune")
 
