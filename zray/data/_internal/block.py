@@ -55,10 +55,11 @@ def column_from_numpy(arr):
     if arr.ndim > 1 and arr.dtype != object:
         arr = np.ascontiguousarray(arr)
         if arr.shape[0] == 0 or arr.dtype.kind in "biufc":
-            try:
-                return pa.FixedShapeTensorArray.from_numpy_ndarray(arr), None
-            except (pa.ArrowException, ValueError, TypeError):
-                pass
+            for candidate in (arr, arr.copy()):   # a copy has canonical strides
+                try:
+                    return pa.FixedShapeTensorArray.from_numpy_ndarray(candidate), None
+                except (pa.ArrowException, ValueError, TypeError):
+                    pass
         return _pickled_column(list(arr)), PICKLED
     if arr.dtype == object:
         return column_from_list(list(arr))
