@@ -64,7 +64,7 @@ def test_images(shared_cluster, tmp_path):
         Image.fromarray(np.full((4, 5, 3), i * 100, dtype=np.uint8)).save(tmp_path / f"{i}.png")
     ds = rd.read_images(str(tmp_path))
     assert repr(ds.schema()).splitlines()[-1] == \
-        "image  numpy.ndarray(shape=(4, 5, 3), dtype=uint8)"
+        "image   numpy.ndarray(shape=(4, 5, 3), dtype=uint8)"
     imgs = [r["image"] for r in ds.take_all()]
     assert imgs[1].shape == (4, 5, 3) and int(imgs[1][0, 0, 0]) == 100
 
