@@ -154,16 +154,35 @@ def _sort_keys(keys, descending):
     return [(k, "descending" if d else "ascending") for k, d in zip(keys, descending)]
 
 
+def _sort_table(table, keys, descending):
+    """table sorted by keys. One numeric key without nulls sorts with numpy: values alone when
+    the key is the only column (several times faster than sorting indices), else a stable
+    argsort, which merges the presorted runs a reducer receives in linear time."""
+    if table.num_rows == 0:
+        return table
+    if len(keys) == 1:
+        col = table.column(keys[0])
+        if col.null_count == 0 and (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+            values = B.column_to_numpy(col)
+            if table.num_columns == 1:
+                out = np.sort(values, kind="stable")
+                out = out[::-1].copy() if descending[0] else out
+                return pa.Table.from_arrays([pa.array(out)], schema=table.schema)
+            idx = np.argsort(values, kind="stable")
+            return table.take(pa.array(idx[::-1] if descending[0] else idx))
+    return table.sort_by(_sort_keys(keys, descending))
+
+
 def _range_map(block, keys, descending, bounds, n_out, presort):
     if presort and block.num_rows:
-        block = block.sort_by(_sort_keys(keys, descending))
+        block = _sort_table(block, keys, descending)
     if n_out == 1:
         return block
     values = B.column_to_numpy(block.column(keys[0]))
     ids = _partition_ids(values, bounds, descending[0])
     if presort:
-        cuts = np.searchsorted(ids, np.arange(1, n_out), side="left") if not descending[0] else None
-        if cuts is not None and np.all(np.diff(ids) >= 0):
+        if np.all(np.diff(ids) >= 0):       # sorted by the key: partitions are contiguous
+            cuts = np.searchsorted(ids, np.arange(1, n_out), side="left")
             edges = [0, *cuts.tolist(), block.num_rows]
             return tuple(block.slice(edges[j], edges[j + 1] - edges[j]) for j in range(n_out))
     order = np.argsort(ids, kind="stable")
@@ -174,10 +193,7 @@ def _range_map(block, keys, descending, bounds, n_out, presort):
 
 
 def _sort_reduce(keys, descending, *parts):
-    table = B.concat(list(parts))
-    if table.num_rows:
-        table = table.sort_by(_sort_keys(keys, descending))
-    return _out(table)
+    return _out(_sort_table(B.compact(B.concat(list(parts))), keys, descending))
 
 
 def _range_partition(bundles, keys, descending, n_out, presort):
