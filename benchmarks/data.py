@@ -6,7 +6,7 @@
 Each side runs in a subprocess of its own (this file with --side zray|ray|polars), so the
 runtimes never share a process or an idle cluster. zray and Ray run the same workload code with
 the module as a parameter (`import zray as ray` / `import ray`); Polars runs the same computation
-single-process, as the floor. Each row is run once to warm up (worker start, imports), then
+single-process, as the floor. Each row is run twice to warm up (worker starts, imports), then
 --repeat times; the median is reported.
 
 Rows (the issue's targets for zray, in seconds at scale 1):
@@ -161,6 +161,7 @@ def _measure(fns, repeat):
     results = {}
     for name, fn in fns.items():
         fn()                                  # warm-up: worker start, imports, first actor
+        fn()                                  # a second: every worker of the pool is warm
         times = []
         for _ in range(repeat):
             start = time.perf_counter()

@@ -131,17 +131,26 @@ def _split_table(table, n):
             for i in builtins.range(n)]
 
 
+def _in_memory_blocks(table, override_num_blocks, parallelism):
+    """Blocks for data already in memory: the user's number, else the read rule, but no block
+    under target_min_block_size (small data stays one block: one task, not 2 per CPU)."""
+    n = _num_blocks(table.num_rows, table.nbytes, override_num_blocks, parallelism)
+    if override_num_blocks is None and not (parallelism and parallelism > 0):
+        floor = DataContext.get_current().target_min_block_size
+        n = builtins.min(n, builtins.max(1, table.nbytes // floor))
+    return n
+
+
 def from_items(items, *, parallelism=-1, override_num_blocks=None):
     """A Dataset of Python objects: dicts become rows, anything else the column "item"."""
     items = list(items)
     if items and not isinstance(items[0], dict):
         items = [{"item": x} for x in items]
-    n = _num_blocks(len(items), None, override_num_blocks, parallelism)
     if not items:
         return _from_tables([B.empty_table()])
-    n = builtins.min(n, len(items))
-    chunks = [items[len(items) * i // n: len(items) * (i + 1) // n] for i in builtins.range(n)]
-    return _from_tables([B.block_from_rows(c) for c in chunks if c])
+    table = B.block_from_rows(items)
+    return _from_tables(_split_table(table, _in_memory_blocks(table, override_num_blocks,
+                                                              parallelism)))
 
 
 def from_arrow(tables, *, override_num_blocks=None):

@@ -244,11 +244,35 @@ def concat(tables):
         return pa.concat_tables(tables, promote_options="permissive")
 
 
+def _tight(chunk):
+    """The chunk itself, or a copy when it is a slice of larger buffers: pickling a slice
+    ships its whole buffers, so a block cut out of a big one would carry all of it."""
+    if chunk.get_total_buffer_size() <= chunk.nbytes + 4096:
+        return chunk
+    import pyarrow.compute as pc
+    t = chunk.type
+    if chunk.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        return pa.array(np.array(chunk.to_numpy(zero_copy_only=False)), type=t)
+    return pc.take(chunk, pa.array(np.arange(len(chunk), dtype=np.int64)))
+
+
 def compact(table):
-    """One chunk per column, so pickling moves each column as one out-of-band buffer."""
+    """One chunk per column, holding only the block's own rows, so pickling moves each column
+    as one out-of-band buffer of its own size."""
     if any(c.num_chunks > 1 for c in table.columns):
-        return table.combine_chunks()
-    return table
+        table = table.combine_chunks()
+    columns, changed = [], False
+    for col in table.columns:
+        if col.num_chunks == 1:
+            chunk = col.chunk(0)
+            tight = _tight(chunk)
+            changed |= tight is not chunk
+            columns.append(tight)
+        else:
+            columns.append(col)
+    if not changed:
+        return table
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def sample_repr(table, n=3, width=600):

@@ -40,17 +40,17 @@ def ensure_initialized():
         zray.init()
 
 
-def cluster_cpus(ctx):
+def cluster_cpus(ctx, resources):
     limit = ctx.execution_options.resource_limits.cpu
-    total = zray.cluster_resources().get("CPU", 1.0)
+    total = resources.get("CPU", 1.0)
     return min(total, limit) if limit is not None else total
 
 
-def memory_limit(ctx):
+def memory_limit(ctx, resources):
     limit = ctx.execution_options.resource_limits.object_store_memory
     if limit is not None:
         return int(limit)
-    store = zray.cluster_resources().get("object_store_memory", 2 << 30)
+    store = resources.get("object_store_memory", 2 << 30)
     return max(64 << 20, int(store // 4))
 
 
@@ -61,9 +61,10 @@ class Execution:
         ensure_initialized()
         self.ctx = ctx
         self.stage = stage
-        self.budget = MemoryBudget(memory_limit(ctx))
+        resources = zray.cluster_resources()
+        self.budget = MemoryBudget(memory_limit(ctx, resources))
         self.stats = ExecutionStats(name)
-        self.total_cpus = cluster_cpus(ctx)
+        self.total_cpus = cluster_cpus(ctx, resources)
         self.progress = Progress(ctx)
         self._errored = 0
         self._warned = set()

@@ -32,6 +32,11 @@ def _refs(result, n):
     return [result] if n == 1 else list(result)
 
 
+def _parts(tables):
+    """Partitions returned as separate objects: each must hold only its own rows."""
+    return tuple(B.compact(t) for t in tables)
+
+
 # ------------------------------------------------------------------------- slicing and merging
 
 def _gather(pieces, *blocks):
@@ -42,7 +47,16 @@ def _gather(pieces, *blocks):
 _gather_task = zray.remote(num_returns=2, max_retries=0)(_gather)
 
 
+_DRIVER_SLICE_BYTES = 8 << 20
+
+
 def slice_bundle(bundle, start, length):
+    """Rows [start, start+length) of a block as a new bundle. Small blocks are cut on the
+    driver (a zero-copy read, a put of the rows kept), saving a task round trip."""
+    from .executor import RefBundle
+    if (bundle.meta.size_bytes or 0) <= _DRIVER_SLICE_BYTES:
+        table, meta = _gather([(0, start, length)], zray.get(bundle.ref, timeout=_GET_S))
+        return RefBundle(zray.put(table), meta)
     [out] = _bundles_of([_gather_task.remote([(0, start, length)], bundle.ref)])
     return out
 
@@ -184,12 +198,12 @@ def _range_map(block, keys, descending, bounds, n_out, presort):
         if np.all(np.diff(ids) >= 0):       # sorted by the key: partitions are contiguous
             cuts = np.searchsorted(ids, np.arange(1, n_out), side="left")
             edges = [0, *cuts.tolist(), block.num_rows]
-            return tuple(block.slice(edges[j], edges[j + 1] - edges[j]) for j in range(n_out))
+            return _parts(block.slice(edges[j], edges[j + 1] - edges[j]) for j in range(n_out))
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     taken = block.take(pa.array(order))
     edges = np.searchsorted(sorted_ids, np.arange(n_out + 1), side="left")
-    return tuple(taken.slice(edges[j], edges[j + 1] - edges[j]) for j in range(n_out))
+    return _parts(taken.slice(edges[j], edges[j + 1] - edges[j]) for j in range(n_out))
 
 
 def _sort_reduce(keys, descending, *parts):
@@ -388,7 +402,7 @@ def _hash_map(block, keys, n_out):
     order = np.argsort(ids, kind="stable")
     taken = block.take(pa.array(order))
     edges = np.searchsorted(ids[order], np.arange(n_out + 1), side="left")
-    return tuple(taken.slice(edges[j], edges[j + 1] - edges[j]) for j in range(n_out))
+    return _parts(taken.slice(edges[j], edges[j + 1] - edges[j]) for j in range(n_out))
 
 
 _JOIN_TYPES = {"inner": "inner", "left_outer": "left outer", "right_outer": "right outer",
