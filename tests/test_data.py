@@ -206,3 +206,36 @@ def test_stats_and_schema(shared_cluster):
     text = mat.stats()
     assert "ReadRange->MapBatches(<lambda>)" in text and "tasks executed" in text
     assert mat.schema().names == ["id"]
+
+
+class _BadInit:
+    def __init__(self):
+        raise RuntimeError("no model")
+
+    def __call__(self, batch):
+        return batch
+
+
+def test_failing_constructor_raises_without_hanging(shared_cluster):
+    with pytest.raises(zray.exceptions.RayActorError) as info:
+        rd.range(10, override_num_blocks=2).map_batches(_BadInit, concurrency=1).take_all()
+    assert "no model" in str(info.value) and "MapBatches(_BadInit)" in str(info.value)
+
+
+def test_progress_lines_per_operator(shared_cluster, capsys):
+    ctx = rd.DataContext.get_current()
+    ctx.enable_progress_bars = True
+    ctx.progress_bar_min_seconds = 0
+    rd.range(10, override_num_blocks=2).map_batches(lambda b: b).materialize()
+    err = capsys.readouterr().err
+    assert "ReadRange->MapBatches(<lambda>)" in err and "rows done" in err
+    ctx.enable_progress_bars = False
+    rd.range(10, override_num_blocks=2).map_batches(lambda b: b).materialize()
+    assert capsys.readouterr().err == ""
+
+
+def test_iter_torch_batches(shared_cluster):
+    torch = pytest.importorskip("torch")
+    batches = list(rd.range(10).iter_torch_batches(batch_size=4, dtypes=torch.float32))
+    assert [len(b["id"]) for b in batches] == [4, 4, 2]
+    assert batches[0]["id"].dtype == torch.float32
