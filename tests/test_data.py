@@ -159,6 +159,22 @@ def test_actor_pool_asking_for_every_cpu_finishes(zray_cluster, caplog):
     assert ds.count() == 40 and len(ds.take_all()) == 40
 
 
+def test_actor_pools_never_starve_their_inputs(zray_cluster):
+    """Pools that want every CPU after a shuffle, behind a limit, and chained."""
+    zray_cluster(num_cpus=2)
+    after_sort = rd.range(20, override_num_blocks=4).sort("id", descending=True) \
+        .map_batches(AddN, fn_constructor_args=(0,), concurrency=2)
+    assert [r["id"] for r in after_sort.take_all()] == list(range(19, -1, -1))
+    limited = rd.range(40, override_num_blocks=4).map_batches(lambda b: b).limit(10) \
+        .map_batches(AddN, fn_constructor_args=(0,), concurrency=2)
+    assert limited.count() == 10 and len(limited.take_all()) == 10
+    chained = rd.range(20, override_num_blocks=4) \
+        .map_batches(AddN, fn_constructor_args=(1,), concurrency=2, num_gpus=0) \
+        .drop_columns(["pid"]) \
+        .map_batches(AddN, fn_constructor_args=(1,), concurrency=2, num_cpus=2)
+    assert [r["id"] for r in chained.take_all()] == list(range(2, 22))
+
+
 def _bad(batch):
     if batch["id"][0] >= 4:
         raise ValueError("boom")

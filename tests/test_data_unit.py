@@ -10,7 +10,7 @@ from zray.data._internal import block as B                 # noqa: E402
 from zray.data._internal import plan as P                  # noqa: E402
 from zray.data._internal import transforms as T            # noqa: E402
 from zray.data._internal.scheduling import (ActorPoolState, MapStageState,  # noqa: E402
-                                            MemoryBudget, size_actor_pool)
+                                            MemoryBudget, PoolRequest, allocate_pools)
 
 
 # ------------------------------------------------------------------ MapStageState
@@ -119,31 +119,47 @@ def test_pool_grows_when_busy_and_below_max():
     assert not p.should_grow(1)             # at max
 
 
+def _pools(total, task_cpus, *requests):
+    return allocate_pools(total, task_cpus, [PoolRequest(f"pool{i}", *r)
+                                             for i, r in enumerate(requests)])
+
+
 def test_pool_that_takes_every_cpu_is_scaled_down_with_a_warning():
-    size = size_actor_pool(total_cpus=4, actor_cpus=1, min_size=4, max_size=4, feeder_cpus=1)
-    assert (size.min_size, size.max_size) == (3, 3)
+    plan = _pools(4, 1, (1, 4, 4))
+    size = plan.sizes[0]
+    assert (size.min_size, size.max_size, size.actor_cpus) == (3, 3, 1)
     assert size.warning and "scales it to 3" in size.warning
-    assert not size.feeders_without_cpu
+    assert not plan.tasks_without_cpu
 
 
 def test_pool_that_fits_is_unchanged():
-    size = size_actor_pool(total_cpus=4, actor_cpus=1, min_size=2, max_size=2, feeder_cpus=1)
+    size = _pools(4, 1, (1, 2, 2)).sizes[0]
     assert (size.min_size, size.max_size, size.warning) == (2, 2, None)
 
 
 def test_autoscaling_pool_bound_leaves_room_silently():
-    size = size_actor_pool(total_cpus=4, actor_cpus=1, min_size=1, max_size=None, feeder_cpus=1)
+    size = _pools(4, 1, (1, 1, None)).sizes[0]
     assert (size.min_size, size.max_size, size.warning) == (1, 3, None)
 
 
-def test_single_actor_holding_every_cpu_runs_feeders_without_cpu():
-    size = size_actor_pool(total_cpus=2, actor_cpus=2, min_size=1, max_size=1, feeder_cpus=1)
-    assert size.feeders_without_cpu and size.max_size == 1 and size.warning
+def test_single_actor_holding_every_cpu_runs_tasks_without_cpu():
+    plan = _pools(2, 1, (2, 1, 1))
+    assert plan.tasks_without_cpu and plan.sizes[0].max_size == 1 and plan.sizes[0].warning
 
 
-def test_pool_without_feeders_takes_what_it_asks():
-    size = size_actor_pool(total_cpus=2, actor_cpus=1, min_size=2, max_size=2, feeder_cpus=0)
+def test_pool_without_tasks_takes_what_it_asks():
+    size = _pools(2, 0, (1, 2, 2)).sizes[0]
     assert (size.min_size, size.max_size, size.warning) == (2, 2, None)
+
+
+def test_chained_pools_share_the_cpus_left_by_tasks():
+    plan = _pools(4, 1, (1, 2, 2), (1, 2, 2))
+    assert [(s.max_size, s.actor_cpus) for s in plan.sizes] == [(2, 1), (1, 1)]
+    plan = _pools(2, 1, (1, 1, 1), (1, 1, 1))
+    assert [(s.max_size, s.actor_cpus) for s in plan.sizes] == [(1, 1), (1, 1)]
+    assert plan.tasks_without_cpu
+    plan = _pools(2, 1, (1, 1, 1), (1, 1, 1), (1, 1, 1))
+    assert plan.sizes[2].actor_cpus == 0 and plan.sizes[2].warning
 
 
 # ------------------------------------------------------------------ the optimizer

@@ -518,9 +518,6 @@ class Dataset:
     def __repr__(self):
         return _plan_repr(self._op, self)
 
-    def __len__(self):
-        raise AttributeError("Use ds.count() to count the rows of a Dataset")
-
     def __iter__(self):
         raise TypeError("`Dataset` objects aren't iterable. To iterate records, call "
                         "`ds.iter_rows()` or `ds.iter_batches()`.")

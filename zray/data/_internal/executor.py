@@ -18,7 +18,8 @@ from .block import BlockMetadata
 from .errors import UserCodeException
 from .progress import Progress
 from .remote import MapActor, map_task
-from .scheduling import ActorPoolState, MapStageState, MemoryBudget, size_actor_pool
+from .scheduling import (ActorPoolState, MapStageState, MemoryBudget, PoolRequest,
+                         allocate_pools)
 from .stats import ExecutionStats
 
 logger = logging.getLogger("zray.data")
@@ -70,9 +71,11 @@ class Execution:
         self._warned = set()
         self._gen = None
         self._actors = []
+        requests, self._pool_index, task_cpus = _pool_requests(stage)
+        self._pools = allocate_pools(self.total_cpus, task_cpus, requests)
 
     def __iter__(self):
-        self._gen = self._run(self.stage, zero_cpu=False)
+        self._gen = self._run(self.stage)
         previous = None
         try:
             for bundle in self._gen:
@@ -90,10 +93,7 @@ class Execution:
                 close()
             self._gen = None
         for actor in self._actors:
-            try:
-                zray.kill(actor)
-            except Exception as exc:      # the actor may already be gone
-                logger.debug("kill of a map actor failed: %s", exc)
+            _kill(actor)
         self._actors = []
         self.stats.finish()
         self.progress.close()
@@ -102,25 +102,25 @@ class Execution:
         return list(self)
 
     # ---------------------------------------------------------------- dispatch by stage type
-    def _run(self, stage, zero_cpu):
+    def _run(self, stage):
         if isinstance(stage, P.InputStage):
             return iter(stage.bundles)
         if isinstance(stage, P.MapStage):
             if stage.compute.kind == "actors":
                 return self._run_actors(stage)
-            return self._run_tasks(stage, zero_cpu)
+            return self._run_tasks(stage)
         if isinstance(stage, P.LimitStage):
-            return self._run_limit(stage, zero_cpu)
+            return self._run_limit(stage)
         if isinstance(stage, P.UnionStage):
             return self._run_union(stage)
         if isinstance(stage, (P.AllToAllStage, P.ZipStage, P.JoinStage)):
             return self._run_barrier(stage)
         raise TypeError(f"unknown stage {stage!r}")
 
-    def _upstream_items(self, stage, zero_cpu):
+    def _upstream_items(self, stage):
         if stage.read_tasks:
             return iter(stage.read_tasks)
-        return self._run(stage.upstream, zero_cpu)
+        return self._run(stage.upstream)
 
     @staticmethod
     def _item_bytes(item):
@@ -132,9 +132,9 @@ class Execution:
         return item.ref if isinstance(item, RefBundle) else item
 
     # ---------------------------------------------------------------- task stages
-    def _run_tasks(self, stage, zero_cpu):
+    def _run_tasks(self, stage):
         args = dict(stage.remote_args)
-        cpus = 0 if zero_cpu else args.get("num_cpus", 1)
+        cpus = 0 if self._pools.tasks_without_cpu else args.get("num_cpus", 1)
         args["num_cpus"] = cpus
         slots = self.total_cpus / cpus if cpus else self.total_cpus
         max_in_flight = max(1, int(math.floor(slots + 1e-9)) + 1)
@@ -147,23 +147,20 @@ class Execution:
         def submit(item, seq):
             block_ref, meta_ref = fn.remote(key, holder, self._item_arg(item), seq, stage.name)
             return block_ref, meta_ref
-        return self._stream(stage, self._upstream_items(stage, zero_cpu), max_in_flight,
+        return self._stream(stage, self._upstream_items(stage), max_in_flight,
                             submit, lambda seq: None)
 
     # ---------------------------------------------------------------- actor stages
     def _run_actors(self, stage):
         args = dict(stage.remote_args)
-        actor_cpus = args.pop("num_cpus", 1)
-        feeder = _feeder_cpus(stage)
+        args.pop("num_cpus", None)
+        size = self._pools.sizes[self._pool_index[id(stage)]]
+        if size.warning:
+            self._warn(stage.name, size.warning)
         comp = stage.compute
-        size = size_actor_pool(self.total_cpus, actor_cpus, comp.min_size, comp.max_size,
-                               feeder, name=f"The actor pool of {stage.name}")
-        if size.warning and stage.name not in self._warned:
-            self._warned.add(stage.name)
-            logger.warning(size.warning)
         pool = ActorPoolState(size.min_size, size.max_size,
                               comp.max_tasks_in_flight_per_actor or self.ctx.max_tasks_in_flight_per_actor)
-        actor_cls = zray.remote(MapActor).options(num_cpus=actor_cpus, **_actor_options(args))
+        actor_cls = zray.remote(MapActor).options(num_cpus=size.actor_cpus, **_actor_options(args))
         chain = tuple(stage.transforms)
         actors = []
         calls = {}
@@ -174,8 +171,11 @@ class Execution:
             self._actors.append(handle)
             return pool.on_actor_added()
 
-        for _ in range(size.min_size):
-            grow()
+        # Start the pool before the first input so actors construct while it is made; after a
+        # barrier, only when its output arrives (the barrier's tasks come first).
+        if not _barrier_upstream(stage):
+            for _ in range(size.min_size):
+                grow()
 
         def submit(item, seq):
             idx = pool.pick()
@@ -190,9 +190,20 @@ class Execution:
 
         def done(seq):
             pool.on_call_done(calls.pop(seq))
-        upstream = self._upstream_items(stage, size.feeders_without_cpu)
-        return self._stream(stage, upstream, pool.max_size * pool.per_actor, submit, done,
-                            has_room=lambda: pool.pick() is not None or pool.should_grow(1))
+        try:
+            yield from self._stream(stage, self._upstream_items(stage),
+                                    pool.max_size * pool.per_actor, submit, done,
+                                    has_room=lambda: pool.pick() is not None or pool.should_grow(1))
+        finally:
+            # The stage is done (or abandoned): its actors' CPUs go back to later stages.
+            for handle in actors:
+                _kill(handle)
+                self._actors.remove(handle)
+
+    def _warn(self, key, message):
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message)
 
     # ---------------------------------------------------------------- the streaming loop
     def _stream(self, stage, upstream, max_in_flight, submit, done, has_room=lambda: True):
@@ -270,12 +281,12 @@ class Execution:
         return False
 
     # ---------------------------------------------------------------- other stages
-    def _run_limit(self, stage, zero_cpu):
+    def _run_limit(self, stage):
         from .shuffle import slice_bundle
         remaining = stage.n
         if remaining <= 0:
             return
-        upstream = self._run(stage.upstream, zero_cpu)
+        upstream = self._run(stage.upstream)
         try:
             for bundle in upstream:
                 rows = bundle.meta.num_rows
@@ -294,7 +305,7 @@ class Execution:
 
     def _run_union(self, stage):
         for up in stage.upstreams:
-            yield from self._run(up, False)
+            yield from self._run(up)
 
     def _run_barrier(self, stage):
         from . import shuffle
@@ -302,7 +313,7 @@ class Execution:
         inputs = []
         for up in ups:
             bundles = []
-            for b in self._run(up, False):
+            for b in self._run(up):
                 if b.counted:
                     self.budget.release(b.meta.size_bytes or 0)
                 bundles.append(RefBundle(b.ref, b.meta))
@@ -322,19 +333,57 @@ class Execution:
         yield from out
 
 
-def _feeder_cpus(stage):
-    """The largest CPU request of the task stages that feed `stage` in the same pipeline."""
-    need = 0
-    up = stage if stage.read_tasks else stage.upstream
-    if stage.read_tasks:
-        return 1
-    while isinstance(up, P.MapStage):
-        if up.compute.kind == "tasks":
-            need = max(need, up.remote_args.get("num_cpus", 1))
-        if up.read_tasks:
-            break
-        up = up.upstream
-    return need
+_STREAMING = (P.MapStage, P.LimitStage, P.UnionStage)
+
+
+def _upstreams(stage):
+    if isinstance(stage, (P.UnionStage, P.ZipStage, P.JoinStage)):
+        return list(stage.upstreams)
+    up = getattr(stage, "upstream", None)
+    return [up] if up is not None else []
+
+
+def _pool_requests(stage):
+    """(the actor pools of a plan, most upstream first; their index by stage id; the largest CPU
+    request of its tasks: maps and reads, 1 for shuffles; a limit's slicing task asks none)."""
+    requests, index, task_cpus = [], {}, 0
+
+    def visit(st):
+        nonlocal task_cpus
+        for up in _upstreams(st):
+            visit(up)
+        if isinstance(st, P.MapStage):
+            if st.compute.kind == "actors":
+                index[id(st)] = len(requests)
+                c = st.compute
+                requests.append(PoolRequest(f"The actor pool of {st.name}",
+                                            st.remote_args.get("num_cpus", 1), c.min_size,
+                                            c.max_size))
+            else:
+                task_cpus = max(task_cpus, st.remote_args.get("num_cpus", 1))
+        elif not isinstance(st, (P.InputStage, P.UnionStage, P.LimitStage)):
+            task_cpus = max(task_cpus, 1)       # shuffles, zips, joins
+    visit(stage)
+    return requests, index, task_cpus
+
+
+def _kill(actor):
+    try:
+        zray.kill(actor)
+    except Exception as exc:      # the actor may already be gone
+        logger.debug("kill of a map actor failed: %s", exc)
+
+
+def _barrier_upstream(stage):
+    """Whether a barrier stage (shuffle, zip, join) feeds `stage` through streaming stages."""
+    todo = _upstreams(stage)
+    while todo:
+        up = todo.pop()
+        if not isinstance(up, _STREAMING) and not isinstance(up, P.InputStage):
+            return True
+        if isinstance(up, _STREAMING):
+            todo.extend(_upstreams(up))
+    return False
 
 
 def _task_options(args):

@@ -186,42 +186,72 @@ class ActorPoolState:
 class PoolSize:
     min_size: int
     max_size: int
+    actor_cpus: float
     warning: Optional[str] = None
-    feeders_without_cpu: bool = False    # run the feeding tasks with num_cpus=0
 
 
-def size_actor_pool(total_cpus, actor_cpus, min_size, max_size, feeder_cpus, name="the pool"):
-    """Bound an actor pool so the task operators that feed it keep room to run (Ray's #44687:
-    a pool holding every CPU starves its own reads and the run hangs).
+@dataclass(frozen=True)
+class PoolRequest:
+    name: str
+    actor_cpus: float
+    min_size: int
+    max_size: Optional[int]        # None: as many as fit
 
-    total_cpus: the cluster's CPUs. actor_cpus: CPUs each actor holds. feeder_cpus: the largest
-    CPU request of a task operator upstream of the pool (0 when none). max_size None means "as
-    many as fit". The pool shrinks to leave `feeder_cpus` free, never below one actor; when even
-    one actor leaves no room, the feeding tasks run with num_cpus=0 instead. A user's explicit
-    size that had to change gets one warning.
+
+@dataclass(frozen=True)
+class PoolPlan:
+    sizes: tuple                   # a PoolSize per request, in order
+    tasks_without_cpu: bool        # tasks run with num_cpus=0 (a pool took their room)
+
+
+def allocate_pools(total_cpus, task_cpus, requests):
+    """Size the actor pools of one execution so that they and its tasks all get to run (Ray's
+    #44687: a pool holding every CPU starves the reads that feed it, and the run hangs).
+
+    total_cpus: the cluster's CPUs. task_cpus: the largest CPU request of the execution's tasks
+    (reads, maps, shuffles; 0 when it runs none), kept free for them. requests: the pools, the
+    most upstream first; each gets what is left after the tasks and the pools before it:
+      - as many actors as fit, between its min_size and max_size (never below one actor);
+      - if not even one fits but would fit in the tasks' room, one actor takes it and the tasks
+        run without a CPU reservation (tasks_without_cpu);
+      - else its one actor runs without a CPU reservation.
+    Every change to a user's explicit size comes with one warning for that pool.
     """
-    if min_size < 1:
-        raise ValueError(f"min_size must be >= 1, got {min_size}")
-    if max_size is not None and max_size < min_size:
-        raise ValueError(f"max_size ({max_size}) must be >= min_size ({min_size})")
-    if actor_cpus <= 0 or feeder_cpus <= 0:
-        cap = max(min_size, math.floor(total_cpus / actor_cpus) if actor_cpus > 0 else min_size)
-        return PoolSize(min_size, max_size if max_size is not None else max(1, cap))
-    want_max = max_size if max_size is not None else max(min_size, math.floor(total_cpus / actor_cpus) or 1)
-    room = total_cpus - feeder_cpus
-    fit = math.floor(room / actor_cpus + 1e-9) if room > 0 else 0
-    if fit < 1:
-        warning = (f"{name} needs {actor_cpus:g} CPU per actor and the cluster has {total_cpus:g}: "
-                   f"one actor leaves no CPU for the tasks that feed it, so zray runs those tasks "
-                   f"without a CPU reservation (the pool is 1 actor)")
-        return PoolSize(1, 1, warning, feeders_without_cpu=True)
-    if want_max <= fit:
-        return PoolSize(min_size, want_max)
-    new_max = fit
-    new_min = min(min_size, new_max)
-    if max_size is None and min_size <= fit:
-        return PoolSize(new_min, new_max)      # an autoscaling bound, not a user request
-    warning = (f"{name} asks for {want_max} actor(s) x {actor_cpus:g} CPU, which would leave no "
-               f"CPU for the {feeder_cpus:g}-CPU tasks that feed it ({total_cpus:g} CPUs in the "
-               f"cluster); zray scales it to {new_max} actor(s) so the run can finish")
-    return PoolSize(new_min, new_max, warning)
+    free = total_cpus - task_cpus
+    tasks_without_cpu = False
+    sizes = []
+    for req in requests:
+        if req.min_size < 1:
+            raise ValueError(f"min_size must be >= 1, got {req.min_size}")
+        if req.max_size is not None and req.max_size < req.min_size:
+            raise ValueError(f"max_size ({req.max_size}) must be >= min_size ({req.min_size})")
+        if req.actor_cpus <= 0:
+            cap = req.max_size if req.max_size is not None else max(req.min_size, int(total_cpus) or 1)
+            sizes.append(PoolSize(req.min_size, cap, 0))
+            continue
+        want = req.max_size if req.max_size is not None else \
+            max(req.min_size, math.floor(total_cpus / req.actor_cpus) or 1)
+        fit = math.floor(free / req.actor_cpus + 1e-9) if free > 0 else 0
+        if fit >= 1:
+            size = min(want, fit)
+            free -= size * req.actor_cpus
+            warning = None
+            if size < req.min_size or (req.max_size is not None and size < req.max_size):
+                warning = (f"{req.name} asks for {want} actor(s) x {req.actor_cpus:g} CPU, which "
+                           f"would leave no CPU for the tasks that feed or follow it "
+                           f"({total_cpus:g} CPUs in the cluster); zray scales it to {size} "
+                           f"actor(s) so the run can finish")
+            sizes.append(PoolSize(min(req.min_size, size), size, req.actor_cpus, warning))
+        elif not tasks_without_cpu and free + task_cpus >= req.actor_cpus - 1e-9 and task_cpus > 0:
+            tasks_without_cpu = True
+            free += task_cpus - req.actor_cpus
+            sizes.append(PoolSize(1, 1, req.actor_cpus, (
+                f"{req.name} needs {req.actor_cpus:g} CPU per actor of the cluster's "
+                f"{total_cpus:g}: one actor leaves no CPU for the tasks that feed or follow it, "
+                f"so zray runs those tasks without a CPU reservation (the pool is 1 actor)")))
+        else:
+            sizes.append(PoolSize(1, 1, 0, (
+                f"{req.name} needs {req.actor_cpus:g} CPU per actor and the actor pools before "
+                f"it hold the rest of the cluster's {total_cpus:g}: zray runs its 1 actor "
+                f"without a CPU reservation")))
+    return PoolPlan(tuple(sizes), tasks_without_cpu)

@@ -57,7 +57,8 @@ def slice_bundle(bundle, start, length):
     if (bundle.meta.size_bytes or 0) <= _DRIVER_SLICE_BYTES:
         table, meta = _gather([(0, start, length)], zray.get(bundle.ref, timeout=_GET_S))
         return RefBundle(zray.put(table), meta)
-    [out] = _bundles_of([_gather_task.remote([(0, start, length)], bundle.ref)])
+    [out] = _bundles_of([_gather_task.options(num_cpus=0).remote([(0, start, length)],
+                                                                  bundle.ref)])
     return out
 
 
