@@ -258,7 +258,7 @@ def test_udf_error_names_operator_and_sample():
 # ------------------------------------------------------------------ aggregations
 
 def test_partial_combine_finish_match_pandas():
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     rng = np.random.default_rng(0)
     t = pa.table({"k": rng.integers(0, 5, 200), "v": rng.random(200)})
     aggs = [A.Count(), A.Sum("v"), A.Mean("v"), A.Std("v"), A.Min("v"), A.Max("v")]

@@ -287,7 +287,6 @@ def _scalar(arr):
 
 def finish(combined, key, aggs):
     """The result table: key columns, then one column per aggregation, sorted by key."""
-    import pyarrow as pa
     from ._internal.block import column_from_numpy
     cols = {n: combined.column(n).to_numpy(zero_copy_only=False)
             for n in combined.column_names if n.startswith("__")}

@@ -1,6 +1,5 @@
 """Dataset: a lazy logical plan; transformations return new Datasets, consumption executes."""
 import logging
-import os
 import uuid
 
 import zray
@@ -439,7 +438,6 @@ class Dataset:
         return [b.ref for b in self._bundles()]
 
     def to_pandas_refs(self):
-        import pandas as pd  # noqa: F401  (fail early when pandas is missing)
         from ._internal.shuffle import _to_pandas_task
         return [_to_pandas_task.remote(b.ref) for b in self._bundles()]
 

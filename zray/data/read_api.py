@@ -287,10 +287,9 @@ def read_images(paths, *, filesystem=None, parallelism=-1, meta_provider=None,
                 partitioning=None, size=None, mode=None, include_paths=False,
                 ignore_missing_paths=False, shuffle=None, file_extensions=None,
                 concurrency=None, override_num_blocks=None):
-    try:
-        import PIL  # noqa: F401
-    except ImportError as exc:
-        raise ImportError("read_images needs Pillow: pip install pillow") from exc
+    import importlib.util
+    if importlib.util.find_spec("PIL") is None:
+        raise ImportError("read_images needs Pillow: pip install pillow")
     exts = file_extensions if file_extensions is not None else \
         ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"]
     return _read("images", paths, override_num_blocks=override_num_blocks,

@@ -194,7 +194,7 @@ class AddColumn(_UDF):
     row_preserving = True
 
     def __init__(self, col, fn, batch_format="pandas", **udf):
-        super().__init__(f"MapBatches(add_column)", fn, **udf)
+        super().__init__("MapBatches(add_column)", fn, **udf)
         self.col = col
         self.batch_format = batch_format
 
