@@ -16,7 +16,7 @@ SCRIPT = os.path.join(REPO, "benchmarks", "data.py")
 def _rows(side):
     env = dict(os.environ, PYTHONPATH=REPO)
     out = subprocess.run([sys.executable, SCRIPT, "--side", side, "--scale", "0.0001",
-                          "--repeat", "1"], capture_output=True, text=True, timeout=300,
+                          "--repeat", "1"], capture_output=True, text=True, timeout=110,
                          env=env, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     return {json.loads(line)["row"] for line in out.stdout.splitlines() if line.startswith("{")}

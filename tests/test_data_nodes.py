@@ -47,5 +47,5 @@ def two_nodes(tmp_path):
 
 
 def test_shuffles_across_two_nodes(two_nodes):
-    out = two_nodes.run_driver(0, SHUFFLE, timeout=240)
+    out = two_nodes.run_driver(0, SHUFFLE, timeout=110)
     assert "NODES 2" in out.stdout, out.stdout + out.stderr
