@@ -76,6 +76,15 @@ class Controller:
         taken = [int(m.group(1)) for m in map(_CHECKPOINT_RE.match, os.listdir(self.run_dir)) if m]
         self.next_index = max(taken) + 1 if taken else 0
 
+    def _drop_partial_checkpoints(self):
+        """After a failed attempt: the checkpoint directories some ranks wrote for an
+        iteration that never completed."""
+        kept = {t.name for t in self.retention.kept}
+        for entry in os.listdir(self.run_dir):
+            m = _CHECKPOINT_RE.match(entry)
+            if m and int(m.group(1)) >= self._attempt_first_index and entry not in kept:
+                shutil.rmtree(os.path.join(self.run_dir, entry), ignore_errors=True)
+
     def _storage(self):
         return WorkerStorage(self.run_dir, self.token, self.next_index)
 
@@ -127,6 +136,7 @@ class Controller:
                 failure = self._run_group()
             if failure is None:
                 break
+            self._drop_partial_checkpoints()
             decision = self.failures.handle_failure(failure.describe())
             if isinstance(decision, GiveUp):
                 raise self._error(failure, decision.failures)
