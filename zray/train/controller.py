@@ -229,6 +229,7 @@ class Controller:
         shards = self._shards(n)
         storage = self._storage()
         nnodes = len({i["node_id"] for i in group.infos})
+        group_name = f"zray-train-{self.token[:12]}-{uuid.uuid4().hex[:8]}"
         run_refs, poll_refs, where = {}, {}, {}
         for actor, info, rinfo, spec in zip(group.actors, group.infos, group.ranks, specs):
             r = rinfo.world_rank
@@ -239,7 +240,8 @@ class Controller:
                    "LOCAL_RANK": str(rinfo.local_rank), "WORLD_SIZE": str(n),
                    "LOCAL_WORLD_SIZE": str(rinfo.local_world_size),
                    "NODE_RANK": str(rinfo.node_rank), "GROUP_RANK": str(rinfo.node_rank),
-                   "NNODES": str(nnodes), "ZRAY_TRAIN_RUN_TOKEN": self.token}
+                   "NNODES": str(nnodes), "ZRAY_TRAIN_RUN_TOKEN": self.token,
+                   "ZRAY_TRAIN_GROUP": group_name}
             gpus = node_visible_gpus(group.infos, info["node_id"])
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
