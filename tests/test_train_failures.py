@@ -158,3 +158,42 @@ def test_a_rank_that_skips_report_and_hangs_fails_fit_after_the_timeout(cluster,
 def test_a_rank_that_returns_without_reporting_fails_fit_at_once(cluster, tmp_path):
     with pytest.raises(WorkerGroupError, match="rank 1 finished its training loop after 0"):
         _run(tmp_path, silent_loop, "skipped", {"hang": False})
+
+
+class _Splittable:
+    """Stands in for a zray.data Dataset (the end-to-end test waits for zray.data)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def streaming_split(self, n, equal=True):
+        return [self.rows[i::n] for i in range(n)]
+
+
+def shard_loop(config):
+    shard = train.get_dataset_shard("train")
+    train.report({"rows": list(shard), "rank": train.get_context().get_world_rank()})
+    with open(os.path.join(config["out"], f"shard{train.get_context().get_world_rank()}"),
+              "w") as f:
+        json.dump({"train": list(shard), "plain": train.get_dataset_shard("plain")}, f)
+
+
+def test_each_worker_gets_its_dataset_shard(cluster, tmp_path):
+    DataParallelTrainer(
+        shard_loop, train_loop_config={"out": str(tmp_path)},
+        datasets={"train": _Splittable(list(range(6))), "plain": [1, 2]},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(name="shards", storage_path=str(tmp_path), verbose=0)).fit()
+    got = [json.load(open(tmp_path / f"shard{r}")) for r in range(2)]
+    assert got[0] == {"train": [0, 2, 4], "plain": [1, 2]}
+    assert got[1] == {"train": [1, 3, 5], "plain": [1, 2]}
+
+
+def test_progress_lines_one_per_report_and_quiet(tmp_path, capsys):
+    DataParallelTrainer(in_process_loop, train_loop_config={"n": 2},
+                        scaling_config=ScalingConfig(num_workers=0),
+                        run_config=RunConfig(name="loud", storage_path=str(tmp_path))).fit()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "(zray.train loud)" in ln]
+    assert len(lines) == 2 and "report 1" in lines[1] and "i=1" in lines[1]
+    _run(tmp_path, in_process_loop, "quiet", {"n": 2}, num_workers=0)
+    assert "zray.train" not in capsys.readouterr().out
