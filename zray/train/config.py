@@ -82,7 +82,8 @@ class FailureConfig:
 
 @dataclass
 class RunConfig:
-    """name (default zray_train_run-<time>), storage_path (default ~/zray_results),
+    """name (default zray_train_run-<time>), storage_path (default $ZRAY_TRAIN_STORAGE or
+    ~/zray_results),
     failure_config, checkpoint_config, callbacks. Beyond Ray v2: verbose (0 silences the
     progress lines; default 1, or $ZRAY_TRAIN_VERBOSE)."""
     name: Optional[str] = None
@@ -113,7 +114,9 @@ class RunConfig:
 
 
 def default_storage_path():
-    return os.path.join(os.path.expanduser("~"), "zray_results")
+    """$ZRAY_TRAIN_STORAGE, else ~/zray_results."""
+    return os.environ.get("ZRAY_TRAIN_STORAGE") or os.path.join(os.path.expanduser("~"),
+                                                                 "zray_results")
 
 
 @dataclass(frozen=True)

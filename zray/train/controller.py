@@ -201,11 +201,11 @@ class Controller:
         specs = []
         for info in group.infos:
             if info["node_id"] == here:
-                specs.append(("path", self.latest.path))
+                specs.append((self.latest.path, None))
             else:
                 if packed is None:
                     packed = pack_directory(self.latest.path)
-                specs.append(("packed", packed))
+                specs.append((self.latest.path, packed))
         return specs
 
     def _shards(self, n):

@@ -48,7 +48,7 @@ class TrainWorker:
 
     def run(self, fn, config, context, storage, checkpoint, shards, backend, env):
         os.environ.update(env)
-        start_checkpoint = _local_checkpoint(checkpoint)
+        start_checkpoint = _local_checkpoint(checkpoint, storage)
         session = TrainSession(context, storage, self._events.put, start_checkpoint, shards)
         set_session(session)
         if backend is not None:
@@ -71,15 +71,16 @@ def call_train_loop(fn, config):
     return fn(config if config is not None else {}) if takes else fn()
 
 
-def _local_checkpoint(spec):
-    """The starting checkpoint from the driver: ("path", path) when this worker sees the run's
-    storage, ("packed", bytes) otherwise (unpacked into a temporary directory)."""
+def _local_checkpoint(spec, storage):
+    """The starting checkpoint from the driver: (path, None) for a worker on the driver's
+    node; (path, packed files) for one elsewhere, which reads `path` when it shares the run's
+    storage and unpacks the files into a temporary directory otherwise."""
     if spec is None:
         return None
-    kind, value = spec
-    if kind == "path":
-        return Checkpoint(value)
-    return Checkpoint(unpack_directory(value, tempfile.mkdtemp(prefix="zray_train_ckpt_")))
+    path, packed = spec
+    if packed is None or storage.shared():
+        return Checkpoint(path)
+    return Checkpoint(unpack_directory(packed, tempfile.mkdtemp(prefix="zray_train_ckpt_")))
 
 
 def _own_ip():
