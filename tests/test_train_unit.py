@@ -213,3 +213,30 @@ def test_import_zray_does_not_import_train_or_torch():
     code = ("import sys, zray; assert 'zray.train' not in sys.modules; import zray.train; "
             "assert 'torch' not in sys.modules and 'pandas' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_checkpoint_from_a_worker_without_the_storage_travels_packed(tmp_path):
+    """The worker side packs when the run's marker is not visible; the driver side unpacks
+    into the run's directory and registers it."""
+    from zray.train.controller import Controller
+    from zray.train.data_parallel_trainer import BackendConfig
+    from zray.train.session import TrainContext, TrainSession, WorkerStorage
+    ctl = Controller(train_fn=lambda: None, train_config=None, backend_config=BackendConfig(),
+                     scaling_config=ScalingConfig(num_workers=1),
+                     run_config=RunConfig(name="packed", storage_path=str(tmp_path), verbose=0),
+                     datasets=None, resume_from_checkpoint=None, metadata=None)
+    ctl._prepare_storage()
+    ctl._attempt_first_index = 0
+    events = []
+    remote = WorkerStorage(str(tmp_path / "elsewhere"), "another-token", 0)   # not visible
+    session = TrainSession(TrainContext(), remote, events.append)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "w.txt").write_text("9")
+    session.report({"loss": 1.0}, checkpoint=Checkpoint.from_directory(str(src)))
+    [event] = events
+    assert event.packed and event.checkpoint_name == "checkpoint_000000"
+    agg = ReportAggregator(1, 10)
+    assert ctl._on_report(agg, event) == []
+    assert open(os.path.join(ctl.latest.path, "w.txt")).read() == "9"
+    assert ctl.latest.path == str(tmp_path / "packed" / "checkpoint_000000")
