@@ -1,5 +1,6 @@
 """benchmarks/train.py runs end to end at a tiny size (no timing assertions; Ray's column is
 left out here: it takes a minute to start)."""
+import json
 import os
 import subprocess
 import sys
@@ -18,4 +19,7 @@ def test_train_benchmark_tiny():
                          capture_output=True, text=True, timeout=480, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ratios" in out.stdout and "torchrun" in out.stdout, out.stdout
-    assert "(" not in out.stdout.split("framework")[1].split("# ratios")[0], out.stdout  # no n/a
+    [line] = [ln for ln in out.stdout.splitlines() if ln.startswith("JSON ")]
+    results = json.loads(line[len("JSON "):])
+    assert all("error" not in r and r["fit_s"] > 0 for r in results.values()), out.stdout
+    assert results["zray"]["latency_ms_max"] > 0

@@ -183,7 +183,8 @@ class Controller:
         from .worker_group import WorkerGroup, node_visible_gpus
         if not zray.is_initialized():
             zray.init()
-        group = WorkerGroup(self.scaling, self.tunables)
+        group = WorkerGroup(self.scaling, self.tunables,
+                            getattr(self.backend, "preload_modules", ()))
         try:
             group.start()
             return self._drive(group, node_visible_gpus)

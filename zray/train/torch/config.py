@@ -21,6 +21,7 @@ class TorchConfig(BackendConfig):
     init_method: str = "env"
     timeout_s: int = 1800
     zray_collective_backend: str = "cpu"
+    preload_modules = ("torch", "torch.distributed", "torch.nn.parallel")
 
     def __post_init__(self):
         if self.backend is not None and self.backend not in BACKENDS:
