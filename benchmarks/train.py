@@ -13,8 +13,11 @@ runs in its own fresh subprocess:
               torch is missing there)
   torchrun    `python -m torch.distributed.run --nproc_per_node 2` on this file
 Columns: fit (the trainer's fit() call; for torchrun, the torchrun command: both include
-starting the workers and importing torch there), init (zray.init/ray.init), and zray's
-report-to-driver latency (median / max over every report). Ratios are time(other)/time(zray).
+starting the workers and importing torch there), init (zray.init/ray.init), loop (rank 0's
+time from its first epoch to its last report: the training itself, which compares the
+torch.distributed backends), and zray's report-to-driver latency (median / max over every
+report, from report() in the worker to the driver having it). Ratios are
+time(other)/time(zray), for fit and for loop.
 """
 import argparse
 import json
@@ -54,6 +57,7 @@ def train_loop(config):
     model = ttorch.prepare_model(nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 1)))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     rank = train.get_context().get_world_rank()
+    t0 = time.perf_counter()
     for epoch in range(config["epochs"]):
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
@@ -67,7 +71,8 @@ def train_loop(config):
             if rank == 0:
                 torch.save(model.module.state_dict(), os.path.join(d, "model.pt"))
                 checkpoint = train.Checkpoint.from_directory(d)
-            train.report({"epoch": epoch, "loss": loss.item()}, checkpoint=checkpoint)
+            train.report({"epoch": epoch, "loss": loss.item(),
+                          "loop_s": time.perf_counter() - t0}, checkpoint=checkpoint)
 
 
 # -- children -------------------------------------------------------------------------------------
@@ -91,7 +96,7 @@ def child_zray(args, backend):
     zray.shutdown()
     shutil.rmtree(storage, ignore_errors=True)
     return {"fit_s": fit_s, "init_s": init_s, "loss": result.metrics["loss"],
-            "latency_ms_median": 1000 * lat[len(lat) // 2], "latency_ms_max": 1000 * lat[-1]}
+            "loop_s": result.metrics["loop_s"], "latency_ms_median": 1000 * lat[len(lat) // 2], "latency_ms_max": 1000 * lat[-1]}
 
 
 def child_ray(args):
@@ -112,7 +117,8 @@ def child_ray(args):
     fit_s = time.perf_counter() - t0
     ray.shutdown()
     shutil.rmtree(storage, ignore_errors=True)
-    return {"fit_s": fit_s, "init_s": init_s, "loss": result.metrics["loss"]}
+    return {"fit_s": fit_s, "init_s": init_s, "loss": result.metrics["loss"],
+            "loop_s": result.metrics["loop_s"]}
 
 
 def child_torchrun_worker(args):
@@ -132,6 +138,7 @@ def child_torchrun_worker(args):
                                                   nn.Linear(64, 1)))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     out = os.environ["BENCH_CKPT_DIR"]
+    t0 = time.perf_counter()
     for epoch in range(args.epochs):
         sampler.set_epoch(epoch)
         for xb, yb in loader:
@@ -143,8 +150,9 @@ def child_torchrun_worker(args):
             d = os.path.join(out, f"checkpoint_{epoch:06d}")
             os.makedirs(d)
             torch.save(model.module.state_dict(), os.path.join(d, "model.pt"))
+    loop_s = time.perf_counter() - t0
     dist.destroy_process_group()
-    return {"loss": loss.item()} if rank == 0 else None
+    return {"loss": loss.item(), "loop_s": loop_s} if rank == 0 else None
 
 
 # -- the parent -----------------------------------------------------------------------------------
@@ -235,7 +243,8 @@ def main():
     results = {}
     for fw in chosen:
         results[fw] = run_framework(fw, args)
-    print(f"{'framework':<11} {'fit(s)':>8} {'init(s)':>8} {'report ms (median/max)':>24}")
+    print(f"{'framework':<11} {'fit(s)':>8} {'init(s)':>8} {'loop(s)':>8} "
+          f"{'report ms (median/max)':>24}")
     for fw in chosen:
         r = results[fw]
         if "error" in r:
@@ -243,15 +252,19 @@ def main():
             continue
         lat = (f"{_fmt(r.get('latency_ms_median'), '.1f')}/{_fmt(r.get('latency_ms_max'), '.1f')}"
                if "latency_ms_median" in r else "n/a")
-        print(f"{fw:<11} {_fmt(r['fit_s']):>8} {_fmt(r.get('init_s')):>8} {lat:>24}")
+        print(f"{fw:<11} {_fmt(r['fit_s']):>8} {_fmt(r.get('init_s')):>8} "
+              f"{_fmt(r.get('loop_s')):>8} {lat:>24}")
     base = results.get("zray", {}).get("fit_s")
     print("# ratios: fit time of the other / fit time of zray (> 1: zray is faster); "
           "difference in seconds")
+    base_loop = results.get("zray", {}).get("loop_s")
     for fw in chosen:
         other = results[fw].get("fit_s")
         if fw == "zray" or base is None or other is None:
             continue
-        print(f"{fw:<11} {other / base:>8.2f}x {other - base:>+8.2f}s")
+        loop = results[fw].get("loop_s")
+        loop_txt = f"   loop {loop / base_loop:.2f}x" if loop and base_loop else ""
+        print(f"{fw:<11} {other / base:>8.2f}x {other - base:>+8.2f}s{loop_txt}")
     print("JSON " + json.dumps(results))
     return 0
 
