@@ -100,3 +100,50 @@ def test_ddp_over_the_zray_backend(cluster, tmp_path):
         run_config=RunConfig(name="zray-backend", storage_path=str(tmp_path), verbose=0)).fit()
     assert result.metrics["epoch"] == 0
     _check_ranks(str(tmp_path), "zray")
+
+
+def resumable_loop(config):
+    """DDP over gloo; rank 1 kills itself (SIGKILL) in epoch 2 of the first attempt, while
+    rank 0 may be inside an allreduce with it."""
+    import signal
+
+    from torch import nn
+    from zray.train.torch import prepare_model
+    ctx = train.get_context()
+    model = prepare_model(_model(), parallel_strategy=config["strategy"])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    start = 0
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = json.load(open(os.path.join(d, "epoch.json")))["epoch"] + 1
+    x = torch.randn(32, 8)
+    for epoch in range(start, 4):
+        if epoch == 2 and ctx.get_world_rank() == 1 and not os.path.exists(config["flag"]):
+            open(config["flag"], "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with tempfile.TemporaryDirectory() as d:
+            ck = None
+            if ctx.get_world_rank() == 0:
+                json.dump({"epoch": epoch}, open(os.path.join(d, "epoch.json"), "w"))
+                ck = train.Checkpoint.from_directory(d)
+            train.report({"epoch": epoch, "start": start, "model": type(model).__name__},
+                         checkpoint=ck)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_killed_ddp_worker_resumes_from_its_checkpoint(cluster, tmp_path, strategy):
+    from zray.train import FailureConfig
+    result = TorchTrainer(
+        resumable_loop, train_loop_config={"flag": str(tmp_path / "once"), "strategy": strategy},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(name="resume", storage_path=str(tmp_path), verbose=0,
+                             failure_config=FailureConfig(max_failures=1))).fit()
+    assert result.metrics["epoch"] == 3 and result.metrics["start"] == 2
+    assert result.metrics["model"] == {"ddp": "DistributedDataParallel",
+                                       "fsdp": "FullyShardedDataParallel"}[strategy]
+    assert result._stats["failures"] == 1

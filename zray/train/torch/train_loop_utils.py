@@ -44,8 +44,7 @@ def prepare_model(model, move_to_device=True, parallel_strategy="ddp",
             kwargs.setdefault("output_device", device)
         return DistributedDataParallel(model, **kwargs)
     from torch.distributed.fsdp import FullyShardedDataParallel
-    if device.type == "cuda":
-        kwargs.setdefault("device_id", device)
+    kwargs.setdefault("device_id", device)     # named even on CPU, which FSDP would refuse
     return FullyShardedDataParallel(model, **kwargs)
 
 
