@@ -96,7 +96,8 @@ def child_zray(args, backend):
     zray.shutdown()
     shutil.rmtree(storage, ignore_errors=True)
     return {"fit_s": fit_s, "init_s": init_s, "loss": result.metrics["loss"],
-            "loop_s": result.metrics["loop_s"], "latency_ms_median": 1000 * lat[len(lat) // 2], "latency_ms_max": 1000 * lat[-1]}
+            "loop_s": result.metrics["loop_s"], "latency_ms_median": 1000 * lat[len(lat) // 2],
+            "latency_ms_max": 1000 * lat[-1]}
 
 
 def child_ray(args):
