@@ -1,0 +1,25 @@
+"""benchmarks/train.py runs end to end at a tiny size (no timing assertions; Ray's column is
+left out here: it takes a minute to start)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.timeout(500)
+def test_train_benchmark_tiny():
+    pytest.importorskip("torch")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "train.py"),
+                          "--tiny", "--only", "zray,torchrun", "--timeout", "400"],
+                         capture_output=True, text=True, timeout=480, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ratios" in out.stdout and "torchrun" in out.stdout, out.stdout
+    [line] = [ln for ln in out.stdout.splitlines() if ln.startswith("JSON ")]
+    results = json.loads(line[len("JSON "):])
+    assert all("error" not in r and r["fit_s"] > 0 for r in results.values()), out.stdout
+    assert results["zray"]["latency_ms_max"] > 0

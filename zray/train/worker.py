@@ -1,0 +1,102 @@
+"""The worker actor: runs the training loop of one rank and lets the driver long-poll its
+reports (a poll returns as soon as a report is queued, so reports are pushed, not sampled)."""
+import inspect
+import logging
+import os
+import queue
+import socket
+import tempfile
+
+from .checkpoint import Checkpoint, unpack_directory
+from .session import TrainSession, set_session
+
+logger = logging.getLogger("zray.train")
+
+FINISHED = "finished"
+
+
+class TrainWorker:
+    """One rank. Methods run on a small thread pool (max_concurrency), so poll() answers while
+    run() trains."""
+
+    def __init__(self):
+        self._events = queue.Queue()
+
+    def info(self):
+        import zray
+        ctx = zray.get_runtime_context()
+        return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
+                "pid": os.getpid(), "gpu_ids": list(ctx.get_accelerator_ids().get("GPU", [])),
+                "ip": _own_ip()}
+
+    def preload(self, modules):
+        """Imports `modules` (e.g. torch) early, overlapping the rest of the start."""
+        import importlib
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:      # run() will raise it where it matters
+                logger.debug("preloading %s failed: %r", name, exc)
+
+    def free_port(self):
+        with socket.socket() as s:
+            s.bind(("", 0))
+            return s.getsockname()[1]
+
+    def poll(self, timeout_s):
+        """Queued reports (and FINISHED once the loop returned); waits up to timeout_s for the
+        first one."""
+        out = []
+        try:
+            out.append(self._events.get(timeout=timeout_s))
+            while True:
+                out.append(self._events.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def run(self, fn, config, context, storage, checkpoint, shards, backend, env):
+        os.environ.update(env)
+        start_checkpoint = _local_checkpoint(checkpoint, storage)
+        session = TrainSession(context, storage, self._events.put, start_checkpoint, shards)
+        set_session(session)
+        if backend is not None:
+            backend.on_worker_start(context)
+        try:
+            call_train_loop(fn, config)
+        finally:
+            if backend is not None:
+                backend.on_worker_end(context)
+            set_session(None)
+        self._events.put(FINISHED)
+
+
+def call_train_loop(fn, config):
+    """fn(config) when it takes an argument, else fn()."""
+    try:
+        takes = len(inspect.signature(fn).parameters) > 0
+    except (TypeError, ValueError):
+        takes = True
+    return fn(config if config is not None else {}) if takes else fn()
+
+
+def _local_checkpoint(spec, storage):
+    """The starting checkpoint from the driver: (path, None) for a worker on the driver's
+    node; (path, packed files) for one elsewhere, which reads `path` when it shares the run's
+    storage and unpacks the files into a temporary directory otherwise."""
+    if spec is None:
+        return None
+    path, packed = spec
+    if packed is None or storage.shared():
+        return Checkpoint(path)
+    return Checkpoint(unpack_directory(packed, tempfile.mkdtemp(prefix="zray_train_ckpt_")))
+
+
+def _own_ip():
+    """This host's address as others reach it (no packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
