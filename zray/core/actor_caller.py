@@ -211,6 +211,7 @@ class ActorCaller:
                     cause = cause.as_instanceof_cause()
             except Exception:
                 cause = None
+        message = message or "The actor died"
         text = message if cause is None else f"{message}\n{cause}"
         return serialization.serialize_error(exceptions.ActorDiedError(text, cause)).to_bytes()
 

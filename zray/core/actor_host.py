@@ -199,24 +199,51 @@ class ActorExecution:
     async def execute_call_async(self, spec, frames):
         executor = self.executor
         exiting = False
+        items = [0]        # a streaming call's items sent so far (calls interleave: not shared)
         try:
             function = self.host.method(spec.extra["method"])
             args, kwargs = executor.resolve_args(spec, frames)
             value = function(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
-            results, result_frames = executor.store_returns(spec, value)
+            if spec.streaming:
+                results, result_frames = await self._stream_async(spec, value, items)
+            else:
+                if inspect.isawaitable(value):
+                    value = await value
+                elif inspect.isasyncgen(value):
+                    raise TypeError(f"{spec.name} is an async generator: call it with "
+                                    "num_returns='streaming' (the default for generators)")
+                results, result_frames = executor.store_returns(spec, value)
         except ActorExit:
-            results, result_frames = executor.store_returns(spec, None)
+            results, result_frames = executor.store_returns(spec, None) if not spec.streaming \
+                else ([items[0]], [])
             exiting = True
         except asyncio.CancelledError:
             err = exceptions.TaskCancelledError(spec.task_id)
-            results, result_frames = executor.error_returns(spec, serialization.serialize_error(err))
+            results, result_frames = executor.error_returns(spec, serialization.serialize_error(err),
+                                                            items[0])
         except BaseException as exc:
-            results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc))
+            results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc),
+                                                            items[0])
         executor.send_result(spec, results, result_frames, False)
         if exiting:
             self.exit_process()
+
+    async def _stream_async(self, spec, gen, items):
+        """A streaming call of an async actor: each item goes to the caller as it comes."""
+        if inspect.isawaitable(gen):
+            gen = await gen
+        if inspect.isasyncgen(gen):
+            async for value in gen:
+                self.executor.send_generator_item(spec, items[0], value)
+                items[0] += 1
+        elif inspect.isgenerator(gen):
+            for value in gen:
+                self.executor.send_generator_item(spec, items[0], value)
+                items[0] += 1
+        else:
+            raise TypeError(f"{spec.name} was called with num_returns='streaming' but is not a "
+                            "generator")
+        return [items[0]], []
 
     def exit_process(self):
         """Leave now: tell the node first so it does not restart us, flush, and go."""

@@ -298,10 +298,12 @@ class Executor:
                 self.send(ref._owner, wire.ADD_BORROWER, (ref._id, receiver, 1))
         return contained
 
-    def error_returns(self, spec, sobj):
+    def error_returns(self, spec, sobj, index=None):
         if spec.streaming:
-            # The error becomes the next item of the stream, then the stream ends.
-            index = self._generator_index
+            # The error becomes the next item of the stream, then the stream ends (`index`:
+            # where, for a call that counts its own items, as async actor calls do).
+            if index is None:
+                index = self._generator_index
             result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames := [])
             self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
             return [index + 1], []
@@ -335,12 +337,16 @@ class Executor:
             raise TypeError(f"{spec.name} was called with num_returns='streaming' but is not a generator")
         for value in gen:
             index = self._generator_index
-            sobj = serialization.serialize(value)
-            frames = []
-            result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames)
-            self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
+            self.send_generator_item(spec, index, value)
             self._generator_index = index + 1
         return [self._generator_index], []
+
+    def send_generator_item(self, spec, index, value):
+        """Item `index` of a streaming task, to its owner as soon as it is produced."""
+        sobj = serialization.serialize(value)
+        frames = []
+        result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames)
+        self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
 
     def _set_gpus(self, gpu_grants):
         ids = [i for i, _ in gpu_grants]

@@ -36,6 +36,7 @@ class Objects:
         self.lock = threading.Lock()
         self.store = None
         self.node_id = None
+        self._futures = None      # the pool that reads stored values for futures (as_future)
 
     def attach_store(self, store, node_id):
         self.store = store
@@ -293,16 +294,38 @@ class Objects:
         return self.value_of(object_id, entry)
 
     def as_future(self, ref):
+        """A concurrent Future of the ref's value (ObjectRef.future(), `await ref`). It is
+        completed by the readiness callback, on whichever thread reads the inbox: an inline
+        value is decoded there at once; a stored one needs a pin, a request to the node that
+        the reading thread cannot wait for itself, so it is read on the one small pool."""
         fut = concurrent.futures.Future()
         entry = self.entry_for(ref)
 
-        def done():
+        def complete():    # holds `ref`: the value must outlive a temporary ref.future()
+            if not fut.set_running_or_notify_cancel():
+                return
             try:
                 fut.set_result(self.value_of(ref._id, entry))
             except BaseException as exc:
                 fut.set_exception(exc)
-        self.on_ready(entry, lambda: threading.Thread(target=done, daemon=True).start())
+
+        def ready():
+            if entry.kind == VALUE_INLINE:
+                complete()
+            else:
+                self._future_pool().submit(complete)
+        self.on_ready(entry, ready)
         return fut
+
+    def _future_pool(self):
+        pool = self._futures
+        if pool is None:
+            with self.lock:
+                if self._futures is None:
+                    self._futures = concurrent.futures.ThreadPoolExecutor(
+                        4, thread_name_prefix="zray-future")
+                pool = self._futures
+        return pool
 
     # -- owner side: answering borrowers ---------------------------------------------------------
     def on_status_request(self, sender, payload, frames):

@@ -24,6 +24,8 @@ from ..transport.address import ipc_path
 from .zygote import Zygote
 
 log = logging.getLogger("zray.node")
+EXIT_STATUS_WAIT_S = 2.0     # a dead worker's exit status from the zygote, at most this late
+DEATH_POLL_MS = 20           # the loop's poll while deaths wait for their status
 
 
 class NodeDaemon:
@@ -66,6 +68,7 @@ class NodeDaemon:
         self.table = ClientTable()
         self.pidfds = {}             # fd -> ("client", address) | ("worker", worker_id) | ("driver-pid", pid)
         self.worker_counter = 0
+        self._deaths = {}            # pid -> (WorkerProcess, deadline): exit status awaited
         self.running = True
         self.poller = zmq.Poller()
         self.poller.register(self.transport.inbox, zmq.POLLIN)
@@ -106,7 +109,7 @@ class NodeDaemon:
         tickers = self.services.tickers
         poll_ms = 50 if self.membership.in_mesh else 1000
         while self.running:
-            events = dict(self.poller.poll(poll_ms))
+            events = dict(self.poller.poll(DEATH_POLL_MS if self._deaths else poll_ms))
             now = time.monotonic()
             for tick in tickers:
                 tick(now)
@@ -129,6 +132,8 @@ class NodeDaemon:
                         self.on_worker_spawned(worker_id, pid)
                 elif isinstance(fd, int) and fd in self.pidfds:
                     self.on_process_exit(fd)
+            if self._deaths:
+                self._report_deaths(now)
         self.shutdown()
 
     def send(self, address, msg_type, payload=(), frames=()):
@@ -211,9 +216,16 @@ class NodeDaemon:
         self.table.workers.pop(worker.worker_id, None)
         self._unwatch(worker.pidfd)
         if worker.registered:
-            self.services.worker_died(worker.worker_id, self._log_tail(worker.worker_id))
-        else:
-            self.scheduler.handle_worker_start_failed(worker.job_id)
+            # Its exit status comes from the zygote, which reaps it. When the death fails a task
+            # or an actor, the user is told the status: the death is reported when it arrives
+            # (or after EXIT_STATUS_WAIT_S without it), without blocking the loop meanwhile.
+            for worker_id, pid in self.zygote.read_replies():
+                self.on_worker_spawned(worker_id, pid)
+            wait = self.scheduler.worker_in_use(worker.worker_id)
+            self._deaths[worker.pid] = (worker, time.monotonic() + (EXIT_STATUS_WAIT_S if wait else 0))
+            self._report_deaths(time.monotonic())
+            return
+        self.scheduler.handle_worker_start_failed(worker.job_id)
         if worker.address:
             self._local_client_gone(worker.address)
 
@@ -229,6 +241,25 @@ class NodeDaemon:
             self._unwatch(client.pidfd)
         self.services.client_gone(address, client.kind if client else None,
                                   client.job_id if client else None, local=True)
+
+    def _report_deaths(self, now):
+        for pid, (worker, deadline) in list(self._deaths.items()):
+            status = self.zygote.take_exit(pid)
+            if status is None and now < deadline and self.running:
+                continue
+            if self._deaths.pop(pid, None) is None:
+                continue      # reported meanwhile (a nested call)
+            self.services.worker_died(worker.worker_id, self._death_detail(worker, status))
+            if worker.address:
+                self._local_client_gone(worker.address)
+
+    def _death_detail(self, worker, status):
+        """How the worker ended (its exit code or signal, from the zygote that reaped it) and
+        the last lines of its log: what WorkerCrashedError / ActorDiedError tell the user."""
+        from .zygote import describe_exit
+        how = f"The worker process (pid {worker.pid}) {describe_exit(status)}."
+        tail = self._log_tail(worker.worker_id)
+        return f"{how}\n{tail}" if tail else how
 
     def _log_tail(self, worker_id, max_bytes=2000):
         parts = []

@@ -391,6 +391,11 @@ class LocalScheduler:
         worker = self.workers.get(worker_id)
         return worker.task if worker is not None else None
 
+    def worker_in_use(self, worker_id):
+        """Whether a worker runs a task or hosts an actor (its death then fails something)."""
+        worker = self.workers.get(worker_id)
+        return worker is not None and worker.state in ("busy", "actor")
+
     def num_queued(self):
         return sum(len(q) for q in self.queues.values()) + len(self.infeasible)
 

@@ -1,0 +1,206 @@
+"""Regression tests of the reliability issue (issue 10): each fails before its fix.
+
+Cheap checks share one cluster; the ones that kill or break processes start their own.
+"""
+import os
+import threading
+import time
+
+import pytest
+
+import zray
+from zray import exceptions, options
+
+
+# -- 7: num_returns is bounded ------------------------------------------------------------------------
+def test_num_returns_is_bounded_with_a_clear_error():
+    with pytest.raises(ValueError, match="num_returns must be at most"):
+        @zray.remote(num_returns=2 ** 32)
+        def f():
+            pass
+
+    @zray.remote
+    def g():
+        pass
+    with pytest.raises(ValueError, match="at most"):
+        g.options(num_returns=options.MAX_NUM_RETURNS + 1)
+
+
+# -- 12: messages -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_resources_are_a_clear_value_error(value):
+    with pytest.raises(ValueError, match="finite"):
+        zray.remote(num_cpus=value)(lambda: None)
+    with pytest.raises(ValueError, match="finite"):
+        zray.remote(resources={"x": value})(lambda: None)
+    with pytest.raises(ValueError, match="finite"):
+        zray.init(num_cpus=value)
+    assert not zray.is_initialized()
+
+
+def test_call_shape_checks_like_python():
+    def f(a, b=1, *, c, d=2):
+        pass
+    shape = options.call_shape(f)
+    options.check_call(shape, (1,), {"c": 3}, "f")
+    for args, kwargs, words in [((), {"c": 1}, "missing 1 required positional argument: 'a'"),
+                                ((1, 2, 3), {"c": 1}, "takes 2 positional arguments but 3"),
+                                ((1,), {}, "missing 1 required keyword-only argument: 'c'"),
+                                ((1,), {"c": 1, "e": 2}, "unexpected keyword argument 'e'"),
+                                ((1,), {"a": 1, "c": 1}, "multiple values for argument 'a'")]:
+        with pytest.raises(TypeError, match=words):
+            options.check_call(shape, args, kwargs, "f")
+    options.check_call(options.call_shape(lambda *a, **k: None), (1, 2), {"x": 1}, "g")
+    assert options.call_shape(len) is None or True      # builtins: checked if they have one
+
+
+def test_wrong_arguments_raise_type_error_at_remote(shared_cluster):
+    @zray.remote
+    def f(a, b):
+        return a + b
+
+    @zray.remote
+    class A:
+        def __init__(self, x):
+            self.x = x
+
+        def m(self, y):
+            return self.x + y
+
+        @staticmethod
+        def s(y):
+            return y
+
+    with pytest.raises(TypeError, match="missing 1 required positional argument"):
+        f.remote(1)
+    with pytest.raises(TypeError, match="takes 2 positional arguments but 3"):
+        f.options(name="x").remote(1, 2, 3)
+    with pytest.raises(TypeError, match="missing 1 required"):
+        A.remote()
+    a = A.remote(1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        a.m.remote(z=1)
+    assert zray.get(a.m.remote(2), timeout=60) == 3
+    assert zray.get(a.s.remote(5), timeout=60) == 5
+    assert zray.get(f.remote(1, b=2), timeout=60) == 3
+
+
+def test_get_of_a_non_ref_is_a_value_error(shared_cluster):
+    with pytest.raises(ValueError):
+        zray.get(1)
+    with pytest.raises(ValueError):
+        zray.get([zray.put(1), 2])
+
+
+def test_actor_died_error_never_ends_in_none(zray_cluster):
+    zray_cluster(num_cpus=1)
+
+    @zray.remote(max_restarts=1)
+    class A:
+        def pid(self):
+            return os.getpid()
+
+        def hang(self):
+            time.sleep(300)
+
+    a = A.remote()
+    pid = zray.get(a.pid.remote(), timeout=60)
+    ref = a.hang.remote()
+    time.sleep(0.5)
+    os.kill(pid, 9)
+    with pytest.raises(exceptions.ActorDiedError) as info:
+        zray.get(ref, timeout=60)
+    text = str(info.value)
+    assert not text.rstrip().endswith("None"), text
+    assert "SIGKILL" in text, text
+
+
+def test_worker_crashed_error_names_the_signal_and_the_exit_code(shared_cluster):
+    @zray.remote(max_retries=0)
+    def die(how):
+        if how == "signal":
+            os.kill(os.getpid(), 9)
+        os._exit(7)
+
+    with pytest.raises(exceptions.WorkerCrashedError, match=r"killed by signal 9 \(SIGKILL\)"):
+        zray.get(die.remote("signal"), timeout=60)
+    with pytest.raises(exceptions.WorkerCrashedError, match="exited with code 7"):
+        zray.get(die.remote("exit"), timeout=60)
+
+
+# -- 9: log loss never fails user code ----------------------------------------------------------------
+def test_print_on_a_full_disk_does_not_fail_the_task(shared_cluster):
+    @zray.remote(max_retries=0)
+    def noisy():
+        full = os.open("/dev/full", os.O_WRONLY)
+        saved = os.dup(1)
+        os.dup2(full, 1)
+        try:
+            for i in range(3):
+                print("line", i)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(full)
+        return "ok"
+
+    assert zray.get(noisy.remote(), timeout=60) == "ok"
+
+
+# -- e: futures complete on the callback path, no thread per completion -------------------------------
+def test_futures_do_not_start_a_thread_each(shared_cluster, monkeypatch):
+    @zray.remote
+    def one(i):
+        return i
+
+    zray.get(one.remote(0), timeout=60)
+    started = []
+    original = threading.Thread.start
+
+    def counting_start(self):
+        started.append(self.name)
+        return original(self)
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    refs = [one.remote(i) for i in range(20)] + [zray.put(i) for i in range(20)]
+    futures = [r.future() for r in refs]
+    assert [f.result(timeout=60) for f in futures] == list(range(20)) * 2
+    assert started == [], started
+
+
+def test_await_ref_and_futures_of_stored_values(shared_cluster):
+    import asyncio
+    import numpy as np
+    big = zray.put(np.arange(1_000_000))
+
+    async def main():
+        return await big, await zray.put(3)
+    array, three = asyncio.run(main())
+    assert array[-1] == 999_999 and three == 3
+    assert big.future().result(timeout=60)[0] == 0
+
+    @zray.remote
+    def fail():
+        raise KeyError("k")
+    with pytest.raises(KeyError):
+        fail.remote().future().result(timeout=60)
+
+
+# -- c: async generator methods stream ----------------------------------------------------------------
+def test_async_generator_method_streams(shared_cluster):
+    @zray.remote
+    class A:
+        async def gen(self, n):
+            for i in range(n):
+                yield i
+
+        async def broken(self):
+            yield "first"
+            raise ValueError("after one")
+
+    a = A.remote()
+    assert [zray.get(r, timeout=30) for r in a.gen.remote(3)] == [0, 1, 2]
+    got = []
+    with pytest.raises(ValueError, match="after one"):
+        for r in a.broken.remote():
+            got.append(zray.get(r, timeout=30))
+    assert got == ["first"]
