@@ -204,3 +204,37 @@ def test_async_generator_method_streams(shared_cluster):
         for r in a.broken.remote():
             got.append(zray.get(r, timeout=30))
     assert got == ["first"]
+
+
+# -- a, b: an actor's death and its calls, whatever order the notices come in -------------------------
+def test_kill_then_call_always_raises(shared_cluster):
+    @zray.remote
+    class C:
+        def ping(self):
+            return 1
+
+    for _ in range(5):
+        c = C.remote()
+        assert zray.get(c.ping.remote(), timeout=60) == 1
+        zray.kill(c)
+        with pytest.raises(exceptions.ActorDiedError, match="killed with zray.kill"):
+            zray.get(c.ping.remote(), timeout=60)
+
+
+def test_terminate_after_queued_calls_keeps_their_results(shared_cluster):
+    @zray.remote
+    class C:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    for _ in range(5):
+        c = C.remote()
+        refs = [c.incr.remote() for _ in range(10)]
+        c.__ray_terminate__.remote()
+        assert zray.get(refs, timeout=60) == list(range(1, 11))
+        with pytest.raises(exceptions.RayActorError):
+            zray.get(c.incr.remote(), timeout=60)

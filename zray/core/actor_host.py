@@ -107,6 +107,7 @@ class ActorExecution:
         self.executor = executor
         self.core = core
         self.host = None           # the ActorHost, once the constructor ran
+        self.callers = set()       # who called: told EXITED after our last reply (exit_process)
         inbox = core.inbox
         inbox.handle(wire.ACTOR_TASK, self._on_actor_task)
         inbox.handle(wire.ACTOR_CALL, self._on_actor_call)
@@ -121,7 +122,9 @@ class ActorExecution:
     def _on_actor_call(self, sender, payload, frames):
         if self.host is None:
             return
-        self.host.submit(TaskSpec(*payload), frames)
+        spec = TaskSpec(*payload)
+        self.callers.add(spec.owner)
+        self.host.submit(spec, frames)
 
     def _on_terminate(self, sender, payload, frames):
         """No handle remains: end after the calls already queued."""
@@ -249,6 +252,15 @@ class ActorExecution:
         """Leave now: tell the node first so it does not restart us, flush, and go."""
         core = self.core
         core.send(core.actors.home(self.host.meta), wire.ACTOR_EXITING, (self.host.actor_id,))
+        # Each caller hears it from us too, after our last reply to it (same path, in order):
+        # the node's DEAD may overtake those replies (actor_caller.py).
+        for caller in list(self.callers):
+            try:
+                core.send(caller, wire.ACTOR_STATE, (self.host.actor_id, "EXITED", None,
+                          f"The actor {self.host.class_name} exited (exit_actor or "
+                          "__ray_terminate__)"))
+            except Exception:    # logged by send(); the caller falls back on a grace period
+                pass
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -71,8 +71,11 @@ REGISTER_ACTOR = 60        # owner -> daemon: (req_id, actor_id, name, namespace
                            #   get_if_exists, max_restarts, class_name, job_id, owner, meta)
 ACTOR_REGISTERED = 61      # daemon -> owner: (req_id, (actor_id, owner, meta), error)
 ACTOR_STARTED = 62         # actor worker -> daemon: (actor_id, ok, message) + [error layout]
-ACTOR_STATE = 63           # daemon -> callers: (actor_id, state, address, message[, home]) + [error
-                           #   layout]; state "MOVED": subscribe again at `home`
+ACTOR_STATE = 63           # daemon -> callers: (actor_id, state, address, message[, home[,
+                           #   exited]]) + [error layout]; state "MOVED": subscribe again at
+                           #   `home`; `exited`: DEAD because it exited by itself. Also actor
+                           #   worker -> each caller, as it exits: (actor_id, "EXITED", None,
+                           #   message), after its last reply to that caller
 SUBSCRIBE_ACTOR = 64       # caller -> daemon: (actor_id,)
 KILL_ACTOR = 65            # -> daemon: (actor_id, no_restart)
 ACTOR_EXITING = 66         # actor worker -> daemon: (actor_id,)
