@@ -238,3 +238,37 @@ def test_terminate_after_queued_calls_keeps_their_results(shared_cluster):
         assert zray.get(refs, timeout=60) == list(range(1, 11))
         with pytest.raises(exceptions.RayActorError):
             zray.get(c.incr.remote(), timeout=60)
+
+
+# -- 1: get of a ref whose owner is dead (or never was) ----------------------------------------------
+def test_get_after_the_owner_died_raises_owner_died(zray_cluster):
+    zray_cluster(num_cpus=2)
+
+    @zray.remote
+    class Maker:
+        def make(self):
+            return [zray.put("owned by the actor")]
+
+    m = Maker.remote()
+    (inner,) = zray.get(m.make.remote(), timeout=60)
+    zray.kill(m)
+    time.sleep(1.0)       # the death is announced before the first get of `inner`
+    with pytest.raises(exceptions.OwnerDiedError):
+        zray.get(inner, timeout=30)
+
+    @zray.remote
+    def read(refs):
+        try:
+            return zray.get(refs[0], timeout=30)
+        except exceptions.OwnerDiedError:
+            return "owner died"
+    assert zray.get(read.remote([inner]), timeout=60) == "owner died"
+
+
+def test_get_of_a_fabricated_ref_fails(shared_cluster):
+    from zray.objects.object_ref import ObjectRef
+    session = zray.get_runtime_context()
+    ref = ObjectRef(os.urandom(16), "ipc:///nonexistent/zray/sock/dnobody")
+    with pytest.raises(exceptions.OwnerDiedError):
+        zray.get(ref, timeout=30)
+    del session

@@ -99,6 +99,7 @@ class NodeDaemon:
             wire.CLIENT_EXIT: self.on_client_exit,
             wire.SHUTDOWN_NODE: self.on_shutdown,
             wire.CLUSTER_INFO: self.on_cluster_info,
+            wire.CHECK_OWNER: self.on_check_owner,
         }
 
     # -- the loop ------------------------------------------------------------------------------
@@ -306,6 +307,21 @@ class NodeDaemon:
 
     def on_client_exit(self, sender, payload, frames):
         self._local_client_gone(payload[0])
+
+    def on_check_owner(self, sender, payload, frames):
+        """Is `owner` a live process? Only a no is answered (CLIENT_DIED to the asker): a
+        borrower must not wait on an owner that died before it could hear of the death, or
+        that never existed (a fabricated ref). Another node's process: that node answers."""
+        owner, asker = payload
+        from ..transport.address import node_of
+        node = node_of(owner)
+        if node is not None and node != self.node_id:
+            if self.membership.is_live(node):
+                self.send(self.membership.address_of(node), self.wire.CHECK_OWNER, (owner, asker))
+                return
+        elif self.table.is_client(owner):
+            return
+        self.send(asker, self.wire.CLIENT_DIED, (owner,))
 
     def on_shutdown(self, sender, payload, frames):
         self.running = False

@@ -65,6 +65,10 @@ ADD_BORROWER = 49          # -> owner: (object_id, borrower_address, count)
 REMOVE_BORROWER = 50       # -> owner: (object_id, borrower_address, count)
 STORE_STATS = 51           # client -> daemon: (req_id,)
 STORE_STATS_REPLY = 52     # daemon -> client: (req_id, stats dict)
+CHECK_OWNER = 53           # borrower -> its daemon (-> the owner's node daemon): (owner, asker)
+                           #   answered only when `owner` is no live process (dead, or never
+                           #   was): CLIENT_DIED (owner,) to `asker`. Later deaths are told
+                           #   to every client anyway (CLIENT_DIED)
 
 # -- actors (protocol version 1 still: the first release has them) ------------------------------
 REGISTER_ACTOR = 60        # owner -> daemon: (req_id, actor_id, name, namespace, detached,
