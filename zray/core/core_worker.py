@@ -84,6 +84,7 @@ class CoreWorker:
         inbox.handle(wire.WARNING, self._on_warning)
         inbox.handle(wire.CLIENT_DIED, self._on_client_died)
         inbox.handle(wire.NODE_DIED, self._on_node_died)
+        inbox.refused_hooks.append(self._on_refused)
 
     def connect(self, pid):
         context = self.context
@@ -216,6 +217,10 @@ class CoreWorker:
         self.refs.drop_borrower_everywhere(address)
         # Borrowed objects whose owner died can never be resolved (now or later).
         self.objects.owner_died(address, self.refs.owner_of)
+
+    def _on_refused(self, peer, error):
+        """A peer of another zray version refused us: what we wait for from it fails."""
+        self.objects.owner_refused(peer, error, self.refs.owner_of)
 
     def _on_node_died(self, sender, payload, frames):
         """A node of the mesh is gone, with every process on it."""

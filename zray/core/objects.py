@@ -62,6 +62,11 @@ class Objects:
         for oid in self.orphans_of(owner, owner_of):
             self.set_error(oid, _owner_died(oid, owner))
 
+    def owner_refused(self, owner, error, owner_of):
+        """`owner` speaks another protocol version: what we wait for from it fails with that."""
+        for oid in self.orphans_of(owner, owner_of):
+            self.set_error(oid, error)
+
     def _check_owner(self, owner):
         checked = self._checked_owners
         if owner in checked or self.daemon is None:

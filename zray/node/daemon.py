@@ -100,6 +100,7 @@ class NodeDaemon:
             wire.SHUTDOWN_NODE: self.on_shutdown,
             wire.CLUSTER_INFO: self.on_cluster_info,
             wire.CHECK_OWNER: self.on_check_owner,
+            wire.PROTOCOL_MISMATCH: self.on_protocol_mismatch,
         }
 
     # -- the loop ------------------------------------------------------------------------------
@@ -322,6 +323,12 @@ class NodeDaemon:
         elif self.table.is_client(owner):
             return
         self.send(asker, self.wire.CLIENT_DIED, (owner,))
+
+    def on_protocol_mismatch(self, sender, payload, frames):
+        """A peer of another zray release refused this node (the transport raises for later
+        sends to it, so whatever was sent there fails): the operator reads why."""
+        (error,) = payload
+        log.error("refused by a peer of another zray release: %s", error)
 
     def on_shutdown(self, sender, payload, frames):
         self.running = False
