@@ -20,7 +20,8 @@ NODE_FILE = "node.json"
 
 
 def node_file_path():
-    return os.path.join(session.user_root(), NODE_FILE)
+    # Never a fallback directory: the node file must be where every process of the user looks.
+    return os.path.join(session.user_root(fallback=False), NODE_FILE)
 
 
 def read_node_file():
