@@ -272,3 +272,55 @@ def test_get_of_a_fabricated_ref_fails(shared_cluster):
     with pytest.raises(exceptions.OwnerDiedError):
         zray.get(ref, timeout=30)
     del session
+
+
+# -- 4: every failure path of the executor ends in a reported error ----------------------------------
+class _Unspeakable(Exception):
+    """Cannot be pickled, and its __str__ (and repr) raise."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()      # unpicklable
+
+    def __str__(self):
+        raise RuntimeError("no str")
+
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def test_an_exception_that_neither_pickles_nor_prints_is_reported(shared_cluster):
+    @zray.remote(max_retries=0)
+    def bad():
+        raise _Unspeakable()
+
+    @zray.remote
+    class A:
+        def bad(self):
+            raise _Unspeakable()
+
+    with pytest.raises(exceptions.RayError, match="_Unspeakable"):
+        zray.get(bad.remote(), timeout=60)
+    a = A.remote()
+    with pytest.raises(exceptions.RayError, match="_Unspeakable"):
+        zray.get(a.bad.remote(), timeout=60)
+
+    @zray.remote
+    def ok():
+        return 1
+    assert zray.get([ok.remote() for _ in range(4)], timeout=60) == [1] * 4
+
+
+def test_a_worker_that_dies_after_finishing_never_leaves_its_owner_waiting():
+    """The scheduler's part: a death after TASK_FINISHED fails the task it last finished (the
+    owner ignores that when the result did arrive)."""
+    from zray.scheduling.local_scheduler import Dispatch, Failed, LocalScheduler, Task
+    from zray.scheduling.task_spec import TaskSpec
+    scheduler = LocalScheduler({"CPU": 10_000})
+    spec = TaskSpec(b"t" * 12, "job", "f", b"fn", [], [], 1, {"CPU": 10_000}, 0, False, "owner")
+    scheduler.handle_worker_started("w", "job", "addr", 1)
+    actions = scheduler.handle_task_submitted(Task(spec, []))
+    assert any(isinstance(a, Dispatch) for a in actions)
+    scheduler.handle_task_finished("w")
+    died = scheduler.handle_worker_died("w")
+    assert [type(a) for a in died if isinstance(a, Failed)] == [Failed]

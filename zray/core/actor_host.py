@@ -191,6 +191,8 @@ class ActorExecution:
         except ActorExit:
             results, result_frames, retryable = executor.store_returns(spec, None) + (False,)
             exiting = True
+        except Exception as exc:      # zray's own error path failed: the caller still hears
+            results, result_frames, retryable = executor.internal_error_returns(spec, exc)
         finally:
             if serial:
                 executor.end()

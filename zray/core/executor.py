@@ -118,12 +118,17 @@ class Executor:
             if spec is _TERMINATE:
                 self.actors.exit_process()
             kind = spec.kind
-            if kind == TASK:
-                self.execute(spec, gpu_grants, frames)
-            elif kind == ACTOR_CALL:
-                self.actors.execute_call(spec, frames)
-            else:
-                self.actors.create_instance(spec, frames)
+            try:
+                if kind == TASK:
+                    self.execute(spec, gpu_grants, frames)
+                elif kind == ACTOR_CALL:
+                    self.actors.execute_call(spec, frames)
+                else:
+                    self.actors.create_instance(spec, frames)
+            except TaskCancelled:      # a late interrupt, after the task had ended
+                pass
+            except Exception:          # a bug of ours: the worker serves on (execute answered)
+                log.exception("error in the worker's loop running %s", spec.name)
 
     def _has_task(self):
         return not self.tasks.empty()
@@ -165,6 +170,9 @@ class Executor:
                 # A cancel that landed between the user's code and here: still a cancel.
                 self.interruptible = False
                 results, result_frames, retryable = self.cancelled_returns(spec)
+            except BaseException as exc:     # zray's own error path failed: still an answer
+                self.interruptible = False
+                results, result_frames, retryable = self.internal_error_returns(spec, exc)
             self.interruptible = False
             self.flush_output()
             self.send_result(spec, results, result_frames, retryable)
@@ -226,6 +234,14 @@ class Executor:
                 # No error item: the next attempt goes on where the items it repeats end.
                 return [self._generator_index], [], True
             return (*self.error_returns(spec, self.task_error(spec, exc)), retryable)
+
+    def internal_error_returns(self, spec, exc):
+        """A failure in zray's handling of the task (not in the user's code): the owner still
+        gets an error, never silence."""
+        log.exception("error while running or reporting task %s", spec.name)
+        err = exceptions.RaySystemError(
+            f"zray failed while running task {spec.name}: {type(exc).__name__}: {_safe_str(exc)}")
+        return (*self.error_returns(spec, serialization.serialize_error(err)), False)
 
     def cancelled_returns(self, spec):
         err = exceptions.TaskCancelledError(spec.task_id)
@@ -312,7 +328,10 @@ class Executor:
         return [(VALUE_INLINE, 0, None)] * n, [layout]
 
     def task_error(self, spec, exc):
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        except Exception:    # a broken exception (its __str__ raises, ...): say what we can
+            tb = f"{type(exc).__name__}: {_safe_str(exc)}"
         if isinstance(exc, exceptions.RayTaskError):
             cause = exc.cause if exc.cause is not None else exc
         else:
@@ -326,8 +345,8 @@ class Executor:
             return sobj
         except Exception:
             err = exceptions.RayTaskError(spec.name, tb, exceptions.RayError(
-                f"{type(exc).__name__}: {exc} (the exception could not be pickled, so it is "
-                "reported as a RayError)"), os.getpid(), self.ip)
+                f"{type(exc).__name__}: {_safe_str(exc)} (the exception could not be pickled, "
+                "so it is reported as a RayError)"), os.getpid(), self.ip)
             return serialization.serialize(err, serialization.FLAG_ERROR)
 
     def _run_generator(self, spec, function, args, kwargs):
@@ -388,6 +407,16 @@ def _should_retry(retry_exceptions, exc):
     except Exception:
         return False
     return isinstance(exc, types)
+
+
+def _safe_str(exc):
+    """str(exc), or its repr, or its type's name: a user's exception may break both."""
+    for fn in (str, repr):
+        try:
+            return fn(exc)
+        except Exception:
+            pass
+    return f"<{type(exc).__name__} object: str() and repr() raised>"
 
 
 def _describe_len(value):

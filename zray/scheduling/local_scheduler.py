@@ -97,7 +97,7 @@ class Task:
 
 class Worker:
     __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked",
-                 "detached")
+                 "detached", "last_task")
 
     def __init__(self, worker_id, job_id):
         self.worker_id = worker_id
@@ -109,6 +109,7 @@ class Worker:
         self.held = {}              # resources held by the running task
         self.blocked = False
         self.detached = False       # hosts a detached actor: outlives its job
+        self.last_task = None       # the task it finished last, while it runs no other
 
 
 class LocalScheduler:
@@ -163,8 +164,10 @@ class LocalScheduler:
         worker = self.workers.get(worker_id)
         if worker is None or worker.task is None:
             return []
+        task = worker.task
         self._release(worker)
         worker.state = "idle"
+        worker.last_task = task
         self.idle[worker.job_id].append(worker)
         return self._schedule()
 
@@ -215,6 +218,12 @@ class LocalScheduler:
                 actions.append(Failed(task, "worker_died"))
             else:
                 actions.append(Cancelled(task))
+        elif worker.last_task is not None and worker.state == "idle" \
+                and not worker.last_task.orphaned:
+            # It said it finished, then died: its reply may have died with it (a worker's
+            # messages to the node and to the owner take different paths). The owner ignores
+            # this if the result did arrive; else the task is retried or fails, never waited on.
+            actions.append(Failed(worker.last_task, "worker_died"))
         worker.state = "dead"
         return actions + self._schedule()
 
@@ -248,6 +257,9 @@ class LocalScheduler:
         for tid in [t for t, task in self.infeasible.items() if task.spec.owner == owner]:
             del self.infeasible[tid]
         self._recount_demand()
+        for worker in self.workers.values():
+            if worker.last_task is not None and worker.last_task.spec.owner == owner:
+                worker.last_task = None
         actions = []
         for task in list(self.running.values()):
             if task.spec.owner == owner and task.worker is not None:
@@ -264,6 +276,7 @@ class LocalScheduler:
         self._recount_demand()
         actions = []
         for worker in [w for w in self.workers.values() if w.job_id == job_id and not w.detached]:
+            worker.last_task = None      # nobody waits for its results any more
             actions.append(KillWorker(worker))
         return actions
 
@@ -457,6 +470,7 @@ class LocalScheduler:
         task.gpu_grants = self.gpus.acquire(req.get(GPU, 0)) if req.get(GPU) else []
         worker.held = dict(req)
         worker.task = task
+        worker.last_task = None
         worker.state = "busy"
         task.worker = worker
         self.running[task.spec.task_id] = task
