@@ -117,6 +117,8 @@ class ActorExecution:
         (spec,) = payload
         if self.host is None:
             return      # cannot happen: callers learn our address only once the actor exists
+        if not isinstance(spec, TaskSpec):
+            raise TypeError(f"ACTOR_TASK carries a {type(spec).__name__}, not a TaskSpec")
         self.host.submit(spec, frames)
 
     def _on_actor_call(self, sender, payload, frames):

@@ -20,7 +20,7 @@ import traceback
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import return_object_id
-from ..scheduling.task_spec import ACTOR_CALL, ARG_VALUE, TASK
+from ..scheduling.task_spec import ACTOR_CALL, ARG_VALUE, TASK, TaskSpec
 from ..transport import wire
 from ..transport.zmq_transport import TransportClosed
 from .actor_host import _TERMINATE, ActorExecution
@@ -70,6 +70,8 @@ class Executor:
     # -- I/O thread --------------------------------------------------------------------------
     def _on_execute(self, sender, payload, frames):
         spec, gpu_grants = payload
+        if not isinstance(spec, TaskSpec):
+            raise TypeError(f"EXECUTE_TASK carries a {type(spec).__name__}, not a TaskSpec")
         self.tasks.put((spec, gpu_grants, frames))
 
     def _on_cancel(self, sender, payload, frames):
@@ -117,8 +119,8 @@ class Executor:
             spec, gpu_grants, frames = item
             if spec is _TERMINATE:
                 self.actors.exit_process()
-            kind = spec.kind
             try:
+                kind = spec.kind
                 if kind == TASK:
                     self.execute(spec, gpu_grants, frames)
                 elif kind == ACTOR_CALL:
@@ -128,7 +130,7 @@ class Executor:
             except TaskCancelled:      # a late interrupt, after the task had ended
                 pass
             except Exception:          # a bug of ours: the worker serves on (execute answered)
-                log.exception("error in the worker's loop running %s", spec.name)
+                log.exception("error in the worker's loop running %r", spec)
 
     def _has_task(self):
         return not self.tasks.empty()

@@ -213,9 +213,14 @@ class Inbox:
             budget -= 1
             try:
                 sender, msg_type, payload, frames = recv(_NOBLOCK)
+                handler = handlers.get(msg_type)
             except zmq.Again:
                 break
-            handler = handlers.get(msg_type)
+            except zmq.ZMQError:
+                raise
+            except Exception as exc:    # a malformed message: drop it, serve on
+                log_bad_frame(log, exc)
+                continue
             if handler is None:
                 continue
             try:
@@ -377,6 +382,23 @@ class Inbox:
         elif event.is_set():
             event.clear()      # set late by a callback of an earlier wait
         return event
+
+
+def log_bad_frame(logger, exc):
+    """Log a message that could not be decoded, naming its sender. The sender is read from the
+    transport's frame (Transport.recv had read the routing id when decoding failed): only an
+    authenticated peer gets this far (CURVE over TCP, the same user over ipc)."""
+    peer = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "recv" and "identity" in tb.tb_frame.f_locals:
+            identity = tb.tb_frame.f_locals["identity"]
+            if isinstance(identity, bytes):
+                from ..transport.zmq_transport import parse_identity
+                version, peer = parse_identity(identity)
+        tb = tb.tb_next
+    logger.warning("dropped a malformed message from %s: %s: %s", peer or "an unknown peer",
+                   type(exc).__name__, exc)
 
 
 class _Request:

@@ -105,6 +105,7 @@ class NodeDaemon:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self):
+        from ..core.inbox import log_bad_frame
         zmq = self.zmq
         recv = self.transport.recv
         handlers = self.services.handler_table
@@ -118,9 +119,12 @@ class NodeDaemon:
             for _ in range(10_000):
                 try:
                     sender, msg_type, payload, frames = recv(zmq.NOBLOCK)
+                    handler = handlers.get(msg_type)
                 except zmq.Again:
                     break
-                handler = handlers.get(msg_type)
+                except Exception as exc:   # one malformed message must not stop the node
+                    log_bad_frame(log, exc)
+                    continue
                 if handler is None:
                     continue
                 try:
