@@ -121,8 +121,16 @@ def test_after_the_fuzz_everyone_serves(targets):
     _still_serving(actor)
 
 
-def test_a_malformed_message_is_logged_with_its_sender(tmp_path, caplog):
+def test_a_malformed_message_is_logged_with_its_sender(tmp_path):
     import logging
+
+    class Capture(logging.Handler):
+        text = ""
+
+        def emit(self, record):
+            Capture.text += record.getMessage() + "\n"
+    capture = Capture(logging.WARNING)
+    logging.getLogger("zray.core").addHandler(capture)
     from zray.core.inbox import Inbox
     from zray.transport.zmq_transport import Transport
     transport = Transport(f"ipc://{tmp_path}/me")
@@ -134,12 +142,12 @@ def test_a_malformed_message_is_logged_with_its_sender(tmp_path, caplog):
     sock.connect(transport.address)
     try:
         sock.send(b"garbage")
-        with caplog.at_level(logging.WARNING, logger="zray.core"):
-            deadline = time.monotonic() + 10
-            while "malformed" not in caplog.text and time.monotonic() < deadline:
-                inbox.read_until(lambda: False, time.monotonic() + 0.2)
-        assert f"dropped a malformed message from {sender}" in caplog.text
+        deadline = time.monotonic() + 10
+        while "malformed" not in capture.text and time.monotonic() < deadline:
+            inbox.read_until(lambda: False, time.monotonic() + 0.2)
+        assert f"dropped a malformed message from {sender}" in capture.text
     finally:
+        logging.getLogger("zray.core").removeHandler(capture)
         sock.close(0)
         ctx.term()
         transport.close()
