@@ -426,7 +426,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "running", False))
     if args.node_file:
         from .local_node import write_node_file
+        from .processes import process_start_time
         write_node_file({"session": args.session, "address": daemon.address, "pid": os.getpid(),
+                         "start_time": process_start_time(os.getpid()),
                          "node_id": daemon.node_id,
                          "mesh_address": daemon.membership.mesh_address,
                          "secret_file": daemon.mesh.secret_file})

@@ -75,6 +75,8 @@ def _start(args):
     except (RuntimeError, ValueError) as exc:
         print(f"zray start: {exc}", file=sys.stderr)
         return 1
+    if args.block:
+        return _blocked_node_exit(info)
     if not args.block:
         print(f"zray node started (pid {info['pid']}, session {info['session']}).\n"
               "Connect with zray.init(address='auto'); stop with `zray stop`.")
@@ -83,6 +85,29 @@ def _start(args):
                   f"  zray start --address {info['mesh_address'][len('tcp://'):]} "
                   f"--secret-file {info.get('secret_file') or '<the cluster secret file>'}")
     return 0
+
+
+def _blocked_node_exit(info):
+    """`zray start --block` ends with its node: say how, and exit non-zero unless it was
+    stopped (SIGTERM / Ctrl-C, forwarded to it, or `zray stop`)."""
+    import os
+    import signal
+    code = info.get("exit_code")
+    if code == 0:
+        print(f"zray node (pid {info.get('pid')}) stopped")
+        return 0
+    if code is not None and code < 0:
+        try:
+            how = f"was killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+        status = 128 - code
+    else:
+        how, status = f"exited with code {code}", code or 1
+    logs = os.path.join(info.get("session") or "", "logs")
+    where = f"; its logs are in {logs}" if os.path.isdir(logs) else ""
+    print(f"zray start: the node daemon (pid {info.get('pid')}) {how}{where}", file=sys.stderr)
+    return status
 
 
 _LIST_COLUMNS = {

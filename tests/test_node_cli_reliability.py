@@ -1,0 +1,88 @@
+"""`zray start` / `zray stop` under faults (issue 10: defects 3, 8, 10)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def _cli(env, *args, timeout=60, check=False):
+    return subprocess.run([sys.executable, "-m", "zray.scripts.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, check=check)
+
+
+@pytest.fixture
+def env(tmp_path):
+    return dict(os.environ, ZRAY_TMPDIR=str(tmp_path))
+
+
+def test_stop_never_signals_a_process_that_reused_the_nodes_pid(env, tmp_path):
+    """A node file left by a crash names a pid that now belongs to someone else."""
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        root = tmp_path / f"zray-{os.getuid()}"
+        root.mkdir(mode=0o700)
+        session = root / "s1-abcdef"
+        session.mkdir()
+        (root / "node.json").write_text(json.dumps({
+            "session": str(session), "address": f"ipc://{session}/sock/node",
+            "pid": bystander.pid, "start_time": 1, "node_id": "x"}))
+        out = _cli(env, "stop")
+        assert out.returncode == 0, out.stderr
+        assert "no zray node was running" in out.stdout
+        time.sleep(0.2)
+        assert bystander.poll() is None, "zray stop signalled an unrelated process"
+        assert not (root / "node.json").exists()     # the stale file is gone
+        # Without a recorded start time (an older node file) the command line decides.
+        root.mkdir(mode=0o700, exist_ok=True)
+        (root / "node.json").write_text(json.dumps({
+            "session": str(session), "address": "x", "pid": bystander.pid, "node_id": "x"}))
+        _cli(env, "stop")
+        time.sleep(0.2)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_start_block_reports_its_daemons_death(env, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "zray.scripts.cli", "start", "--block",
+                             "--num-cpus", "1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        node_file = tmp_path / f"zray-{os.getuid()}" / "node.json"
+        deadline = time.monotonic() + 60
+        while not node_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = json.loads(node_file.read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        assert f"the node daemon (pid {pid}) was killed by signal 9 (SIGKILL)" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _cli(env, "stop")
+
+
+def test_start_block_then_stop_is_a_clean_exit(env, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "zray.scripts.cli", "start", "--block",
+                             "--num-cpus", "1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        node_file = tmp_path / f"zray-{os.getuid()}" / "node.json"
+        deadline = time.monotonic() + 60
+        while not node_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _cli(env, "stop").stdout.strip() == "zray node stopped"
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
