@@ -86,3 +86,30 @@ def test_start_block_then_stop_is_a_clean_exit(env, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_join_that_reaches_nobody_fails_with_the_cause(env, tmp_path):
+    """An unreachable seed (and a wrong secret, which looks the same): an error naming the
+    seed and the likely causes, a non-zero exit, and no node left running."""
+    from zray.node import local_node
+    port = local_node.free_port("127.0.0.1")       # nobody listens there
+    secret = tmp_path / "secret"
+    secret.write_text("a" * 64)
+    secret.chmod(0o600)
+    out = _cli(dict(env, ZRAY_JOIN_TIMEOUT_S="3"), "start", "--num-cpus", "1", "--address",
+               f"127.0.0.1:{port}", "--secret-file", str(secret), timeout=120)
+    assert out.returncode != 0
+    assert f"could not join the mesh through 127.0.0.1:{port}" in out.stderr
+    assert "secret" in out.stderr
+    assert "zray node started" not in out.stdout
+    assert _cli(env, "status").returncode != 0      # nothing runs
+
+
+def test_a_seed_listens_on_the_hosts_address_and_says_so(env):
+    from zray.node import local_node
+    out = _cli(env, "start", "--num-cpus", "1", "--port", str(local_node.free_port("0.0.0.0")))
+    try:
+        assert out.returncode == 0, out.stderr
+        assert "Listening for other nodes on" in out.stdout
+    finally:
+        _cli(env, "stop")

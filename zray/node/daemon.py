@@ -24,6 +24,9 @@ from ..transport.address import ipc_path
 from .zygote import Zygote
 
 log = logging.getLogger("zray.node")
+# A node joining a mesh must reach a member within this (ZRAY_JOIN_TIMEOUT_S overrides it,
+# e.g. for launchers that start every host at once, the seed maybe last).
+JOIN_TIMEOUT_S = float(os.environ.get("ZRAY_JOIN_TIMEOUT_S", "10"))
 EXIT_STATUS_WAIT_S = 2.0     # a dead worker's exit status from the zygote, at most this late
 DEATH_POLL_MS = 20           # the loop's poll while deaths wait for their status
 
@@ -104,8 +107,15 @@ class NodeDaemon:
         }
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self):
+    def run(self, announce=lambda: None):
+        """Serve until stopped; the exit code. `announce()` is called once the node serves:
+        at once, or, when it joins a mesh, once a member answered. A join that reaches nobody
+        within JOIN_TIMEOUT_S ends the node with an error naming the seeds (exit code 1)."""
         from ..core.inbox import log_bad_frame
+        joining = bool(self.args.join) and self.membership.in_mesh
+        if not joining:
+            announce()
+        join_deadline = time.monotonic() + JOIN_TIMEOUT_S
         zmq = self.zmq
         recv = self.transport.recv
         handlers = self.services.handler_table
@@ -140,7 +150,26 @@ class NodeDaemon:
                     self.on_process_exit(fd)
             if self._deaths:
                 self._report_deaths(now)
+            if joining:
+                if len(self.membership.live_nodes()) > 1:
+                    joining = False
+                    announce()
+                elif now > join_deadline:
+                    message = (
+                        f"zray node: could not join the mesh through {self.args.join} from "
+                        f"{self.membership.mesh_address} within {JOIN_TIMEOUT_S:.0f}s: no "
+                        "member answered. Is the address right and reachable from this host "
+                        "(and this node's IP reachable from there: --node-ip-address), and does "
+                        "this node have the cluster's secret (--secret-file or "
+                        "ZRAY_CLUSTER_SECRET)? A wrong secret looks the same: its peers "
+                        "cannot authenticate it.")
+                    log.error("%s", message)
+                    print(message, file=sys.stderr, flush=True)
+                    self.args.remove_session_on_exit = False   # its starter reads node.err
+                    self.shutdown()
+                    return 1
         self.shutdown()
+        return 0
 
     def send(self, address, msg_type, payload=(), frames=()):
         """Send; False when it failed. A closed transport (shutting down) is quiet; any other
@@ -424,21 +453,25 @@ def main(argv=None):
         raise
     # Stop at the next turn of the loop (at most the poll timeout away).
     signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "running", False))
-    if args.node_file:
-        from .local_node import write_node_file
-        from .processes import process_start_time
-        write_node_file({"session": args.session, "address": daemon.address, "pid": os.getpid(),
-                         "start_time": process_start_time(os.getpid()),
-                         "node_id": daemon.node_id,
-                         "mesh_address": daemon.membership.mesh_address,
-                         "secret_file": daemon.mesh.secret_file})
-    if args.ready_fd >= 0:
-        os.write(args.ready_fd, b"ready\n")
-        os.close(args.ready_fd)
+
+    def announce():
+        """The node serves (and, joining, has reached a member): say so to who started it."""
+        if args.node_file:
+            from .local_node import write_node_file
+            from .processes import process_start_time
+            write_node_file({"session": args.session, "address": daemon.address,
+                             "pid": os.getpid(), "start_time": process_start_time(os.getpid()),
+                             "node_id": daemon.node_id,
+                             "mesh_address": daemon.membership.mesh_address,
+                             "secret_file": daemon.mesh.secret_file})
+        if args.ready_fd >= 0:
+            os.write(args.ready_fd, b"ready\n")
+            os.close(args.ready_fd)
     try:
-        daemon.run()
+        code = daemon.run(announce)
     finally:
         daemon.shutdown()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
