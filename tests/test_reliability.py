@@ -324,3 +324,55 @@ def test_a_worker_that_dies_after_finishing_never_leaves_its_owner_waiting():
     scheduler.handle_task_finished("w")
     died = scheduler.handle_worker_died("w")
     assert [type(a) for a in died if isinstance(a, Failed)] == [Failed]
+
+
+# -- 2: the worker cap: actors do not count, the limit is named ---------------------------------------
+def test_many_actors_leave_room_for_tasks_and_the_cap_is_named(tmp_path):
+    import subprocess
+    import sys
+    code = (
+        "import time, zray\n"
+        "zray.init(num_cpus=4)\n"
+        "@zray.remote(num_cpus=0)\n"
+        "class A:\n"
+        "    def ping(self):\n"
+        "        return 1\n"
+        "actors = [A.remote() for _ in range(3)]\n"
+        "assert zray.get([a.ping.remote() for a in actors], timeout=120) == [1, 1, 1]\n"
+        "@zray.remote\n"
+        "def slow(t):\n"
+        "    time.sleep(t)\n"
+        "    return t\n"
+        "print(zray.get([slow.remote(0.5), slow.remote(0.5)], timeout=120))\n"
+        "zray.shutdown()\n")
+    env = dict(os.environ, ZRAY_MAX_WORKERS="1", ZRAY_TMPDIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[0.5,", "0.5]"]
+    assert "maximum of 1 task worker processes" in out.stderr
+    assert "ZRAY_MAX_WORKERS" in out.stderr
+
+
+# -- 11: a worker forked as its zygote dies does not outlive it ---------------------------------------
+def test_a_worker_whose_zygote_died_before_it_was_armed_exits():
+    import subprocess
+    import sys
+    code = (
+        "import os, time\n"
+        "from zray.node.zygote import start_child\n"
+        "r, w = os.pipe()\n"
+        "zygote = os.fork()\n"
+        "if zygote == 0:\n"
+        "    parent = os.getpid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(0.5)          # the zygote dies in this window\n"
+        "        os.write(w, b'lives' if start_child(parent) else b'exits')\n"
+        "        os._exit(0)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(zygote, 0)\n"
+        "os.close(w)\n"
+        "print(os.read(r, 10).decode())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    assert out.stdout.strip() == "exits", out.stderr

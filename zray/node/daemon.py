@@ -430,7 +430,8 @@ def parse_args(argv):
     p.add_argument("--driver-address", default=None)
     p.add_argument("--job-id", default=None)
     p.add_argument("--prestart", type=int, default=0)
-    p.add_argument("--max-workers", type=int, default=64)
+    p.add_argument("--max-workers", type=int, default=int(os.environ.get("ZRAY_MAX_WORKERS", "64")),
+                   help="task workers at most (actors' workers do not count); ZRAY_MAX_WORKERS")
     p.add_argument("--ready-fd", type=int, default=-1)
     p.add_argument("--remove-session-on-exit", action="store_true")
     p.add_argument("--node-file", default=None, help="where `zray start` finds this node")

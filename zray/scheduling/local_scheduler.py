@@ -45,6 +45,14 @@ class Infeasible:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerCapReached:
+    """Tasks of `task`'s job wait for a worker and the node runs `cap` task workers already
+    (once per job: the owner is warned, naming the limit)."""
+    task: "Task"
+    cap: int
+
+
+@dataclass(frozen=True, slots=True)
 class Cancelled:
     task: "Task"
 
@@ -126,6 +134,8 @@ class LocalScheduler:
         self.starting = collections.Counter()       # job_id -> workers being started
         self.running = {}                           # task_id -> Task
         self.queued_demand = {}                     # what the queued tasks will need, summed
+        self.at_cap = False                         # the last schedule wanted workers, capped
+        self.cap_warned = set()                     # jobs told about the worker cap
 
     # -- events --------------------------------------------------------------------------------
     def handle_task_submitted(self, task):
@@ -380,8 +390,10 @@ class LocalScheduler:
     def list_tasks(self):
         """What this node holds: queued, infeasible and running tasks."""
         out = []
+        reason = (f"waiting for a worker: this node runs its maximum of {self.max_workers} task "
+                  "workers (ZRAY_MAX_WORKERS)") if self.at_cap else None
         for queue in self.queues.values():
-            out.extend(_task_info(t, "PENDING") for t in queue)
+            out.extend(_task_info(t, "PENDING", reason) for t in queue)
         out.extend(_task_info(t, "INFEASIBLE") for t in self.infeasible.values())
         out.extend(_task_info(t, "RUNNING") for t in self.running.values())
         return out
@@ -439,14 +451,26 @@ class LocalScheduler:
                 actions.append(Dispatch(task, worker))
             if not queue:
                 del self.queues[cls]
+        self.at_cap = False
         if wanted:
             # Workers blocked in get() do not count: each lent its CPU, and a blocked parent
             # must never keep the children it waits for from getting a worker (deadlock).
-            blocked = sum(1 for w in self.workers.values() if w.blocked)
+            # Nor do actors' workers (as in Ray): the cap bounds the pool of task workers, and
+            # no number of actors may keep a plain task from running.
+            in_pool = sum(1 for w in self.workers.values()
+                          if not w.blocked and w.state != "actor")
+            starting = sum(self.starting.values())
         for job_id, n in wanted.items():
-            while (self.starting[job_id] < n and
-                   len(self.workers) - blocked + sum(self.starting.values()) < self.max_workers):
+            while self.starting[job_id] < n:
+                if in_pool + starting >= self.max_workers:
+                    self.at_cap = True
+                    if job_id not in self.cap_warned:
+                        self.cap_warned.add(job_id)
+                        head = next(q[0] for c, q in self.queues.items() if c[0] == job_id and q)
+                        actions.append(WorkerCapReached(head, self.max_workers))
+                    break
                 self.starting[job_id] += 1
+                starting += 1
                 actions.append(StartWorker(job_id))
         return actions
 
@@ -500,11 +524,14 @@ def _in_a_group(units):
     return any("_group_" in name for name in units)
 
 
-def _task_info(task, state):
+def _task_info(task, state, reason=None):
     from .resources import from_units
     spec = task.spec
     worker = task.worker
-    return {"task_id": spec.task_id.hex(), "name": spec.name, "state": state,
+    info = {"task_id": spec.task_id.hex(), "name": spec.name, "state": state,
             "job_id": spec.job_id, "attempt": spec.attempt,
             "resources": from_units(spec.resources),
             "worker_pid": worker.pid if worker is not None else None}
+    if reason:
+        info["pending_reason"] = reason
+    return info
