@@ -287,7 +287,7 @@ def get(object_refs, *, timeout=None):
         return objects.get([object_refs], timeout)[0]
     # Ray raises ValueError for anything that is not a ref or a list of refs.
     if isinstance(object_refs, ObjectRefGenerator):
-        raise ValueError("get() of an ObjectRefGenerator is not allowed; iterate it and get each ref")
+        raise TypeError("get() of an ObjectRefGenerator is not allowed; iterate it and get each ref")
     if isinstance(object_refs, (list, tuple)):
         for r in object_refs:
             if not isinstance(r, ObjectRef):
