@@ -118,7 +118,7 @@ def test_two_clusters_on_one_host_then_stop_cleans_up(node):
     zray_cli, driver, tmp = node
     from zray.node import local_node
     port = local_node.free_port("127.0.0.1")
-    zray_cli("start", "--num-cpus", "1", "--port", str(port))
+    zray_cli("start", "--num-cpus", "1", "--port", str(port), "--node-ip-address", "127.0.0.1")
     ambiguous = zray_cli("status", check=False)
     assert ambiguous.returncode != 0 and "2 zray clusters run on this host" in ambiguous.stderr
     assert f"127.0.0.1:{port}" in ambiguous.stderr

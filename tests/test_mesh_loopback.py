@@ -84,7 +84,7 @@ def test_joining_without_the_secret_is_refused(tmp_path):
     port = local_node.free_port("127.0.0.1")
     seed = tmp_path / "seed"
     seed.mkdir()
-    _cli(seed, "start", "--num-cpus", "1", "--port", str(port))
+    _cli(seed, "start", "--num-cpus", "1", "--port", str(port), "--node-ip-address", "127.0.0.1")
     try:
         other = tmp_path / "other"
         other.mkdir()

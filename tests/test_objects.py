@@ -68,9 +68,9 @@ def test_get_timeout_raises_get_timeout_error(cluster):
 
 
 def test_get_rejects_bad_input(cluster):
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError):     # as Ray (issue 10)
         zray.get(3)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError):
         zray.get([zray.put(1), 2])
     with pytest.raises(ValueError):
         zray.get(zray.put(1), timeout=-1)

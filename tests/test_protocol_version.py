@@ -3,6 +3,7 @@
 The lying peers here are raw pyzmq sockets that claim another version (or none, as zray's
 protocol 1-2 did) in their routing id; the zray side is a real Transport.
 """
+import os
 import pickle
 import time
 
@@ -118,3 +119,72 @@ def test_refusal_reaches_the_refused_process_and_fails_later_sends(zray_transpor
     assert f"protocol version {wire.PROTOCOL_VERSION}" in str(error)
     with pytest.raises(ProtocolMismatchError):
         zray_transport.send(peer_address, wire.CLUSTER_INFO, (2,))
+
+
+def _liar_daemon(ctx, address, version=99):
+    """A raw 'node daemon' of another version: it refuses whatever it is sent, as a zray
+    transport of that version would (PROTOCOL_MISMATCH naming both versions)."""
+    import threading
+    inbox = ctx.socket(zmq.ROUTER)
+    inbox.bind(address)
+    out = ctx.socket(zmq.DEALER)
+    out.setsockopt(zmq.IDENTITY, b"zray%d " % version + address.encode())
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            if inbox.poll(50):
+                identity, *_ = inbox.recv_multipart()
+                their_version, sender = parse_identity(identity)
+                if not out.get(zmq.LAST_ENDPOINT):
+                    out.connect(sender)
+                out.send(pickle.dumps((wire.PROTOCOL_MISMATCH,
+                                       (their_version, version, "9.9.9", "refused"))))
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def test_requests_to_a_peer_of_another_version_fail_at_once(tmp_path):
+    """The inbox fails every request waiting on a peer that refused us, naming both versions
+    (issue 10, d), instead of waiting for the request's timeout."""
+    from zray.core.inbox import Inbox
+    ctx = zmq.Context()
+    liar = f"ipc://{tmp_path}/liar"
+    stop, thread = _liar_daemon(ctx, liar)
+    transport = Transport(f"ipc://{tmp_path}/me")
+    inbox = Inbox(transport, lambda: False, lambda: None, lambda: False)
+    inbox.start()
+    try:
+        with pytest.raises(ProtocolMismatchError) as info:
+            inbox.rpc(liar, wire.CLUSTER_INFO, (), timeout=60)
+        assert "protocol version 99" in str(info.value)
+        assert f"protocol version {wire.PROTOCOL_VERSION}" in str(info.value)
+        with pytest.raises(ProtocolMismatchError):     # and every later request
+            inbox.rpc(liar, wire.CLUSTER_INFO, (), timeout=60)
+    finally:
+        stop.set()
+        thread.join()
+        inbox.stop()
+        transport.close()
+        ctx.destroy(linger=0)
+
+
+def test_init_against_a_node_of_another_version_names_both(tmp_path, monkeypatch):
+    import zray
+    from zray.node import local_node
+    ctx = zmq.Context()
+    (tmp_path / "sock").mkdir()
+    (tmp_path / "logs").mkdir()
+    liar = f"ipc://{tmp_path}/sock/node"
+    stop, thread = _liar_daemon(ctx, liar, version=7)
+    monkeypatch.setattr(local_node, "read_node_file", lambda *a, **k: {
+        "session": str(tmp_path), "address": liar, "pid": os.getpid(), "node_id": "x" * 28})
+    try:
+        with pytest.raises(ProtocolMismatchError, match="protocol version 7"):
+            zray.init(address="auto")
+        assert not zray.is_initialized()
+    finally:
+        stop.set()
+        thread.join()
+        ctx.destroy(linger=0)

@@ -300,7 +300,7 @@ def test_dead_worker_retries_exhausted(ray_start, tmp_path):
 # -- serialization ------------------------------------------------------------------------------
 def test_unpicklable_argument_raises_at_call_site(shared_cluster):
     @zray.remote
-    def f(x):
+    def f(x, kw=None):
         return 1
 
     with pytest.raises(TypeError) as info:
@@ -423,9 +423,9 @@ def test_invalid_get_timeout(shared_cluster, timeout, error):
 
 
 def test_get_of_non_ref(shared_cluster):
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError):     # as Ray (issue 10)
         zray.get(1)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError):
         zray.get([zray.put(1), 2])
 
 

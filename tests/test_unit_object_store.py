@@ -80,3 +80,42 @@ def test_a_retry_finds_its_result_already_stored(store):
     store.create(b"half", 10, "o", "w")
     with pytest.raises(ValueError):
         store.create(b"half", 10, "o", "other")
+
+
+def test_a_full_disk_loses_nothing_and_spilling_resumes_when_space_returns(store, tmp_path,
+                                                                         monkeypatch):
+    """Issue 10, defect 6: OutOfDiskError naming the directory and the bytes, no partial file,
+    the object stays a spill candidate, and a later allocation spills once there is room."""
+    import builtins
+    import errno
+    from zray.exceptions import OutOfDiskError
+    from zray.store import object_store
+    half = CAP // 2 + 1024
+    put(store, b"a", half, 1)
+    real_open = builtins.open
+
+    class FullDisk:
+        def __init__(self, path, mode):
+            self.f = real_open(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(bytes(data[:100]))     # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(object_store, "open", FullDisk, raising=False)
+    with pytest.raises(OutOfDiskError, match=f"{tmp_path}.*{half} bytes"):
+        store.create(b"b", half, "owner", "writer")
+    assert list(tmp_path.iterdir()) == []                  # no partial spill file
+    off, size = store.pin(b"a", "reader")                  # nothing lost
+    assert size == half and store.view[off] == 1
+    store.unpin(b"a", "reader")
+    monkeypatch.undo()                                      # space is back
+    put(store, b"b", half, 2)
+    assert store.stats()["spill_count"] == 1
+    off, _ = store.pin(b"a", "reader")                     # restored from disk, intact
+    assert store.view[off] == 1 and store.view[off + half - 1] == 1

@@ -117,3 +117,30 @@ def test_job_finished_kills_its_workers_and_drops_its_queue():
     actions = s.handle_job_finished("a")
     assert kinds(actions) == ["kill_worker"]
     assert s.num_queued() == 0
+
+
+# -- issue 10, defect 2: the worker cap ---------------------------------------------------------------
+def test_actors_do_not_count_against_the_worker_cap():
+    """Once max_workers actors exist, a plain task still gets a worker (as in Ray)."""
+    from zray.scheduling.local_scheduler import WorkerCapReached
+    s = LocalScheduler(to_units({"CPU": 100}), max_workers=2)
+    for i in range(2):                       # two actors took the two pool workers
+        started(s, f"a{i}")
+        s.handle_task_submitted(Task(spec(i, CPU=0.001), []))
+        s.handle_actor_started(f"a{i}", {}, False)
+    actions = s.handle_task_submitted(Task(spec(9), []))
+    assert [type(a) for a in actions] == [StartWorker]
+    assert not any(isinstance(a, WorkerCapReached) for a in actions)
+
+
+def test_the_worker_cap_is_said_once_per_job_and_shown_in_the_task_list():
+    from zray.scheduling.local_scheduler import WorkerCapReached
+    s = LocalScheduler(to_units({"CPU": 100}), max_workers=1)
+    assert [type(a) for a in s.handle_task_submitted(Task(spec(1), []))] == [StartWorker]
+    actions = s.handle_task_submitted(Task(spec(2), []))
+    capped = [a for a in actions if isinstance(a, WorkerCapReached)]
+    assert len(capped) == 1 and capped[0].cap == 1
+    assert not [a for a in s.handle_task_submitted(Task(spec(3), []))
+                if isinstance(a, WorkerCapReached)]
+    pending = [t for t in s.list_tasks() if t["state"] == "PENDING"]
+    assert pending and all("maximum of 1 task workers" in t["pending_reason"] for t in pending)

@@ -100,6 +100,8 @@ def _method_table(cls):
         options = dict(getattr(fn, "__zray_method_options__", {}))
         options["is_async"] = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         options["is_generator"] = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        static = isinstance(inspect.getattr_static(cls, name, None), staticmethod)
+        options["shape"] = opts.call_shape(fn, bound=inspect.isfunction(fn) and not static)
         table[name] = options
     return table
 
@@ -111,6 +113,8 @@ class ActorClass:
         self._options = actor_options
         self._methods = _method_table(cls)
         self._is_async = any(m["is_async"] for m in self._methods.values())
+        self._init_shape = opts.call_shape(cls.__init__, bound=True) \
+            if cls.__init__ is not object.__init__ else ((), 0, 0, False, (), (), False)
         self._pickled = None
         self._class_id = None
         self.__name__ = cls.__name__
@@ -144,6 +148,7 @@ class ActorClass:
 
     def _remote(self, args, kwargs, actor_options):
         from .util.placement_group import apply_group, in_placement_group
+        opts.check_call(self._init_shape, args, kwargs, self.__name__)
         rt = _facade.current(autostart=True)
         core = get_runtime()
         class_id = self._export(core)
@@ -255,6 +260,7 @@ class ActorMethod:
         if core is None:
             _facade.current()     # raises: zray is not initialized
         options = {**self._method_options, **self._call_options}
+        opts.check_call(options.get("shape"), args, kwargs, self._name)
         num_returns = options.get("num_returns")
         if num_returns is None:
             num_returns = "streaming" if options.get("is_generator") else 1

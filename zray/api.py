@@ -267,14 +267,17 @@ def get(object_refs, *, timeout=None):
     objects = _runtime().objects
     if isinstance(object_refs, ObjectRef):
         return objects.get([object_refs], timeout)[0]
+    # Ray raises ValueError for anything that is not a ref or a list of refs.
     if isinstance(object_refs, ObjectRefGenerator):
         raise TypeError("get() of an ObjectRefGenerator is not allowed; iterate it and get each ref")
     if isinstance(object_refs, (list, tuple)):
         for r in object_refs:
             if not isinstance(r, ObjectRef):
-                raise TypeError(f"get() expects ObjectRefs, got {type(r).__name__} in the list")
+                raise ValueError(f"'object_refs' must either be an ObjectRef or a list of ObjectRefs, "
+                                 f"got {type(r).__name__} in the list")
         return objects.get(list(object_refs), timeout)
-    raise TypeError(f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
+    raise ValueError(f"'object_refs' must either be an ObjectRef or a list of ObjectRefs, got "
+                     f"{type(object_refs).__name__}")
 
 
 def put(value, *, _owner=None):

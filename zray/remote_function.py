@@ -22,6 +22,7 @@ class RemoteFunction:
         self._pickled = None
         self._function_id = None
         self._is_generator = inspect.isgeneratorfunction(function)
+        self._shape = opts.call_shape(function)
         self.__name__ = getattr(function, "__name__", "remote_function")
         self.__qualname__ = getattr(function, "__qualname__", self.__name__)
         self.__doc__ = getattr(function, "__doc__", None)
@@ -57,6 +58,7 @@ class RemoteFunction:
         return self._function_id
 
     def _remote(self, args, kwargs, task_options):
+        opts.check_call(self._shape, args, kwargs, self.__name__)
         core = get_runtime()
         if core is None:
             _facade.current(autostart=True)

@@ -81,7 +81,8 @@ class Cluster:
         if object_store_memory:
             args += ["--object-store-memory", str(object_store_memory)]
         if self.secret is None:
-            cli(d, *args, "--port", str(self.port), env_extra=env)
+            cli(d, *args, "--port", str(self.port), "--node-ip-address", "127.0.0.1",
+                env_extra=env)
             self.secret = node_file_of(d)["secret_file"]
         else:
             cli(d, *args, "--address", f"127.0.0.1:{self.port}", "--secret-file", str(self.secret),

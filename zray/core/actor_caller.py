@@ -25,6 +25,7 @@ from . import owner_table as ot
 ALIVE = "ALIVE"
 RESTARTING = "RESTARTING"
 DEAD = "DEAD"
+EXITED = "EXITED"      # from the actor itself, after its last reply to this caller
 _NUM_RETURNS = {"streaming": STREAMING, "dynamic": DYNAMIC}
 
 
@@ -41,9 +42,12 @@ assert TaskSpec.__slots__ == (
     "extra", "kind"), "TaskSpec changed: update spec_fields"
 
 
+EXIT_GRACE_S = 5.0   # an actor that exited: how long its last replies may trail the node's DEAD
+
+
 class _ActorState:
     __slots__ = ("actor_id", "address", "state", "queue", "inflight", "death_layout", "lock",
-                 "meta", "creation")
+                 "meta", "creation", "goodbye")
 
     def __init__(self, actor_id, meta):
         self.actor_id = actor_id
@@ -55,6 +59,7 @@ class _ActorState:
         self.lock = threading.RLock()
         self.meta = meta
         self.creation = None                 # the creation task, when this process created it
+        self.goodbye = False                 # the actor's own EXITED came: every reply is here
 
 
 log = logging.getLogger("zray.core")
@@ -165,17 +170,42 @@ class ActorCaller:
         self.owner.complete_with_error_layout(pending, layout)
 
     def on_actor_state(self, sender, payload, frames):
+        """A notice of the actor's state: from its home node (ALIVE, RESTARTING, DEAD, MOVED),
+        or from the actor itself as it exits (EXITED: sent after every reply to us, on the
+        same path, so every reply it will ever send us is here). DEAD is final: nothing after
+        it changes the state (a kill made it DEAD here at once; notices may come late)."""
         actor_id, new_state, address, message = payload[:4]
         state = self.actor_states.get(actor_id)
         if state is None:
             return
+        if new_state == EXITED:
+            self._exited(state, message)
+            return
         home = payload[4] if len(payload) > 4 else None
+        exited = len(payload) > 5 and payload[5]
         if home and state.meta is not None:
             state.meta["home"] = home       # a detached actor's record moved to its host
         if new_state == "MOVED":
-            self.send(home, wire.SUBSCRIBE_ACTOR, (actor_id,))
+            if state.state != DEAD:
+                self.send(home, wire.SUBSCRIBE_ACTOR, (actor_id,))
             return
         with state.lock:
+            if state.state == DEAD:
+                return
+            if new_state == DEAD and exited and not state.goodbye and state.inflight:
+                # It exited by itself (exit_actor, __ray_terminate__) after answering the calls
+                # before that; its replies come straight from it and this notice through its
+                # node, so it may overtake them: calls in flight wait for their replies, or its
+                # EXITED, or EXIT_GRACE_S.
+                state.state = DEAD
+                state.address = None
+                state.death_layout = self._death_layout(message, frames)
+                self._flush(state)
+                timer = threading.Timer(EXIT_GRACE_S, self._exited, (state, None))
+                timer.daemon = True
+                timer.start()
+                self._end_creation(state)
+                return
             state.state = new_state
             state.address = address if new_state == ALIVE else None
             if new_state == ALIVE:
@@ -189,9 +219,7 @@ class ActorCaller:
                 for pending in inflight:
                     self._fail_actor_call(pending, state)
                 self._flush(state)
-                if state.creation is not None:
-                    self.owner.finish(state.creation)
-                    state.creation = None
+                self._end_creation(state)
                 return
             retry = []
             for action in self.owner.table.actor_restarting(inflight, message):
@@ -200,6 +228,28 @@ class ActorCaller:
                 else:
                     self.owner.carry_out(action)
             state.queue.extendleft(reversed(retry))
+
+    def _end_creation(self, state):
+        if state.creation is not None:
+            self.owner.finish(state.creation)
+            state.creation = None
+
+    def _exited(self, state, message):
+        """The actor's own goodbye (or the grace after its DEAD): calls still in flight were
+        never answered, and fail."""
+        with state.lock:
+            state.goodbye = True
+            if state.state != DEAD:
+                state.state = DEAD
+                state.address = None
+                state.death_layout = self._death_layout(
+                    message or "The actor exited (exit_actor or __ray_terminate__)", ())
+            inflight = list(state.inflight.values())
+            state.inflight.clear()
+            for pending in inflight:
+                self._fail_actor_call(pending, state)
+            self._flush(state)
+            self._end_creation(state)
 
     def _death_layout(self, message, frames):
         cause = None
@@ -211,6 +261,7 @@ class ActorCaller:
                     cause = cause.as_instanceof_cause()
             except Exception:
                 cause = None
+        message = message or "The actor died"
         text = message if cause is None else f"{message}\n{cause}"
         return serialization.serialize_error(exceptions.ActorDiedError(text, cause)).to_bytes()
 
@@ -259,7 +310,27 @@ class ActorCaller:
                               (name, namespace or self.context.namespace))
 
     def kill_actor(self, actor_id, no_restart, meta=None):
+        """zray.kill: with no_restart the actor is dead for this process at once, as in Ray
+        (calls queued or in flight fail, later ones too), whatever order the node's notices
+        come in; the node kills its worker."""
         self.send(self.home(meta), wire.KILL_ACTOR, (actor_id, no_restart))
+        if not no_restart:
+            return
+        state = self._actor_state(actor_id, meta, subscribe=False)
+        with state.lock:
+            if state.state == DEAD:
+                return
+            state.state = DEAD
+            state.address = None
+            name = (meta or {}).get("class_name", "Actor")
+            state.death_layout = serialization.serialize_error(exceptions.ActorDiedError(
+                f"The actor {name} ({actor_id.hex()}) was killed with zray.kill")).to_bytes()
+            inflight = list(state.inflight.values())
+            state.inflight.clear()
+            for pending in inflight:
+                self._fail_actor_call(pending, state)
+            self._flush(state)
+            self._end_creation(state)
 
     def list_actors(self):
         return self.inbox.rpc(self.context.daemon, wire.LIST_ACTORS, ())

@@ -107,6 +107,7 @@ class ActorExecution:
         self.executor = executor
         self.core = core
         self.host = None           # the ActorHost, once the constructor ran
+        self.callers = set()       # who called: told EXITED after our last reply (exit_process)
         inbox = core.inbox
         inbox.handle(wire.ACTOR_TASK, self._on_actor_task)
         inbox.handle(wire.ACTOR_CALL, self._on_actor_call)
@@ -116,12 +117,16 @@ class ActorExecution:
         (spec,) = payload
         if self.host is None:
             return      # cannot happen: callers learn our address only once the actor exists
+        if not isinstance(spec, TaskSpec):
+            raise TypeError(f"ACTOR_TASK carries a {type(spec).__name__}, not a TaskSpec")
         self.host.submit(spec, frames)
 
     def _on_actor_call(self, sender, payload, frames):
         if self.host is None:
             return
-        self.host.submit(TaskSpec(*payload), frames)
+        spec = TaskSpec(*payload)
+        self.callers.add(spec.owner)
+        self.host.submit(spec, frames)
 
     def _on_terminate(self, sender, payload, frames):
         """No handle remains: end after the calls already queued."""
@@ -188,6 +193,8 @@ class ActorExecution:
         except ActorExit:
             results, result_frames, retryable = executor.store_returns(spec, None) + (False,)
             exiting = True
+        except Exception as exc:      # zray's own error path failed: the caller still hears
+            results, result_frames, retryable = executor.internal_error_returns(spec, exc)
         finally:
             if serial:
                 executor.end()
@@ -199,29 +206,65 @@ class ActorExecution:
     async def execute_call_async(self, spec, frames):
         executor = self.executor
         exiting = False
+        items = [0]        # a streaming call's items sent so far (calls interleave: not shared)
         try:
             function = self.host.method(spec.extra["method"])
             args, kwargs = executor.resolve_args(spec, frames)
             value = function(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
-            results, result_frames = executor.store_returns(spec, value)
+            if spec.streaming:
+                results, result_frames = await self._stream_async(spec, value, items)
+            else:
+                if inspect.isawaitable(value):
+                    value = await value
+                elif inspect.isasyncgen(value):
+                    raise TypeError(f"{spec.name} is an async generator: call it with "
+                                    "num_returns='streaming' (the default for generators)")
+                results, result_frames = executor.store_returns(spec, value)
         except ActorExit:
-            results, result_frames = executor.store_returns(spec, None)
+            results, result_frames = executor.store_returns(spec, None) if not spec.streaming \
+                else ([items[0]], [])
             exiting = True
         except asyncio.CancelledError:
             err = exceptions.TaskCancelledError(spec.task_id)
-            results, result_frames = executor.error_returns(spec, serialization.serialize_error(err))
+            results, result_frames = executor.error_returns(spec, serialization.serialize_error(err),
+                                                            items[0])
         except BaseException as exc:
-            results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc))
+            results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc),
+                                                            items[0])
         executor.send_result(spec, results, result_frames, False)
         if exiting:
             self.exit_process()
+
+    async def _stream_async(self, spec, gen, items):
+        """A streaming call of an async actor: each item goes to the caller as it comes."""
+        if inspect.isawaitable(gen):
+            gen = await gen
+        if inspect.isasyncgen(gen):
+            async for value in gen:
+                self.executor.send_generator_item(spec, items[0], value)
+                items[0] += 1
+        elif inspect.isgenerator(gen):
+            for value in gen:
+                self.executor.send_generator_item(spec, items[0], value)
+                items[0] += 1
+        else:
+            raise TypeError(f"{spec.name} was called with num_returns='streaming' but is not a "
+                            "generator")
+        return [items[0]], []
 
     def exit_process(self):
         """Leave now: tell the node first so it does not restart us, flush, and go."""
         core = self.core
         core.send(core.actors.home(self.host.meta), wire.ACTOR_EXITING, (self.host.actor_id,))
+        # Each caller hears it from us too, after our last reply to it (same path, in order):
+        # the node's DEAD may overtake those replies (actor_caller.py).
+        for caller in list(self.callers):
+            try:
+                core.send(caller, wire.ACTOR_STATE, (self.host.actor_id, "EXITED", None,
+                          f"The actor {self.host.class_name} exited (exit_actor or "
+                          "__ray_terminate__)"))
+            except Exception:    # logged by send(); the caller falls back on a grace period
+                pass
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

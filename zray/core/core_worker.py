@@ -84,6 +84,7 @@ class CoreWorker:
         inbox.handle(wire.WARNING, self._on_warning)
         inbox.handle(wire.CLIENT_DIED, self._on_client_died)
         inbox.handle(wire.NODE_DIED, self._on_node_died)
+        inbox.refused_hooks.append(self._on_refused)
 
     def connect(self, pid):
         context = self.context
@@ -91,7 +92,7 @@ class CoreWorker:
             context.kind, self.address, pid, context.job_id, context.worker_id,
             self.driver_address))
         self.store = StoreClient(self, self.node_info)
-        self.objects.attach_store(self.store, self.node_info["node_id"])
+        self.objects.attach_store(self.store, self.node_info["node_id"], context.daemon)
         return self.node_info
 
     # -- what the store client and the public layer use ----------------------------------------
@@ -214,11 +215,12 @@ class CoreWorker:
             self.driver_address = None
         self.transport.forget(address)
         self.refs.drop_borrower_everywhere(address)
-        # Borrowed objects whose owner died can never be resolved.
-        from .. import exceptions
-        for oid in self.objects.orphans_of(address, self.refs.owner_of):
-            self.objects.set_error(oid, exceptions.OwnerDiedError(
-                oid.hex(), f"The owner of object {oid.hex()} ({address}) died"))
+        # Borrowed objects whose owner died can never be resolved (now or later).
+        self.objects.owner_died(address, self.refs.owner_of)
+
+    def _on_refused(self, peer, error):
+        """A peer of another zray version refused us: what we wait for from it fails."""
+        self.objects.owner_refused(peer, error, self.refs.owner_of)
 
     def _on_node_died(self, sender, payload, frames):
         """A node of the mesh is gone, with every process on it."""

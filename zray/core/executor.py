@@ -20,7 +20,7 @@ import traceback
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import return_object_id
-from ..scheduling.task_spec import ACTOR_CALL, ARG_VALUE, TASK
+from ..scheduling.task_spec import ACTOR_CALL, ARG_VALUE, TASK, TaskSpec
 from ..transport import wire
 from ..transport.zmq_transport import TransportClosed
 from .actor_host import _TERMINATE, ActorExecution
@@ -70,6 +70,8 @@ class Executor:
     # -- I/O thread --------------------------------------------------------------------------
     def _on_execute(self, sender, payload, frames):
         spec, gpu_grants = payload
+        if not isinstance(spec, TaskSpec):
+            raise TypeError(f"EXECUTE_TASK carries a {type(spec).__name__}, not a TaskSpec")
         self.tasks.put((spec, gpu_grants, frames))
 
     def _on_cancel(self, sender, payload, frames):
@@ -117,13 +119,18 @@ class Executor:
             spec, gpu_grants, frames = item
             if spec is _TERMINATE:
                 self.actors.exit_process()
-            kind = spec.kind
-            if kind == TASK:
-                self.execute(spec, gpu_grants, frames)
-            elif kind == ACTOR_CALL:
-                self.actors.execute_call(spec, frames)
-            else:
-                self.actors.create_instance(spec, frames)
+            try:
+                kind = spec.kind
+                if kind == TASK:
+                    self.execute(spec, gpu_grants, frames)
+                elif kind == ACTOR_CALL:
+                    self.actors.execute_call(spec, frames)
+                else:
+                    self.actors.create_instance(spec, frames)
+            except TaskCancelled:      # a late interrupt, after the task had ended
+                pass
+            except Exception:          # a bug of ours: the worker serves on (execute answered)
+                log.exception("error in the worker's loop running %r", spec)
 
     def _has_task(self):
         return not self.tasks.empty()
@@ -165,6 +172,9 @@ class Executor:
                 # A cancel that landed between the user's code and here: still a cancel.
                 self.interruptible = False
                 results, result_frames, retryable = self.cancelled_returns(spec)
+            except BaseException as exc:     # zray's own error path failed: still an answer
+                self.interruptible = False
+                results, result_frames, retryable = self.internal_error_returns(spec, exc)
             self.interruptible = False
             self.flush_output()
             self.send_result(spec, results, result_frames, retryable)
@@ -226,6 +236,14 @@ class Executor:
                 # No error item: the next attempt goes on where the items it repeats end.
                 return [self._generator_index], [], True
             return (*self.error_returns(spec, self.task_error(spec, exc)), retryable)
+
+    def internal_error_returns(self, spec, exc):
+        """A failure in zray's handling of the task (not in the user's code): the owner still
+        gets an error, never silence."""
+        log.exception("error while running or reporting task %s", spec.name)
+        err = exceptions.RaySystemError(
+            f"zray failed while running task {spec.name}: {type(exc).__name__}: {_safe_str(exc)}")
+        return (*self.error_returns(spec, serialization.serialize_error(err)), False)
 
     def cancelled_returns(self, spec):
         err = exceptions.TaskCancelledError(spec.task_id)
@@ -298,10 +316,12 @@ class Executor:
                 self.send(ref._owner, wire.ADD_BORROWER, (ref._id, receiver, 1))
         return contained
 
-    def error_returns(self, spec, sobj):
+    def error_returns(self, spec, sobj, index=None):
         if spec.streaming:
-            # The error becomes the next item of the stream, then the stream ends.
-            index = self._generator_index
+            # The error becomes the next item of the stream, then the stream ends (`index`:
+            # where, for a call that counts its own items, as async actor calls do).
+            if index is None:
+                index = self._generator_index
             result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames := [])
             self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
             return [index + 1], []
@@ -310,7 +330,10 @@ class Executor:
         return [(VALUE_INLINE, 0, None)] * n, [layout]
 
     def task_error(self, spec, exc):
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        except Exception:    # a broken exception (its __str__ raises, ...): say what we can
+            tb = f"{type(exc).__name__}: {_safe_str(exc)}"
         if isinstance(exc, exceptions.RayTaskError):
             cause = exc.cause if exc.cause is not None else exc
         else:
@@ -324,8 +347,8 @@ class Executor:
             return sobj
         except Exception:
             err = exceptions.RayTaskError(spec.name, tb, exceptions.RayError(
-                f"{type(exc).__name__}: {exc} (the exception could not be pickled, so it is "
-                "reported as a RayError)"), os.getpid(), self.ip)
+                f"{type(exc).__name__}: {_safe_str(exc)} (the exception could not be pickled, "
+                "so it is reported as a RayError)"), os.getpid(), self.ip)
             return serialization.serialize(err, serialization.FLAG_ERROR)
 
     def _run_generator(self, spec, function, args, kwargs):
@@ -335,12 +358,16 @@ class Executor:
             raise TypeError(f"{spec.name} was called with num_returns='streaming' but is not a generator")
         for value in gen:
             index = self._generator_index
-            sobj = serialization.serialize(value)
-            frames = []
-            result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames)
-            self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
+            self.send_generator_item(spec, index, value)
             self._generator_index = index + 1
         return [self._generator_index], []
+
+    def send_generator_item(self, spec, index, value):
+        """Item `index` of a streaming task, to its owner as soon as it is produced."""
+        sobj = serialization.serialize(value)
+        frames = []
+        result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames)
+        self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
 
     def _set_gpus(self, gpu_grants):
         ids = [i for i, _ in gpu_grants]
@@ -382,6 +409,16 @@ def _should_retry(retry_exceptions, exc):
     except Exception:
         return False
     return isinstance(exc, types)
+
+
+def _safe_str(exc):
+    """str(exc), or its repr, or its type's name: a user's exception may break both."""
+    for fn in (str, repr):
+        try:
+            return fn(exc)
+        except Exception:
+            pass
+    return f"<{type(exc).__name__} object: str() and repr() raised>"
 
 
 def _describe_len(value):

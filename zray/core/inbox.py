@@ -49,6 +49,8 @@ class Inbox:
         self._posted = collections.deque()   # finalizers' work; popped one by one (any thread)
         self._init_reading()
         self.io_thread = None
+        self.refused_hooks = []              # fn(peer, error): a peer refused us (versions)
+        self.handlers[wire.PROTOCOL_MISMATCH] = self._on_protocol_mismatch
 
     # -- the handler table -------------------------------------------------------------------------
     def handle(self, msg_type, handler):
@@ -79,7 +81,7 @@ class Inbox:
     def rpc(self, address, msg_type, payload, frames=(), timeout=RPC_TIMEOUT_S):
         """Send a request and wait for its reply; raises the error the peer sent back."""
         req_id = next(self._rpc_ids)
-        request = _Request(self.thread_event())
+        request = _Request(self.thread_event(), address)
         self._rpcs[req_id] = request
         try:
             self.transport.send(address, msg_type, (req_id, *payload), frames)
@@ -131,6 +133,23 @@ class Inbox:
             request.error = error
             request.replied = True
             request.event.set()
+
+    def _on_protocol_mismatch(self, sender, payload, frames):
+        """A peer of another protocol version refused us (the transport hands us its
+        ProtocolMismatchError, naming both versions; later sends to it raise it): every
+        request waiting on that peer fails with it now, instead of timing out."""
+        (error,) = payload
+        log.error("%s", error)
+        for request in list(self._rpcs.values()):
+            if request.address == sender and not request.replied:
+                request.error = error
+                request.replied = True
+                request.event.set()
+        for hook in self.refused_hooks:
+            try:
+                hook(sender, error)
+            except Exception:
+                log.exception("error failing the requests to %s", sender)
 
     # -- the inbox: one reader at a time ---------------------------------------------------------
     # Exactly one thread reads the inbox and runs the message handlers at any moment: the one
@@ -194,9 +213,14 @@ class Inbox:
             budget -= 1
             try:
                 sender, msg_type, payload, frames = recv(_NOBLOCK)
+                handler = handlers.get(msg_type)
             except zmq.Again:
                 break
-            handler = handlers.get(msg_type)
+            except zmq.ZMQError:
+                raise
+            except Exception as exc:    # a malformed message: drop it, serve on
+                log_bad_frame(log, exc)
+                continue
             if handler is None:
                 continue
             try:
@@ -360,13 +384,31 @@ class Inbox:
         return event
 
 
+def log_bad_frame(logger, exc):
+    """Log a message that could not be decoded, naming its sender. The sender is read from the
+    transport's frame (Transport.recv had read the routing id when decoding failed): only an
+    authenticated peer gets this far (CURVE over TCP, the same user over ipc)."""
+    peer = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "recv" and "identity" in tb.tb_frame.f_locals:
+            identity = tb.tb_frame.f_locals["identity"]
+            if isinstance(identity, bytes):
+                from ..transport.zmq_transport import parse_identity
+                version, peer = parse_identity(identity)
+        tb = tb.tb_next
+    logger.warning("dropped a malformed message from %s: %s: %s", peer or "an unknown peer",
+                   type(exc).__name__, exc)
+
+
 class _Request:
     """One rpc() waiting for its reply."""
 
-    __slots__ = ("event", "result", "error", "replied")
+    __slots__ = ("event", "result", "error", "replied", "address")
 
-    def __init__(self, event):
+    def __init__(self, event, address):
         self.event = event
+        self.address = address
         self.result = None
         self.error = None
         self.replied = False

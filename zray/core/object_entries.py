@@ -8,7 +8,8 @@ VALUE_STORED = 1    # the value is in the node's shared-memory store
 
 
 class ObjectEntry:
-    __slots__ = ("state", "kind", "inline", "node", "callbacks", "owned", "requested", "frame")
+    __slots__ = ("state", "kind", "inline", "node", "callbacks", "owned", "requested", "frame",
+                 "owner")
 
     def __init__(self, owned):
         self.state = PENDING
@@ -19,6 +20,7 @@ class ObjectEntry:
         self.owned = owned
         self.requested = False
         self.frame = None   # keeps a received ZeroMQ frame alive while `inline` views it
+        self.owner = None   # a borrowed object's owner, once asked
 
 
 class Waiter:

@@ -21,6 +21,7 @@ from ..transport import wire
 from .object_entries import PENDING, READY, VALUE_INLINE, VALUE_STORED, ObjectEntry, Waiter
 
 INLINE_MAX = 100 * 1024       # values up to this size travel inside messages
+MAX_REMEMBERED_OWNERS = 100_000   # dead / checked owner addresses kept (then forgotten at once)
 log = logging.getLogger("zray.core")
 
 
@@ -36,10 +37,47 @@ class Objects:
         self.lock = threading.Lock()
         self.store = None
         self.node_id = None
+        self._futures = None      # the pool that reads stored values for futures (as_future)
+        self.daemon = None
+        self._dead_owners = set()     # owners known dead (CLIENT_DIED)
+        self._checked_owners = set()  # owners whose node was asked whether they live
 
-    def attach_store(self, store, node_id):
+    def attach_store(self, store, node_id, daemon=None):
         self.store = store
         self.node_id = node_id
+        self.daemon = daemon
+
+    # -- owners that died ------------------------------------------------------------------------
+    # A borrower must never wait on a dead owner. Deaths are told to every client of every node
+    # (CLIENT_DIED); each is remembered here, so a get after the death fails at once, as one in
+    # progress does. An owner this process first hears of may have died before it could hear
+    # that (or never existed: a fabricated ref): its node is asked once (CHECK_OWNER), and
+    # answers only if so.
+    def owner_died(self, owner, owner_of):
+        """`owner` is dead: its objects we wait for fail with OwnerDiedError, now and later."""
+        dead = self._dead_owners
+        if len(dead) >= MAX_REMEMBERED_OWNERS:
+            dead.clear()
+        dead.add(owner)
+        for oid in self.orphans_of(owner, owner_of):
+            self.set_error(oid, _owner_died(oid, owner))
+
+    def owner_refused(self, owner, error, owner_of):
+        """`owner` speaks another protocol version: what we wait for from it fails with that."""
+        for oid in self.orphans_of(owner, owner_of):
+            self.set_error(oid, error)
+
+    def _check_owner(self, owner):
+        checked = self._checked_owners
+        if owner in checked or self.daemon is None:
+            return
+        if len(checked) >= MAX_REMEMBERED_OWNERS:
+            checked.clear()
+        checked.add(owner)
+        try:
+            self.send(self.daemon, wire.CHECK_OWNER, (owner, self.address))
+        except Exception:     # logged by send(); the owner's own answer may still come
+            pass
 
     # -- owned values ----------------------------------------------------------------------------
     def put(self, value, task_id, index):
@@ -119,7 +157,8 @@ class Objects:
         """Borrowed objects still pending whose owner is `owner` (it died)."""
         with self.lock:
             return [oid for oid, e in self.entries.items()
-                    if not e.owned and e.state == PENDING and owner_of(oid) == owner]
+                    if not e.owned and e.state == PENDING
+                    and (e.owner == owner or owner_of(oid) == owner)]
 
     # -- readiness -------------------------------------------------------------------------------
     def entry_for(self, ref, request=True):
@@ -138,8 +177,19 @@ class Objects:
             ask = request and not entry.owned and not entry.requested and entry.state == PENDING
             if ask:
                 entry.requested = True
+                entry.owner = ref._owner
         if ask:
-            self.send(ref._owner, wire.OBJ_STATUS_REQUEST, (object_id,))
+            owner = ref._owner
+            if owner in self._dead_owners:
+                self.set_error(object_id, _owner_died(object_id, owner))
+                return entry
+            self._check_owner(owner)
+            try:
+                self.send(owner, wire.OBJ_STATUS_REQUEST, (object_id,))
+            except Exception as exc:    # logged by send(): an owner we cannot reach
+                self.set_error(object_id, exceptions.OwnerDiedError(
+                    object_id.hex(), f"The owner of object {object_id.hex()} ({owner}) cannot "
+                    f"be reached: {exc!r}"))
         return entry
 
     def on_ready(self, entry, callback):
@@ -293,16 +343,38 @@ class Objects:
         return self.value_of(object_id, entry)
 
     def as_future(self, ref):
+        """A concurrent Future of the ref's value (ObjectRef.future(), `await ref`). It is
+        completed by the readiness callback, on whichever thread reads the inbox: an inline
+        value is decoded there at once; a stored one needs a pin, a request to the node that
+        the reading thread cannot wait for itself, so it is read on the one small pool."""
         fut = concurrent.futures.Future()
         entry = self.entry_for(ref)
 
-        def done():
+        def complete():    # holds `ref`: the value must outlive a temporary ref.future()
+            if not fut.set_running_or_notify_cancel():
+                return
             try:
                 fut.set_result(self.value_of(ref._id, entry))
             except BaseException as exc:
                 fut.set_exception(exc)
-        self.on_ready(entry, lambda: threading.Thread(target=done, daemon=True).start())
+
+        def ready():
+            if entry.kind == VALUE_INLINE:
+                complete()
+            else:
+                self._future_pool().submit(complete)
+        self.on_ready(entry, ready)
         return fut
+
+    def _future_pool(self):
+        pool = self._futures
+        if pool is None:
+            with self.lock:
+                if self._futures is None:
+                    self._futures = concurrent.futures.ThreadPoolExecutor(
+                        4, thread_name_prefix="zray-future")
+                pool = self._futures
+        return pool
 
     # -- owner side: answering borrowers ---------------------------------------------------------
     def on_status_request(self, sender, payload, frames):
@@ -336,3 +408,9 @@ class Objects:
             self.set_ready(object_id, kind, inline=frames[0].buffer, frame=frames[0])
         else:
             self.set_ready(object_id, kind, node=node)
+
+
+def _owner_died(object_id, owner):
+    return exceptions.OwnerDiedError(object_id.hex(), (
+        f"The owner of object {object_id.hex()} ({owner}) died, or never existed, so its value "
+        "cannot be found"))

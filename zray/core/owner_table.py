@@ -223,7 +223,7 @@ class OwnerTable:
                 else:
                     out.append(Fail(task, exceptions.ActorDiedError(
                         f"The actor died while running {task.spec.name} and is restarting; the "
-                        f"call is not retried (max_task_retries=0)\n{message}".rstrip())))
+                        f"call is not retried (max_task_retries=0)\n{message or ''}".rstrip())))
         return out
 
     def _spend_retry(self, task):

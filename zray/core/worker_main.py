@@ -1,5 +1,6 @@
 """The life of a worker process, forked by the zygote: logs, runtime, serve, exit."""
 import io
+import logging
 import os
 import random
 import sys
@@ -77,6 +78,8 @@ class LogForwarder(io.TextIOBase):
     """A worker's sys.stdout/stderr: lines go to its log file and, prefixed with the task name
     and pid as Ray does, to the driver's terminal."""
 
+    _loss_reported = False      # one warning per worker process
+
     def __init__(self, runtime, driver, stream_no, underlying):
         self.runtime = runtime
         self.driver = driver
@@ -97,7 +100,7 @@ class LogForwarder(io.TextIOBase):
         return "utf-8"
 
     def write(self, text):
-        self.underlying.write(text)
+        self._to_log(self.underlying.write, text)
         with self._lock:
             text = self._partial + text
             if "\n" not in text:
@@ -114,11 +117,32 @@ class LogForwarder(io.TextIOBase):
         return not self._partial
 
     def flush(self):
-        self.underlying.flush()
+        self._to_log(self.underlying.flush)
         with self._lock:
             rest, self._partial = self._partial, ""
         if rest:
             self._send(rest + "\n")
+
+    def _to_log(self, op, *args):
+        """Write to the log file: losing log output (a full disk, say) must never fail the
+        user's code. The first loss is said once, to the driver and in the node's log."""
+        try:
+            op(*args)
+        except (OSError, ValueError) as exc:
+            if not LogForwarder._loss_reported:
+                LogForwarder._loss_reported = True
+                text = (f"zray: worker pid={self.pid} cannot write its log file ({exc}); its "
+                        "output is no longer kept there")
+                logging.getLogger("zray.core").warning("%s", text)
+                try:
+                    self._warn_driver(text)
+                except Exception:   # logged by send()
+                    pass
+
+    def _warn_driver(self, text):
+        driver = self.runtime.driver_address
+        if driver is not None:
+            self.runtime.send(driver, wire.WARNING, (text,))
 
     def _send(self, text):
         driver = self.runtime.driver_address

@@ -351,9 +351,13 @@ class ActorService(Service):
         message, layout = record.death_cause or (None, None)
         frames = [layout] if layout else []
         home = (record.meta or {}).get("home")
+        # exited: it ended by itself after answering its calls (its replies may still be on
+        # their way to the callers, straight from it: actor_caller.py waits for them).
+        exited = record.state == "DEAD" and record.exiting
         for address in action.subscribers:
             self.ctx.send(address, wire.ACTOR_STATE,
-                          (record.actor_id, record.state, record.address, message, home), frames)
+                          (record.actor_id, record.state, record.address, message, home, exited),
+                          frames)
 
     def _kill_worker(self, action):
         worker_id = action.worker_id

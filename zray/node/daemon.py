@@ -24,6 +24,11 @@ from ..transport.address import ipc_path
 from .zygote import Zygote
 
 log = logging.getLogger("zray.node")
+# A node joining a mesh must reach a member within this (ZRAY_JOIN_TIMEOUT_S overrides it,
+# e.g. for launchers that start every host at once, the seed maybe last).
+JOIN_TIMEOUT_S = float(os.environ.get("ZRAY_JOIN_TIMEOUT_S", "10"))
+EXIT_STATUS_WAIT_S = 2.0     # a dead worker's exit status from the zygote, at most this late
+DEATH_POLL_MS = 20           # the loop's poll while deaths wait for their status
 
 
 class NodeDaemon:
@@ -66,6 +71,7 @@ class NodeDaemon:
         self.table = ClientTable()
         self.pidfds = {}             # fd -> ("client", address) | ("worker", worker_id) | ("driver-pid", pid)
         self.worker_counter = 0
+        self._deaths = {}            # pid -> (WorkerProcess, deadline): exit status awaited
         self.running = True
         self.poller = zmq.Poller()
         self.poller.register(self.transport.inbox, zmq.POLLIN)
@@ -96,26 +102,39 @@ class NodeDaemon:
             wire.CLIENT_EXIT: self.on_client_exit,
             wire.SHUTDOWN_NODE: self.on_shutdown,
             wire.CLUSTER_INFO: self.on_cluster_info,
+            wire.CHECK_OWNER: self.on_check_owner,
+            wire.PROTOCOL_MISMATCH: self.on_protocol_mismatch,
         }
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self):
+    def run(self, announce=lambda: None):
+        """Serve until stopped; the exit code. `announce()` is called once the node serves:
+        at once, or, when it joins a mesh, once a member answered. A join that reaches nobody
+        within JOIN_TIMEOUT_S ends the node with an error naming the seeds (exit code 1)."""
+        from ..core.inbox import log_bad_frame
+        joining = bool(self.args.join) and self.membership.in_mesh
+        if not joining:
+            announce()
+        join_deadline = time.monotonic() + JOIN_TIMEOUT_S
         zmq = self.zmq
         recv = self.transport.recv
         handlers = self.services.handler_table
         tickers = self.services.tickers
         poll_ms = 50 if self.membership.in_mesh else 1000
         while self.running:
-            events = dict(self.poller.poll(poll_ms))
+            events = dict(self.poller.poll(DEATH_POLL_MS if self._deaths else poll_ms))
             now = time.monotonic()
             for tick in tickers:
                 tick(now)
             for _ in range(10_000):
                 try:
                     sender, msg_type, payload, frames = recv(zmq.NOBLOCK)
+                    handler = handlers.get(msg_type)
                 except zmq.Again:
                     break
-                handler = handlers.get(msg_type)
+                except Exception as exc:   # one malformed message must not stop the node
+                    log_bad_frame(log, exc)
+                    continue
                 if handler is None:
                     continue
                 try:
@@ -129,7 +148,28 @@ class NodeDaemon:
                         self.on_worker_spawned(worker_id, pid)
                 elif isinstance(fd, int) and fd in self.pidfds:
                     self.on_process_exit(fd)
+            if self._deaths:
+                self._report_deaths(now)
+            if joining:
+                if len(self.membership.live_nodes()) > 1:
+                    joining = False
+                    announce()
+                elif now > join_deadline:
+                    message = (
+                        f"zray node: could not join the mesh through {self.args.join} from "
+                        f"{self.membership.mesh_address} within {JOIN_TIMEOUT_S:.0f}s: no "
+                        "member answered. Is the address right and reachable from this host "
+                        "(and this node's IP reachable from there: --node-ip-address), and does "
+                        "this node have the cluster's secret (--secret-file or "
+                        "ZRAY_CLUSTER_SECRET)? A wrong secret looks the same: its peers "
+                        "cannot authenticate it.")
+                    log.error("%s", message)
+                    print(message, file=sys.stderr, flush=True)
+                    self.args.remove_session_on_exit = False   # its starter reads node.err
+                    self.shutdown()
+                    return 1
         self.shutdown()
+        return 0
 
     def send(self, address, msg_type, payload=(), frames=()):
         """Send; False when it failed. A closed transport (shutting down) is quiet; any other
@@ -211,9 +251,16 @@ class NodeDaemon:
         self.table.workers.pop(worker.worker_id, None)
         self._unwatch(worker.pidfd)
         if worker.registered:
-            self.services.worker_died(worker.worker_id, self._log_tail(worker.worker_id))
-        else:
-            self.scheduler.handle_worker_start_failed(worker.job_id)
+            # Its exit status comes from the zygote, which reaps it. When the death fails a task
+            # or an actor, the user is told the status: the death is reported when it arrives
+            # (or after EXIT_STATUS_WAIT_S without it), without blocking the loop meanwhile.
+            for worker_id, pid in self.zygote.read_replies():
+                self.on_worker_spawned(worker_id, pid)
+            wait = self.scheduler.worker_in_use(worker.worker_id)
+            self._deaths[worker.pid] = (worker, time.monotonic() + (EXIT_STATUS_WAIT_S if wait else 0))
+            self._report_deaths(time.monotonic())
+            return
+        self.scheduler.handle_worker_start_failed(worker.job_id)
         if worker.address:
             self._local_client_gone(worker.address)
 
@@ -229,6 +276,25 @@ class NodeDaemon:
             self._unwatch(client.pidfd)
         self.services.client_gone(address, client.kind if client else None,
                                   client.job_id if client else None, local=True)
+
+    def _report_deaths(self, now):
+        for pid, (worker, deadline) in list(self._deaths.items()):
+            status = self.zygote.take_exit(pid)
+            if status is None and now < deadline and self.running:
+                continue
+            if self._deaths.pop(pid, None) is None:
+                continue      # reported meanwhile (a nested call)
+            self.services.worker_died(worker.worker_id, self._death_detail(worker, status))
+            if worker.address:
+                self._local_client_gone(worker.address)
+
+    def _death_detail(self, worker, status):
+        """How the worker ended (its exit code or signal, from the zygote that reaped it) and
+        the last lines of its log: what WorkerCrashedError / ActorDiedError tell the user."""
+        from .zygote import describe_exit
+        how = f"The worker process (pid {worker.pid}) {describe_exit(status)}."
+        tail = self._log_tail(worker.worker_id)
+        return f"{how}\n{tail}" if tail else how
 
     def _log_tail(self, worker_id, max_bytes=2000):
         parts = []
@@ -275,6 +341,27 @@ class NodeDaemon:
 
     def on_client_exit(self, sender, payload, frames):
         self._local_client_gone(payload[0])
+
+    def on_check_owner(self, sender, payload, frames):
+        """Is `owner` a live process? Only a no is answered (CLIENT_DIED to the asker): a
+        borrower must not wait on an owner that died before it could hear of the death, or
+        that never existed (a fabricated ref). Another node's process: that node answers."""
+        owner, asker = payload
+        from ..transport.address import node_of
+        node = node_of(owner)
+        if node is not None and node != self.node_id:
+            if self.membership.is_live(node):
+                self.send(self.membership.address_of(node), self.wire.CHECK_OWNER, (owner, asker))
+                return
+        elif self.table.is_client(owner):
+            return
+        self.send(asker, self.wire.CLIENT_DIED, (owner,))
+
+    def on_protocol_mismatch(self, sender, payload, frames):
+        """A peer of another zray release refused this node (the transport raises for later
+        sends to it, so whatever was sent there fails): the operator reads why."""
+        (error,) = payload
+        log.error("refused by a peer of another zray release: %s", error)
 
     def on_shutdown(self, sender, payload, frames):
         self.running = False
@@ -343,7 +430,8 @@ def parse_args(argv):
     p.add_argument("--driver-address", default=None)
     p.add_argument("--job-id", default=None)
     p.add_argument("--prestart", type=int, default=0)
-    p.add_argument("--max-workers", type=int, default=64)
+    p.add_argument("--max-workers", type=int, default=int(os.environ.get("ZRAY_MAX_WORKERS", "64")),
+                   help="task workers at most (actors' workers do not count); ZRAY_MAX_WORKERS")
     p.add_argument("--ready-fd", type=int, default=-1)
     p.add_argument("--remove-session-on-exit", action="store_true")
     p.add_argument("--node-file", default=None, help="where `zray start` finds this node")
@@ -366,20 +454,26 @@ def main(argv=None):
         raise
     # Stop at the next turn of the loop (at most the poll timeout away).
     signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "running", False))
-    if args.node_file:
-        from .local_node import write_node_file
-        write_node_file(args.node_file, {
-            "session": args.session, "address": daemon.address, "pid": os.getpid(),
-            "node_id": daemon.node_id, "mesh_address": daemon.membership.mesh_address,
-            "secret_file": daemon.mesh.secret_file, "started": time.time(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
-    if args.ready_fd >= 0:
-        os.write(args.ready_fd, b"ready\n")
-        os.close(args.ready_fd)
+
+    def announce():
+        """The node serves (and, joining, has reached a member): say so to who started it."""
+        if args.node_file:
+            from .local_node import write_node_file
+            from .processes import process_start_time
+            write_node_file(args.node_file, {
+                "session": args.session, "address": daemon.address, "pid": os.getpid(),
+                "start_time": process_start_time(os.getpid()), "node_id": daemon.node_id,
+                "mesh_address": daemon.membership.mesh_address,
+                "secret_file": daemon.mesh.secret_file, "started": time.time(),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
+        if args.ready_fd >= 0:
+            os.write(args.ready_fd, b"ready\n")
+            os.close(args.ready_fd)
     try:
-        daemon.run()
+        code = daemon.run(announce)
     finally:
         daemon.shutdown()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

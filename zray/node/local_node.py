@@ -6,6 +6,7 @@ found by `zray.init(address="auto")` through a file in the user's zray directory
 import contextlib
 import json
 import os
+import select
 import signal
 import time
 
@@ -14,13 +15,14 @@ import zmq
 from ..transport import wire
 from ..transport.zmq_transport import Transport
 from . import bootstrap, session
-from .processes import pid_alive
+from .processes import is_node_daemon, pid_alive
 
 NODES_DIR = "nodes"      # <user root>/nodes/<session name>.json: one file per running node
 
 
 def nodes_dir():
-    return os.path.join(session.user_root(), NODES_DIR)
+    # Never a fallback directory: node files must be where every process of the user looks.
+    return os.path.join(session.user_root(fallback=False), NODES_DIR)
 
 
 def node_file_for(session_dir):
@@ -67,7 +69,8 @@ def _live(info):
     it) and None."""
     if info is None:
         return None
-    if pid_alive(info.get("pid", 0)):
+    if pid_alive(info.get("pid", 0)) and is_node_daemon(info["pid"], info.get("start_time"),
+                                                        info.get("session", "")):
         return info
     _unlink(info["node_file"])
     if info.get("session"):
@@ -180,7 +183,7 @@ def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeo
             node.proc.send_signal(signal.SIGTERM)
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGTERM, forward)
-        node.wait()
+        info = dict(info or {}, exit_code=node.wait())
     return info
 
 
@@ -200,15 +203,24 @@ def stop(address=None, every=False, timeout=10):
 
 def _stop(info, timeout):
     pid = info["pid"]
+    # Signal through a pidfd opened before checking the process is the node: the check and
+    # the signal then concern one process, even if the node dies and its pid is reused between.
     try:
-        os.kill(pid, signal.SIGTERM)
+        pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return False
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    try:
+        if not is_node_daemon(pid, info.get("start_time"), info["session"]):
+            remove_node_file(info["node_file"], pid)
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        if not select.select([pidfd], [], [], timeout)[0]:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            select.select([pidfd], [], [], 5)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
     remove_node_file(info["node_file"], pid)
     session.remove_session_dir(info["session"])
     return True

@@ -21,6 +21,29 @@ def pid_alive(pid):
         return True    # no /proc to ask: kill(0) said it exists
 
 
+def process_start_time(pid):
+    """When `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or None. With
+    the pid it names one process for good: a pid is reused, a (pid, start time) pair is not."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rpartition(b")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_node_daemon(pid, start_time, session_dir):
+    """Whether `pid` is still the node daemon a node file describes, not an unrelated process
+    that got its pid after it died: same start time, and a daemon of that session."""
+    if start_time is not None and process_start_time(pid) != start_time:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"zray.node.daemon" in argv and session_dir.encode() in argv
+
+
 def kill_pid(pid):
     """SIGKILL a process, if it still exists."""
     if pid:

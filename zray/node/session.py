@@ -6,6 +6,7 @@ Paths stay short because a Unix socket path is limited to 107 bytes: when the us
 too deep for that (a long ZRAY_TMPDIR), sessions go under /tmp/zray-<uid> instead (`zray start`
 still keeps its node file in the given directory, and that file names the session).
 """
+import logging
 import os
 import shutil
 import stat
@@ -16,7 +17,10 @@ import tempfile
 ROOT_MAX = 107 - len("/s4194304-abcdef/sock/") - 14
 
 
-def user_root(base=None):
+def user_root(base=None, fallback=True):
+    """The user's zray directory under `base`. When another user made it first (or it is not
+    a directory: a link, say), it cannot be trusted: with `fallback`, a fresh private one is
+    made instead (and the user told); without, PermissionError."""
     base = base or os.environ.get("ZRAY_TMPDIR") or tempfile.gettempdir()
     root = os.path.join(base, f"zray-{os.getuid()}")
     try:
@@ -24,7 +28,14 @@ def user_root(base=None):
     except FileExistsError:
         st = os.lstat(root)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            raise PermissionError(f"{root} exists and is not a directory owned by this user")
+            problem = f"{root} exists and is not a directory owned by this user"
+            if not fallback:
+                raise PermissionError(problem) from None
+            private = tempfile.mkdtemp(prefix=f"zray-{os.getuid()}-", dir=base)   # 0700, ours
+            logging.getLogger("zray").warning(
+                "%s (another user may have created it): using the private directory %s "
+                "for this session instead", problem, private)
+            return private
         if stat.S_IMODE(st.st_mode) & 0o077:
             os.chmod(root, 0o700)
     return root

@@ -14,7 +14,8 @@ for other services:
 import logging
 
 from ..scheduling.local_scheduler import (Cancelled, Dispatch, Failed, GroupRemoved, GroupWorker,
-                                          Infeasible, Interrupt, KillWorker, StartWorker, Task)
+                                          Infeasible, Interrupt, KillWorker, StartWorker, Task,
+                                          WorkerCapReached)
 from ..scheduling.resources import from_units
 from ..scheduling.task_spec import ACTOR_CREATION
 from ..transport import wire
@@ -36,6 +37,7 @@ class TaskService(Service):
             Dispatch: self._dispatch, StartWorker: self._start_worker,
             Infeasible: self._infeasible, Cancelled: self._cancelled,
             Interrupt: self._interrupt, Failed: self._failed, KillWorker: self._kill_worker,
+            WorkerCapReached: self._cap_reached,
         }
 
     def set_placement(self, place):
@@ -136,6 +138,14 @@ class TaskService(Service):
         self.ctx.send(spec.owner, wire.WARNING, (
             f"task {spec.name} needs {need} but no node has that much "
             f"(this node has {have}); it stays pending until a node that fits joins",))
+
+    def _cap_reached(self, action, detail):
+        spec = action.task.spec
+        text = (f"task {spec.name} (and any others queued) waits for a worker: this node already "
+                f"runs its maximum of {action.cap} task worker processes. Set ZRAY_MAX_WORKERS "
+                "for the node to allow more (actors do not count against it).")
+        log.warning("%s", text)
+        self.ctx.send(spec.owner, wire.WARNING, (text,))
 
     def _cancelled(self, action, detail):
         self.fail_task(action.task, "cancelled", None)

@@ -3,14 +3,20 @@
 A fresh interpreter takes ~0.3 s to import zmq, cloudpickle and numpy here; a fork of a process
 that already did takes milliseconds. The zygote is forked from the node daemon before the daemon
 creates any thread or ZeroMQ context (forking those is unsafe), and never creates either. It
-reads spawn requests (one JSON line each) from a pipe and answers "worker_id pid" lines.
-Workers die with the zygote, and the zygote with the daemon (PR_SET_PDEATHSIG).
+reads spawn requests (one JSON line each) from a pipe and answers "worker_id pid" lines, and
+reaps its workers, answering "-exit pid status" lines (the daemon sees a death through a pidfd
+at once, but only the parent learns the exit code or the signal, which the user's
+WorkerCrashedError names). Workers die with the zygote, and the zygote with the daemon
+(PR_SET_PDEATHSIG); a worker forked at the instant its zygote dies (before its own
+PR_SET_PDEATHSIG took effect) sees it has been re-parented and exits.
 """
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
+import time
 
 PR_SET_PDEATHSIG = 1
 
@@ -29,6 +35,7 @@ class Zygote:
         self.request_fd = request_fd
         self.reply_fd = reply_fd
         self._partial = b""
+        self._exits = {}         # pid -> wait status, reported by the zygote
 
     @classmethod
     def start(cls):
@@ -64,9 +71,18 @@ class Zygote:
         self._partial = lines.pop()
         out = []
         for line in lines:
-            worker_id, pid = line.decode().split()
-            out.append((worker_id, int(pid)))
+            worker_id, pid, *status = line.decode().split()
+            if worker_id == "-exit":
+                if len(self._exits) > 10_000:    # statuses nobody asked for (never registered)
+                    self._exits.clear()
+                self._exits[int(pid)] = int(status[0])
+            else:
+                out.append((worker_id, int(pid)))
         return out
+
+    def take_exit(self, pid):
+        """The wait status of a worker that exited, once the zygote reported it (else None)."""
+        return self._exits.pop(pid, None)
 
     def stop(self):
         for fd in (self.request_fd, self.reply_fd):
@@ -85,11 +101,25 @@ def _zygote_main(request_fd, reply_fd, parent_pid):
     die_with_parent()
     if os.getppid() != parent_pid:
         return
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)    # workers are reaped by the kernel
+    def reap(signum, frame):
+        # Between two bytecodes of the main loop: a line written here never splits another.
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            try:
+                os.write(reply_fd, f"-exit {pid} {status}\n".encode())
+            except OSError:
+                pass
+    signal.signal(signal.SIGCHLD, reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from ..core import worker_main   # the imports every worker needs, done once here
     worker_main.preload()
+    zygote_pid = os.getpid()
     stream = os.fdopen(request_fd, "rb", buffering=0)
     buf = b""
     while True:
@@ -108,7 +138,8 @@ def _zygote_main(request_fd, reply_fd, parent_pid):
                     os.close(reply_fd)
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    die_with_parent()
+                    if not start_child(zygote_pid):
+                        os._exit(0)
                     code = worker_main.run_forked(request)
                 except BaseException:
                     import traceback
@@ -118,3 +149,25 @@ def _zygote_main(request_fd, reply_fd, parent_pid):
                     sys.stderr.flush()
                     os._exit(code or 0)
             os.write(reply_fd, f"{request['worker_id']} {pid}\n".encode())
+
+
+def start_child(parent_pid):
+    """In a just-forked worker: die with the zygote from now on. False when the zygote is
+    already gone (it died between the fork and here, so the death signal was never armed):
+    the worker must exit instead of living on, orphaned, after the node stopped."""
+    die_with_parent()
+    return os.getppid() == parent_pid
+
+
+def describe_exit(status):
+    """A wait status in words: 'was killed by signal 9 (SIGKILL)' / 'exited with code 3'."""
+    if status is None:
+        return "exited (its exit status is unknown)"
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown signal"
+        return f"was killed by signal {-code} ({name})"
+    return f"exited with code {code}"

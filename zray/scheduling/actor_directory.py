@@ -129,6 +129,7 @@ class ActorDirectory:
         if record.state == DEAD:
             return [KillActorWorker(worker_id)]
         record.state = ALIVE
+        record.death_cause = None
         record.address = address
         record.worker_id = worker_id
         record.pid = pid
@@ -157,6 +158,9 @@ class ActorDirectory:
         if can_restart:
             record.restarts += 1
             record.state = RESTARTING
+            # What callers with calls in flight are told (they fail when not retried).
+            message = f"The actor {record.class_name} ({record.actor_id.hex()}) died unexpectedly"
+            record.death_cause = (f"{message}\n{detail}" if detail else message, None)
             record.address = None
             record.worker_id = None
             if record.spec is not None:

@@ -45,6 +45,14 @@ class Infeasible:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerCapReached:
+    """Tasks of `task`'s job wait for a worker and the node runs `cap` task workers already
+    (once per job: the owner is warned, naming the limit)."""
+    task: "Task"
+    cap: int
+
+
+@dataclass(frozen=True, slots=True)
 class Cancelled:
     task: "Task"
 
@@ -97,7 +105,7 @@ class Task:
 
 class Worker:
     __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked",
-                 "detached")
+                 "detached", "last_task")
 
     def __init__(self, worker_id, job_id):
         self.worker_id = worker_id
@@ -109,6 +117,7 @@ class Worker:
         self.held = {}              # resources held by the running task
         self.blocked = False
         self.detached = False       # hosts a detached actor: outlives its job
+        self.last_task = None       # the task it finished last, while it runs no other
 
 
 class LocalScheduler:
@@ -125,6 +134,8 @@ class LocalScheduler:
         self.starting = collections.Counter()       # job_id -> workers being started
         self.running = {}                           # task_id -> Task
         self.queued_demand = {}                     # what the queued tasks will need, summed
+        self.at_cap = False                         # the last schedule wanted workers, capped
+        self.cap_warned = set()                     # jobs told about the worker cap
 
     # -- events --------------------------------------------------------------------------------
     def handle_task_submitted(self, task):
@@ -163,8 +174,10 @@ class LocalScheduler:
         worker = self.workers.get(worker_id)
         if worker is None or worker.task is None:
             return []
+        task = worker.task
         self._release(worker)
         worker.state = "idle"
+        worker.last_task = task
         self.idle[worker.job_id].append(worker)
         return self._schedule()
 
@@ -215,6 +228,12 @@ class LocalScheduler:
                 actions.append(Failed(task, "worker_died"))
             else:
                 actions.append(Cancelled(task))
+        elif worker.last_task is not None and worker.state == "idle" \
+                and not worker.last_task.orphaned:
+            # It said it finished, then died: its reply may have died with it (a worker's
+            # messages to the node and to the owner take different paths). The owner ignores
+            # this if the result did arrive; else the task is retried or fails, never waited on.
+            actions.append(Failed(worker.last_task, "worker_died"))
         worker.state = "dead"
         return actions + self._schedule()
 
@@ -248,6 +267,9 @@ class LocalScheduler:
         for tid in [t for t, task in self.infeasible.items() if task.spec.owner == owner]:
             del self.infeasible[tid]
         self._recount_demand()
+        for worker in self.workers.values():
+            if worker.last_task is not None and worker.last_task.spec.owner == owner:
+                worker.last_task = None
         actions = []
         for task in list(self.running.values()):
             if task.spec.owner == owner and task.worker is not None:
@@ -264,6 +286,7 @@ class LocalScheduler:
         self._recount_demand()
         actions = []
         for worker in [w for w in self.workers.values() if w.job_id == job_id and not w.detached]:
+            worker.last_task = None      # nobody waits for its results any more
             actions.append(KillWorker(worker))
         return actions
 
@@ -367,8 +390,10 @@ class LocalScheduler:
     def list_tasks(self):
         """What this node holds: queued, infeasible and running tasks."""
         out = []
+        reason = (f"waiting for a worker: this node runs its maximum of {self.max_workers} task "
+                  "workers (ZRAY_MAX_WORKERS)") if self.at_cap else None
         for queue in self.queues.values():
-            out.extend(_task_info(t, "PENDING") for t in queue)
+            out.extend(_task_info(t, "PENDING", reason) for t in queue)
         out.extend(_task_info(t, "INFEASIBLE") for t in self.infeasible.values())
         out.extend(_task_info(t, "RUNNING") for t in self.running.values())
         return out
@@ -390,6 +415,11 @@ class LocalScheduler:
         """The task a worker runs now (or its actor's creation task until it started), or None."""
         worker = self.workers.get(worker_id)
         return worker.task if worker is not None else None
+
+    def worker_in_use(self, worker_id):
+        """Whether a worker runs a task or hosts an actor (its death then fails something)."""
+        worker = self.workers.get(worker_id)
+        return worker is not None and worker.state in ("busy", "actor")
 
     def num_queued(self):
         return sum(len(q) for q in self.queues.values()) + len(self.infeasible)
@@ -421,14 +451,26 @@ class LocalScheduler:
                 actions.append(Dispatch(task, worker))
             if not queue:
                 del self.queues[cls]
+        self.at_cap = False
         if wanted:
             # Workers blocked in get() do not count: each lent its CPU, and a blocked parent
             # must never keep the children it waits for from getting a worker (deadlock).
-            blocked = sum(1 for w in self.workers.values() if w.blocked)
+            # Nor do actors' workers (as in Ray): the cap bounds the pool of task workers, and
+            # no number of actors may keep a plain task from running.
+            in_pool = sum(1 for w in self.workers.values()
+                          if not w.blocked and w.state != "actor")
+            starting = sum(self.starting.values())
         for job_id, n in wanted.items():
-            while (self.starting[job_id] < n and
-                   len(self.workers) - blocked + sum(self.starting.values()) < self.max_workers):
+            while self.starting[job_id] < n:
+                if in_pool + starting >= self.max_workers:
+                    self.at_cap = True
+                    if job_id not in self.cap_warned:
+                        self.cap_warned.add(job_id)
+                        head = next(q[0] for c, q in self.queues.items() if c[0] == job_id and q)
+                        actions.append(WorkerCapReached(head, self.max_workers))
+                    break
                 self.starting[job_id] += 1
+                starting += 1
                 actions.append(StartWorker(job_id))
         return actions
 
@@ -452,6 +494,7 @@ class LocalScheduler:
         task.gpu_grants = self.gpus.acquire(req.get(GPU, 0)) if req.get(GPU) else []
         worker.held = dict(req)
         worker.task = task
+        worker.last_task = None
         worker.state = "busy"
         task.worker = worker
         self.running[task.spec.task_id] = task
@@ -481,11 +524,14 @@ def _in_a_group(units):
     return any("_group_" in name for name in units)
 
 
-def _task_info(task, state):
+def _task_info(task, state, reason=None):
     from .resources import from_units
     spec = task.spec
     worker = task.worker
-    return {"task_id": spec.task_id.hex(), "name": spec.name, "state": state,
+    info = {"task_id": spec.task_id.hex(), "name": spec.name, "state": state,
             "job_id": spec.job_id, "attempt": spec.attempt,
             "resources": from_units(spec.resources),
             "worker_pid": worker.pid if worker is not None else None}
+    if reason:
+        info["pending_reason"] = reason
+    return info

@@ -14,6 +14,8 @@ def to_units(resources):
             raise ValueError(f"resource names must be non-empty strings, got {name!r}")
         if isinstance(amount, bool) or not isinstance(amount, (int, float)):
             raise ValueError(f"resource {name!r} must be a number, got {amount!r}")
+        if amount != amount or amount in (float("inf"), float("-inf")):
+            raise ValueError(f"resource {name!r} must be a finite number, got {amount}")
         if amount < 0:
             raise ValueError(f"resource {name!r} must be >= 0, got {amount}")
         units = round(amount * UNIT)

@@ -76,7 +76,7 @@ def _start(args):
         print(f"zray start: --resources is not valid JSON: {exc}", file=sys.stderr)
         return 2
     try:
-        node_ip = args.node_ip_address or _interface_ip(args.interface) or "127.0.0.1"
+        node_ip, chosen = _node_ip(args)
         info = local_node.start(
             args.num_cpus if args.num_cpus is not None else available_cpus(), args.num_gpus,
             resources, args.object_store_memory or _default_object_store_memory(), block=args.block,
@@ -84,14 +84,41 @@ def _start(args):
     except (RuntimeError, ValueError) as exc:
         print(f"zray start: {exc}", file=sys.stderr)
         return 1
+    if args.block:
+        return _blocked_node_exit(info)
     if not args.block:
         print(f"zray node started (pid {info['pid']}, session {info['session']}).\n"
               "Connect with zray.init(address='auto'); stop with `zray stop`.")
         if info.get("mesh_address"):
+            print(f"Listening for other nodes on {info['mesh_address'][len('tcp://'):]} "
+                  f"({chosen}).")
             print(f"Mesh address {info['mesh_address'][len('tcp://'):]}; other nodes join with\n"
                   f"  zray start --address {info['mesh_address'][len('tcp://'):]} "
                   f"--secret-file {info.get('secret_file') or '<the cluster secret file>'}")
     return 0
+
+
+def _blocked_node_exit(info):
+    """`zray start --block` ends with its node: say how, and exit non-zero unless it was
+    stopped (SIGTERM / Ctrl-C, forwarded to it, or `zray stop`)."""
+    import os
+    import signal
+    code = info.get("exit_code")
+    if code == 0:
+        print(f"zray node (pid {info.get('pid')}) stopped")
+        return 0
+    if code is not None and code < 0:
+        try:
+            how = f"was killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+        status = 128 - code
+    else:
+        how, status = f"exited with code {code}", code or 1
+    logs = os.path.join(info.get("session") or "", "logs")
+    where = f"; its logs are in {logs}" if os.path.isdir(logs) else ""
+    print(f"zray start: the node daemon (pid {info.get('pid')}) {how}{where}", file=sys.stderr)
+    return status
 
 
 _LIST_COLUMNS = {
@@ -153,6 +180,39 @@ def _list(what, fmt, this_node=False, address=None):
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
     print(f"({len(rows)} {what})")
     return 0
+
+
+def _node_ip(args):
+    """(IP, how it was chosen): the one asked for (--node-ip-address, --interface); joining,
+    the address this host reaches the seed from; a seed (--port), this host's address, so that
+    other hosts can reach it (127.0.0.1 would make isolated nodes); a lone node, loopback."""
+    if args.node_ip_address:
+        return args.node_ip_address, "--node-ip-address"
+    if args.interface:
+        return _interface_ip(args.interface), f"the address of interface {args.interface}"
+    if args.address:
+        seed = args.address.split(",")[0].rsplit(":", 1)[0].strip("[]")
+        return (_route_ip(seed) or "127.0.0.1",
+                f"the address this host reaches {seed} from; choose with --node-ip-address")
+    if args.port:
+        ip = _route_ip("10.255.255.255") or _route_ip("8.8.8.8")
+        if ip:
+            return ip, "this host's address; choose with --node-ip-address or --interface"
+        return "127.0.0.1", ("loopback: this host has no other address, so only nodes on this "
+                             "host can join")
+    return "127.0.0.1", "loopback"
+
+
+def _route_ip(host):
+    """Our address on the route to `host` (a UDP connect sends nothing), or None."""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            ip = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if ip.startswith("0.") else ip
 
 
 def _interface_ip(name):

@@ -11,7 +11,7 @@ import collections
 import os
 
 from ..exceptions import (ObjectAlreadyStoredError, ObjectLostError, ObjectStoreFullError,
-                          ObjectStorePinnedFullError)
+                          ObjectStorePinnedFullError, OutOfDiskError)
 
 
 class _Object:
@@ -171,20 +171,32 @@ class ObjectStore:
                     f"Object store is full: {size} bytes requested, {self.allocator.used} of "
                     f"{self.capacity} bytes in use by objects that are being read or written "
                     f"(pinned) and cannot be spilled")
-            victim_id, _ = self._lru.popitem(last=False)
+            victim_id = next(iter(self._lru))
             victim = self.objects[victim_id]
             if victim.copy_from is not None:
+                del self._lru[victim_id]
                 self._delete(victim_id, victim)     # a secondary copy: pulled again if needed
                 self.evicted_copies += 1
             else:
-                self._spill(victim_id, victim)
+                self._spill(victim_id, victim, size)
+                del self._lru[victim_id]
             offset = self.allocator.alloc(size)
         return offset
 
-    def _spill(self, object_id, obj):
+    def _spill(self, object_id, obj, needed):
+        """Write a primary copy to disk and free its memory. A failed write (a full disk)
+        leaves no partial file and the object in memory, still first to spill, so a later
+        allocation tries again once there is room; the caller gets OutOfDiskError."""
         path = os.path.join(self.spill_dir, object_id.hex())
-        with open(path, "wb") as f:
-            f.write(self.view[obj.offset:obj.offset + obj.size])
+        try:
+            with open(path, "wb") as f:
+                f.write(self.view[obj.offset:obj.offset + obj.size])
+        except OSError as exc:
+            _unlink(path)
+            raise OutOfDiskError(
+                f"Cannot spill objects to {self.spill_dir} to make room for {needed} bytes: "
+                f"writing {obj.size} bytes failed ({exc.strerror or exc}); nothing was lost, "
+                "and spilling is tried again on the next allocation") from None
         self.allocator.free(obj.offset)
         obj.offset = None
         obj.spill_path = path
@@ -193,8 +205,13 @@ class ObjectStore:
 
     def _restore(self, object_id, obj):
         offset = self._allocate(obj.size)
-        with open(obj.spill_path, "rb") as f:
-            f.readinto(self.view[offset:offset + obj.size])
+        try:
+            with open(obj.spill_path, "rb") as f:
+                f.readinto(self.view[offset:offset + obj.size])
+        except OSError as exc:
+            self.allocator.free(offset)
+            raise ObjectLostError(object_id.hex(), f"Object {object_id.hex()} could not be "
+                                  f"restored from {obj.spill_path}: {exc}") from None
         _unlink(obj.spill_path)
         obj.spill_path = None
         obj.offset = offset

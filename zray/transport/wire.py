@@ -65,14 +65,21 @@ ADD_BORROWER = 49          # -> owner: (object_id, borrower_address, count)
 REMOVE_BORROWER = 50       # -> owner: (object_id, borrower_address, count)
 STORE_STATS = 51           # client -> daemon: (req_id,)
 STORE_STATS_REPLY = 52     # daemon -> client: (req_id, stats dict)
+CHECK_OWNER = 53           # borrower -> its daemon (-> the owner's node daemon): (owner, asker)
+                           #   answered only when `owner` is no live process (dead, or never
+                           #   was): CLIENT_DIED (owner,) to `asker`. Later deaths are told
+                           #   to every client anyway (CLIENT_DIED)
 
 # -- actors (protocol version 1 still: the first release has them) ------------------------------
 REGISTER_ACTOR = 60        # owner -> daemon: (req_id, actor_id, name, namespace, detached,
                            #   get_if_exists, max_restarts, class_name, job_id, owner, meta)
 ACTOR_REGISTERED = 61      # daemon -> owner: (req_id, (actor_id, owner, meta), error)
 ACTOR_STARTED = 62         # actor worker -> daemon: (actor_id, ok, message) + [error layout]
-ACTOR_STATE = 63           # daemon -> callers: (actor_id, state, address, message[, home]) + [error
-                           #   layout]; state "MOVED": subscribe again at `home`
+ACTOR_STATE = 63           # daemon -> callers: (actor_id, state, address, message[, home[,
+                           #   exited]]) + [error layout]; state "MOVED": subscribe again at
+                           #   `home`; `exited`: DEAD because it exited by itself. Also actor
+                           #   worker -> each caller, as it exits: (actor_id, "EXITED", None,
+                           #   message), after its last reply to that caller
 SUBSCRIBE_ACTOR = 64       # caller -> daemon: (actor_id,)
 KILL_ACTOR = 65            # -> daemon: (actor_id, no_restart)
 ACTOR_EXITING = 66         # actor worker -> daemon: (actor_id,)
