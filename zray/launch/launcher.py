@@ -268,7 +268,10 @@ class Launch:
                  self.world.rank, self.world.node_name, ip, port, self.share.cpus,
                  self.share.memory_bytes / (1 << 30), self.alloc.describe(),
                  f", joining {join}" if join else "")
-        self.node = start_node(spec, timeout=self.args.formation_timeout)
+        # A joining node waits for a member before it says ready; the seed may start later
+        # than this rank, so allow it the formation timeout.
+        os.environ.setdefault("ZRAY_JOIN_TIMEOUT_S", str(self.args.formation_timeout))
+        self.node = start_node(spec, timeout=self.args.formation_timeout + 5)
         self.node_info = local_node.find_node(spec.node_file)
 
     def cluster_nodes(self):
