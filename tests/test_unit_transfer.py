@@ -6,6 +6,9 @@ import pytest
 from zray import _native
 from zray.exceptions import ObjectFetchTimedOutError, ObjectLostError, ObjectStoreFullError
 from zray.store.object_store import ObjectStore
+import dataclasses
+
+from zray.store import transfer as T
 from zray.store.transfer import PullManager, ServeTable
 
 CAP = 1 << 20
@@ -45,18 +48,18 @@ class Net:
 
     def run_pull_actions(self, actions):
         for a in actions:
-            if a[0] == "pinned":
-                self.pinned_objects.append(a[1])
-                for w in a[2]:
+            if isinstance(a, T.Pinned):
+                self.pinned_objects.append(a.object_id)
+                for w in a.waiters:
                     self.replies[w] = "pinned"
-            elif a[0] == "failed":
-                for w in a[1]:
-                    self.replies[w] = a[2]
+            elif isinstance(a, T.PullFailed):
+                for w in a.waiters:
+                    self.replies[w] = a.error
             else:
-                assert a[1] == A
-                if a[0] == "request":
+                assert a.source_address == A
+                if isinstance(a, T.RequestPull):
                     self.pull_requests += 1
-                elif a[0] == "chunk_request":
+                elif isinstance(a, T.RequestChunk):
                     self.chunk_requests += 1
                 self.queue.append(("to_a", a))
         self.max_outstanding = max(self.max_outstanding, sum(
@@ -64,26 +67,28 @@ class Net:
 
     def run_serve_actions(self, actions):
         for a in actions:
-            assert a[1] == B
-            if a[0] == "chunk" and a[4] is not None:
-                a = a[:4] + (bytes(a[4]),) + a[5:]     # what the network delivers: a copy
+            assert a.peer == B
+            if isinstance(a, T.SendChunk) and a.view is not None:
+                a = dataclasses.replace(a, view=bytes(a.view))   # what the network delivers
             self.queue.append(("to_b", a))
 
     def step(self):
         where, a = self.queue.popleft()
         now = self.now
         if where == "to_a":
-            if a[0] == "request":
-                self.run_serve_actions(self.serves.handle_pull_request(B, a[2], a[3], now))
-            elif a[0] == "chunk_request":
-                self.run_serve_actions(self.serves.handle_chunk_request(B, a[2], a[3], a[4], now))
-            elif a[0] == "end":
-                self.serves.handle_pull_end(B, a[2], a[3])
+            if isinstance(a, T.RequestPull):
+                self.run_serve_actions(self.serves.handle_pull_request(B, a.pull_id, a.object_id, now))
+            elif isinstance(a, T.RequestChunk):
+                self.run_serve_actions(self.serves.handle_chunk_request(
+                    B, a.pull_id, a.offset, a.length, now))
+            elif isinstance(a, T.EndPull):
+                self.serves.handle_pull_end(B, a.pull_id, a.kept)
         else:
-            if a[0] == "pull_reply":
-                self.run_pull_actions(self.pulls.handle_pull_reply(A, a[2], a[3], a[4], now))
-            elif a[0] == "chunk":
-                self.run_pull_actions(self.pulls.handle_chunk(A, a[2], a[3], a[4], a[5], now))
+            if isinstance(a, T.ReplyPull):
+                self.run_pull_actions(self.pulls.handle_pull_reply(A, a.pull_id, a.size, a.error, now))
+            elif isinstance(a, T.SendChunk):
+                self.run_pull_actions(self.pulls.handle_chunk(A, a.pull_id, a.offset, a.view,
+                                                              a.error, now))
 
     def run(self, max_steps=10_000):
         for _ in range(max_steps):
@@ -197,7 +202,7 @@ def test_the_source_frees_every_copy_it_served(tmp_path):
     net.pin(b"x", "r1")
     net.run()
     net.src_store.free(b"x")
-    assert net.serves.handle_freed(b"x") == [("free_copies", B, b"x")]
+    assert net.serves.handle_freed(b"x") == [T.FreeCopies(B, b"x")]
     assert net.serves.handle_freed(b"x") == []       # once
 
 
@@ -239,9 +244,9 @@ def test_chunk_requests_outside_the_object_are_refused(tmp_path):
     put(net.src_store, b"x", b"v" * 3000)
     net.serves.handle_pull_request(B, 7, b"x", 0.0)
     (action,) = net.serves.handle_chunk_request(B, 7, 2500, 1000, 0.0)
-    assert action[4] is None and isinstance(action[5], ObjectLostError)
+    assert action.view is None and isinstance(action.error, ObjectLostError)
     (action,) = net.serves.handle_chunk_request(B, 8, 0, 10, 0.0)
-    assert action[4] is None
+    assert action.view is None
 
 
 def test_invalid_settings_are_refused(tmp_path):

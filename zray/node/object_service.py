@@ -3,7 +3,7 @@
 Local clients create, seal, pin, unpin and free objects in this node's store. A pin that names
 a location on another live member (OBJ_PIN's third field) and finds nothing here joins or starts
 a pull from that member; the reply waits until the copy is sealed here. The bookkeeping is in
-zray/store/transfer.py (no sockets); this mixin decodes messages, hands them to it, and sends
+zray/store/transfer.py (no sockets); this service decodes messages, hands them to it, and sends
 what it decides. See docs/architecture.md, "Objects across nodes". A member that dies fails
 the pulls from it and drops the pulls it was served (member_gone).
 """
@@ -173,9 +173,9 @@ class ObjectService(Service):
             if not (self.pulls.by_object or self.serves.copies or self.serves.waiting_seal):
                 continue     # the common case, one node: no transfer knows this object
             for action in self.pulls.handle_freed(object_id) + self.serves.handle_freed(object_id):
-                if action[0] == "free_copies":
+                if type(action) is transfer.FreeCopies:
                     forward = forward or defaultdict(list)
-                    forward[action[1]].append(action[2])
+                    forward[action.peer].append(action.object_id)
                 else:
                     self.run_transfer_actions([action])
         for address, ids in (forward or {}).items():
@@ -201,36 +201,40 @@ class ObjectService(Service):
     # -- actions of the transfer state machines ----------------------------------------------------
     def run_transfer_actions(self, actions):
         for action in actions:
-            kind = action[0]
-            if kind == "chunk":
-                _, peer, pull_id, offset, view, error = action
-                self.ctx.send(peer, wire.OBJ_CHUNK, (pull_id, offset, error), [view] if view is not None else ())
-            elif kind == "chunk_request":
-                _, address, pull_id, offset, length = action
-                self.ctx.send(address, wire.OBJ_CHUNK_REQUEST, (pull_id, offset, length))
-            elif kind == "request":
-                _, address, pull_id, object_id = action
-                self.ctx.send(address, wire.OBJ_PULL_REQUEST, (pull_id, object_id))
-            elif kind == "pull_reply":
-                _, peer, pull_id, size, error = action
-                self.ctx.send(peer, wire.OBJ_PULL_REPLY, (pull_id, size, error))
-            elif kind == "end":
-                _, address, pull_id, kept = action
-                self.ctx.send(address, wire.OBJ_PULL_END, (pull_id, kept))
-            elif kind == "pinned":
-                _, object_id, waiters = action
-                for reader, req_id in waiters:
-                    if not self.ctx.clients.is_client(reader):
-                        continue     # it died while waiting: a pin for it would never be given back
-                    try:
-                        result = self.store.pin(object_id, reader)
-                    except Exception as exc:
-                        self.ctx.reply(reader, wire.OBJ_PINNED, req_id, None, exc)
-                    else:
-                        self.ctx.reply(reader, wire.OBJ_PINNED, req_id, result)
-            elif kind == "failed":
-                _, waiters, error = action
-                for reader, req_id in waiters:
-                    self.ctx.reply(reader, wire.OBJ_PINNED, req_id, None, error)
-            elif kind == "free_copies":
-                self.ctx.send(action[1], wire.OBJ_FREE_COPIES, ([action[2]],))
+            kind = type(action)
+            if kind is transfer.SendChunk:
+                self.ctx.send(action.peer, wire.OBJ_CHUNK,
+                              (action.pull_id, action.offset, action.error),
+                              [action.view] if action.view is not None else ())
+            elif kind is transfer.RequestChunk:
+                self.ctx.send(action.source_address, wire.OBJ_CHUNK_REQUEST,
+                              (action.pull_id, action.offset, action.length))
+            elif kind is transfer.RequestPull:
+                self.ctx.send(action.source_address, wire.OBJ_PULL_REQUEST,
+                              (action.pull_id, action.object_id))
+            elif kind is transfer.ReplyPull:
+                self.ctx.send(action.peer, wire.OBJ_PULL_REPLY,
+                              (action.pull_id, action.size, action.error))
+            elif kind is transfer.EndPull:
+                self.ctx.send(action.source_address, wire.OBJ_PULL_END,
+                              (action.pull_id, action.kept))
+            elif kind is transfer.Pinned:
+                self._pin_for_waiters(action.object_id, action.waiters)
+            elif kind is transfer.PullFailed:
+                for reader, req_id in action.waiters:
+                    self.ctx.reply(reader, wire.OBJ_PINNED, req_id, None, action.error)
+            elif kind is transfer.FreeCopies:
+                self.ctx.send(action.peer, wire.OBJ_FREE_COPIES, ([action.object_id],))
+            else:
+                raise TypeError(f"unknown transfer action {action!r}")
+
+    def _pin_for_waiters(self, object_id, waiters):
+        for reader, req_id in waiters:
+            if not self.ctx.clients.is_client(reader):
+                continue     # it died while waiting: a pin for it would never be given back
+            try:
+                result = self.store.pin(object_id, reader)
+            except Exception as exc:
+                self.ctx.reply(reader, wire.OBJ_PINNED, req_id, None, exc)
+            else:
+                self.ctx.reply(reader, wire.OBJ_PINNED, req_id, result)

@@ -3,8 +3,8 @@
 A reader's node *pulls* an object it does not hold from the node that holds the primary copy
 (the location its owner reports). `PullManager` runs on the reader's node, `ServeTable` on the
 source's; both are plain objects over an `ObjectStore`: events go in through `handle_*` and
-`tick`, actions come out as tuples that the daemon (zray/node/object_service.py) turns into
-messages. The conversation, one pull (messages in zray/transport/wire.py, 100-105):
+`tick`, actions come out as frozen records (below) that the daemon
+(zray/node/object_service.py) turns into messages. The conversation, one pull (messages in zray/transport/wire.py, 100-105):
 
     puller                                   source
       OBJ_PULL_REQUEST (pull_id, object_id) ->     pins the object for the transfer
@@ -31,6 +31,7 @@ it. Defaults and what they bound:
                               is given back): the puller died without saying so
 """
 import itertools
+from dataclasses import dataclass
 
 from ..exceptions import ObjectFetchTimedOutError, ObjectLostError
 
@@ -38,6 +39,65 @@ CHUNK_SIZE = 1 << 20
 WINDOW = 8
 STALL_TIMEOUT_S = 15.0
 SERVE_IDLE_TIMEOUT_S = 60.0
+
+
+# -- actions of PullManager (the reader's node) ---------------------------------------------------
+@dataclass(frozen=True)
+class RequestPull:
+    source_address: str
+    pull_id: int
+    object_id: bytes
+
+
+@dataclass(frozen=True)
+class RequestChunk:
+    source_address: str
+    pull_id: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class EndPull:
+    source_address: str
+    pull_id: int
+    kept: bool                 # the puller now holds a copy (freed with the primary)
+
+
+@dataclass(frozen=True)
+class Pinned:
+    object_id: bytes
+    waiters: list              # [(reader, req_id)]: sealed here, pin it for each
+
+
+@dataclass(frozen=True)
+class PullFailed:
+    waiters: list              # [(reader, req_id)]: answer each with the error
+    error: Exception
+
+
+# -- actions of ServeTable (the source's node) ------------------------------------------------------
+@dataclass(frozen=True)
+class ReplyPull:
+    peer: str
+    pull_id: int
+    size: int                  # None with an error
+    error: Exception = None
+
+
+@dataclass(frozen=True)
+class SendChunk:
+    peer: str
+    pull_id: int
+    offset: int
+    view: memoryview           # a view of the region (None with an error)
+    error: Exception = None
+
+
+@dataclass(frozen=True)
+class FreeCopies:
+    peer: str                  # a node that took a copy of the freed object
+    object_id: bytes
 
 
 def _node(node_id):
@@ -66,12 +126,7 @@ class Pull:
 class PullManager:
     """The reader's node: one pull per object, chunks written straight into the store.
 
-    Actions out:
-      ("request", source_address, pull_id, object_id)
-      ("chunk_request", source_address, pull_id, offset, length)
-      ("end", source_address, pull_id, kept)
-      ("pinned", object_id, waiters)      sealed here: pin it for each (reader, req_id)
-      ("failed", waiters, error)          answer each (reader, req_id) with the error
+    Actions out: RequestPull, RequestChunk, EndPull, Pinned, PullFailed.
     """
 
     def __init__(self, store, chunk_size=CHUNK_SIZE, window=WINDOW, stall_timeout_s=STALL_TIMEOUT_S):
@@ -107,13 +162,13 @@ class PullManager:
         self.pulls[pull.pull_id] = pull
         self.by_object[object_id] = pull
         self.started += 1
-        return [("request", source_address, pull.pull_id, object_id)]
+        return [RequestPull(source_address, pull.pull_id, object_id)]
 
     def handle_pull_reply(self, source_address, pull_id, size, error, now):
         pull = self.pulls.get(pull_id)
         if pull is None or pull.source_address != source_address or pull.size is not None:
             # Given up on meanwhile: the source pinned the object for us, let it go.
-            return [] if error is not None else [("end", source_address, pull_id, False)]
+            return [] if error is not None else [EndPull(source_address, pull_id, False)]
         if error is not None:
             if isinstance(error, ObjectLostError):
                 error = ObjectLostError(pull.object_id.hex(), (
@@ -188,7 +243,7 @@ class PullManager:
         while len(pull.outstanding) < self.window and pull.next_offset < pull.size:
             length = min(self.chunk_size, pull.size - pull.next_offset)
             pull.outstanding[pull.next_offset] = length
-            actions.append(("chunk_request", pull.source_address, pull.pull_id, pull.next_offset, length))
+            actions.append(RequestChunk(pull.source_address, pull.pull_id, pull.next_offset, length))
             pull.next_offset += length
         return actions
 
@@ -196,17 +251,17 @@ class PullManager:
         self._forget(pull)
         self.store.seal(pull.object_id, pull.client)
         self.completed += 1
-        return [("end", pull.source_address, pull.pull_id, True),
-                ("pinned", pull.object_id, pull.waiters)]
+        return [EndPull(pull.source_address, pull.pull_id, True),
+                Pinned(pull.object_id, pull.waiters)]
 
     def _fail(self, pull, error, end):
         self._forget(pull)
         if pull.base is not None:
             self.store.abort(pull.object_id, pull.client)
         self.failed += 1
-        actions = [("failed", pull.waiters, error)]
+        actions = [PullFailed(pull.waiters, error)]
         if end:
-            actions.append(("end", pull.source_address, pull.pull_id, False))
+            actions.append(EndPull(pull.source_address, pull.pull_id, False))
         return actions
 
     def _forget(self, pull):
@@ -237,10 +292,7 @@ class Serve:
 class ServeTable:
     """The source's node: pins what it serves, hands out chunk views, remembers copy holders.
 
-    Actions out:
-      ("pull_reply", peer, pull_id, size, error)
-      ("chunk", peer, pull_id, offset, view | None, error)   view: a memoryview of the region
-      ("free_copies", peer, object_id)                        the object was freed here
+    Actions out: ReplyPull, SendChunk, FreeCopies.
     """
 
     def __init__(self, store, idle_timeout_s=SERVE_IDLE_TIMEOUT_S):
@@ -279,12 +331,12 @@ class ServeTable:
     def handle_chunk_request(self, peer, pull_id, offset, length, now):
         serve = self.serves.get((peer, pull_id))
         if serve is None or offset < 0 or length <= 0 or offset + length > serve.size:
-            return [("chunk", peer, pull_id, offset, None, ObjectLostError(
+            return [SendChunk(peer, pull_id, offset, None, ObjectLostError(
                 "", f"no transfer {pull_id} of {length} bytes at offset {offset} for {peer}"))]
         serve.last_active = now
         self.bytes_sent += length
         start = serve.base + offset
-        return [("chunk", peer, pull_id, offset, self.store.view[start:start + length], None)]
+        return [SendChunk(peer, pull_id, offset, self.store.view[start:start + length])]
 
     def handle_pull_end(self, peer, pull_id, kept):
         serve = self.serves.pop((peer, pull_id), None)
@@ -313,10 +365,10 @@ class ServeTable:
 
     def handle_freed(self, object_id):
         """The object was freed on this node: every node that took a copy frees its copy."""
-        actions = [("pull_reply", peer, pull_id, None, ObjectLostError(
+        actions = [ReplyPull(peer, pull_id, None, ObjectLostError(
                         object_id.hex(), f"Object {object_id.hex()} was freed by its owner"))
                    for peer, pull_id, _ in self.waiting_seal.pop(object_id, ())]
-        actions += [("free_copies", peer, object_id) for peer in sorted(self.copies.pop(object_id, ()))]
+        actions += [FreeCopies(peer, object_id) for peer in sorted(self.copies.pop(object_id, ()))]
         return actions
 
     def tick(self, now):
@@ -329,7 +381,7 @@ class ServeTable:
                 if now - since > self.idle_timeout_s:
                     stale.append((peer, pull_id, object_id))
         self._drop_waiting(lambda p, i: any(p == s[0] and i == s[1] for s in stale))
-        return [("pull_reply", peer, pull_id, None, ObjectLostError(
+        return [ReplyPull(peer, pull_id, None, ObjectLostError(
                     object_id.hex(), f"Object {object_id.hex()} was never sealed on this node"))
                 for peer, pull_id, object_id in stale]
 
@@ -339,11 +391,11 @@ class ServeTable:
         try:
             base, size = self.store.pin(object_id, client)
         except Exception as exc:    # gone (ObjectLostError), or no room to restore it from disk
-            return ("pull_reply", peer, pull_id, None, exc)
+            return ReplyPull(peer, pull_id, None, exc)
         self.serves[(peer, pull_id)] = Serve(peer, pull_id, object_id, client, base, size, now)
         self.copies.setdefault(object_id, set()).add(peer)
         self.served += 1
-        return ("pull_reply", peer, pull_id, size, None)
+        return ReplyPull(peer, pull_id, size)
 
     def _drop_waiting(self, match):
         for object_id in list(self.waiting_seal):
