@@ -312,3 +312,18 @@ def test_import_zray_does_not_import_rllib_or_torch():
             "import zray.rllib; assert 'torch' not in sys.modules and "
             "'gymnasium' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_our_adam_matches_torch_adam():
+    from zray.rllib.core.learner import Adam
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    ours, ref = Adam(a.parameters(), lr=0.01), torch.optim.Adam(b.parameters(), lr=0.01)
+    for _ in range(5):
+        x = torch.randn(4, 3)
+        for net, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(a.weight, b.weight)

@@ -1,6 +1,7 @@
 """The parts every learner shares: a module, an Adam optimizer, gradient clipping, and the
 numpy twin of the module handed to env runners (rebuilt only after an update)."""
 import contextlib
+import math
 
 import torch
 
@@ -29,12 +30,55 @@ def clip_gradients(params, grad_clip, grad_clip_by):
     return float(norm)
 
 
+class Adam:
+    """Adam (Kingma & Ba), as torch.optim.Adam computes it for dense gradients.
+
+    Our own, because the first `torch.optim` optimizer of a process imports torch._dynamo
+    (seconds), which alone would break the 1 s budget of `build_algo()`."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps, self.weight_decay = float(lr), betas, float(eps), \
+            float(weight_decay)
+        self.t = 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        b1, b2 = self.betas
+        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad if not self.weight_decay else p.grad.add(p, alpha=self.weight_decay)
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / math.sqrt(bc2)).add_(self.eps)
+            p.addcdiv_(m, denom, value=-self.lr / bc1)
+
+    def state_dict(self):
+        return {"t": self.t, "m": [x.clone() for x in self.m], "v": [x.clone() for x in self.v],
+                "lr": self.lr}
+
+    def load_state_dict(self, state):
+        self.t, self.lr = state["t"], state["lr"]
+        for dst, src in zip(self.m + self.v, state["m"] + state["v"]):
+            dst.copy_(src)
+
+
 class Learner:
     def __init__(self, module, config):
         self.module = module
         self.config = config
-        self.optimizer = torch.optim.Adam(module.parameters(), lr=float(config.lr),
-                                          **dict(config.optimizer or {}))
+        opts = {k: v for k, v in dict(config.optimizer or {}).items()
+                if k in ("betas", "eps", "weight_decay")}
+        self.optimizer = Adam(module.parameters(), lr=float(config.lr), **opts)
         self._net = None
         self.num_threads = 1 if int(config.num_cpus_per_learner or 1) <= 1 else None
 
