@@ -29,9 +29,9 @@ DEFAULT_RAY_PYTHON = "/opt/rayvenv/bin/python"
 RUN_TIMEOUT_S = 600
 
 # The PPO setup zray and RLlib share (RLlib's names).
-HYPERPARAMS = dict(num_env_runners=2, num_envs_per_env_runner=4, train_batch_size=2000,
-                   minibatch_size=256, num_epochs=8, lr=3e-4, gamma=0.99, lambda_=0.95,
-                   clip_param=0.2, vf_clip_param=10.0, vf_loss_coeff=0.01, entropy_coeff=0.0,
+HYPERPARAMS = dict(num_env_runners=2, num_envs_per_env_runner=4, train_batch_size=1024,
+                   minibatch_size=128, num_epochs=6, lr=1e-3, gamma=0.99, lambda_=0.95,
+                   clip_param=0.2, vf_clip_param=1e6, vf_loss_coeff=0.5, entropy_coeff=0.0,
                    kl_coeff=0.0, grad_clip=0.5, fcnet_hiddens=[64, 64], fcnet_activation="tanh")
 
 
