@@ -291,9 +291,6 @@ class Algorithm:
                 group.stop()
         self.eval_env_runner_group = None
 
-    def __del__(self):   # best effort: runner actors die with the driver anyway
-        pass
-
     def __repr__(self):
         return f"{type(self).__name__}(env={self.config.env!r}, iteration={self.iteration})"
 
