@@ -8,7 +8,6 @@ import pytest
 torch = pytest.importorskip("torch")
 gym = pytest.importorskip("gymnasium")
 
-import zray  # noqa: E402
 from zray.rllib.algorithms.algorithm import Algorithm  # noqa: E402
 from zray.rllib.algorithms.dqn import DQNConfig  # noqa: E402
 from zray.rllib.algorithms.ppo import PPOConfig  # noqa: E402

@@ -11,7 +11,6 @@ current epsilon; the transitions go into the buffer; once it holds
 import logging
 import time
 
-import numpy as np
 
 from ...core.rl_module import DQNTorchRLModule
 from ...core.spaces import action_spec, obs_spec
