@@ -1,0 +1,2 @@
+"""Models: observation encoding, the torch RLModules the learner trains and their numpy twins
+the env runners act with."""

@@ -1,0 +1,2 @@
+"""The algorithms' pieces as plain functions and objects: advantages, replay, schedules,
+metrics."""
