@@ -64,6 +64,9 @@ class Checkpoint:
         merged.update(metadata)
         self.set_metadata(merged)
 
+    def __fspath__(self):
+        return self.path
+
     def __eq__(self, other):
         return isinstance(other, Checkpoint) and other.path == self.path
 
