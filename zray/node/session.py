@@ -23,6 +23,7 @@ def user_root(base=None, fallback=True):
     made instead (and the user told); without, PermissionError."""
     base = base or os.environ.get("ZRAY_TMPDIR") or tempfile.gettempdir()
     root = os.path.join(base, f"zray-{os.getuid()}")
+    os.makedirs(base, exist_ok=True)      # a ZRAY_TMPDIR that does not exist yet is made
     try:
         os.mkdir(root, 0o700)
     except FileExistsError:
