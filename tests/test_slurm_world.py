@@ -64,3 +64,13 @@ def test_mpiexec_ranks_know_their_world():
     rows = _rows(done.stdout)
     assert [(r["launcher"], r["rank"], r["size"], r["mpi"]) for r in rows] == [
         ("mpich", 0, 2, True), ("mpich", 1, 2, True)]
+
+
+def test_init_inside_a_step_sizes_the_node_by_the_grant(slurm):
+    """zray.init() (no launcher) in a 1-CPU Slurm step on a 2-CPU node gets 1 CPU."""
+    code = ("import zray; zray.init(); print('CPUS', zray.cluster_resources()['CPU']); "
+            "zray.shutdown()")
+    done = slurm.run(["srun", "-N", "1", "-n", "1", "-c", "1", sys.executable, "-c", code],
+                     env=_env())
+    assert done.returncode == 0, done.stderr
+    assert "CPUS 1.0" in done.stdout

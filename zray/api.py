@@ -1,7 +1,6 @@
 """The Ray Core API: init/shutdown, remote, get/put/wait/cancel and introspection."""
 import atexit
 import inspect
-import math
 import os
 import select
 import threading
@@ -40,28 +39,18 @@ _INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_m
 
 
 def available_cpus():
-    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota."""
-    n = len(os.sched_getaffinity(0))
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()
-        if quota != "max":
-            n = min(n, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return n
+    """CPUs this process was given: the affinity mask, cgroup quotas, Slurm's grant
+    (zray/launch/allocation.py), never the machine's count."""
+    from .launch import allocation
+    return allocation.detect().cpus
 
 
 def _default_object_store_memory():
+    """30% of the memory this process may use now (free memory, capped by the cgroup and
+    Slurm limits), at most 2 GiB."""
     import psutil
-    available = psutil.virtual_memory().available
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        if limit != "max":
-            available = min(available, int(limit))
-    except (OSError, ValueError):
-        pass
+    from .launch import allocation
+    available = min(psutil.virtual_memory().available, allocation.detect().memory_bytes)
     return int(min(0.3 * available, 2 << 30)) // 4096 * 4096
 
 
