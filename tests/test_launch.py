@@ -4,6 +4,7 @@ Each test runs real launchers; the app is a script in tmp_path. Sessions live un
 ZRAY_TMPDIR of the test's own, so "nothing left behind" is checked there.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,13 +234,16 @@ def test_two_jobs_of_one_user_on_one_node_do_not_meet(slurm, tmp_path):
 
 
 SPMD = """
+import sys
 import numpy as np, zray
 import zray.util.collective as col
 zray.init()
 t = np.arange(4, dtype=np.float32) * (col.get_rank() + 1 if col.is_group_initialized("default") else 1)
 col.allreduce(t)       # the default group spans the ranks, formed on first use
-print("RANK", col.get_rank(), "OF", col.get_collective_group_size(), "SUM", t.tolist(),
-      "BACKEND", col.get_backend())
+# One write per line: the ranks share one pipe through mpiexec/srun.
+sys.stdout.write(f"RANK {col.get_rank()} OF {col.get_collective_group_size()} SUM {t.tolist()} "
+                 f"BACKEND {col.get_backend()}\\n")
+sys.stdout.flush()
 """
 
 
@@ -249,7 +253,7 @@ def test_spmd_under_mpiexec_uses_the_jobs_communicator(tmp_path):
                           env=dict(os.environ, **_env(tmp_path)), capture_output=True, text=True,
                           timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = sorted(line.split("] ", 1)[1] for line in done.stdout.splitlines() if "RANK" in line)
+    lines = sorted(re.findall(r"RANK \d OF 2 SUM \[[^\]]*\] BACKEND \w+", done.stdout))
     assert lines == [f"RANK {r} OF 2 SUM [0.0, 2.0, 4.0, 6.0] BACKEND mpi" for r in (0, 1)]
     assert _wait_clean(tmp_path) == ([], [])
 
@@ -259,7 +263,7 @@ def test_spmd_under_srun_uses_the_cpu_backend(slurm, tmp_path):
     done = slurm.run(["srun", "-N", "2", "-n", "2", *LAUNCH, "--spmd", app], env=_env(tmp_path),
                      timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = sorted(line.split("] ", 1)[1] for line in done.stdout.splitlines() if "RANK" in line)
+    lines = sorted(re.findall(r"RANK \d OF 2 SUM \[[^\]]*\] BACKEND \w+", done.stdout))
     assert lines == [f"RANK {r} OF 2 SUM [0.0, 2.0, 4.0, 6.0] BACKEND cpu" for r in (0, 1)]
     assert _wait_clean(tmp_path) == ([], [])
 

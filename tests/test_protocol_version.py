@@ -178,7 +178,7 @@ def test_init_against_a_node_of_another_version_names_both(tmp_path, monkeypatch
     (tmp_path / "logs").mkdir()
     liar = f"ipc://{tmp_path}/sock/node"
     stop, thread = _liar_daemon(ctx, liar, version=7)
-    monkeypatch.setattr(local_node, "read_node_file", lambda *a, **k: {
+    monkeypatch.setattr(local_node, "find_node", lambda *a, **k: {
         "session": str(tmp_path), "address": liar, "pid": os.getpid(), "node_id": "x" * 28})
     try:
         with pytest.raises(ProtocolMismatchError, match="protocol version 7"):

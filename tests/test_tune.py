@@ -3,6 +3,7 @@ searchers, checkpoints, errors, the legacy tune.run. Trials are tiny; every run 
 import json
 import os
 import sys
+import time
 
 import pytest
 
@@ -76,9 +77,12 @@ def test_asha_stops_bad_trials_early(shared_cluster, tmp_path):
     def trainer(config):
         for i in range(10):
             tune.report({"score": config["q"] * (i + 1)})
+            time.sleep(0.05)      # a step takes time, so ASHA's decision reaches the trial
 
+    # Best first: every later trial is worse than its rung's record, whatever the order in
+    # which the trials run, so ASHA has trials to stop.
     results = tune.Tuner(
-        trainer, param_space={"q": tune.grid_search([0.1 * i for i in range(1, 9)])},
+        trainer, param_space={"q": tune.grid_search([0.1 * i for i in range(8, 0, -1)])},
         tune_config=tune.TuneConfig(metric="score", mode="max",
                                     scheduler=ASHAScheduler(max_t=10, grace_period=1,
                                                             reduction_factor=2)),
