@@ -193,6 +193,7 @@ def test_pbt_exploits_and_explores_with_checkpoints(shared_cluster, tmp_path):
                     f.write(f"{value} {step}")
                 tune.report({"value": value, "lr": config["lr"], "restored": bool(ckpt)},
                             checkpoint=tune.Checkpoint.from_directory(d))
+            time.sleep(0.02)      # a step takes time, so PBT's decisions reach the trials
 
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
                                   hyperparam_mutations={"lr": tune.uniform(0.001, 1.0)},
