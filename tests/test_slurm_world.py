@@ -26,8 +26,13 @@ def slurm():
 
 
 def _rows(stdout):
-    return sorted((json.loads(line) for line in stdout.splitlines() if line.startswith("{")),
-                  key=lambda row: row["rank"])
+    """Every JSON object printed, by rank (ranks share one pipe: objects may share a line)."""
+    decoder, rows, i = json.JSONDecoder(), [], stdout.find("{")
+    while i >= 0:
+        row, end = decoder.raw_decode(stdout, i)
+        rows.append(row)
+        i = stdout.find("{", end)
+    return sorted(rows, key=lambda row: row["rank"])
 
 
 def _env():
