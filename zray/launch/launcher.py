@@ -30,6 +30,7 @@ import threading
 import time
 
 from . import allocation, plan
+from ..node.local_node import free_port
 from . import world as worlds
 
 log = logging.getLogger("zray.launch")
@@ -129,13 +130,6 @@ def port_free(ip, port):
             return True
         except OSError:
             return False
-
-
-def free_port(ip):
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
 
 
 def join_address(ip, port):

@@ -154,8 +154,10 @@ def _in_mesh_of(info, target):
 
 
 def free_port(host):
+    """A TCP port free on `host` now (IPv4 or IPv6)."""
     import socket
-    with socket.socket() as s:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
