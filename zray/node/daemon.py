@@ -325,6 +325,7 @@ class NodeDaemon:
         self.table.clients[address] = Client(kind, address, pid, job_id, worker_id, pidfd)
         if kind == "driver":
             self.table.drivers.setdefault(job_id, address)
+        self.services.state.client_registered(kind, address, pid, job_id, worker_id)
         self.reply(sender, self.wire.REGISTERED, req_id, self.node_info())
         if kind == "worker":
             self.tasks.run(self.scheduler.handle_worker_started(worker_id, job_id, address, pid))
