@@ -33,6 +33,10 @@ class Reporter:
         self.metrics_source = None      # () -> snapshot list | None when unchanged
         self.dropped = 0
 
+    @property
+    def closed(self):
+        return self._closed
+
     def call_ended(self, event):
         """An actor call ended: (task_id hex, attempt, name, actor_id hex, job_id,
         func_or_class_name, parent_task_id hex, start_ms, end_ms, error_type, error_message)."""
@@ -84,4 +88,4 @@ class Reporter:
 
 
 def now_ms():
-    return int(time.time() * 1000)
+    return round(time.time() * 1000, 3)   # ms, to the microsecond (timelines need it)

@@ -238,6 +238,9 @@ class StateService(Service):
             objects = [r for r in self._object_rows() if _matches(r, query)]
             rows, total = [], len(objects)
             answer["summary"] = q.summarize(objects, "node_id", "objects")
+        elif resource == "metrics":
+            rows, total = [], 0
+            answer["text"] = self.render_metrics()
         elif resource == "logs":
             rows, total = [], 0
             answer["files"] = {self.ctx.node_id: self._log_files(query.args.get("glob"))}
@@ -252,6 +255,58 @@ class StateService(Service):
         answer["rows"] = rows
         answer["total"] = total
         return answer
+
+    def render_metrics(self):
+        """This node's Prometheus exposition (zray/state/prometheus.py)."""
+        from ..scheduling.resources import from_units
+        from ..state.prometheus import render
+        series = []
+        counts = collections.Counter(r.state for r in self.records.running.values())
+        for task, _why in self.ctx.scheduler.pending():
+            counts["PENDING_NODE_ASSIGNMENT"] += 1
+        finished = self.records.finished_counts
+        for state in ("PENDING_NODE_ASSIGNMENT", "RUNNING"):
+            series.append(("zray_tasks", "gauge", "tasks on this node by state",
+                           {"State": state}, counts.get(state, 0)))
+        for state in ("FINISHED", "FAILED"):
+            series.append(("zray_tasks", "gauge", "", {"State": state}, finished.get(state, 0)))
+        series.append(("zray_tasks_ended_total", "counter",
+                       "tasks and actor calls that ended on this node", {},
+                       self.records.ended_count))
+        actors = collections.Counter(r.state for r in self.actors.actor_records())
+        for state in ("PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"):
+            series.append(("zray_actors", "gauge", "actors homed on this node by state",
+                           {"State": state}, actors.get(state, 0)))
+        stats = self.ctx.store.stats()
+        for key, name, help_text in (
+                ("used", "zray_object_store_used_bytes", "bytes in use in the object store"),
+                ("capacity", "zray_object_store_capacity_bytes", "object store size"),
+                ("num_objects", "zray_object_store_objects", "objects in the store"),
+                ("num_spilled", "zray_object_store_spilled_objects", "objects spilled to disk")):
+            series.append((name, "gauge", help_text, {}, stats.get(key, 0)))
+        series.append(("zray_object_store_spilled_bytes_total", "counter",
+                       "bytes spilled to disk", {}, stats.get("spilled_bytes_total", 0)))
+        series.append(("zray_workers", "gauge", "worker processes of this node", {},
+                       self.ctx.scheduler.worker_count()))
+        sched = self.ctx.scheduler
+        for name, value in from_units(sched.total).items():
+            series.append(("zray_resources_total", "gauge", "the node's resources",
+                           {"Name": name}, value))
+        for name, value in from_units(sched.available).items():
+            series.append(("zray_resources_available", "gauge", "resources not in use",
+                           {"Name": name}, max(value, 0)))
+        try:
+            import psutil
+            series.append(("zray_node_cpu_percent", "gauge", "CPU use of the host", {},
+                           psutil.cpu_percent(interval=None)))
+            mem = psutil.virtual_memory()
+            series.append(("zray_node_mem_used_bytes", "gauge", "memory in use on the host", {},
+                           mem.total - mem.available))
+            series.append(("zray_node_mem_total_bytes", "gauge", "memory of the host", {},
+                           mem.total))
+        except Exception:     # psutil missing a sensor here: the rest is still useful
+            log.debug("host figures unavailable", exc_info=True)
+        return render(series, self.metrics.collect(), self.ctx.node_id)
 
     def _task_rows(self):
         node_id = self.ctx.node_id

@@ -11,7 +11,7 @@ in Ray. A filter on a column the resource does not have is a ValueError naming t
 from dataclasses import dataclass, field
 
 RESOURCES = ("actors", "tasks", "objects", "nodes", "workers", "jobs", "placement_groups",
-             "logs", "log", "summary_tasks", "summary_actors", "summary_objects")
+             "logs", "log", "summary_tasks", "summary_actors", "summary_objects", "metrics")
 LISTABLE = ("actors", "tasks", "objects", "nodes", "workers", "jobs", "placement_groups")
 
 # The columns of a row, as Ray names them; the first ones are the default (non-detail) view.
@@ -205,7 +205,7 @@ def trim(row, resource):
 
 def empty_answer():
     return {"rows": [], "total": 0, "nodes": [], "failed_nodes": {}, "summary": None,
-            "files": None}
+            "files": None, "text": None}
 
 
 def merge(answers, query):
@@ -219,6 +219,8 @@ def merge(answers, query):
         out["failed_nodes"].update(answer.get("failed_nodes") or {})
         if answer.get("summary") is not None:
             out["summary"] = merge_summaries(out["summary"], answer["summary"])
+        if answer.get("text") is not None and out["text"] is None:
+            out["text"] = answer["text"]
         if answer.get("files") is not None:
             out["files"] = dict(out["files"] or {}, **answer["files"])
     out["rows"] = rows[:query.limit]

@@ -84,7 +84,7 @@ class TaskRow:
 
 
 def now_ms():
-    return int(time.time() * 1000)
+    return round(time.time() * 1000, 3)   # ms, to the microsecond (timelines need it)
 
 
 def row_of_spec(spec, node_id, state, worker_id=None, pid=None, start_ms=None):
@@ -124,6 +124,8 @@ class TaskRecords:
         self.running = {}                          # (task_id hex, attempt) -> TaskRow
         self.finished = collections.OrderedDict()  # (task_id hex, attempt) -> TaskRow, oldest first
         self.dropped = 0                           # finished rows pushed out of the ring
+        self.ended_count = 0                       # rows that ever ended here
+        self.finished_counts = collections.Counter()   # state -> rows in the ring
 
     # -- events --------------------------------------------------------------------------------
     def started(self, row):
@@ -150,15 +152,20 @@ class TaskRecords:
         self._keep(row)
 
     def _keep(self, row):
+        self.ended_count += 1
         if self.keep <= 0:
             self.dropped += 1
             return
         key = (row.task_id, row.attempt_number)
         finished = self.finished
+        old = finished.pop(key, None)
+        if old is not None:
+            self.finished_counts[old.state] -= 1
         finished[key] = row
-        finished.move_to_end(key)
+        self.finished_counts[row.state] += 1
         while len(finished) > self.keep:
-            finished.popitem(last=False)
+            _, gone = finished.popitem(last=False)
+            self.finished_counts[gone.state] -= 1
             self.dropped += 1
 
     # -- queries -------------------------------------------------------------------------------
