@@ -230,6 +230,11 @@ def test_any_node_answers_for_the_whole_mesh():
     assert answer["total"] == 3 and len(answer["rows"]) == 1
     _, answer, _ = ask(net, nodes[0], scope="node")
     assert answer["nodes"] == ["A"]
+    pages = [ask(net, nodes[i % 3], limit=1, offset=i)[1]["rows"] for i in range(4)]
+    assert [len(p) for p in pages] == [1, 1, 1, 0]
+    assert len({p[0]["task_id"] for p in pages[:3]}) == 3       # stable order from any node
+    with pytest.raises(ValueError, match="offset"):
+        q.StateQuery("tasks", offset=-1)
 
 
 def test_a_member_that_is_silent_or_dies_is_named_not_waited_for():
