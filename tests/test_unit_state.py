@@ -95,6 +95,44 @@ def test_listing_100_of_100k_finished_tasks_builds_only_100_rows():
     assert "error_message" not in out and "error_message" in row(1).to_dict(True)
 
 
+def test_select_rows_counts_by_state_filters_numbers_and_keeps_pending_first():
+    from zray.state.records import select_rows
+    records = TaskRecords("N", keep=1000)
+    for n in range(10):
+        r = row(n, "FINISHED" if n % 3 else "FAILED")
+        r.worker_pid = 100 + n
+        records.add_finished(r)
+    records.started(row(50))
+    waiting = row(60, "PENDING_NODE_ASSIGNMENT")
+    rows, total = select_rows(records, [waiting], q.StateQuery("tasks", limit=2))
+    assert total == 12 and [r["state"] for r in rows] == ["PENDING_NODE_ASSIGNMENT", "RUNNING"]
+    rows, total = select_rows(records, [waiting], q.StateQuery("tasks", [("state", "=", "failed")],
+                                                               limit=1))
+    assert total == 4 and len(rows) == 1 and rows[0]["task_id"] == f"{9:024x}"
+    rows, total = select_rows(records, [], q.StateQuery("tasks", [("worker_pid", "=", "103")]))
+    assert total == 1 and rows[0]["worker_pid"] == 103
+    assert select_rows(records, [], q.StateQuery("tasks", [("worker_pid", "=", "x")]))[1] == 0
+    assert select_rows(records, [], q.StateQuery("tasks", [("worker_pid", "!=", "103")]))[1] == 10
+    assert select_rows(records, [], q.StateQuery("tasks", [("actor_id", "=", "")]))[1] == 11
+    both = q.StateQuery("tasks", [("state", "=", "FAILED"), ("state", "=", "FINISHED")])
+    assert select_rows(records, [], both)[1] == 0
+
+
+def test_the_task_summary_from_tallies_matches_a_scan():
+    net = Network()
+    a = net.add("A", cpus=1)
+    records = a.services.state.records
+    for n in range(30):
+        r = row(n, ("FINISHED", "FAILED")[n % 2], name=("f", "g", "h")[n % 3])
+        records.add_finished(r)
+    records.started(row(99, name="f"))
+    fast, total = a.services.state._task_summary(q.StateQuery("summary_tasks"))
+    scanned, scanned_total = a.services.state._task_summary(
+        q.StateQuery("summary_tasks", [("job_id", "=", "J")]))
+    assert fast == scanned and total == scanned_total == 31
+    assert fast["f"]["state_counts"] == {"FINISHED": 5, "FAILED": 5, "RUNNING": 1}
+
+
 def test_merge_adds_totals_keeps_the_limit_and_sums_summaries():
     query = q.StateQuery("tasks", limit=3)
     a = dict(q.empty_answer(), rows=[{"x": 1}, {"x": 2}], total=10, nodes=["A"],

@@ -38,8 +38,8 @@ class Reporter:
         return self._closed
 
     def call_ended(self, event):
-        """An actor call ended: (task_id hex, attempt, name, actor_id hex, job_id,
-        func_or_class_name, parent_task_id hex, start_ms, end_ms, error_type, error_message)."""
+        """An actor call ended: (spec, actor_id, class_name, start s, end s, (error type,
+        message) | None), formatted for the node when sent."""
         events = self._events
         if len(events) >= MAX_PENDING:
             del events[:MAX_PENDING // 10]
@@ -77,7 +77,8 @@ class Reporter:
             if not events and not metrics:
                 return
             try:
-                self._send(self._daemon, wire.WORKER_REPORT, (events, metrics))
+                self._send(self._daemon, wire.WORKER_REPORT, ([_event(e) for e in events],
+                                                              metrics))
             except Exception:       # shutting down, or the node is gone: nothing to tell
                 log.debug("a WORKER_REPORT could not be sent", exc_info=True)
 
@@ -85,6 +86,20 @@ class Reporter:
         self.flush()
         self._closed = True
         self._wake.set()
+
+
+def _event(item):
+    """The wire form of an ended call (wire.WORKER_REPORT): (task_id hex, attempt, name,
+    actor_id hex, job_id, func_or_class_name, parent_task_id hex, start_ms, end_ms,
+    error_type, error_message)."""
+    spec, actor_id, class_name, start, end, error = item
+    parent = spec.parent_task_id
+    error_type, message = error if error else (None, None)
+    return (spec.task_id.hex(), spec.attempt, spec.name,
+            actor_id.hex() if isinstance(actor_id, bytes) else actor_id, spec.job_id,
+            f"{class_name}.{(spec.extra or {}).get('method')}",
+            parent.hex() if isinstance(parent, bytes) else parent,
+            round(start * 1000, 3), round(end * 1000, 3), error_type, message)
 
 
 def now_ms():
