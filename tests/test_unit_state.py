@@ -171,8 +171,13 @@ def test_counters_add_up_over_processes_and_outlive_them_gauges_do_not():
     assert got["done"][4] == {("a",): 5.0} and got["q"][4][()][0] == 7.0
     table.update("w2", [("done", "counter", "d", ("k",), None, [(("a",), 4.0)])])
     assert table.collect()["done"][4] == {("a",): 6.0}
-    table.update("w3", ["garbage", ("x", "weird", "", (), None, [])])
-    assert "x" not in table.collect()
+    table.update("w3", ["garbage", ("x", "weird", "", (), None, []),
+                        ("c2", "counter", "", (), None, [((), "not a number")]),
+                        ("h2", "histogram", "", (), (1.0,), [((), ([1], 1.0, 1))]),
+                        ("g2", "gauge", "", ("k",), None, [((), (1.0, 2.0))])])
+    got = table.collect()
+    assert "x" not in got and "c2" not in got and "h2" not in got and got["g2"][4] == {}
+    prometheus.render([], got, "N")     # still renders
 
 
 def test_the_exposition_parses_back_with_buckets_cumulative_and_labels_escaped():
