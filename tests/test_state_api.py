@@ -145,6 +145,11 @@ def test_nodes_workers_jobs_objects_groups_and_logs(zray_cluster):
     lines = _wait(lambda: [l for l in state.get_log(actor_id=actor_row.actor_id)
                            if "ping from the actor" in l])
     assert lines
+    follow = state.get_log(actor_id=actor_row.actor_id, tail=1, follow=True, _interval=0.1)
+    assert "ping from the actor" in next(follow)
+    zray.get(actor.ping.remote())
+    assert "ping from the actor" in next(follow)     # appended after the first read
+    follow.close()
     with pytest.raises(ValueError, match="no log file"):
         list(state.get_log(filename="no-such-file.log"))
     with pytest.raises(ValueError, match="plain name"):
