@@ -39,7 +39,16 @@ def side(module, sizes, repeats):
     import importlib
     ray = importlib.import_module(module)
     state = importlib.import_module(f"{module}.util.state")
-    ray.init(num_cpus=2)
+    if module == "ray":
+        # A cluster of its own, even when another Ray cluster runs on this host (ray.init()
+        # would join it), with its dashboard (the state API's server) on a free port.
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ray.init(address="local", num_cpus=2, dashboard_port=port)
+    else:
+        ray.init(num_cpus=2)
 
     @ray.remote(num_cpus=1)
     def noop():
