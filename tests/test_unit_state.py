@@ -305,3 +305,26 @@ def test_a_bad_query_gets_an_error_reply_and_the_node_serves_on():
     a.handle(CLIENT, wire.STATE_QUERY, (10, "not a dict"))
     assert isinstance(net.to(CLIENT, wire.STATE_REPLY)[-1][2], ValueError)
     assert ask(net, a)[2] is None
+
+
+# -- the worker's reporter ---------------------------------------------------------------------------
+def test_the_reporter_tells_a_long_call_once_as_running_then_its_end():
+    from zray.core.reporter import Reporter
+    sent = []
+    reporter = Reporter(lambda address, msg_type, payload: sent.append((msg_type, payload)),
+                        "ipc://node")
+    call = TaskSpec(b"\x01" * 12, "J", "A.nap", b"f", [], [], 1, {}, 0, False, CLIENT,
+                    extra={"method": "nap"})
+    reporter.call_started((call, b"\x02" * 16, "A", 10.0))
+    reporter.flush()
+    reporter.flush()           # told once
+    reporter.call_ended((call, b"\x02" * 16, "A", 10.0, 10.5, ("TASK_EXECUTION_EXCEPTION", "x")))
+    reporter.flush()
+    reporter.flush()           # nothing new: nothing sent
+    assert [t for t, _ in sent] == [wire.WORKER_REPORT] * 2
+    (running,), _ = sent[0][1]
+    assert running[5] == "A.nap" and running[7] == 10000.0 and running[8] is None
+    (ended,), _ = sent[1][1]
+    assert ended[8] == 10500.0 and ended[9] == "TASK_EXECUTION_EXCEPTION"
+    assert not reporter._told_running and not reporter._running
+    reporter.close()

@@ -174,6 +174,7 @@ class ActorExecution:
         """Run one method call (main thread for serial actors, a pool thread otherwise)."""
         executor = self.executor
         start = time.time()
+        self.core.reporter.call_started((spec, self.host.actor_id, self.host.class_name, start))
         serial = self.host.mode == "serial"
         if serial:
             executor.running_task = spec
@@ -216,6 +217,7 @@ class ActorExecution:
     async def execute_call_async(self, spec, frames):
         executor = self.executor
         start = time.time()
+        self.core.reporter.call_started((spec, self.host.actor_id, self.host.class_name, start))
         exiting = False
         items = [0]        # a streaming call's items sent so far (calls interleave: not shared)
         try:

@@ -211,6 +211,9 @@ class StateService(Service):
             self.job_starts[job_id] = (_now_ms(), pid, address)
 
     def worker_died(self, worker_id, detail):
+        # After TaskService (services.py's order): a task it ran was ended there with the
+        # scheduler's verdict; actor calls the worker said were running end here.
+        self.records.worker_gone(worker_id, _now_ms(), str(detail) if detail else None)
         self.exited_workers.append({"worker_id": worker_id, "pid": None,
                                     "exit_detail": str(detail) if detail else None,
                                     "end_time_ms": _now_ms()})

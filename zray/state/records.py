@@ -232,6 +232,12 @@ class TaskRecords:
         self._keep(row)
         return row
 
+    def worker_gone(self, worker_id, now_ms, detail):
+        """The worker died: what it still ran failed (rows nobody else will end)."""
+        for row in [r for r in self.running.values() if r.worker_id == worker_id]:
+            self.ended(row.task_id, row.attempt_number, now_ms, "WORKER_DIED",
+                       detail or "the worker running it died")
+
     def add_finished(self, row):
         """A row that is over already (an actor call reported by its worker)."""
         self.running.pop((row.task_id, row.attempt_number), None)
