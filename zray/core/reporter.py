@@ -125,4 +125,4 @@ def _event(item):
 
 
 def now_ms():
-    return round(time.time() * 1000, 3)   # ms, to the microsecond (timelines need it)
+    return time.time() * 1000.0

@@ -88,7 +88,7 @@ class TaskRow:
 
 
 def now_ms():
-    return round(time.time() * 1000, 3)   # ms, to the microsecond (timelines need it)
+    return time.time() * 1000.0     # ms, as a float: timelines want microseconds
 
 
 def row_of_spec(spec, node_id, state, worker_id=None, pid=None, start_ms=None):
@@ -210,8 +210,8 @@ class TaskRecords:
         self.finished = collections.OrderedDict()  # (task_id hex, attempt) -> TaskRow, oldest first
         self.dropped = 0                           # finished rows pushed out of the ring
         self.ended_count = 0                       # rows that ever ended here
-        self.finished_counts = collections.Counter()   # state -> rows in the ring
-        self.summary_counts = collections.Counter()    # (func_or_class_name, type, state) -> rows
+        self.finished_counts = {}       # state -> rows in the ring
+        self.summary_counts = {}        # (func_or_class_name, type, state) -> rows in the ring
 
     # -- events --------------------------------------------------------------------------------
     def started(self, row):
@@ -261,11 +261,15 @@ class TaskRecords:
             self.dropped += 1
 
     def _count(self, row, n):
-        self.finished_counts[row.state] += n
-        key = (row.func_or_class_name or row.name, row.type, row.state)
+        state = row.state
+        counts = self.finished_counts
+        counts[state] = counts.get(state, 0) + n
+        key = (row.func_or_class_name or row.name, row.type, state)
         counts = self.summary_counts
-        counts[key] += n
-        if not counts[key]:
+        value = counts.get(key, 0) + n
+        if value:
+            counts[key] = value
+        else:
             del counts[key]
 
     # -- queries -------------------------------------------------------------------------------
