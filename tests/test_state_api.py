@@ -58,6 +58,11 @@ class Named:
 
 
 @zray.remote
+class Unplaceable:
+    pass
+
+
+@zray.remote
 class BadInit:
     def __init__(self):
         raise RuntimeError("constructor says no")
@@ -94,6 +99,10 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     assert "this task fails" in failed.error_message
     (waiting,) = state.list_tasks(filters=[("state", "=", "pending_node_assignment")])
     assert waiting.task_id and "infeasible" in waiting.pending_reason
+    huge = Unplaceable.options(num_cpus=64).remote()
+    (unplaced,) = _wait(lambda: state.list_actors(filters=[("state", "=", "PENDING_CREATION")]))
+    assert "infeasible" in unplaced.pending_reason and "64" in unplaced.pending_reason
+    zray.kill(huge)
     calls = _wait(lambda: state.list_tasks(filters=[("type", "=", "ACTOR_TASK")]))
     assert {(t.func_or_class_name, t.state) for t in calls} == {
         ("Named.ping", "FINISHED"), ("Named.boom", "FAILED")}
@@ -117,7 +126,7 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
         zray.get(bad.ping.remote())
     zray.kill(actor)
     dead = _wait(lambda: state.list_actors(filters=[("state", "=", "DEAD")], detail=True)
-                 if len(state.list_actors(filters=[("state", "=", "DEAD")])) == 2 else None)
+                 if len(state.list_actors(filters=[("state", "=", "DEAD")])) == 3 else None)
     causes = {a.class_name: a.death_cause for a in dead}
     (nap,) = _wait(lambda: state.list_tasks(filters=[("func_or_class_name", "=", "Named.nap"),
                                                      ("state", "=", "FAILED")], detail=True))
