@@ -16,7 +16,15 @@ __version__ = "0.1.0"
 # do: `import zray` stays light.
 _LAZY = {"collective": "zray.util.collective", "data": "zray.data", "train": "zray.train",
          "tune": "zray.tune", "serve": "zray.serve", "rllib": "zray.rllib",
-         "launch": "zray.launch"}
+         "launch": "zray.launch", "job_submission": "zray.job_submission",
+         "runtime_env": "zray.runtime_env", "air": "zray.train"}
+
+
+def install_as_ray():
+    """Opt-in: `import ray` and every `ray.X` resolve to zray's module objects in this process
+    (see zray/as_ray)."""
+    from .as_ray import install_as_ray as install
+    return install()
 
 
 def __getattr__(name):
@@ -31,5 +39,5 @@ def __getattr__(name):
 __all__ = [
     "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
-    "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "util", "wait",
+    "init", "install_as_ray", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "util", "wait",
 ]
