@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {"collective": "zray.util.collective", "data": "zray.data", "train": "zray.train",
          "tune": "zray.tune", "serve": "zray.serve", "rllib": "zray.rllib",
          "launch": "zray.launch", "job_submission": "zray.job_submission",
-         "runtime_env": "zray.runtime_env", "air": "zray.train"}
+         "runtime_env": "zray.runtime_env", "air": "zray.train",
+         "services": "zray.services"}
 
 
 def install_as_ray():

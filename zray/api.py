@@ -226,6 +226,9 @@ def remote(*args, **kwargs):
     """@zray.remote, bare or with options, on a function (a class: see the actor issue)."""
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
+    if len(args) == 2 and not kwargs and all(isinstance(a, list) for a in args):
+        from .legacy import typed_remote    # amplab 0.x: @remote([arg types], [return types])
+        return typed_remote(*args)
     if args:
         raise TypeError("@zray.remote takes either a function or keyword options, e.g. "
                         "@zray.remote(num_cpus=2)")
