@@ -122,7 +122,7 @@ def _connect(address, kwargs):
     """Join the node of this host that `address` means (node/local_node.find_node): a driver
     always attaches to its own host's node, which holds its store."""
     from .node import local_node
-    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
+    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config"):
         if kwargs.get(key) is not None:
             raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
                              "(it was fixed when the node started)")
@@ -291,13 +291,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise TypeError(f"num_returns must be an int, got {num_returns!r}")
     if num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}")
-    if num_returns > len(refs):
-        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
     if not isinstance(fetch_local, bool):
         raise TypeError("fetch_local must be a bool")
     _check_timeout(timeout)
     if not refs:
-        return [], []
+        return [], []       # as Ray: nothing to wait for, whatever num_returns says
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
     ready_idx = set(_runtime().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
     ready = [r for i, r in enumerate(refs) if i in ready_idx]
     not_ready = [r for i, r in enumerate(refs) if i not in ready_idx]
@@ -352,7 +352,9 @@ def kill(actor, *, no_restart=True):
     restarts left."""
     from .actor import ActorHandle
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
+        # Ray's type and wording (users match on them): a ValueError naming ray.cancel.
+        raise ValueError(f"ray.kill() only supported for actors (zray.kill); for tasks, use "
+                         f"zray.cancel(). Got: {type(actor)}.")
     _runtime().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
 
 
