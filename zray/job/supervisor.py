@@ -117,6 +117,8 @@ class JobSupervisor:
         """The entrypoint's working directory and environment from the job's runtime_env."""
         env = dict(os.environ)
         env.pop("ZRAY_WORKER_ID", None)
+        if env.get("PYTHONBREAKPOINT") == "zray.util.debug.set_trace":   # a worker's, not a driver's
+            env.pop("PYTHONBREAKPOINT")
         env["ZRAY_ADDRESS"] = self._node_address_file
         env["ZRAY_JOB_SUBMISSION_ID"] = env["RAY_JOB_SUBMISSION_ID"] = info.submission_id
         env["PYTHONUNBUFFERED"] = "1"
