@@ -166,7 +166,11 @@ def _connect(address, kwargs):
         logs.reset()
         raise
     _start_pid_watch(core, info["pid"])
-    return _Runtime(core, None, info["session"], owns_session=False)
+    state = _Runtime(core, None, info["session"], owns_session=False)
+    if os.environ.get("ZRAY_JOB_SUBMISSION_ID"):     # a submitted job's driver: link the two
+        from .job.manager import note_driver
+        note_driver(core, os.environ["ZRAY_JOB_SUBMISSION_ID"], job_id)
+    return state
 
 
 def _start_pid_watch(core, pid):

@@ -54,6 +54,7 @@ class Executor:
         self.hostname = socket.gethostname()
         self.ip = "127.0.0.1"
         self._generator_index = 0
+        self.call_errors = {}           # task_id -> (Ray's error type, message) of a failed call
         self.actors = ActorExecution(self, core)
         inbox = core.inbox
         inbox.handle(wire.EXECUTE_TASK, self._on_execute)
@@ -182,7 +183,9 @@ class Executor:
         finally:
             self.end()
             self.context.current_task_name = None
-            self.send(self.context.daemon, wire.TASK_FINISHED, (spec.task_id,))
+            error_type, message = self.call_errors.pop(spec.task_id, (None, None))
+            self.send(self.context.daemon, wire.TASK_FINISHED,
+                      (spec.task_id, spec.attempt, error_type, message))
 
     def send_result(self, spec, results, frames, retryable):
         """Reply to the task's owner. A reply that cannot be sent (other than on shutdown)
@@ -251,11 +254,13 @@ class Executor:
         """A failure in zray's handling of the task (not in the user's code): the owner still
         gets an error, never silence."""
         log.exception("error while running or reporting task %s", spec.name)
+        self.note_error(spec, "RAY_SYSTEM_ERROR", exc)
         err = exceptions.RaySystemError(
             f"zray failed while running task {spec.name}: {type(exc).__name__}: {_safe_str(exc)}")
         return (*self.error_returns(spec, serialization.serialize_error(err)), False)
 
     def cancelled_returns(self, spec):
+        self.call_errors[spec.task_id] = ("TASK_CANCELLED", "the task was cancelled")
         err = exceptions.TaskCancelledError(spec.task_id)
         return (*self.error_returns(spec, serialization.serialize_error(err)), False)
 
@@ -339,7 +344,14 @@ class Executor:
         n = max(spec.num_returns, 1) if spec.num_returns != 0 else 1
         return [(VALUE_INLINE, 0, None)] * n, [layout]
 
+    def note_error(self, spec, error_type, exc):
+        """What the state API shows of a failed task or call (Ray's error type names)."""
+        if len(self.call_errors) > 10_000:      # calls whose end was never reported
+            self.call_errors.clear()
+        self.call_errors[spec.task_id] = (error_type, f"{type(exc).__name__}: {_safe_str(exc)}"[:2000])
+
     def task_error(self, spec, exc):
+        self.note_error(spec, "TASK_EXECUTION_EXCEPTION", exc)
         try:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         except Exception:    # a broken exception (its __str__ raises, ...): say what we can

@@ -1,143 +1,115 @@
-"""What the dashboard's pages show, read from the nodes: mesh-wide listings (every live member
-answers for what it holds), filtered and paginated here so a page with 10k actors moves only
-one page of rows to the browser.
+"""What the dashboard's pages show, read through the state API (`zray.util.state.query`, asked
+of this node, which answers for the whole mesh) without a driver connection.
 
-Listings come from `zray.util.state` when it is present (Ray's field names, every node's rows),
-else straight from the nodes' listing messages (node/local_node.py's query/query_mesh).
+Paging: a listing asks for `offset + limit` rows with the page's filters and returns the last
+`limit` of them and the mesh-wide `total`, so a page of 10k actors moves one page of rows to the
+browser. State counts (the filter chips) are one `limit=1` query per state, answered by totals.
+A free-text search (`q`) cannot be pushed to the nodes: it fetches up to SEARCH_LIMIT rows and
+filters here.
 """
-import os
 import time
 
-from ..node import local_node
-from ..transport import wire
+from ..state import query as state_query
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-LOG_TAIL_BYTES = 64 * 1024
+SEARCH_LIMIT = 100_000
+LOG_TAIL_LINES = 1000
+QUERY_TIMEOUT_S = 10.0
+_STATES = {"actors": state_query.ACTOR_STATES, "tasks": state_query.TASK_STATES,
+           "placement_groups": ("PENDING", "CREATED", "REMOVED", "RESCHEDULING")}
 
 
-def page(rows, offset=0, limit=DEFAULT_PAGE, filters=None, text=None, sort_key=None):
-    """{"total", "offset", "rows", "counts"}: rows filtered by exact `filters` {field: value}
-    and by `text` (a substring of any field), counted by state, then one page of them."""
-    offset = max(0, int(offset or 0))
-    limit = max(1, min(MAX_PAGE, int(limit or DEFAULT_PAGE)))
-    filters = {k: v for k, v in (filters or {}).items() if v not in (None, "")}
-    counts = {}
-    kept = []
-    needle = (text or "").lower()
-    for row in rows:
-        if any(str(row.get(k)) != str(v) for k, v in filters.items()):
-            continue
-        if needle and not any(needle in str(v).lower() for v in row.values()):
-            continue
-        counts[row.get("state")] = counts.get(row.get("state"), 0) + 1
-        kept.append(row)
-    if sort_key:
-        kept.sort(key=sort_key)
-    return {"total": len(kept), "offset": offset, "limit": limit,
-            "rows": kept[offset:offset + limit], "counts": counts}
+def _int(value, default, lo, hi, name):
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int, got {value!r}") from None
+    return max(lo, min(hi, number))
 
 
 class ClusterData:
     def __init__(self, node_info):
         self.node = node_info        # the node file's dict (session, address, node_id, ...)
 
-    # -- listings --------------------------------------------------------------------------------
-    def _state_api(self):
-        try:
-            from ..util import state
-        except ImportError:
-            return None
-        return state if hasattr(state, "list_actors") else None
+    def _query(self, resource, **kwargs):
+        from ..util.state import api
+        kwargs.setdefault("timeout", QUERY_TIMEOUT_S)
+        return api.query(resource, node=self.node, **kwargs)
 
-    def _mesh(self, msg_type):
-        rows, _silent = local_node.query_mesh(msg_type, self.node)
-        return rows
+    # -- listings --------------------------------------------------------------------------------
+    def page(self, resource, filters=None, offset=0, limit=DEFAULT_PAGE, text=None,
+             detail=False, counts=True):
+        """{"total", "offset", "limit", "rows", "counts", "failed_nodes"} of one page."""
+        offset = _int(offset, 0, 0, state_query.MAX_LIMIT, "offset")
+        limit = _int(limit, DEFAULT_PAGE, 1, MAX_PAGE, "limit")
+        filters = [(k, "=", v) for k, v in (filters or {}).items() if v not in (None, "")]
+        if text:
+            answer = self._query(resource, filters=filters, limit=SEARCH_LIMIT, detail=detail)
+            needle = text.lower()
+            rows = [r for r in answer["rows"]
+                    if any(needle in str(v).lower() for v in r.values())]
+            total = len(rows)
+            rows = rows[offset:offset + limit]
+        else:
+            answer = self._query(resource, filters=filters, limit=offset + limit, detail=detail)
+            rows, total = answer["rows"][offset:offset + limit], answer["total"]
+        result = {"total": total, "offset": offset, "limit": limit, "rows": rows,
+                  "failed_nodes": answer.get("failed_nodes") or {}}
+        if counts:
+            result["counts"] = self.state_counts(resource, [f for f in filters if f[0] != "state"])
+        return result
+
+    def state_counts(self, resource, filters=()):
+        out = {}
+        for state in _STATES.get(resource, ()):
+            answer = self._query(resource, filters=list(filters) + [("state", "=", state)],
+                                 limit=1)
+            if answer["total"]:
+                out[state] = answer["total"]
+        return out
+
+    def rows(self, resource, limit=SEARCH_LIMIT, **kwargs):
+        return self._query(resource, limit=limit, **kwargs)["rows"]
 
     def cluster(self):
+        from ..node import local_node
+        from ..transport import wire
+        nodes = self.rows("nodes", detail=True)
         info = local_node.query(wire.CLUSTER_INFO, self.node)
         store = local_node.query(wire.STORE_STATS, self.node)
-        return {"nodes": info["nodes"], "total": info["total"], "available": info["available"],
+        return {"nodes": nodes, "total": info["total"], "available": info["available"],
                 "queued": info["queued"], "workers": info["workers"], "store": store,
                 "this_node": self.node["node_id"], "session": self.node["session"],
                 "time": time.time()}
 
-    def actors(self):
-        state = self._state_api()
-        if state is not None:
-            return [_plain(a) for a in state.list_actors(limit=1_000_000, raise_on_missing_output=False,
-                                                         address=self.node.get("node_file"))]
-        rows = self._mesh(wire.LIST_ACTORS)
-        for r in rows:       # Ray's names beside the node's own
-            r.setdefault("ray_namespace", r.get("namespace"))
-            r.setdefault("num_restarts", r.get("restarts"))
-        return rows
+    def timeline(self, limit=20_000):
+        from ..state.timeline import events
+        rows = self._query("tasks", limit=limit, detail=True)["rows"]
+        return events(rows, now_ms=int(time.time() * 1000))
 
-    def tasks(self):
-        state = self._state_api()
-        if state is not None:
-            return [_plain(t) for t in state.list_tasks(limit=1_000_000, raise_on_missing_output=False,
-                                                        address=self.node.get("node_file"))]
-        return self._mesh(wire.LIST_TASKS)
-
-    def objects(self):
-        state = self._state_api()
-        if state is not None:
-            return [_plain(o) for o in state.list_objects(limit=1_000_000,
-                                                          raise_on_missing_output=False,
-                                                          address=self.node.get("node_file"))]
-        return self._mesh(wire.LIST_OBJECTS)
-
-    def placement_groups(self):
-        state = self._state_api()
-        if state is not None and hasattr(state, "list_placement_groups"):
-            return [_plain(p) for p in state.list_placement_groups(
-                limit=1_000_000, raise_on_missing_output=False, address=self.node.get("node_file"))]
-        try:
-            table = local_node.query(wire.PG_TABLE, self.node)
-        except Exception:     # an older node: no table
-            return []
-        if isinstance(table, dict):
-            return [dict(v, placement_group_id=k) if isinstance(v, dict) else {"placement_group_id": k}
-                    for k, v in table.items()]
-        return list(table or [])
+    def summary(self, resource):
+        return self._query(f"summary_{resource}").get("summary")
 
     # -- logs ------------------------------------------------------------------------------------
-    def log_files(self):
-        folder = os.path.join(self.node["session"], "logs")
-        out = []
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
-            return out
-        for name in names:
-            try:
-                st = os.stat(os.path.join(folder, name))
-            except OSError:
-                continue
-            out.append({"name": name, "size": st.st_size, "mtime": st.st_mtime,
-                        "node_id": self.node["node_id"]})
-        return out
+    def log_files(self, node_id=None):
+        """{node_id: [file names]} of one node (default: every live node)."""
+        if node_id:
+            answer = self._query("logs", targets=[node_id], args={"glob": None})
+        else:
+            answer = self._query("logs", args={"glob": None})
+        return answer.get("files") or {}
 
-    def log_tail(self, name, tail_bytes=LOG_TAIL_BYTES):
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"no such log file: {name!r}")
-        path = os.path.join(self.node["session"], "logs", name)
-        try:
-            with open(path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - tail_bytes))
-                return f.read().decode(errors="replace"), size
-        except FileNotFoundError:
-            raise ValueError(f"no such log file: {name!r}") from None
+    def log_tail(self, node_id, filename, lines=LOG_TAIL_LINES):
+        answer = self._query("log", targets=[node_id or self.node["node_id"]],
+                             args={"filename": filename, "tail": lines})
+        files = answer.get("files") or {}
+        if not files:
+            raise ValueError(f"no log file {filename!r} on node {node_id}")
+        return next(iter(files.values()))
 
-
-def _plain(row):
-    """A state API row (a dataclass or dict) as a JSON-ready dict."""
-    if isinstance(row, dict):
-        return row
-    if hasattr(row, "__dataclass_fields__"):
-        from dataclasses import asdict
-        return asdict(row)
-    return dict(row)
+    def metrics_text(self):
+        from ..state.metrics_http import metrics_text
+        return metrics_text(self.node)

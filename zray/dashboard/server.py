@@ -7,7 +7,6 @@ and a STORE_STATS query plus /proc reads of the node's processes). It connects t
 as a driver only when a request needs one (jobs, breakpoints), so a node nobody looks at pays
 nothing more.
 """
-import json
 import logging
 import os
 import select
@@ -15,7 +14,6 @@ import threading
 import time
 
 from .. import __version__
-from ..job import model as job_model
 from ..job.manager import JobError, JobManager, JobNotFound
 from . import data as data_mod
 from .http import HttpError, Response, Routes, WebSocket, json_response
@@ -57,16 +55,15 @@ class Dashboard:
         r.add("GET", "/static/{name}", self.static)
         r.add("GET", "/api/version", self.version)
         r.add("GET", "/api/cluster", lambda req: json_response(self.data.cluster()))
-        r.add("GET", "/api/actors", lambda req: self.listing(req, self.data.actors, "actor_id"))
-        r.add("GET", "/api/tasks", lambda req: self.listing(req, self.data.tasks, "task_id"))
-        r.add("GET", "/api/timeline", self.timeline)
-        r.add("GET", "/api/objects", self.objects)
-        r.add("GET", "/api/placement_groups",
-              lambda req: self.listing(req, self.data.placement_groups, "placement_group_id"))
-        r.add("GET", "/api/logs", lambda req: json_response(self.data.log_files()))
+        for resource in ("actors", "tasks", "objects", "placement_groups", "workers", "nodes"):
+            r.add("GET", f"/api/{resource}", self._listing_handler(resource))
+        r.add("GET", "/api/summary/{resource}", self.summary)
+        r.add("GET", "/api/timeline", lambda req: json_response(self.data.timeline()))
+        r.add("GET", "/api/logs", self.log_files)
         r.add("GET", "/api/logs/file", self.log_file)
         r.add("GET", "/api/metrics/history", self.metrics_history)
         r.add("GET", "/api/breakpoints", self.breakpoints)
+        r.add("GET", "/api/dashboard/jobs", self.all_jobs)
         r.add("GET", "/metrics", self.prometheus)
         # Ray's Jobs REST API
         r.add("GET", "/api/jobs/", self.list_jobs)
@@ -107,42 +104,45 @@ class Dashboard:
                               "session_name": os.path.basename(self.node["session"])})
 
     # -- listings --------------------------------------------------------------------------------
-    def listing(self, req, source, key):
-        filters = {k: req.query[k] for k in ("state", "node_id", "name", "class_name", "type",
-                                             "job_id") if k in req.query}
-        try:
-            result = data_mod.page(source(), req.arg("offset", 0), req.arg("limit", 100),
-                                   filters, req.arg("q"), sort_key=lambda r: str(r.get(key, "")))
-        except ValueError as exc:
-            raise HttpError(400, str(exc)) from None
-        return json_response(result)
+    _FILTERS = ("state", "node_id", "name", "class_name", "type", "job_id", "actor_id",
+                "func_or_class_name", "ray_namespace", "is_alive", "worker_type")
 
-    def objects(self, req):
-        result = json.loads(self.listing(req, self.data.objects, "object_id").body)
-        result["store"] = self.data.cluster()["store"]
-        return json_response(result)
+    def _listing_handler(self, resource):
+        def handler(req):
+            filters = {k: req.query[k] for k in self._FILTERS if req.query.get(k)}
+            try:
+                return json_response(self.data.page(
+                    resource, filters, req.arg("offset", 0), req.arg("limit", 100), req.arg("q"),
+                    detail=req.arg("detail") in ("1", "true"),
+                    counts=req.arg("counts", "1") != "0"))
+            except ValueError as exc:
+                raise HttpError(400, str(exc)) from None
+        return handler
 
-    def timeline(self, req):
-        """Finished and running tasks as Chrome trace events (what the timeline page draws)."""
-        events = []
-        for t in self.data.tasks():
-            start = t.get("start_time_ms") or t.get("start_time")
-            if not start:
-                continue
-            end = t.get("end_time_ms") or t.get("end_time") or time.time() * 1000
-            events.append({"name": t.get("name") or t.get("func_or_class_name"), "ph": "X",
-                           "ts": float(start) * 1000, "dur": max(0.0, (float(end) - float(start)) * 1000),
-                           "pid": str(t.get("node_id", ""))[:12], "tid": str(t.get("worker_id") or t.get("worker_pid") or ""),
-                           "args": {"task_id": t.get("task_id"), "state": t.get("state")}})
-        return json_response(events)
+    def summary(self, req):
+        resource = req.params["resource"]
+        if resource not in ("tasks", "actors", "objects"):
+            raise HttpError(404, f"no summary of {resource!r} (tasks, actors, objects)")
+        return json_response(self.data.summary(resource))
+
+    def log_files(self, req):
+        return json_response(self.data.log_files(req.arg("node_id")))
 
     def log_file(self, req):
         try:
-            tail = int(req.arg("tail", data_mod.LOG_TAIL_BYTES))
-            text, size = self.data.log_tail(req.arg("name"), max(1, min(tail, 4 << 20)))
+            lines = int(req.arg("lines", 1000))
+            return json_response(self.data.log_tail(req.arg("node_id"), req.arg("name"),
+                                                    max(1, min(lines, 100_000))))
         except ValueError as exc:
             raise HttpError(404, str(exc)) from None
-        return json_response({"name": req.arg("name"), "size": size, "text": text})
+
+    def all_jobs(self, req):
+        """Submitted jobs (their records) and every driver (the state API's job rows)."""
+        drivers = self.data.rows("jobs", detail=True)
+        submissions = []
+        if self._connected or req.arg("submissions", "1") == "1":
+            submissions = [i.to_json() for i in self._job_call(self.jobs.list)]
+        return json_response({"submissions": submissions, "drivers": drivers})
 
     def metrics_history(self, req):
         try:
@@ -158,8 +158,7 @@ class Dashboard:
         return json_response(registry.list_breakpoints())
 
     def prometheus(self, req):
-        from . import prometheus
-        return Response(200, prometheus.render(self).encode(),
+        return Response(200, self.data.metrics_text().encode(),
                         "text/plain; version=0.0.4; charset=utf-8")
 
     # -- jobs ------------------------------------------------------------------------------------

@@ -24,6 +24,17 @@ FOLLOW_POLL_S = 0.2
 _SUPPORTED_RUNTIME_ENV = {"env_vars", "working_dir", "config", "_ray_commit"}
 
 
+def note_driver(core, submission_id, job_id):
+    """A job's entrypoint connected as a driver (zray.init() with ZRAY_JOB_SUBMISSION_ID set):
+    remember its job_id, which the job's record then shows (and its tasks are found by)."""
+    from ..core import runtime
+    try:
+        runtime.current().kv.put(submission_id, job_id.encode(),
+                                 namespace=model.DRIVERS_NAMESPACE, timeout=10)
+    except Exception as exc:   # the link is for display only; the job runs on
+        log.warning("could not link job %s to its driver: %s", submission_id, exc)
+
+
 def supervisor_name(submission_id):
     return f"_zray_job_supervisor_{submission_id}"
 
@@ -58,7 +69,15 @@ class JobManager:
         raw = self._kv().get(submission_id, namespace=model.JOBS_NAMESPACE)
         if raw is None:
             raise JobNotFound(f"job {submission_id!r} does not exist")
-        return JobInfo.from_json(json.loads(raw))
+        return self._with_driver(JobInfo.from_json(json.loads(raw)))
+
+    def _with_driver(self, info):
+        if info.job_id is None:
+            driver = self._kv().get(info.submission_id, namespace=model.DRIVERS_NAMESPACE)
+            if driver:
+                from dataclasses import replace
+                info = replace(info, job_id=driver.decode())
+        return info
 
     def _transition(self, submission_id, change, *args):
         """Apply a model transition to the stored record; the new record or None."""
@@ -72,7 +91,7 @@ class JobManager:
         for key in self._kv().keys(namespace=model.JOBS_NAMESPACE):
             raw = self._kv().get(key, namespace=model.JOBS_NAMESPACE)
             if raw is not None:
-                infos.append(JobInfo.from_json(json.loads(raw)))
+                infos.append(self._with_driver(JobInfo.from_json(json.loads(raw))))
         return sorted(infos, key=lambda i: (i.start_time or 0, i.submission_id))
 
     # -- submit ----------------------------------------------------------------------------------
@@ -94,7 +113,6 @@ class JobManager:
             raise JobError("runtime_env['env_vars'] must be a dict of str to str")
         if metadata is not None and not isinstance(metadata, dict):
             raise JobError(f"metadata must be a dict, got {type(metadata).__name__}")
-        resources = {}
         for name, value in (("entrypoint_num_cpus", entrypoint_num_cpus),
                             ("entrypoint_num_gpus", entrypoint_num_gpus)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -215,6 +233,7 @@ class JobManager:
             raise JobError(f"job {submission_id!r} is {info.status}; stop it before deleting it "
                            "(only jobs in a terminal state can be deleted)")
         self._kv().delete(submission_id, namespace=model.JOBS_NAMESPACE)
+        self._kv().delete(submission_id, namespace=model.DRIVERS_NAMESPACE)
         if info.log_path and self._is_local(info):
             try:
                 os.unlink(info.log_path)

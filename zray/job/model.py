@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 JOBS_NAMESPACE = "_zray_jobs"
+DRIVERS_NAMESPACE = "_zray_job_drivers"   # submission id -> the job_id of its driver
 PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED = "PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"
 TERMINAL = frozenset({STOPPED, SUCCEEDED, FAILED})
 _SUBMISSION_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")

@@ -326,6 +326,7 @@ class NodeDaemon:
         self.table.clients[address] = Client(kind, address, pid, job_id, worker_id, pidfd)
         if kind == "driver":
             self.table.drivers.setdefault(job_id, address)
+        self.services.state.client_registered(kind, address, pid, job_id, worker_id)
         self.reply(sender, self.wire.REGISTERED, req_id, self.node_info())
         if kind == "worker":
             self.tasks.run(self.scheduler.handle_worker_started(worker_id, job_id, address, pid))
@@ -462,6 +463,7 @@ def main(argv=None):
         raise
     # Stop at the next turn of the loop (at most the poll timeout away).
     signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "running", False))
+    metrics_server = _start_metrics_endpoint(daemon)
 
     def announce():
         """The node serves (and, joining, has reached a member): say so to who started it."""
@@ -472,7 +474,9 @@ def main(argv=None):
             "start_time": process_start_time(os.getpid()), "node_id": daemon.node_id,
             "mesh_address": daemon.membership.mesh_address,
             "secret_file": daemon.mesh.secret_file, "started": time.time(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "metrics_address": ("%s:%d" % metrics_server.server_address[:2]
+                                if metrics_server is not None else None)}
         # The session's own copy: how jobs' entrypoints and the dashboard reach this node
         # (ZRAY_ADDRESS=<session>/node.json), also for a private node that has no node file.
         session_info = os.path.join(args.session, "node.json")
@@ -490,8 +494,27 @@ def main(argv=None):
     try:
         code = daemon.run(announce)
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         daemon.shutdown()
     sys.exit(code)
+
+
+def _start_metrics_endpoint(daemon):
+    """GET /metrics on ZRAY_METRICS_EXPORT_PORT (zray/state/metrics_http.py), or None."""
+    port = os.environ.get("ZRAY_METRICS_EXPORT_PORT")
+    if not port:
+        return None
+    from ..state.metrics_http import serve
+    host = os.environ.get("ZRAY_METRICS_EXPORT_HOST", "127.0.0.1")
+    try:
+        server = serve({"address": daemon.address, "session": daemon.session_dir}, int(port), host)
+    except (OSError, ValueError) as exc:
+        log.error("the metrics endpoint could not listen on %s:%s: %s", host, port, exc)
+        return None
+    log.info("Prometheus metrics at http://%s:%d/metrics", *server.server_address[:2])
+    return server
 
 
 if __name__ == "__main__":

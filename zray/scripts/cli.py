@@ -37,6 +37,8 @@ def main(argv=None):
     start.add_argument("--address", default=None, help="HOST:PORT of any live member to join")
     start.add_argument("--node-ip-address", default=None, help="the IP other nodes reach us at")
     start.add_argument("--interface", default=None, help="take the node IP from this interface")
+    start.add_argument("--metrics-export-port", type=int, default=None,
+                       help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics")
     start.add_argument("--secret-file", default=None,
                        help="cluster secret (else ZRAY_CLUSTER_SECRET, else a new one)")
     start.add_argument("--include-dashboard", default=None, choices=["true", "false"],
@@ -51,14 +53,10 @@ def main(argv=None):
     status = sub.add_parser("status", help="show the node, its resources, store and actors")
     status.add_argument("--address", default=None, help="HOST:PORT of the cluster (default: "
                         "ZRAY_ADDRESS, the job's cluster inside Slurm, or the only one)")
-    lister = sub.add_parser("list", help="list this node's view of nodes, actors, tasks or objects")
-    lister.add_argument("--address", default=None, help="HOST:PORT of the cluster")
-    lister.add_argument("what", choices=["nodes", "actors", "tasks", "objects"])
-    lister.add_argument("--format", choices=["table", "json"], default="table")
-    lister.add_argument("--this-node", action="store_true",
-                        help="only this node's actors, tasks or objects (default: every live node's)")
+    from . import state_cli
+    state_cli.add_parsers(sub)
     args = parser.parse_args(argv)
-    if args.command in ("start", "stop", "status", "list"):
+    if args.command in ("start", "stop", "status", "list", "get", "summary", "logs", "timeline"):
         from .. import logs
         logs.configure_stderr_only()     # before any session: warnings on stderr, one line each
     if args.command == "start":
@@ -67,8 +65,8 @@ def main(argv=None):
         return _stop(args)
     if args.command == "status":
         return _status(args.address)
-    if args.command == "list":
-        return _list(args.what, args.format, args.this_node, args.address)
+    if args.command in ("list", "get", "summary", "logs", "timeline"):
+        return state_cli.run(args)
     if args.version:
         from .. import __version__
         print(f"zray {__version__}")
@@ -81,6 +79,13 @@ def main(argv=None):
 
 def _start(args):
     import json
+    import os
+    if args.metrics_export_port is not None:
+        if not 0 <= args.metrics_export_port < 65536:
+            print(f"zray start: --metrics-export-port must be a TCP port, not "
+                  f"{args.metrics_export_port}", file=sys.stderr)
+            return 2
+        os.environ["ZRAY_METRICS_EXPORT_PORT"] = str(args.metrics_export_port)
     from ..api import _default_object_store_memory, available_cpus
     from ..node import local_node
     try:
@@ -105,6 +110,8 @@ def _start(args):
               "Connect with zray.init(address='auto'); stop with `zray stop`.")
         if info.get("dashboard_url"):
             print(f"Dashboard and jobs API at {info['dashboard_url']}.")
+        if info.get("metrics_address"):
+            print(f"Prometheus metrics at http://{info['metrics_address']}/metrics")
         if info.get("mesh_address"):
             print(f"Listening for other nodes on {info['mesh_address'][len('tcp://'):]} "
                   f"({chosen}).")
@@ -144,14 +151,6 @@ def _blocked_node_exit(info):
     return status
 
 
-_LIST_COLUMNS = {
-    "nodes": ["NodeID", "State", "NodeManagerAddress", "MeshAddress", "Resources"],
-    "actors": ["actor_id", "class_name", "state", "name", "namespace", "pid", "restarts", "node_id"],
-    "tasks": ["task_id", "name", "state", "attempt", "worker_pid", "resources", "node_id"],
-    "objects": ["object_id", "size", "state", "pinned_by", "owner", "node_id"],
-}
-
-
 def _stop(args):
     from ..node import local_node
     try:
@@ -171,38 +170,6 @@ def _find(address, command):
     except ConnectionError as exc:
         print(f"zray {command}: {exc}", file=sys.stderr)
         return None
-
-
-def _list(what, fmt, this_node=False, address=None):
-    import json
-    from ..node import local_node
-    from ..transport import wire
-    info = _find(address, "list")
-    if info is None:
-        return 1
-    if what == "nodes":
-        rows = local_node.query(wire.CLUSTER_INFO, info)["nodes"]
-    else:
-        msg_type = {"actors": wire.LIST_ACTORS, "tasks": wire.LIST_TASKS,
-                    "objects": wire.LIST_OBJECTS}[what]
-        if this_node:
-            rows = [dict(r, node_id=info["node_id"]) for r in local_node.query(msg_type, info)]
-        else:
-            rows, silent = local_node.query_mesh(msg_type, info)
-            for node_id in silent:
-                print(f"zray: node {node_id} did not answer; its {what} are not listed", file=sys.stderr)
-    if fmt == "json":
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
-    columns = _LIST_COLUMNS[what]
-    table = [[str(r.get(c, ""))[:12] if c == "node_id" else str(r.get(c, "")) for c in columns]
-             for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    print(f"({len(rows)} {what})")
-    return 0
 
 
 def _node_ip(args):

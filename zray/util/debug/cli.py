@@ -82,7 +82,7 @@ def main(argv):
     p.add_argument("--list", action="store_true", help="list and exit")
     args = p.parse_args(argv)
     import zray
-    from .. import debug   # noqa: F401  (the package, for registry)
+
     from .registry import list_breakpoints
     from ... import logs
     logs.configure_stderr_only()
