@@ -119,7 +119,7 @@ function listingPage(resource, title, columns, opts = {}) {
 }
 
 pages.actors = listingPage("actors", "Actors", [
-  ["actor id", a => `<span class="mono">${short(a.actor_id, 16)}</span>`],
+  ["actor id", a => `<span class="mono">${esc(a.actor_id)}</span>`],
   ["class", a => esc(a.class_name)], ["name", a => esc(a.name)], ["state", a => badge(a.state)],
   ["namespace", a => esc(a.ray_namespace)], ["pid", a => esc(a.pid)], ["node", a => `<span class="mono">${short(a.node_id)}</span>`],
   ["restarts", a => esc(a.num_restarts)], ["job", a => esc(a.job_id)],
@@ -127,7 +127,7 @@ pages.actors = listingPage("actors", "Actors", [
 ], {onclick: a => { location.hash = `#logs?actor=${a.actor_id}&node_id=${a.node_id}&worker_id=${a.worker_id || ""}`; }});
 
 pages.tasks = listingPage("tasks", "Tasks", [
-  ["task id", t => `<span class="mono">${short(t.task_id, 16)}</span>`], ["name", t => esc(t.name)],
+  ["task id", t => `<span class="mono">${esc(t.task_id)}</span>`], ["name", t => esc(t.name)],
   ["state", t => badge(t.state)], ["type", t => esc(t.type)], ["attempt", t => esc(t.attempt_number)],
   ["job", t => esc(t.job_id)], ["node", t => `<span class="mono">${short(t.node_id)}</span>`], ["worker pid", t => esc(t.worker_pid)],
   ["started", t => when(t.start_time_ms)], ["duration", t => t.start_time_ms ? dur(t.start_time_ms, t.end_time_ms) : ""],
@@ -209,7 +209,7 @@ async function jobDetail(id) {
     <h3>Output</h3><pre class="log" data-testid="job-logs">${esc(logs.logs) || '<span class="muted">(nothing yet)</span>'}</pre>
     <h3>Tasks of this job (${esc(tasks.total)})</h3><div id="jobtasks"></div>`;
   document.getElementById("jobtasks").innerHTML = table([
-    ["task id", t => `<span class="mono">${short(t.task_id, 16)}</span>`], ["name", t => esc(t.name)], ["state", t => badge(t.state)],
+    ["task id", t => `<span class="mono">${esc(t.task_id)}</span>`], ["name", t => esc(t.name)], ["state", t => badge(t.state)],
     ["duration", t => t.start_time_ms ? dur(t.start_time_ms, t.end_time_ms) : ""]], tasks.rows);
   const stop = document.getElementById("stop");
   if (stop) stop.onclick = async () => { stop.disabled = true; await fetch(`/api/jobs/${encodeURIComponent(id)}/stop`, {method: "POST"}); refresh(); };
