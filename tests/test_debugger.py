@@ -181,3 +181,71 @@ def test_breakpoint_in_driver_is_plain_pdb(tmp_path):
     r = subprocess.run([sys.executable, str(script)], input="p value\nc\n", capture_output=True,
                        text=True, timeout=60, env=dict(os.environ, PYTHONPATH=REPO))
     assert "99" in r.stdout and "after 99" in r.stdout
+
+
+def _dap_send(sock, seq, command, arguments=None):
+    import json
+    body = json.dumps({"seq": seq, "type": "request", "command": command,
+                       "arguments": arguments or {}}).encode()
+    sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def _dap_read(sock, buffer, timeout=60):
+    """The next DAP message (a dict); buffer is a bytearray kept between calls."""
+    import json
+    import socket as socket_mod
+    deadline = time.monotonic() + timeout
+    while True:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = int([h for h in buffer[:head_end].split(b"\r\n")
+                          if h.lower().startswith(b"content-length")][0].split(b":")[1])
+            if len(buffer) >= head_end + 4 + length:
+                msg = json.loads(bytes(buffer[head_end + 4:head_end + 4 + length]))
+                del buffer[:head_end + 4 + length]
+                return msg
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except socket_mod.timeout:
+            raise AssertionError("no DAP message in time") from None
+        if not data:
+            raise AssertionError("the DAP endpoint closed")
+        buffer.extend(data)
+
+
+def test_debugpy_endpoint_when_asked(zray_cluster, monkeypatch):
+    pytest.importorskip("debugpy")
+    import socket
+    monkeypatch.setenv("ZRAY_DEBUG", "debugpy")
+    zray = zray_cluster(num_cpus=1)
+
+    @zray.remote
+    def under_vscode():
+        answer = 41
+        breakpoint()
+        return answer + 1
+
+    ref = under_vscode.remote()
+    found = _wait_breakpoints(timeout=90)
+    assert found[0]["kind"] == "debugpy" and found[0]["port"] > 0
+    sock = socket.create_connection((found[0]["host"], found[0]["port"]), timeout=30)
+    buffer = bytearray()
+    try:
+        _dap_send(sock, 1, "initialize", {"adapterID": "zray-test", "clientID": "zray-test"})
+        _dap_send(sock, 2, "attach", {"justMyCode": False})
+        seen = []
+        while not any(m.get("event") == "initialized" for m in seen):
+            seen.append(_dap_read(sock, buffer))
+        assert any(m.get("command") == "initialize" and m.get("success") for m in seen)
+        _dap_send(sock, 3, "configurationDone")
+        stopped = None
+        while stopped is None:
+            msg = _dap_read(sock, buffer)
+            if msg.get("event") == "stopped":
+                stopped = msg
+        _dap_send(sock, 4, "continue", {"threadId": stopped["body"]["threadId"]})
+        assert zray.get(ref, timeout=60) == 42
+        _dap_send(sock, 5, "disconnect", {})
+    finally:
+        sock.close()
