@@ -29,13 +29,14 @@ class _Runtime:
 # Ray's init() options that zray accepts and has no use for (yet); anything else is an error.
 _ACCEPTED_AND_UNUSED = {
     "runtime_env", "logging_level", "logging_format", "log_to_driver", "configure_logging",
-    "include_dashboard", "dashboard_host", "dashboard_port", "job_config", "_system_config",
+    "job_config", "_system_config",
     "_temp_dir", "local_mode", "_enable_object_reconstruction", "storage", "_node_ip_address",
     "labels", "_memory", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
     "logging_config", "_skip_env_hook",
 }
 _INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "namespace", "ignore_reinit_error"} | _ACCEPTED_AND_UNUSED
+                 "namespace", "ignore_reinit_error", "include_dashboard", "dashboard_host",
+                 "dashboard_port"} | _ACCEPTED_AND_UNUSED
 
 
 def available_cpus():
@@ -90,10 +91,13 @@ def _start_local(kwargs):
         raise TypeError(f"object_store_memory must be an int number of bytes, got {store!r}")
     elif store < (1 << 20):
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {store} bytes")
+    from .dashboard.options import dashboard_options
+    dashboard_port, dashboard_host = dashboard_options(kwargs)
     session_dir = session.create_session_dir()
     job_id = os.urandom(4).hex()
     worker_id = os.urandom(8).hex()
     spec = bootstrap.NodeSpec(
+        dashboard_port=dashboard_port, dashboard_host=dashboard_host,
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=store, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
@@ -115,7 +119,23 @@ def _start_local(kwargs):
         logs.reset()
         raise
     _start_daemon_watch(core, node)
+    _announce_dashboard(session_dir)
     return _Runtime(core, node, session_dir, owns_session=True)
+
+
+def _announce_dashboard(session_dir):
+    """Say where the new node's dashboard is, as Ray does at init: one line on a terminal's
+    stderr (not into pipes, which programs parse), always in the log and in init()'s result."""
+    from .dashboard.launch import read_dashboard_info
+    info = read_dashboard_info(session_dir)
+    if info:
+        import logging
+        import sys
+        logging.getLogger("zray.dashboard").info("dashboard at %s", info["url"])
+        show = os.environ.get("ZRAY_SHOW_DASHBOARD_URL")
+        if show == "1" or (show is None and sys.stderr.isatty()):
+            sys.stderr.write(f"zray: started a local node; view the dashboard at "
+                             f"{info['url']}\n")
 
 
 def _connect(address, kwargs):
@@ -146,7 +166,11 @@ def _connect(address, kwargs):
         logs.reset()
         raise
     _start_pid_watch(core, info["pid"])
-    return _Runtime(core, None, info["session"], owns_session=False)
+    state = _Runtime(core, None, info["session"], owns_session=False)
+    if os.environ.get("ZRAY_JOB_SUBMISSION_ID"):     # a submitted job's driver: link the two
+        from .job.manager import note_driver
+        note_driver(core, os.environ["ZRAY_JOB_SUBMISSION_ID"], job_id)
+    return state
 
 
 def _start_pid_watch(core, pid):
@@ -217,8 +241,11 @@ def _runtime_or_autoinit():
 
 def _context_info():
     core = _state.core
+    from .dashboard.launch import read_dashboard_info
+    dashboard = read_dashboard_info(core.context.session_dir) or {}
     return {"node_id": core.node_info["node_id"], "session_dir": core.context.session_dir,
-            "address": core.daemon, "job_id": core.context.job_id}
+            "address": core.daemon, "job_id": core.context.job_id,
+            "dashboard_url": dashboard.get("url")}
 
 
 # -- remote ---------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class Executor:
         self.cancelled_before_start = set()
         self.interruptible = False      # SIGINT may stop the task's code only while it runs
         self.cancel_requested = None
+        self.post_mortem_hook = None    # zray.util.debug.post_mortem under ZRAY_DEBUG_POST_MORTEM
         self.assigned_gpus = []
         self.assigned_resources = {}
         self.hostname = socket.gethostname()
@@ -232,6 +233,8 @@ class Executor:
             return (*self.error_returns(spec, self.task_error(spec, exc)), False)
         except BaseException as exc:   # the user's code may raise anything, SystemExit too
             self.interruptible = False
+            if self.post_mortem_hook is not None and isinstance(exc, Exception):
+                self._post_mortem(exc)
             # Worth a retry if the exception is one to retry and the owner's budget allows
             # (the one rule: owner_table.retry_allowed); the owner decides.
             retryable = _should_retry(spec.retry_exceptions, exc) and retry_allowed(spec)
@@ -239,6 +242,13 @@ class Executor:
                 # No error item: the next attempt goes on where the items it repeats end.
                 return [self._generator_index], [], True
             return (*self.error_returns(spec, self.task_error(spec, exc)), retryable)
+
+    def _post_mortem(self, exc):
+        """ZRAY_DEBUG_POST_MORTEM: a debugger session at the raise, before the error is sent."""
+        try:
+            self.post_mortem_hook(exc)
+        except Exception:    # the debugger failed: the task's error still goes back
+            log.exception("the post-mortem debugger failed")
 
     def internal_error_returns(self, spec, exc):
         """A failure in zray's handling of the task (not in the user's code): the owner still

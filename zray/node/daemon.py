@@ -50,6 +50,7 @@ class NodeDaemon:
         self.TransportClosed = TransportClosed
         self.args = args
         self.zygote = zygote
+        self.dashboard = None         # dashboard/launch.py's DashboardProcess, once announced
         self.session_dir = args.session
         self.node_id = os.urandom(14).hex()
         self.hostname = socket.gethostname()
@@ -389,6 +390,8 @@ class NodeDaemon:
             "queued": self.scheduler.num_queued(), "workers": self.scheduler.worker_count(),
             "daemon_pid": os.getpid(), "zygote_pid": self.zygote.pid,
             "worker_pids": self.table.worker_pids(),
+            "tasks_finished": self.tasks.finished_count,
+            "dashboard_url": self.dashboard.url if self.dashboard else None,
         })
 
     # -- shutdown ------------------------------------------------------------------------------
@@ -401,6 +404,8 @@ class NodeDaemon:
         if self.args.node_file:
             from .local_node import remove_node_file
             remove_node_file(self.args.node_file, os.getpid())
+        if self.dashboard is not None:
+            self.dashboard.stop()
         workers = list(self.table.workers.values())
         for worker in workers:
             kill_pid(worker.pid)
@@ -439,6 +444,9 @@ def parse_args(argv):
     p.add_argument("--port", type=int, default=0, help="TCP port for the mesh (0: none)")
     p.add_argument("--join", default=None, help="HOST:PORT[,HOST:PORT] of live members")
     p.add_argument("--secret-file", default=None, help="file holding the cluster secret")
+    p.add_argument("--dashboard-port", type=int, default=-1,
+                   help="the dashboard's port (-1: no dashboard; taken: a free one)")
+    p.add_argument("--dashboard-host", default="127.0.0.1")
     return p.parse_args(argv)
 
 
@@ -459,17 +467,27 @@ def main(argv=None):
 
     def announce():
         """The node serves (and, joining, has reached a member): say so to who started it."""
+        from .local_node import write_node_file
+        from .processes import process_start_time
+        info = {
+            "session": args.session, "address": daemon.address, "pid": os.getpid(),
+            "start_time": process_start_time(os.getpid()), "node_id": daemon.node_id,
+            "mesh_address": daemon.membership.mesh_address,
+            "secret_file": daemon.mesh.secret_file, "started": time.time(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "metrics_address": ("%s:%d" % metrics_server.server_address[:2]
+                                if metrics_server is not None else None)}
+        # The session's own copy: how jobs' entrypoints and the dashboard reach this node
+        # (ZRAY_ADDRESS=<session>/node.json), also for a private node that has no node file.
+        session_info = os.path.join(args.session, "node.json")
+        write_node_file(session_info, info)
+        if args.dashboard_port >= 0:
+            from ..dashboard.launch import start_dashboard
+            daemon.dashboard = start_dashboard(args.session, session_info, args.dashboard_host,
+                                               args.dashboard_port, secret_file=info["secret_file"])
+            info["dashboard_url"] = daemon.dashboard.url if daemon.dashboard else None
         if args.node_file:
-            from .local_node import write_node_file
-            from .processes import process_start_time
-            write_node_file(args.node_file, {
-                "session": args.session, "address": daemon.address, "pid": os.getpid(),
-                "start_time": process_start_time(os.getpid()), "node_id": daemon.node_id,
-                "mesh_address": daemon.membership.mesh_address,
-                "secret_file": daemon.mesh.secret_file, "started": time.time(),
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-                "metrics_address": ("%s:%d" % metrics_server.server_address[:2]
-                                    if metrics_server is not None else None)})
+            write_node_file(args.node_file, info)
         if args.ready_fd >= 0:
             os.write(args.ready_fd, b"ready\n")
             os.close(args.ready_fd)
