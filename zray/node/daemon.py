@@ -88,6 +88,11 @@ class NodeDaemon:
         self.services = NodeServices(ctx, self.mesh, forget=self.transport.forget,
                                      more_handlers=[self])
         self.tasks = self.services.tasks
+        if self.mesh.swim is not None:
+            self.services.objects.open_data_channel(self.mesh.cluster_secret, args.node_ip,
+                                                    self.mesh.mesh_address)
+            for fd in self.services.objects.wake_fds():
+                self.poller.register(fd, zmq.POLLIN)   # news is read by the service's tick
         self.mesh.start()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
