@@ -66,6 +66,8 @@ class NodeDaemon:
         resources["memory"] = args.memory
         resources["object_store_memory"] = args.object_store_memory
         resources[f"node:{args.node_ip}"] = 1
+        from ..core.gpus import node_gpu_ids
+        self.gpu_ids = node_gpu_ids(os.environ, args.num_gpus)   # what its workers see
         self.scheduler = LocalScheduler(to_units(resources), max_workers=args.max_workers)
         self.transport = Transport(self.address)
         self.table = ClientTable()
@@ -340,7 +342,7 @@ class NodeDaemon:
             "node_id": self.node_id, "address": self.address, "pid": os.getpid(),
             "store_fd": self.region.fd, "store_size": self.region.size,
             "session_dir": self.session_dir, "hostname": self.hostname,
-            "node_ip": self.args.node_ip,
+            "node_ip": self.args.node_ip, "gpu_ids": self.gpu_ids,
             "resources": from_units(self.scheduler.total),
         }
 
