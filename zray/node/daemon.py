@@ -478,6 +478,11 @@ def main(argv=None):
             os.close(args.ready_fd)
     try:
         code = daemon.run(announce)
+    except BaseException:
+        # A crash: the session's logs (node.err has the traceback) must outlive it; whoever
+        # cleans up after it keeps them (session.keep_logs_only).
+        args.remove_session_on_exit = False
+        raise
     finally:
         daemon.shutdown()
     sys.exit(code)
