@@ -1,6 +1,7 @@
 """The Ray Core API: init/shutdown, remote, get/put/wait/cancel and introspection."""
 import atexit
 import inspect
+import logging
 import os
 import select
 import threading
@@ -190,7 +191,12 @@ def _start_daemon_watch(core, node):
     """If the node daemon dies, fail every wait of this process instead of hanging."""
     def watch():
         code = node.wait()
-        core.mark_dead(f"the zray node daemon (pid {node.pid}) exited with code {code}")
+        why = f"the zray node daemon (pid {node.pid}) exited with code {code}"
+        if not node.stopping:
+            node.crashed = True
+            why += (f"; its logs are kept in {os.path.join(node.spec.session_dir, 'logs')} "
+                    "after zray.shutdown()")
+        core.mark_dead(why)
     threading.Thread(target=watch, name="zray-daemon-watch", daemon=True).start()
 
 
@@ -209,6 +215,7 @@ def shutdown(_exiting_interpreter=False):
         return
     core = state.core
     if state.daemon_proc is not None:
+        state.daemon_proc.stopping = True
         from .transport import wire
         try:
             core.send(core.daemon, wire.SHUTDOWN_NODE, ())
@@ -218,7 +225,16 @@ def shutdown(_exiting_interpreter=False):
     if state.daemon_proc is not None:
         state.daemon_proc.stop()
     if state.owns_session and state.session_dir:
-        session.remove_session_dir(state.session_dir)
+        node = state.daemon_proc
+        if node is not None and (node.crashed or node.proc.returncode not in (0, None)):
+            # Its logs say why it died: they stay, the rest (sockets, spill, secret) goes.
+            kept = session.keep_logs_only(state.session_dir)
+            if kept:
+                logging.getLogger("zray").warning(
+                    "the zray node daemon (pid %d) died (exit code %s): its logs are kept in %s",
+                    node.pid, node.proc.returncode, kept)
+        else:
+            session.remove_session_dir(state.session_dir)
     logs.reset()
 
 
