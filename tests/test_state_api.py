@@ -132,7 +132,7 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
                                                      ("state", "=", "FAILED")], detail=True))
     assert nap.error_type == "WORKER_DIED"         # the call died with its actor's worker
     del napping
-    assert "killed with zray.kill" in json.dumps(causes["Named"])
+    assert "killed by `ray.kill` (zray.kill)" in json.dumps(causes["Named"])
     assert causes["Named"]["actor_died_error_context"]["reason"] == "RAY_KILL"
     assert "constructor says no" in json.dumps(causes["BadInit"])
     assert state.summarize_actors()["cluster"]["summary"]["Named"]["state_counts"] == {"DEAD": 1}

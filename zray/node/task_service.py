@@ -32,6 +32,7 @@ class TaskService(Service):
     def __init__(self, ctx, place=None):
         """place(task): where a submitted task goes (RoutingService.place_task, set by
         `set_placement`; until then: this node)."""
+        self.finished_count = 0       # tasks finished here, for the dashboard's tasks/s
         self.ctx = ctx
         self.scheduler = ctx.scheduler
         self._place = place or self.submit_here
@@ -78,6 +79,7 @@ class TaskService(Service):
             self._place(task)
 
     def on_task_finished(self, sender, payload, frames):
+        self.finished_count += 1      # the dashboard's tasks/s (CLUSTER_INFO "tasks_finished")
         worker_id = self.ctx.clients.worker_id_of(sender)
         task = self.scheduler.running_task_of(worker_id)
         if task is not None:

@@ -8,10 +8,18 @@ def main(argv=None):
     if argv[:1] == ["serve"]:     # Serve's own CLI (zray/serve/cli.py): run|status|deploy|...
         from ..serve.cli import main as serve_main
         return serve_main(argv[1:])
+    if argv[:1] == ["job"]:       # jobs over the dashboard's REST API (zray/job/cli.py)
+        from ..job.cli import main as job_main
+        return job_main(argv[1:])
+    if argv[:1] == ["debug"]:     # paused breakpoints (zray/util/debug/cli.py)
+        from ..util.debug.cli import main as debug_main
+        return debug_main(argv[1:])
     parser = argparse.ArgumentParser(prog="zray", description="zray: Ray's model on a ZeroMQ mesh")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="Serve applications: run|status|deploy|build|shutdown")
+    sub.add_parser("job", help="jobs: submit|status|logs|stop|list|delete")
+    sub.add_parser("debug", help="list paused breakpoints and attach a debugger")
     bench = sub.add_parser("microbenchmark", help="measure the core on this machine (Ray's rows)")
     from . import microbenchmark
     microbenchmark.add_arguments(bench)
@@ -33,6 +41,11 @@ def main(argv=None):
                        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics")
     start.add_argument("--secret-file", default=None,
                        help="cluster secret (else ZRAY_CLUSTER_SECRET, else a new one)")
+    start.add_argument("--include-dashboard", default=None, choices=["true", "false"],
+                       help="serve the dashboard and the jobs API (default: true)")
+    start.add_argument("--dashboard-port", type=int, default=None, help="default 8265")
+    start.add_argument("--dashboard-host", default=None,
+                       help="default 127.0.0.1; any other address requires the cluster's token")
     stop = sub.add_parser("stop", help="stop a zray node of this user on this host")
     stop.add_argument("--address", default=None,
                       help="HOST:PORT of the cluster whose node to stop (default: the only one)")
@@ -85,7 +98,8 @@ def _start(args):
         info = local_node.start(
             args.num_cpus if args.num_cpus is not None else available_cpus(), args.num_gpus,
             resources, args.object_store_memory or _default_object_store_memory(), block=args.block,
-            port=args.port, join=args.address, node_ip=node_ip, secret_file=args.secret_file)
+            port=args.port, join=args.address, node_ip=node_ip, secret_file=args.secret_file,
+            dashboard=_dashboard_args(args))
     except (RuntimeError, ValueError) as exc:
         print(f"zray start: {exc}", file=sys.stderr)
         return 1
@@ -94,6 +108,8 @@ def _start(args):
     if not args.block:
         print(f"zray node started (pid {info['pid']}, session {info['session']}).\n"
               "Connect with zray.init(address='auto'); stop with `zray stop`.")
+        if info.get("dashboard_url"):
+            print(f"Dashboard and jobs API at {info['dashboard_url']}.")
         if info.get("metrics_address"):
             print(f"Prometheus metrics at http://{info['metrics_address']}/metrics")
         if info.get("mesh_address"):
@@ -103,6 +119,13 @@ def _start(args):
                   f"  zray start --address {info['mesh_address'][len('tcp://'):]} "
                   f"--secret-file {info.get('secret_file') or '<the cluster secret file>'}")
     return 0
+
+
+def _dashboard_args(args):
+    from ..dashboard.options import dashboard_options
+    include = None if args.include_dashboard is None else args.include_dashboard == "true"
+    return dashboard_options({"include_dashboard": include, "dashboard_port": args.dashboard_port,
+                              "dashboard_host": args.dashboard_host})
 
 
 def _blocked_node_exit(info):
