@@ -306,6 +306,11 @@ print(sorted(set(zray.get([where.remote(i) for i in range(8)]))))
             only = json.loads(cli(mesh.dirs[i], "list", "tasks", "--this-node", "--format",
                                   "json", "-f", "name=where").stdout)
             assert {r["node_id"] for r in only} <= {ids[i]}
+        files = cli(mesh.dirs[1], "logs", "--node-id", ids[0]).stdout
+        assert "raylet" in files and "node.err" in files
+        assert cli(mesh.dirs[1], "logs", "node.err", "--node-id", ids[0]).returncode == 0
+        missing = cli(mesh.dirs[1], "logs", "node.err", "--node-id", "f" * 28, check=False)
+        assert missing.returncode == 1 and "no log file" in missing.stderr
         summary = json.loads(cli(mesh.dirs[1], "summary", "tasks", "--format", "json").stdout)
         assert summary["cluster"]["summary"]["where"]["state_counts"]["FINISHED"] == 8
         assert sorted(summary["cluster"]["nodes"]) == sorted(ids)

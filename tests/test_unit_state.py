@@ -273,6 +273,8 @@ def test_any_node_answers_for_the_whole_mesh():
     assert answer["total"] == 3 and len(answer["rows"]) == 1
     _, answer, _ = ask(net, nodes[0], scope="node")
     assert answer["nodes"] == ["A"]
+    _, answer, _ = ask(net, nodes[0], targets=["C"])
+    assert answer["nodes"] == ["C"] and answer["total"] == 1     # A asked C only
     pages = [ask(net, nodes[i % 3], limit=1, offset=i)[1]["rows"] for i in range(4)]
     assert [len(p) for p in pages] == [1, 1, 1, 0]
     assert len({p[0]["task_id"] for p in pages[:3]}) == 3       # stable order from any node

@@ -96,7 +96,10 @@ class StateService(Service):
 
     def _start(self, query, asker, req_id, done):
         try:
-            local = self.answer_local(query)
+            if query.targets is not None and self.ctx.node_id not in query.targets:
+                local = q.empty_answer()        # asked about other nodes only
+            else:
+                local = self.answer_local(query)
         except (ValueError, OSError) as exc:
             self._finish_with(asker, req_id, done, None, exc)
             return

@@ -321,11 +321,12 @@ def _log_lines(address, node_id, filename, tail, follow, timeout, interval, enco
         kwargs = {"targets": [node_id]} if node_id else {"scope": "node"}
         answer = query("log", timeout=timeout, address=address, args=args, **kwargs)
         files = answer.get("files") or {}
-        if not files:
+        got = files.get(node_id) if node_id else next(iter(files.values()), None)
+        if not got:
             raise ValueError(f"no log file {filename!r} on "
                              + (f"node {node_id}" if node_id else "the node asked")
                              + "; list them with list_logs()")
-        return next(iter(files.values()))
+        return got
 
     first = fetch({"filename": filename, "tail": tail})
 
