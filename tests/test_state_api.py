@@ -114,6 +114,9 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     assert summary["fails"]["state_counts"] == {"FAILED": 1}
     assert len(state.list_tasks(limit=2)) == 2
 
+    dependent = square.remote(running)                 # waits in this driver for `running`
+    (early,) = _wait(lambda: state.list_tasks(filters=[("state", "=", "PENDING_ARGS_AVAIL")]))
+    assert early.name == "square" and "argument" in early.pending_reason
     napping = actor.nap.remote(60)
     (call,) = _wait(lambda: state.list_tasks(filters=[("func_or_class_name", "=", "Named.nap"),
                                                       ("state", "=", "RUNNING")]))
@@ -121,6 +124,9 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
 
     zray.cancel(running, force=True)
     zray.cancel(pending)
+    with pytest.raises(Exception):
+        zray.get(dependent)                          # its argument was cancelled
+    assert _wait(lambda: not state.list_tasks(filters=[("state", "=", "PENDING_ARGS_AVAIL")]))
     bad = BadInit.remote()
     with pytest.raises(Exception):
         zray.get(bad.ping.remote())

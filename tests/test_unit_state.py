@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from zray.node.service import ClientGone
 from zray.scheduling.resources import to_units
 from zray.scheduling.task_spec import TASK, TaskSpec
 from zray.scripts.state_cli import parse_filter
@@ -324,9 +325,42 @@ def test_the_reporter_tells_a_long_call_once_as_running_then_its_end():
     reporter.flush()
     reporter.flush()           # nothing new: nothing sent
     assert [t for t, _ in sent] == [wire.WORKER_REPORT] * 2
-    (running,), _ = sent[0][1]
+    (running,), _, _, _ = sent[0][1]
     assert running[5] == "A.nap" and running[7] == 10000.0 and running[8] is None
-    (ended,), _ = sent[1][1]
+    (ended,), _, _, _ = sent[1][1]
     assert ended[8] == 10500.0 and ended[9] == "TASK_EXECUTION_EXCEPTION"
     assert not reporter._told_running and not reporter._running
     reporter.close()
+
+
+def test_the_reporter_tells_a_task_waiting_for_arguments_and_when_it_stops():
+    from zray.core.owner_table import PendingTask
+    from zray.core.reporter import Reporter
+    sent = []
+    reporter = Reporter(lambda address, msg_type, payload: sent.append(payload), "ipc://node")
+    task = PendingTask(spec(7), [], [], None)
+    task.deps_left = 2
+    reporter.args_waiting(task)
+    reporter.flush()
+    reporter.flush()
+    ((_, _, waiting, resolved),) = sent
+    assert waiting[0][0] == spec(7).task_id.hex() and waiting[0][7] == 2 and not resolved
+    task.deps_left = 0                   # resolved (and sent to the node)
+    reporter.flush()
+    assert sent[-1][2:] == ([], [spec(7).task_id.hex()])
+    assert not reporter._waiting and not reporter._told_waiting
+    reporter.close()
+
+
+def test_the_node_lists_tasks_waiting_in_their_owners_until_submitted_or_gone():
+    net = Network()
+    a = net.add("A", cpus=2)
+    waiting_row = (spec(3).task_id.hex(), 0, "t3", None, "J", "t3", None, 1, False)
+    a.handle(CLIENT, wire.WORKER_REPORT, ([], None, [waiting_row], []))
+    _, answer, _ = ask(net, a, filters=[("state", "=", "PENDING_ARGS_AVAIL")])
+    assert answer["total"] == 1 and "argument" in answer["rows"][0]["pending_reason"]
+    a.handle(CLIENT, wire.SUBMIT_TASK, (spec(3),))             # its arguments arrived
+    assert ask(net, a, filters=[("state", "=", "PENDING_ARGS_AVAIL")])[1]["total"] == 0
+    a.handle(CLIENT, wire.WORKER_REPORT, ([], None, [waiting_row], []))
+    a.services.state.client_gone(ClientGone(CLIENT, "driver", "J", True))   # the owner died
+    assert ask(net, a, filters=[("state", "=", "PENDING_ARGS_AVAIL")])[1]["total"] == 0

@@ -64,6 +64,7 @@ class CoreWorker:
         self.objects = Objects(address, self.refs, self.send, self.inbox, self._blocked,
                                self._rebuild_lost)
         self.owner = TaskOwner(self.context, self.objects, self.refs, self.table, self.send)
+        self.owner.reporter = self.reporter
         self.actors = ActorCaller(self.context, self.inbox, self.objects, self.owner, self.send)
         self.owner.attach_actors(self.actors)
         self._register_handlers()

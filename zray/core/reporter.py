@@ -29,6 +29,8 @@ class Reporter:
         self._events = []
         self._running = {}              # task_id -> (spec, actor_id, class_name, start s)
         self._told_running = set()      # task ids the node was told run
+        self._waiting = {}              # task_id -> PendingTask waiting for its arguments
+        self._told_waiting = set()      # task ids the node was told wait
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
@@ -44,6 +46,15 @@ class Reporter:
         """An actor call starts: (spec, actor_id, class_name, start s). The node hears of it
         only if it still runs at the next report (a long call shows as RUNNING)."""
         self._running[started[0].task_id] = started
+        if not self._wake.is_set():
+            self._wake.set()
+            if self._thread is None:
+                self._start()
+
+    def args_waiting(self, task):
+        """A submitted task (or actor call) waits for its arguments here, in its owner. The
+        node hears of it if it still waits at the next report, and again when it stops."""
+        self._waiting[task.spec.task_id] = task
         if not self._wake.is_set():
             self._wake.set()
             if self._thread is None:
@@ -79,7 +90,9 @@ class Reporter:
 
     def _loop(self):
         while not self._closed:
-            self._wake.wait()           # set by a call that ended or a metric that changed
+            # Woken by a call, a waiting task or a metric; while the node was told of tasks
+            # that wait for arguments, look every interval whether they still do.
+            self._wake.wait(REPORT_INTERVAL_S if self._told_waiting else None)
             time.sleep(REPORT_INTERVAL_S)
             self.flush()
 
@@ -94,14 +107,31 @@ class Reporter:
                        if spec.task_id not in told]
             told.update(item[0].task_id for item in running)
             told.intersection_update(list(self._running))   # calls that ended meanwhile
+            waiting, resolved = self._waiting_changes()
             metrics = self.metrics_source() if self.metrics_source is not None else None
-            if not events and not metrics and not running:
+            if not events and not metrics and not running and not waiting and not resolved:
                 return
             try:
                 self._send(self._daemon, wire.WORKER_REPORT,
-                           ([_event(e) for e in running + events], metrics))
+                           ([_event(e) for e in running + events], metrics, waiting, resolved))
             except Exception:       # shutting down, or the node is gone: nothing to tell
                 log.debug("a WORKER_REPORT could not be sent", exc_info=True)
+
+    def _waiting_changes(self):
+        """([row of a task that waits, not told yet], [task id hex told that stopped])."""
+        waiting, resolved = [], []
+        told = self._told_waiting
+        for task_id, task in list(self._waiting.items()):
+            if task.deps_left > 0 and not task.cancelled:
+                if task_id not in told:
+                    told.add(task_id)
+                    waiting.append(_waiting_row(task))
+                continue
+            del self._waiting[task_id]
+            if task_id in told:
+                told.discard(task_id)
+                resolved.append(task_id.hex())
+        return waiting, resolved
 
     def close(self):
         self.flush()
@@ -122,6 +152,18 @@ def _event(item):
             parent.hex() if isinstance(parent, bytes) else parent,
             round(start * 1000, 3), round(end * 1000, 3) if end is not None else None,
             error_type, message)
+
+
+def _waiting_row(task):
+    """(task_id hex, attempt, name, actor_id hex, job_id, func_or_class_name, parent hex,
+    arguments still awaited, is an actor call)."""
+    spec = task.spec
+    parent = spec.parent_task_id
+    actor_id = (spec.extra or {}).get("actor_id")
+    return (spec.task_id.hex(), spec.attempt, spec.name,
+            actor_id.hex() if isinstance(actor_id, bytes) else actor_id, spec.job_id, spec.name,
+            parent.hex() if isinstance(parent, bytes) else parent, task.deps_left,
+            task.actor is not None)
 
 
 def now_ms():

@@ -32,6 +32,7 @@ class TaskOwner:
         self.table = table
         self.send = send
         self.actors = None
+        self.reporter = None          # core/reporter.py: tasks that wait for their arguments
         self._exported = set()
 
     def attach_actors(self, actors):
@@ -97,6 +98,8 @@ class TaskOwner:
         refs = [ObjectRef(rid, address) for rid in return_ids]
         if deps:
             self._resolve_dependencies(task, deps)
+            if self.reporter is not None and task.deps_left:
+                self.reporter.args_waiting(task)     # the state API's PENDING_ARGS_AVAIL
         else:
             self._send_task(task)
         return task_id, refs

@@ -34,7 +34,7 @@ import time
 
 from ..state import query as q
 from ..state.metrics_table import NodeMetrics
-from ..state.records import (ACTOR_TASK, TaskRecords, TaskRow, keep_from_env,
+from ..state.records import (ACTOR_TASK, NORMAL_TASK, TaskRecords, TaskRow, keep_from_env,
                              row_of_spec, row_predicate, select_rows)
 from ..transport import wire
 from ..transport.address import node_of
@@ -170,7 +170,9 @@ class StateService(Service):
         self.ctx.reply(asker, wire.STATE_REPLY, req_id, answer, error)
 
     def on_worker_report(self, sender, payload, frames):
-        events, metrics = payload
+        events, metrics = payload[:2]
+        if len(payload) >= 4:
+            self._args_waiting(sender, payload[2], payload[3])
         clients = self.ctx.clients
         worker_id = clients.worker_id_of(sender)
         pid = clients.pid_of(sender)
@@ -191,6 +193,19 @@ class StateService(Service):
         if metrics:
             self.metrics.update(sender, metrics)
 
+    def _args_waiting(self, owner, waiting, resolved):
+        records = self.records
+        for task_id in resolved or ():
+            records.args_resolved(task_id)
+        for (task_id, attempt, name, actor_id, job_id, func_name, parent, deps_left,
+             is_call) in waiting or ():
+            row = TaskRow(task_id, attempt, name, "PENDING_ARGS_AVAIL", job_id, actor_id,
+                          ACTOR_TASK if is_call else NORMAL_TASK, func_name, parent,
+                          self.ctx.node_id, None, None, None)
+            row.pending_reason = (f"waiting in its owner for {deps_left} argument(s) to be "
+                                  "ready (tasks that make them still run)")
+            records.args_waiting(owner, row)
+
     # -- lifecycle -------------------------------------------------------------------------------
     def tick(self, now):
         if not self._gathers:
@@ -207,6 +222,7 @@ class StateService(Service):
     def client_gone(self, gone):
         if gone.local:
             self.metrics.process_gone(gone.address)
+            self.records.owner_gone(gone.address)
 
     def client_registered(self, kind, address, pid, job_id, worker_id):
         """The daemon tells of every registration (a driver starts a job here)."""
@@ -271,8 +287,9 @@ class StateService(Service):
         counts = collections.Counter(r.state for r in self.records.running.values())
         for task, _why in self.ctx.scheduler.pending():
             counts["PENDING_NODE_ASSIGNMENT"] += 1
+        counts["PENDING_ARGS_AVAIL"] = len(self.records.waiting)
         finished = self.records.finished_counts
-        for state in ("PENDING_NODE_ASSIGNMENT", "RUNNING"):
+        for state in ("PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "RUNNING"):
             series.append(("zray_tasks", "gauge", "tasks on this node by state",
                            {"State": state}, counts.get(state, 0)))
         for state in ("FINISHED", "FAILED"):
@@ -317,7 +334,7 @@ class StateService(Service):
 
     def _pending_rows(self):
         node_id = self.ctx.node_id
-        rows = []
+        rows = [row for _owner, row in self.records.waiting.values()]
         for task, why in self.ctx.scheduler.pending():
             row = row_of_spec(task.spec, node_id, "PENDING_NODE_ASSIGNMENT")
             row.pending_reason = why

@@ -73,6 +73,8 @@ class TaskService(Service):
     # -- handlers --------------------------------------------------------------------------------
     def on_submit_task(self, sender, payload, frames):
         task = Task(payload[0], frames)
+        if self.records.waiting:          # it waited for its arguments in its owner
+            self.records.args_resolved(task.spec.task_id.hex())
         if task.spec.kind == ACTOR_CREATION and self._creations is not None:
             self._creations.creation_submitted(task)
         else:

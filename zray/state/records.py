@@ -212,6 +212,7 @@ class TaskRecords:
         self.ended_count = 0                       # rows that ever ended here
         self.finished_counts = {}       # state -> rows in the ring
         self.summary_counts = {}        # (func_or_class_name, type, state) -> rows in the ring
+        self.waiting = {}               # task_id hex -> (owner, TaskRow): waits in its owner
 
     # -- events --------------------------------------------------------------------------------
     def started(self, row):
@@ -237,6 +238,16 @@ class TaskRecords:
         for row in [r for r in self.running.values() if r.worker_id == worker_id]:
             self.ended(row.task_id, row.attempt_number, now_ms, "WORKER_DIED",
                        detail or "the worker running it died")
+
+    def args_waiting(self, owner, row):
+        self.waiting[row.task_id] = (owner, row)
+
+    def args_resolved(self, task_id):
+        self.waiting.pop(task_id, None)
+
+    def owner_gone(self, owner):
+        for task_id in [t for t, (o, _) in self.waiting.items() if o == owner]:
+            del self.waiting[task_id]
 
     def add_finished(self, row):
         """A row that is over already (an actor call reported by its worker)."""
