@@ -20,6 +20,7 @@ from ..transport import wire
 log = logging.getLogger("zray.core")
 REPORT_INTERVAL_S = float(os.environ.get("ZRAY_REPORT_INTERVAL_S", "0.5"))
 MAX_PENDING = 100_000
+MAX_TOLD_WAITING = 10_000   # tasks waiting for arguments the node lists, per owner
 
 
 class Reporter:
@@ -123,7 +124,7 @@ class Reporter:
         told = self._told_waiting
         for task_id, task in list(self._waiting.items()):
             if task.deps_left > 0 and not task.cancelled:
-                if task_id not in told:
+                if task_id not in told and len(told) < MAX_TOLD_WAITING:
                     told.add(task_id)
                     waiting.append(_waiting_row(task))
                 continue
