@@ -364,3 +364,19 @@ def test_the_node_lists_tasks_waiting_in_their_owners_until_submitted_or_gone():
     a.handle(CLIENT, wire.WORKER_REPORT, ([], None, [waiting_row], []))
     a.services.state.client_gone(ClientGone(CLIENT, "driver", "J", True))   # the owner died
     assert ask(net, a, filters=[("state", "=", "PENDING_ARGS_AVAIL")])[1]["total"] == 0
+
+
+def test_exited_workers_say_whether_the_node_meant_it():
+    net = Network()
+    a = net.add("A")
+    state = a.services.state
+    a.register("ipc://d", "driver", "J1")
+    for worker_id, job in (("w1", "J1"), ("w2", "J2")):
+        state.client_registered("worker", f"ipc://{worker_id}", 40, job, worker_id)
+    state.worker_died("w1", "The worker process (pid 40) was killed by signal 9 (SIGKILL).")
+    state.worker_died("w2", "The worker process (pid 40) was killed by signal 9 (SIGKILL).")
+    rows = {r["worker_id"]: r for r in state.answer_local(q.StateQuery("workers"))["rows"]}
+    assert rows["w1"]["exit_type"] == "SYSTEM_ERROR"              # its job still runs: a crash
+    assert rows["w2"]["exit_type"] == "INTENDED_SYSTEM_EXIT"      # its job had ended
+    assert rows["w1"]["pid"] == 40 and rows["w1"]["job_id"] == "J1"
+    assert not rows["w1"]["is_alive"]

@@ -75,6 +75,7 @@ class StateService(Service):
         self.exited_workers = collections.deque(maxlen=KEEP_EXITED)
         self.finished_jobs = collections.deque(maxlen=KEEP_EXITED)
         self.job_starts = {}            # job_id -> (start ms, driver pid, address)
+        self._workers = {}              # worker_id -> (pid, job_id, registered ms)
         tasks.set_records(self.records)
 
     def handlers(self):
@@ -228,14 +229,25 @@ class StateService(Service):
         """The daemon tells of every registration (a driver starts a job here)."""
         if kind == "driver":
             self.job_starts[job_id] = (_now_ms(), pid, address)
+        elif kind == "worker" and worker_id:
+            if len(self._workers) > 100_000:     # workers whose death was never reported
+                self._workers.clear()
+            self._workers[worker_id] = (pid, job_id, _now_ms())
 
     def worker_died(self, worker_id, detail):
         # After TaskService (services.py's order): a task it ran was ended there with the
         # scheduler's verdict; actor calls the worker said were running end here.
         self.records.worker_gone(worker_id, _now_ms(), str(detail) if detail else None)
-        self.exited_workers.append({"worker_id": worker_id, "pid": None,
-                                    "exit_detail": str(detail) if detail else None,
-                                    "end_time_ms": _now_ms()})
+        pid, job_id, started = self._workers.pop(worker_id, (None, None, None))
+        text = str(detail) if detail else None
+        # Workers the node stops itself (their job ended) exit as intended, as Ray says.
+        intended = (job_id is not None and not self.ctx.clients.job_alive(job_id)) or \
+            (text is not None and "exited with code 0" in text)
+        self.exited_workers.append({"worker_id": worker_id, "pid": pid, "job_id": job_id,
+                                    "exit_detail": text, "start_time_ms": started,
+                                    "end_time_ms": _now_ms(),
+                                    "exit_type": "INTENDED_SYSTEM_EXIT" if intended
+                                    else "SYSTEM_ERROR"})
 
     def job_finished(self, job_id):
         start = self.job_starts.pop(job_id, None)
@@ -437,19 +449,23 @@ class StateService(Service):
                 "worker_type": "DRIVER" if client.kind == "driver" else "WORKER",
                 "exit_type": None, "node_id": node_id, "ip": ip, "pid": client.pid,
                 "job_id": client.job_id, "exit_detail": None, "worker_launch_time_ms": None,
-                "worker_launched_time_ms": None, "start_time_ms": None, "end_time_ms": None,
-                "debugger_port": None, "num_paused_threads": 0})
+                "worker_launched_time_ms": None, "start_time_ms": self._started_ms(client),
+                "end_time_ms": None, "debugger_port": None, "num_paused_threads": 0})
         for entry in reversed(self.exited_workers):
             rows.append({
                 "worker_id": entry["worker_id"], "is_alive": False,
-                "worker_type": "WORKER",
-                "exit_type": "SYSTEM_ERROR" if entry.get("exit_detail") else "INTENDED_SYSTEM_EXIT",
-                "node_id": node_id, "ip": ip, "pid": entry.get("pid"), "job_id": None,
-                "exit_detail": entry.get("exit_detail"), "worker_launch_time_ms": None,
-                "worker_launched_time_ms": None, "start_time_ms": None,
+                "worker_type": "WORKER", "exit_type": entry["exit_type"],
+                "node_id": node_id, "ip": ip, "pid": entry["pid"], "job_id": entry["job_id"],
+                "exit_detail": entry["exit_detail"], "worker_launch_time_ms": None,
+                "worker_launched_time_ms": None, "start_time_ms": entry["start_time_ms"],
                 "end_time_ms": entry.get("end_time_ms"), "debugger_port": None,
                 "num_paused_threads": 0})
         return rows
+
+    def _started_ms(self, client):
+        if client.kind == "driver":
+            return self.job_starts.get(client.job_id, (None,))[0]
+        return self._workers.get(client.worker_id, (None, None, None))[2]
 
     def _job_rows(self):
         node_id = self.ctx.node_id
