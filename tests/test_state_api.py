@@ -140,7 +140,7 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     del napping
     assert "killed by `ray.kill` (zray.kill)" in json.dumps(causes["Named"])
     assert causes["Named"]["actor_died_error_context"]["reason"] == "RAY_KILL"
-    assert "constructor says no" in json.dumps(causes["BadInit"])
+    assert "constructor says no" in json.dumps(causes["BadInit"]["creation_task_failure_context"])
     assert state.summarize_actors()["cluster"]["summary"]["Named"]["state_counts"] == {"DEAD": 1}
 
 

@@ -553,8 +553,8 @@ def _matches(row, query):
 def _death_cause(record):
     if record.state != "DEAD" or record.death_cause is None:
         return None
-    message = record.death_cause[0]
-    if "constructor" in (message or "") or "__init__" in (message or ""):
+    message, error_layout = record.death_cause
+    if error_layout is not None:       # only a constructor that raised leaves its exception
         return {"creation_task_failure_context": {"error_message": message}}
     return {"actor_died_error_context": {"error_message": message,
                                          "reason": _death_reason(message)}}
