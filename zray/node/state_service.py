@@ -157,8 +157,6 @@ class StateService(Service):
         if gather.waiting:
             return
         answer = q.merge(gather.answers, gather.query)
-        if gather.query.resource == "log":
-            answer = _pick_log(answer, gather.query)
         self._finish_with(gather.asker, gather.req_id, gather.done, answer, None)
 
     def _finish_with(self, asker, req_id, done, answer, error):
@@ -534,14 +532,6 @@ class StateService(Service):
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-tail:]) if tail else ""
         return {self.ctx.node_id: {"filename": filename, "text": text, "size": size}}
-
-
-def _pick_log(answer, query):
-    files = answer.get("files") or {}
-    if not files:
-        raise_text = (f"no node has a log file named {query.args.get('filename')!r}")
-        answer["failed_nodes"] = dict(answer.get("failed_nodes") or {}, _=raise_text)
-    return answer
 
 
 def _matches(row, query):
