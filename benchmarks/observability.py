@@ -46,9 +46,12 @@ def side(module, sizes, repeats):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        ray.init(address="local", num_cpus=2, dashboard_port=port)
+        context = ray.init(address="local", num_cpus=2, dashboard_port=port)
+        # Its state API is asked by that dashboard's URL (another cluster may run here).
+        where = {"address": f"http://{context.dashboard_url}"}
     else:
         ray.init(num_cpus=2)
+        where = {}
 
     @ray.remote(num_cpus=1)
     def noop():
@@ -69,8 +72,8 @@ def side(module, sizes, repeats):
             ray.get([noop.remote() for _ in range(batch)])
             done += batch
         submit_s = time.perf_counter() - start
-        counted = _wait_counted(state, size)
-        quiet = {"timeout": 120, "raise_on_missing_output": False}   # Ray truncates at 10k
+        counted = _wait_counted(state, size, where)
+        quiet = dict(where, timeout=120, raise_on_missing_output=False)  # Ray stops at 10k
         calls = {
             OPS[0]: lambda: state.list_tasks(limit=100, **quiet),
             OPS[1]: lambda: state.list_tasks(filters=[("state", "=", "FINISHED")], limit=100,
@@ -102,13 +105,14 @@ def _total(summary):
                for e in cluster.get("summary", {}).values())
 
 
-def _wait_counted(state, want, timeout=120.0):
+def _wait_counted(state, want, where, timeout=120.0):
     """What summarize_tasks counts once it reaches `want` or stops growing for 3 s (Ray's
     summary stops at 10,000 tasks: it says so and truncates)."""
     deadline = time.monotonic() + timeout
     counted, last, still = 0, -1, 0
     while time.monotonic() < deadline:
-        counted = _total(state.summarize_tasks(timeout=120, raise_on_missing_output=False))
+        counted = _total(state.summarize_tasks(timeout=120, raise_on_missing_output=False,
+                                               **where))
         if counted >= want:
             break
         still = still + 1 if counted == last else 0
