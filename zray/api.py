@@ -59,6 +59,8 @@ def init(address=None, **kwargs):
     global _state
     from .options import check_names
     check_names(kwargs, _INIT_OPTIONS - {"address"}, "zray.init()")
+    from . import runtime_env
+    runtime_env.check(kwargs.get("runtime_env"))    # a bad one fails before anything starts
     with _lock:
         if _state is not None:
             if kwargs.get("ignore_reinit_error"):
@@ -70,6 +72,7 @@ def init(address=None, **kwargs):
             _state = _start_local(kwargs)
         else:
             _state = _connect(address, kwargs)
+        runtime_env.set_job_env(kwargs.get("runtime_env"))
         atexit.register(shutdown)
         return _context_info()
 

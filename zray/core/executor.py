@@ -54,6 +54,7 @@ class Executor:
         self.ip = "127.0.0.1"
         self._generator_index = 0
         self.actors = ActorExecution(self, core)
+        self.setup_error = None         # why this worker's runtime_env could not be built
         inbox = core.inbox
         inbox.handle(wire.EXECUTE_TASK, self._on_execute)
         inbox.handle(wire.CANCEL_TASK, self._on_cancel)
@@ -251,6 +252,8 @@ class Executor:
 
     # -- pieces ------------------------------------------------------------------------------
     def function(self, function_id):
+        if self.setup_error is not None:    # every task (and constructor) fails with it
+            raise self.setup_error
         fn = self.functions.get(function_id)
         if fn is None:
             _, frames = self.core.inbox.rpc(self.context.daemon, wire.FETCH_FUNCTION, (function_id,))

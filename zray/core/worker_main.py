@@ -43,6 +43,14 @@ def run_forked(request):
     if driver:
         sys.stdout = LogForwarder(runtime, driver, 1, sys.stdout)
         sys.stderr = LogForwarder(runtime, driver, 2, sys.stderr)
+    if request.get("runtime_env"):
+        # Built before any task runs (zray/runtime_env/setup.py); a failure fails its tasks.
+        from ..runtime_env.setup import setup_worker
+        try:
+            setup_worker(request["runtime_env"], session)
+        except Exception as exc:
+            logging.getLogger("zray.runtime_env").error("%s", exc)
+            executor.setup_error = exc
     try:
         executor.serve_forever()
     finally:

@@ -1,0 +1,90 @@
+"""runtime_env: the environment a task or actor runs in (env_vars, working_dir, py_modules,
+pip), given to init(), .options() or @remote, as in Ray.
+
+The submitting process checks the runtime_env (spec.py), ships local directories through the
+object store (packaging.py) and puts the encoded environment in the task spec; the node keeps
+one pool of worker processes per (job, environment), and a worker started for an environment
+builds it on its node before it runs anything (setup.py): unpacked archives and pip virtual
+environments are cached on the node by content hash, shared by its workers.
+"""
+import json
+import threading
+import weakref
+
+from . import spec
+from .spec import check
+
+_lock = threading.Lock()
+_job_env = None          # the checked runtime_env of init() in this (driver) process
+_process_env = None      # the encoded environment this worker process was started in
+_encoded = weakref.WeakKeyDictionary()    # runtime -> {checked env as JSON: encoded env}
+
+
+class RuntimeEnv(dict):
+    """Ray's `RuntimeEnv(**fields)`: a runtime_env dict, checked when it is made."""
+
+    def __init__(self, **fields):
+        check(fields)
+        super().__init__(**fields)
+
+
+def set_job_env(runtime_env):
+    """init(runtime_env=...): the default environment of the job's tasks and actors (checked
+    here, so a bad one fails init before anything starts)."""
+    global _job_env
+    _job_env = check(runtime_env)
+
+
+def set_process_env(encoded):
+    """In a worker: the environment it runs in, the parent of what its tasks submit."""
+    global _process_env
+    _process_env = encoded
+
+
+def current():
+    """The encoded environment of this process's tasks (a worker's own, or the job's), or None."""
+    if _process_env is not None:
+        return _process_env
+    return _encode(_job_env) if _job_env else None
+
+
+def for_submission(runtime_env):
+    """The canonical text a task or actor carries ("" when it runs in no environment):
+    `runtime_env` from its options over the environment of the process submitting it."""
+    parent = current()
+    if runtime_env is None and parent is None:
+        return ""
+    child = _encode(check(runtime_env)) if runtime_env else None
+    return spec.dumps(spec.merge(parent, child))
+
+
+def _encode(checked):
+    """Local paths shipped as packages; cached per runtime (a directory is shipped once)."""
+    if not checked:
+        return None
+    from ..objects.object_ref import get_runtime
+    core = get_runtime()
+    key = json.dumps(checked, sort_keys=True)
+    with _lock:
+        cached = _encoded.setdefault(core, {}).get(key) if core is not None else None
+    if cached is not None:
+        return cached
+    from .. import api
+    from .packaging import ship
+    import os
+    excludes = checked.get("excludes", ())
+    out = {k: v for k, v in checked.items() if k not in ("working_dir", "py_modules", "excludes")}
+    if "working_dir" in checked:
+        out["working_dir"] = ship(checked["working_dir"], excludes, core, api.put)
+    if "py_modules" in checked:
+        out["py_modules"] = [
+            ship(path, excludes, core, api.put,
+                 top=os.path.basename(path) if os.path.isdir(path) else None)
+            for path in checked["py_modules"]]
+    if core is not None:
+        with _lock:
+            _encoded.setdefault(core, {})[key] = out
+    return out
+
+
+__all__ = ["RuntimeEnv", "check", "current", "for_submission", "set_job_env"]
