@@ -278,3 +278,46 @@ def test_unpacked_environments_are_removed_at_shutdown(tmp_path):
     finally:
         zray.shutdown()
     assert not os.path.exists(cwd)
+
+
+ACROSS_NODES = """
+import os, zray
+from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+zray.init(address="auto", runtime_env={{"working_dir": {wd!r}, "env_vars": {{"V": "job"}}}})
+
+@zray.remote
+def look():
+    with open("shipped.txt") as f:
+        return f.read(), os.environ["V"], os.getcwd(), zray.get_runtime_context().get_node_id()
+
+ids = {ids!r}
+got = zray.get([look.options(scheduling_strategy=On(n, soft=False)).remote() for n in ids],
+               timeout=120)
+for text, var, cwd, node in got:
+    print("SEEN", text, var, node, cwd)
+zray.shutdown()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_working_dir_reaches_another_node_and_is_unpacked_there(tmp_path):
+    from helpers.nodes import Cluster
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "shipped.txt").write_text("across")
+    if zray.is_initialized():
+        zray.shutdown()
+    mesh = Cluster(tmp_path, 0)
+    try:
+        mesh.add_node(num_cpus=1)
+        mesh.add_node(num_cpus=1)
+        mesh.wait_mesh_ready()
+        ids = [mesh.node_id(0), mesh.node_id(1)]
+        out = mesh.run_driver(0, ACROSS_NODES.format(wd=str(wd), ids=ids), timeout=240)
+        seen = [line.split() for line in out.stdout.splitlines() if line.startswith("SEEN")]
+        assert [s[1:4] for s in seen] == [["across", "job", ids[0]], ["across", "job", ids[1]]]
+        cwd_a, cwd_b = seen[0][4], seen[1][4]
+        # Each node unpacked the archive in its own session, under the same content hash.
+        assert cwd_a != cwd_b and os.path.basename(cwd_a) == os.path.basename(cwd_b)
+    finally:
+        mesh.stop_all()
