@@ -198,3 +198,46 @@ def test_python_m_zray_as_ray_bad_usage(args, text):
     out = run_python(["-m", "zray.as_ray"] + args)
     assert out.returncode == 2
     assert text in out.stderr
+
+
+HELPER = """
+import ray
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+"""
+
+APP_WITH_HELPER = """
+import ray
+from helper_imports_ray import Point
+
+@ray.remote
+def getx(p):
+    return p.x
+
+@ray.remote
+def nested(p):
+    return ray.get(getx.remote(p)) + 1
+
+@ray.remote
+class Holder:
+    def __init__(self, p):
+        self.p = p
+    def x(self):
+        return self.p.x
+
+ray.init(num_cpus=2)
+h = Holder.remote(Point(7))
+print("values", ray.get([getx.remote(Point(5)), nested.remote(Point(5)), h.x.remote()]))
+ray.shutdown()
+"""
+
+
+def test_workers_of_an_aliased_program_alias_ray_too(tmp_path):
+    # Point is pickled by reference: the worker imports its module, which imports ray.
+    (tmp_path / "helper_imports_ray.py").write_text(HELPER)
+    (tmp_path / "app.py").write_text(APP_WITH_HELPER)
+    out = run_python(["-m", "zray.as_ray", str(tmp_path / "app.py")], cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "values [5, 6, 7]" in out.stdout

@@ -129,6 +129,21 @@ class EnvActor:
             return f.read()
 
 
+@zray.remote
+def env_string():
+    return zray.get_runtime_context().get_runtime_env_string()
+
+
+def test_runtime_context_shows_the_environment(cluster):
+    import json
+    assert json.loads(zray.get_runtime_context().get_runtime_env_string()) == {
+        "env_vars": {"JOB_VAR": "job"}}
+    assert zray.get_runtime_context().runtime_env == {"env_vars": {"JOB_VAR": "job"}}
+    inside = json.loads(zray.get(env_string.options(
+        runtime_env={"env_vars": {"T": "1"}}).remote()))
+    assert inside == {"env_vars": {"JOB_VAR": "job", "T": "1"}}
+
+
 def test_job_env_vars_reach_tasks_and_actors(cluster):
     assert zray.get(getenv.remote("JOB_VAR")) == ["job"]
     actor = EnvActor.remote()

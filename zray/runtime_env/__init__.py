@@ -18,6 +18,7 @@ _lock = threading.Lock()
 _job_env = None          # the checked runtime_env of init() in this (driver) process
 _process_env = None      # the encoded environment this worker process was started in
 _encoded = weakref.WeakKeyDictionary()    # runtime -> {checked env as JSON: encoded env}
+_as_ray = False          # install_as_ray() was called here: workers alias `ray` too
 
 
 class RuntimeEnv(dict):
@@ -41,11 +42,31 @@ def set_process_env(encoded):
     _process_env = encoded
 
 
+def set_as_ray():
+    """install_as_ray() in this process: the tasks and actors it submits get the `ray` alias
+    in their workers too (the internal field "as_ray"), so modules they import by reference
+    that `import ray` work there as they do here."""
+    global _as_ray
+    _as_ray = True
+
+
 def current():
     """The encoded environment of this process's tasks (a worker's own, or the job's), or None."""
     if _process_env is not None:
-        return _process_env
-    return _encode(_job_env) if _job_env else None
+        env = _process_env
+    else:
+        env = _encode(_job_env) if _job_env else None
+    if _as_ray and not (env or {}).get("as_ray"):
+        env = dict(env or {}, as_ray=True)
+    return env
+
+
+def current_string():
+    """JSON of this process's environment for get_runtime_context().get_runtime_env_string():
+    a worker's encoded one, or the job's as given to init() ("{}" for none)."""
+    env = _process_env if _process_env is not None else _job_env
+    env = {k: v for k, v in (env or {}).items() if k != "as_ray"}
+    return json.dumps(env, sort_keys=True)
 
 
 def for_submission(runtime_env):

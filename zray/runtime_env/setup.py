@@ -46,6 +46,9 @@ def setup_worker(text, session_dir):
     deadline = None if timeout is None else time.monotonic() + timeout
     root = os.path.join(session_dir, "runtime_resources")
     try:
+        if env.get("as_ray"):       # the submitter runs with `ray` aliased to zray
+            from ..as_ray import install_as_ray
+            install_as_ray()
         os.environ.update(env.get("env_vars") or {})
         front = []
         if env.get("working_dir"):

@@ -11,6 +11,9 @@ A runtime_env the user writes (Ray's field names):
     pip           ["pkg==1.0"] | {"packages": [...], "pip_check": bool} | "requirements.txt"
     config        {"setup_timeout_seconds": 600, "eager_install": True}
 
+One more field exists only in the encoded form: "as_ray": true when the submitting process
+installed the `ray` alias (zray.as_ray), so its workers install it too.
+
 The encoded form a task carries replaces each local path by the package it was shipped as
 ({"hash", "object_id", "owner"}) and pip by {"packages", "pip_check"}; it is a JSON object with
 sorted keys, so equal environments are equal strings: the node keys its worker pools by it.
