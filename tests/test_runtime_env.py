@@ -94,6 +94,41 @@ def test_archives_are_named_by_content_and_honour_excludes(tmp_path):
     assert excluded("data/x.csv", ["data/*.csv"]) and not excluded("data/x.csv", ["*.txt"])
 
 
+# -- the node's worker pools (the scheduler as a state machine) --------------------------------
+def _env_task(n, env=""):
+    from zray.scheduling.local_scheduler import Task
+    from zray.scheduling.resources import to_units
+    from zray.scheduling.task_spec import TaskSpec
+    extra = {"runtime_env": env} if env else None
+    return Task(TaskSpec(bytes([n]) * 12, "j", f"t{n}", b"f", [], [], 1, to_units({"CPU": 1}),
+                         3, False, "owner", extra=extra), [])
+
+
+def test_a_task_runs_only_in_a_worker_of_its_environment():
+    from zray.scheduling.local_scheduler import Dispatch, LocalScheduler, StartWorker
+    from zray.scheduling.resources import to_units
+    s = LocalScheduler(to_units({"CPU": 2}))
+    s.handle_worker_started("plain", "j", "addr-plain", 1)          # idle, no environment
+    env = spec.dumps({"env_vars": {"A": "1"}})
+    assert s.handle_task_submitted(_env_task(1, env)) == [StartWorker("j", env)]
+    (dispatch,) = s.handle_worker_started("w-env", "j", "addr-env", 2, env)
+    assert isinstance(dispatch, Dispatch) and dispatch.worker.worker_id == "w-env"
+    (plain,) = s.handle_task_submitted(_env_task(2))
+    assert isinstance(plain, Dispatch) and plain.worker.worker_id == "plain"
+
+
+def test_at_the_worker_cap_an_idle_worker_of_another_environment_gives_way():
+    from zray.scheduling.local_scheduler import KillWorker, LocalScheduler, StartWorker
+    from zray.scheduling.resources import to_units
+    s = LocalScheduler(to_units({"CPU": 2}), max_workers=1)
+    s.handle_worker_started("old", "j", "addr-old", 1, spec.dumps({"env_vars": {"OLD": "1"}}))
+    env = spec.dumps({"env_vars": {"NEW": "1"}})
+    actions = s.handle_task_submitted(_env_task(1, env))
+    assert [type(a) for a in actions] == [KillWorker, StartWorker]
+    assert actions[0].worker.worker_id == "old" and actions[1] == StartWorker("j", env)
+    assert s.handle_worker_died("old") == []         # a retired idle worker fails nothing
+
+
 # -- on a cluster ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster():
