@@ -105,6 +105,7 @@ def uninstall_as_ray():
         sys.meta_path.remove(_finder)
     from .. import runtime_env
     runtime_env._as_ray = False
+    runtime_env._texts.clear()
     import zray
     for name in [n for n in sys.modules if n == ALIAS or n.startswith(ALIAS + ".")]:
         module = sys.modules[name]

@@ -19,6 +19,7 @@ _job_env = None          # the checked runtime_env of init() in this (driver) pr
 _process_env = None      # the encoded environment this worker process was started in
 _encoded = weakref.WeakKeyDictionary()    # runtime -> {checked env as JSON: encoded env}
 _as_ray = False          # install_as_ray() was called here: workers alias `ray` too
+_texts = weakref.WeakKeyDictionary()      # runtime -> {options env as JSON: text}
 
 
 class RuntimeEnv(dict):
@@ -34,12 +35,14 @@ def set_job_env(runtime_env):
     here, so a bad one fails init before anything starts)."""
     global _job_env
     _job_env = check(runtime_env)
+    _texts.clear()
 
 
 def set_process_env(encoded):
     """In a worker: the environment it runs in, the parent of what its tasks submit."""
     global _process_env
     _process_env = encoded
+    _texts.clear()
 
 
 def set_as_ray():
@@ -48,6 +51,7 @@ def set_as_ray():
     that `import ray` work there as they do here."""
     global _as_ray
     _as_ray = True
+    _texts.clear()
 
 
 def current():
@@ -71,12 +75,26 @@ def current_string():
 
 def for_submission(runtime_env):
     """The canonical text a task or actor carries ("" when it runs in no environment):
-    `runtime_env` from its options over the environment of the process submitting it."""
-    parent = current()
-    if runtime_env is None and parent is None:
+    `runtime_env` from its options over the environment of the process submitting it.
+    Memoized per runtime and options (a submission in an environment costs a dict lookup)."""
+    if runtime_env is None and _process_env is None and _job_env is None and not _as_ray:
         return ""
-    child = _encode(check(runtime_env)) if runtime_env else None
-    return spec.dumps(spec.merge(parent, child))
+    from ..objects.object_ref import get_runtime
+    core = get_runtime()
+    try:
+        key = json.dumps(runtime_env, sort_keys=True) if runtime_env else None
+    except TypeError:       # not JSON (a module in py_modules): checked and encoded each time
+        key = core = None
+    texts = _texts.get(core) if core is not None else None
+    text = texts.get(key) if texts is not None else None
+    if text is None:
+        parent = current()
+        child = _encode(check(runtime_env)) if runtime_env else None
+        text = spec.dumps(spec.merge(parent, child))
+        if core is not None:
+            with _lock:
+                _texts.setdefault(core, {})[key] = text
+    return text
 
 
 def _encode(checked):
