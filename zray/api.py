@@ -1,6 +1,7 @@
 """The Ray Core API: init/shutdown, remote, get/put/wait/cancel and introspection."""
 import atexit
 import inspect
+import logging
 import os
 import select
 import threading
@@ -29,13 +30,14 @@ class _Runtime:
 # Ray's init() options that zray accepts and has no use for (yet); anything else is an error.
 _ACCEPTED_AND_UNUSED = {
     "runtime_env", "logging_level", "logging_format", "log_to_driver", "configure_logging",
-    "include_dashboard", "dashboard_host", "dashboard_port", "job_config", "_system_config",
+    "job_config", "_system_config",
     "_temp_dir", "local_mode", "_enable_object_reconstruction", "storage", "_node_ip_address",
     "labels", "_memory", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
     "logging_config", "_skip_env_hook",
 }
 _INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "namespace", "ignore_reinit_error"} | _ACCEPTED_AND_UNUSED
+                 "namespace", "ignore_reinit_error", "include_dashboard", "dashboard_host",
+                 "dashboard_port"} | _ACCEPTED_AND_UNUSED
 
 
 def available_cpus():
@@ -93,10 +95,13 @@ def _start_local(kwargs):
         raise TypeError(f"object_store_memory must be an int number of bytes, got {store!r}")
     elif store < (1 << 20):
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {store} bytes")
+    from .dashboard.options import dashboard_options
+    dashboard_port, dashboard_host = dashboard_options(kwargs)
     session_dir = session.create_session_dir()
     job_id = os.urandom(4).hex()
     worker_id = os.urandom(8).hex()
     spec = bootstrap.NodeSpec(
+        dashboard_port=dashboard_port, dashboard_host=dashboard_host,
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=store, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
@@ -118,14 +123,30 @@ def _start_local(kwargs):
         logs.reset()
         raise
     _start_daemon_watch(core, node)
+    _announce_dashboard(session_dir)
     return _Runtime(core, node, session_dir, owns_session=True)
+
+
+def _announce_dashboard(session_dir):
+    """Say where the new node's dashboard is, as Ray does at init: one line on a terminal's
+    stderr (not into pipes, which programs parse), always in the log and in init()'s result."""
+    from .dashboard.launch import read_dashboard_info
+    info = read_dashboard_info(session_dir)
+    if info:
+        import logging
+        import sys
+        logging.getLogger("zray.dashboard").info("dashboard at %s", info["url"])
+        show = os.environ.get("ZRAY_SHOW_DASHBOARD_URL")
+        if show == "1" or (show is None and sys.stderr.isatty()):
+            sys.stderr.write(f"zray: started a local node; view the dashboard at "
+                             f"{info['url']}\n")
 
 
 def _connect(address, kwargs):
     """Join the node of this host that `address` means (node/local_node.find_node): a driver
     always attaches to its own host's node, which holds its store."""
     from .node import local_node
-    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
+    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config"):
         if kwargs.get(key) is not None:
             raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
                              "(it was fixed when the node started)")
@@ -149,7 +170,11 @@ def _connect(address, kwargs):
         logs.reset()
         raise
     _start_pid_watch(core, info["pid"])
-    return _Runtime(core, None, info["session"], owns_session=False)
+    state = _Runtime(core, None, info["session"], owns_session=False)
+    if os.environ.get("ZRAY_JOB_SUBMISSION_ID"):     # a submitted job's driver: link the two
+        from .job.manager import note_driver
+        note_driver(core, os.environ["ZRAY_JOB_SUBMISSION_ID"], job_id)
+    return state
 
 
 def _start_pid_watch(core, pid):
@@ -169,7 +194,12 @@ def _start_daemon_watch(core, node):
     """If the node daemon dies, fail every wait of this process instead of hanging."""
     def watch():
         code = node.wait()
-        core.mark_dead(f"the zray node daemon (pid {node.pid}) exited with code {code}")
+        why = f"the zray node daemon (pid {node.pid}) exited with code {code}"
+        if not node.stopping:
+            node.crashed = True
+            why += (f"; its logs are kept in {os.path.join(node.spec.session_dir, 'logs')} "
+                    "after zray.shutdown()")
+        core.mark_dead(why)
     threading.Thread(target=watch, name="zray-daemon-watch", daemon=True).start()
 
 
@@ -188,6 +218,7 @@ def shutdown(_exiting_interpreter=False):
         return
     core = state.core
     if state.daemon_proc is not None:
+        state.daemon_proc.stopping = True
         from .transport import wire
         try:
             core.send(core.daemon, wire.SHUTDOWN_NODE, ())
@@ -197,7 +228,16 @@ def shutdown(_exiting_interpreter=False):
     if state.daemon_proc is not None:
         state.daemon_proc.stop()
     if state.owns_session and state.session_dir:
-        session.remove_session_dir(state.session_dir)
+        node = state.daemon_proc
+        if node is not None and (node.crashed or node.proc.returncode not in (0, None)):
+            # Its logs say why it died: they stay, the rest (sockets, spill, secret) goes.
+            kept = session.keep_logs_only(state.session_dir)
+            if kept:
+                logging.getLogger("zray").warning(
+                    "the zray node daemon (pid %d) died (exit code %s): its logs are kept in %s",
+                    node.pid, node.proc.returncode, kept)
+        else:
+            session.remove_session_dir(state.session_dir)
     logs.reset()
 
 
@@ -220,8 +260,11 @@ def _runtime_or_autoinit():
 
 def _context_info():
     core = _state.core
+    from .dashboard.launch import read_dashboard_info
+    dashboard = read_dashboard_info(core.context.session_dir) or {}
     return {"node_id": core.node_info["node_id"], "session_dir": core.context.session_dir,
-            "address": core.daemon, "job_id": core.context.job_id}
+            "address": core.daemon, "job_id": core.context.job_id,
+            "dashboard_url": dashboard.get("url")}
 
 
 # -- remote ---------------------------------------------------------------------------------------
@@ -294,13 +337,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise TypeError(f"num_returns must be an int, got {num_returns!r}")
     if num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}")
-    if num_returns > len(refs):
-        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
     if not isinstance(fetch_local, bool):
         raise TypeError("fetch_local must be a bool")
     _check_timeout(timeout)
     if not refs:
-        return [], []
+        return [], []       # as Ray: nothing to wait for, whatever num_returns says
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
     ready_idx = set(_runtime().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
     ready = [r for i, r in enumerate(refs) if i in ready_idx]
     not_ready = [r for i, r in enumerate(refs) if i not in ready_idx]
@@ -355,7 +398,9 @@ def kill(actor, *, no_restart=True):
     restarts left."""
     from .actor import ActorHandle
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
+        # Ray's type and wording (users match on them): a ValueError naming ray.cancel.
+        raise ValueError(f"ray.kill() only supported for actors (zray.kill); for tasks, use "
+                         f"zray.cancel(). Got: {type(actor)}.")
     _runtime().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
 
 
