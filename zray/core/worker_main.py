@@ -46,8 +46,8 @@ def run_forked(request):
         sys.stdout = LogForwarder(runtime, driver, 1, sys.stdout)
         sys.stderr = LogForwarder(runtime, driver, 2, sys.stderr)
     if request.get("runtime_env"):
-        # Built before any task runs (zray/runtime_env/setup.py); a failure fails its tasks.
-        from ..runtime_env.setup import setup_worker
+        # Built before any task runs (zray/runtime_env/worker_setup.py); a failure fails its tasks.
+        from ..runtime_env.worker_setup import setup_worker
         try:
             setup_worker(request["runtime_env"], session)
         except Exception as exc:

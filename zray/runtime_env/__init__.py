@@ -4,10 +4,11 @@ pip), given to init(), .options() or @remote, as in Ray.
 The submitting process checks the runtime_env (spec.py), ships local directories through the
 object store (packaging.py) and puts the encoded environment in the task spec; the node keeps
 one pool of worker processes per (job, environment), and a worker started for an environment
-builds it on its node before it runs anything (setup.py): unpacked archives and pip virtual
+builds it on its node before it runs anything (worker_setup.py): unpacked archives and pip virtual
 environments are cached on the node by content hash, shared by its workers.
 """
 import json
+import os
 import threading
 import weakref
 
@@ -110,7 +111,6 @@ def _encode(checked):
         return cached
     from .. import api
     from .packaging import ship
-    import os
     excludes = checked.get("excludes", ())
     out = {k: v for k, v in checked.items() if k not in ("working_dir", "py_modules", "excludes")}
     if "working_dir" in checked:

@@ -2,7 +2,7 @@
 
 A directory becomes a zip archive built the same way every time (files in sorted order, fixed
 timestamps, permission bits kept), so its SHA-256 names its content: nodes unpack each archive
-once, in a directory named by that hash (setup.py). The archive is `put` by the submitting
+once, in a directory named by that hash (worker_setup.py). The archive is `put` by the submitting
 process, which keeps the ref for as long as its runtime lives, so any worker of any node can
 fetch it while a task of that process may run.
 

@@ -1,5 +1,5 @@
 """runtime_env as data: checking what the user wrote, merging a child's over its parent's, and
-the canonical text a task carries. No I/O here (packaging.py ships directories, setup.py
+the canonical text a task carries. No I/O here (packaging.py ships directories, worker_setup.py
 builds the environment on a node).
 
 A runtime_env the user writes (Ray's field names):

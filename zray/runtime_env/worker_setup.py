@@ -19,6 +19,7 @@ import fcntl
 import glob
 import hashlib
 import importlib
+import io
 import json
 import logging
 import os
@@ -147,7 +148,6 @@ def fetch(package, deadline):
 
 
 def _extract(data, target):
-    import io
     os.makedirs(target)
     real = os.path.realpath(target)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
