@@ -21,6 +21,8 @@ from zray.runtime_env.packaging import archive, excluded
 def test_unsupported_fields_are_refused_by_name(field):
     with pytest.raises(ValueError, match=f"runtime_env field '{field}' is not supported by zray"):
         spec.check({field: "anything"})
+    with pytest.raises(RuntimeEnvSetupError):       # what Ray raises for them
+        spec.check({field: "anything"})
 
 
 @pytest.mark.parametrize("env, error, text", [

@@ -25,6 +25,14 @@ env_vars, which are merged (the child's win).
 import json
 import os
 
+from ..exceptions import RuntimeEnvSetupError
+
+
+class RuntimeEnvFieldError(RuntimeEnvSetupError, ValueError):
+    """A runtime_env field zray cannot honour (conda, containers, a misspelled name), raised
+    when the task or actor is submitted. Ray raises RuntimeEnvSetupError for these when the
+    environment is built, so code catching either that or ValueError catches it."""
+
 SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes", "pip", "config")
 # Ray's fields that need what zray nodes do not have (conda, container runtimes, the JVM, ...).
 UNSUPPORTED = {
@@ -51,11 +59,11 @@ def check(runtime_env):
     out = {}
     for key, value in runtime_env.items():
         if key in UNSUPPORTED:
-            raise ValueError(f"runtime_env field {key!r} is not supported by zray: "
-                             f"{UNSUPPORTED[key]}")
+            raise RuntimeEnvFieldError(f"runtime_env field {key!r} is not supported by zray: "
+                                       f"{UNSUPPORTED[key]}")
         if key not in SUPPORTED:
-            raise ValueError(f"unknown runtime_env field {key!r}; zray supports "
-                             + ", ".join(SUPPORTED))
+            raise RuntimeEnvFieldError(f"unknown runtime_env field {key!r}; zray supports "
+                                       + ", ".join(SUPPORTED))
         if value is None:
             continue
         out[key] = _CHECKS[key](value)
