@@ -94,6 +94,8 @@ def test_archives_are_named_by_content_and_honour_excludes(tmp_path):
         assert (zf.getinfo("run.sh").external_attr >> 16) & stat.S_IXUSR
     assert excluded("a/b/c.txt", ["b/"]) and excluded("a/b.txt", ["*.txt"])
     assert excluded("data/x.csv", ["data/*.csv"]) and not excluded("data/x.csv", ["*.txt"])
+    assert excluded("build/x.o", ["/build"]) and not excluded("src/build/x.o", ["/build"])
+    assert excluded("src/build/x.o", ["build/"])
 
 
 # -- the node's worker pools (the scheduler as a state machine) --------------------------------

@@ -8,7 +8,8 @@ fetch it while a task of that process may run.
 
 `excludes` are glob patterns (fnmatch) matched against each path relative to the directory
 (`data/*.csv`), against each of its parts (`__pycache__`, `*.log`), and a pattern ending in "/"
-leaves out a whole directory (`data/`).
+leaves out a whole directory (`data/`); one starting with "/" only matches from the top
+(`/build`, not `src/build`).
 """
 import fnmatch
 import hashlib
@@ -30,6 +31,11 @@ def excluded(relpath, patterns):
     parts = relpath.split("/")
     for pattern in patterns:
         pattern = pattern.strip()
+        if pattern.startswith("/"):     # anchored at the directory's top: that path only
+            base = pattern.strip("/")
+            if any(fnmatch.fnmatch("/".join(parts[:i + 1]), base) for i in range(len(parts))):
+                return True
+            continue
         if pattern.endswith("/"):
             base = pattern.rstrip("/")
             if any(fnmatch.fnmatch("/".join(parts[:i + 1]), base) or fnmatch.fnmatch(part, base)
