@@ -20,6 +20,6 @@ def test_runtime_env_benchmark_runs_at_a_tiny_size(tmp_path):
                        "--timeout", "110", "--json", str(out)]) == 0
     import json
     rows = json.loads(out.read_text())["zray"]
-    assert set(rows) == {"plain tasks", "env tasks", "new env first", "working_dir first",
-                         "working_dir again"}
+    assert set(rows) == {"init", "plain tasks", "env tasks", "new env first", "init working_dir",
+                         "working_dir first", "working_dir again"}
     assert all(math.isfinite(v) and v > 0 for v in rows.values())
