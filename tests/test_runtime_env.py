@@ -59,9 +59,14 @@ def test_check_normalizes_pip_forms(tmp_path):
 
 
 def test_runtime_env_class_checks_when_made():
+    from zray.runtime_env import RuntimeEnvConfig
     assert RuntimeEnv(env_vars={"A": "1"}) == {"env_vars": {"A": "1"}}
     with pytest.raises(ValueError, match="conda"):
         RuntimeEnv(conda={"dependencies": []})
+    config = RuntimeEnvConfig(setup_timeout_seconds=30)
+    assert spec.check({"config": config})["config"]["setup_timeout_seconds"] == 30
+    with pytest.raises(ValueError, match="setup_timeout_seconds"):
+        RuntimeEnvConfig(setup_timeout_seconds=-5)
 
 
 def test_merge_overrides_fields_and_merges_env_vars():

@@ -31,6 +31,16 @@ class RuntimeEnv(dict):
         super().__init__(**fields)
 
 
+class RuntimeEnvConfig(dict):
+    """Ray's `RuntimeEnvConfig(setup_timeout_seconds=600, eager_install=True)`, for the
+    runtime_env's "config" field."""
+
+    def __init__(self, setup_timeout_seconds=spec.DEFAULT_SETUP_TIMEOUT_S, eager_install=True):
+        super().__init__(setup_timeout_seconds=setup_timeout_seconds,
+                         eager_install=eager_install)
+        check({"config": dict(self)})
+
+
 def set_job_env(runtime_env):
     """init(runtime_env=...): the default environment of the job's tasks and actors (checked
     here, so a bad one fails init before anything starts)."""
@@ -126,4 +136,4 @@ def _encode(checked):
     return out
 
 
-__all__ = ["RuntimeEnv", "check", "current", "for_submission", "set_job_env"]
+__all__ = ["RuntimeEnv", "RuntimeEnvConfig", "check", "current", "for_submission", "set_job_env"]
