@@ -304,6 +304,19 @@ def test_pip_builds_one_cached_environment_per_requirement_set(cluster):
         zray.get(tabulate_version.remote())
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_setup_timeout_fails_and_a_later_worker_rebuilds_the_half_built_environment(cluster):
+    pip = {"packages": ["tabulate==0.10.0"], "pip_check": True}     # a set of its own
+    hurried = tabulate_version.options(runtime_env={
+        "pip": pip, "config": {"setup_timeout_seconds": 1}})
+    with pytest.raises(RuntimeEnvSetupError, match="timed out"):
+        zray.get(hurried.remote(), timeout=120)
+    patient = tabulate_version.options(runtime_env={"pip": pip})
+    version, path = zray.get(patient.remote(), timeout=300)
+    assert version == "0.10.0" and "runtime_resources" in path
+
+
 @pytest.mark.timeout(300)
 def test_pip_failure_is_a_runtime_env_setup_error(cluster):
     broken = getenv.options(runtime_env={"pip": ["this is not a requirement!"]})
