@@ -105,7 +105,8 @@ def _start_local(kwargs):
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=store, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
-        prestart=max(1, int(num_cpus)) if num_cpus else 1)
+        # A job runtime_env: its tasks need workers of that environment, not prestarted plain ones.
+        prestart=0 if kwargs.get("runtime_env") else (max(1, int(num_cpus)) if num_cpus else 1))
     try:
         node = bootstrap.start_node(spec, timeout=60)
     except BaseException:
