@@ -3,7 +3,6 @@ searchers, checkpoints, errors, the legacy tune.run. Trials are tiny; every run 
 import json
 import os
 import sys
-import time
 
 import pytest
 
