@@ -160,6 +160,29 @@ def test_actor_pool_asking_for_every_cpu_finishes(zray_cluster, capsys):
     assert ds.count() == 40 and len(ds.take_all()) == 40
 
 
+def test_a_run_whose_cpus_are_all_held_elsewhere_shares_them(zray_cluster, capsys):
+    """What zray.train's ingest does: its workers' placement group holds every CPU and the
+    run excludes them (exclude_resources); reads, maps and the split's gathers then run
+    without a CPU reservation, with one warning, instead of waiting for ever."""
+    from zray.util import placement_group, remove_placement_group
+    zray_cluster(num_cpus=2)
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}])
+    assert pg.wait(30)
+    try:
+        ctx = rd.DataContext.get_current()
+        ctx.execution_options.exclude_resources = rd.ExecutionResources(cpu=2)
+        capsys.readouterr()
+        ds = rd.range(40, override_num_blocks=4).map_batches(lambda b: {"id": b["id"] + 1})
+        assert sorted(r["id"] for r in ds.take_all()) == list(range(1, 41))
+        err = capsys.readouterr().err
+        assert err.count("without a CPU reservation") == 1, err
+        a, b = ds.streaming_split(2, equal=True)     # the coordinator gets this context
+        ids = [r["id"] for r in a.iter_rows()] + [r["id"] for r in b.iter_rows()]
+        assert sorted(ids) == list(range(1, 41))
+    finally:
+        remove_placement_group(pg)
+
+
 def test_actor_pools_never_starve_their_inputs(zray_cluster):
     """Pools that want every CPU after a shuffle, behind a limit, and chained."""
     zray_cluster(num_cpus=2)

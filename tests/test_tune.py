@@ -3,7 +3,6 @@ searchers, checkpoints, errors, the legacy tune.run. Trials are tiny; every run 
 import json
 import os
 import sys
-import time
 
 import pytest
 
@@ -438,3 +437,54 @@ def test_progress_table_in_a_terminal():
     assert "\x1b[" in text                   # the second table redraws the first in place
     assert "f_abc_00000" in text and "RUNNING" in text and "loss" in text and "lr" in text
     assert not r.should_report(trials)       # at most twice a second
+
+
+def _read_event_file(path):
+    """The events of a TensorBoard event file, each record's framing and CRCs checked (the
+    TFRecord format TensorBoard reads), parsed with TensorBoard's Event protobuf."""
+    import struct
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
+    events = []
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while pos < len(data):
+        header = data[pos:pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        (header_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
+        assert header_crc == masked_crc32c(header)
+        body = data[pos + 12:pos + 12 + length]
+        (body_crc,) = struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])
+        assert body_crc == masked_crc32c(body)
+        event = Event()
+        event.ParseFromString(body)
+        events.append(event)
+        pos += 16 + length
+    return events
+
+
+def test_tensorboard_event_files_are_written_and_readable(shared_cluster, tmp_path):
+    pytest.importorskip("tensorboardX")
+    import numpy as np
+
+    def trainable(config):
+        for i in range(3):
+            tune.report({"score": config["k"] * i, "acc": np.float32(0.5), "name": "text",
+                         "nested": {"loss": 1.0 / (i + 1)}, "flag": True})
+
+    results = tune.Tuner(trainable, param_space={"k": tune.grid_search([1.5, 2.0])},
+                         run_config=_run_config(tmp_path)).fit()
+    assert results.num_errors == 0
+    for r in results:
+        (name,) = [n for n in os.listdir(r.path) if n.startswith("events.out.tfevents.")]
+        scalars = {}
+        for event in _read_event_file(os.path.join(r.path, name)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+        k = r.config["k"]
+        assert scalars["ray/tune/score"] == [(1, 0.0), (2, k), (3, 2 * k)]
+        assert scalars["ray/tune/acc"] == [(1, 0.5), (2, 0.5), (3, 0.5)]
+        assert [round(v, 3) for _, v in scalars["ray/tune/nested/loss"]] == [1.0, 0.5, 0.333]
+        assert [s for s, _ in scalars["ray/tune/training_iteration"]] == [1, 2, 3]
+        assert "ray/tune/name" not in scalars and "ray/tune/flag" not in scalars

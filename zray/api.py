@@ -61,6 +61,8 @@ def init(address=None, **kwargs):
     global _state
     from .options import check_names
     check_names(kwargs, _INIT_OPTIONS - {"address"}, "zray.init()")
+    from . import runtime_env
+    runtime_env.check(kwargs.get("runtime_env"))    # a bad one fails before anything starts
     with _lock:
         if _state is not None:
             if kwargs.get("ignore_reinit_error"):
@@ -72,6 +74,7 @@ def init(address=None, **kwargs):
             _state = _start_local(kwargs)
         else:
             _state = _connect(address, kwargs)
+        runtime_env.set_job_env(kwargs.get("runtime_env"))
         atexit.register(shutdown)
         return _context_info()
 
@@ -102,7 +105,8 @@ def _start_local(kwargs):
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=store, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
-        prestart=max(1, int(num_cpus)) if num_cpus else 1)
+        # A job runtime_env: its tasks need workers of that environment, not prestarted plain ones.
+        prestart=0 if kwargs.get("runtime_env") else (max(1, int(num_cpus)) if num_cpus else 1))
     try:
         node = bootstrap.start_node(spec, timeout=60)
     except BaseException:

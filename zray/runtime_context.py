@@ -68,7 +68,16 @@ class RuntimeContext:
         return {"GPU": [str(i) for i in self._rt.assigned_gpus()]}
 
     def get_runtime_env_string(self):
-        return "{}"
+        from . import runtime_env
+        return runtime_env.current_string()
+
+    @property
+    def runtime_env(self):
+        import json
+        from .runtime_env import RuntimeEnv
+        env = RuntimeEnv()
+        env.update(json.loads(self.get_runtime_env_string()))
+        return env
 
     @property
     def gcs_address(self):

@@ -83,6 +83,10 @@ def install_as_ray():
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
     sys.modules[ALIAS] = zray
+    # Tasks and actors submitted from here get the alias in their workers too (a module they
+    # import by reference may `import ray`): carried in their runtime_env.
+    from .. import runtime_env
+    runtime_env.set_as_ray()
     # zray modules imported before now are reachable under their ray names too.
     for name, module in list(sys.modules.items()):
         if name.startswith("zray.") and module is not None:
@@ -99,6 +103,9 @@ def uninstall_as_ray():
     """Undo install_as_ray (for tests): `ray` names are forgotten; zray modules stay loaded."""
     if _finder in sys.meta_path:
         sys.meta_path.remove(_finder)
+    from .. import runtime_env
+    runtime_env._as_ray = False
+    runtime_env._texts.clear()
     import zray
     for name in [n for n in sys.modules if n == ALIAS or n.startswith(ALIAS + ".")]:
         module = sys.modules[name]

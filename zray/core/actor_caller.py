@@ -82,7 +82,8 @@ class ActorCaller:
 
     # -- creation ------------------------------------------------------------------------------
     def create_actor(self, class_id, class_name, args, kwargs, placement, lifetime, meta, *,
-                     name, namespace, detached, get_if_exists, max_restarts, strategy=None):
+                     name, namespace, detached, get_if_exists, max_restarts, strategy=None,
+                     runtime_env=""):
         context = self.context
         namespace = namespace or context.namespace
         actor_id = put_object_id(context.current_task_id, context.next_put_index())
@@ -98,6 +99,8 @@ class ActorCaller:
         extra = {"actor_id": actor_id, "lifetime": lifetime, "meta": meta, "detached": detached}
         if strategy is not None:
             extra["strategy"] = strategy
+        if runtime_env:
+            extra["runtime_env"] = runtime_env
         task_id, _ = self.owner.submit_task(class_id, f"{class_name}.__init__", args, kwargs, 0,
                                             placement, 0, False, extra=extra, kind=ACTOR_CREATION)
         state.creation = self.owner.table.get(task_id)

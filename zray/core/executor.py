@@ -58,6 +58,7 @@ class Executor:
         self._generator_index = 0
         self.call_errors = {}           # task_id -> (Ray's error type, message) of a failed call
         self.actors = ActorExecution(self, core)
+        self.setup_error = None         # why this worker's runtime_env could not be built
         inbox = core.inbox
         inbox.handle(wire.EXECUTE_TASK, self._on_execute)
         inbox.handle(wire.CANCEL_TASK, self._on_cancel)
@@ -268,6 +269,8 @@ class Executor:
 
     # -- pieces ------------------------------------------------------------------------------
     def function(self, function_id):
+        if self.setup_error is not None:    # every task (and constructor) fails with it
+            raise self.setup_error
         fn = self.functions.get(function_id)
         if fn is None:
             _, frames = self.core.inbox.rpc(self.context.daemon, wire.FETCH_FUNCTION, (function_id,))

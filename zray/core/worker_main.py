@@ -18,6 +18,15 @@ def preload():
         import numpy  # noqa: F401
     except ImportError:
         pass
+    # $ZRAY_WORKER_PRELOAD="torch,torch.distributed": modules every worker starts with, imported
+    # once here (importing torch takes seconds in each fresh worker; a fork shares it).
+    import importlib
+    for name in filter(None, (m.strip() for m in
+                              os.environ.get("ZRAY_WORKER_PRELOAD", "").split(","))):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:   # noqa: BLE001 - a worker imports it again and sees the error
+            sys.stderr.write(f"zray: ZRAY_WORKER_PRELOAD could not import {name}: {exc!r}\n")
 
 
 def run_forked(request):
@@ -45,6 +54,14 @@ def run_forked(request):
     if driver:
         sys.stdout = LogForwarder(runtime, driver, 1, sys.stdout)
         sys.stderr = LogForwarder(runtime, driver, 2, sys.stderr)
+    if request.get("runtime_env"):
+        # Built before any task runs (zray/runtime_env/worker_setup.py); a failure fails its tasks.
+        from ..runtime_env.worker_setup import setup_worker
+        try:
+            setup_worker(request["runtime_env"], session)
+        except Exception as exc:
+            logging.getLogger("zray.runtime_env").error("%s", exc)
+            executor.setup_error = exc
     try:
         executor.serve_forever()
     finally:

@@ -11,6 +11,8 @@ so a change affects the next execution. The defaults and their reasons:
   the streaming executor's memory budget — the bytes of blocks produced and not yet consumed,
   plus the estimated output of running tasks. One task always runs, so a block larger than the
   budget still makes progress.
+- `execution_options.exclude_resources` (none): what other work holds (zray.train's workers, for
+  their ingest); when it leaves no CPU, tasks run without a CPU reservation, with one warning.
 - `max_errored_blocks` (0): blocks whose UDF raised that a run may skip; -1 skips any number.
 - `enable_progress_bars` (True): per-operator progress lines on stderr for runs that last longer
   than `progress_bar_min_seconds`.
@@ -41,6 +43,9 @@ class ExecutionResources:
 @dataclass
 class ExecutionOptions:
     resource_limits: ExecutionResources = field(default_factory=ExecutionResources)
+    # Resources held by other work on the cluster (zray.train sets its workers' here for the
+    # ingest it feeds): the executor plans with the cluster's total less these.
+    exclude_resources: ExecutionResources = field(default_factory=ExecutionResources)
     # zray yields blocks in their input order by default (Ray: False). Order costs little here
     # because tasks are dispatched in input order; set False to emit in completion order.
     preserve_order: bool = True

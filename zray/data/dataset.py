@@ -329,9 +329,9 @@ class Dataset:
         train, test = ds.split_at_indices([total - n_test])
         return train, test
 
-    def streaming_split(self, n, *, equal=False, locality_hints=None):
+    def streaming_split(self, n, *, equal=False, locality_hints=None, _data_context=None):
         from ._internal.split import streaming_split
-        return streaming_split(self, n, equal)
+        return streaming_split(self, n, equal, _data_context)
 
     # ---------------------------------------------------------------- consumption
     def iterator(self):

@@ -223,15 +223,15 @@ class NodeDaemon:
             self.poller.unregister(fd)
             os.close(fd)
 
-    def start_worker(self, job_id):
+    def start_worker(self, job_id, runtime_env=""):
         self.worker_counter += 1
         worker_id = f"{self.worker_counter:04d}{os.urandom(2).hex()}"
-        self.table.workers[worker_id] = WorkerProcess(worker_id, job_id)
+        self.table.workers[worker_id] = WorkerProcess(worker_id, job_id, runtime_env)
         self.zygote.spawn({
             "worker_id": worker_id, "job_id": job_id, "session": self.session_dir,
             "daemon": self.address,
             "driver": self.table.driver_of(job_id) or self.args.driver_address,
-            "mesh": self.mesh.endpoint(),
+            "mesh": self.mesh.endpoint(), "runtime_env": runtime_env,
         })
 
     def on_worker_spawned(self, worker_id, pid):
@@ -268,7 +268,7 @@ class NodeDaemon:
             self._deaths[worker.pid] = (worker, time.monotonic() + (EXIT_STATUS_WAIT_S if wait else 0))
             self._report_deaths(time.monotonic())
             return
-        self.scheduler.handle_worker_start_failed(worker.job_id)
+        self.scheduler.handle_worker_start_failed(worker.job_id, worker.runtime_env)
         if worker.address:
             self._local_client_gone(worker.address)
 
@@ -336,7 +336,8 @@ class NodeDaemon:
         self.services.state.client_registered(kind, address, pid, job_id, worker_id)
         self.reply(sender, self.wire.REGISTERED, req_id, self.node_info())
         if kind == "worker":
-            self.tasks.run(self.scheduler.handle_worker_started(worker_id, job_id, address, pid))
+            self.tasks.run(self.scheduler.handle_worker_started(
+                worker_id, job_id, address, pid, worker.runtime_env if worker else ""))
 
     def node_info(self):
         from ..scheduling.resources import from_units

@@ -155,7 +155,7 @@ class TaskService(Service):
             self.ctx.kill_pid(worker.pid)   # its death fails the task (or restarts the actor)
 
     def _start_worker(self, action, detail):
-        self.ctx.start_worker(action.job_id)
+        self.ctx.start_worker(action.job_id, action.runtime_env)
 
     def _infeasible(self, action, detail):
         spec = action.task.spec

@@ -39,6 +39,23 @@ class WorkerFailure:
         return f"rank {self.rank} ({self.where}) failed: {self.error}"
 
 
+def _is_zray_dataset(ds):
+    import sys
+    module = sys.modules.get("zray.data.dataset")
+    return module is not None and isinstance(ds, module.Dataset)
+
+
+def _ingest_context(scaling):
+    from zray.data.context import DataContext
+    ctx = DataContext.get_current().copy()
+    excluded = ctx.execution_options.exclude_resources
+    total = scaling.total_resources
+    excluded.cpu = (excluded.cpu or 0) + total.get("CPU", 0)
+    if total.get("GPU"):
+        excluded.gpu = (excluded.gpu or 0) + total["GPU"]
+    return ctx
+
+
 def default_run_name():
     return time.strftime("zray_train_run-%Y-%m-%d_%H-%M-%S")
 
@@ -211,10 +228,16 @@ class Controller:
                 specs.append((self.latest.path, packed))
         return specs
 
-    def _shards(self, n):
+    def _shards(self, n, group=None):
         per_rank = [dict() for _ in range(n)]
         for name, ds in self.datasets.items():
-            if hasattr(ds, "streaming_split"):
+            if group is not None and _is_zray_dataset(ds):
+                # The ingest plans around the worker group's resources (Ray's
+                # exclude_resources): when the group holds every CPU, its tasks share them
+                # instead of waiting for a CPU that never frees.
+                parts = ds.streaming_split(n, equal=True,
+                                           _data_context=_ingest_context(self.scaling))
+            elif hasattr(ds, "streaming_split"):
                 parts = ds.streaming_split(n, equal=True)
             elif hasattr(ds, "split"):
                 parts = ds.split(n)
@@ -229,7 +252,7 @@ class Controller:
         n = len(group.actors)
         addr, port = group.master_address()
         specs = self._start_specs(group)
-        shards = self._shards(n)
+        shards = self._shards(n, group)
         storage = self._storage()
         nnodes = len({i["node_id"] for i in group.infos})
         group_name = f"zray-train-{self.token[:12]}-{uuid.uuid4().hex[:8]}"

@@ -33,6 +33,11 @@ class DataParallelTrainer:
         self.resume_from_checkpoint = resume_from_checkpoint
         self.metadata = metadata or {}
 
+    def as_trainable(self):
+        """This trainer as a Tune trainable (what `Tuner(trainer, ...)` runs per trial)."""
+        from .tune_trial import trainer_trainable
+        return trainer_trainable(self)
+
     def fit(self):
         return Controller(train_fn=self.train_loop_per_worker,
                           train_config=self.train_loop_config,

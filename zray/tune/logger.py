@@ -1,9 +1,11 @@
 """Result files of a trial, as callbacks: result.json (JSON lines), progress.csv, params.json,
-params.pkl, and TensorBoard event files when tensorboardX is installed."""
+params.pkl, and TensorBoard event files when tensorboardX (or torch with tensorboard) is
+installed."""
 import csv
 import json
 import logging
 import math
+import numbers
 import os
 
 import cloudpickle
@@ -120,22 +122,57 @@ class CSVLoggerCallback(LoggerCallback):
 
 
 class TBXLoggerCallback(LoggerCallback):
-    """TensorBoard event files (needs tensorboardX; imported on the first result)."""
+    """TensorBoard event files in each trial's directory: every numeric value of a result as
+    the scalar `ray/tune/<flattened key>` at step `training_iteration`. Written with
+    tensorboardX, else torch.utils.tensorboard (which needs the tensorboard package); imported
+    on the first result."""
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         writer = self._files.get(trial.trial_id)
         if writer is None:
-            from tensorboardX import SummaryWriter
-            writer = self._files[trial.trial_id] = SummaryWriter(trial.local_path, flush_secs=30)
+            writer_class = summary_writer_class()
+            if writer_class is None:
+                raise ImportError("TBXLoggerCallback needs tensorboardX (pip install "
+                                  "tensorboardX) or torch with tensorboard")
+            os.makedirs(trial.local_path, exist_ok=True)
+            writer = self._files[trial.trial_id] = writer_class(trial.local_path, flush_secs=30)
         step = result.get("training_iteration", 0)
         for key, value in flatten_dict({k: v for k, v in result.items() if k != "config"}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                writer.add_scalar(f"ray/tune/{key}", value, global_step=step)
+            if _is_scalar(value):
+                writer.add_scalar(f"ray/tune/{key}", float(value), global_step=step)
+
+
+def _is_scalar(value):
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    # numpy scalars of every width (np.float32 and np.int64 are not Python numbers)
+    return getattr(value, "shape", None) == () and getattr(value, "dtype", None) is not None \
+        and getattr(value.dtype, "kind", "") in "fiu"
+
+
+def summary_writer_class():
+    try:
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    except ImportError:
+        pass
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        return SummaryWriter
+    except ImportError:
+        return None
 
 
 def tensorboardx_available():
+    """Whether an event-file writer can be imported, judged without importing one (torch is
+    slow to import, and tensorboard is needed beside it)."""
     import importlib.util
-    return importlib.util.find_spec("tensorboardX") is not None
+    if importlib.util.find_spec("tensorboardX") is not None:
+        return True
+    return importlib.util.find_spec("tensorboard") is not None and \
+        importlib.util.find_spec("torch") is not None
 
 
 class BackgroundLoggers(Callback):

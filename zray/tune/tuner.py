@@ -21,7 +21,8 @@ from .search.searcher import ConcurrencyLimiter, SearchAlgorithm, Searcher, Sear
 from .stopper import as_stopper
 from .storage import ExperimentStorage, can_restore, default_experiment_name, load_state, \
     load_tuner
-from .trainable import is_class_trainable, placement_of, resources_of, trainable_name
+from .trainable import (is_class_trainable, normalize_resources, placement_of, resources_of,
+                        trainable_name)
 
 logger = logging.getLogger("zray.tune")
 
@@ -44,6 +45,10 @@ def _lookup(trainable):
             raise TuneError(f"unknown trainable {trainable!r}: register it with "
                             "tune.register_trainable first, or name an RLlib algorithm "
                             "(PPO, DQN)") from None
+    trainers = sys.modules.get("zray.train.data_parallel_trainer")
+    if trainers is not None and isinstance(trainable, trainers.DataParallelTrainer):
+        from zray.train.tune_trial import trainer_trainable
+        return trainer_trainable(trainable)
     algorithm = sys.modules.get("zray.rllib.algorithms.algorithm")
     if algorithm is not None and inspect.isclass(trainable) and \
             issubclass(trainable, algorithm.Algorithm):
@@ -141,6 +146,21 @@ class Tuner:
 
     # ---- fit ----
 
+    def _trial_resources(self, trainable):
+        """(a whole trial's resources, its actor's, its placement group's bundles or None)."""
+        trainer = getattr(trainable, "_zray_trainer", None)
+        if trainer is not None:
+            # the trainer's worker group reserves its own placement group (as outside Tune):
+            # the actor takes the trainer's share, the experiment's concurrency counts it all
+            from zray.train.tune_trial import check_param_space, trial_resources
+            check_param_space(self.param_space)
+            head, total = trial_resources(trainer, self.param_space)
+            return normalize_resources(total), head, None
+        resources = resources_of(trainable, self.param_space)
+        placement = placement_of(trainable, self.param_space)
+        return resources, (placement.bundles[0] if placement else resources), placement
+
+
     def get_results(self):
         if self._results is None:
             raise RuntimeError("fit() has not run yet")
@@ -170,8 +190,7 @@ class Tuner:
         scheduler = tc.scheduler or FIFOScheduler()
         if not scheduler.set_search_properties(tc.metric, tc.mode):
             raise ValueError("the scheduler's metric/mode conflict with TuneConfig's")
-        resources = resources_of(trainable, self.param_space)
-        placement = placement_of(trainable, self.param_space)
+        resources, actor_resources, placement = self._trial_resources(trainable)
         controller = TrialController(
             trainable_name=name_of_trainable, search_alg=search_alg, scheduler=scheduler,
             stopper=as_stopper(rc.stop), metric=tc.metric, mode=tc.mode,
@@ -200,8 +219,7 @@ class Tuner:
         reuse = True if tc.reuse_actors is None else bool(tc.reuse_actors)
         runner = TrialRunner(controller, trainable, experiment_name=name, storage=storage,
                              callbacks=callbacks, reporter=reporter, reuse_actors=reuse,
-                             actor_options=_actor_options(placement.bundles[0] if placement
-                                                          else resources),
+                             actor_options=_actor_options(actor_resources),
                              placement=placement,
                              fail_fast=rc.failure_config.fail_fast)
         self._restore = None

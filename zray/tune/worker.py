@@ -112,6 +112,15 @@ class _Session:
 
     def persist(self, checkpoint):
         path = getattr(checkpoint, "path", None) or os.fspath(checkpoint)
+        name = os.path.basename(os.path.normpath(path))
+        if os.path.dirname(os.path.abspath(path)) == os.path.abspath(self.trial_dir) and \
+                name.startswith("checkpoint_"):
+            # Already in the trial's directory (a Train run in this trial writes its
+            # checkpoints there): adopted as it is, and later ones are numbered after it.
+            suffix = name[len("checkpoint_"):]
+            if suffix.isdigit():
+                self._ckpt_index = max(self._ckpt_index, int(suffix) + 1)
+            return os.path.abspath(path)
         dest = os.path.join(self.trial_dir, f"checkpoint_{self._ckpt_index:06d}")
         self._ckpt_index += 1
         if os.path.abspath(path) != os.path.abspath(dest):

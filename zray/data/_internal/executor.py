@@ -5,6 +5,7 @@ execution's shared MemoryBudget) whether to submit, submits, waits on the small 
 of its running tasks (never on the blocks), and emits outputs in order. The blocks themselves stay
 in the shared-memory store; the driver only holds ObjectRefs and BlockMetadata.
 """
+import dataclasses
 import logging
 import math
 import time
@@ -44,6 +45,9 @@ def ensure_initialized():
 def cluster_cpus(ctx, resources):
     limit = ctx.execution_options.resource_limits.cpu
     total = resources.get("CPU", 1.0)
+    excluded = getattr(ctx.execution_options, "exclude_resources", None)
+    if excluded is not None and excluded.cpu:
+        total = max(0.0, total - excluded.cpu)
     return min(total, limit) if limit is not None else total
 
 
@@ -73,6 +77,13 @@ class Execution:
         self._actors = []
         requests, self._pool_index, task_cpus = _pool_requests(stage)
         self._pools = allocate_pools(self.total_cpus, task_cpus, requests)
+        if task_cpus and self.total_cpus < task_cpus and not self._pools.tasks_without_cpu:
+            # Other work holds every CPU (exclude_resources: a zray.train worker group fed by
+            # this run): reserving a CPU per task would wait for ever, so tasks share them.
+            self._pools = dataclasses.replace(self._pools, tasks_without_cpu=True)
+            self._warn(name, f"{self.total_cpus:g} CPU(s) are left for this run once "
+                             "execution_options.exclude_resources is taken out: its tasks run "
+                             "without a CPU reservation")
 
     def __iter__(self):
         self._gen = self._run(self.stage)
@@ -136,7 +147,7 @@ class Execution:
         args = dict(stage.remote_args)
         cpus = 0 if self._pools.tasks_without_cpu else args.get("num_cpus", 1)
         args["num_cpus"] = cpus
-        slots = self.total_cpus / cpus if cpus else self.total_cpus
+        slots = self.total_cpus / cpus if cpus else max(1.0, self.total_cpus)
         max_in_flight = max(1, int(math.floor(slots + 1e-9)) + 1)
         if stage.compute.max_concurrency:
             max_in_flight = min(max_in_flight, stage.compute.max_concurrency)

@@ -82,16 +82,17 @@ def _pieces_for(bundles, starts, lo, hi):
     return out
 
 
-def split_rows(bundles, bounds):
-    """Bundles for each global row range [bounds[k], bounds[k+1])."""
+def split_rows(bundles, bounds, num_cpus=1):
+    """Bundles for each global row range [bounds[k], bounds[k+1]) (`num_cpus` per gather task:
+    0 where other work holds every CPU)."""
     starts, _ = _row_ranges(bundles)
     pairs = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         pieces = _pieces_for(bundles, starts, lo, hi)
         used = sorted({i for i, _, _ in pieces})
         remap = {i: k for k, i in enumerate(used)}
-        pairs.append(_gather_task.remote([(remap[i], s, n) for i, s, n in pieces],
-                                         *[bundles[i].ref for i in used]))
+        pairs.append(_gather_task.options(num_cpus=num_cpus).remote(
+            [(remap[i], s, n) for i, s, n in pieces], *[bundles[i].ref for i in used]))
     return _bundles_of(pairs)
 
 

@@ -16,7 +16,12 @@ _WAIT = "wait"
 
 
 class SplitCoordinator:
-    def __init__(self, dataset, n, equal):
+    def __init__(self, dataset, n, equal, data_context=None):
+        if data_context is not None:
+            # the splitter's settings (limits, exclude_resources, max_errored_blocks) are
+            # those of the process that split: this actor's process runs only this split
+            from ..context import DataContext
+            DataContext._set_current(data_context)
         self.dataset = dataset
         self.n = n
         self.equal = equal
@@ -33,7 +38,8 @@ class SplitCoordinator:
             bundles = self.dataset._bundles()
             total = sum(b.meta.num_rows for b in bundles)
             per = total // self.n
-            parts = split_rows(bundles, [per * k for k in range(self.n + 1)]) if bundles else []
+            parts = split_rows(bundles, [per * k for k in range(self.n + 1)],
+                               num_cpus=_task_cpus()) if bundles else []
             self.queues = [[p] for p in parts] + [[] for _ in range(self.n - len(parts))]
         else:
             self.iterator = iter(self.dataset.iter_internal_ref_bundles())
@@ -57,6 +63,13 @@ class SplitCoordinator:
         if bundle is None:
             self.drained = True
         return None if bundle is None else _plain(bundle)
+
+
+def _task_cpus():
+    """1, or 0 when the DataContext leaves no CPU to this run (exclude_resources)."""
+    from ..context import DataContext
+    from .executor import cluster_cpus
+    return 1 if cluster_cpus(DataContext.get_current(), zray.cluster_resources()) >= 1 else 0
 
 
 def _plain(bundle):
@@ -93,8 +106,12 @@ class SplitSource:
             yield item
 
 
-def streaming_split(dataset, n, equal):
+def streaming_split(dataset, n, equal, data_context=None):
+    """`data_context`: the DataContext the split executes with (default: the caller's)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    coordinator = zray.remote(SplitCoordinator).options(num_cpus=0).remote(dataset, n, equal)
+    from ..context import DataContext
+    ctx = data_context if data_context is not None else DataContext.get_current()
+    coordinator = zray.remote(SplitCoordinator).options(num_cpus=0).remote(dataset, n, equal,
+                                                                           ctx)
     return [DataIterator(SplitSource(coordinator, i), name=f"split {i} of {n}") for i in range(n)]
