@@ -2,13 +2,13 @@
 
 `import zray as ray` and a Ray Core program runs unchanged.
 """
-from . import actor, exceptions, util
+from . import actor, exceptions, job_config, runtime_context, util
 from .actor import method
 from .api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids,
                   get_runtime_context, init, is_initialized, kill, nodes, put, remote, shutdown,
                   wait)
 from .objects.generator import ObjectRefGenerator
-from .objects.object_ref import ObjectRef
+from .objects.object_ref import ObjectID, ObjectRef
 
 __version__ = "0.1.0"
 
@@ -29,7 +29,7 @@ def __getattr__(name):
     return module
 
 __all__ = [
-    "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
+    "ObjectID", "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
-    "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "util", "wait",
+    "init", "is_initialized", "job_config", "kill", "method", "nodes", "put", "remote", "shutdown", "util", "wait",
 ]

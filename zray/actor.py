@@ -170,6 +170,8 @@ class ActorClass:
             (placement, lifetime), meta["placement_group"] = apply_group(
                 group, [placement, lifetime], f"actor {self.__name__}")
         lifetime_opt = actor_options.get("lifetime")
+        if lifetime_opt is None:    # the job's default (init(job_config=JobConfig(...)))
+            lifetime_opt = rt.job_settings().get("default_actor_lifetime")
         actor_id, owner, existing = core.actors.create_actor(
             class_id, self.__name__, args, kwargs, placement, lifetime, meta,
             name=actor_options.get("name"), namespace=actor_options.get("namespace"),
@@ -217,8 +219,8 @@ class ActorHandle:
         methods = self.__dict__.get("_meta", {}).get("methods", {})
         if name in methods:
             return ActorMethod(self, name, methods[name])
-        if name == "__ray_terminate__":
-            return ActorMethod(self, name, {"is_async": False})
+        if name in ("__ray_terminate__", "__ray_ready__"):   # built in to every actor
+            return ActorMethod(self, name, {"is_async": False, "shape": ((), 0, 0, False, (), (), False)})
         raise AttributeError(f"'{self.__dict__.get('_meta', {}).get('class_name', 'Actor')}' actor "
                              f"has no method {name!r}")
 

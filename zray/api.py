@@ -6,6 +6,7 @@ import select
 import threading
 
 from . import exceptions, logs
+from .core import job_info
 from .core import runtime as _facade
 from .core.core_worker import CoreWorker
 from .node import bootstrap, session
@@ -29,13 +30,13 @@ class _Runtime:
 # Ray's init() options that zray accepts and has no use for (yet); anything else is an error.
 _ACCEPTED_AND_UNUSED = {
     "runtime_env", "logging_level", "logging_format", "log_to_driver", "configure_logging",
-    "include_dashboard", "dashboard_host", "dashboard_port", "job_config", "_system_config",
+    "include_dashboard", "dashboard_host", "dashboard_port", "_system_config",
     "_temp_dir", "local_mode", "_enable_object_reconstruction", "storage", "_node_ip_address",
     "labels", "_memory", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
     "logging_config", "_skip_env_hook",
 }
 _INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "namespace", "ignore_reinit_error"} | _ACCEPTED_AND_UNUSED
+                 "namespace", "ignore_reinit_error", "job_config"} | _ACCEPTED_AND_UNUSED
 
 
 def available_cpus():
@@ -65,13 +66,44 @@ def init(address=None, **kwargs):
                 return _context_info()
             raise RuntimeError("zray.init() was already called in this process; call "
                                "zray.shutdown() first, or pass ignore_reinit_error=True")
+        job = _job_settings(kwargs)
+        kwargs["namespace"] = job["namespace"]
+        config = kwargs.get("job_config")
+        if config is not None and config.runtime_env and not kwargs.get("runtime_env"):
+            kwargs["runtime_env"] = config.runtime_env
         address = address or os.environ.get("ZRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
         if address in (None, "", "local"):
             _state = _start_local(kwargs)
         else:
             _state = _connect(address, kwargs)
         atexit.register(shutdown)
+        _state.core.context.set_job_settings(job)
+        try:
+            job_info.publish(_facade.current(), job)
+        except BaseException:
+            shutdown()
+            raise
         return _context_info()
+
+
+def _job_settings(kwargs):
+    """What every process of this job reads (core/job_info.py): the namespace (init()'s, else
+    the job config's, else a fresh anonymous one, as Ray) and the default actor lifetime."""
+    from .job_config import JobConfig
+    config = kwargs.get("job_config")
+    if config is not None and not isinstance(config, JobConfig):
+        raise TypeError(f"job_config must be a zray.job_config.JobConfig, got "
+                        f"{type(config).__name__}")
+    namespace = kwargs.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise TypeError(f"namespace must be a non-empty str, got {namespace!r}")
+    if namespace is None and config is not None:
+        namespace = config.ray_namespace
+    if namespace is None:
+        import uuid
+        namespace = str(uuid.uuid4())
+    lifetime = config.default_actor_lifetime if config is not None else "non_detached"
+    return {"namespace": namespace, "default_actor_lifetime": lifetime}
 
 
 def _start_local(kwargs):
@@ -184,6 +216,9 @@ def shutdown(_exiting_interpreter=False):
     if state is None:
         return
     core = state.core
+    if state.daemon_proc is None and not _exiting_interpreter:
+        # The cluster stays: take this job's settings out of its store.
+        job_info.withdraw(_facade.current())
     if state.daemon_proc is not None:
         from .transport import wire
         try:

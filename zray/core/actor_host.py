@@ -7,8 +7,10 @@
             running at once (1000 by default)
 """
 import asyncio
+import atexit
 import concurrent.futures
 import inspect
+import logging
 import os
 import sys
 import threading
@@ -21,11 +23,17 @@ from ..transport import wire
 from .context import ActorExit
 
 DEFAULT_GROUP = "_default"
+# How long a graceful end waits for __ray_shutdown__ and the atexit handlers (Ray's default
+# graceful-shutdown timeout is 30 s too); ZRAY_ACTOR_SHUTDOWN_TIMEOUT_S changes it.
+ACTOR_SHUTDOWN_TIMEOUT_S = float(os.environ.get("ZRAY_ACTOR_SHUTDOWN_TIMEOUT_S", "30"))
+
+log = logging.getLogger("zray.actor")
 
 
 class ActorHost:
-    def __init__(self, execution, actor_id, instance, meta):
+    def __init__(self, execution, actor_id, instance, meta, restarts=0):
         self.execution = execution
+        self.restarts = restarts      # the creation task's attempt: 0 for the first life
         self.actor_id = actor_id
         self.instance = instance
         self.meta = meta
@@ -167,7 +175,7 @@ class ActorExecution:
             return
         finally:
             executor.end()
-        self.host = ActorHost(self, actor_id, instance, meta)
+        self.host = ActorHost(self, actor_id, instance, meta, spec.attempt)
         self.core.send(self.core.daemon, wire.ACTOR_STARTED, (actor_id, True, None))
 
     def execute_call(self, spec, frames):
@@ -181,7 +189,7 @@ class ActorExecution:
         try:
             name = spec.extra["method"]
             if name == "__ray_terminate__":
-                results, result_frames, retryable = executor.store_returns(spec, None) + (False,)
+                results, result_frames, retryable = self._exit_returns(spec) + (False,)
                 exiting = True
             else:
                 try:
@@ -192,7 +200,7 @@ class ActorExecution:
                 else:
                     results, result_frames, retryable = executor.run(spec, frames, function)
         except ActorExit:
-            results, result_frames, retryable = executor.store_returns(spec, None) + (False,)
+            results, result_frames, retryable = self._exit_returns(spec) + (False,)
             exiting = True
         except Exception as exc:      # zray's own error path failed: the caller still hears
             results, result_frames, retryable = executor.internal_error_returns(spec, exc)
@@ -222,8 +230,7 @@ class ActorExecution:
                                     "num_returns='streaming' (the default for generators)")
                 results, result_frames = executor.store_returns(spec, value)
         except ActorExit:
-            results, result_frames = executor.store_returns(spec, None) if not spec.streaming \
-                else ([items[0]], [])
+            results, result_frames = self._exit_returns(spec, items[0])
             exiting = True
         except asyncio.CancelledError:
             err = exceptions.TaskCancelledError(spec.task_id)
@@ -235,6 +242,12 @@ class ActorExecution:
         executor.send_result(spec, results, result_frames, False)
         if exiting:
             self.exit_process()
+
+    def _exit_returns(self, spec, index=None):
+        """The call that ends the actor (exit_actor, __ray_terminate__) fails, as in Ray, with
+        the ActorDiedError every later call gets."""
+        err = exceptions.ActorDiedError(f"The actor {self.host.class_name} {EXITED_REASON}")
+        return self.executor.error_returns(spec, serialization.serialize_error(err), index)
 
     async def _stream_async(self, spec, gen, items):
         """A streaming call of an async actor: each item goes to the caller as it comes."""
@@ -265,6 +278,7 @@ class ActorExecution:
                           f"The actor {self.host.class_name} {EXITED_REASON}"))
             except Exception:    # logged by send(); the caller falls back on a grace period
                 pass
+        self.run_exit_hooks()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -275,6 +289,35 @@ class ActorExecution:
         finally:
             os._exit(0)
 
+    def run_exit_hooks(self, timeout=None):
+        """A graceful end runs the actor's `__ray_shutdown__` and then the process's atexit
+        handlers, as a Python exit would, on a thread of their own: what they do not finish
+        within ACTOR_SHUTDOWN_TIMEOUT_S is cut off by the exit. Callers were told already,
+        so a slow hook delays nobody's error."""
+        host = self.host
+        hook = getattr(host.instance, "__ray_shutdown__", None) if host is not None else None
+
+        def run():
+            if hook is not None:
+                try:
+                    value = hook()
+                    if inspect.isawaitable(value):
+                        # A loop of its own: the actor's may be the thread that exits.
+                        asyncio.run(_awaited(value))
+                except BaseException:
+                    log.exception("__ray_shutdown__ of actor %s raised", host.class_name)
+            atexit._run_exitfuncs()
+        runner = threading.Thread(target=run, name="zray-actor-exit", daemon=True)
+        runner.start()
+        runner.join(ACTOR_SHUTDOWN_TIMEOUT_S if timeout is None else timeout)
+        if runner.is_alive():
+            log.warning("the exit hooks of actor %s did not finish within %.0fs; exiting anyway",
+                        host.class_name if host else "?", ACTOR_SHUTDOWN_TIMEOUT_S)
+
 
 _TERMINATE = object()
+
+
+async def _awaited(awaitable):
+    return await awaitable
 

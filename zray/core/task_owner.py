@@ -54,10 +54,13 @@ class TaskOwner:
 
     # -- submission ------------------------------------------------------------------------------
     def submit_task(self, function_id, name, args, kwargs, num_returns, resources, max_retries,
-                    retry_exceptions, extra=None, actor=None, kind=TASK):
+                    retry_exceptions, extra=None, actor=None, kind=TASK, held=()):
+        """`held`: (object_id, owner) pairs the task keeps alive until it finishes besides its
+        arguments (an actor call holds its actor's handle, so dropping the last handle lets
+        the calls in flight finish)."""
         context = self.context
         task_id = context.task_ids.next()
-        arg_descs, frames, holds, deps = [], [], [], []
+        arg_descs, frames, holds, deps = [], [], list(held), []
         values = (*args, *kwargs.values())
         # Serialize every argument before storing any: an unpicklable one raises here, at the
         # call, without leaving stored copies of the others behind.

@@ -34,6 +34,9 @@ def run_forked(request):
                          worker_id=worker_id, namespace=request.get("namespace"),
                          driver_address=request.get("driver"), mesh=request.get("mesh"))
     executor = Executor(runtime)
+    from . import job_info
+    from . import runtime as facade
+    runtime.context.load_job = lambda: job_info.load(facade.current())
     # The public API (zray.get inside a task) talks to this runtime; importing it here, not
     # at the top, keeps zray.core free of the public layer (the zygote preloads it anyway).
     from .. import api
