@@ -122,6 +122,26 @@ class ActorClass:
         self.__doc__ = cls.__doc__
         self.__module__ = cls.__module__
 
+    def __getattr__(self, name):
+        """Class attributes and static/class methods, reached through the actor class (as
+        `Counter.LIMIT` inside Counter's own methods, where the global is this object)."""
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        return getattr(cls, name)
+
+    def __reduce__(self):
+        # What a method that names its own class carries: the class and options, never the
+        # cached export pickle.
+        return ActorClass, (self._cls, self._options)
+
+    def __mro_entries__(self, bases):
+        """`class B(A)` with A an actor class: refused, as Ray does."""
+        from .exceptions import ActorClassInheritanceException
+        raise ActorClassInheritanceException(
+            f"Cannot derive a class from the actor class {self.__name__!r}: derive from the "
+            f"plain class instead and decorate the subclass with @zray.remote.")
+
     def __call__(self, *args, **kwargs):
         raise TypeError(
             f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', "

@@ -244,10 +244,25 @@ def _runtime():
     return state.core
 
 
+def auto_connect_enabled():
+    """RAY_ENABLE_AUTO_CONNECT=0 (or ZRAY_ENABLE_AUTO_CONNECT=0) turns off the init() that
+    the first get/put/wait/remote/... does when none was called, as in Ray."""
+    value = os.environ.get("ZRAY_ENABLE_AUTO_CONNECT", os.environ.get("RAY_ENABLE_AUTO_CONNECT", ""))
+    return value.strip() != "0"
+
+
+def _auto_init():
+    """Ray's auto-connect: the calls Ray lists (get, put, wait, cancel, kill, get_actor,
+    get_gpu_ids, get_runtime_context, and .remote()) start a local cluster when none runs."""
+    if _state is None and auto_connect_enabled():
+        with _lock:
+            if _state is None:
+                init()
+
+
 def _runtime_or_autoinit():
-    if _state is None:
-        init()
-    return _state.core
+    _auto_init()
+    return _runtime()
 
 
 def _context_info():
@@ -257,13 +272,19 @@ def _context_info():
 
 
 # -- remote ---------------------------------------------------------------------------------------
+class RemoteDecoratorError(TypeError, AssertionError):
+    """@remote used wrongly. Ray raises AssertionError for `@ray.remote()`; this is both, so
+    code written against either type catches it."""
+
+
 def remote(*args, **kwargs):
-    """@zray.remote, bare or with options, on a function (a class: see the actor issue)."""
+    """@zray.remote, bare or with options, on a function or a class."""
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
-    if args:
-        raise TypeError("@zray.remote takes either a function or keyword options, e.g. "
-                        "@zray.remote(num_cpus=2)")
+    if args or not kwargs:
+        raise RemoteDecoratorError(
+            "@zray.remote is used either bare (@zray.remote) or with keyword options, e.g. "
+            "@zray.remote(num_cpus=2); not with empty parentheses or positional arguments")
     return lambda target: _make_remote(target, kwargs)
 
 
@@ -273,6 +294,10 @@ def _make_remote(target, options):
         return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@zray.remote needs a function, got {type(target).__name__}")
+    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        raise ValueError(f"'async def' cannot be a remote task ({target.__name__}): wrap it, "
+                         "e.g. `def f(): return asyncio.run(coroutine())`, or make it a method "
+                         "of an async actor")
     return RemoteFunction(target, options)
 
 
@@ -288,7 +313,7 @@ def _check_timeout(timeout):
 
 def get(object_refs, *, timeout=None):
     _check_timeout(timeout)
-    objects = _runtime().objects
+    objects = _runtime_or_autoinit().objects
     if isinstance(object_refs, ObjectRef):
         return objects.get([object_refs], timeout)[0]
     # Ray raises ValueError for anything that is not a ref or a list of refs.
@@ -305,7 +330,7 @@ def get(object_refs, *, timeout=None):
 
 
 def put(value, *, _owner=None):
-    core = _runtime()
+    core = _runtime_or_autoinit()
     context = core.context
     return core.objects.put(value, context.current_task_id, context.next_put_index())
 
@@ -330,14 +355,14 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         return [], []       # as Ray: nothing to wait for, whatever num_returns says
     if num_returns > len(refs):
         raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
-    ready_idx = set(_runtime().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
+    ready_idx = set(_runtime_or_autoinit().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
     ready = [r for i, r in enumerate(refs) if i in ready_idx]
     not_ready = [r for i, r in enumerate(refs) if i not in ready_idx]
     return ready, not_ready
 
 
 def cancel(ref, *, force=False, recursive=True):
-    owner = _runtime().owner
+    owner = _runtime_or_autoinit().owner
     if isinstance(ref, ObjectRefGenerator):
         owner.cancel_task_id(ref._task_id, force, recursive)
         return
@@ -348,7 +373,7 @@ def cancel(ref, *, force=False, recursive=True):
 
 # -- introspection --------------------------------------------------------------------------------
 def get_runtime_context():
-    _runtime()
+    _runtime_or_autoinit()
     return RuntimeContext(_facade.current())
 
 
@@ -365,7 +390,7 @@ def nodes():
 
 
 def get_gpu_ids():
-    _runtime()
+    _runtime_or_autoinit()
     return _facade.current().assigned_gpus()
 
 
@@ -375,7 +400,7 @@ def get_actor(name, namespace=None):
     if not isinstance(name, str) or not name:
         raise ValueError(f"an actor name must be a non-empty str, got {name!r}")
     from .actor import ActorHandle
-    actor_id, owner, meta = _runtime().actors.get_actor(name, namespace)
+    actor_id, owner, meta = _runtime_or_autoinit().actors.get_actor(name, namespace)
     return ActorHandle(actor_id, owner, meta, counted=True)
 
 
@@ -387,7 +412,7 @@ def kill(actor, *, no_restart=True):
         # Ray's type and wording (users match on them): a ValueError naming ray.cancel.
         raise ValueError(f"ray.kill() only supported for actors (zray.kill); for tasks, use "
                          f"zray.cancel(). Got: {type(actor)}.")
-    _runtime().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
+    _runtime_or_autoinit().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
 
 
-_facade.set_autostart(init)
+_facade.set_autostart(_auto_init)

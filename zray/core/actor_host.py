@@ -43,9 +43,10 @@ class ActorHost:
         self.groups = groups
         if meta.get("is_async"):
             self.mode = "async"
-            self.loop = asyncio.new_event_loop()
+            self.loops = {}        # group -> its event loop, on a thread of its own
+            self._loops_lock = threading.Lock()
             self.semaphores = {}
-            threading.Thread(target=self._run_loop, name="zray-actor-loop", daemon=True).start()
+            self.loop = self._loop_of(DEFAULT_GROUP)
         elif len(groups) > 1 or groups[DEFAULT_GROUP] > 1:
             self.mode = "threaded"
             self.pools = {g: concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix=f"zray-{g}")
@@ -66,11 +67,11 @@ class ActorHost:
             # call_soon_threadsafe and a plain Task on the loop: run_coroutine_threadsafe adds
             # a concurrent Future chained to the Task (~10 µs of the loop thread per call).
             self.async_tasks[spec.task_id] = None     # pending, for _terminate_when_idle
-            self.loop.call_soon_threadsafe(self._start_async, spec, frames, group)
+            self._loop_of(group).call_soon_threadsafe(self._start_async, spec, frames, group)
 
     def _start_async(self, spec, frames, group):
-        """On the loop thread: run one call as a Task."""
-        task = self.loop.create_task(self._run_async(spec, frames, group))
+        """On the group's loop thread: run one call as a Task."""
+        task = asyncio.get_running_loop().create_task(self._run_async(spec, frames, group))
         self.async_tasks[spec.task_id] = task
         task.add_done_callback(lambda _t, t=spec.task_id: self.async_tasks.pop(t, None))
 
@@ -84,9 +85,25 @@ class ActorHost:
         return group or DEFAULT_GROUP
 
     # -- async mode --------------------------------------------------------------------------------
-    def _run_loop(self):
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+    def _loop_of(self, group):
+        """The group's event loop, started on first use. Each concurrency group has its own
+        loop and thread, as in Ray: a call that blocks its loop (a sync sleep, a C call)
+        stalls only its group."""
+        loop = self.loops.get(group)
+        if loop is None:
+            with self._loops_lock:
+                loop = self.loops.get(group)
+                if loop is None:
+                    loop = asyncio.new_event_loop()
+                    threading.Thread(target=self._run_loop, args=(loop,), daemon=True,
+                                     name=f"zray-actor-loop-{group}").start()
+                    self.loops[group] = loop
+        return loop
+
+    @staticmethod
+    def _run_loop(loop):
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
 
     async def _run_async(self, spec, frames, group):
         sem = self.semaphores.get(group)
@@ -217,6 +234,8 @@ class ActorExecution:
         exiting = False
         items = [0]        # a streaming call's items sent so far (calls interleave: not shared)
         try:
+            if spec.extra["method"] == "__ray_terminate__":
+                raise ActorExit()
             function = self.host.method(spec.extra["method"])
             args, kwargs = executor.resolve_args(spec, frames)
             value = function(*args, **kwargs)
