@@ -150,7 +150,6 @@ def test_a_huge_closure_is_refused_at_the_call(shared_cluster):
         uses_big.remote()
     with pytest.raises(ValueError, match="too large"):
         UsesBig.remote()
-    del big
     assert zray.get(zray.put(1)) == 1     # and the cluster keeps working
 
 

@@ -309,6 +309,11 @@ class Executor:
         for ref in sobj.contained_refs:
             contained.append((ref._id, ref._owner))
             if ref._owner == receiver:
+                if receiver == self.context.address:
+                    # The result goes to this very process, whose task frame drops its refs
+                    # before the message is read: hold ours now; the owner side takes the
+                    # hold over (ReferenceTable.set_contained, pre_held).
+                    self.core.refs.hold([(ref._id, ref._owner)])
                 continue    # our messages to it arrive in order; its own hold suffices
             if ref._owner == self.context.address:
                 self.core.refs.add_borrower(ref._id, receiver, 1)

@@ -140,28 +140,40 @@ class TaskOwner:
     # -- replies ---------------------------------------------------------------------------------
     def on_task_result(self, sender, payload, frames):
         task_id, attempt, results, retryable = payload
+        from_self = sender == self.context.address
         action = self.table.result(task_id, attempt, retryable)
-        if action is None:
-            return      # a superseded attempt (or a task already completed): not ours to keep
-        task = action.task
-        if isinstance(action, ot.Retry):
-            self._send_task(task)
+        if action is None or isinstance(action, ot.Retry):
+            if from_self:
+                self._drop_pre_held(results)
+            if action is None:
+                return  # a superseded attempt (or a task already completed): not ours to keep
+            self._send_task(action.task)
             return
+        task = action.task
         if task.spec.streaming:
             self._finish_generator(task, results[0] if results else 0)
         else:
             for rid, result in zip(task.return_ids, results):
-                self._fill_result(rid, result, frames)
+                self._fill_result(rid, result, frames, from_self)
         self.finish(task)
 
-    def _fill_result(self, object_id, result, frames):
+    def _drop_pre_held(self, results):
+        """Results this process sent itself and nobody will read: let go of the holds its
+        executor took on the refs inside them."""
+        mine = [oid for result in results if isinstance(result, tuple)
+                for oid, owner in (result[2] or ()) if owner == self.context.address]
+        if mine:
+            self.refs.release(mine)
+
+    def _fill_result(self, object_id, result, frames, from_self=False):
         kind, where, contained = result
         if kind == VALUE_INLINE:
             ok = self.objects.set_ready(object_id, kind, inline=frames[where].buffer, frame=frames[where])
         else:
             ok = self.objects.set_ready(object_id, kind, node=where)
         if contained:
-            self.refs.set_contained(object_id, contained, registered_for_us=True)
+            self.refs.set_contained(object_id, contained, registered_for_us=True,
+                                    pre_held=from_self)
         if not ok and kind == VALUE_STORED:
             self.send(self.context.daemon, wire.OBJ_FREE, ([object_id], [where]))
 
@@ -229,21 +241,25 @@ class TaskOwner:
     # -- streaming generators ----------------------------------------------------------------------
     def on_generator_item(self, sender, payload, frames):
         task_id, attempt, index, result = payload
+        from_self = sender == self.context.address
         task = self.table.get(task_id)
-        if task is not None and task.generator is not None:
-            self._add_generator_item(task, index, result, frames)
+        if task is None or task.generator is None or \
+                not self._add_generator_item(task, index, result, frames, from_self):
+            if from_self:
+                self._drop_pre_held([result])
 
-    def _add_generator_item(self, task, index, result, frames):
+    def _add_generator_item(self, task, index, result, frames, from_self=False):
         if not self.table.generator_item(task.spec.task_id, index):
-            return    # a retried attempt reports items we already have
+            return False  # a retried attempt reports items we already have
         gen = task.generator
         object_id = return_object_id(task.spec.task_id, index)
         self.objects.add_pending([object_id])
         self.refs.hold([(object_id, self.context.address)])
-        self._fill_result(object_id, result, frames)
+        self._fill_result(object_id, result, frames, from_self)
         with gen.cond:
             gen.items[index] = object_id
             gen.cond.notify_all()
+        return True
 
     def _finish_generator(self, task, count):
         gen = task.generator
@@ -284,8 +300,14 @@ class TaskOwner:
     # -- cancel ----------------------------------------------------------------------------------
     def cancel(self, ref, force, recursive):
         if ref._owner != self.context.address:
-            raise ValueError("Only the owner of a task (the process that submitted it) can cancel it")
+            # A borrowed ref: its owner keeps the task's state and retries, so it decides.
+            self.send(ref._owner, wire.CANCEL_REQUEST, (task_of(ref._id), force, recursive))
+            return
         self.carry_out(self.table.cancel(task_of(ref._id), force, recursive))
+
+    def on_cancel_request(self, sender, payload, frames):
+        task_id, force, recursive = payload
+        self.carry_out(self.table.cancel(bytes(task_id), bool(force), bool(recursive)))
 
     def cancel_task_id(self, task_id, force, recursive):
         """Cancel a task of this owner by id (a streaming task's generator); no-op if done."""
