@@ -32,11 +32,11 @@ _ACCEPTED_AND_UNUSED = {
     "runtime_env", "logging_level", "logging_format", "log_to_driver", "configure_logging",
     "include_dashboard", "dashboard_host", "dashboard_port", "_system_config",
     "_temp_dir", "local_mode", "_enable_object_reconstruction", "storage", "_node_ip_address",
-    "labels", "_memory", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
+    "labels", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
     "logging_config", "_skip_env_hook",
 }
 _INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "namespace", "ignore_reinit_error", "job_config"} | _ACCEPTED_AND_UNUSED
+                 "namespace", "ignore_reinit_error", "job_config", "_memory"} | _ACCEPTED_AND_UNUSED
 
 
 def available_cpus():
@@ -112,7 +112,12 @@ def _start_local(kwargs):
     num_gpus = kwargs.get("num_gpus") or 0
     resources = kwargs.get("resources") or {}
     store = kwargs.get("object_store_memory")
+    memory = kwargs.get("_memory")
     from .options import _non_negative, validate_resource_dict
+    if memory is not None:
+        if isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory < 0:
+            raise ValueError(f"_memory must be a number of bytes >= 0, got {memory!r}")
+        memory = int(memory)
     _non_negative("num_cpus", num_cpus, allow_none=False)
     _non_negative("num_gpus", num_gpus, allow_none=False)
     validate_resource_dict(resources)
@@ -127,7 +132,7 @@ def _start_local(kwargs):
     worker_id = os.urandom(8).hex()
     spec = bootstrap.NodeSpec(
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-        object_store_memory=store, driver_pid=os.getpid(),
+        object_store_memory=store, memory=memory, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
         prestart=max(1, int(num_cpus)) if num_cpus else 1)
     try:
@@ -154,7 +159,8 @@ def _connect(address, kwargs):
     """Join the node of this host that `address` means (node/local_node.find_node): a driver
     always attaches to its own host's node, which holds its store."""
     from .node import local_node
-    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config"):
+    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config",
+                "_memory"):
         if kwargs.get(key) is not None:
             raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
                              "(it was fixed when the node started)")

@@ -193,6 +193,9 @@ class ActorExecution:
         finally:
             executor.end()
         self.host = ActorHost(self, actor_id, instance, meta, spec.attempt)
+        # The actor holds what it asked for explicitly (none by default), not what placing
+        # it took: that is what get_assigned_resources() shows inside it, as in Ray.
+        executor.set_assigned(spec.extra.get("lifetime") or {})
         self.core.send(self.core.daemon, wire.ACTOR_STARTED, (actor_id, True, None))
 
     def execute_call(self, spec, frames):

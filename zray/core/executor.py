@@ -20,6 +20,7 @@ import traceback
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import return_object_id
+from ..scheduling.resources import CPU
 from ..scheduling.task_spec import ACTOR_CALL, ARG_VALUE, TASK, TaskSpec
 from ..transport import wire
 from ..transport.zmq_transport import TransportClosed
@@ -50,6 +51,9 @@ class Executor:
         self.cancel_requested = None
         self.assigned_gpus = []
         self.assigned_resources = {}
+        # OMP_NUM_THREADS follows each task's CPUs (as in Ray) unless the user set it.
+        self._omp_is_users = "OMP_NUM_THREADS" in os.environ
+        self.pid = os.getpid()
         self.hostname = socket.gethostname()
         self.ip = "127.0.0.1"
         self._generator_index = 0
@@ -163,7 +167,7 @@ class Executor:
         self.begin(spec, spec.name)
         self.cancel_requested = None
         self._set_gpus(gpu_grants)
-        self.assigned_resources = spec.resources
+        self.set_assigned(spec.resources)
         self._generator_index = 0
         try:
             try:
@@ -213,6 +217,7 @@ class Executor:
                 results, result_frames = self._run_generator(spec, function, args, kwargs)
             else:
                 value = function(*args, **kwargs)
+                self.leave_if_forked_child(None)
                 if inspect.isgenerator(value) and spec.num_returns != 1:
                     value = tuple(value)
                 results, result_frames = self.store_returns(spec, value)
@@ -229,6 +234,7 @@ class Executor:
             return (*self.error_returns(spec, self.task_error(spec, exc)), False)
         except BaseException as exc:   # the user's code may raise anything, SystemExit too
             self.interruptible = False
+            self.leave_if_forked_child(exc)
             # Worth a retry if the exception is one to retry and the owner's budget allows
             # (the one rule: owner_table.retry_allowed); the owner decides.
             retryable = _should_retry(spec.retry_exceptions, exc) and retry_allowed(spec)
@@ -236,6 +242,25 @@ class Executor:
                 # No error item: the next attempt goes on where the items it repeats end.
                 return [self._generator_index], [], True
             return (*self.error_returns(spec, self.task_error(spec, exc)), retryable)
+
+    def leave_if_forked_child(self, exc):
+        """In a child the task's code forked (os.fork, multiprocessing's fork) that returned
+        or raised into zray instead of exiting: leave now, as a child process would, instead
+        of answering for its parent (worker_main's fork handler)."""
+        if os.getpid() == self.pid:
+            return
+        code = 0
+        if isinstance(exc, SystemExit):
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        elif exc is not None:
+            code = 1
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
     def internal_error_returns(self, spec, exc):
         """A failure in zray's handling of the task (not in the user's code): the owner still
@@ -369,10 +394,24 @@ class Executor:
 
     def send_generator_item(self, spec, index, value):
         """Item `index` of a streaming task, to its owner as soon as it is produced."""
+        self.leave_if_forked_child(None)
         sobj = serialization.serialize(value)
         frames = []
         result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames)
         self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
+
+    def set_assigned(self, units):
+        """What the running task (or the hosted actor) holds, and OMP_NUM_THREADS to match
+        its CPUs (at least 1). Libraries that read it at import (numpy's BLAS, imported by
+        the zygote) keep their pool: this sets what later imports and subprocesses see."""
+        self.assigned_resources = dict(units)
+        if not self._omp_is_users:
+            from ..scheduling.resources import from_units
+            if any("_group_" in name for name in units):
+                from ..scheduling.placement_groups import original_resources
+                units = original_resources(units)
+            cpus = from_units({CPU: units.get(CPU, 0)}).get(CPU, 0)
+            os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
 
     def _set_gpus(self, gpu_grants):
         ids = [i for i, _ in gpu_grants]

@@ -46,6 +46,7 @@ def run_forked(request):
     if driver:
         sys.stdout = LogForwarder(runtime, driver, 1, sys.stdout)
         sys.stderr = LogForwarder(runtime, driver, 2, sys.stderr)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
     try:
         executor.serve_forever()
     finally:
@@ -55,6 +56,24 @@ def run_forked(request):
         except (OSError, ValueError):
             pass
     return 0
+
+
+def _after_fork_in_child():
+    """A task forked this worker (os.fork, multiprocessing's "fork" start method). The child
+    shares its parent's sockets but has none of its threads, so it must never speak for the
+    worker: its output goes to the worker's log file only, zray calls in it raise (no
+    auto-connect either), refs it makes or drops count nothing, and if its code returns into
+    zray it exits there (Executor.leave_if_forked_child). What the child computes and hands
+    back through its own pipes (multiprocessing) is unaffected."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, LogForwarder):
+            setattr(sys, name, stream.underlying)
+    os.environ["ZRAY_ENABLE_AUTO_CONNECT"] = "0"
+    from .. import api
+    from ..objects import object_ref
+    api._state = None
+    object_ref.set_runtime(None)
 
 
 def _redirect_output(prefix):

@@ -105,7 +105,7 @@ class Task:
 
 class Worker:
     __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked",
-                 "detached", "last_task")
+                 "detached", "last_task", "gpu")
 
     def __init__(self, worker_id, job_id):
         self.worker_id = worker_id
@@ -118,6 +118,11 @@ class Worker:
         self.blocked = False
         self.detached = False       # hosts a detached actor: outlives its job
         self.last_task = None       # the task it finished last, while it runs no other
+        # Whether it ran a task that used GPUs (None: no task yet). GPU and CPU tasks never
+        # share a worker (as in Ray): a CUDA context, CUDA_VISIBLE_DEVICES and the memory a
+        # GPU library keeps would leak into CPU tasks, and a GPU task would inherit a CPU
+        # task's state.
+        self.gpu = None
 
 
 class LocalScheduler:
@@ -428,6 +433,16 @@ class LocalScheduler:
         return len(self.workers)
 
     # -- internals -----------------------------------------------------------------------------
+    def _take_idle(self, job_id, gpu):
+        """An idle worker of the job that may run a task that does (or does not) use GPUs."""
+        idle = self.idle[job_id]
+        for worker in idle:
+            if worker.gpu is None or worker.gpu == gpu:
+                idle.remove(worker)
+                worker.gpu = gpu
+                return worker
+        return None
+
     def _schedule(self):
         actions = []
         wanted = collections.Counter()
@@ -440,13 +455,12 @@ class LocalScheduler:
                 task = queue[0]
                 if not fits(task.spec.resources, self.available):
                     break
-                idle = self.idle[job_id]
-                if not idle:
+                worker = self._take_idle(job_id, uses_gpu(task.spec.resources))
+                if worker is None:
                     wanted[job_id] += self._how_many_fit(queue)
                     break
                 queue.popleft()
                 subtract(self.queued_demand, task.spec.resources)
-                worker = idle.popleft()
                 self._dispatch(task, worker)
                 actions.append(Dispatch(task, worker))
             if not queue:
@@ -535,3 +549,8 @@ def _task_info(task, state, reason=None):
     if reason:
         info["pending_reason"] = reason
     return info
+
+
+def uses_gpu(resources):
+    """Whether a request (in units) asks for GPUs, a placement group's renamed ones too."""
+    return any(amount > 0 and name.startswith(GPU) for name, amount in resources.items())
