@@ -7,7 +7,7 @@ from .actor import method
 from .api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids,
                   get_runtime_context, init, is_initialized, kill, nodes, put, remote, shutdown,
                   wait)
-from .objects.generator import ObjectRefGenerator
+from .objects.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from .objects.object_ref import ObjectID, ObjectRef
 
 __version__ = "0.1.0"
@@ -29,7 +29,7 @@ def __getattr__(name):
     return module
 
 __all__ = [
-    "ObjectID", "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
+    "DynamicObjectRefGenerator", "ObjectID", "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
     "init", "is_initialized", "job_config", "kill", "method", "nodes", "put", "remote", "shutdown", "util", "wait",
 ]

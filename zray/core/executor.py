@@ -219,8 +219,9 @@ class Executor:
                 value = function(*args, **kwargs)
                 self.leave_if_forked_child(None)
                 if inspect.isgenerator(value) and spec.num_returns != 1:
-                    value = tuple(value)
-                results, result_frames = self.store_returns(spec, value)
+                    results, result_frames = self._generator_returns(spec, value)
+                else:
+                    results, result_frames = self.store_returns(spec, value)
             self.interruptible = False
             return results, result_frames, False
         except TaskCancelled:
@@ -317,6 +318,41 @@ class Executor:
                 raise exceptions.ObjectSerializationError(
                     f"Could not serialize the return value of task {spec.name}: {exc}") from None
             results.append(self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames))
+        return results, frames
+
+    def _generator_returns(self, spec, gen):
+        """A generator with a static num_returns=N, as Ray runs it: item i is return i. Items
+        yielded before an exception stay readable and the exception fills the rest; a
+        generator that ends early fails only the missing returns; items past N are not read."""
+        n = spec.num_returns
+        results, frames = [], []
+        error = None
+        for index in range(n):
+            try:
+                value = next(gen)
+            except StopIteration:
+                error = self.task_error(spec, ValueError(
+                    f"Task {spec.name} has num_returns={n} but its generator yielded only "
+                    f"{index} value{'' if index == 1 else 's'}"))
+                break
+            except (TaskCancelled, ActorExit):
+                raise
+            except BaseException as exc:     # the user's code, SystemExit too
+                self.leave_if_forked_child(exc)
+                error = self.task_error(spec, exc)
+                break
+            try:
+                sobj = serialization.serialize(value)
+            except exceptions.ObjectSerializationError as exc:
+                error = self.task_error(spec, exceptions.ObjectSerializationError(
+                    f"Could not serialize return value {index} of task {spec.name}: {exc}"))
+                break
+            results.append(self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames))
+        else:
+            gen.close()
+        if error is not None:
+            frames.append(error.to_bytes())
+            results.extend([(VALUE_INLINE, len(frames) - 1, None)] * (n - len(results)))
         return results, frames
 
     def _put_result(self, spec, object_id, sobj, frames):

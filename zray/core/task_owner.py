@@ -9,6 +9,7 @@ method call is a task whose sending, completion and cancel go through it.
 import os
 import pickle
 import sys
+import threading
 import time
 
 from .. import exceptions
@@ -33,6 +34,8 @@ class TaskOwner:
         self.send = send
         self.actors = None
         self._exported = set()
+        self._dynamic = {}                 # task id -> the ref .remote() returned (dynamic)
+        self._dynamic_lock = threading.Lock()
 
     def attach_actors(self, actors):
         self.actors = actors
@@ -266,6 +269,36 @@ class TaskOwner:
         with gen.cond:
             gen.count = count
             gen.cond.notify_all()
+        with self._dynamic_lock:
+            wrapper = self._dynamic.pop(task.spec.task_id, None)
+        if wrapper is not None:
+            self._fill_dynamic(task.spec.task_id, wrapper, gen, count)
+
+    # -- num_returns="dynamic": a streaming task whose items the owner wraps in one value -----
+    def dynamic_ref(self, task_id):
+        """The ref .remote() returns for a dynamic generator task: filled when it ends."""
+        wrapper = put_object_id(task_id, 0)     # a submitted task's id has no puts of its own
+        self.objects.add_pending([wrapper])
+        ref = ObjectRef(wrapper, self.context.address)
+        with self._dynamic_lock:
+            done = self.table.generators.get(task_id)
+            if done is not None and done.count is not None:
+                self._fill_dynamic(task_id, wrapper, done, done.count)
+            else:
+                self._dynamic[task_id] = wrapper
+        return ref
+
+    def _fill_dynamic(self, task_id, wrapper, gen, count):
+        from ..objects.generator import DynamicObjectRefGenerator
+        with gen.cond:
+            ids = [gen.items[i] for i in range(count) if i in gen.items]
+        value = DynamicObjectRefGenerator([ObjectRef(oid, self.context.address) for oid in ids])
+        sobj = serialization.serialize(value)
+        contained = [(r._id, r._owner) for r in sobj.contained_refs]
+        # The wrapper's value keeps the items alive (holds taken before the stream's go).
+        self.refs.set_contained(wrapper, contained, registered_for_us=False)
+        self.objects.set_ready(wrapper, VALUE_INLINE, inline=bytes(sobj.to_bytes()))
+        self.generator_done(task_id)
 
     def generator_next(self, task_id, index, timeout=None):
         """The ref of item `index` of a streaming task, or None when it has fewer items."""
@@ -274,20 +307,29 @@ class TaskOwner:
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
         inbox = self.objects.inbox
-        if index not in gen.items and gen.count is None:
-            # Read the inbox here if nobody else does: the item wakes no other thread.
-            inbox.read_until(lambda: index in gen.items or gen.count is not None, deadline)
-        with gen.cond:
-            while index not in gen.items:
-                if gen.count is not None and index >= gen.count:
-                    return None
-                remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-                if remaining <= 0:
-                    raise exceptions.GetTimeoutError(f"no generator item within {timeout}s")
-                gen.cond.wait(remaining)
-                if inbox.dead_reason:
-                    raise exceptions.LocalRayletDiedError(inbox.dead_reason)
-            object_id = gen.items.pop(index)
+        waiting = index not in gen.items and gen.count is None
+        if waiting:
+            # A task waiting for another task's items lends its CPU, as in get(): with one
+            # CPU the producer could not run otherwise.
+            self.objects.blocked(True)
+        try:
+            if waiting:
+                # Read the inbox here if nobody else does: the item wakes no other thread.
+                inbox.read_until(lambda: index in gen.items or gen.count is not None, deadline)
+            with gen.cond:
+                while index not in gen.items:
+                    if gen.count is not None and index >= gen.count:
+                        return None
+                    remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                    if remaining <= 0:
+                        raise exceptions.GetTimeoutError(f"no generator item within {timeout}s")
+                    gen.cond.wait(remaining)
+                    if inbox.dead_reason:
+                        raise exceptions.LocalRayletDiedError(inbox.dead_reason)
+                object_id = gen.items.pop(index)
+        finally:
+            if waiting:
+                self.objects.blocked(False)
         ref = ObjectRef(object_id, self.context.address)
         self.refs.release([object_id])
         return ref
