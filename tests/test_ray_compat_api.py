@@ -198,3 +198,25 @@ def test_arguments_are_checked_at_remote_for_every_kind_of_method(shared_cluster
         with pytest.raises(TypeError, match=words):
             call()
     assert zray.get(k.klass.remote(3)) == 3
+
+
+def test_ray_shutdown_hook_runs_when_the_job_ends(zray_cluster, tmp_path):
+    zray_cluster(num_cpus=1)
+    folder = str(tmp_path)
+
+    @zray.remote
+    class Tidy:
+        def __ray_shutdown__(self):
+            open(os.path.join(folder, "hook"), "w").close()
+
+        def ping(self):
+            return 1
+
+    @zray.remote
+    class Plain:
+        def ping(self):
+            return 1
+    keep = [Tidy.remote(), Plain.remote()]
+    assert zray.get([a.ping.remote() for a in keep]) == [1, 1]
+    zray.shutdown()
+    assert os.listdir(folder) == ["hook"]

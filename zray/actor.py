@@ -185,6 +185,9 @@ class ActorClass:
             "max_task_retries": actor_options.get("max_task_retries", 0) or 0,
             "max_concurrency": max_concurrency,
             "concurrency_groups": groups,
+            # Whether the job's end must end it gracefully (api.shutdown): only then does
+            # shutdown wait for it.
+            "shutdown_hook": callable(getattr(self._cls, "__ray_shutdown__", None)),
         }
         if group is not None:   # ask for the group's resources instead (util/placement_group.py)
             (placement, lifetime), meta["placement_group"] = apply_group(

@@ -222,6 +222,11 @@ def shutdown(_exiting_interpreter=False):
     if state is None:
         return
     core = state.core
+    try:
+        _end_hooked_actors(core)
+    except Exception as exc:    # the node may be gone: then so are the actors
+        import logging
+        logging.getLogger("zray.core").warning("could not end actors gracefully: %r", exc)
     if state.daemon_proc is None and not _exiting_interpreter:
         # The cluster stays: take this job's settings out of its store.
         job_info.withdraw(_facade.current())
@@ -237,6 +242,39 @@ def shutdown(_exiting_interpreter=False):
     if state.owns_session and state.session_dir:
         session.remove_session_dir(state.session_dir)
     logs.reset()
+
+
+def _end_hooked_actors(core):
+    """The job ends: its actors that define __ray_shutdown__ end gracefully first (the hook and
+    atexit handlers run, at most ACTOR_SHUTDOWN_TIMEOUT_S); the node kills the rest."""
+    import time
+    from .actor import ActorHandle, ActorMethod
+    from .core.actor_host import ACTOR_SHUTDOWN_TIMEOUT_S
+    hooked = {}
+    for actor_id in list(core.actors.owned_actors):
+        actor_state = core.actors.actor_states.get(actor_id)
+        meta = getattr(actor_state, "meta", None) or {}
+        if meta.get("shutdown_hook"):
+            hooked[actor_id.hex()] = (actor_id, meta)
+    if not hooked:
+        return
+    rows = [row for row in core.actors.list_actors()
+            if row["actor_id"] in hooked and row["state"] == "ALIVE" and not row["detached"]]
+    for row in rows:
+        actor_id, meta = hooked[row["actor_id"]]
+        ActorMethod(ActorHandle(actor_id, core.address, meta, counted=False),
+                    "__ray_terminate__", {"is_async": False}).remote()
+    pids = {row["pid"] for row in rows if row.get("pid")}
+    deadline = time.monotonic() + ACTOR_SHUTDOWN_TIMEOUT_S + 2
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                pids.discard(pid)
+            except PermissionError:
+                pids.discard(pid)
+        time.sleep(0.02)
 
 
 def is_initialized():
