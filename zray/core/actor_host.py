@@ -180,7 +180,10 @@ class ActorExecution:
         executor.begin(spec, meta["class_name"])
         try:
             cls = executor.function(spec.function_id)
-            args, kwargs = executor.resolve_args(spec, frames)
+            # Constructor arguments are copied out of the store: an actor usually keeps them
+            # for its whole life, and read in place they would stay pinned there, so a store
+            # full of them could neither spill nor take the next actor's arguments.
+            args, kwargs = executor.resolve_args(spec, frames, copy=True)
             instance = cls(*args, **kwargs)
         except BaseException as exc:
             sobj = executor.task_error(spec, exc)

@@ -283,14 +283,17 @@ class Executor:
             fn = self.functions[function_id] = load_function(frames[0].buffer)
         return fn
 
-    def resolve_args(self, spec, frames):
+    def resolve_args(self, spec, frames, copy=False):
+        """The task's (args, kwargs). `copy`: stored arguments are copied out of the store
+        instead of read in place (an actor's constructor: see ActorExecution.create_instance)."""
         values = []
         for desc in spec.args:
             if desc[0] == ARG_VALUE:
                 flags, data, buffers = serialization.parse(frames[desc[1]].buffer)
                 value = serialization.deserialize(flags, data, buffers)
             else:
-                flags, value = self.core.store.read(desc[1], desc[3] if len(desc) > 3 else None)
+                flags, value = self.core.store.read(desc[1], desc[3] if len(desc) > 3 else None,
+                                                    copy=copy)
             if flags & serialization.FLAG_ERROR:
                 raise value
             values.append(value)
