@@ -1,6 +1,7 @@
 """The Ray Core API: init/shutdown, remote, get/put/wait/cancel and introspection."""
 import atexit
 import inspect
+import logging
 import os
 import select
 import threading
@@ -30,13 +31,14 @@ class _Runtime:
 # Ray's init() options that zray accepts and has no use for (yet); anything else is an error.
 _ACCEPTED_AND_UNUSED = {
     "runtime_env", "logging_level", "logging_format", "log_to_driver", "configure_logging",
-    "include_dashboard", "dashboard_host", "dashboard_port", "_system_config",
+    "_system_config",
     "_temp_dir", "local_mode", "_enable_object_reconstruction", "storage", "_node_ip_address",
     "labels", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
     "logging_config", "_skip_env_hook",
 }
 _INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "namespace", "ignore_reinit_error", "job_config", "_memory"} | _ACCEPTED_AND_UNUSED
+                 "namespace", "ignore_reinit_error", "job_config", "_memory", "include_dashboard",
+                 "dashboard_host", "dashboard_port"} | _ACCEPTED_AND_UNUSED
 
 
 def available_cpus():
@@ -127,10 +129,13 @@ def _start_local(kwargs):
         raise TypeError(f"object_store_memory must be an int number of bytes, got {store!r}")
     elif store < (1 << 20):
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {store} bytes")
+    from .dashboard.options import dashboard_options
+    dashboard_port, dashboard_host = dashboard_options(kwargs)
     session_dir = session.create_session_dir()
     job_id = os.urandom(4).hex()
     worker_id = os.urandom(8).hex()
     spec = bootstrap.NodeSpec(
+        dashboard_port=dashboard_port, dashboard_host=dashboard_host,
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=store, memory=memory, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
@@ -152,7 +157,23 @@ def _start_local(kwargs):
         logs.reset()
         raise
     _start_daemon_watch(core, node)
+    _announce_dashboard(session_dir)
     return _Runtime(core, node, session_dir, owns_session=True)
+
+
+def _announce_dashboard(session_dir):
+    """Say where the new node's dashboard is, as Ray does at init: one line on a terminal's
+    stderr (not into pipes, which programs parse), always in the log and in init()'s result."""
+    from .dashboard.launch import read_dashboard_info
+    info = read_dashboard_info(session_dir)
+    if info:
+        import logging
+        import sys
+        logging.getLogger("zray.dashboard").info("dashboard at %s", info["url"])
+        show = os.environ.get("ZRAY_SHOW_DASHBOARD_URL")
+        if show == "1" or (show is None and sys.stderr.isatty()):
+            sys.stderr.write(f"zray: started a local node; view the dashboard at "
+                             f"{info['url']}\n")
 
 
 def _connect(address, kwargs):
@@ -184,7 +205,11 @@ def _connect(address, kwargs):
         logs.reset()
         raise
     _start_pid_watch(core, info["pid"])
-    return _Runtime(core, None, info["session"], owns_session=False)
+    state = _Runtime(core, None, info["session"], owns_session=False)
+    if os.environ.get("ZRAY_JOB_SUBMISSION_ID"):     # a submitted job's driver: link the two
+        from .job.manager import note_driver
+        note_driver(core, os.environ["ZRAY_JOB_SUBMISSION_ID"], job_id)
+    return state
 
 
 def _start_pid_watch(core, pid):
@@ -204,7 +229,12 @@ def _start_daemon_watch(core, node):
     """If the node daemon dies, fail every wait of this process instead of hanging."""
     def watch():
         code = node.wait()
-        core.mark_dead(f"the zray node daemon (pid {node.pid}) exited with code {code}")
+        why = f"the zray node daemon (pid {node.pid}) exited with code {code}"
+        if not node.stopping:
+            node.crashed = True
+            why += (f"; its logs are kept in {os.path.join(node.spec.session_dir, 'logs')} "
+                    "after zray.shutdown()")
+        core.mark_dead(why)
     threading.Thread(target=watch, name="zray-daemon-watch", daemon=True).start()
 
 
@@ -225,12 +255,12 @@ def shutdown(_exiting_interpreter=False):
     try:
         _end_hooked_actors(core)
     except Exception as exc:    # the node may be gone: then so are the actors
-        import logging
         logging.getLogger("zray.core").warning("could not end actors gracefully: %r", exc)
     if state.daemon_proc is None and not _exiting_interpreter:
         # The cluster stays: take this job's settings out of its store.
         job_info.withdraw(_facade.current())
     if state.daemon_proc is not None:
+        state.daemon_proc.stopping = True
         from .transport import wire
         try:
             core.send(core.daemon, wire.SHUTDOWN_NODE, ())
@@ -240,7 +270,16 @@ def shutdown(_exiting_interpreter=False):
     if state.daemon_proc is not None:
         state.daemon_proc.stop()
     if state.owns_session and state.session_dir:
-        session.remove_session_dir(state.session_dir)
+        node = state.daemon_proc
+        if node is not None and (node.crashed or node.proc.returncode not in (0, None)):
+            # Its logs say why it died: they stay, the rest (sockets, spill, secret) goes.
+            kept = session.keep_logs_only(state.session_dir)
+            if kept:
+                logging.getLogger("zray").warning(
+                    "the zray node daemon (pid %d) died (exit code %s): its logs are kept in %s",
+                    node.pid, node.proc.returncode, kept)
+        else:
+            session.remove_session_dir(state.session_dir)
     logs.reset()
 
 
@@ -311,8 +350,11 @@ def _runtime_or_autoinit():
 
 def _context_info():
     core = _state.core
+    from .dashboard.launch import read_dashboard_info
+    dashboard = read_dashboard_info(core.context.session_dir) or {}
     return {"node_id": core.node_info["node_id"], "session_dir": core.context.session_dir,
-            "address": core.daemon, "job_id": core.context.job_id}
+            "address": core.daemon, "job_id": core.context.job_id,
+            "dashboard_url": dashboard.get("url")}
 
 
 # -- remote ---------------------------------------------------------------------------------------
@@ -325,6 +367,9 @@ def remote(*args, **kwargs):
     """@zray.remote, bare or with options, on a function or a class."""
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
+    if len(args) == 2 and not kwargs and all(isinstance(a, list) for a in args):
+        from .legacy import typed_remote    # amplab 0.x: @remote([arg types], [return types])
+        return typed_remote(*args)
     if args or not kwargs:
         raise RemoteDecoratorError(
             "@zray.remote is used either bare (@zray.remote) or with keyword options, e.g. "

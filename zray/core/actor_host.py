@@ -21,6 +21,7 @@ from ..scheduling.actor_directory import EXITED_REASON
 from ..scheduling.task_spec import TaskSpec
 from ..transport import wire
 from .context import ActorExit
+from .reporter import now_ms
 
 DEFAULT_GROUP = "_default"
 # How long a graceful end waits for __ray_shutdown__ and the atexit handlers (Ray's default
@@ -204,6 +205,7 @@ class ActorExecution:
     def execute_call(self, spec, frames):
         """Run one method call (main thread for serial actors, a pool thread otherwise)."""
         executor = self.executor
+        start_ms = now_ms()
         serial = self.host.mode == "serial"
         if serial:
             executor.running_task = spec
@@ -232,11 +234,24 @@ class ActorExecution:
                 executor.end()
         executor.flush_output()
         executor.send_result(spec, results, result_frames, retryable)
+        self.report_call(spec, start_ms)
         if exiting:
             self.exit_process()
 
+    def report_call(self, spec, start_ms):
+        """The call ended: one tuple for the node's task history (core/reporter.py)."""
+        host = self.host
+        error_type, message = self.executor.call_errors.pop(spec.task_id, (None, None))
+        parent = spec.parent_task_id
+        self.core.reporter.call_ended((
+            spec.task_id.hex(), spec.attempt, spec.name, host.actor_id.hex(), spec.job_id,
+            f"{host.class_name}.{spec.extra.get('method')}",
+            parent.hex() if isinstance(parent, bytes) else parent, start_ms, now_ms(),
+            error_type, message))
+
     async def execute_call_async(self, spec, frames):
         executor = self.executor
+        start_ms = now_ms()
         exiting = False
         items = [0]        # a streaming call's items sent so far (calls interleave: not shared)
         try:
@@ -258,6 +273,7 @@ class ActorExecution:
             results, result_frames = self._exit_returns(spec, items[0])
             exiting = True
         except asyncio.CancelledError:
+            executor.call_errors[spec.task_id] = ("TASK_CANCELLED", "the call was cancelled")
             err = exceptions.TaskCancelledError(spec.task_id)
             results, result_frames = executor.error_returns(spec, serialization.serialize_error(err),
                                                             items[0])
@@ -265,6 +281,7 @@ class ActorExecution:
             results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc),
                                                             items[0])
         executor.send_result(spec, results, result_frames, False)
+        self.report_call(spec, start_ms)
         if exiting:
             self.exit_process()
 
@@ -303,6 +320,7 @@ class ActorExecution:
                           f"The actor {self.host.class_name} {EXITED_REASON}"))
             except Exception:    # logged by send(); the caller falls back on a grace period
                 pass
+        core.reporter.flush()
         self.run_exit_hooks()
         for stream in (sys.stdout, sys.stderr):
             try:

@@ -41,6 +41,8 @@ def run_forked(request):
     # at the top, keeps zray.core free of the public layer (the zygote preloads it anyway).
     from .. import api
     api.attach_worker_runtime(runtime)
+    from ..util.debug import hook   # breakpoint() and post-mortem sessions (zray debug)
+    hook.install_in_worker(executor)
     runtime.connect(os.getpid())
     driver = request.get("driver")
     if driver:

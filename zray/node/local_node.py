@@ -4,6 +4,7 @@ found by `zray.init(address="auto")` through a file in the user's zray directory
 (The mesh issue extends this to many hosts over TCP; on one host a node is reached over ipc.)
 """
 import contextlib
+import logging
 import json
 import os
 import select
@@ -74,7 +75,11 @@ def _live(info):
         return info
     _unlink(info["node_file"])
     if info.get("session"):
-        session.remove_session_dir(info["session"])
+        kept = session.keep_logs_only(info["session"])    # it died on its own: logs say why
+        if kept:
+            logging.getLogger("zray").warning(
+                "the zray node %s (pid %s) had died; its logs are kept in %s",
+                info.get("address", "?"), info.get("pid"), kept)
     return None
 
 
@@ -163,7 +168,7 @@ def free_port(host):
 
 
 def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeout=60,
-          port=0, join=None, node_ip="127.0.0.1", secret_file=None):
+          port=0, join=None, node_ip="127.0.0.1", secret_file=None, dashboard=(None, "127.0.0.1")):
     """Start a node on this host (several may run: one per cluster); returns its info. With
     block=True it runs until stopped, and it ends with this process (kill -9 included)."""
     session_dir = session.create_session_dir()
@@ -173,7 +178,8 @@ def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeo
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=object_store_memory, node_ip=node_ip, port=port, join=join,
         secret_file=secret_file, node_file=node_file_for(session_dir),
-        driver_pid=os.getpid() if block else 0)
+        driver_pid=os.getpid() if block else 0, dashboard_port=dashboard[0],
+        dashboard_host=dashboard[1])
     try:
         node = bootstrap.start_node(spec, timeout)
     except BaseException:

@@ -291,6 +291,9 @@ class ActorDirectory:
     def list(self):
         return [r.info() for r in self.actors.values()]
 
+    def records(self):
+        return list(self.actors.values())
+
     # -- internals -----------------------------------------------------------------------------
     def _die(self, record, message, error_layout):
         record.state = DEAD

@@ -403,6 +403,25 @@ class LocalScheduler:
         out.extend(_task_info(t, "RUNNING") for t in self.running.values())
         return out
 
+    def pending(self):
+        """(task, why it waits) for every task queued or infeasible here (the state API)."""
+        from .resources import from_units
+        if self.at_cap:
+            why = (f"waiting for a worker: this node runs its maximum of {self.max_workers} task "
+                   "workers (ZRAY_MAX_WORKERS)")
+        else:
+            why = None
+        out = []
+        for queue in self.queues.values():
+            for t in queue:
+                out.append((t, why or (
+                    f"waiting for resources: needs {from_units(t.spec.resources)}, available "
+                    f"{from_units({k: v for k, v in self.available.items() if v > 0})}")))
+        for t in self.infeasible.values():
+            out.append((t, f"infeasible: needs {from_units(t.spec.resources)} and no node has "
+                           "that much; waits until a node that fits joins"))
+        return out
+
     def has_infeasible(self):
         return bool(self.infeasible)
 
