@@ -138,3 +138,23 @@ def test_a_task_may_fork(cluster):
     assert zray.get(forks.remote("sys.exit"), timeout=60) == (3, 50)
     assert zray.get(forks.remote("raise"), timeout=60) == (1, 50)
     assert zray.get(forks.remote("return"), timeout=60) == (0, 50)
+
+
+def test_gpu_actors_keep_their_own_devices(zray_cluster):
+    zray_cluster(num_cpus=2, num_gpus=2)
+
+    @zray.remote(num_gpus=2)
+    def both():
+        return zray.get_gpu_ids()
+
+    @zray.remote(num_gpus=1)
+    class OnGpu:
+        def ids(self):
+            return zray.get_gpu_ids()
+    assert sorted(zray.get(both.remote())) == [0, 1]      # a GPU worker that ran a 2-GPU task
+    actors = [OnGpu.remote(), OnGpu.remote()]
+    ids = zray.get([a.ids.remote() for a in actors], timeout=60)
+    assert sorted(ids[0] + ids[1]) == [0, 1]               # each its own, whatever ran before
+    zray.kill(actors[0])
+    again = OnGpu.remote()                                 # the freed device is granted again
+    assert zray.get(again.ids.remote(), timeout=60) == ids[0]

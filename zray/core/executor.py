@@ -134,6 +134,8 @@ class Executor:
                 elif kind == ACTOR_CALL:
                     self.actors.execute_call(spec, frames)
                 else:
+                    # The actor keeps its creation's GPUs for life (get_gpu_ids in its methods).
+                    self._set_gpus(gpu_grants)
                     self.actors.create_instance(spec, frames)
             except TaskCancelled:      # a late interrupt, after the task had ended
                 pass

@@ -105,7 +105,7 @@ class Task:
 
 class Worker:
     __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked",
-                 "detached", "last_task", "gpu")
+                 "detached", "last_task", "gpu", "gpu_held")
 
     def __init__(self, worker_id, job_id):
         self.worker_id = worker_id
@@ -123,6 +123,7 @@ class Worker:
         # GPU library keeps would leak into CPU tasks, and a GPU task would inherit a CPU
         # task's state.
         self.gpu = None
+        self.gpu_held = []          # GPU grants an actor it hosts keeps for its life
 
 
 class LocalScheduler:
@@ -192,8 +193,13 @@ class LocalScheduler:
         worker = self.workers.get(worker_id)
         if worker is None or worker.task is None:
             return []
+        # The GPUs it was placed on stay its own (the same ids its get_gpu_ids() shows), or
+        # the next actor would be granted the same devices.
+        keep = worker.task.gpu_grants if lifetime.get(GPU) else []
+        worker.task.gpu_grants = []
         self._release(worker)
         subtract(self.available, lifetime)
+        worker.gpu_held = keep
         worker.held = dict(lifetime)
         worker.state = "actor"
         worker.detached = detached
@@ -543,6 +549,9 @@ class LocalScheduler:
             self.gpus.release(task.gpu_grants)
             self.running.pop(task.spec.task_id, None)
             task.worker = None
+        if worker.gpu_held:
+            self.gpus.release(worker.gpu_held)
+            worker.gpu_held = []
         worker.held = {}
         worker.task = None
         worker.blocked = False
