@@ -238,7 +238,7 @@ PG_DRIVER = """
 import zray
 from zray.util import placement_group, remove_placement_group, placement_group_table
 from zray.util.scheduling_strategies import PlacementGroupSchedulingStrategy as S
-zray.init(address="auto")
+zray.init(address="auto", namespace="groups")   # names are per namespace, as in Ray
 
 @zray.remote(num_cpus=0.5)
 def where():

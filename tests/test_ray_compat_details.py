@@ -125,3 +125,21 @@ def test_system_config_when_connecting_to_a_cluster_is_refused(shared_cluster):
     with pytest.raises(ValueError, match="_system_config"):
         zray.init(address="auto", _system_config={"x": 1})
     assert not zray.is_initialized()
+
+
+def test_actors_keeping_large_constructor_arguments_do_not_fill_the_store(zray_cluster):
+    import numpy as np
+    zray_cluster(num_cpus=2, object_store_memory=100 << 20)
+
+    @zray.remote(num_cpus=0)
+    class Keeper:
+        def __init__(self, data):
+            self.data = data           # kept for the actor's life
+
+        def total(self):
+            return int(self.data[:10].sum()), self.data.nbytes
+
+    # Five 30 MiB arguments, all kept, through a 100 MiB store: they are copied into the
+    # actors, so the store spills or frees them instead of staying full of pins.
+    keepers = [Keeper.remote(np.ones(30 << 20, dtype=np.uint8)) for _ in range(5)]
+    assert zray.get([k.total.remote() for k in keepers], timeout=120) == [(10, 30 << 20)] * 5

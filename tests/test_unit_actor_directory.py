@@ -126,3 +126,16 @@ def test_subscribers_get_the_state_and_dead_clients_are_forgotten():
     (notify, _) = d.handle_kill(r.actor_id, True) + d.handle_worker_died("w1", None)
     assert notify == KillActorWorker("w1")
     assert r.subscribers == {OWNER}
+
+
+def test_actors_share_their_owners_fate_unless_detached():
+    d = ActorDirectory()
+    r = alive(d, 1)
+    kept = alive(d, 2, worker="w2", detached=True)
+    pending = record(3)
+    d.handle_register(pending)       # its constructor argument never came
+    actions = d.handle_client_gone(OWNER)
+    assert KillActorWorker("w1") in actions and KillActorWorker("w2") not in actions
+    assert r.state == DEAD and pending.state == DEAD and kept.state == ALIVE
+    assert "owner" in r.death_cause[0]
+    assert d.handle_client_gone(OWNER) == []      # once

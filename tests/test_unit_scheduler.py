@@ -161,3 +161,31 @@ def test_pending_tasks_say_why_they_wait():
     s.handle_task_submitted(Task(spec(5, CPU=2), []))
     reasons = [why for _, why in s.pending()]
     assert any(why.startswith("waiting for resources: needs {'CPU': 2.0}") for why in reasons)
+
+
+def test_gpu_and_cpu_tasks_take_separate_workers():
+    s = LocalScheduler(to_units({"CPU": 2, "GPU": 1}))
+    started(s, "w1")
+    (gpu,) = s.handle_task_submitted(Task(spec(1, CPU=1, GPU=1), []))
+    assert gpu.worker.worker_id == "w1"
+    s.handle_task_finished("w1")
+    # w1 ran a GPU task: a CPU task waits for a worker of its own instead.
+    assert kinds(s.handle_task_submitted(Task(spec(2, CPU=1), []))) == ["start_worker"]
+    actions = started(s, "w2")
+    assert kinds(actions) == ["dispatch"] and actions[0].worker.worker_id == "w2"
+    (again,) = s.handle_task_submitted(Task(spec(3, CPU=1, GPU=1), []))
+    assert again.worker.worker_id == "w1"
+
+
+def test_an_actor_keeps_the_gpus_it_was_placed_on():
+    s = LocalScheduler(to_units({"CPU": 2, "GPU": 2}))
+    started(s, "w1")
+    started(s, "w2")
+    first = s.handle_task_submitted(Task(spec(1, CPU=1, GPU=1), []))[0].task
+    (slot, _), = first.gpu_grants
+    s.handle_actor_started("w1", to_units({"GPU": 1}), False)     # the actor keeps `slot`
+    second = s.handle_task_submitted(Task(spec(2, CPU=1, GPU=1), []))[0].task
+    assert [i for i, _ in second.gpu_grants] == [1 - slot]
+    assert s.gpus.free[slot] == 0
+    s.handle_worker_died("w1")
+    assert s.gpus.free[slot] == to_units({"GPU": 1})["GPU"]     # given back with the actor

@@ -2,13 +2,13 @@
 
 `import zray as ray` and a Ray Core program runs unchanged.
 """
-from . import actor, exceptions, util
+from . import actor, exceptions, job_config, runtime_context, util
 from .actor import method
 from .api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids,
                   get_runtime_context, init, is_initialized, kill, nodes, put, remote, shutdown,
                   wait)
-from .objects.generator import ObjectRefGenerator
-from .objects.object_ref import ObjectRef
+from .objects.generator import DynamicObjectRefGenerator, ObjectRefGenerator
+from .objects.object_ref import ObjectID, ObjectRef
 
 __version__ = "0.1.0"
 
@@ -47,8 +47,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
+    "DynamicObjectRefGenerator", "ObjectID", "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
-    "init", "install_as_ray", "is_initialized", "kill", "method", "nodes", "put", "remote",
-    "shutdown", "timeline", "util", "wait",
+    "init", "install_as_ray", "is_initialized", "job_config", "kill", "method", "nodes", "put",
+    "remote", "shutdown", "timeline", "util", "wait",
 ]

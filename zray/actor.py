@@ -123,6 +123,26 @@ class ActorClass:
         self.__doc__ = cls.__doc__
         self.__module__ = cls.__module__
 
+    def __getattr__(self, name):
+        """Class attributes and static/class methods, reached through the actor class (as
+        `Counter.LIMIT` inside Counter's own methods, where the global is this object)."""
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        return getattr(cls, name)
+
+    def __reduce__(self):
+        # What a method that names its own class carries: the class and options, never the
+        # cached export pickle.
+        return ActorClass, (self._cls, self._options)
+
+    def __mro_entries__(self, bases):
+        """`class B(A)` with A an actor class: refused, as Ray does."""
+        from .exceptions import ActorClassInheritanceException
+        raise ActorClassInheritanceException(
+            f"Cannot derive a class from the actor class {self.__name__!r}: derive from the "
+            f"plain class instead and decorate the subclass with @zray.remote.")
+
     def __call__(self, *args, **kwargs):
         raise TypeError(
             f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', "
@@ -166,11 +186,16 @@ class ActorClass:
             "max_task_retries": actor_options.get("max_task_retries", 0) or 0,
             "max_concurrency": max_concurrency,
             "concurrency_groups": groups,
+            # Whether the job's end must end it gracefully (api.shutdown): only then does
+            # shutdown wait for it.
+            "shutdown_hook": callable(getattr(self._cls, "__ray_shutdown__", None)),
         }
         if group is not None:   # ask for the group's resources instead (util/placement_group.py)
             (placement, lifetime), meta["placement_group"] = apply_group(
                 group, [placement, lifetime], f"actor {self.__name__}")
         lifetime_opt = actor_options.get("lifetime")
+        if lifetime_opt is None:    # the job's default (init(job_config=JobConfig(...)))
+            lifetime_opt = rt.job_settings().get("default_actor_lifetime")
         actor_id, owner, existing = core.actors.create_actor(
             class_id, self.__name__, args, kwargs, placement, lifetime, meta,
             name=actor_options.get("name"), namespace=actor_options.get("namespace"),
@@ -219,8 +244,8 @@ class ActorHandle:
         methods = self.__dict__.get("_meta", {}).get("methods", {})
         if name in methods:
             return ActorMethod(self, name, methods[name])
-        if name == "__ray_terminate__":
-            return ActorMethod(self, name, {"is_async": False})
+        if name in ("__ray_terminate__", "__ray_ready__"):   # built in to every actor
+            return ActorMethod(self, name, {"is_async": False, "shape": ((), 0, 0, False, (), (), False)})
         raise AttributeError(f"'{self.__dict__.get('_meta', {}).get('class_name', 'Actor')}' actor "
                              f"has no method {name!r}")
 

@@ -7,6 +7,7 @@ import select
 import threading
 
 from . import exceptions, logs
+from .core import job_info
 from .core import runtime as _facade
 from .core.core_worker import CoreWorker
 from .node import bootstrap, session
@@ -30,14 +31,14 @@ class _Runtime:
 # Ray's init() options that zray accepts and has no use for (yet); anything else is an error.
 _ACCEPTED_AND_UNUSED = {
     "runtime_env", "logging_level", "logging_format", "log_to_driver", "configure_logging",
-    "job_config", "_system_config",
+    "_system_config",
     "_temp_dir", "local_mode", "_enable_object_reconstruction", "storage", "_node_ip_address",
-    "labels", "_memory", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
+    "labels", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
     "logging_config", "_skip_env_hook",
 }
 _INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "namespace", "ignore_reinit_error", "include_dashboard", "dashboard_host",
-                 "dashboard_port"} | _ACCEPTED_AND_UNUSED
+                 "namespace", "ignore_reinit_error", "job_config", "_memory", "include_dashboard",
+                 "dashboard_host", "dashboard_port"} | _ACCEPTED_AND_UNUSED
 
 
 def available_cpus():
@@ -69,6 +70,11 @@ def init(address=None, **kwargs):
                 return _context_info()
             raise RuntimeError("zray.init() was already called in this process; call "
                                "zray.shutdown() first, or pass ignore_reinit_error=True")
+        job = _job_settings(kwargs)
+        kwargs["namespace"] = job["namespace"]
+        config = kwargs.get("job_config")
+        if config is not None and config.runtime_env and not kwargs.get("runtime_env"):
+            kwargs["runtime_env"] = config.runtime_env
         address = address or os.environ.get("ZRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
         if address in (None, "", "local"):
             _state = _start_local(kwargs)
@@ -76,7 +82,33 @@ def init(address=None, **kwargs):
             _state = _connect(address, kwargs)
         runtime_env.set_job_env(kwargs.get("runtime_env"))
         atexit.register(shutdown)
+        _state.core.context.set_job_settings(job)
+        try:
+            job_info.publish(_facade.current(), job)
+        except BaseException:
+            shutdown()
+            raise
         return _context_info()
+
+
+def _job_settings(kwargs):
+    """What every process of this job reads (core/job_info.py): the namespace (init()'s, else
+    the job config's, else a fresh anonymous one, as Ray) and the default actor lifetime."""
+    from .job_config import JobConfig
+    config = kwargs.get("job_config")
+    if config is not None and not isinstance(config, JobConfig):
+        raise TypeError(f"job_config must be a zray.job_config.JobConfig, got "
+                        f"{type(config).__name__}")
+    namespace = kwargs.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise TypeError(f"namespace must be a non-empty str, got {namespace!r}")
+    if namespace is None and config is not None:
+        namespace = config.ray_namespace
+    if namespace is None:
+        import uuid
+        namespace = str(uuid.uuid4())
+    lifetime = config.default_actor_lifetime if config is not None else "non_detached"
+    return {"namespace": namespace, "default_actor_lifetime": lifetime}
 
 
 def _start_local(kwargs):
@@ -85,7 +117,12 @@ def _start_local(kwargs):
     num_gpus = kwargs.get("num_gpus") or 0
     resources = kwargs.get("resources") or {}
     store = kwargs.get("object_store_memory")
+    memory = kwargs.get("_memory")
     from .options import _non_negative, validate_resource_dict
+    if memory is not None:
+        if isinstance(memory, bool) or not isinstance(memory, (int, float)) or memory < 0:
+            raise ValueError(f"_memory must be a number of bytes >= 0, got {memory!r}")
+        memory = int(memory)
     _non_negative("num_cpus", num_cpus, allow_none=False)
     _non_negative("num_gpus", num_gpus, allow_none=False)
     validate_resource_dict(resources)
@@ -103,7 +140,7 @@ def _start_local(kwargs):
     spec = bootstrap.NodeSpec(
         dashboard_port=dashboard_port, dashboard_host=dashboard_host,
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-        object_store_memory=store, driver_pid=os.getpid(),
+        object_store_memory=store, memory=memory, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
         # A job runtime_env: its tasks need workers of that environment, not prestarted plain ones.
         prestart=0 if kwargs.get("runtime_env") else (max(1, int(num_cpus)) if num_cpus else 1))
@@ -147,7 +184,8 @@ def _connect(address, kwargs):
     """Join the node of this host that `address` means (node/local_node.find_node): a driver
     always attaches to its own host's node, which holds its store."""
     from .node import local_node
-    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config"):
+    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config",
+                "_memory"):
         if kwargs.get(key) is not None:
             raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
                              "(it was fixed when the node started)")
@@ -218,6 +256,13 @@ def shutdown(_exiting_interpreter=False):
     if state is None:
         return
     core = state.core
+    try:
+        _end_hooked_actors(core)
+    except Exception as exc:    # the node may be gone: then so are the actors
+        logging.getLogger("zray.core").warning("could not end actors gracefully: %r", exc)
+    if state.daemon_proc is None and not _exiting_interpreter:
+        # The cluster stays: take this job's settings out of its store.
+        job_info.withdraw(_facade.current())
     if state.daemon_proc is not None:
         state.daemon_proc.stopping = True
         from .transport import wire
@@ -242,6 +287,39 @@ def shutdown(_exiting_interpreter=False):
     logs.reset()
 
 
+def _end_hooked_actors(core):
+    """The job ends: its actors that define __ray_shutdown__ end gracefully first (the hook and
+    atexit handlers run, at most ACTOR_SHUTDOWN_TIMEOUT_S); the node kills the rest."""
+    import time
+    from .actor import ActorHandle, ActorMethod
+    from .core.actor_host import ACTOR_SHUTDOWN_TIMEOUT_S
+    hooked = {}
+    for actor_id in list(core.actors.owned_actors):
+        actor_state = core.actors.actor_states.get(actor_id)
+        meta = getattr(actor_state, "meta", None) or {}
+        if meta.get("shutdown_hook"):
+            hooked[actor_id.hex()] = (actor_id, meta)
+    if not hooked:
+        return
+    rows = [row for row in core.actors.list_actors()
+            if row["actor_id"] in hooked and row["state"] == "ALIVE" and not row["detached"]]
+    for row in rows:
+        actor_id, meta = hooked[row["actor_id"]]
+        ActorMethod(ActorHandle(actor_id, core.address, meta, counted=False),
+                    "__ray_terminate__", {"is_async": False}).remote()
+    pids = {row["pid"] for row in rows if row.get("pid")}
+    deadline = time.monotonic() + ACTOR_SHUTDOWN_TIMEOUT_S + 2
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                pids.discard(pid)
+            except PermissionError:
+                pids.discard(pid)
+        time.sleep(0.02)
+
+
 def is_initialized():
     return _state is not None
 
@@ -253,10 +331,25 @@ def _runtime():
     return state.core
 
 
+def auto_connect_enabled():
+    """RAY_ENABLE_AUTO_CONNECT=0 (or ZRAY_ENABLE_AUTO_CONNECT=0) turns off the init() that
+    the first get/put/wait/remote/... does when none was called, as in Ray."""
+    value = os.environ.get("ZRAY_ENABLE_AUTO_CONNECT", os.environ.get("RAY_ENABLE_AUTO_CONNECT", ""))
+    return value.strip() != "0"
+
+
+def _auto_init():
+    """Ray's auto-connect: the calls Ray lists (get, put, wait, cancel, kill, get_actor,
+    get_gpu_ids, get_runtime_context, and .remote()) start a local cluster when none runs."""
+    if _state is None and auto_connect_enabled():
+        with _lock:
+            if _state is None:
+                init()
+
+
 def _runtime_or_autoinit():
-    if _state is None:
-        init()
-    return _state.core
+    _auto_init()
+    return _runtime()
 
 
 def _context_info():
@@ -269,16 +362,22 @@ def _context_info():
 
 
 # -- remote ---------------------------------------------------------------------------------------
+class RemoteDecoratorError(TypeError, AssertionError):
+    """@remote used wrongly. Ray raises AssertionError for `@ray.remote()`; this is both, so
+    code written against either type catches it."""
+
+
 def remote(*args, **kwargs):
-    """@zray.remote, bare or with options, on a function (a class: see the actor issue)."""
+    """@zray.remote, bare or with options, on a function or a class."""
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
     if len(args) == 2 and not kwargs and all(isinstance(a, list) for a in args):
         from .legacy import typed_remote    # amplab 0.x: @remote([arg types], [return types])
         return typed_remote(*args)
-    if args:
-        raise TypeError("@zray.remote takes either a function or keyword options, e.g. "
-                        "@zray.remote(num_cpus=2)")
+    if args or not kwargs:
+        raise RemoteDecoratorError(
+            "@zray.remote is used either bare (@zray.remote) or with keyword options, e.g. "
+            "@zray.remote(num_cpus=2); not with empty parentheses or positional arguments")
     return lambda target: _make_remote(target, kwargs)
 
 
@@ -288,6 +387,10 @@ def _make_remote(target, options):
         return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@zray.remote needs a function, got {type(target).__name__}")
+    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        raise ValueError(f"'async def' cannot be a remote task ({target.__name__}): wrap it, "
+                         "e.g. `def f(): return asyncio.run(coroutine())`, or make it a method "
+                         "of an async actor")
     return RemoteFunction(target, options)
 
 
@@ -303,7 +406,7 @@ def _check_timeout(timeout):
 
 def get(object_refs, *, timeout=None):
     _check_timeout(timeout)
-    objects = _runtime().objects
+    objects = _runtime_or_autoinit().objects
     if isinstance(object_refs, ObjectRef):
         return objects.get([object_refs], timeout)[0]
     # Ray raises ValueError for anything that is not a ref or a list of refs.
@@ -320,7 +423,7 @@ def get(object_refs, *, timeout=None):
 
 
 def put(value, *, _owner=None):
-    core = _runtime()
+    core = _runtime_or_autoinit()
     context = core.context
     return core.objects.put(value, context.current_task_id, context.next_put_index())
 
@@ -345,14 +448,14 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         return [], []       # as Ray: nothing to wait for, whatever num_returns says
     if num_returns > len(refs):
         raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
-    ready_idx = set(_runtime().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
+    ready_idx = set(_runtime_or_autoinit().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
     ready = [r for i, r in enumerate(refs) if i in ready_idx]
     not_ready = [r for i, r in enumerate(refs) if i not in ready_idx]
     return ready, not_ready
 
 
 def cancel(ref, *, force=False, recursive=True):
-    owner = _runtime().owner
+    owner = _runtime_or_autoinit().owner
     if isinstance(ref, ObjectRefGenerator):
         owner.cancel_task_id(ref._task_id, force, recursive)
         return
@@ -363,7 +466,7 @@ def cancel(ref, *, force=False, recursive=True):
 
 # -- introspection --------------------------------------------------------------------------------
 def get_runtime_context():
-    _runtime()
+    _runtime_or_autoinit()
     return RuntimeContext(_facade.current())
 
 
@@ -380,7 +483,7 @@ def nodes():
 
 
 def get_gpu_ids():
-    _runtime()
+    _runtime_or_autoinit()
     return _facade.current().assigned_gpus()
 
 
@@ -390,7 +493,7 @@ def get_actor(name, namespace=None):
     if not isinstance(name, str) or not name:
         raise ValueError(f"an actor name must be a non-empty str, got {name!r}")
     from .actor import ActorHandle
-    actor_id, owner, meta = _runtime().actors.get_actor(name, namespace)
+    actor_id, owner, meta = _runtime_or_autoinit().actors.get_actor(name, namespace)
     return ActorHandle(actor_id, owner, meta, counted=True)
 
 
@@ -402,7 +505,7 @@ def kill(actor, *, no_restart=True):
         # Ray's type and wording (users match on them): a ValueError naming ray.cancel.
         raise ValueError(f"ray.kill() only supported for actors (zray.kill); for tasks, use "
                          f"zray.cancel(). Got: {type(actor)}.")
-    _runtime().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
+    _runtime_or_autoinit().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
 
 
-_facade.set_autostart(init)
+_facade.set_autostart(_auto_init)

@@ -206,3 +206,8 @@ class TaskUnschedulableError(RaySchedulingError):
 
 class ActorUnschedulableError(RaySchedulingError):
     """An actor can never be placed: its scheduling strategy names a node that is not alive."""
+
+
+class ActorClassInheritanceException(TypeError):
+    """A class derived from an actor class (Ray refuses it too): derive from the plain class
+    and decorate the subclass with @remote instead."""

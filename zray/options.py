@@ -25,6 +25,15 @@ DEFAULT_TASK = {"num_cpus": 1, "num_gpus": 0, "resources": None, "num_returns": 
                 "max_retries": 3, "retry_exceptions": False, "name": None, "memory": None}
 
 
+# Names a resources dict may not use, and what to do instead (Ray reserves the same ones).
+RESERVED_RESOURCES = {
+    "bundle": "placement group bundles use it; ask for a group's resources with a "
+              "PlacementGroupSchedulingStrategy",
+    "memory": "use the memory= option",
+    "object_store_memory": "the store's size is not a resource tasks reserve",
+}
+
+
 def check_names(options, valid, what):
     unknown = sorted(set(options) - valid)
     if unknown:
@@ -50,6 +59,9 @@ def validate_resource_dict(res):
     for key in ("CPU", "GPU"):
         if key in res:
             raise ValueError(f"Use the num_{key.lower()}s option instead of resources={{'{key}': ...}}")
+    for key in RESERVED_RESOURCES:
+        if key in res:
+            raise ValueError(f"The resource name {key!r} is reserved: {RESERVED_RESOURCES[key]}")
     to_units(res)
 
 

@@ -2,6 +2,12 @@
 zray/core/runtime.py)."""
 
 
+def get_runtime_context():
+    """The RuntimeContext of the calling process (also `zray.get_runtime_context`)."""
+    from .api import get_runtime_context as of_api
+    return of_api()
+
+
 class RuntimeContext:
     def __init__(self, rt):
         self._rt = rt
@@ -51,6 +57,16 @@ class RuntimeContext:
             raise RuntimeError("current_actor is only available inside an actor")
         from .actor import ActorHandle
         return ActorHandle(actor.actor_id, None, actor.meta, counted=False)
+
+    def was_current_actor_reconstructed(self):
+        """Whether this actor runs again after its worker died (a restart)."""
+        actor = self._rt.current_actor()
+        if actor is None:
+            raise RuntimeError("was_current_actor_reconstructed() is only available inside an actor")
+        return actor.restarts > 0
+
+    def get_namespace(self):
+        return self._rt.namespace
 
     @property
     def namespace(self):

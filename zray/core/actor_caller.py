@@ -124,9 +124,11 @@ class ActorCaller:
         n = _NUM_RETURNS.get(num_returns, num_returns)
         extra = {"actor_id": handle._actor_id, "method": method_name, "group": group}
         label = name or f"{handle._meta.get('class_name', 'Actor')}.{method_name}"
+        ref = handle._ref
         task_id, refs = self.owner.submit_task(None, label, args, kwargs, n, {},
                                                handle._meta.get("max_task_retries", 0), False,
-                                               extra=extra, actor=state, kind=ACTOR_CALL)
+                                               extra=extra, actor=state, kind=ACTOR_CALL,
+                                               held=() if ref is None else ((ref._id, ref._owner),))
         return task_id, refs, n
 
     def enqueue(self, pending):

@@ -7,8 +7,10 @@
             running at once (1000 by default)
 """
 import asyncio
+import atexit
 import concurrent.futures
 import inspect
+import logging
 import os
 import sys
 import threading
@@ -22,11 +24,17 @@ from ..transport import wire
 from .context import ActorExit
 
 DEFAULT_GROUP = "_default"
+# How long a graceful end waits for __ray_shutdown__ and the atexit handlers (Ray's default
+# graceful-shutdown timeout is 30 s too); ZRAY_ACTOR_SHUTDOWN_TIMEOUT_S changes it.
+ACTOR_SHUTDOWN_TIMEOUT_S = float(os.environ.get("ZRAY_ACTOR_SHUTDOWN_TIMEOUT_S", "30"))
+
+log = logging.getLogger("zray.actor")
 
 
 class ActorHost:
-    def __init__(self, execution, actor_id, instance, meta):
+    def __init__(self, execution, actor_id, instance, meta, restarts=0):
         self.execution = execution
+        self.restarts = restarts      # the creation task's attempt: 0 for the first life
         self.actor_id = actor_id
         self.instance = instance
         self.meta = meta
@@ -36,9 +44,10 @@ class ActorHost:
         self.groups = groups
         if meta.get("is_async"):
             self.mode = "async"
-            self.loop = asyncio.new_event_loop()
+            self.loops = {}        # group -> its event loop, on a thread of its own
+            self._loops_lock = threading.Lock()
             self.semaphores = {}
-            threading.Thread(target=self._run_loop, name="zray-actor-loop", daemon=True).start()
+            self.loop = self._loop_of(DEFAULT_GROUP)
         elif len(groups) > 1 or groups[DEFAULT_GROUP] > 1:
             self.mode = "threaded"
             self.pools = {g: concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix=f"zray-{g}")
@@ -59,11 +68,11 @@ class ActorHost:
             # call_soon_threadsafe and a plain Task on the loop: run_coroutine_threadsafe adds
             # a concurrent Future chained to the Task (~10 µs of the loop thread per call).
             self.async_tasks[spec.task_id] = None     # pending, for _terminate_when_idle
-            self.loop.call_soon_threadsafe(self._start_async, spec, frames, group)
+            self._loop_of(group).call_soon_threadsafe(self._start_async, spec, frames, group)
 
     def _start_async(self, spec, frames, group):
-        """On the loop thread: run one call as a Task."""
-        task = self.loop.create_task(self._run_async(spec, frames, group))
+        """On the group's loop thread: run one call as a Task."""
+        task = asyncio.get_running_loop().create_task(self._run_async(spec, frames, group))
         self.async_tasks[spec.task_id] = task
         task.add_done_callback(lambda _t, t=spec.task_id: self.async_tasks.pop(t, None))
 
@@ -77,9 +86,25 @@ class ActorHost:
         return group or DEFAULT_GROUP
 
     # -- async mode --------------------------------------------------------------------------------
-    def _run_loop(self):
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+    def _loop_of(self, group):
+        """The group's event loop, started on first use. Each concurrency group has its own
+        loop and thread, as in Ray: a call that blocks its loop (a sync sleep, a C call)
+        stalls only its group."""
+        loop = self.loops.get(group)
+        if loop is None:
+            with self._loops_lock:
+                loop = self.loops.get(group)
+                if loop is None:
+                    loop = asyncio.new_event_loop()
+                    threading.Thread(target=self._run_loop, args=(loop,), daemon=True,
+                                     name=f"zray-actor-loop-{group}").start()
+                    self.loops[group] = loop
+        return loop
+
+    @staticmethod
+    def _run_loop(loop):
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
 
     async def _run_async(self, spec, frames, group):
         sem = self.semaphores.get(group)
@@ -156,7 +181,10 @@ class ActorExecution:
         executor.begin(spec, meta["class_name"])
         try:
             cls = executor.function(spec.function_id)
-            args, kwargs = executor.resolve_args(spec, frames)
+            # Constructor arguments are copied out of the store: an actor usually keeps them
+            # for its whole life, and read in place they would stay pinned there, so a store
+            # full of them could neither spill nor take the next actor's arguments.
+            args, kwargs = executor.resolve_args(spec, frames, copy=True)
             instance = cls(*args, **kwargs)
         except BaseException as exc:
             sobj = executor.task_error(spec, exc)
@@ -168,7 +196,10 @@ class ActorExecution:
             return
         finally:
             executor.end()
-        self.host = ActorHost(self, actor_id, instance, meta)
+        self.host = ActorHost(self, actor_id, instance, meta, spec.attempt)
+        # The actor holds what it asked for explicitly (none by default), not what placing
+        # it took: that is what get_assigned_resources() shows inside it, as in Ray.
+        executor.set_assigned(spec.extra.get("lifetime") or {})
         self.core.send(self.core.daemon, wire.ACTOR_STARTED, (actor_id, True, None))
 
     def execute_call(self, spec, frames):
@@ -184,7 +215,7 @@ class ActorExecution:
         try:
             name = spec.extra["method"]
             if name == "__ray_terminate__":
-                results, result_frames, retryable = executor.store_returns(spec, None) + (False,)
+                results, result_frames, retryable = self._exit_returns(spec) + (False,)
                 exiting = True
             else:
                 try:
@@ -195,7 +226,7 @@ class ActorExecution:
                 else:
                     results, result_frames, retryable = executor.run(spec, frames, function)
         except ActorExit:
-            results, result_frames, retryable = executor.store_returns(spec, None) + (False,)
+            results, result_frames, retryable = self._exit_returns(spec) + (False,)
             exiting = True
         except Exception as exc:      # zray's own error path failed: the caller still hears
             results, result_frames, retryable = executor.internal_error_returns(spec, exc)
@@ -222,6 +253,8 @@ class ActorExecution:
         exiting = False
         items = [0]        # a streaming call's items sent so far (calls interleave: not shared)
         try:
+            if spec.extra["method"] == "__ray_terminate__":
+                raise ActorExit()
             function = self.host.method(spec.extra["method"])
             args, kwargs = executor.resolve_args(spec, frames)
             value = function(*args, **kwargs)
@@ -235,8 +268,7 @@ class ActorExecution:
                                     "num_returns='streaming' (the default for generators)")
                 results, result_frames = executor.store_returns(spec, value)
         except ActorExit:
-            results, result_frames = executor.store_returns(spec, None) if not spec.streaming \
-                else ([items[0]], [])
+            results, result_frames = self._exit_returns(spec, items[0])
             exiting = True
         except asyncio.CancelledError:
             executor.call_errors[spec.task_id] = ("TASK_CANCELLED", "the call was cancelled")
@@ -250,6 +282,12 @@ class ActorExecution:
         self.report_call(spec, start)
         if exiting:
             self.exit_process()
+
+    def _exit_returns(self, spec, index=None):
+        """The call that ends the actor (exit_actor, __ray_terminate__) fails, as in Ray, with
+        the ActorDiedError every later call gets."""
+        err = exceptions.ActorDiedError(f"The actor {self.host.class_name} {EXITED_REASON}")
+        return self.executor.error_returns(spec, serialization.serialize_error(err), index)
 
     async def _stream_async(self, spec, gen, items):
         """A streaming call of an async actor: each item goes to the caller as it comes."""
@@ -281,6 +319,7 @@ class ActorExecution:
             except Exception:    # logged by send(); the caller falls back on a grace period
                 pass
         core.reporter.flush()
+        self.run_exit_hooks()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -291,6 +330,35 @@ class ActorExecution:
         finally:
             os._exit(0)
 
+    def run_exit_hooks(self, timeout=None):
+        """A graceful end runs the actor's `__ray_shutdown__` and then the process's atexit
+        handlers, as a Python exit would, on a thread of their own: what they do not finish
+        within ACTOR_SHUTDOWN_TIMEOUT_S is cut off by the exit. Callers were told already,
+        so a slow hook delays nobody's error."""
+        host = self.host
+        hook = getattr(host.instance, "__ray_shutdown__", None) if host is not None else None
+
+        def run():
+            if hook is not None:
+                try:
+                    value = hook()
+                    if inspect.isawaitable(value):
+                        # A loop of its own: the actor's may be the thread that exits.
+                        asyncio.run(_awaited(value))
+                except BaseException:
+                    log.exception("__ray_shutdown__ of actor %s raised", host.class_name)
+            atexit._run_exitfuncs()
+        runner = threading.Thread(target=run, name="zray-actor-exit", daemon=True)
+        runner.start()
+        runner.join(ACTOR_SHUTDOWN_TIMEOUT_S if timeout is None else timeout)
+        if runner.is_alive():
+            log.warning("the exit hooks of actor %s did not finish within %.0fs; exiting anyway",
+                        host.class_name if host else "?", ACTOR_SHUTDOWN_TIMEOUT_S)
+
 
 _TERMINATE = object()
+
+
+async def _awaited(awaitable):
+    return await awaitable
 

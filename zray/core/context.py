@@ -14,13 +14,38 @@ class ProcessContext:
         self.address = address
         self.job_id = job_id
         self.worker_id = worker_id or os.urandom(8).hex()
-        self.namespace = namespace
+        self._namespace = namespace
+        # A worker learns its job's settings (namespace, default actor lifetime) on first use:
+        # load_job() -> dict, installed by worker_main (the driver publishes them, api.py).
+        self.load_job = None
+        self._job = None if kind == "worker" else {}
         self.daemon = daemon
         self.session_dir = session_dir
         self.task_ids = TaskIdFactory()
         self.current_task_id = self.task_ids.next()   # the driver's own "task", for put ids
         self.current_task_name = None
         self._put_counter = itertools.count(1)
+
+    @property
+    def namespace(self):
+        if self._namespace is None:
+            return self.job_settings().get("namespace")
+        return self._namespace
+
+    @namespace.setter
+    def namespace(self, value):
+        self._namespace = value
+
+    def job_settings(self):
+        """The job's settings the driver published (job_info.py); {} if there are none."""
+        if self._job is None:
+            job = self.load_job() if self.load_job is not None else None
+            self._job = dict(job or {})
+        return self._job
+
+    def set_job_settings(self, settings):
+        """The driver's own settings, which it publishes (api.init)."""
+        self._job = dict(settings)
 
     def next_put_index(self):
         return next(self._put_counter)

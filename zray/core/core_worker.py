@@ -79,6 +79,7 @@ class CoreWorker:
         inbox.handle(wire.TASK_RESULT, owner.on_task_result)
         inbox.handle(wire.TASK_FAILED, owner.on_task_failed)
         inbox.handle(wire.GENERATOR_ITEM, owner.on_generator_item)
+        inbox.handle(wire.CANCEL_REQUEST, owner.on_cancel_request)
         inbox.handle(wire.OBJ_STATUS_REQUEST, objects.on_status_request)
         inbox.handle(wire.OBJ_STATUS, objects.on_status)
         inbox.handle(wire.ADD_BORROWER, lambda s, p, f: refs.add_borrower(*p))

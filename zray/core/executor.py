@@ -20,6 +20,7 @@ import traceback
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import return_object_id
+from ..scheduling.resources import CPU
 from ..scheduling.task_spec import ACTOR_CALL, ARG_VALUE, TASK, TaskSpec
 from ..transport import wire
 from ..transport.zmq_transport import TransportClosed
@@ -53,6 +54,9 @@ class Executor:
         self.assigned_gpus = []
         self._mask_gpus = gpus.masking()
         self.assigned_resources = {}
+        # OMP_NUM_THREADS follows each task's CPUs (as in Ray) unless the user set it.
+        self._omp_is_users = "OMP_NUM_THREADS" in os.environ
+        self.pid = os.getpid()
         self.hostname = socket.gethostname()
         self.ip = "127.0.0.1"
         self._generator_index = 0
@@ -131,6 +135,8 @@ class Executor:
                 elif kind == ACTOR_CALL:
                     self.actors.execute_call(spec, frames)
                 else:
+                    # The actor keeps its creation's GPUs for life (get_gpu_ids in its methods).
+                    self._set_gpus(gpu_grants)
                     self.actors.create_instance(spec, frames)
             except TaskCancelled:      # a late interrupt, after the task had ended
                 pass
@@ -168,7 +174,7 @@ class Executor:
         self.begin(spec, spec.name)
         self.cancel_requested = None
         self._set_gpus(gpu_grants)
-        self.assigned_resources = spec.resources
+        self.set_assigned(spec.resources)
         self._generator_index = 0
         try:
             try:
@@ -220,9 +226,11 @@ class Executor:
                 results, result_frames = self._run_generator(spec, function, args, kwargs)
             else:
                 value = function(*args, **kwargs)
+                self.leave_if_forked_child(None)
                 if inspect.isgenerator(value) and spec.num_returns != 1:
-                    value = tuple(value)
-                results, result_frames = self.store_returns(spec, value)
+                    results, result_frames = self._generator_returns(spec, value)
+                else:
+                    results, result_frames = self.store_returns(spec, value)
             self.interruptible = False
             return results, result_frames, False
         except TaskCancelled:
@@ -236,6 +244,7 @@ class Executor:
             return (*self.error_returns(spec, self.task_error(spec, exc)), False)
         except BaseException as exc:   # the user's code may raise anything, SystemExit too
             self.interruptible = False
+            self.leave_if_forked_child(exc)
             if self.post_mortem_hook is not None and isinstance(exc, Exception):
                 self._post_mortem(exc)
             # Worth a retry if the exception is one to retry and the owner's budget allows
@@ -245,6 +254,25 @@ class Executor:
                 # No error item: the next attempt goes on where the items it repeats end.
                 return [self._generator_index], [], True
             return (*self.error_returns(spec, self.task_error(spec, exc)), retryable)
+
+    def leave_if_forked_child(self, exc):
+        """In a child the task's code forked (os.fork, multiprocessing's fork) that returned
+        or raised into zray instead of exiting: leave now, as a child process would, instead
+        of answering for its parent (worker_main's fork handler)."""
+        if os.getpid() == self.pid:
+            return
+        code = 0
+        if isinstance(exc, SystemExit):
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        elif exc is not None:
+            code = 1
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
     def _post_mortem(self, exc):
         """ZRAY_DEBUG_POST_MORTEM: a debugger session at the raise, before the error is sent."""
@@ -277,14 +305,17 @@ class Executor:
             fn = self.functions[function_id] = load_function(frames[0].buffer)
         return fn
 
-    def resolve_args(self, spec, frames):
+    def resolve_args(self, spec, frames, copy=False):
+        """The task's (args, kwargs). `copy`: stored arguments are copied out of the store
+        instead of read in place (an actor's constructor: see ActorExecution.create_instance)."""
         values = []
         for desc in spec.args:
             if desc[0] == ARG_VALUE:
                 flags, data, buffers = serialization.parse(frames[desc[1]].buffer)
                 value = serialization.deserialize(flags, data, buffers)
             else:
-                flags, value = self.core.store.read(desc[1], desc[3] if len(desc) > 3 else None)
+                flags, value = self.core.store.read(desc[1], desc[3] if len(desc) > 3 else None,
+                                                    copy=copy)
             if flags & serialization.FLAG_ERROR:
                 raise value
             values.append(value)
@@ -314,6 +345,41 @@ class Executor:
             results.append(self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames))
         return results, frames
 
+    def _generator_returns(self, spec, gen):
+        """A generator with a static num_returns=N, as Ray runs it: item i is return i. Items
+        yielded before an exception stay readable and the exception fills the rest; a
+        generator that ends early fails only the missing returns; items past N are not read."""
+        n = spec.num_returns
+        results, frames = [], []
+        error = None
+        for index in range(n):
+            try:
+                value = next(gen)
+            except StopIteration:
+                error = self.task_error(spec, ValueError(
+                    f"Task {spec.name} has num_returns={n} but its generator yielded only "
+                    f"{index} value{'' if index == 1 else 's'}"))
+                break
+            except (TaskCancelled, ActorExit):
+                raise
+            except BaseException as exc:     # the user's code, SystemExit too
+                self.leave_if_forked_child(exc)
+                error = self.task_error(spec, exc)
+                break
+            try:
+                sobj = serialization.serialize(value)
+            except exceptions.ObjectSerializationError as exc:
+                error = self.task_error(spec, exceptions.ObjectSerializationError(
+                    f"Could not serialize return value {index} of task {spec.name}: {exc}"))
+                break
+            results.append(self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames))
+        else:
+            gen.close()
+        if error is not None:
+            frames.append(error.to_bytes())
+            results.extend([(VALUE_INLINE, len(frames) - 1, None)] * (n - len(results)))
+        return results, frames
+
     def _put_result(self, spec, object_id, sobj, frames):
         """A return value, inline in the reply or in the store, owned by the caller."""
         contained = self._register_contained_for(spec.owner, sobj)
@@ -329,6 +395,11 @@ class Executor:
         for ref in sobj.contained_refs:
             contained.append((ref._id, ref._owner))
             if ref._owner == receiver:
+                if receiver == self.context.address:
+                    # The result goes to this very process, whose task frame drops its refs
+                    # before the message is read: hold ours now; the owner side takes the
+                    # hold over (ReferenceTable.set_contained, pre_held).
+                    self.core.refs.hold([(ref._id, ref._owner)])
                 continue    # our messages to it arrive in order; its own hold suffices
             if ref._owner == self.context.address:
                 self.core.refs.add_borrower(ref._id, receiver, 1)
@@ -391,10 +462,24 @@ class Executor:
 
     def send_generator_item(self, spec, index, value):
         """Item `index` of a streaming task, to its owner as soon as it is produced."""
+        self.leave_if_forked_child(None)
         sobj = serialization.serialize(value)
         frames = []
         result = self._put_result(spec, return_object_id(spec.task_id, index), sobj, frames)
         self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
+
+    def set_assigned(self, units):
+        """What the running task (or the hosted actor) holds, and OMP_NUM_THREADS to match
+        its CPUs (at least 1). Libraries that read it at import (numpy's BLAS, imported by
+        the zygote) keep their pool: this sets what later imports and subprocesses see."""
+        self.assigned_resources = dict(units)
+        if not self._omp_is_users:
+            from ..scheduling.resources import from_units
+            if any("_group_" in name for name in units):
+                from ..scheduling.placement_groups import original_resources
+                units = original_resources(units)
+            cpus = from_units({CPU: units.get(CPU, 0)}).get(CPU, 0)
+            os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
 
     def _set_gpus(self, gpu_grants):
         """get_gpu_ids() becomes the granted devices; CUDA_VISIBLE_DEVICES stays the node's

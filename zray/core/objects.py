@@ -32,6 +32,7 @@ class Objects:
         self.send = send
         self.inbox = inbox
         self._blocked = blocked
+        self.blocked = blocked     # blocked(bool): a wait elsewhere lends this worker's CPU too
         self._rebuild_lost = rebuild_lost
         self.entries = {}
         self.lock = threading.Lock()

@@ -55,6 +55,7 @@ class ActorInfo:
     actor_id: bytes
     class_name: str
     meta: dict
+    restarts: int = 0                 # how often it was started again after its worker died
 
 
 def set_autostart(init):
@@ -111,6 +112,10 @@ class Runtime:
     def namespace(self):
         return self._core.context.namespace
 
+    def job_settings(self):
+        """The job's settings (core/job_info.py): namespace, default_actor_lifetime."""
+        return dict(self._core.context.job_settings())
+
     @property
     def session_dir(self):
         return self._core.context.session_dir
@@ -140,7 +145,7 @@ class Runtime:
         host = None if executor is None else executor.actors.host
         if host is None:
             return None
-        return ActorInfo(host.actor_id, host.class_name, host.meta)
+        return ActorInfo(host.actor_id, host.class_name, host.meta, host.restarts)
 
     def assigned_resources(self):
         executor = self._core.executor

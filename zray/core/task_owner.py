@@ -9,6 +9,7 @@ method call is a task whose sending, completion and cancel go through it.
 import os
 import pickle
 import sys
+import threading
 import time
 
 from .. import exceptions
@@ -34,6 +35,8 @@ class TaskOwner:
         self.actors = None
         self.reporter = None          # core/reporter.py: tasks that wait for their arguments
         self._exported = set()
+        self._dynamic = {}                 # task id -> the ref .remote() returned (dynamic)
+        self._dynamic_lock = threading.Lock()
 
     def attach_actors(self, actors):
         self.actors = actors
@@ -55,10 +58,13 @@ class TaskOwner:
 
     # -- submission ------------------------------------------------------------------------------
     def submit_task(self, function_id, name, args, kwargs, num_returns, resources, max_retries,
-                    retry_exceptions, extra=None, actor=None, kind=TASK):
+                    retry_exceptions, extra=None, actor=None, kind=TASK, held=()):
+        """`held`: (object_id, owner) pairs the task keeps alive until it finishes besides its
+        arguments (an actor call holds its actor's handle, so dropping the last handle lets
+        the calls in flight finish)."""
         context = self.context
         task_id = context.task_ids.next()
-        arg_descs, frames, holds, deps = [], [], [], []
+        arg_descs, frames, holds, deps = [], [], list(held), []
         values = (*args, *kwargs.values())
         # Serialize every argument before storing any: an unpicklable one raises here, at the
         # call, without leaving stored copies of the others behind.
@@ -140,28 +146,40 @@ class TaskOwner:
     # -- replies ---------------------------------------------------------------------------------
     def on_task_result(self, sender, payload, frames):
         task_id, attempt, results, retryable = payload
+        from_self = sender == self.context.address
         action = self.table.result(task_id, attempt, retryable)
-        if action is None:
-            return      # a superseded attempt (or a task already completed): not ours to keep
-        task = action.task
-        if isinstance(action, ot.Retry):
-            self._send_task(task)
+        if action is None or isinstance(action, ot.Retry):
+            if from_self:
+                self._drop_pre_held(results)
+            if action is None:
+                return  # a superseded attempt (or a task already completed): not ours to keep
+            self._send_task(action.task)
             return
+        task = action.task
         if task.spec.streaming:
             self._finish_generator(task, results[0] if results else 0)
         else:
             for rid, result in zip(task.return_ids, results):
-                self._fill_result(rid, result, frames)
+                self._fill_result(rid, result, frames, from_self)
         self.finish(task)
 
-    def _fill_result(self, object_id, result, frames):
+    def _drop_pre_held(self, results):
+        """Results this process sent itself and nobody will read: let go of the holds its
+        executor took on the refs inside them."""
+        mine = [oid for result in results if isinstance(result, tuple)
+                for oid, owner in (result[2] or ()) if owner == self.context.address]
+        if mine:
+            self.refs.release(mine)
+
+    def _fill_result(self, object_id, result, frames, from_self=False):
         kind, where, contained = result
         if kind == VALUE_INLINE:
             ok = self.objects.set_ready(object_id, kind, inline=frames[where].buffer, frame=frames[where])
         else:
             ok = self.objects.set_ready(object_id, kind, node=where)
         if contained:
-            self.refs.set_contained(object_id, contained, registered_for_us=True)
+            self.refs.set_contained(object_id, contained, registered_for_us=True,
+                                    pre_held=from_self)
         if not ok and kind == VALUE_STORED:
             self.send(self.context.daemon, wire.OBJ_FREE, ([object_id], [where]))
 
@@ -229,27 +247,61 @@ class TaskOwner:
     # -- streaming generators ----------------------------------------------------------------------
     def on_generator_item(self, sender, payload, frames):
         task_id, attempt, index, result = payload
+        from_self = sender == self.context.address
         task = self.table.get(task_id)
-        if task is not None and task.generator is not None:
-            self._add_generator_item(task, index, result, frames)
+        if task is None or task.generator is None or \
+                not self._add_generator_item(task, index, result, frames, from_self):
+            if from_self:
+                self._drop_pre_held([result])
 
-    def _add_generator_item(self, task, index, result, frames):
+    def _add_generator_item(self, task, index, result, frames, from_self=False):
         if not self.table.generator_item(task.spec.task_id, index):
-            return    # a retried attempt reports items we already have
+            return False  # a retried attempt reports items we already have
         gen = task.generator
         object_id = return_object_id(task.spec.task_id, index)
         self.objects.add_pending([object_id])
         self.refs.hold([(object_id, self.context.address)])
-        self._fill_result(object_id, result, frames)
+        self._fill_result(object_id, result, frames, from_self)
         with gen.cond:
             gen.items[index] = object_id
             gen.cond.notify_all()
+        return True
 
     def _finish_generator(self, task, count):
         gen = task.generator
         with gen.cond:
             gen.count = count
             gen.cond.notify_all()
+        with self._dynamic_lock:
+            wrapper = self._dynamic.pop(task.spec.task_id, None)
+        if wrapper is not None:
+            self._fill_dynamic(task.spec.task_id, wrapper, gen, count)
+
+    # -- num_returns="dynamic": a streaming task whose items the owner wraps in one value -----
+    def dynamic_ref(self, task_id):
+        """The ref .remote() returns for a dynamic generator task: filled when it ends."""
+        wrapper = put_object_id(task_id, 0)     # a submitted task's id has no puts of its own
+        self.objects.add_pending([wrapper])
+        ref = ObjectRef(wrapper, self.context.address)
+        with self._dynamic_lock:
+            done = self.table.generators.get(task_id)
+            if done is not None and done.count is not None:
+                self._fill_dynamic(task_id, wrapper, done, done.count)
+            else:
+                self._dynamic[task_id] = wrapper
+        return ref
+
+    def _fill_dynamic(self, task_id, wrapper, gen, count):
+        from ..objects.generator import DynamicObjectRefGenerator
+        with gen.cond:
+            ids = [gen.items[i] for i in range(count) if i in gen.items]
+        value = DynamicObjectRefGenerator([ObjectRef(oid, self.context.address) for oid in ids])
+        sobj = serialization.serialize(value)
+        contained = [(r._id, r._owner) for r in sobj.contained_refs]
+        # The wrapper's value keeps the items alive (holds taken before the stream's go).
+        self.refs.set_contained(wrapper, contained, registered_for_us=False)
+        self.objects.set_ready(wrapper, VALUE_INLINE, inline=bytes(sobj.to_bytes()))
+        self.generator_done(task_id)
 
     def generator_next(self, task_id, index, timeout=None):
         """The ref of item `index` of a streaming task, or None when it has fewer items."""
@@ -258,20 +310,29 @@ class TaskOwner:
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
         inbox = self.objects.inbox
-        if index not in gen.items and gen.count is None:
-            # Read the inbox here if nobody else does: the item wakes no other thread.
-            inbox.read_until(lambda: index in gen.items or gen.count is not None, deadline)
-        with gen.cond:
-            while index not in gen.items:
-                if gen.count is not None and index >= gen.count:
-                    return None
-                remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-                if remaining <= 0:
-                    raise exceptions.GetTimeoutError(f"no generator item within {timeout}s")
-                gen.cond.wait(remaining)
-                if inbox.dead_reason:
-                    raise exceptions.LocalRayletDiedError(inbox.dead_reason)
-            object_id = gen.items.pop(index)
+        waiting = index not in gen.items and gen.count is None
+        if waiting:
+            # A task waiting for another task's items lends its CPU, as in get(): with one
+            # CPU the producer could not run otherwise.
+            self.objects.blocked(True)
+        try:
+            if waiting:
+                # Read the inbox here if nobody else does: the item wakes no other thread.
+                inbox.read_until(lambda: index in gen.items or gen.count is not None, deadline)
+            with gen.cond:
+                while index not in gen.items:
+                    if gen.count is not None and index >= gen.count:
+                        return None
+                    remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                    if remaining <= 0:
+                        raise exceptions.GetTimeoutError(f"no generator item within {timeout}s")
+                    gen.cond.wait(remaining)
+                    if inbox.dead_reason:
+                        raise exceptions.LocalRayletDiedError(inbox.dead_reason)
+                object_id = gen.items.pop(index)
+        finally:
+            if waiting:
+                self.objects.blocked(False)
         ref = ObjectRef(object_id, self.context.address)
         self.refs.release([object_id])
         return ref
@@ -284,8 +345,14 @@ class TaskOwner:
     # -- cancel ----------------------------------------------------------------------------------
     def cancel(self, ref, force, recursive):
         if ref._owner != self.context.address:
-            raise ValueError("Only the owner of a task (the process that submitted it) can cancel it")
+            # A borrowed ref: its owner keeps the task's state and retries, so it decides.
+            self.send(ref._owner, wire.CANCEL_REQUEST, (task_of(ref._id), force, recursive))
+            return
         self.carry_out(self.table.cancel(task_of(ref._id), force, recursive))
+
+    def on_cancel_request(self, sender, payload, frames):
+        task_id, force, recursive = payload
+        self.carry_out(self.table.cancel(bytes(task_id), bool(force), bool(recursive)))
 
     def cancel_task_id(self, task_id, force, recursive):
         """Cancel a task of this owner by id (a streaming task's generator); no-op if done."""

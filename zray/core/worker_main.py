@@ -43,6 +43,9 @@ def run_forked(request):
                          worker_id=worker_id, namespace=request.get("namespace"),
                          driver_address=request.get("driver"), mesh=request.get("mesh"))
     executor = Executor(runtime)
+    from . import job_info
+    from . import runtime as facade
+    runtime.context.load_job = lambda: job_info.load(facade.current())
     # The public API (zray.get inside a task) talks to this runtime; importing it here, not
     # at the top, keeps zray.core free of the public layer (the zygote preloads it anyway).
     from .. import api
@@ -54,6 +57,7 @@ def run_forked(request):
     if driver:
         sys.stdout = LogForwarder(runtime, driver, 1, sys.stdout)
         sys.stderr = LogForwarder(runtime, driver, 2, sys.stderr)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
     if request.get("runtime_env"):
         # Built before any task runs (zray/runtime_env/worker_setup.py); a failure fails its tasks.
         from ..runtime_env.worker_setup import setup_worker
@@ -71,6 +75,24 @@ def run_forked(request):
         except (OSError, ValueError):
             pass
     return 0
+
+
+def _after_fork_in_child():
+    """A task forked this worker (os.fork, multiprocessing's "fork" start method). The child
+    shares its parent's sockets but has none of its threads, so it must never speak for the
+    worker: its output goes to the worker's log file only, zray calls in it raise (no
+    auto-connect either), refs it makes or drops count nothing, and if its code returns into
+    zray it exits there (Executor.leave_if_forked_child). What the child computes and hands
+    back through its own pipes (multiprocessing) is unaffected."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, LogForwarder):
+            setattr(sys, name, stream.underlying)
+    os.environ["ZRAY_ENABLE_AUTO_CONNECT"] = "0"
+    from .. import api
+    from ..objects import object_ref
+    api._state = None
+    object_ref.set_runtime(None)
 
 
 def _redirect_output(prefix):

@@ -42,6 +42,7 @@ class NodeSpec:
     object_store_memory: int
     num_gpus: float = 0
     resources: dict = field(default_factory=dict)
+    memory: int = None             # the "memory" resource in bytes; None: what the node may use
     node_ip: str = "127.0.0.1"
     port: int = 0                  # TCP port for the mesh; 0: no mesh (unless join is given)
     join: str = None               # HOST:PORT[,HOST:PORT] of live members
@@ -69,12 +70,16 @@ class NodeSpec:
         if not isinstance(self.object_store_memory, int) or self.object_store_memory < (1 << 20):
             raise ValueError(f"object_store_memory must be an int >= 1 MiB, got "
                              f"{self.object_store_memory!r}")
+        if self.memory is not None and (isinstance(self.memory, bool) or not isinstance(
+                self.memory, int) or self.memory < 0):
+            raise ValueError(f"memory must be an int number of bytes >= 0, got {self.memory!r}")
 
     def command(self, ready_fd=-1):
         cmd = [sys.executable, "-m", "zray.node.daemon", "--session", self.session_dir,
                "--num-cpus", str(self.num_cpus), "--num-gpus", str(self.num_gpus),
                "--resources", json.dumps(self.resources or {}),
                "--object-store-memory", str(self.object_store_memory),
+               "--memory", str(-1 if self.memory is None else self.memory),
                "--node-ip", self.node_ip, "--ready-fd", str(ready_fd)]
         if self.port:
             cmd += ["--port", str(self.port)]

@@ -64,7 +64,8 @@ class NodeDaemon:
         resources["CPU"] = args.num_cpus
         if args.num_gpus:
             resources["GPU"] = args.num_gpus
-        resources["memory"] = args.memory
+        resources["memory"] = args.memory if args.memory >= 0 else default_memory(
+            args.object_store_memory)
         resources["object_store_memory"] = args.object_store_memory
         resources[f"node:{args.node_ip}"] = 1
         from ..core.gpus import node_gpu_ids
@@ -431,13 +432,23 @@ class NodeDaemon:
             remove_session_dir(self.session_dir)
 
 
+def default_memory(object_store_memory):
+    """The "memory" resource tasks and actors reserve with memory=: the memory available now,
+    capped by the allocation (cgroup, Slurm), less the object store (as Ray sizes it)."""
+    import psutil
+    from ..launch.allocation import detect
+    available = min(psutil.virtual_memory().available, detect().memory_bytes)
+    return max(0, int(available) - int(object_store_memory)) // 4096 * 4096
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m zray.node.daemon")
     p.add_argument("--session", required=True)
     p.add_argument("--num-cpus", type=float, required=True)
     p.add_argument("--num-gpus", type=float, default=0)
     p.add_argument("--resources", default="{}")
-    p.add_argument("--memory", type=int, default=0)
+    p.add_argument("--memory", type=int, default=-1,
+                   help="the memory resource in bytes; -1: what this node may use (default_memory)")
     p.add_argument("--object-store-memory", type=int, required=True)
     p.add_argument("--node-ip", default="127.0.0.1")
     p.add_argument("--driver-pid", type=int, default=0)

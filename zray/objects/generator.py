@@ -65,8 +65,32 @@ class ObjectRefGenerator:
         return f"ObjectRefGenerator({self._task_id.hex()})"
 
 
+class DynamicObjectRefGenerator:
+    """What get() of a num_returns="dynamic" task's ref gives: the refs of every value its
+    generator yielded, in order (the task has finished). It travels like any value."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __repr__(self):
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
+
+
+DYNAMIC_NUM_RETURNS = -2     # scheduling/task_spec.DYNAMIC
+
+
 def returned_refs(task_id, refs, num_returns, owner):
     """What .remote() gives back: a generator, one ref, None, or a list, by num_returns."""
+    if num_returns == DYNAMIC_NUM_RETURNS:
+        # One ref, whose value (a DynamicObjectRefGenerator) the owner makes when the
+        # generator ends (TaskOwner.dynamic_ref).
+        return get_runtime().owner.dynamic_ref(task_id)
     if num_returns < 0:
         return ObjectRefGenerator(task_id, owner)
     if num_returns == 1:

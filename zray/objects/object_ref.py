@@ -78,6 +78,15 @@ class ObjectRef:
         """A concurrent.futures.Future completed with the value."""
         return _runtime.objects.as_future(self)
 
+    def as_future(self):
+        """An asyncio Future completed with the value, on the running (or current) loop."""
+        import asyncio
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        return asyncio.wrap_future(self.future(), loop=loop)
+
     def __await__(self):
         import asyncio
         return asyncio.wrap_future(self.future()).__await__()
@@ -89,3 +98,7 @@ def _rebuild(object_id, owner):
     if core is not None:
         core.refs.on_deserialized(object_id, owner)
     return ref
+
+
+# Ray's older name for the same class.
+ObjectID = ObjectRef

@@ -58,13 +58,17 @@ class ReferenceTable:
                 self._hold_locked(contained)
                 entry.contained = (entry.contained or []) + [r for r, _ in contained]
 
-    def set_contained(self, object_id, contained, registered_for_us):
+    def set_contained(self, object_id, contained, registered_for_us, pre_held=False):
         """The value of our object `object_id` holds these refs [(id, owner)]; keep them alive.
 
         `registered_for_us` says the sender already counted us as a borrower of each one.
+        `pre_held`: the value came from this very process (a task it ran for itself), which
+        took a hold on each ref it owns when it sent the value (executor.py); those holds are
+        taken over here instead of adding new ones.
         """
         with self._lock:
             entry = self._entries.get(object_id)
+            mine_held = [oid for oid, owner in contained if pre_held and owner == self.my_address]
             if entry is None:
                 # The object was freed before its value arrived: nothing will read those refs.
                 if registered_for_us:
@@ -76,13 +80,16 @@ class ReferenceTable:
                 dropped = False
                 for oid, owner in contained:
                     inner = self._entry_locked(oid, owner)
-                    inner.holds += 1
+                    if not (pre_held and owner == self.my_address):
+                        inner.holds += 1
                     if registered_for_us and not inner.owned:
                         inner.registrations += 1
                 entry.contained = (entry.contained or []) + [oid for oid, _ in contained]
         if dropped:
             for oid, owner in pending:
                 self._unborrow(owner, oid, 1)
+            if mine_held:
+                self.release(mine_held)
 
     # -- local refs ------------------------------------------------------------------------
     def add_local(self, object_id, owner):

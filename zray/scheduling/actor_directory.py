@@ -226,9 +226,20 @@ class ActorDirectory:
         return actions
 
     def handle_client_gone(self, address):
-        for record in self.actors.values():
+        """A process died. Its subscriptions go; the non-detached actors it created (it owns
+        them) die with it, as Ray's actors share their owner's fate: nobody could resolve a
+        constructor argument it still waited for, and its handles counted on it."""
+        actions = []
+        for record in list(self.actors.values()):
             record.subscribers.discard(address)
-        return []
+            if record.owner == address and not record.detached and record.state != DEAD:
+                record.no_restart = True
+                worker = record.worker_id
+                actions.extend(self._die(record, f"The actor {record.class_name} died because "
+                                                 "its owner (the process that created it) died", None))
+                if worker is not None:
+                    actions.append(KillActorWorker(worker))
+        return actions
 
     def handle_host_died(self, actor_id, worker_id, detail):
         """The actor's worker is gone with the node that hosted it (or with the home that kept

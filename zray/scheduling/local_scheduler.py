@@ -109,7 +109,7 @@ class Task:
 
 class Worker:
     __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked",
-                 "detached", "last_task", "runtime_env")
+                 "detached", "last_task", "runtime_env", "gpu", "gpu_held")
 
     def __init__(self, worker_id, job_id, runtime_env=""):
         self.worker_id = worker_id
@@ -124,6 +124,12 @@ class Worker:
         self.blocked = False
         self.detached = False       # hosts a detached actor: outlives its job
         self.last_task = None       # the task it finished last, while it runs no other
+        # Whether it ran a task that used GPUs (None: no task yet). GPU and CPU tasks never
+        # share a worker (as in Ray): a CUDA context, CUDA_VISIBLE_DEVICES and the memory a
+        # GPU library keeps would leak into CPU tasks, and a GPU task would inherit a CPU
+        # task's state.
+        self.gpu = None
+        self.gpu_held = []          # GPU grants an actor it hosts keeps for its life
 
 
 class LocalScheduler:
@@ -196,8 +202,13 @@ class LocalScheduler:
         worker = self.workers.get(worker_id)
         if worker is None or worker.task is None:
             return []
+        # The GPUs it was placed on stay its own (the same ids its get_gpu_ids() shows), or
+        # the next actor would be granted the same devices.
+        keep = worker.task.gpu_grants if lifetime.get(GPU) else []
+        worker.task.gpu_grants = []
         self._release(worker)
         subtract(self.available, lifetime)
+        worker.gpu_held = keep
         worker.held = dict(lifetime)
         worker.state = "actor"
         worker.detached = detached
@@ -456,6 +467,16 @@ class LocalScheduler:
         return len(self.workers)
 
     # -- internals -----------------------------------------------------------------------------
+    def _take_idle(self, pool, gpu):
+        """An idle worker of the pool that may run a task that does (or does not) use GPUs."""
+        idle = self.idle[pool]
+        for worker in idle:
+            if worker.gpu is None or worker.gpu == gpu:
+                idle.remove(worker)
+                worker.gpu = gpu
+                return worker
+        return None
+
     def _schedule(self):
         actions = []
         wanted = collections.Counter()
@@ -468,13 +489,12 @@ class LocalScheduler:
                 task = queue[0]
                 if not fits(task.spec.resources, self.available):
                     break
-                idle = self.idle[pool]
-                if not idle:
+                worker = self._take_idle(pool, uses_gpu(task.spec.resources))
+                if worker is None:
                     wanted[pool] += self._how_many_fit(queue)
                     break
                 queue.popleft()
                 subtract(self.queued_demand, task.spec.resources)
-                worker = idle.popleft()
                 self._dispatch(task, worker)
                 actions.append(Dispatch(task, worker))
             if not queue:
@@ -556,6 +576,9 @@ class LocalScheduler:
             self.gpus.release(task.gpu_grants)
             self.running.pop(task.spec.task_id, None)
             task.worker = None
+        if worker.gpu_held:
+            self.gpus.release(worker.gpu_held)
+            worker.gpu_held = []
         worker.held = {}
         worker.task = None
         worker.blocked = False
@@ -586,3 +609,8 @@ def _task_info(task, state, reason=None):
     if reason:
         info["pending_reason"] = reason
     return info
+
+
+def uses_gpu(resources):
+    """Whether a request (in units) asks for GPUs, a placement group's renamed ones too."""
+    return any(amount > 0 and name.startswith(GPU) for name, amount in resources.items())

@@ -53,12 +53,21 @@ class StoreClient:
         sobj.write_to(self.region.view[offset:offset + size], copy=_copy)
         self.core.transport.send(self.daemon, wire.OBJ_SEAL, (object_id,))
 
-    def read(self, object_id, location=None):
+    def read(self, object_id, location=None, copy=False):
         """(flags, value) of a sealed object, zero-copy for out-of-band buffers. `location` is
         the node holding its primary copy (as its owner says); when that is another node, the
-        daemon pulls a copy into this node's store first."""
+        daemon pulls a copy into this node's store first. `copy`: the buffers are copied into
+        this process's memory and the pin is given back at once (a value kept for a long time
+        then never pins the store)."""
         offset, size = self._acquire(object_id, location)
         flags, data, buffers = serialization.parse(self.region.view[offset:offset + size])
+        if copy and buffers:
+            try:
+                return flags, serialization.deserialize(flags, bytes(data),
+                                                        [bytearray(b) for b in buffers])
+            finally:
+                del data, buffers
+                self._release(object_id)
         if not buffers:
             try:
                 return flags, serialization.deserialize(flags, data, ())

@@ -8,7 +8,7 @@ PROTOCOL_VERSION history:
   2 - ACTOR_CALL: ACTOR_TASK with the spec as a plain tuple (callers send ACTOR_CALL only).
   3 - the protocol version travels in every connection's routing id (a peer of another
       version is refused with PROTOCOL_MISMATCH, naming both); the cluster key-value store
-      (KV_*); TaskSpec has a `kind` field.
+      (KV_*); TaskSpec has a `kind` field; CANCEL_REQUEST (any holder of a ref cancels).
 
 A message is a multipart ZeroMQ message:
   frame 0   header: pickle of (msg_type, payload) where payload is a tuple of plain values
@@ -46,6 +46,8 @@ TASK_FAILED = 24           # daemon -> owner: (task_id, attempt, reason, detail)
 CANCEL_TASK = 25           # owner -> daemon, daemon -> worker: (task_id, force, recursive)
 WORKER_BLOCKED = 26        # worker -> daemon: (blocked: bool)
 GENERATOR_ITEM = 27        # worker -> owner: (task_id, attempt, index, result) + frames
+CANCEL_REQUEST = 28        # a process holding a ref to a task -> the task's owner, which
+                           #   decides: (task_id, force, recursive)
 
 # -- objects -----------------------------------------------------------------------------------
 OBJ_CREATE = 40            # client -> daemon: (req_id, object_id, size, owner)

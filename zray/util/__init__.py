@@ -1,11 +1,13 @@
 """zray.util: ActorPool, Queue, a multiprocessing.Pool on top of actors, placement groups and
 collectives (`zray.util.collective`, loaded on first use)."""
 from .actor_pool import ActorPool
+from .helpers import as_completed, get_node_ip_address, map_unordered
 from .placement_group import (PlacementGroup, get_current_placement_group, get_placement_group,
                               placement_group, placement_group_table, remove_placement_group)
 
-__all__ = ["ActorPool", "PlacementGroup", "get_current_placement_group", "get_placement_group",
-           "placement_group", "placement_group_table", "remove_placement_group"]
+__all__ = ["ActorPool", "PlacementGroup", "as_completed", "get_current_placement_group",
+           "get_node_ip_address", "get_placement_group", "map_unordered", "placement_group",
+           "placement_group_table", "remove_placement_group"]
 
 
 # Submodules reachable as attributes, loaded on first use (as Ray's are).

@@ -108,12 +108,23 @@ class Queue:
             raise Empty(f"Cannot get {num_items} items from queue of size {self.size()}.") from None
 
     def shutdown(self, force=False, grace_period_s=5):
-        if self.actor is not None:
-            if force:
-                zray.kill(self.actor, no_restart=True)
-            else:
-                self.actor.__ray_terminate__.remote()
-        self.actor = None
+        """End the queue's actor: at once with force, else after the calls it has queued,
+        killing it if it is not gone within grace_period_s."""
+        actor, self.actor = self.actor, None
+        if actor is None:
+            return
+        if force:
+            zray.kill(actor, no_restart=True)
+            return
+        done = actor.__ray_terminate__.remote()
+        try:
+            ready, _ = zray.wait([done], timeout=grace_period_s)
+            if ready:
+                zray.get(ready[0])
+                return
+        except Exception:   # the actor is gone (its exit fails the call, as in Ray): done
+            return
+        zray.kill(actor, no_restart=True)
 
 
 @zray.remote(num_cpus=0)
