@@ -10,6 +10,11 @@ KEY = D.derive_key("the-cluster-secret")
 ME = "tcp://127.0.0.1:5555"
 
 
+def buffer_of(memory):
+    view = memoryview(memory)
+    return lambda offset, length: view[offset:offset + length]
+
+
 def wait_done(client, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -24,11 +29,11 @@ def wait_done(client, timeout=20):
 def ends():
     source = bytearray(range(256)) * (40 << 10)        # 10 MiB with a pattern
     target = bytearray(len(source) + 4096)
-    server = D.DataServer(KEY, "127.0.0.1", memoryview(source))
+    server = D.DataServer(KEY, "127.0.0.1", buffer_of(source))
     clients = []
 
     def client(key=KEY, stall=10.0):
-        c = D.DataClient(key, ME, memoryview(target), stall)
+        c = D.DataClient(key, ME, buffer_of(target), stall)
         clients.append(c)
         return c
     try:

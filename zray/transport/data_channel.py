@@ -138,14 +138,15 @@ class _Grant:
 
 
 class DataServer:
-    """Listens on `host`, serves granted byte ranges of `view` to authenticated peers.
+    """Listens on `host`, serves granted byte ranges to authenticated peers; buffer(offset,
+    length) gives the bytes (the store's buffer: the region, or a file-backed object).
 
     Thread-safe interface for the daemon's loop: grant, revoke, revoke_peer, take_active,
     close. One thread accepts; one thread per connection serves it."""
 
-    def __init__(self, key, host, view, max_bytes_per_s=None):
+    def __init__(self, key, host, buffer, max_bytes_per_s=None):
         self.key = key
-        self.view = view
+        self.buffer = buffer
         self.max_bytes_per_s = max_bytes_per_s
         self._paced_until = 0.0            # with a rate cap: when the bytes sent so far are due
         self._grants = {}                  # (peer address, pull_id) -> _Grant
@@ -281,7 +282,7 @@ class DataServer:
             conn.sendall(_ANSWER.pack(0, length))
             start = grant.base + offset
             end = start + length
-            view = self.view
+            buffer = self.buffer
             while start < end:
                 if grant.revoked:
                     # The control plane ended the transfer (the puller gave up, or its node
@@ -291,7 +292,7 @@ class DataServer:
                 n = min(SEND_SLICE, end - start)
                 if self.max_bytes_per_s:
                     self._pace(n)
-                conn.sendall(view[start:start + n])
+                conn.sendall(buffer(start, n))
                 start += n
                 self.bytes_sent += n
                 grant.active = True
@@ -330,19 +331,20 @@ class _Stream:
 
 
 class DataClient:
-    """Streams granted objects from peers' DataServers into `view`, on a few threads.
+    """Streams granted objects from peers' DataServers into buffer(base, size), on a few
+    threads.
 
     The loop calls start(pull_id, endpoint, base, size) and cancel(pull_id); each stream ends
     exactly once with (pull_id, failure) in `take_done()`, failure None or (kind, detail), kind
     one of CONNECT, TIMEOUT, BROKEN, REFUSED, CANCELLED. Until that report the stream may write
-    into view[base:base + size]: the loop keeps that space allocated until then. `wake_fd` (an
+    into buffer(base, size): the loop keeps that space allocated until then. `wake_fd` (an
     eventfd) becomes readable when a report is waiting. Connections are kept per endpoint and
     reused by the next stream."""
 
-    def __init__(self, key, own_address, view, stall_timeout_s, threads=STREAM_THREADS):
+    def __init__(self, key, own_address, buffer, stall_timeout_s, threads=STREAM_THREADS):
         self.key = key
         self.own_address = own_address.encode()
-        self.view = view
+        self.buffer = buffer
         self.stall_timeout_s = stall_timeout_s
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._lock = threading.Lock()
@@ -443,7 +445,7 @@ class DataClient:
                 return (REFUSED, text)
             if n != stream.size:
                 raise ConnectionError(f"the source announced {n} bytes, not {stream.size}")
-            with self.view[stream.base:stream.base + stream.size] as target:
+            with self.buffer(stream.base, stream.size) as target:
                 while got < n:
                     k = sock.recv_into(target[got:])
                     if k == 0:
