@@ -186,44 +186,21 @@ def _node_ip(args):
     """(IP, how it was chosen): the one asked for (--node-ip-address, --interface); joining,
     the address this host reaches the seed from; a seed (--port), this host's address, so that
     other hosts can reach it (127.0.0.1 would make isolated nodes); a lone node, loopback."""
+    from ..transport.host_ip import own_ip
     if args.node_ip_address:
         return args.node_ip_address, "--node-ip-address"
     if args.interface:
-        return _interface_ip(args.interface), f"the address of interface {args.interface}"
+        return own_ip(args.interface)
     if args.address:
         seed = args.address.split(",")[0].rsplit(":", 1)[0].strip("[]")
-        return (_route_ip(seed) or "127.0.0.1",
-                f"the address this host reaches {seed} from; choose with --node-ip-address")
+        ip, how = own_ip(seed=seed)
+        return ip, f"{how}; choose with --node-ip-address"
     if args.port:
-        ip = _route_ip("10.255.255.255") or _route_ip("8.8.8.8")
-        if ip:
-            return ip, "this host's address; choose with --node-ip-address or --interface"
-        return "127.0.0.1", ("loopback: this host has no other address, so only nodes on this "
-                             "host can join")
+        ip, how = own_ip()
+        if ip not in ("127.0.0.1", "::1"):
+            return ip, f"{how}; choose with --node-ip-address or --interface"
+        return ip, "loopback: this host has no other address, so only nodes on this host can join"
     return "127.0.0.1", "loopback"
-
-
-def _route_ip(host):
-    """Our address on the route to `host` (a UDP connect sends nothing), or None."""
-    import socket
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect((host, 9))
-            ip = s.getsockname()[0]
-    except OSError:
-        return None
-    return None if ip.startswith("0.") else ip
-
-
-def _interface_ip(name):
-    if not name:
-        return None
-    import socket
-    import psutil
-    for addr in psutil.net_if_addrs().get(name, []):
-        if addr.family == socket.AF_INET:
-            return addr.address
-    raise ValueError(f"interface {name!r} has no IPv4 address")
 
 
 def _status(address=None):
