@@ -146,3 +146,20 @@ def test_settings_are_checked(monkeypatch):
         D.max_rate()
     with pytest.raises(ValueError):
         D.derive_key("")
+
+
+def test_a_pooled_connection_the_source_closed_is_replaced(ends):
+    source, target, server, client = ends
+    c = client()
+    server.grant(ME, 1, 0, 100)
+    c.start(1, server.endpoint, 0, 100)
+    assert wait_done(c) == [(1, None)]
+    # The source drops every connection (as a restarted peer would): the pooled one is stale.
+    with server._lock:
+        conns = list(server._conns)
+    for conn in conns:
+        D._shutdown(conn)
+    time.sleep(0.2)
+    server.grant(ME, 2, 100, 100)
+    c.start(2, server.endpoint, 0, 100)
+    assert wait_done(c) == [(2, None)] and target[:100] == source[100:200]

@@ -70,6 +70,7 @@ TIMEOUT = "timeout"       # no byte for the stall timeout
 BROKEN = "broken"         # the stream broke mid-way (the source died, or closed it)
 REFUSED = "refused"       # the source answered with an error
 CANCELLED = "cancelled"   # the puller gave up (freed, source gone, ...)
+_STALE = object()         # a pooled connection was dead before any answer: retry on a new one
 
 
 def mode():
@@ -422,10 +423,18 @@ class DataClient:
                 pass
 
     def _stream(self, stream):
+        failure = self._stream_once(stream, pooled_ok=True)
+        if failure is _STALE:
+            # A pooled connection the source had closed meanwhile (nothing was read from it):
+            # once more on a fresh one.
+            failure = self._stream_once(stream, pooled_ok=False)
+        return failure
+
+    def _stream_once(self, stream, pooled_ok):
         if stream.cancelled:
             return (CANCELLED, "cancelled before it started")
         try:
-            sock = self._checkout(stream.endpoint)
+            sock, pooled = self._checkout(stream.endpoint, pooled_ok)
         except (OSError, ConnectionError) as exc:
             return (CONNECT, f"cannot open the data channel to {stream.endpoint}: {exc}")
         with self._lock:
@@ -435,10 +444,12 @@ class DataClient:
             sock.close()
             return (CANCELLED, "cancelled")
         got = 0
+        answered = False
         try:
             sock.settimeout(self.stall_timeout_s)
             sock.sendall(_REQUEST.pack(stream.pull_id, 0, stream.size))
             status, n = _ANSWER.unpack(_recv_exactly(sock, _ANSWER.size))
+            answered = True
             if status != 0:
                 text = _recv_exactly(sock, min(n, _MAX_ERROR)).decode(errors="replace")
                 self._checkin(stream.endpoint, sock)
@@ -461,6 +472,8 @@ class DataClient:
             sock.close()
             if stream.cancelled:
                 return (CANCELLED, "cancelled")
+            if pooled and not answered:
+                return _STALE
             return (BROKEN, f"the data stream broke after {got} of {stream.size} bytes: {exc}")
         finally:
             with self._lock:
@@ -468,11 +481,12 @@ class DataClient:
         self._checkin(stream.endpoint, sock)
         return None
 
-    def _checkout(self, endpoint):
+    def _checkout(self, endpoint, pooled_ok=True):
+        """(socket, whether it was pooled): an idle connection to `endpoint`, else a new one."""
         with self._lock:
             idle = self._idle.get(endpoint)
-            if idle:
-                return idle.pop()
+            if idle and pooled_ok:
+                return idle.pop(), True
         host, port = host_port(endpoint)
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
         try:
@@ -496,7 +510,7 @@ class DataClient:
         except BaseException:
             sock.close()
             raise
-        return sock
+        return sock, False
 
     def _checkin(self, endpoint, sock):
         with self._lock:
