@@ -341,3 +341,38 @@ def test_a_cluster_on_ipv6_loopback_meshes_and_moves_objects(tmp_path):
             d.close()
         for d in dirs:
             cli(d, "stop", check=False)
+
+
+def test_a_puller_killed_mid_stream_leaves_nothing_at_the_source(tmp_path):
+    """The reader's node dies while the data channel streams to it: the source revokes the
+    grant, unpins, forgets the copy, and serves the next reader."""
+    source_env = {"ZRAY_DATA_MAX_BYTES_PER_S": "20e6"}     # ~3 s for the object
+    c = Cluster(tmp_path, 3, object_store_memory=128 * MB, env=[source_env, None, None])
+    drivers = []
+    try:
+        assert c.wait_converged()
+        path = tmp_path / "ref.pkl"
+        owner = Driver(c.dirs[0], tmp_path / "owner.log")
+        drivers.append(owner)
+        digest = owner.run(PUT.format(seed=12, size=64 * MB, path=str(path)))
+        doomed = Driver(c.dirs[1], tmp_path / "doomed.log")
+        drivers.append(doomed)
+        doomed.send(GET.format(path=str(path), timeout=60))
+        assert c.wait(lambda: c.store_stats(1)["bytes_pulled"] > 0, 30)
+        assert c.store_stats(0)["serves_active"] == 1
+        c.kill9(1)
+        assert c.wait(lambda: c.store_stats(0)["serves_active"] == 0, 30)
+        stats = c.store_stats(0)
+        assert stats["bytes_streamed_out"] < 64 * MB
+        (primary,) = [o for o in c.objects(0) if o["size"] >= 64 * MB]
+        assert primary["pinned_by"] == 0
+        reader = Driver(c.dirs[2], tmp_path / "reader.log")
+        drivers.append(reader)
+        assert reader.run(GET.format(path=str(path), timeout=60)) == [digest, False]
+    finally:
+        for d in drivers:
+            try:
+                d.close()
+            except Exception:      # the doomed driver's node is gone
+                pass
+        c.stop_all()
