@@ -164,9 +164,9 @@ def test_zray_list_shows_nodes_actors_tasks_and_objects(node):
         zray.cancel(s, force=True)
     """
     data = json.loads(driver(script).strip().splitlines()[-1])
-    assert len(data["nodes"]) == 1 and data["nodes"][0]["State"] == "ALIVE"
+    assert len(data["nodes"]) == 1 and data["nodes"][0]["state"] == "ALIVE"
     assert any(a["class_name"] == "Holder" and a["name"] == "holder" for a in data["actors"])
     assert any(t["name"] == "sleeper" and t["state"] == "RUNNING" for t in data["tasks"])
-    assert any(o["size"] > (1 << 20) for o in data["objects"])
+    assert any(o["object_size"] > (1 << 20) for o in data["objects"])
     table = zray_cli("list", "actors").stdout
     assert "CLASS_NAME" in table and "actors)" in table

@@ -103,7 +103,7 @@ def test_readers_on_b_pull_once_get_equal_bytes_and_the_owners_free_removes_ever
     assert stats_b["stream_fallbacks"] == 0
     assert stats_a["pulls_served"] == 1 and stats_a["serves_active"] == 0
     (copy,) = [o for o in c.objects(1) if o["copy_from"] is not None]
-    assert copy["copy_from"] == node_a and copy["size"] >= 48 * MB
+    assert copy["copy_from"] == node_a and copy["object_size"] >= 48 * MB
     (primary,) = [o for o in c.objects(0) if o["object_id"] == copy["object_id"]]
     assert primary["copy_from"] is None
 
@@ -186,7 +186,7 @@ def test_a_copy_freed_at_the_source_fails_the_reader_with_object_lost(two_nodes,
     owner = c.driver(0)
     owner.run(PUT.format(seed=4, size=2 * MB, path=str(path)))
     # Free it behind the owner's back, as a lost store would.
-    object_id = [o for o in c.objects(0) if o["size"] >= 2 * MB][0]["object_id"]
+    object_id = [o for o in c.objects(0) if o["object_size"] >= 2 * MB][0]["object_id"]
     owner.run(f"""
 from zray.objects.object_ref import get_runtime
 from zray.transport import wire
@@ -364,7 +364,7 @@ def test_a_puller_killed_mid_stream_leaves_nothing_at_the_source(tmp_path):
         assert c.wait(lambda: c.store_stats(0)["serves_active"] == 0, 30)
         stats = c.store_stats(0)
         assert stats["bytes_streamed_out"] < 64 * MB
-        (primary,) = [o for o in c.objects(0) if o["size"] >= 64 * MB]
+        (primary,) = [o for o in c.objects(0) if o["object_size"] >= 64 * MB]
         assert primary["pinned_by"] == 0
         reader = Driver(c.dirs[2], tmp_path / "reader.log")
         drivers.append(reader)

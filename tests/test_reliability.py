@@ -217,7 +217,7 @@ def test_kill_then_call_always_raises(shared_cluster):
         c = C.remote()
         assert zray.get(c.ping.remote(), timeout=60) == 1
         zray.kill(c)
-        with pytest.raises(exceptions.ActorDiedError, match="killed with zray.kill"):
+        with pytest.raises(exceptions.ActorDiedError, match="killed by `ray.kill`"):
             zray.get(c.ping.remote(), timeout=60)
 
 

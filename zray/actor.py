@@ -7,6 +7,7 @@ non-detached actor ends once no handle remains anywhere.
 import inspect
 
 from . import options as opts
+from . import runtime_env
 from .core import runtime as _facade
 from .core.context import ActorExit
 from .core.functions import pickle_for_export
@@ -176,7 +177,8 @@ class ActorClass:
             detached=lifetime_opt == "detached",
             get_if_exists=bool(actor_options.get("get_if_exists")),
             max_restarts=actor_options.get("max_restarts", 0) or 0,
-            strategy=opts.encode_strategy(actor_options))
+            strategy=opts.encode_strategy(actor_options),
+            runtime_env=runtime_env.for_submission(actor_options.get("runtime_env")))
         return ActorHandle(actor_id, owner, meta, counted=True, existing=existing)
 
 

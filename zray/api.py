@@ -30,13 +30,14 @@ class _Runtime:
 # Ray's init() options that zray accepts and has no use for (yet); anything else is an error.
 _ACCEPTED_AND_UNUSED = {
     "runtime_env", "logging_level", "logging_format", "log_to_driver", "configure_logging",
-    "include_dashboard", "dashboard_host", "dashboard_port", "job_config", "_system_config",
+    "job_config", "_system_config",
     "_temp_dir", "local_mode", "_enable_object_reconstruction", "storage", "_node_ip_address",
     "labels", "_memory", "enable_resource_isolation", "_plasma_directory", "_metrics_export_port",
     "logging_config", "_skip_env_hook",
 }
 _INIT_OPTIONS = {"address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "namespace", "ignore_reinit_error"} | _ACCEPTED_AND_UNUSED
+                 "namespace", "ignore_reinit_error", "include_dashboard", "dashboard_host",
+                 "dashboard_port"} | _ACCEPTED_AND_UNUSED
 
 
 def available_cpus():
@@ -60,6 +61,8 @@ def init(address=None, **kwargs):
     global _state
     from .options import check_names
     check_names(kwargs, _INIT_OPTIONS - {"address"}, "zray.init()")
+    from . import runtime_env
+    runtime_env.check(kwargs.get("runtime_env"))    # a bad one fails before anything starts
     with _lock:
         if _state is not None:
             if kwargs.get("ignore_reinit_error"):
@@ -71,6 +74,7 @@ def init(address=None, **kwargs):
             _state = _start_local(kwargs)
         else:
             _state = _connect(address, kwargs)
+        runtime_env.set_job_env(kwargs.get("runtime_env"))
         atexit.register(shutdown)
         return _context_info()
 
@@ -91,14 +95,18 @@ def _start_local(kwargs):
         raise TypeError(f"object_store_memory must be an int number of bytes, got {store!r}")
     elif store < (1 << 20):
         raise ValueError(f"object_store_memory must be at least 1 MiB, got {store} bytes")
+    from .dashboard.options import dashboard_options
+    dashboard_port, dashboard_host = dashboard_options(kwargs)
     session_dir = session.create_session_dir()
     job_id = os.urandom(4).hex()
     worker_id = os.urandom(8).hex()
     spec = bootstrap.NodeSpec(
+        dashboard_port=dashboard_port, dashboard_host=dashboard_host,
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=store, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
-        prestart=max(1, int(num_cpus)) if num_cpus else 1)
+        # A job runtime_env: its tasks need workers of that environment, not prestarted plain ones.
+        prestart=0 if kwargs.get("runtime_env") else (max(1, int(num_cpus)) if num_cpus else 1))
     try:
         node = bootstrap.start_node(spec, timeout=60)
     except BaseException:
@@ -116,14 +124,30 @@ def _start_local(kwargs):
         logs.reset()
         raise
     _start_daemon_watch(core, node)
+    _announce_dashboard(session_dir)
     return _Runtime(core, node, session_dir, owns_session=True)
+
+
+def _announce_dashboard(session_dir):
+    """Say where the new node's dashboard is, as Ray does at init: one line on a terminal's
+    stderr (not into pipes, which programs parse), always in the log and in init()'s result."""
+    from .dashboard.launch import read_dashboard_info
+    info = read_dashboard_info(session_dir)
+    if info:
+        import logging
+        import sys
+        logging.getLogger("zray.dashboard").info("dashboard at %s", info["url"])
+        show = os.environ.get("ZRAY_SHOW_DASHBOARD_URL")
+        if show == "1" or (show is None and sys.stderr.isatty()):
+            sys.stderr.write(f"zray: started a local node; view the dashboard at "
+                             f"{info['url']}\n")
 
 
 def _connect(address, kwargs):
     """Join the node of this host that `address` means (node/local_node.find_node): a driver
     always attaches to its own host's node, which holds its store."""
     from .node import local_node
-    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
+    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config"):
         if kwargs.get(key) is not None:
             raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
                              "(it was fixed when the node started)")
@@ -147,7 +171,11 @@ def _connect(address, kwargs):
         logs.reset()
         raise
     _start_pid_watch(core, info["pid"])
-    return _Runtime(core, None, info["session"], owns_session=False)
+    state = _Runtime(core, None, info["session"], owns_session=False)
+    if os.environ.get("ZRAY_JOB_SUBMISSION_ID"):     # a submitted job's driver: link the two
+        from .job.manager import note_driver
+        note_driver(core, os.environ["ZRAY_JOB_SUBMISSION_ID"], job_id)
+    return state
 
 
 def _start_pid_watch(core, pid):
@@ -233,8 +261,11 @@ def _runtime_or_autoinit():
 
 def _context_info():
     core = _state.core
+    from .dashboard.launch import read_dashboard_info
+    dashboard = read_dashboard_info(core.context.session_dir) or {}
     return {"node_id": core.node_info["node_id"], "session_dir": core.context.session_dir,
-            "address": core.daemon, "job_id": core.context.job_id}
+            "address": core.daemon, "job_id": core.context.job_id,
+            "dashboard_url": dashboard.get("url")}
 
 
 # -- remote ---------------------------------------------------------------------------------------
@@ -242,6 +273,9 @@ def remote(*args, **kwargs):
     """@zray.remote, bare or with options, on a function (a class: see the actor issue)."""
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
+    if len(args) == 2 and not kwargs and all(isinstance(a, list) for a in args):
+        from .legacy import typed_remote    # amplab 0.x: @remote([arg types], [return types])
+        return typed_remote(*args)
     if args:
         raise TypeError("@zray.remote takes either a function or keyword options, e.g. "
                         "@zray.remote(num_cpus=2)")
@@ -304,13 +338,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise TypeError(f"num_returns must be an int, got {num_returns!r}")
     if num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}")
-    if num_returns > len(refs):
-        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
     if not isinstance(fetch_local, bool):
         raise TypeError("fetch_local must be a bool")
     _check_timeout(timeout)
     if not refs:
-        return [], []
+        return [], []       # as Ray: nothing to wait for, whatever num_returns says
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
     ready_idx = set(_runtime().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
     ready = [r for i, r in enumerate(refs) if i in ready_idx]
     not_ready = [r for i, r in enumerate(refs) if i not in ready_idx]
@@ -365,7 +399,9 @@ def kill(actor, *, no_restart=True):
     restarts left."""
     from .actor import ActorHandle
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
+        # Ray's type and wording (users match on them): a ValueError naming ray.cancel.
+        raise ValueError(f"ray.kill() only supported for actors (zray.kill); for tasks, use "
+                         f"zray.cancel(). Got: {type(actor)}.")
     _runtime().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
 
 

@@ -2,6 +2,7 @@
 import inspect
 
 from . import options as opts
+from . import runtime_env
 from .core import runtime as _facade
 from .core.functions import pickle_for_export
 from .objects.generator import returned_refs
@@ -76,6 +77,9 @@ class RemoteFunction:
             from .util.placement_group import apply_group
             (resources,), context = apply_group(group, [resources], f"task {name}")
             extra = dict(extra or {}, placement_group=context)
+        env = runtime_env.for_submission(task_options.get("runtime_env"))
+        if env:
+            extra = dict(extra or {}, runtime_env=env)
         task_id, refs = core.owner.submit_task(
             function_id, name, args, kwargs, n, resources,
             task_options.get("max_retries", opts.DEFAULT_TASK["max_retries"]),

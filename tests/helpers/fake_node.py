@@ -99,7 +99,8 @@ class FakeNode:
         self.ctx = NodeContext(
             node_id, self.ipc, "/nonexistent", send=self.send, reply=self.reply,
             scheduler=self.scheduler, store=self.store, membership=self.membership,
-            clients=self.clients, start_worker=self.started.append,
+            clients=self.clients,
+            start_worker=lambda job_id, runtime_env="": self.started.append(job_id),
             kill_pid=self.killed.append, now=net.clock)
         self.services = NodeServices(self.ctx, FakeMesh())
 

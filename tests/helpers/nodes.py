@@ -104,8 +104,8 @@ class Cluster:
         return self.status(i)["store"]
 
     def objects(self, i):
-        """`zray list objects --this-node --format json` of node i."""
-        return json.loads(cli(self.dirs[i], "list", "objects", "--this-node", "--format", "json").stdout)
+        """`zray list objects --this-node --detail --format json` of node i (Ray's field names)."""
+        return json.loads(cli(self.dirs[i], "list", "objects", "--this-node", "--detail", "--format", "json").stdout)
 
     def wait(self, condition, timeout):
         return seconds_until(condition, timeout)

@@ -18,6 +18,7 @@ import threading
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import put_object_id
+from ..scheduling.actor_directory import EXITED_REASON, KILLED_REASON
 from ..scheduling.task_spec import ACTOR_CALL, ACTOR_CREATION, DYNAMIC, STREAMING, TaskSpec
 from ..transport import wire
 from . import owner_table as ot
@@ -81,7 +82,8 @@ class ActorCaller:
 
     # -- creation ------------------------------------------------------------------------------
     def create_actor(self, class_id, class_name, args, kwargs, placement, lifetime, meta, *,
-                     name, namespace, detached, get_if_exists, max_restarts, strategy=None):
+                     name, namespace, detached, get_if_exists, max_restarts, strategy=None,
+                     runtime_env=""):
         context = self.context
         namespace = namespace or context.namespace
         actor_id = put_object_id(context.current_task_id, context.next_put_index())
@@ -97,6 +99,8 @@ class ActorCaller:
         extra = {"actor_id": actor_id, "lifetime": lifetime, "meta": meta, "detached": detached}
         if strategy is not None:
             extra["strategy"] = strategy
+        if runtime_env:
+            extra["runtime_env"] = runtime_env
         task_id, _ = self.owner.submit_task(class_id, f"{class_name}.__init__", args, kwargs, 0,
                                             placement, 0, False, extra=extra, kind=ACTOR_CREATION)
         state.creation = self.owner.table.get(task_id)
@@ -243,7 +247,7 @@ class ActorCaller:
                 state.state = DEAD
                 state.address = None
                 state.death_layout = self._death_layout(
-                    message or "The actor exited (exit_actor or __ray_terminate__)", ())
+                    message or f"The actor {EXITED_REASON}", ())
             inflight = list(state.inflight.values())
             state.inflight.clear()
             for pending in inflight:
@@ -324,7 +328,7 @@ class ActorCaller:
             state.address = None
             name = (meta or {}).get("class_name", "Actor")
             state.death_layout = serialization.serialize_error(exceptions.ActorDiedError(
-                f"The actor {name} ({actor_id.hex()}) was killed with zray.kill")).to_bytes()
+                f"The actor {name} ({actor_id.hex()}) {KILLED_REASON}")).to_bytes()
             inflight = list(state.inflight.values())
             state.inflight.clear()
             for pending in inflight:

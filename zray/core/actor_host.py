@@ -15,9 +15,11 @@ import threading
 
 from .. import exceptions
 from ..objects import serialization
+from ..scheduling.actor_directory import EXITED_REASON
 from ..scheduling.task_spec import TaskSpec
 from ..transport import wire
 from .context import ActorExit
+from .reporter import now_ms
 
 DEFAULT_GROUP = "_default"
 
@@ -172,6 +174,7 @@ class ActorExecution:
     def execute_call(self, spec, frames):
         """Run one method call (main thread for serial actors, a pool thread otherwise)."""
         executor = self.executor
+        start_ms = now_ms()
         serial = self.host.mode == "serial"
         if serial:
             executor.running_task = spec
@@ -200,11 +203,24 @@ class ActorExecution:
                 executor.end()
         executor.flush_output()
         executor.send_result(spec, results, result_frames, retryable)
+        self.report_call(spec, start_ms)
         if exiting:
             self.exit_process()
 
+    def report_call(self, spec, start_ms):
+        """The call ended: one tuple for the node's task history (core/reporter.py)."""
+        host = self.host
+        error_type, message = self.executor.call_errors.pop(spec.task_id, (None, None))
+        parent = spec.parent_task_id
+        self.core.reporter.call_ended((
+            spec.task_id.hex(), spec.attempt, spec.name, host.actor_id.hex(), spec.job_id,
+            f"{host.class_name}.{spec.extra.get('method')}",
+            parent.hex() if isinstance(parent, bytes) else parent, start_ms, now_ms(),
+            error_type, message))
+
     async def execute_call_async(self, spec, frames):
         executor = self.executor
+        start_ms = now_ms()
         exiting = False
         items = [0]        # a streaming call's items sent so far (calls interleave: not shared)
         try:
@@ -225,6 +241,7 @@ class ActorExecution:
                 else ([items[0]], [])
             exiting = True
         except asyncio.CancelledError:
+            executor.call_errors[spec.task_id] = ("TASK_CANCELLED", "the call was cancelled")
             err = exceptions.TaskCancelledError(spec.task_id)
             results, result_frames = executor.error_returns(spec, serialization.serialize_error(err),
                                                             items[0])
@@ -232,6 +249,7 @@ class ActorExecution:
             results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc),
                                                             items[0])
         executor.send_result(spec, results, result_frames, False)
+        self.report_call(spec, start_ms)
         if exiting:
             self.exit_process()
 
@@ -261,10 +279,10 @@ class ActorExecution:
         for caller in list(self.callers):
             try:
                 core.send(caller, wire.ACTOR_STATE, (self.host.actor_id, "EXITED", None,
-                          f"The actor {self.host.class_name} exited (exit_actor or "
-                          "__ray_terminate__)"))
+                          f"The actor {self.host.class_name} {EXITED_REASON}"))
             except Exception:    # logged by send(); the caller falls back on a grace period
                 pass
+        core.reporter.flush()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

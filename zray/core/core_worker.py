@@ -25,6 +25,7 @@ from ..objects.object_ref import set_runtime
 from ..objects.reference_table import ReferenceTable
 from ..store.client import StoreClient
 from ..transport import wire
+from .reporter import Reporter
 from ..transport.zmq_transport import Transport, TransportClosed
 from .actor_caller import ActorCaller
 from .context import ProcessContext
@@ -54,6 +55,7 @@ class CoreWorker:
         self.node_info = None
         self.driver_address = driver_address
         self.executor = None                 # a worker's, once attached (executor.py)
+        self.reporter = Reporter(self.send, daemon_address)   # actor calls, metrics -> node
         self._printed_warnings = set()
         self.inbox = Inbox(self.transport, self._has_dropped, self._housekeeping, self._short_poll)
         self.refs = ReferenceTable(address, self._send_borrow, self._send_unborrow,
@@ -71,7 +73,7 @@ class CoreWorker:
     def _register_handlers(self):
         inbox, objects, owner, refs = self.inbox, self.objects, self.owner, self.refs
         for reply in (wire.REGISTERED, wire.OBJ_CREATED, wire.OBJ_PINNED, wire.FUNCTION,
-                      wire.CLUSTER_INFO_REPLY, wire.STORE_STATS_REPLY):
+                      wire.CLUSTER_INFO_REPLY, wire.STORE_STATS_REPLY, wire.STATE_REPLY):
             inbox.reply_type(reply)
         inbox.handle(wire.TASK_RESULT, owner.on_task_result)
         inbox.handle(wire.TASK_FAILED, owner.on_task_failed)
@@ -237,6 +239,7 @@ class CoreWorker:
     def shutdown(self):
         if not self.inbox.running:
             return
+        self.reporter.close()
         try:
             self.send(self.context.daemon, wire.CLIENT_EXIT, (self.address,))
         except Exception:   # logged by send(); shutting down goes on

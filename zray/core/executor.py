@@ -49,13 +49,16 @@ class Executor:
         self.cancelled_before_start = set()
         self.interruptible = False      # SIGINT may stop the task's code only while it runs
         self.cancel_requested = None
+        self.post_mortem_hook = None    # zray.util.debug.post_mortem under ZRAY_DEBUG_POST_MORTEM
         self.assigned_gpus = []
         self._mask_gpus = gpus.masking()
         self.assigned_resources = {}
         self.hostname = socket.gethostname()
         self.ip = "127.0.0.1"
         self._generator_index = 0
+        self.call_errors = {}           # task_id -> (Ray's error type, message) of a failed call
         self.actors = ActorExecution(self, core)
+        self.setup_error = None         # why this worker's runtime_env could not be built
         inbox = core.inbox
         inbox.handle(wire.EXECUTE_TASK, self._on_execute)
         inbox.handle(wire.CANCEL_TASK, self._on_cancel)
@@ -183,7 +186,9 @@ class Executor:
         finally:
             self.end()
             self.context.current_task_name = None
-            self.send(self.context.daemon, wire.TASK_FINISHED, (spec.task_id,))
+            error_type, message = self.call_errors.pop(spec.task_id, (None, None))
+            self.send(self.context.daemon, wire.TASK_FINISHED,
+                      (spec.task_id, spec.attempt, error_type, message))
 
     def send_result(self, spec, results, frames, retryable):
         """Reply to the task's owner. A reply that cannot be sent (other than on shutdown)
@@ -231,6 +236,8 @@ class Executor:
             return (*self.error_returns(spec, self.task_error(spec, exc)), False)
         except BaseException as exc:   # the user's code may raise anything, SystemExit too
             self.interruptible = False
+            if self.post_mortem_hook is not None and isinstance(exc, Exception):
+                self._post_mortem(exc)
             # Worth a retry if the exception is one to retry and the owner's budget allows
             # (the one rule: owner_table.retry_allowed); the owner decides.
             retryable = _should_retry(spec.retry_exceptions, exc) and retry_allowed(spec)
@@ -239,20 +246,31 @@ class Executor:
                 return [self._generator_index], [], True
             return (*self.error_returns(spec, self.task_error(spec, exc)), retryable)
 
+    def _post_mortem(self, exc):
+        """ZRAY_DEBUG_POST_MORTEM: a debugger session at the raise, before the error is sent."""
+        try:
+            self.post_mortem_hook(exc)
+        except Exception:    # the debugger failed: the task's error still goes back
+            log.exception("the post-mortem debugger failed")
+
     def internal_error_returns(self, spec, exc):
         """A failure in zray's handling of the task (not in the user's code): the owner still
         gets an error, never silence."""
         log.exception("error while running or reporting task %s", spec.name)
+        self.note_error(spec, "RAY_SYSTEM_ERROR", exc)
         err = exceptions.RaySystemError(
             f"zray failed while running task {spec.name}: {type(exc).__name__}: {_safe_str(exc)}")
         return (*self.error_returns(spec, serialization.serialize_error(err)), False)
 
     def cancelled_returns(self, spec):
+        self.call_errors[spec.task_id] = ("TASK_CANCELLED", "the task was cancelled")
         err = exceptions.TaskCancelledError(spec.task_id)
         return (*self.error_returns(spec, serialization.serialize_error(err)), False)
 
     # -- pieces ------------------------------------------------------------------------------
     def function(self, function_id):
+        if self.setup_error is not None:    # every task (and constructor) fails with it
+            raise self.setup_error
         fn = self.functions.get(function_id)
         if fn is None:
             _, frames = self.core.inbox.rpc(self.context.daemon, wire.FETCH_FUNCTION, (function_id,))
@@ -331,7 +349,14 @@ class Executor:
         n = max(spec.num_returns, 1) if spec.num_returns != 0 else 1
         return [(VALUE_INLINE, 0, None)] * n, [layout]
 
+    def note_error(self, spec, error_type, exc):
+        """What the state API shows of a failed task or call (Ray's error type names)."""
+        if len(self.call_errors) > 10_000:      # calls whose end was never reported
+            self.call_errors.clear()
+        self.call_errors[spec.task_id] = (error_type, f"{type(exc).__name__}: {_safe_str(exc)}"[:2000])
+
     def task_error(self, spec, exc):
+        self.note_error(spec, "TASK_EXECUTION_EXCEPTION", exc)
         try:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         except Exception:    # a broken exception (its __str__ raises, ...): say what we can

@@ -38,11 +38,21 @@ def run_forked(request):
     # at the top, keeps zray.core free of the public layer (the zygote preloads it anyway).
     from .. import api
     api.attach_worker_runtime(runtime)
+    from ..util.debug import hook   # breakpoint() and post-mortem sessions (zray debug)
+    hook.install_in_worker(executor)
     runtime.connect(os.getpid())
     driver = request.get("driver")
     if driver:
         sys.stdout = LogForwarder(runtime, driver, 1, sys.stdout)
         sys.stderr = LogForwarder(runtime, driver, 2, sys.stderr)
+    if request.get("runtime_env"):
+        # Built before any task runs (zray/runtime_env/worker_setup.py); a failure fails its tasks.
+        from ..runtime_env.worker_setup import setup_worker
+        try:
+            setup_worker(request["runtime_env"], session)
+        except Exception as exc:
+            logging.getLogger("zray.runtime_env").error("%s", exc)
+            executor.setup_error = exc
     try:
         executor.serve_forever()
     finally:

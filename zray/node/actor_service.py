@@ -17,6 +17,7 @@ Interface for other services:
     subscribe(actor_id, caller) -> bool      a caller asks for the state of an actor homed here
     kill_for_group(worker_id) -> bool        kill for good the actor a worker hosts
     watch_records(callback)                  callback(record) on every change of state
+    actor_records() / host_node_of(record)   read the records (the state API)
 """
 from ..scheduling.actor_directory import (DEAD, ActorDirectory, ActorRecord, Create,
                                           KillActorWorker, Notify, Terminate)
@@ -75,6 +76,14 @@ class ActorService(Service):
             wire.ACTOR_ADOPT: self.on_actor_adopt,
             wire.ACTOR_ADOPTED: self.on_actor_adopted,
         }
+
+    def actor_records(self):
+        """The records of the actors this node is the home of (read them, never change them)."""
+        return self.directory.records()
+
+    def host_node_of(self, record):
+        """The node that hosts a record's worker when it is another one, else None."""
+        return self.remote_workers.get(record.worker_id)
 
     def watch_records(self, callback):
         self._watchers.append(callback)
@@ -176,6 +185,7 @@ class ActorService(Service):
         actor_id, ok, message = payload
         worker_id = self.ctx.clients.worker_id_of(sender)
         pid = self.ctx.clients.pid_of(sender)
+        self.tasks.creation_ended(worker_id, ok, message)
         record = self.directory.get(actor_id)
         if record is None and self.hosting.hosts(worker_id):
             self.hosting.actor_started(actor_id, worker_id, ok, message, sender, pid, frames)

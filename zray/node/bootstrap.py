@@ -52,6 +52,8 @@ class NodeSpec:
     prestart: int = 0              # workers forked before the first task
     node_file: str = None          # where `zray start` announces this node
     remove_session_on_exit: bool = True
+    dashboard_port: int = None     # None: no dashboard; a port (8265; taken: a free one)
+    dashboard_host: str = "127.0.0.1"
 
     def __post_init__(self):
         if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, (int, float)) \
@@ -59,6 +61,11 @@ class NodeSpec:
             raise ValueError(f"num_cpus must be a number >= 0, got {self.num_cpus!r}")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port < 65536:
             raise ValueError(f"port must be an int in 0..65535, got {self.port!r}")
+        if self.dashboard_port is not None and (
+                isinstance(self.dashboard_port, bool) or not isinstance(self.dashboard_port, int)
+                or not 0 <= self.dashboard_port < 65536):
+            raise ValueError(f"dashboard_port must be an int in 0..65535, got "
+                             f"{self.dashboard_port!r}")
         if not isinstance(self.object_store_memory, int) or self.object_store_memory < (1 << 20):
             raise ValueError(f"object_store_memory must be an int >= 1 MiB, got "
                              f"{self.object_store_memory!r}")
@@ -87,6 +94,9 @@ class NodeSpec:
             cmd += ["--node-file", self.node_file]
         if self.remove_session_on_exit:
             cmd.append("--remove-session-on-exit")
+        if self.dashboard_port is not None:
+            cmd += ["--dashboard-port", str(self.dashboard_port),
+                    "--dashboard-host", self.dashboard_host]
         return cmd
 
     @property

@@ -50,6 +50,7 @@ class NodeDaemon:
         self.TransportClosed = TransportClosed
         self.args = args
         self.zygote = zygote
+        self.dashboard = None         # dashboard/launch.py's DashboardProcess, once announced
         self.session_dir = args.session
         self.node_id = os.urandom(14).hex()
         self.hostname = socket.gethostname()
@@ -223,15 +224,15 @@ class NodeDaemon:
             self.poller.unregister(fd)
             os.close(fd)
 
-    def start_worker(self, job_id):
+    def start_worker(self, job_id, runtime_env=""):
         self.worker_counter += 1
         worker_id = f"{self.worker_counter:04d}{os.urandom(2).hex()}"
-        self.table.workers[worker_id] = WorkerProcess(worker_id, job_id)
+        self.table.workers[worker_id] = WorkerProcess(worker_id, job_id, runtime_env)
         self.zygote.spawn({
             "worker_id": worker_id, "job_id": job_id, "session": self.session_dir,
             "daemon": self.address,
             "driver": self.table.driver_of(job_id) or self.args.driver_address,
-            "mesh": self.mesh.endpoint(),
+            "mesh": self.mesh.endpoint(), "runtime_env": runtime_env,
         })
 
     def on_worker_spawned(self, worker_id, pid):
@@ -268,7 +269,7 @@ class NodeDaemon:
             self._deaths[worker.pid] = (worker, time.monotonic() + (EXIT_STATUS_WAIT_S if wait else 0))
             self._report_deaths(time.monotonic())
             return
-        self.scheduler.handle_worker_start_failed(worker.job_id)
+        self.scheduler.handle_worker_start_failed(worker.job_id, worker.runtime_env)
         if worker.address:
             self._local_client_gone(worker.address)
 
@@ -333,9 +334,11 @@ class NodeDaemon:
         self.table.clients[address] = Client(kind, address, pid, job_id, worker_id, pidfd)
         if kind == "driver":
             self.table.drivers.setdefault(job_id, address)
+        self.services.state.client_registered(kind, address, pid, job_id, worker_id)
         self.reply(sender, self.wire.REGISTERED, req_id, self.node_info())
         if kind == "worker":
-            self.tasks.run(self.scheduler.handle_worker_started(worker_id, job_id, address, pid))
+            self.tasks.run(self.scheduler.handle_worker_started(
+                worker_id, job_id, address, pid, worker.runtime_env if worker else ""))
 
     def node_info(self):
         from ..scheduling.resources import from_units
@@ -396,6 +399,8 @@ class NodeDaemon:
             "queued": self.scheduler.num_queued(), "workers": self.scheduler.worker_count(),
             "daemon_pid": os.getpid(), "zygote_pid": self.zygote.pid,
             "worker_pids": self.table.worker_pids(),
+            "tasks_finished": self.tasks.finished_count,
+            "dashboard_url": self.dashboard.url if self.dashboard else None,
         })
 
     # -- shutdown ------------------------------------------------------------------------------
@@ -408,6 +413,8 @@ class NodeDaemon:
         if self.args.node_file:
             from .local_node import remove_node_file
             remove_node_file(self.args.node_file, os.getpid())
+        if self.dashboard is not None:
+            self.dashboard.stop()
         workers = list(self.table.workers.values())
         for worker in workers:
             kill_pid(worker.pid)
@@ -446,6 +453,9 @@ def parse_args(argv):
     p.add_argument("--port", type=int, default=0, help="TCP port for the mesh (0: none)")
     p.add_argument("--join", default=None, help="HOST:PORT[,HOST:PORT] of live members")
     p.add_argument("--secret-file", default=None, help="file holding the cluster secret")
+    p.add_argument("--dashboard-port", type=int, default=-1,
+                   help="the dashboard's port (-1: no dashboard; taken: a free one)")
+    p.add_argument("--dashboard-host", default="127.0.0.1")
     return p.parse_args(argv)
 
 
@@ -462,18 +472,31 @@ def main(argv=None):
         raise
     # Stop at the next turn of the loop (at most the poll timeout away).
     signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "running", False))
+    metrics_server = _start_metrics_endpoint(daemon)
 
     def announce():
         """The node serves (and, joining, has reached a member): say so to who started it."""
+        from .local_node import write_node_file
+        from .processes import process_start_time
+        info = {
+            "session": args.session, "address": daemon.address, "pid": os.getpid(),
+            "start_time": process_start_time(os.getpid()), "node_id": daemon.node_id,
+            "mesh_address": daemon.membership.mesh_address,
+            "secret_file": daemon.mesh.secret_file, "started": time.time(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "metrics_address": ("%s:%d" % metrics_server.server_address[:2]
+                                if metrics_server is not None else None)}
+        # The session's own copy: how jobs' entrypoints and the dashboard reach this node
+        # (ZRAY_ADDRESS=<session>/node.json), also for a private node that has no node file.
+        session_info = os.path.join(args.session, "node.json")
+        write_node_file(session_info, info)
+        if args.dashboard_port >= 0:
+            from ..dashboard.launch import start_dashboard
+            daemon.dashboard = start_dashboard(args.session, session_info, args.dashboard_host,
+                                               args.dashboard_port, secret_file=info["secret_file"])
+            info["dashboard_url"] = daemon.dashboard.url if daemon.dashboard else None
         if args.node_file:
-            from .local_node import write_node_file
-            from .processes import process_start_time
-            write_node_file(args.node_file, {
-                "session": args.session, "address": daemon.address, "pid": os.getpid(),
-                "start_time": process_start_time(os.getpid()), "node_id": daemon.node_id,
-                "mesh_address": daemon.membership.mesh_address,
-                "secret_file": daemon.mesh.secret_file, "started": time.time(),
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
+            write_node_file(args.node_file, info)
         if args.ready_fd >= 0:
             os.write(args.ready_fd, b"ready\n")
             os.close(args.ready_fd)
@@ -485,8 +508,27 @@ def main(argv=None):
         args.remove_session_on_exit = False
         raise
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         daemon.shutdown()
     sys.exit(code)
+
+
+def _start_metrics_endpoint(daemon):
+    """GET /metrics on ZRAY_METRICS_EXPORT_PORT (zray/state/metrics_http.py), or None."""
+    port = os.environ.get("ZRAY_METRICS_EXPORT_PORT")
+    if not port:
+        return None
+    from ..state.metrics_http import serve
+    host = os.environ.get("ZRAY_METRICS_EXPORT_HOST", "127.0.0.1")
+    try:
+        server = serve({"address": daemon.address, "session": daemon.session_dir}, int(port), host)
+    except (OSError, ValueError) as exc:
+        log.error("the metrics endpoint could not listen on %s:%s: %s", host, port, exc)
+        return None
+    log.info("Prometheus metrics at http://%s:%d/metrics", *server.server_address[:2])
+    return server
 
 
 if __name__ == "__main__":

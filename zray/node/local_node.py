@@ -168,7 +168,7 @@ def free_port(host):
 
 
 def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeout=60,
-          port=0, join=None, node_ip="127.0.0.1", secret_file=None):
+          port=0, join=None, node_ip="127.0.0.1", secret_file=None, dashboard=(None, "127.0.0.1")):
     """Start a node on this host (several may run: one per cluster); returns its info. With
     block=True it runs until stopped, and it ends with this process (kill -9 included)."""
     session_dir = session.create_session_dir()
@@ -178,7 +178,8 @@ def start(num_cpus, num_gpus, resources, object_store_memory, block=False, timeo
         session_dir=session_dir, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
         object_store_memory=object_store_memory, node_ip=node_ip, port=port, join=join,
         secret_file=secret_file, node_file=node_file_for(session_dir),
-        driver_pid=os.getpid() if block else 0)
+        driver_pid=os.getpid() if block else 0, dashboard_port=dashboard[0],
+        dashboard_host=dashboard[1])
     try:
         node = bootstrap.start_node(spec, timeout)
     except BaseException:

@@ -166,7 +166,8 @@ class ObjectService(Service):
             "bytes_pulled": self.pulls.bytes_received + (
                 self.data_client.bytes_received if self.data_client else 0),
             "pulls_served": self.serves.served,
-            "serves_active": len(self.serves.serves), "bytes_served": self.serves.bytes_sent + (
+            "serves_active": len(self.serves.serves),
+            "bytes_served": self.serves.bytes_sent + (
                 self.data_server.bytes_sent if self.data_server else 0),
             "data_channel": self.data_server.endpoint if self.data_server else None,
             "bytes_streamed_in": self.data_client.bytes_received if self.data_client else 0,

@@ -11,6 +11,8 @@ Named groups use the name ring (name_service.py) under a namespace of their own,
 unique across the mesh and found from any node. A group's job ending (its driver gone from this
 node) removes it unless it is detached; a member that dies takes its bundles with it (the home
 places them again), and bundles held for a home that died are given back.
+
+Interface for other services: group_infos() -> info() of every group homed here.
 """
 from ..exceptions import RaySystemError
 from ..scheduling.local_scheduler import GroupRemoved, GroupWorker
@@ -141,6 +143,10 @@ class PlacementGroupService(Service):
             else:
                 self.ctx.reply(sender, wire.PG_REPLY, req_id, entry["meta"])
         self.names.lookup_name(PG_NAME_PREFIX + namespace, name, answer)
+
+    def group_infos(self):
+        """info() of every group this node is the home of (the state API)."""
+        return [g.info() for g in self.pg_manager.groups.values()]
 
     def on_pg_table(self, sender, payload, frames):
         req_id, pg_id = payload

@@ -55,11 +55,12 @@ def kill_pid(pid):
 
 class WorkerProcess:
     """A worker this node started (through the zygote)."""
-    __slots__ = ("worker_id", "job_id", "pid", "pidfd", "address", "registered")
+    __slots__ = ("worker_id", "job_id", "pid", "pidfd", "address", "registered", "runtime_env")
 
-    def __init__(self, worker_id, job_id):
+    def __init__(self, worker_id, job_id, runtime_env=""):
         self.worker_id = worker_id
         self.job_id = job_id
+        self.runtime_env = runtime_env      # the canonical text it was started for ("" none)
         self.pid = None
         self.pidfd = None
         self.address = None

@@ -130,7 +130,7 @@ class NodeContext:
         self.store = store
         self.membership = membership
         self.clients = clients            # processes.ClientTable (read it only)
-        self.start_worker = start_worker  # start_worker(job_id): one more worker process
+        self.start_worker = start_worker  # start_worker(job_id, runtime_env): one more worker process
         self.kill_pid = kill_pid          # kill_pid(pid): SIGKILL a process of this node
 
 

@@ -17,6 +17,7 @@ from .name_service import NameService
 from .object_service import ObjectService
 from .pg_service import PlacementGroupService
 from .routing_service import RoutingService
+from .state_service import StateService
 from .service import ClientGone, build_handler_table, overrides
 from .task_service import TaskService
 
@@ -40,8 +41,9 @@ class NodeServices:
         self.groups = PlacementGroupService(ctx, self.tasks, self.routing, self.names,
                                             self.actors, self.hosting, mesh.refresh_meta)
         self.kv = KvService(ctx)
+        self.state = StateService(ctx, self.tasks, self.actors, self.groups, mesh)
         self.all = [mesh, self.objects, self.functions, self.hosting, self.tasks, self.routing,
-                    self.actors, self.names, self.replicas, self.groups, self.kv]
+                    self.actors, self.names, self.replicas, self.groups, self.kv, self.state]
         self.handler_table = build_handler_table([self, *more_handlers, *self.all])
         self.tickers = [s.tick for s in self.all if overrides(s, "tick")]
 

@@ -10,6 +10,8 @@ for other services:
     fail_task(task, reason, detail)   TASK_FAILED to its owner, and task_ended
     set_actor_creations(owner)        who is told where actor creation tasks were dispatched:
                               owner.creation_dispatched(task, worker)
+    set_records(records)      where tasks run here are recorded (state_service's TaskRecords)
+    creation_ended(worker_id, ok, message)   an actor's constructor returned (or raised)
 """
 import logging
 
@@ -18,6 +20,7 @@ from ..scheduling.local_scheduler import (Cancelled, Dispatch, Failed, GroupRemo
                                           WorkerCapReached)
 from ..scheduling.resources import from_units
 from ..scheduling.task_spec import ACTOR_CREATION
+from ..state.records import TaskRecords, now_ms, row_of_spec
 from ..transport import wire
 from ..transport.address import node_of
 from .service import Service
@@ -29,10 +32,13 @@ class TaskService(Service):
     def __init__(self, ctx, place=None):
         """place(task): where a submitted task goes (RoutingService.place_task, set by
         `set_placement`; until then: this node)."""
+        self.finished_count = 0       # tasks finished here, for the dashboard's tasks/s
         self.ctx = ctx
         self.scheduler = ctx.scheduler
         self._place = place or self.submit_here
         self._creations = None
+        self.records = TaskRecords(ctx.node_id)
+        self._creating = {}           # worker_id -> (task_id hex, attempt) of a running creation
         self._run = {
             Dispatch: self._dispatch, StartWorker: self._start_worker,
             Infeasible: self._infeasible, Cancelled: self._cancelled,
@@ -42,6 +48,15 @@ class TaskService(Service):
 
     def set_placement(self, place):
         self._place = place
+
+    def set_records(self, records):
+        self.records = records
+
+    def creation_ended(self, worker_id, ok, message):
+        key = self._creating.pop(worker_id, None)
+        if key is not None:
+            self.records.ended(key[0], key[1], now_ms(), None if ok else "TASK_EXECUTION_EXCEPTION",
+                               None if ok else message)
 
     def set_actor_creations(self, owner):
         self._creations = owner
@@ -64,8 +79,12 @@ class TaskService(Service):
             self._place(task)
 
     def on_task_finished(self, sender, payload, frames):
+        self.finished_count += 1      # the dashboard's tasks/s (CLUSTER_INFO "tasks_finished")
         worker_id = self.ctx.clients.worker_id_of(sender)
         task = self.scheduler.running_task_of(worker_id)
+        if task is not None:
+            error = payload[2:4] if len(payload) >= 4 else (None, None)
+            self.records.ended(task.spec.task_id.hex(), task.spec.attempt, now_ms(), *error)
         self.run(self.scheduler.handle_task_finished(worker_id))
         if task is not None and task.origin is not None:
             self.task_ended(task)
@@ -122,6 +141,11 @@ class TaskService(Service):
     # -- the scheduler's actions -----------------------------------------------------------------
     def _dispatch(self, action, detail):
         task, worker = action.task, action.worker
+        spec = task.spec
+        self.records.started(row_of_spec(spec, self.ctx.node_id, "RUNNING", worker.worker_id,
+                                         worker.pid, now_ms()))
+        if spec.kind == ACTOR_CREATION:
+            self._creating[worker.worker_id] = (spec.task_id.hex(), spec.attempt)
         if task.spec.kind == ACTOR_CREATION and self._creations is not None:
             self._creations.creation_dispatched(task, worker)
         if not self.ctx.send(worker.address, wire.EXECUTE_TASK, (task.spec, task.gpu_grants),
@@ -129,7 +153,7 @@ class TaskService(Service):
             self.ctx.kill_pid(worker.pid)   # its death fails the task (or restarts the actor)
 
     def _start_worker(self, action, detail):
-        self.ctx.start_worker(action.job_id)
+        self.ctx.start_worker(action.job_id, action.runtime_env)
 
     def _infeasible(self, action, detail):
         spec = action.task.spec
@@ -148,6 +172,11 @@ class TaskService(Service):
         self.ctx.send(spec.owner, wire.WARNING, (text,))
 
     def _cancelled(self, action, detail):
+        row = row_of_spec(action.task.spec, self.ctx.node_id, "FAILED")
+        row.end_time_ms = now_ms()
+        row.error_type = "TASK_CANCELLED"
+        row.error_message = "cancelled before it ran"
+        self.records.add_finished(row)
         self.fail_task(action.task, "cancelled", None)
 
     def _interrupt(self, action, detail):
@@ -159,7 +188,14 @@ class TaskService(Service):
                           (worker.task.spec.task_id, False, action.recursive))
 
     def _failed(self, action, detail):
-        if action.task.spec.kind == ACTOR_CREATION:
+        spec = action.task.spec
+        if spec.kind == ACTOR_CREATION:
+            for worker_id, key in list(self._creating.items()):
+                if key == (spec.task_id.hex(), spec.attempt):
+                    del self._creating[worker_id]
+        self.records.ended(spec.task_id.hex(), spec.attempt, now_ms(), "WORKER_DIED",
+                           str(detail) if detail else "the worker running it died")
+        if spec.kind == ACTOR_CREATION:
             return    # the actor directory decides: restart or death
         self.fail_task(action.task, "worker_died", detail)
 

@@ -4,7 +4,7 @@ Events come in through the `handle_*` methods; each returns a list of actions (f
 dataclasses, below) for the node daemon to carry out:
 
     Dispatch(task, worker)           send the task to that worker
-    StartWorker(job_id)              start one more worker process for the job
+    StartWorker(job_id, runtime_env) start one more worker process for the job (and env)
     Infeasible(task)                 no node resource total can ever fit it: warn its owner once
     Cancelled(task)                  a queued task was removed by cancel
     Interrupt(worker, force, recursive)  cancel a running task: interrupt it, or kill its worker
@@ -16,7 +16,10 @@ dataclasses, below) for the node daemon to carry out:
 Everything outside reads the machine through its queries (`room`, `owners`, `has_infeasible`,
 `running_task_of`, ...) and changes it only through its events.
 
-Tasks wait in one FIFO per scheduling class (job, resource shape and nesting depth), so a task
+Workers are pooled by job and runtime_env (its canonical text, "" for none): a task runs only
+in a worker started for its own environment.
+
+Tasks wait in one FIFO per scheduling class (job, resource shape, runtime_env and nesting depth), so a task
 that does not fit never blocks a smaller one behind it, and each event costs O(classes), not O(queued tasks).
 """
 import collections
@@ -37,6 +40,7 @@ class Dispatch:
 @dataclass(frozen=True, slots=True)
 class StartWorker:
     job_id: str
+    runtime_env: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +109,16 @@ class Task:
 
 class Worker:
     __slots__ = ("worker_id", "job_id", "address", "pid", "state", "task", "held", "blocked",
-                 "detached", "last_task")
+                 "detached", "last_task", "runtime_env")
 
-    def __init__(self, worker_id, job_id):
+    def __init__(self, worker_id, job_id, runtime_env=""):
         self.worker_id = worker_id
         self.job_id = job_id
+        self.runtime_env = runtime_env
         self.address = None
         self.pid = None
-        self.state = "starting"     # starting -> idle <-> busy -> dead; busy -> actor -> dead
+        self.state = "starting"     # starting -> idle <-> busy -> dead; busy -> actor -> dead;
+                                    # idle -> retiring -> dead (gave way to another pool)
         self.task = None
         self.held = {}              # resources held by the running task
         self.blocked = False
@@ -130,8 +136,9 @@ class LocalScheduler:
         self.infeasible = collections.OrderedDict()  # task_id -> Task
         self.warned_classes = set()
         self.workers = {}                           # worker_id -> Worker
-        self.idle = collections.defaultdict(collections.deque)  # job_id -> idle Workers
-        self.starting = collections.Counter()       # job_id -> workers being started
+        self.idle = collections.defaultdict(collections.deque)  # pool -> idle Workers
+        self.starting = collections.Counter()       # pool -> workers being started
+        # (a pool: (job_id, runtime_env), see _pool)
         self.running = {}                           # task_id -> Task
         self.queued_demand = {}                     # what the queued tasks will need, summed
         self.at_cap = False                         # the last schedule wanted workers, capped
@@ -155,19 +162,21 @@ class LocalScheduler:
         add(self.queued_demand, spec.resources)
         return self._schedule()
 
-    def handle_worker_started(self, worker_id, job_id, address, pid):
+    def handle_worker_started(self, worker_id, job_id, address, pid, runtime_env=""):
         worker = self.workers.get(worker_id)
         if worker is None:
-            worker = self.workers[worker_id] = Worker(worker_id, job_id)
-        self.starting[job_id] = max(0, self.starting[job_id] - 1)
+            worker = self.workers[worker_id] = Worker(worker_id, job_id, runtime_env)
+        pool = _pool(worker)
+        self.starting[pool] = max(0, self.starting[pool] - 1)
         worker.address = address
         worker.pid = pid
         worker.state = "idle"
-        self.idle[job_id].append(worker)
+        self.idle[pool].append(worker)
         return self._schedule()
 
-    def handle_worker_start_failed(self, job_id):
-        self.starting[job_id] = max(0, self.starting[job_id] - 1)
+    def handle_worker_start_failed(self, job_id, runtime_env=""):
+        pool = (job_id, runtime_env)
+        self.starting[pool] = max(0, self.starting[pool] - 1)
         return []
 
     def handle_task_finished(self, worker_id):
@@ -178,7 +187,7 @@ class LocalScheduler:
         self._release(worker)
         worker.state = "idle"
         worker.last_task = task
-        self.idle[worker.job_id].append(worker)
+        self.idle[_pool(worker)].append(worker)
         return self._schedule()
 
     def handle_actor_started(self, worker_id, lifetime, detached):
@@ -213,9 +222,9 @@ class LocalScheduler:
             return []
         actions = []
         if worker.state == "starting":
-            self.starting[worker.job_id] -= 1
+            self.starting[_pool(worker)] -= 1
         try:
-            self.idle[worker.job_id].remove(worker)
+            self.idle[_pool(worker)].remove(worker)
         except ValueError:
             pass
         task = worker.task
@@ -292,7 +301,7 @@ class LocalScheduler:
 
     def handle_prestart(self, job_id, n):
         """Start n workers for a job before any task asks for them (an embedded node)."""
-        self.starting[job_id] += n
+        self.starting[(job_id, "")] += n
         return [StartWorker(job_id) for _ in range(n)]
 
     def take_infeasible(self):
@@ -398,6 +407,25 @@ class LocalScheduler:
         out.extend(_task_info(t, "RUNNING") for t in self.running.values())
         return out
 
+    def pending(self):
+        """(task, why it waits) for every task queued or infeasible here (the state API)."""
+        from .resources import from_units
+        if self.at_cap:
+            why = (f"waiting for a worker: this node runs its maximum of {self.max_workers} task "
+                   "workers (ZRAY_MAX_WORKERS)")
+        else:
+            why = None
+        out = []
+        for queue in self.queues.values():
+            for t in queue:
+                out.append((t, why or (
+                    f"waiting for resources: needs {from_units(t.spec.resources)}, available "
+                    f"{from_units({k: v for k, v in self.available.items() if v > 0})}")))
+        for t in self.infeasible.values():
+            out.append((t, f"infeasible: needs {from_units(t.spec.resources)} and no node has "
+                           "that much; waits until a node that fits joins"))
+        return out
+
     def has_infeasible(self):
         return bool(self.infeasible)
 
@@ -435,14 +463,14 @@ class LocalScheduler:
         # runs depth-first and keeps few workers blocked (FIFO within a depth).
         for cls in sorted(self.queues, key=lambda c: -c[-1]):
             queue = self.queues[cls]
-            job_id = cls[0]
+            pool = (cls[0], cls[2])     # (job_id, runtime_env)
             while queue:
                 task = queue[0]
                 if not fits(task.spec.resources, self.available):
                     break
-                idle = self.idle[job_id]
+                idle = self.idle[pool]
                 if not idle:
-                    wanted[job_id] += self._how_many_fit(queue)
+                    wanted[pool] += self._how_many_fit(queue)
                     break
                 queue.popleft()
                 subtract(self.queued_demand, task.spec.resources)
@@ -457,22 +485,40 @@ class LocalScheduler:
             # must never keep the children it waits for from getting a worker (deadlock).
             # Nor do actors' workers (as in Ray): the cap bounds the pool of task workers, and
             # no number of actors may keep a plain task from running.
+            # Nor do workers already told to exit.
             in_pool = sum(1 for w in self.workers.values()
-                          if not w.blocked and w.state != "actor")
+                          if not w.blocked and w.state not in ("actor", "retiring"))
             starting = sum(self.starting.values())
-        for job_id, n in wanted.items():
-            while self.starting[job_id] < n:
+        for pool, n in wanted.items():
+            job_id = pool[0]
+            while self.starting[pool] < n:
                 if in_pool + starting >= self.max_workers:
+                    # An idle worker of another pool (another job or runtime_env) gives way:
+                    # workers of environments no longer used must not hold the cap for good.
+                    spare = self._idle_elsewhere(pool)
+                    if spare is not None:
+                        actions.append(KillWorker(spare))
+                        in_pool -= 1
+                        continue
                     self.at_cap = True
                     if job_id not in self.cap_warned:
                         self.cap_warned.add(job_id)
                         head = next(q[0] for c, q in self.queues.items() if c[0] == job_id and q)
                         actions.append(WorkerCapReached(head, self.max_workers))
                     break
-                self.starting[job_id] += 1
+                self.starting[pool] += 1
                 starting += 1
-                actions.append(StartWorker(job_id))
+                actions.append(StartWorker(*pool))
         return actions
+
+    def _idle_elsewhere(self, pool):
+        """An idle worker of another pool, taken out of it to exit ("retiring"), or None."""
+        for other, idle in self.idle.items():
+            if other != pool and idle:
+                worker = idle.popleft()
+                worker.state = "retiring"
+                return worker
+        return None
 
     def _recount_demand(self):
         self.queued_demand = {}
@@ -513,6 +559,11 @@ class LocalScheduler:
         worker.held = {}
         worker.task = None
         worker.blocked = False
+
+
+def _pool(worker):
+    """The pool a worker serves: tasks of its job and runtime_env."""
+    return (worker.job_id, worker.runtime_env)
 
 
 def _lendable(held):

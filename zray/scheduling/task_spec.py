@@ -56,5 +56,10 @@ class TaskSpec:
             return []
         return [return_object_id(self.task_id, i) for i in range(self.num_returns)]
 
+    @property
+    def runtime_env(self):
+        """The canonical text of its runtime_env ("" for none): the node keys workers by it."""
+        return self.extra.get("runtime_env", "") if self.extra else ""
+
     def scheduling_class(self):
-        return (self.job_id, tuple(sorted(self.resources.items())))
+        return (self.job_id, tuple(sorted(self.resources.items())), self.runtime_env)

@@ -8,10 +8,18 @@ def main(argv=None):
     if argv[:1] == ["serve"]:     # Serve's own CLI (zray/serve/cli.py): run|status|deploy|...
         from ..serve.cli import main as serve_main
         return serve_main(argv[1:])
+    if argv[:1] == ["job"]:       # jobs over the dashboard's REST API (zray/job/cli.py)
+        from ..job.cli import main as job_main
+        return job_main(argv[1:])
+    if argv[:1] == ["debug"]:     # paused breakpoints (zray/util/debug/cli.py)
+        from ..util.debug.cli import main as debug_main
+        return debug_main(argv[1:])
     parser = argparse.ArgumentParser(prog="zray", description="zray: Ray's model on a ZeroMQ mesh")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="Serve applications: run|status|deploy|build|shutdown")
+    sub.add_parser("job", help="jobs: submit|status|logs|stop|list|delete")
+    sub.add_parser("debug", help="list paused breakpoints and attach a debugger")
     bench = sub.add_parser("microbenchmark", help="measure the core on this machine (Ray's rows)")
     from . import microbenchmark
     microbenchmark.add_arguments(bench)
@@ -29,8 +37,15 @@ def main(argv=None):
     start.add_argument("--address", default=None, help="HOST:PORT of any live member to join")
     start.add_argument("--node-ip-address", default=None, help="the IP other nodes reach us at")
     start.add_argument("--interface", default=None, help="take the node IP from this interface")
+    start.add_argument("--metrics-export-port", type=int, default=None,
+                       help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics")
     start.add_argument("--secret-file", default=None,
                        help="cluster secret (else ZRAY_CLUSTER_SECRET, else a new one)")
+    start.add_argument("--include-dashboard", default=None, choices=["true", "false"],
+                       help="serve the dashboard and the jobs API (default: true)")
+    start.add_argument("--dashboard-port", type=int, default=None, help="default 8265")
+    start.add_argument("--dashboard-host", default=None,
+                       help="default 127.0.0.1; any other address requires the cluster's token")
     stop = sub.add_parser("stop", help="stop a zray node of this user on this host")
     stop.add_argument("--address", default=None,
                       help="HOST:PORT of the cluster whose node to stop (default: the only one)")
@@ -38,14 +53,10 @@ def main(argv=None):
     status = sub.add_parser("status", help="show the node, its resources, store and actors")
     status.add_argument("--address", default=None, help="HOST:PORT of the cluster (default: "
                         "ZRAY_ADDRESS, the job's cluster inside Slurm, or the only one)")
-    lister = sub.add_parser("list", help="list this node's view of nodes, actors, tasks or objects")
-    lister.add_argument("--address", default=None, help="HOST:PORT of the cluster")
-    lister.add_argument("what", choices=["nodes", "actors", "tasks", "objects"])
-    lister.add_argument("--format", choices=["table", "json"], default="table")
-    lister.add_argument("--this-node", action="store_true",
-                        help="only this node's actors, tasks or objects (default: every live node's)")
+    from . import state_cli
+    state_cli.add_parsers(sub)
     args = parser.parse_args(argv)
-    if args.command in ("start", "stop", "status", "list"):
+    if args.command in ("start", "stop", "status", "list", "get", "summary", "logs", "timeline"):
         from .. import logs
         logs.configure_stderr_only()     # before any session: warnings on stderr, one line each
     if args.command == "start":
@@ -54,8 +65,8 @@ def main(argv=None):
         return _stop(args)
     if args.command == "status":
         return _status(args.address)
-    if args.command == "list":
-        return _list(args.what, args.format, args.this_node, args.address)
+    if args.command in ("list", "get", "summary", "logs", "timeline"):
+        return state_cli.run(args)
     if args.version:
         from .. import __version__
         print(f"zray {__version__}")
@@ -68,6 +79,13 @@ def main(argv=None):
 
 def _start(args):
     import json
+    import os
+    if args.metrics_export_port is not None:
+        if not 0 <= args.metrics_export_port < 65536:
+            print(f"zray start: --metrics-export-port must be a TCP port, not "
+                  f"{args.metrics_export_port}", file=sys.stderr)
+            return 2
+        os.environ["ZRAY_METRICS_EXPORT_PORT"] = str(args.metrics_export_port)
     from ..api import _default_object_store_memory, available_cpus
     from ..node import local_node
     try:
@@ -80,7 +98,8 @@ def _start(args):
         info = local_node.start(
             args.num_cpus if args.num_cpus is not None else available_cpus(), args.num_gpus,
             resources, args.object_store_memory or _default_object_store_memory(), block=args.block,
-            port=args.port, join=args.address, node_ip=node_ip, secret_file=args.secret_file)
+            port=args.port, join=args.address, node_ip=node_ip, secret_file=args.secret_file,
+            dashboard=_dashboard_args(args))
     except (RuntimeError, ValueError) as exc:
         print(f"zray start: {exc}", file=sys.stderr)
         return 1
@@ -89,6 +108,10 @@ def _start(args):
     if not args.block:
         print(f"zray node started (pid {info['pid']}, session {info['session']}).\n"
               "Connect with zray.init(address='auto'); stop with `zray stop`.")
+        if info.get("dashboard_url"):
+            print(f"Dashboard and jobs API at {info['dashboard_url']}.")
+        if info.get("metrics_address"):
+            print(f"Prometheus metrics at http://{info['metrics_address']}/metrics")
         if info.get("mesh_address"):
             print(f"Listening for other nodes on {info['mesh_address'][len('tcp://'):]} "
                   f"({chosen}).")
@@ -96,6 +119,13 @@ def _start(args):
                   f"  zray start --address {info['mesh_address'][len('tcp://'):]} "
                   f"--secret-file {info.get('secret_file') or '<the cluster secret file>'}")
     return 0
+
+
+def _dashboard_args(args):
+    from ..dashboard.options import dashboard_options
+    include = None if args.include_dashboard is None else args.include_dashboard == "true"
+    return dashboard_options({"include_dashboard": include, "dashboard_port": args.dashboard_port,
+                              "dashboard_host": args.dashboard_host})
 
 
 def _blocked_node_exit(info):
@@ -121,14 +151,6 @@ def _blocked_node_exit(info):
     return status
 
 
-_LIST_COLUMNS = {
-    "nodes": ["NodeID", "State", "NodeManagerAddress", "MeshAddress", "Resources"],
-    "actors": ["actor_id", "class_name", "state", "name", "namespace", "pid", "restarts", "node_id"],
-    "tasks": ["task_id", "name", "state", "attempt", "worker_pid", "resources", "node_id"],
-    "objects": ["object_id", "size", "state", "pinned_by", "owner", "node_id"],
-}
-
-
 def _stop(args):
     from ..node import local_node
     try:
@@ -148,38 +170,6 @@ def _find(address, command):
     except ConnectionError as exc:
         print(f"zray {command}: {exc}", file=sys.stderr)
         return None
-
-
-def _list(what, fmt, this_node=False, address=None):
-    import json
-    from ..node import local_node
-    from ..transport import wire
-    info = _find(address, "list")
-    if info is None:
-        return 1
-    if what == "nodes":
-        rows = local_node.query(wire.CLUSTER_INFO, info)["nodes"]
-    else:
-        msg_type = {"actors": wire.LIST_ACTORS, "tasks": wire.LIST_TASKS,
-                    "objects": wire.LIST_OBJECTS}[what]
-        if this_node:
-            rows = [dict(r, node_id=info["node_id"]) for r in local_node.query(msg_type, info)]
-        else:
-            rows, silent = local_node.query_mesh(msg_type, info)
-            for node_id in silent:
-                print(f"zray: node {node_id} did not answer; its {what} are not listed", file=sys.stderr)
-    if fmt == "json":
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
-    columns = _LIST_COLUMNS[what]
-    table = [[str(r.get(c, ""))[:12] if c == "node_id" else str(r.get(c, "")) for c in columns]
-             for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    print(f"({len(rows)} {what})")
-    return 0
 
 
 def _node_ip(args):

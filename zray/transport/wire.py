@@ -40,7 +40,8 @@ FUNCTION = 12              # daemon -> worker: (req_id, function_id) + frame
 SUBMIT_TASK = 20           # owner -> daemon: (spec,) + arg frames
 EXECUTE_TASK = 21          # daemon -> worker: (spec, resource_ids) + arg frames
 TASK_RESULT = 22           # worker -> owner: (task_id, attempt, results, retryable) + frames
-TASK_FINISHED = 23         # worker -> daemon: (task_id,)
+TASK_FINISHED = 23         # worker -> daemon: (task_id[, attempt, error_type, error_message])
+                           #   error_type: Ray's name (TASK_EXECUTION_EXCEPTION, ...) or None
 TASK_FAILED = 24           # daemon -> owner: (task_id, attempt, reason, detail)
 CANCEL_TASK = 25           # owner -> daemon, daemon -> worker: (task_id, force, recursive)
 WORKER_BLOCKED = 26        # worker -> daemon: (blocked: bool)
@@ -182,5 +183,15 @@ KV_REPLICA = 167           # decider -> the key's replicas: (namespace, key, val
 PROTOCOL_MISMATCH = 170    # refusing receiver -> sender: (sender's version | None, our version,
                            #   our zray version, text naming both). Read by every version; the
                            #   transport hands it to its process as (ProtocolMismatchError,)
+
+# -- state, metrics, timeline (180-189; zray/state/, zray/node/state_service.py) ------------------
+# A query is StateQuery.to_wire() (zray/state/query.py): a dict of plain values. Any node answers
+# for the whole mesh: with scope "cluster" it asks every live member (scope "node") and merges.
+STATE_QUERY = 180          # client -> any daemon, daemon -> peers: (req_id, query dict)
+STATE_REPLY = 181          # daemon -> asker: (req_id, answer dict, error) answer: rows, total,
+                           #   nodes answered, failed_nodes {node_id: why}, summary, files
+WORKER_REPORT = 182        # worker/driver -> its daemon: (task events, metrics | None) sent at
+                           #   most every 0.5 s: actor calls that ended (zray/core/reporter.py)
+                           #   and the process's metric values (zray/util/metrics.py)
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}

@@ -1,0 +1,251 @@
+"""The distributed debugger: breakpoint() in a task or actor pauses it and registers it;
+`zray debug`, driven through a pseudo-terminal, attaches, prints a variable and continues the
+task, which then returns; post-mortem sessions with ZRAY_DEBUG_POST_MORTEM=1."""
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.timeout(240)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Terminal:
+    """A command on a pseudo-terminal: send lines, read until a text shows up."""
+
+    def __init__(self, args, env):
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     cwd=REPO, close_fds=True)
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text, timeout=60):
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} did not appear; the terminal shows:\n{self.seen}")
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    data = os.read(self.master, 4096)
+                except OSError:      # the command exited
+                    data = b""
+                if not data:
+                    if text not in self.seen:
+                        raise AssertionError(f"{text!r} never appeared:\n{self.seen}")
+                    break
+                self.seen += data.decode(errors="replace")
+        return self.seen
+
+    def send(self, line):
+        os.write(self.master, (line + "\n").encode())
+
+    def close(self):
+        try:
+            self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+            os.close(self.master)
+
+
+def _wait_breakpoints(n=1, timeout=60):
+    from zray.util.debug.registry import list_breakpoints
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list_breakpoints()
+        if len(found) >= n:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("no breakpoint registered")
+
+
+def _debug_env():
+    import zray
+    session = zray.api._context_info()["session_dir"]
+    return dict(os.environ, PYTHONPATH=REPO, ZRAY_ADDRESS=os.path.join(session, "node.json"))
+
+
+def test_breakpoint_in_task_attach_print_continue(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def paused(a):
+        secret_value = a * 6
+        breakpoint()
+        return secret_value + 1
+
+    ref = paused.remote(7)
+    started = time.monotonic()
+    found = _wait_breakpoints()
+    registered_after = time.monotonic() - started
+    assert found[0]["task"] and "paused" in found[0]["task"]
+    assert found[0]["function"] == "paused" and found[0]["kind"] == "pdb"
+    ready, _ = zray.wait([ref], timeout=0.5)
+    assert not ready                              # the task really waits
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug"], _debug_env())
+    try:
+        term.expect("Enter breakpoint index")
+        assert found[0]["breakpoint_id"] in term.seen
+        term.send("0")
+        term.expect("(Pdb)")
+        term.send("p secret_value")
+        term.expect("42")
+        term.send("where")
+        term.expect("paused")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert term.proc.returncode == 0
+    assert zray.get(ref, timeout=60) == 43
+    from zray.util.debug.registry import list_breakpoints
+    assert list_breakpoints() == []
+    print(f"breakpoint registered {registered_after * 1000:.0f} ms after submit")
+
+
+def test_breakpoint_in_actor_and_list(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    class Counter:
+        def __init__(self):
+            self.count = 5
+
+        def bump(self):
+            self.count += 1
+            breakpoint()
+            return self.count
+
+    counter = Counter.remote()
+    ref = counter.bump.remote()
+    found = _wait_breakpoints()
+    assert found[0]["actor"] == "Counter"
+    env = _debug_env()
+    listed = subprocess.run([sys.executable, "-m", "zray.scripts.cli", "debug", "--list"],
+                            capture_output=True, text=True, env=env, timeout=60, cwd=REPO)
+    assert "Active breakpoints (1)" in listed.stdout and "Counter" in listed.stdout
+    bad = subprocess.run([sys.executable, "-m", "zray.scripts.cli", "debug", "nonexistent"],
+                         capture_output=True, text=True, env=env, timeout=60, cwd=REPO)
+    assert bad.returncode == 1 and "no paused breakpoint" in bad.stderr
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug",
+                     found[0]["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("p self.count")
+        term.expect("6")
+        term.send("self.count = 100")
+        term.expect("(Pdb)")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == 100
+
+
+def test_post_mortem_on_unhandled_exception(zray_cluster, monkeypatch):
+    monkeypatch.setenv("ZRAY_DEBUG_POST_MORTEM", "1")
+    zray = zray_cluster(num_cpus=1)
+
+    @zray.remote
+    def broken():
+        local_reason = "bad-input-17"
+        raise ValueError(local_reason)
+
+    ref = broken.remote()
+    found = _wait_breakpoints()
+    assert found[0]["post_mortem"] is True
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", "0"], _debug_env())
+    try:
+        term.expect("(Pdb)")
+        term.send("p local_reason")
+        term.expect("bad-input-17")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    with pytest.raises(ValueError, match="bad-input-17"):
+        zray.get(ref, timeout=60)
+
+
+def test_breakpoint_in_driver_is_plain_pdb(tmp_path):
+    """A driver keeps Python's own pdb (PYTHONBREAKPOINT is set only in workers)."""
+    script = tmp_path / "drv.py"
+    script.write_text("import sys\nvalue = 99\nbreakpoint()\nprint('after', value)\n")
+    r = subprocess.run([sys.executable, str(script)], input="p value\nc\n", capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, PYTHONPATH=REPO))
+    assert "99" in r.stdout and "after 99" in r.stdout
+
+
+def _dap_send(sock, seq, command, arguments=None):
+    import json
+    body = json.dumps({"seq": seq, "type": "request", "command": command,
+                       "arguments": arguments or {}}).encode()
+    sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def _dap_read(sock, buffer, timeout=60):
+    """The next DAP message (a dict); buffer is a bytearray kept between calls."""
+    import json
+    import socket as socket_mod
+    deadline = time.monotonic() + timeout
+    while True:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = int([h for h in buffer[:head_end].split(b"\r\n")
+                          if h.lower().startswith(b"content-length")][0].split(b":")[1])
+            if len(buffer) >= head_end + 4 + length:
+                msg = json.loads(bytes(buffer[head_end + 4:head_end + 4 + length]))
+                del buffer[:head_end + 4 + length]
+                return msg
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except socket_mod.timeout:
+            raise AssertionError("no DAP message in time") from None
+        if not data:
+            raise AssertionError("the DAP endpoint closed")
+        buffer.extend(data)
+
+
+def test_debugpy_endpoint_when_asked(zray_cluster, monkeypatch):
+    pytest.importorskip("debugpy")
+    import socket
+    monkeypatch.setenv("ZRAY_DEBUG", "debugpy")
+    zray = zray_cluster(num_cpus=1)
+
+    @zray.remote
+    def under_vscode():
+        answer = 41
+        breakpoint()
+        return answer + 1
+
+    ref = under_vscode.remote()
+    found = _wait_breakpoints(timeout=90)
+    assert found[0]["kind"] == "debugpy" and found[0]["port"] > 0
+    sock = socket.create_connection((found[0]["host"], found[0]["port"]), timeout=30)
+    buffer = bytearray()
+    try:
+        _dap_send(sock, 1, "initialize", {"adapterID": "zray-test", "clientID": "zray-test"})
+        _dap_send(sock, 2, "attach", {"justMyCode": False})
+        seen = []
+        while not any(m.get("event") == "initialized" for m in seen):
+            seen.append(_dap_read(sock, buffer))
+        assert any(m.get("command") == "initialize" and m.get("success") for m in seen)
+        _dap_send(sock, 3, "configurationDone")
+        stopped = None
+        while stopped is None:
+            msg = _dap_read(sock, buffer)
+            if msg.get("event") == "stopped":
+                stopped = msg
+        _dap_send(sock, 4, "continue", {"threadId": stopped["body"]["threadId"]})
+        assert zray.get(ref, timeout=60) == 42
+        _dap_send(sock, 5, "disconnect", {})
+    finally:
+        sock.close()

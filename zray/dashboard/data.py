@@ -1,0 +1,115 @@
+"""What the dashboard's pages show, read through the state API (`zray.util.state.query`, asked
+of this node, which answers for the whole mesh) without a driver connection.
+
+Paging: a listing asks for `offset + limit` rows with the page's filters and returns the last
+`limit` of them and the mesh-wide `total`, so a page of 10k actors moves one page of rows to the
+browser. State counts (the filter chips) are one `limit=1` query per state, answered by totals.
+A free-text search (`q`) cannot be pushed to the nodes: it fetches up to SEARCH_LIMIT rows and
+filters here.
+"""
+import time
+
+from ..state import query as state_query
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+SEARCH_LIMIT = 100_000
+LOG_TAIL_LINES = 1000
+QUERY_TIMEOUT_S = 10.0
+_STATES = {"actors": state_query.ACTOR_STATES, "tasks": state_query.TASK_STATES,
+           "placement_groups": ("PENDING", "CREATED", "REMOVED", "RESCHEDULING")}
+
+
+def _int(value, default, lo, hi, name):
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int, got {value!r}") from None
+    return max(lo, min(hi, number))
+
+
+class ClusterData:
+    def __init__(self, node_info):
+        self.node = node_info        # the node file's dict (session, address, node_id, ...)
+
+    def _query(self, resource, **kwargs):
+        from ..util.state import api
+        kwargs.setdefault("timeout", QUERY_TIMEOUT_S)
+        return api.query(resource, node=self.node, **kwargs)
+
+    # -- listings --------------------------------------------------------------------------------
+    def page(self, resource, filters=None, offset=0, limit=DEFAULT_PAGE, text=None,
+             detail=False, counts=True):
+        """{"total", "offset", "limit", "rows", "counts", "failed_nodes"} of one page."""
+        offset = _int(offset, 0, 0, state_query.MAX_LIMIT, "offset")
+        limit = _int(limit, DEFAULT_PAGE, 1, MAX_PAGE, "limit")
+        filters = [(k, "=", v) for k, v in (filters or {}).items() if v not in (None, "")]
+        if text:
+            answer = self._query(resource, filters=filters, limit=SEARCH_LIMIT, detail=detail)
+            needle = text.lower()
+            rows = [r for r in answer["rows"]
+                    if any(needle in str(v).lower() for v in r.values())]
+            total = len(rows)
+            rows = rows[offset:offset + limit]
+        else:
+            answer = self._query(resource, filters=filters, limit=offset + limit, detail=detail)
+            rows, total = answer["rows"][offset:offset + limit], answer["total"]
+        result = {"total": total, "offset": offset, "limit": limit, "rows": rows,
+                  "failed_nodes": answer.get("failed_nodes") or {}}
+        if counts:
+            result["counts"] = self.state_counts(resource, [f for f in filters if f[0] != "state"])
+        return result
+
+    def state_counts(self, resource, filters=()):
+        out = {}
+        for state in _STATES.get(resource, ()):
+            answer = self._query(resource, filters=list(filters) + [("state", "=", state)],
+                                 limit=1)
+            if answer["total"]:
+                out[state] = answer["total"]
+        return out
+
+    def rows(self, resource, limit=SEARCH_LIMIT, **kwargs):
+        return self._query(resource, limit=limit, **kwargs)["rows"]
+
+    def cluster(self):
+        from ..node import local_node
+        from ..transport import wire
+        nodes = self.rows("nodes", detail=True)
+        info = local_node.query(wire.CLUSTER_INFO, self.node)
+        store = local_node.query(wire.STORE_STATS, self.node)
+        return {"nodes": nodes, "total": info["total"], "available": info["available"],
+                "queued": info["queued"], "workers": info["workers"], "store": store,
+                "this_node": self.node["node_id"], "session": self.node["session"],
+                "time": time.time()}
+
+    def timeline(self, limit=20_000):
+        from ..state.timeline import events
+        rows = self._query("tasks", limit=limit, detail=True)["rows"]
+        return events(rows, now_ms=int(time.time() * 1000))
+
+    def summary(self, resource):
+        return self._query(f"summary_{resource}").get("summary")
+
+    # -- logs ------------------------------------------------------------------------------------
+    def log_files(self, node_id=None):
+        """{node_id: [file names]} of one node (default: every live node)."""
+        if node_id:
+            answer = self._query("logs", targets=[node_id], args={"glob": None})
+        else:
+            answer = self._query("logs", args={"glob": None})
+        return answer.get("files") or {}
+
+    def log_tail(self, node_id, filename, lines=LOG_TAIL_LINES):
+        answer = self._query("log", targets=[node_id or self.node["node_id"]],
+                             args={"filename": filename, "tail": lines})
+        files = answer.get("files") or {}
+        if not files:
+            raise ValueError(f"no log file {filename!r} on node {node_id}")
+        return next(iter(files.values()))
+
+    def metrics_text(self):
+        from ..state.metrics_http import metrics_text
+        return metrics_text(self.node)

@@ -1,0 +1,539 @@
+"""The state API on a node: any node answers for the whole mesh (no head).
+
+STATE_QUERY (wire.py) carries a StateQuery (zray/state/query.py). With scope "cluster" the node
+asked sends the same query with scope "node" to every live member (or the `targets`), answers
+its own part, and replies once every member answered, or at the query's timeout with the silent
+ones named in `failed_nodes`; a member that dies meanwhile is named at once. Filters and the
+limit travel with the query, so each node returns at most `limit` rows and a count: the asker
+merges N * limit rows, never the mesh's whole history.
+
+What a node knows of its own:
+    tasks      the tasks it runs or ran (TaskRecords: running + a ring of finished ones; actor
+               calls reported by their workers in WORKER_REPORT) and the ones waiting in its
+               scheduler, with the reason they wait (PENDING_NODE_ASSIGNMENT + pending_reason)
+    actors     the actors it is the home of (ActorDirectory), with death causes
+    objects    its store's objects
+    workers    its processes, live and recently exited
+    jobs       the drivers attached to it, live and finished
+    placement_groups   the groups it is the home of
+    logs / log the files of its session's logs/ (names only inside that folder)
+Nodes are answered by the node asked alone, from its membership view (dead members included).
+
+Interface for other services and the daemon:
+    records                  the TaskRecords (TaskService records into it)
+    metrics                  the NodeMetrics (zray/state/metrics_table.py) fed by WORKER_REPORT
+    answer_local(query)      this node's answer to a StateQuery (a dict), synchronously
+    ask(query, done)         run a query as if a client sent it; done(answer, error) is called
+                             on the loop (for an in-daemon HTTP handler)
+"""
+import collections
+import logging
+import os
+import time
+
+from ..state import query as q
+from ..state.metrics_table import NodeMetrics
+from ..state.records import (ACTOR_TASK, TaskRecords, TaskRow, keep_from_env, row_get,
+                             row_of_spec, row_to_dict)
+from ..transport import wire
+from ..transport.address import node_of
+from .service import Service
+
+log = logging.getLogger("zray.node")
+KEEP_EXITED = 1000          # exited workers and finished drivers remembered per node
+LOG_TAIL_MAX_BYTES = 64 << 20
+
+
+class _Gather:
+    __slots__ = ("asker", "req_id", "query", "waiting", "answers", "deadline", "done")
+
+    def __init__(self, asker, req_id, query, waiting, deadline, done):
+        self.asker = asker
+        self.req_id = req_id
+        self.query = query
+        self.waiting = waiting      # request id sent to a peer -> node_id
+        self.answers = []
+        self.deadline = deadline
+        self.done = done            # None: reply to asker; else done(answer, error)
+
+
+class StateService(Service):
+    def __init__(self, ctx, tasks, actors, groups, mesh):
+        """tasks: TaskService; actors: ActorService; groups: PlacementGroupService; mesh:
+        MeshService (its nodes() view)."""
+        self.ctx = ctx
+        self.records = TaskRecords(ctx.node_id, keep_from_env())
+        self.metrics = NodeMetrics()
+        self.tasks = tasks
+        self.actors = actors
+        self.groups = groups
+        self.mesh = mesh
+        self.started_ms = _now_ms()
+        self._gathers = {}              # peer request id -> _Gather
+        self._next_id = 1
+        self.exited_workers = collections.deque(maxlen=KEEP_EXITED)
+        self.finished_jobs = collections.deque(maxlen=KEEP_EXITED)
+        self.job_starts = {}            # job_id -> (start ms, driver pid, address)
+        tasks.set_records(self.records)
+
+    def handlers(self):
+        return {wire.STATE_QUERY: self.on_state_query, wire.STATE_REPLY: self.on_state_reply,
+                wire.WORKER_REPORT: self.on_worker_report}
+
+    # -- handlers --------------------------------------------------------------------------------
+    def on_state_query(self, sender, payload, frames):
+        req_id, data = payload
+        try:
+            query = q.StateQuery.from_wire(data)
+        except (ValueError, TypeError) as exc:
+            self.ctx.reply(sender, wire.STATE_REPLY, req_id, None, ValueError(str(exc)))
+            return
+        self._start(query, sender, req_id, None)
+
+    def ask(self, query, done):
+        self._start(query, None, None, done)
+
+    def _start(self, query, asker, req_id, done):
+        try:
+            local = self.answer_local(query)
+        except (ValueError, OSError) as exc:
+            self._finish_with(asker, req_id, done, None, exc)
+            return
+        except Exception as exc:       # a bug of ours: the asker still gets an answer
+            log.exception("state query %r failed", query)
+            self._finish_with(asker, req_id, done, None, RuntimeError(
+                f"the node failed to answer the state query: {type(exc).__name__}: {exc}"))
+            return
+        peers = self._peers_for(query)
+        if not peers:
+            self._finish_with(asker, req_id, done, q.merge([local], query), None)
+            return
+        gather = _Gather(asker, req_id, query, {}, self.ctx.now() + query.timeout, done)
+        gather.answers.append(local)
+        peer_query = query.for_peer().to_wire()
+        for node_id, address in peers:
+            rid = self._next_id
+            self._next_id += 1
+            gather.waiting[rid] = node_id
+            self._gathers[rid] = gather
+            if not self.ctx.send(address, wire.STATE_QUERY, (rid, peer_query)):
+                self._peer_failed(rid, "could not be reached")
+
+    def _peers_for(self, query):
+        if query.scope != "cluster" or query.resource == "nodes":
+            return []
+        membership = self.ctx.membership
+        live = membership.live_nodes() - {self.ctx.node_id}
+        if query.targets is not None:
+            live &= set(query.targets)
+        return [(n, membership.address_of(n)) for n in sorted(live) if membership.address_of(n)]
+
+    def on_state_reply(self, sender, payload, frames):
+        rid, answer, error = payload
+        gather = self._gathers.pop(rid, None)
+        if gather is None:
+            return                          # late: the query timed out already
+        node_id = gather.waiting.pop(rid, None)
+        if error is not None or not isinstance(answer, dict):
+            gather.answers.append({"failed_nodes": {node_id: f"{error!r}"}})
+        else:
+            gather.answers.append(answer)
+        self._maybe_done(gather)
+
+    def _peer_failed(self, rid, why):
+        gather = self._gathers.pop(rid, None)
+        if gather is None:
+            return
+        node_id = gather.waiting.pop(rid, None)
+        gather.answers.append({"failed_nodes": {node_id: why}})
+        self._maybe_done(gather)
+
+    def _maybe_done(self, gather):
+        if gather.waiting:
+            return
+        answer = q.merge(gather.answers, gather.query)
+        if gather.query.resource == "log":
+            answer = _pick_log(answer, gather.query)
+        self._finish_with(gather.asker, gather.req_id, gather.done, answer, None)
+
+    def _finish_with(self, asker, req_id, done, answer, error):
+        if done is not None:
+            try:
+                done(answer, error)
+            except Exception:
+                log.exception("a state query's callback failed")
+            return
+        self.ctx.reply(asker, wire.STATE_REPLY, req_id, answer, error)
+
+    def on_worker_report(self, sender, payload, frames):
+        events, metrics = payload
+        clients = self.ctx.clients
+        worker_id = clients.worker_id_of(sender)
+        pid = clients.pid_of(sender)
+        node_id = self.ctx.node_id
+        for ev in events or ():
+            (task_id, attempt, name, actor_id, job_id, func_name, parent, start_ms, end_ms,
+             error_type, error_message) = ev
+            row = TaskRow(task_id, attempt, name, "RUNNING", job_id, actor_id, ACTOR_TASK,
+                          func_name, parent, node_id, worker_id, pid, start_ms)
+            row.end_time_ms = end_ms
+            if end_ms is None:
+                self.records.started(row)
+                continue
+            row.state = "FAILED" if error_type else "FINISHED"
+            row.error_type = error_type
+            row.error_message = error_message
+            self.records.add_finished(row)
+        if metrics:
+            self.metrics.update(sender, metrics)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def tick(self, now):
+        if not self._gathers:
+            return
+        for rid, gather in list(self._gathers.items()):
+            if now >= gather.deadline and rid in self._gathers:
+                self._peer_failed(rid, f"did not answer within {gather.query.timeout:g}s")
+
+    def member_gone(self, member):
+        for rid, gather in list(self._gathers.items()):
+            if gather.waiting.get(rid) == member.name:
+                self._peer_failed(rid, f"the node {member.state}")
+
+    def client_gone(self, gone):
+        if gone.local:
+            self.metrics.process_gone(gone.address)
+
+    def client_registered(self, kind, address, pid, job_id, worker_id):
+        """The daemon tells of every registration (a driver starts a job here)."""
+        if kind == "driver":
+            self.job_starts[job_id] = (_now_ms(), pid, address)
+
+    def worker_died(self, worker_id, detail):
+        self.exited_workers.append({"worker_id": worker_id, "pid": None,
+                                    "exit_detail": str(detail) if detail else None,
+                                    "end_time_ms": _now_ms()})
+
+    def job_finished(self, job_id):
+        start = self.job_starts.pop(job_id, None)
+        if start is not None:
+            self.finished_jobs.append((job_id, start, _now_ms()))
+
+    # -- this node's answer ----------------------------------------------------------------------
+    def answer_local(self, query):
+        resource = query.resource
+        answer = q.empty_answer()
+        answer["nodes"] = [self.ctx.node_id]
+        if resource == "tasks":
+            rows, total = q.select(self._task_rows(), query, row_get, row_to_dict)
+        elif resource == "summary_tasks":
+            rows, total = [], len(self.records)
+            answer["summary"] = self._task_summary(query)
+        elif resource == "summary_actors":
+            rows, total = [], 0
+            actors = [r for r in self._actor_rows() if _matches(r, query)]
+            answer["summary"] = q.summarize(actors, "class_name", "actors")
+            total = len(actors)
+        elif resource == "summary_objects":
+            objects = [r for r in self._object_rows() if _matches(r, query)]
+            rows, total = [], len(objects)
+            answer["summary"] = q.summarize(objects, "node_id", "objects")
+        elif resource == "metrics":
+            rows, total = [], 0
+            answer["text"] = self.render_metrics()
+        elif resource == "logs":
+            rows, total = [], 0
+            answer["files"] = {self.ctx.node_id: self._log_files(query.args.get("glob"))}
+        elif resource == "log":
+            rows, total = [], 0
+            answer["files"] = self._read_log(query.args)
+        else:
+            source = {"actors": self._actor_rows, "objects": self._object_rows,
+                      "nodes": self._node_rows, "workers": self._worker_rows,
+                      "jobs": self._job_rows, "placement_groups": self._group_rows}[resource]
+            rows, total = q.select(source(), query)
+        answer["rows"] = rows
+        answer["total"] = total
+        return answer
+
+    def render_metrics(self):
+        """This node's Prometheus exposition (zray/state/prometheus.py)."""
+        from ..scheduling.resources import from_units
+        from ..state.prometheus import render
+        series = []
+        counts = collections.Counter(r.state for r in self.records.running.values())
+        for task, _why in self.ctx.scheduler.pending():
+            counts["PENDING_NODE_ASSIGNMENT"] += 1
+        finished = self.records.finished_counts
+        for state in ("PENDING_NODE_ASSIGNMENT", "RUNNING"):
+            series.append(("zray_tasks", "gauge", "tasks on this node by state",
+                           {"State": state}, counts.get(state, 0)))
+        for state in ("FINISHED", "FAILED"):
+            series.append(("zray_tasks", "gauge", "", {"State": state}, finished.get(state, 0)))
+        series.append(("zray_tasks_ended_total", "counter",
+                       "tasks and actor calls that ended on this node", {},
+                       self.records.ended_count))
+        actors = collections.Counter(r.state for r in self.actors.actor_records())
+        for state in ("PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"):
+            series.append(("zray_actors", "gauge", "actors homed on this node by state",
+                           {"State": state}, actors.get(state, 0)))
+        stats = self.ctx.store.stats()
+        for key, name, help_text in (
+                ("used", "zray_object_store_used_bytes", "bytes in use in the object store"),
+                ("capacity", "zray_object_store_capacity_bytes", "object store size"),
+                ("num_objects", "zray_object_store_objects", "objects in the store"),
+                ("num_spilled", "zray_object_store_spilled_objects", "objects spilled to disk")):
+            series.append((name, "gauge", help_text, {}, stats.get(key, 0)))
+        series.append(("zray_object_store_spilled_bytes_total", "counter",
+                       "bytes spilled to disk", {}, stats.get("spilled_bytes_total", 0)))
+        series.append(("zray_workers", "gauge", "worker processes of this node", {},
+                       self.ctx.scheduler.worker_count()))
+        sched = self.ctx.scheduler
+        for name, value in from_units(sched.total).items():
+            series.append(("zray_resources_total", "gauge", "the node's resources",
+                           {"Name": name}, value))
+        for name, value in from_units(sched.available).items():
+            series.append(("zray_resources_available", "gauge", "resources not in use",
+                           {"Name": name}, max(value, 0)))
+        try:
+            import psutil
+            series.append(("zray_node_cpu_percent", "gauge", "CPU use of the host", {},
+                           psutil.cpu_percent(interval=None)))
+            mem = psutil.virtual_memory()
+            series.append(("zray_node_mem_used_bytes", "gauge", "memory in use on the host", {},
+                           mem.total - mem.available))
+            series.append(("zray_node_mem_total_bytes", "gauge", "memory of the host", {},
+                           mem.total))
+        except Exception:     # psutil missing a sensor here: the rest is still useful
+            log.debug("host figures unavailable", exc_info=True)
+        return render(series, self.metrics.collect(), self.ctx.node_id)
+
+    def _task_rows(self):
+        node_id = self.ctx.node_id
+        for task, why in self.ctx.scheduler.pending():
+            spec = task.spec
+            row = row_of_spec(spec, node_id, "PENDING_NODE_ASSIGNMENT")
+            row.pending_reason = why
+            yield row
+        yield from self.records.rows()
+
+    def _task_summary(self, query):
+        rows = self._task_rows()
+        if query.filters:
+            match = q.compile_filters(query.filters, row_get)
+            rows = (r for r in rows if match(r))
+        out = {}
+        for row in rows:
+            name = row.func_or_class_name or row.name
+            entry = out.get(name)
+            if entry is None:
+                entry = out[name] = {"func_or_class_name": name, "type": row.type,
+                                     "state_counts": {}}
+            counts = entry["state_counts"]
+            counts[row.state] = counts.get(row.state, 0) + 1
+        return out
+
+    def _actor_rows(self):
+        node_id = self.ctx.node_id
+        pending = {}
+        for task, why in self.ctx.scheduler.pending():
+            extra = task.spec.extra or {}
+            if "actor_id" in extra:
+                pending[extra["actor_id"]] = why
+        out = []
+        for record in self.actors.actor_records():
+            address = record.address
+            where = node_of(address) if address else None
+            row = {
+                "actor_id": record.actor_id.hex(), "class_name": record.class_name,
+                "state": record.state, "job_id": record.job_id, "name": record.name or "",
+                "node_id": where or (self.actors.host_node_of(record) or node_id),
+                "pid": record.pid, "ray_namespace": record.namespace,
+                "death_cause": _death_cause(record), "num_restarts": record.restarts,
+                "is_detached": bool(record.detached), "max_restarts": record.max_restarts,
+                "repr_name": "", "worker_id": record.worker_id, "home_node_id": node_id,
+                "placement_group_id": None, "required_resources": None,
+            }
+            if record.state == "PENDING_CREATION":
+                row["pending_reason"] = pending.get(record.actor_id) or (
+                    "its creation task was placed and waits for a worker to start it")
+            out.append(row)
+        return out
+
+    def _object_rows(self):
+        node_id = self.ctx.node_id
+        ip = self.ctx.node_ip
+        out = []
+        for info in self.ctx.store.list_objects():
+            out.append({
+                "object_id": info["object_id"], "object_size": info["size"],
+                "task_status": {"SEALED": "FINISHED", "CREATING": "RUNNING",
+                                "SPILLED": "SPILLED"}.get(info["state"], info["state"]),
+                "reference_type": "PINNED_IN_MEMORY" if info["pinned_by"] else "LOCAL_REFERENCE",
+                "pid": None, "ip": ip, "node_id": node_id, "owner_address": info["owner"],
+                "pinned_by": info["pinned_by"], "copy_from": info.get("copy_from"),
+                "call_site": "disabled"})
+        return out
+
+    def _node_rows(self):
+        from ..scheduling.resources import from_units
+        sched = self.ctx.scheduler
+        rows = [{
+            "node_id": self.ctx.node_id, "node_ip": self.ctx.node_ip, "is_head_node": False,
+            "state": "ALIVE", "node_name": self.ctx.node_ip,
+            "resources_total": from_units(sched.total), "labels": {},
+            "mesh_address": self.ctx.membership.mesh_address,
+            "resources_available": from_units({k: v for k, v in sched.available.items() if v > 0}),
+            "hostname": self.ctx.hostname}]
+        for node in self.mesh.nodes():
+            rows.append({
+                "node_id": node["NodeID"], "node_ip": node["NodeManagerAddress"],
+                "is_head_node": False, "state": "ALIVE" if node["Alive"] else "DEAD",
+                "node_name": node["NodeManagerAddress"], "resources_total": node["Resources"],
+                "labels": {}, "mesh_address": node["MeshAddress"],
+                "resources_available": node["Available"],
+                "hostname": node["NodeManagerHostname"]})
+        return rows
+
+    def _worker_rows(self):
+        clients = self.ctx.clients
+        node_id, ip = self.ctx.node_id, self.ctx.node_ip
+        rows = []
+        for client in list(clients.clients.values()):
+            rows.append({
+                "worker_id": client.worker_id or client.address, "is_alive": True,
+                "worker_type": "DRIVER" if client.kind == "driver" else "WORKER",
+                "exit_type": None, "node_id": node_id, "ip": ip, "pid": client.pid,
+                "job_id": client.job_id, "exit_detail": None, "worker_launch_time_ms": None,
+                "worker_launched_time_ms": None, "start_time_ms": None, "end_time_ms": None,
+                "debugger_port": None, "num_paused_threads": 0})
+        for entry in reversed(self.exited_workers):
+            rows.append({
+                "worker_id": entry["worker_id"], "is_alive": False,
+                "worker_type": "WORKER",
+                "exit_type": "SYSTEM_ERROR" if entry.get("exit_detail") else "INTENDED_SYSTEM_EXIT",
+                "node_id": node_id, "ip": ip, "pid": entry.get("pid"), "job_id": None,
+                "exit_detail": entry.get("exit_detail"), "worker_launch_time_ms": None,
+                "worker_launched_time_ms": None, "start_time_ms": None,
+                "end_time_ms": entry.get("end_time_ms"), "debugger_port": None,
+                "num_paused_threads": 0})
+        return rows
+
+    def _job_rows(self):
+        node_id = self.ctx.node_id
+        rows = []
+        for job_id, (start_ms, pid, _address) in list(self.job_starts.items()):
+            rows.append(_job_row(job_id, "RUNNING", node_id, pid, start_ms, None))
+        for job_id, (start_ms, pid, _address), end_ms in reversed(self.finished_jobs):
+            rows.append(_job_row(job_id, "SUCCEEDED", node_id, pid, start_ms, end_ms))
+        return rows
+
+    def _group_rows(self):
+        rows = []
+        for info in self.groups.group_infos():
+            rows.append({
+                "placement_group_id": info["placement_group_id"], "name": info["name"] or "",
+                "creator_job_id": info["job_id"], "state": info["state"],
+                "strategy": info["strategy"], "is_detached": info["is_detached"],
+                "bundles": [{"bundle_id": {"placement_group_id": info["placement_group_id"],
+                                           "bundle_index": i},
+                             "node_id": info["bundles_to_node_id"].get(i),
+                             "unit_resources": b} for i, b in info["bundles"].items()],
+                "stats": info["stats"], "home_node_id": self.ctx.node_id})
+        return rows
+
+    # -- logs ------------------------------------------------------------------------------------
+    def _logs_dir(self):
+        return os.path.join(self.ctx.session_dir, "logs")
+
+    def _log_files(self, pattern):
+        import fnmatch
+        try:
+            names = sorted(os.listdir(self._logs_dir()))
+        except OSError:
+            return []
+        if pattern:
+            names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+        return names
+
+    def _read_log(self, args):
+        """{node_id: {"filename", "text", "size"}} of one file of this node's logs/, or {}."""
+        filename = args.get("filename")
+        if not isinstance(filename, str) or not filename or "/" in filename \
+                or filename in (".", ".."):
+            raise ValueError(f"a log file name is a plain name in the node's logs folder, not "
+                             f"{filename!r}; list them with list_logs()")
+        path = os.path.join(self._logs_dir(), filename)
+        if not os.path.isfile(path):
+            return {}
+        tail = args.get("tail", 1000)
+        if isinstance(tail, bool) or not isinstance(tail, int):
+            raise ValueError(f"tail must be an int (lines; -1 for the whole file), not {tail!r}")
+        offset = args.get("offset")
+        if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int)
+                                   or offset < 0):
+            raise ValueError(f"offset must be a byte offset >= 0, not {offset!r}")
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start = max(size - LOG_TAIL_MAX_BYTES, 0)
+            if offset is not None:
+                start = offset if offset <= size else 0     # a truncated file starts over
+            f.seek(start)
+            data = f.read(min(size - start, LOG_TAIL_MAX_BYTES))
+            size = start + len(data)
+        text = data.decode("utf-8", "replace")
+        if tail >= 0:
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-tail:]) if tail else ""
+        return {self.ctx.node_id: {"filename": filename, "text": text, "size": size}}
+
+
+def _pick_log(answer, query):
+    files = answer.get("files") or {}
+    if not files:
+        raise_text = (f"no node has a log file named {query.args.get('filename')!r}")
+        answer["failed_nodes"] = dict(answer.get("failed_nodes") or {}, _=raise_text)
+    return answer
+
+
+def _matches(row, query):
+    if not query.filters:
+        return True
+    return q.compile_filters(query.filters, q.dict_get)(row)
+
+
+def _death_cause(record):
+    if record.state != "DEAD" or record.death_cause is None:
+        return None
+    message = record.death_cause[0]
+    if "constructor" in (message or "") or "__init__" in (message or ""):
+        return {"creation_task_failure_context": {"error_message": message}}
+    return {"actor_died_error_context": {"error_message": message,
+                                         "reason": _death_reason(message)}}
+
+
+def _death_reason(message):
+    text = (message or "").lower()
+    if "zray.kill" in text or "ray.kill" in text:
+        return "RAY_KILL"
+    if "out of scope" in text:
+        return "OUT_OF_SCOPE"
+    if "exited" in text:
+        return "INTENDED_USER_EXIT" if "exit_actor" in text else "WORKER_DIED"
+    if "job" in text:
+        return "OWNER_DIED"
+    if "node" in text:
+        return "NODE_DIED"
+    return "WORKER_DIED"
+
+
+def _job_row(job_id, status, node_id, pid, start_ms, end_ms):
+    return {"job_id": job_id, "submission_id": None, "status": status, "type": "DRIVER",
+            "entrypoint": "", "driver_node_id": node_id, "driver_pid": pid,
+            "start_time": start_ms, "end_time": end_ms, "message": None, "error_type": None,
+            "driver_info": {"id": job_id, "node_id": node_id, "pid": str(pid)},
+            "metadata": {}, "runtime_env": {}}
+
+
+def _now_ms():
+    return int(time.time() * 1000)

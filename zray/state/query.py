@@ -1,0 +1,267 @@
+"""State queries: what a caller asks, how a node selects its rows, how answers merge.
+
+No sockets here. A `StateQuery` is validated where it is made (the API, the CLI) and again where
+it is answered (a node never trusts a peer's query blindly); `select` filters a node's rows and
+keeps the first `limit`; `merge` adds the answers of every node of the mesh into one.
+
+Filters are Ray's: a list of (column, predicate, value) with predicate "=" or "!=". Values
+compare as strings; the enum-like columns (state, type, ...) compare case-insensitively, as
+in Ray. A filter on a column the resource does not have is a ValueError naming the columns.
+"""
+from dataclasses import dataclass, field
+
+RESOURCES = ("actors", "tasks", "objects", "nodes", "workers", "jobs", "placement_groups",
+             "logs", "log", "summary_tasks", "summary_actors", "summary_objects", "metrics")
+LISTABLE = ("actors", "tasks", "objects", "nodes", "workers", "jobs", "placement_groups")
+
+# The columns of a row, as Ray names them; the first ones are the default (non-detail) view.
+COLUMNS = {
+    "tasks": (
+        ("task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type",
+         "func_or_class_name", "parent_task_id", "node_id", "worker_id", "worker_pid",
+         "error_type", "start_time_ms", "end_time_ms", "pending_reason"),
+        ("error_message", "required_resources", "placement_group_id", "creation_time_ms")),
+    "actors": (
+        ("actor_id", "class_name", "state", "job_id", "name", "node_id", "pid", "ray_namespace",
+         "death_cause", "num_restarts", "pending_reason"),
+        ("is_detached", "placement_group_id", "repr_name", "required_resources", "max_restarts",
+         "worker_id", "home_node_id")),
+    "objects": (
+        ("object_id", "object_size", "task_status", "reference_type", "pid", "ip", "node_id",
+         "owner_address"),
+        ("pinned_by", "copy_from", "call_site")),
+    "nodes": (
+        ("node_id", "node_ip", "is_head_node", "state", "node_name", "resources_total",
+         "labels"),
+        ("mesh_address", "resources_available", "hostname")),
+    "workers": (
+        ("worker_id", "is_alive", "worker_type", "exit_type", "node_id", "ip", "pid",
+         "job_id"),
+        ("exit_detail", "worker_launch_time_ms", "worker_launched_time_ms", "start_time_ms",
+         "end_time_ms", "debugger_port", "num_paused_threads")),
+    "jobs": (
+        ("job_id", "submission_id", "status", "type", "entrypoint", "driver_node_id",
+         "driver_pid", "start_time", "end_time"),
+        ("message", "error_type", "driver_info", "metadata", "runtime_env")),
+    "placement_groups": (
+        ("placement_group_id", "name", "creator_job_id", "state", "strategy", "is_detached"),
+        ("bundles", "stats", "home_node_id")),
+}
+# Columns whose values are names of states or kinds: compared case-insensitively.
+ENUM_COLUMNS = frozenset({"state", "type", "worker_type", "exit_type", "status", "task_status",
+                          "reference_type", "strategy"})
+PREDICATES = ("=", "!=")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000_000
+DEFAULT_TIMEOUT_S = 30.0
+# Ray's task states (a node knows these ones).
+TASK_STATES = ("PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "SUBMITTED_TO_WORKER", "RUNNING",
+               "FINISHED", "FAILED")
+ACTOR_STATES = ("DEPENDENCIES_UNREADY", "PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD")
+
+
+def all_columns(resource):
+    base, detail = COLUMNS[resource]
+    return base + detail
+
+
+@dataclass(frozen=True)
+class StateQuery:
+    """One question to the mesh. scope "cluster": the node asked gathers every live member's
+    answer; "node": only its own. targets: node ids to ask (None: every live one)."""
+    resource: str
+    filters: tuple = ()
+    limit: int = DEFAULT_LIMIT
+    detail: bool = False
+    timeout: float = DEFAULT_TIMEOUT_S
+    scope: str = "cluster"
+    targets: tuple = None
+    args: dict = field(default_factory=dict)    # resource-specific: a log's file name, lines
+
+    def __post_init__(self):
+        if self.resource not in RESOURCES:
+            raise ValueError(f"unknown state resource {self.resource!r}; one of "
+                             + ", ".join(RESOURCES))
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int):
+            raise ValueError(f"limit must be an int, not {self.limit!r}")
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {self.limit}")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) \
+                or not 0 < self.timeout <= 3600:
+            raise ValueError(f"timeout must be seconds in (0, 3600], not {self.timeout!r}")
+        if self.scope not in ("cluster", "node"):
+            raise ValueError(f"scope must be 'cluster' or 'node', not {self.scope!r}")
+        object.__setattr__(self, "filters", normalize_filters(self.resource, self.filters))
+        if self.targets is not None:
+            object.__setattr__(self, "targets", tuple(str(t) for t in self.targets))
+
+    def to_wire(self):
+        return {"resource": self.resource, "filters": list(self.filters), "limit": self.limit,
+                "detail": self.detail, "timeout": self.timeout, "scope": self.scope,
+                "targets": list(self.targets) if self.targets is not None else None,
+                "args": dict(self.args)}
+
+    @classmethod
+    def from_wire(cls, data):
+        if not isinstance(data, dict):
+            raise ValueError(f"a state query is a dict, not {type(data).__name__}")
+        known = {"resource", "filters", "limit", "detail", "timeout", "scope", "targets", "args"}
+        extra = set(data) - known
+        if extra:
+            raise ValueError(f"unknown fields in a state query: {sorted(extra)}")
+        args = data.get("args") or {}
+        if not isinstance(args, dict):
+            raise ValueError("a state query's args must be a dict")
+        return cls(data.get("resource"), tuple(data.get("filters") or ()),
+                   data.get("limit", DEFAULT_LIMIT), bool(data.get("detail", False)),
+                   data.get("timeout", DEFAULT_TIMEOUT_S), data.get("scope", "cluster"),
+                   data.get("targets"), args)
+
+    def for_peer(self):
+        return StateQuery(self.resource, self.filters, self.limit, self.detail, self.timeout,
+                          "node", None, self.args)
+
+
+def normalize_filters(resource, filters):
+    """((column, predicate, value as str), ...) or ValueError saying what is wrong."""
+    if filters is None:
+        return ()
+    if isinstance(filters, (str, bytes)) or not hasattr(filters, "__iter__"):
+        raise ValueError(f"filters must be a list of (column, predicate, value), not {filters!r}")
+    columns = set(all_columns(resource)) if resource in COLUMNS else None
+    out = []
+    for f in filters:
+        if not isinstance(f, (tuple, list)) or len(f) != 3:
+            raise ValueError(f"a filter is (column, predicate, value), not {f!r}")
+        column, predicate, value = f
+        if not isinstance(column, str):
+            raise ValueError(f"a filter's column must be a str, not {column!r}")
+        if columns is not None and column not in columns:
+            raise ValueError(f"{column!r} is not a column of {resource}; filter on one of "
+                             + ", ".join(sorted(columns)))
+        if predicate not in PREDICATES:
+            raise ValueError(f"unsupported predicate {predicate!r}; use '=' or '!='")
+        value = "" if value is None else str(value)
+        out.append((column, predicate, value))
+    return tuple(out)
+
+
+def _as_text(value, enum):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    text = str(value)
+    return text.upper() if enum else text
+
+
+def compile_filters(filters, get):
+    """A predicate row -> bool for every filter; get(row, column) reads a column."""
+    if not filters:
+        return None
+    checks = []
+    for column, predicate, value in filters:
+        enum = column in ENUM_COLUMNS
+        want = value.upper() if enum else value
+        checks.append((column, predicate == "=", want, enum))
+
+    def match(row):
+        for column, equal, want, enum in checks:
+            if (_as_text(get(row, column), enum) == want) != equal:
+                return False
+        return True
+    return match
+
+
+def dict_get(row, column):
+    return row.get(column)
+
+
+def select(rows, query, get=dict_get, to_dict=None):
+    """(the first `limit` matching rows as dicts, how many matched). rows: an iterable of
+    dicts (or of objects read by `get` and turned into dicts by `to_dict(row, detail)`)."""
+    match = compile_filters(query.filters, get)
+    limit = query.limit
+    out = []
+    total = 0
+    for row in rows:
+        if match is not None and not match(row):
+            continue
+        total += 1
+        if total <= limit:
+            out.append(row)
+    if to_dict is not None:
+        out = [to_dict(row, query.detail) for row in out]
+    elif not query.detail and query.resource in COLUMNS:
+        out = [trim(row, query.resource) for row in out]
+    return out, total
+
+
+def trim(row, resource):
+    """A row's default (non-detail) columns, plus node_id when it has one."""
+    base = COLUMNS[resource][0]
+    return {k: row[k] for k in base if k in row}
+
+
+def empty_answer():
+    return {"rows": [], "total": 0, "nodes": [], "failed_nodes": {}, "summary": None,
+            "files": None, "text": None}
+
+
+def merge(answers, query):
+    """One answer from the answers of several nodes (each itself an answer dict)."""
+    out = empty_answer()
+    rows = []
+    for answer in answers:
+        rows.extend(answer.get("rows") or ())
+        out["total"] += answer.get("total") or 0
+        out["nodes"].extend(answer.get("nodes") or ())
+        out["failed_nodes"].update(answer.get("failed_nodes") or {})
+        if answer.get("summary") is not None:
+            out["summary"] = merge_summaries(out["summary"], answer["summary"])
+        if answer.get("text") is not None and out["text"] is None:
+            out["text"] = answer["text"]
+        if answer.get("files") is not None:
+            out["files"] = dict(out["files"] or {}, **answer["files"])
+    out["rows"] = rows[:query.limit]
+    return out
+
+
+# -- summaries ----------------------------------------------------------------------------------
+def summarize(rows, key, kind):
+    """{key value: {"state_counts": {state: n}, ...}} of rows (dicts) for summarize_*()."""
+    out = {}
+    for row in rows:
+        name = row.get(key) or ""
+        entry = out.get(name)
+        if entry is None:
+            entry = out[name] = {key: name, "state_counts": {}}
+            if kind == "tasks":
+                entry["type"] = row.get("type")
+        state = row.get("state") or row.get("task_status") or ""
+        entry["state_counts"][state] = entry["state_counts"].get(state, 0) + 1
+        if kind == "objects":
+            entry["total_objects"] = entry.get("total_objects", 0) + 1
+            entry["total_size_mb"] = entry.get("total_size_mb", 0.0) + \
+                (row.get("object_size") or 0) / 2**20
+    return out
+
+
+def merge_summaries(a, b):
+    if a is None:
+        return {k: _copy_entry(v) for k, v in b.items()}
+    for name, entry in b.items():
+        mine = a.get(name)
+        if mine is None:
+            a[name] = _copy_entry(entry)
+            continue
+        for state, n in entry["state_counts"].items():
+            mine["state_counts"][state] = mine["state_counts"].get(state, 0) + n
+        for k in ("total_objects", "total_size_mb"):
+            if k in entry:
+                mine[k] = mine.get(k, 0) + entry[k]
+    return a
+
+
+def _copy_entry(entry):
+    return dict(entry, state_counts=dict(entry["state_counts"]))

@@ -1,0 +1,178 @@
+"""What a node remembers of the tasks it ran: running ones, and a bounded ring of finished ones.
+
+I/O-free. The node that *runs* a task records it (the daemon at dispatch and at
+TASK_FINISHED; actor calls, which never pass through the daemon, come in batches from the
+actor's worker), so recording costs one small object per task on the node doing the work and
+nothing on the submit path. Finished tasks are kept newest last in an ordered dict that drops
+the oldest beyond `keep` (ZRAY_STATE_MAX_FINISHED_TASKS, default 100,000 as Ray keeps per job);
+what was dropped is counted, so a summary can say so.
+
+A record is a `TaskRow` with Ray's column names as attributes; rows become dicts only when a
+query returns them, so listing 100 of 100,000 builds 100 dicts.
+"""
+import collections
+import os
+import time
+
+from ..scheduling.resources import from_units
+from ..scheduling.task_spec import ACTOR_CREATION
+
+DEFAULT_KEEP = 100_000
+
+NORMAL_TASK = "NORMAL_TASK"
+ACTOR_CREATION_TASK = "ACTOR_CREATION_TASK"
+ACTOR_TASK = "ACTOR_TASK"
+
+
+def keep_from_env():
+    text = os.environ.get("ZRAY_STATE_MAX_FINISHED_TASKS")
+    if not text:
+        return DEFAULT_KEEP
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"ZRAY_STATE_MAX_FINISHED_TASKS must be an int, not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"ZRAY_STATE_MAX_FINISHED_TASKS must be >= 0, not {value}")
+    return value
+
+
+class TaskRow:
+    __slots__ = ("task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type",
+                 "func_or_class_name", "parent_task_id", "node_id", "worker_id", "worker_pid",
+                 "error_type", "error_message", "start_time_ms", "end_time_ms",
+                 "required_resources", "placement_group_id", "creation_time_ms",
+                 "pending_reason")
+
+    def __init__(self, task_id, attempt_number, name, state, job_id, actor_id, type_,
+                 func_or_class_name, parent_task_id, node_id, worker_id, worker_pid,
+                 start_time_ms, required_resources=None, placement_group_id=None):
+        self.task_id = task_id
+        self.attempt_number = attempt_number
+        self.name = name
+        self.state = state
+        self.job_id = job_id
+        self.actor_id = actor_id
+        self.type = type_
+        self.func_or_class_name = func_or_class_name
+        self.parent_task_id = parent_task_id
+        self.node_id = node_id
+        self.worker_id = worker_id
+        self.worker_pid = worker_pid
+        self.error_type = None
+        self.error_message = None
+        self.start_time_ms = start_time_ms
+        self.end_time_ms = None
+        self.required_resources = required_resources
+        self.placement_group_id = placement_group_id
+        self.creation_time_ms = start_time_ms
+        self.pending_reason = None
+
+    def get(self, column):
+        return getattr(self, column, None)
+
+    def to_dict(self, detail):
+        from .query import COLUMNS
+        base, more = COLUMNS["tasks"]
+        out = {k: getattr(self, k) for k in base}
+        if out["pending_reason"] is None:
+            del out["pending_reason"]
+        if detail:
+            for k in more:
+                out[k] = getattr(self, k)
+        return out
+
+
+def now_ms():
+    return round(time.time() * 1000, 3)   # ms, to the microsecond (timelines need it)
+
+
+def row_of_spec(spec, node_id, state, worker_id=None, pid=None, start_ms=None):
+    """A TaskRow for a task spec as a node holds it (queued, or dispatched to a worker)."""
+    extra = spec.extra or {}
+    actor_id = extra.get("actor_id")
+    parent = spec.parent_task_id
+    row = TaskRow(spec.task_id.hex(), spec.attempt, spec.name, state, spec.job_id,
+                  actor_id.hex() if isinstance(actor_id, bytes) else actor_id,
+                  ACTOR_CREATION_TASK if spec.kind == ACTOR_CREATION else NORMAL_TASK,
+                  spec.name, parent.hex() if isinstance(parent, bytes) else parent, node_id,
+                  worker_id, pid, start_ms, from_units(spec.resources), _group_of(extra))
+    return row
+
+
+def _group_of(extra):
+    group = extra.get("placement_group")
+    if isinstance(group, (tuple, list)) and group:
+        group = group[0]
+    if isinstance(group, bytes):
+        return group.hex()
+    return group if isinstance(group, str) else None
+
+
+def row_get(row, column):
+    return getattr(row, column, None)
+
+
+def row_to_dict(row, detail):
+    return row.to_dict(detail)
+
+
+class TaskRecords:
+    def __init__(self, node_id, keep=DEFAULT_KEEP):
+        self.node_id = node_id
+        self.keep = keep
+        self.running = {}                          # (task_id hex, attempt) -> TaskRow
+        self.finished = collections.OrderedDict()  # (task_id hex, attempt) -> TaskRow, oldest first
+        self.dropped = 0                           # finished rows pushed out of the ring
+        self.ended_count = 0                       # rows that ever ended here
+        self.finished_counts = collections.Counter()   # state -> rows in the ring
+
+    # -- events --------------------------------------------------------------------------------
+    def started(self, row):
+        self.running[(row.task_id, row.attempt_number)] = row
+
+    def ended(self, task_id, attempt, now_ms, error_type=None, error_message=None):
+        """A running task finished (error_type None) or failed. Returns the row or None."""
+        row = self.running.pop((task_id, attempt), None)
+        if row is None:
+            return None
+        row.end_time_ms = now_ms
+        if error_type is None:
+            row.state = "FINISHED"
+        else:
+            row.state = "FAILED"
+            row.error_type = error_type
+            row.error_message = error_message
+        self._keep(row)
+        return row
+
+    def add_finished(self, row):
+        """A row that is over already (an actor call reported by its worker)."""
+        self.running.pop((row.task_id, row.attempt_number), None)
+        self._keep(row)
+
+    def _keep(self, row):
+        self.ended_count += 1
+        if self.keep <= 0:
+            self.dropped += 1
+            return
+        key = (row.task_id, row.attempt_number)
+        finished = self.finished
+        old = finished.pop(key, None)
+        if old is not None:
+            self.finished_counts[old.state] -= 1
+        finished[key] = row
+        self.finished_counts[row.state] += 1
+        while len(finished) > self.keep:
+            _, gone = finished.popitem(last=False)
+            self.finished_counts[gone.state] -= 1
+            self.dropped += 1
+
+    # -- queries -------------------------------------------------------------------------------
+    def rows(self):
+        """Running rows, then finished ones newest first."""
+        yield from list(self.running.values())
+        yield from reversed(self.finished.values())
+
+    def __len__(self):
+        return len(self.running) + len(self.finished)
