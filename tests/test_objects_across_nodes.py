@@ -376,3 +376,9 @@ def test_a_puller_killed_mid_stream_leaves_nothing_at_the_source(tmp_path):
             except Exception:      # the doomed driver's node is gone
                 pass
         c.stop_all()
+
+
+def test_zray_status_names_the_data_channel(two_nodes):
+    from helpers.nodes import cli
+    out = cli(two_nodes.dirs[0], "status").stdout
+    assert "data channel: tcp://127.0.0.1:" in out and "authenticated" in out

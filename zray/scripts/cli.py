@@ -213,7 +213,13 @@ def _status(address=None):
     print(f"  resources available: {cluster['available']}")
     print(f"  workers: {cluster['workers']}  queued tasks: {cluster['queued']}")
     print(f"  object store: {store['used']} / {store['capacity']} bytes used, "
-          f"{store['num_objects']} objects ({store['num_spilled']} spilled)")
+          f"{store['num_objects']} objects ({store['num_spilled']} spilled"
+          + (f", {store['num_fallback']} in files: memory full of pinned objects"
+             if store.get("num_fallback") else "") + ")")
+    if store.get("data_channel"):
+        print(f"  data channel: {store['data_channel']} (plain TCP, authenticated by the "
+              f"cluster secret; {store['bytes_streamed_in']} bytes in, "
+              f"{store['bytes_streamed_out']} out, {store['data_refused']} peers refused)")
     print(f"  actors: {len([a for a in st['actors'] if a['state'] != 'DEAD'])} alive")
     for actor in st["actors"]:
         print(f"    {actor['actor_id'][:12]} {actor['class_name']:<20} {actor['state']:<10} "
