@@ -1,6 +1,7 @@
 """Nothing zray starts outlives it: after shutdown(), a normal exit, or kill -9 of the driver."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,10 +85,15 @@ def test_kill_9_of_the_node_daemon_fails_waits_instead_of_hanging():
         core = zray.api._runtime()
         footprint = cluster_footprint(core.cluster_info(), core.context.session_dir)
         os.kill(footprint["pids"][0], signal.SIGKILL)
-        with pytest.raises(zray.exceptions.RayError):
+        with pytest.raises(zray.exceptions.RayError) as info:
             zray.get(ref, timeout=30)
     finally:
         zray.shutdown()
+    # The crashed node's logs are kept (and named in the error); nothing else is.
+    session_dir = footprint["session_dir"]
+    assert os.path.join(session_dir, "logs") in str(info.value)
+    assert sorted(os.listdir(session_dir)) == ["logs"]
+    shutil.rmtree(session_dir)
     assert wait_gone(footprint, exclude_pid=os.getpid()) is None
 
 

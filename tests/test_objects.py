@@ -1,5 +1,6 @@
 """put/get/wait, ObjectRef behaviour, zero-copy reads and reference counting."""
 import ctypes
+import os
 import gc
 import time
 
@@ -233,6 +234,32 @@ def test_full_store_spills_to_disk_and_restores(cluster):
     del refs, ref
     assert wait_store_used(cluster, 0) == 0
     assert cluster.store_stats()["num_objects"] == 0
+
+
+def test_a_store_full_of_pinned_objects_falls_back_to_a_file_at_once(cluster):
+    """Issue 10, defect 6: as Ray, a put with every object pinned goes to a file-backed
+    allocation instead of failing after ~1 s; workers read it; its file goes with it."""
+    import glob
+    session = zray.api._state.session_dir
+    held = [zray.get(zray.put(np.full(100 << 20, i, dtype=np.uint8))) for i in range(2)]
+    refs = [zray.put(np.full(100 << 20, 7, dtype=np.uint8))]      # 300 MB > 256 MB, all pinned
+    t0 = time.monotonic()
+    refs.append(zray.put(np.full(60 << 20, 9, dtype=np.uint8)))
+    stats = cluster.store_stats()
+    assert stats["num_fallback"] >= 1 and stats["fallback_allocations"] >= 1
+    files = glob.glob(os.path.join(session, "spill", "fallback-*"))
+    assert files
+    assert zray.get(identity.remote(refs[-1])).sum() == 9 * (60 << 20)   # a worker maps it
+    assert zray.get(refs[0])[-1] == 7
+    assert time.monotonic() - t0 < 60       # (a bound against hangs, not a speed check)
+    del held, refs
+    assert wait_store_used(cluster, 0) == 0
+    deadline = time.monotonic() + 10
+    while cluster.store_stats()["num_fallback"] and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert cluster.store_stats()["num_fallback"] == 0
+    assert not glob.glob(os.path.join(session, "spill", "fallback-*"))
 
 
 def test_dropping_a_ref_inside_the_runtimes_own_locks_does_not_deadlock(cluster):

@@ -277,7 +277,7 @@ def test_a_peer_without_the_secret_gets_nothing_from_the_data_channel(two_nodes,
     endpoint = c.store_stats(0)["data_channel"]
     target = bytearray(2 * MB)
     intruder = D.DataClient(D.derive_key("a guessed secret"), "tcp://127.0.0.1:1",
-                            memoryview(target), 5.0)
+                            lambda o, n: memoryview(target)[o:o + n], 5.0)
     try:
         for pull_id in range(1, 4):          # whatever transfer it names
             intruder.start(pull_id, endpoint, 0, 2 * MB)
@@ -292,3 +292,93 @@ def test_a_peer_without_the_secret_gets_nothing_from_the_data_channel(two_nodes,
         intruder.close()
     assert c.wait(lambda: c.store_stats(0)["data_refused"] == 3, 10)
     assert c.driver(1).run(GET.format(path=str(path), timeout=60)) == [digest, False]
+
+
+def _has_ipv6_loopback():
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+def test_a_cluster_on_ipv6_loopback_meshes_and_moves_objects(tmp_path):
+    """IPv6 end to end: the mesh (CURVE over tcp://[::1]), drivers' and workers' endpoints,
+    and the data channel, on ::1."""
+    from helpers.nodes import cli, node_file_of, seconds_until, status_of
+    from zray.node.local_node import free_port
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+    port = free_port("::1")
+    drivers = []
+    try:
+        out = cli(dirs[0], "start", "--num-cpus", "1", "--port", str(port),
+                  "--node-ip-address", "::1", "--object-store-memory", str(128 * MB))
+        assert f"[::1]:{port}" in out.stdout
+        secret = node_file_of(dirs[0])["secret_file"]
+        out = cli(dirs[1], "start", "--num-cpus", "1", "--address", f"[::1]:{port}",
+                  "--secret-file", secret, "--object-store-memory", str(128 * MB))
+        assert "[::1]:" in out.stdout          # it chose the seed's family and loopback
+        assert seconds_until(lambda: len([n for n in status_of(dirs[1])["cluster"]["nodes"]
+                                          if n["Alive"]]) == 2, 20) is not None
+        path = tmp_path / "ref.pkl"
+        owner = Driver(dirs[0], tmp_path / "owner.log")
+        drivers.append(owner)
+        digest = owner.run(PUT.format(seed=9, size=12 * MB + 5, path=str(path)))
+        reader = Driver(dirs[1], tmp_path / "reader.log")
+        drivers.append(reader)
+        assert reader.run(GET.format(path=str(path), timeout=60)) == [digest, False]
+        assert reader.run(STILL_WORKS) == [4 << 20, 7]
+        stats_a, stats_b = status_of(dirs[0])["store"], status_of(dirs[1])["store"]
+        assert stats_a["data_channel"].startswith("tcp://[::1]:")
+        assert stats_b["bytes_streamed_in"] >= 12 * MB
+    finally:
+        for d in drivers:
+            d.close()
+        for d in dirs:
+            cli(d, "stop", check=False)
+
+
+def test_a_puller_killed_mid_stream_leaves_nothing_at_the_source(tmp_path):
+    """The reader's node dies while the data channel streams to it: the source revokes the
+    grant, unpins, forgets the copy, and serves the next reader."""
+    source_env = {"ZRAY_DATA_MAX_BYTES_PER_S": "20e6"}     # ~3 s for the object
+    c = Cluster(tmp_path, 3, object_store_memory=128 * MB, env=[source_env, None, None])
+    drivers = []
+    try:
+        assert c.wait_converged()
+        path = tmp_path / "ref.pkl"
+        owner = Driver(c.dirs[0], tmp_path / "owner.log")
+        drivers.append(owner)
+        digest = owner.run(PUT.format(seed=12, size=64 * MB, path=str(path)))
+        doomed = Driver(c.dirs[1], tmp_path / "doomed.log")
+        drivers.append(doomed)
+        doomed.send(GET.format(path=str(path), timeout=60))
+        assert c.wait(lambda: c.store_stats(1)["bytes_pulled"] > 0, 30)
+        assert c.store_stats(0)["serves_active"] == 1
+        c.kill9(1)
+        assert c.wait(lambda: c.store_stats(0)["serves_active"] == 0, 30)
+        stats = c.store_stats(0)
+        assert stats["bytes_streamed_out"] < 64 * MB
+        (primary,) = [o for o in c.objects(0) if o["object_size"] >= 64 * MB]
+        assert primary["pinned_by"] == 0
+        reader = Driver(c.dirs[2], tmp_path / "reader.log")
+        drivers.append(reader)
+        assert reader.run(GET.format(path=str(path), timeout=60)) == [digest, False]
+    finally:
+        for d in drivers:
+            try:
+                d.close()
+            except Exception:      # the doomed driver's node is gone
+                pass
+        c.stop_all()
+
+
+def test_zray_status_names_the_data_channel(two_nodes):
+    from helpers.nodes import cli
+    out = cli(two_nodes.dirs[0], "status").stdout
+    assert "data channel: tcp://127.0.0.1:" in out and "authenticated" in out

@@ -10,6 +10,11 @@ KEY = D.derive_key("the-cluster-secret")
 ME = "tcp://127.0.0.1:5555"
 
 
+def buffer_of(memory):
+    view = memoryview(memory)
+    return lambda offset, length: view[offset:offset + length]
+
+
 def wait_done(client, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -24,11 +29,11 @@ def wait_done(client, timeout=20):
 def ends():
     source = bytearray(range(256)) * (40 << 10)        # 10 MiB with a pattern
     target = bytearray(len(source) + 4096)
-    server = D.DataServer(KEY, "127.0.0.1", memoryview(source))
+    server = D.DataServer(KEY, "127.0.0.1", buffer_of(source))
     clients = []
 
     def client(key=KEY, stall=10.0):
-        c = D.DataClient(key, ME, memoryview(target), stall)
+        c = D.DataClient(key, ME, buffer_of(target), stall)
         clients.append(c)
         return c
     try:
@@ -141,3 +146,20 @@ def test_settings_are_checked(monkeypatch):
         D.max_rate()
     with pytest.raises(ValueError):
         D.derive_key("")
+
+
+def test_a_pooled_connection_the_source_closed_is_replaced(ends):
+    source, target, server, client = ends
+    c = client()
+    server.grant(ME, 1, 0, 100)
+    c.start(1, server.endpoint, 0, 100)
+    assert wait_done(c) == [(1, None)]
+    # The source drops every connection (as a restarted peer would): the pooled one is stale.
+    with server._lock:
+        conns = list(server._conns)
+    for conn in conns:
+        D._shutdown(conn)
+    time.sleep(0.2)
+    server.grant(ME, 2, 100, 100)
+    c.start(2, server.endpoint, 0, 100)
+    assert wait_done(c) == [(2, None)] and target[:100] == source[100:200]

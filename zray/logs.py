@@ -46,7 +46,14 @@ def configure(session_dir, process_name, user_facing=False):
     reset()
     level = level_from_env()
     path = os.path.join(session_dir, "logs", f"{process_name}.log")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.isdir(session_dir):
+        # The session is gone (a worker that started as its node shut down): making its logs
+        # directory again would leave a stray directory behind; this process ends soon.
+        return
+    try:
+        os.mkdir(os.path.dirname(path), 0o700)
+    except FileExistsError:
+        pass
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS,
                                                    delay=True)
     handler.setFormatter(logging.Formatter(FILE_FORMAT))

@@ -14,8 +14,11 @@ class FakeSwim:
 
 
 class FakeStore:
+    spiller = None                 # spills are written synchronously (none happen here)
+
     def __init__(self):
         self.gone = []
+        self.spilling = {}
 
     def client_gone(self, address):
         self.gone.append(address)

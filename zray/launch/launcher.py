@@ -71,20 +71,6 @@ def parse_args(argv):
 
 
 # -- addresses -----------------------------------------------------------------------------------
-def interface_ip(name):
-    """The first IPv4 (else IPv6) address of a network interface."""
-    import psutil
-    addrs = psutil.net_if_addrs().get(name)
-    if not addrs:
-        raise plan.LaunchError(f"no network interface {name!r} (have: "
-                               f"{', '.join(sorted(psutil.net_if_addrs()))})")
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for a in addrs:
-            if a.family == family:
-                return a.address.split("%")[0]
-    raise plan.LaunchError(f"interface {name!r} has no IP address")
-
-
 def host_address(name):
     """The IP of a Slurm node name: Slurm's NodeAddr first (emulated and renamed nodes), DNS
     second."""
@@ -103,23 +89,14 @@ def host_address(name):
 
 
 def own_ip(interface, seed_ip=None):
-    if interface:
-        return interface_ip(interface)
-    if seed_ip in ("127.0.0.1", "::1", "localhost"):
-        return seed_ip
-    if seed_ip:
-        # The address this host uses to reach the seed (no packet is sent for UDP connect).
-        family = socket.AF_INET6 if ":" in seed_ip else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            try:
-                s.connect((seed_ip, 9))
-                return s.getsockname()[0]
-            except OSError:
-                pass
+    """This rank's IP (transport/host_ip.py has the one policy, shared with `zray start`)."""
+    from ..transport import host_ip
     try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
+        ip, how = host_ip.own_ip(interface, seed_ip)
+    except host_ip.InterfaceError as exc:
+        raise plan.LaunchError(str(exc)) from None
+    log.debug("this rank's address: %s (%s)", ip, how)
+    return ip
 
 
 def port_free(ip, port):

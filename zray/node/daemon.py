@@ -57,9 +57,10 @@ class NodeDaemon:
         self.address = f"ipc://{self.session_dir}/sock/node"
         self.region = Region.create(args.object_store_memory)
         self.region.prefault_in_background()
+        from ..store.spill import SpillWorker
         self.store = ObjectStore(self.region.view, args.object_store_memory,
                                  _native.Allocator(args.object_store_memory, 64),
-                                 os.path.join(self.session_dir, "spill"))
+                                 os.path.join(self.session_dir, "spill"), spiller=SpillWorker())
         resources = dict(json.loads(args.resources or "{}"))
         resources["CPU"] = args.num_cpus
         if args.num_gpus:
@@ -95,8 +96,8 @@ class NodeDaemon:
         if self.mesh.swim is not None:
             self.services.objects.open_data_channel(self.mesh.cluster_secret, args.node_ip,
                                                     self.mesh.mesh_address)
-            for fd in self.services.objects.wake_fds():
-                self.poller.register(fd, zmq.POLLIN)   # news is read by the service's tick
+        for fd in self.services.objects.wake_fds():
+            self.poller.register(fd, zmq.POLLIN)   # news is read by the service's tick
         self.mesh.start()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))

@@ -54,7 +54,8 @@ class MeshService(Service):
             # drivers and workers read it to listen on TCP themselves.
             _, self.secret_file = generate_secret(ctx.session_dir, secret)
         self.cluster_secret = secret
-        address = f"tcp://{args.node_ip}:{args.port}"
+        from ..transport.address import tcp_endpoint
+        address = tcp_endpoint(args.node_ip, args.port)
         transport.bind_tcp(address, CurveKeys(secret))
         self.mesh_address = address
         now = ctx.now()

@@ -19,6 +19,7 @@ from collections import defaultdict
 from ..exceptions import ObjectLostError
 from ..mesh.swim import ALIVE, SUSPECT
 from ..store import transfer
+from ..store.object_store import SpillPending
 from ..transport import wire
 from .service import Service
 
@@ -45,6 +46,7 @@ class ObjectService(Service):
                                                    transfer.SERVE_IDLE_TIMEOUT_S))
         self.data_server = None
         self.data_client = None
+        self.pending_creates = []      # [(sender, req_id, object_id, size, owner)]: wait for spills
 
     def open_data_channel(self, cluster_secret, host, mesh_address):
         """Serve and pull object bytes on plain TCP authenticated by the cluster secret (the
@@ -54,15 +56,19 @@ class ObjectService(Service):
             log.info("object bytes stay on the CURVE channel (%s=curve)", data_channel.MODE_ENV)
             return
         key = data_channel.derive_key(cluster_secret)
-        self.data_server = data_channel.DataServer(key, host, self.store.view,
+        self.data_server = data_channel.DataServer(key, host, self.store.buffer,
                                                    data_channel.max_rate())
-        self.data_client = data_channel.DataClient(key, mesh_address, self.store.view,
+        self.data_client = data_channel.DataClient(key, mesh_address, self.store.buffer,
                                                    self.pulls.stall_timeout_s)
         log.info("data channel on %s", self.data_server.endpoint)
 
     def wake_fds(self):
-        """File descriptors that become readable when the data channel has news for tick()."""
-        return [self.data_client.wake_fd] if self.data_client is not None else []
+        """File descriptors that become readable when the data channel or the spill thread
+        has news for tick()."""
+        fds = [self.data_client.wake_fd] if self.data_client is not None else []
+        if self.store.spiller is not None:
+            fds.append(self.store.spiller.wake_fd)
+        return fds
 
     def close(self):
         for part in (self.data_client, self.data_server):
@@ -93,12 +99,34 @@ class ObjectService(Service):
     # -- local clients ---------------------------------------------------------------------------
     def on_obj_create(self, sender, payload, frames):
         req_id, object_id, size, owner = payload
+        if self.pending_creates:      # behind creates that wait for spills: in order
+            self.pending_creates.append((sender, req_id, object_id, size, owner))
+        elif not self._create(sender, req_id, object_id, size, owner):
+            self.pending_creates.append((sender, req_id, object_id, size, owner))
+
+    def _create(self, sender, req_id, object_id, size, owner):
+        """Answer a create; False when it waits for spills under way (kept in the queue)."""
         try:
-            offset = self.store.create(object_id, size, owner, sender)
+            offset = self.store.create(object_id, size, owner, sender, can_wait=True)
+        except SpillPending:
+            return False
         except Exception as exc:
             self.ctx.reply(sender, wire.OBJ_CREATED, req_id, None, exc)
         else:
             self.ctx.reply(sender, wire.OBJ_CREATED, req_id, offset)
+        return True
+
+    def _spills_done(self):
+        """The spill thread's news: free what was written, then answer waiting creates."""
+        for object_id, path, error in self.store.spiller.take_done():
+            self.store.handle_spilled(object_id, path, error)
+        waiting, self.pending_creates = self.pending_creates, []
+        for i, (sender, req_id, object_id, size, owner) in enumerate(waiting):
+            if not self.ctx.clients.is_client(sender):
+                continue       # it died waiting
+            if not self._create(sender, req_id, object_id, size, owner):
+                self.pending_creates = waiting[i:]
+                return
 
     def on_obj_seal(self, sender, payload, frames):
         self.store.seal(payload[0], sender)
@@ -106,6 +134,8 @@ class ObjectService(Service):
             self.run_transfer_actions(self.serves.handle_sealed(payload[0], self.ctx.now()))
 
     def on_obj_pin(self, sender, payload, frames):
+        # (A pin that must restore a spilled object while memory is full gets a file-backed
+        # copy at once: the loop never waits for disk writes.)
         req_id, object_id = payload[0], payload[1]
         location = payload[2] if len(payload) > 2 else None
         if (location is not None and location != self.node_id
@@ -228,6 +258,8 @@ class ObjectService(Service):
 
     # -- time and membership -----------------------------------------------------------------------
     def tick(self, now):
+        if self.store.spilling or self.pending_creates:
+            self._spills_done()
         if self.data_client is not None:
             for pull_id, failure in self.data_client.take_done():
                 self.run_transfer_actions(self.pulls.handle_stream_done(pull_id, failure, now))

@@ -176,44 +176,21 @@ def _node_ip(args):
     """(IP, how it was chosen): the one asked for (--node-ip-address, --interface); joining,
     the address this host reaches the seed from; a seed (--port), this host's address, so that
     other hosts can reach it (127.0.0.1 would make isolated nodes); a lone node, loopback."""
+    from ..transport.host_ip import own_ip
     if args.node_ip_address:
         return args.node_ip_address, "--node-ip-address"
     if args.interface:
-        return _interface_ip(args.interface), f"the address of interface {args.interface}"
+        return own_ip(args.interface)
     if args.address:
         seed = args.address.split(",")[0].rsplit(":", 1)[0].strip("[]")
-        return (_route_ip(seed) or "127.0.0.1",
-                f"the address this host reaches {seed} from; choose with --node-ip-address")
+        ip, how = own_ip(seed=seed)
+        return ip, f"{how}; choose with --node-ip-address"
     if args.port:
-        ip = _route_ip("10.255.255.255") or _route_ip("8.8.8.8")
-        if ip:
-            return ip, "this host's address; choose with --node-ip-address or --interface"
-        return "127.0.0.1", ("loopback: this host has no other address, so only nodes on this "
-                             "host can join")
+        ip, how = own_ip()
+        if ip not in ("127.0.0.1", "::1"):
+            return ip, f"{how}; choose with --node-ip-address or --interface"
+        return ip, "loopback: this host has no other address, so only nodes on this host can join"
     return "127.0.0.1", "loopback"
-
-
-def _route_ip(host):
-    """Our address on the route to `host` (a UDP connect sends nothing), or None."""
-    import socket
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect((host, 9))
-            ip = s.getsockname()[0]
-    except OSError:
-        return None
-    return None if ip.startswith("0.") else ip
-
-
-def _interface_ip(name):
-    if not name:
-        return None
-    import socket
-    import psutil
-    for addr in psutil.net_if_addrs().get(name, []):
-        if addr.family == socket.AF_INET:
-            return addr.address
-    raise ValueError(f"interface {name!r} has no IPv4 address")
 
 
 def _status(address=None):
@@ -236,7 +213,13 @@ def _status(address=None):
     print(f"  resources available: {cluster['available']}")
     print(f"  workers: {cluster['workers']}  queued tasks: {cluster['queued']}")
     print(f"  object store: {store['used']} / {store['capacity']} bytes used, "
-          f"{store['num_objects']} objects ({store['num_spilled']} spilled)")
+          f"{store['num_objects']} objects ({store['num_spilled']} spilled"
+          + (f", {store['num_fallback']} in files: memory full of pinned objects"
+             if store.get("num_fallback") else "") + ")")
+    if store.get("data_channel"):
+        print(f"  data channel: {store['data_channel']} (plain TCP, authenticated by the "
+              f"cluster secret; {store['bytes_streamed_in']} bytes in, "
+              f"{store['bytes_streamed_out']} out, {store['data_refused']} peers refused)")
     print(f"  actors: {len([a for a in st['actors'] if a['state'] != 'DEAD'])} alive")
     for actor in st["actors"]:
         print(f"    {actor['actor_id'][:12]} {actor['class_name']:<20} {actor['state']:<10} "

@@ -14,6 +14,7 @@ from ..exceptions import ObjectAlreadyStoredError, ObjectStorePinnedFullError
 from ..objects import serialization
 from ..transport import wire
 from .region import Region
+from .spill import SEGMENT_SHIFT, map_fallback
 
 try:
     from .._native import parallel_copy as _parallel_copy
@@ -39,6 +40,7 @@ class StoreClient:
         self.daemon = node_info["address"]
         self.node_id = node_info.get("node_id")
         self.region = Region.attach(node_info["pid"], node_info["store_fd"], node_info["store_size"])
+        self.spill_dir = os.path.join(node_info.get("session_dir") or "", "spill")
         self._pins = {}            # object_id -> [offset, size, uses, idle since | None]
         self.idle_pins = 0         # how many pins have no use now (read without the lock)
         self._lock = threading.Lock()
@@ -50,7 +52,7 @@ class StoreClient:
             offset = self._store_rpc(wire.OBJ_CREATE, (object_id, size, owner))
         except ObjectAlreadyStoredError:
             return      # a retry whose earlier attempt stored this result: keep that value
-        sobj.write_to(self.region.view[offset:offset + size], copy=_copy)
+        sobj.write_to(self._view(offset, size), copy=_copy)
         self.core.transport.send(self.daemon, wire.OBJ_SEAL, (object_id,))
 
     def read(self, object_id, location=None, copy=False):
@@ -60,7 +62,7 @@ class StoreClient:
         this process's memory and the pin is given back at once (a value kept for a long time
         then never pins the store)."""
         offset, size = self._acquire(object_id, location)
-        flags, data, buffers = serialization.parse(self.region.view[offset:offset + size])
+        flags, data, buffers = serialization.parse(self._view(offset, size))
         if copy and buffers:
             try:
                 return flags, serialization.deserialize(flags, bytes(data),
@@ -91,6 +93,13 @@ class StoreClient:
         finally:
             del views, buffers
         return flags, value
+
+    def _view(self, offset, size):
+        """An object's bytes: in the region, or (memory full of pinned objects) in a file of
+        its own that the daemon made (store/spill.py); the mapping lives as long as the view."""
+        if offset >> SEGMENT_SHIFT == 0:
+            return self.region.view[offset:offset + size]
+        return map_fallback(self.spill_dir, offset, size)
 
     # -- pins: one at the daemon per object, counted here -----------------------------------------
     def _acquire(self, object_id, location=None):

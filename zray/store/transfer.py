@@ -280,7 +280,7 @@ class PullManager:
                 pull, f"the source sent {data.nbytes} bytes at offset {offset}, which were not "
                       f"asked for"), end=True)
         start = pull.base + offset
-        self.store.view[start:start + length] = data.cast("B") if data.format != "B" else data
+        self.store.buffer(start, length)[:] = data.cast("B") if data.format != "B" else data
         pull.received += length
         self.bytes_received += length
         pull.last_progress = now
@@ -423,7 +423,7 @@ class ServeTable:
         serve.last_active = now
         self.bytes_sent += length
         start = serve.base + offset
-        return [SendChunk(peer, pull_id, offset, self.store.view[start:start + length])]
+        return [SendChunk(peer, pull_id, offset, self.store.buffer(start, length))]
 
     def handle_activity(self, peer, pull_id, now):
         """The data channel sent bytes of this transfer: it is not idle."""

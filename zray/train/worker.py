@@ -94,9 +94,5 @@ def _local_checkpoint(spec, storage):
 
 def _own_ip():
     """This host's address as others reach it (no packet is sent)."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))
-            return s.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
+    from ..transport.host_ip import own_ip
+    return own_ip()[0]

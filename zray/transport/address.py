@@ -13,6 +13,14 @@ node that is declared dead can tell which addresses died with it.
 SEPARATOR = "|"
 
 
+def tcp_endpoint(host, port):
+    """'tcp://10.0.0.5:41234', or 'tcp://[::1]:41234' for an IPv6 host (brackets as ZeroMQ
+    and URLs want them; a host already in brackets is kept)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"tcp://{host}:{port}"
+
+
 def join(ipc, tcp, node_id):
     return f"{ipc}{SEPARATOR}{tcp}{SEPARATOR}{node_id}"
 
@@ -30,7 +38,7 @@ def parts(address):
 
 
 def host_of(tcp):
-    """'10.0.0.5' of 'tcp://10.0.0.5:41234'."""
+    """'10.0.0.5' of 'tcp://10.0.0.5:41234' ('[::1]' of 'tcp://[::1]:41234': compared as is)."""
     return tcp[len("tcp://"):].rsplit(":", 1)[0]
 
 

@@ -70,6 +70,7 @@ TIMEOUT = "timeout"       # no byte for the stall timeout
 BROKEN = "broken"         # the stream broke mid-way (the source died, or closed it)
 REFUSED = "refused"       # the source answered with an error
 CANCELLED = "cancelled"   # the puller gave up (freed, source gone, ...)
+_STALE = object()         # a pooled connection was dead before any answer: retry on a new one
 
 
 def mode():
@@ -138,14 +139,15 @@ class _Grant:
 
 
 class DataServer:
-    """Listens on `host`, serves granted byte ranges of `view` to authenticated peers.
+    """Listens on `host`, serves granted byte ranges to authenticated peers; buffer(offset,
+    length) gives the bytes (the store's buffer: the region, or a file-backed object).
 
     Thread-safe interface for the daemon's loop: grant, revoke, revoke_peer, take_active,
     close. One thread accepts; one thread per connection serves it."""
 
-    def __init__(self, key, host, view, max_bytes_per_s=None):
+    def __init__(self, key, host, buffer, max_bytes_per_s=None):
         self.key = key
-        self.view = view
+        self.buffer = buffer
         self.max_bytes_per_s = max_bytes_per_s
         self._paced_until = 0.0            # with a rate cap: when the bytes sent so far are due
         self._grants = {}                  # (peer address, pull_id) -> _Grant
@@ -281,7 +283,7 @@ class DataServer:
             conn.sendall(_ANSWER.pack(0, length))
             start = grant.base + offset
             end = start + length
-            view = self.view
+            buffer = self.buffer
             while start < end:
                 if grant.revoked:
                     # The control plane ended the transfer (the puller gave up, or its node
@@ -291,7 +293,7 @@ class DataServer:
                 n = min(SEND_SLICE, end - start)
                 if self.max_bytes_per_s:
                     self._pace(n)
-                conn.sendall(view[start:start + n])
+                conn.sendall(buffer(start, n))
                 start += n
                 self.bytes_sent += n
                 grant.active = True
@@ -330,19 +332,20 @@ class _Stream:
 
 
 class DataClient:
-    """Streams granted objects from peers' DataServers into `view`, on a few threads.
+    """Streams granted objects from peers' DataServers into buffer(base, size), on a few
+    threads.
 
     The loop calls start(pull_id, endpoint, base, size) and cancel(pull_id); each stream ends
     exactly once with (pull_id, failure) in `take_done()`, failure None or (kind, detail), kind
     one of CONNECT, TIMEOUT, BROKEN, REFUSED, CANCELLED. Until that report the stream may write
-    into view[base:base + size]: the loop keeps that space allocated until then. `wake_fd` (an
+    into buffer(base, size): the loop keeps that space allocated until then. `wake_fd` (an
     eventfd) becomes readable when a report is waiting. Connections are kept per endpoint and
     reused by the next stream."""
 
-    def __init__(self, key, own_address, view, stall_timeout_s, threads=STREAM_THREADS):
+    def __init__(self, key, own_address, buffer, stall_timeout_s, threads=STREAM_THREADS):
         self.key = key
         self.own_address = own_address.encode()
-        self.view = view
+        self.buffer = buffer
         self.stall_timeout_s = stall_timeout_s
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._lock = threading.Lock()
@@ -420,10 +423,18 @@ class DataClient:
                 pass
 
     def _stream(self, stream):
+        failure = self._stream_once(stream, pooled_ok=True)
+        if failure is _STALE:
+            # A pooled connection the source had closed meanwhile (nothing was read from it):
+            # once more on a fresh one.
+            failure = self._stream_once(stream, pooled_ok=False)
+        return failure
+
+    def _stream_once(self, stream, pooled_ok):
         if stream.cancelled:
             return (CANCELLED, "cancelled before it started")
         try:
-            sock = self._checkout(stream.endpoint)
+            sock, pooled = self._checkout(stream.endpoint, pooled_ok)
         except (OSError, ConnectionError) as exc:
             return (CONNECT, f"cannot open the data channel to {stream.endpoint}: {exc}")
         with self._lock:
@@ -433,17 +444,19 @@ class DataClient:
             sock.close()
             return (CANCELLED, "cancelled")
         got = 0
+        answered = False
         try:
             sock.settimeout(self.stall_timeout_s)
             sock.sendall(_REQUEST.pack(stream.pull_id, 0, stream.size))
             status, n = _ANSWER.unpack(_recv_exactly(sock, _ANSWER.size))
+            answered = True
             if status != 0:
                 text = _recv_exactly(sock, min(n, _MAX_ERROR)).decode(errors="replace")
                 self._checkin(stream.endpoint, sock)
                 return (REFUSED, text)
             if n != stream.size:
                 raise ConnectionError(f"the source announced {n} bytes, not {stream.size}")
-            with self.view[stream.base:stream.base + stream.size] as target:
+            with self.buffer(stream.base, stream.size) as target:
                 while got < n:
                     k = sock.recv_into(target[got:])
                     if k == 0:
@@ -459,6 +472,8 @@ class DataClient:
             sock.close()
             if stream.cancelled:
                 return (CANCELLED, "cancelled")
+            if pooled and not answered:
+                return _STALE
             return (BROKEN, f"the data stream broke after {got} of {stream.size} bytes: {exc}")
         finally:
             with self._lock:
@@ -466,11 +481,12 @@ class DataClient:
         self._checkin(stream.endpoint, sock)
         return None
 
-    def _checkout(self, endpoint):
+    def _checkout(self, endpoint, pooled_ok=True):
+        """(socket, whether it was pooled): an idle connection to `endpoint`, else a new one."""
         with self._lock:
             idle = self._idle.get(endpoint)
-            if idle:
-                return idle.pop()
+            if idle and pooled_ok:
+                return idle.pop(), True
         host, port = host_port(endpoint)
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
         try:
@@ -494,7 +510,7 @@ class DataClient:
         except BaseException:
             sock.close()
             raise
-        return sock
+        return sock, False
 
     def _checkin(self, endpoint, sock):
         with self._lock:

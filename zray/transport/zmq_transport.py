@@ -103,6 +103,8 @@ class Transport:
         send over TCP carry this address as our identity, so replies come back over TCP.
         A port of 0 picks a free one; the bound address is returned."""
         curve_keys.make_server(self.inbox)
+        if address.startswith("tcp://["):
+            self.inbox.setsockopt(zmq.IPV6, 1)   # an IPv6 endpoint (tcp://[::1]:port)
         if address.endswith(":0"):
             address = address[:-2] + ":*"
         self.inbox.bind(address)
@@ -117,7 +119,7 @@ class Transport:
     def become_mesh_process(self, tcp_host, curve_keys, node_id):
         """A driver's or worker's transport on a node in a mesh: listen on TCP too and take the
         address that names both endpoints (transport/address.py), used as identity on both."""
-        tcp = self.bind_tcp(f"tcp://{tcp_host}:0", curve_keys)
+        tcp = self.bind_tcp(addresses.tcp_endpoint(tcp_host, 0), curve_keys)
         self.address = addresses.join(self.address, tcp, node_id)
         self._identity = self._tcp_identity = identity_of(self.address)
         return self.address
@@ -158,6 +160,8 @@ class Transport:
 
     def _open(self, endpoint):
         sock = self._ctx.socket(zmq.DEALER)
+        if endpoint.startswith("tcp://["):
+            sock.setsockopt(zmq.IPV6, 1)        # an IPv6 peer (tcp://[::1]:port)
         sock.setsockopt(zmq.SNDHWM, 0)
         if endpoint.startswith("tcp://"):
             if self._curve is None:
