@@ -257,37 +257,6 @@ def query(msg_type, info, timeout=10.0):
         return result
 
 
-def query_mesh(msg_type, info, timeout=3.0):
-    """A listing from every live member of this node's mesh, each row tagged with its node_id.
-    Members reach us over CURVE TCP (we read the cluster secret this node uses); one that does
-    not answer within `timeout` is named in the second value."""
-    rows = [dict(r, node_id=info["node_id"]) for r in query(msg_type, info)]
-    members = [n for n in query(wire.CLUSTER_INFO, info)["nodes"][1:]
-               if n.get("Alive") and n.get("MeshAddress")]
-    if not members or not (info.get("mesh_address") and info.get("secret_file")):
-        return rows, []
-    from ..mesh.security import CurveKeys, load_secret
-    from ..transport.address import host_of
-    with _query_transport(info) as transport:
-        transport.become_mesh_process(host_of(info["mesh_address"]),
-                                      CurveKeys(load_secret(info["secret_file"])), info["node_id"])
-        waiting = {}
-        for i, member in enumerate(members, 1):
-            waiting[i] = member["NodeID"]
-            transport.send(member["MeshAddress"], msg_type, (i,))
-        deadline = time.monotonic() + timeout
-        while waiting:
-            left = deadline - time.monotonic()
-            if left <= 0 or not transport.inbox.poll(int(left * 1000)):
-                break
-            _, _, payload, _ = transport.recv(zmq.NOBLOCK)
-            req_id, result, error = payload
-            node_id = waiting.pop(req_id, None)
-            if node_id is not None and error is None:
-                rows.extend(dict(r, node_id=node_id) for r in result)
-        return rows, sorted(waiting.values())
-
-
 def status(address=None):
     info = find_node(address)
     return {

@@ -77,6 +77,7 @@ class StateQuery:
     scope: str = "cluster"
     targets: tuple = None
     args: dict = field(default_factory=dict)    # resource-specific: a log's file name, lines
+    offset: int = 0     # rows to skip (pages: offset, offset + limit) in the mesh's row order
 
     def __post_init__(self):
         if self.resource not in RESOURCES:
@@ -89,6 +90,9 @@ class StateQuery:
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) \
                 or not 0 < self.timeout <= 3600:
             raise ValueError(f"timeout must be seconds in (0, 3600], not {self.timeout!r}")
+        if isinstance(self.offset, bool) or not isinstance(self.offset, int) or \
+                not 0 <= self.offset <= MAX_LIMIT:
+            raise ValueError(f"offset must be an int in [0, {MAX_LIMIT}], not {self.offset!r}")
         if self.scope not in ("cluster", "node"):
             raise ValueError(f"scope must be 'cluster' or 'node', not {self.scope!r}")
         object.__setattr__(self, "filters", normalize_filters(self.resource, self.filters))
@@ -99,13 +103,14 @@ class StateQuery:
         return {"resource": self.resource, "filters": list(self.filters), "limit": self.limit,
                 "detail": self.detail, "timeout": self.timeout, "scope": self.scope,
                 "targets": list(self.targets) if self.targets is not None else None,
-                "args": dict(self.args)}
+                "args": dict(self.args), "offset": self.offset}
 
     @classmethod
     def from_wire(cls, data):
         if not isinstance(data, dict):
             raise ValueError(f"a state query is a dict, not {type(data).__name__}")
-        known = {"resource", "filters", "limit", "detail", "timeout", "scope", "targets", "args"}
+        known = {"resource", "filters", "limit", "detail", "timeout", "scope", "targets", "args",
+                 "offset"}
         extra = set(data) - known
         if extra:
             raise ValueError(f"unknown fields in a state query: {sorted(extra)}")
@@ -115,11 +120,12 @@ class StateQuery:
         return cls(data.get("resource"), tuple(data.get("filters") or ()),
                    data.get("limit", DEFAULT_LIMIT), bool(data.get("detail", False)),
                    data.get("timeout", DEFAULT_TIMEOUT_S), data.get("scope", "cluster"),
-                   data.get("targets"), args)
+                   data.get("targets"), args, data.get("offset", 0))
 
     def for_peer(self):
-        return StateQuery(self.resource, self.filters, self.limit, self.detail, self.timeout,
-                          "node", None, self.args)
+        # A peer's rows are merged here: it sends the whole first page's worth, unsliced.
+        return StateQuery(self.resource, self.filters, min(self.offset + self.limit, MAX_LIMIT),
+                          self.detail, self.timeout, "node", None, self.args, 0)
 
 
 def normalize_filters(resource, filters):
@@ -181,7 +187,7 @@ def select(rows, query, get=dict_get, to_dict=None):
     """(the first `limit` matching rows as dicts, how many matched). rows: an iterable of
     dicts (or of objects read by `get` and turned into dicts by `to_dict(row, detail)`)."""
     match = compile_filters(query.filters, get)
-    limit = query.limit
+    limit = query.offset + query.limit      # a page needs the rows before it too
     out = []
     total = 0
     for row in rows:
@@ -209,9 +215,11 @@ def empty_answer():
 
 
 def merge(answers, query):
-    """One answer from the answers of several nodes (each itself an answer dict)."""
+    """One answer from the answers of several nodes (each itself an answer dict). Rows keep
+    each node's order and nodes go by id, so pages (offset, limit) are stable between calls."""
     out = empty_answer()
     rows = []
+    answers = sorted(answers, key=lambda a: (not a.get("nodes"), (a.get("nodes") or [""])[0]))
     for answer in answers:
         rows.extend(answer.get("rows") or ())
         out["total"] += answer.get("total") or 0
@@ -223,7 +231,7 @@ def merge(answers, query):
             out["text"] = answer["text"]
         if answer.get("files") is not None:
             out["files"] = dict(out["files"] or {}, **answer["files"])
-    out["rows"] = rows[:query.limit]
+    out["rows"] = rows[query.offset:query.offset + query.limit]
     return out
 
 

@@ -75,13 +75,15 @@ _ID_COLUMN = {"actors": "actor_id", "tasks": "task_id", "nodes": "node_id",
 
 def query(resource, *, filters=None, limit=DEFAULT_LIMIT, detail=False,
           timeout=DEFAULT_TIMEOUT_S, address=None, node=None, scope="cluster", targets=None,
-          args=None):
+          args=None, offset=0):
     """The raw answer of one node for the mesh: {"rows": [dict], "total": matches in the mesh,
     "nodes": [node ids that answered], "failed_nodes": {node_id: why}, "summary": ...,
-    "files": ...}. Raises ValueError for a bad query, RayStateApiException when no node
-    answers. Stable for the dashboard."""
+    "files": ...}. `offset` skips rows: (offset, limit) pages through the mesh's rows in a
+    stable order (nodes by id; on a node: pending, running, then finished newest first).
+    Raises ValueError for a bad query, RayStateApiException when no node answers. Stable for
+    the dashboard."""
     q = StateQuery(resource, tuple(filters or ()), limit, bool(detail), timeout, scope,
-                   tuple(targets) if targets is not None else None, dict(args or {}))
+                   tuple(targets) if targets is not None else None, dict(args or {}), offset)
     try:
         return client.run(q, address=address, node=node)
     except client.StateQueryTimeout as exc:

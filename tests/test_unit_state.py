@@ -1,0 +1,264 @@
+"""The state API's I/O-free parts: queries, the task ring, merging answers across nodes, metrics
+tables, the Prometheus text and the timeline; and the node's StateService on the fake mesh
+(tests/helpers/fake_node.py): any node answers for all, a silent or dead member is named."""
+import json
+import math
+
+import pytest
+
+from zray.scheduling.resources import to_units
+from zray.scheduling.task_spec import TASK, TaskSpec
+from zray.scripts.state_cli import parse_filter
+from zray.state import prometheus, query as q
+from zray.state.metrics_table import NodeMetrics
+from zray.state.records import TaskRecords, TaskRow, row_get, row_to_dict
+from zray.state.timeline import events
+from zray.transport import wire
+from zray.util import metrics
+
+from helpers.fake_node import Network
+
+CLIENT = "ipc://client"
+
+
+def row(n, state="RUNNING", name="f", start=1000.0):
+    return TaskRow(f"{n:024x}", 0, name, state, "J", None, "NORMAL_TASK", name, None, "N", "w",
+                   42, start)
+
+
+# -- queries ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, text", [
+    ({"resource": "bogus"}, "unknown state resource"),
+    ({"resource": "tasks", "limit": 0}, "limit must be between"),
+    ({"resource": "tasks", "limit": "10"}, "limit must be an int"),
+    ({"resource": "tasks", "timeout": -1}, "timeout"),
+    ({"resource": "tasks", "filters": [("nope", "=", 1)]}, "'nope' is not a column of tasks"),
+    ({"resource": "tasks", "filters": [("state", ">", 1)]}, "unsupported predicate"),
+    ({"resource": "tasks", "filters": [("state", "=")]}, "a filter is"),
+    ({"resource": "tasks", "filters": "state=RUNNING"}, "filters must be a list"),
+    ({"resource": "tasks", "scope": "galaxy"}, "scope"),
+])
+def test_a_bad_query_is_a_value_error_saying_what_is_wrong(kwargs, text):
+    with pytest.raises(ValueError, match=text):
+        q.StateQuery(**kwargs)
+
+
+def test_a_query_survives_the_wire_and_refuses_unknown_fields():
+    query = q.StateQuery("actors", [("state", "=", "ALIVE")], 5, True, 3.0)
+    again = q.StateQuery.from_wire(query.to_wire())
+    assert again == query and again.filters == (("state", "=", "ALIVE"),)
+    with pytest.raises(ValueError, match="unknown fields"):
+        q.StateQuery.from_wire(dict(query.to_wire(), evil=1))
+    with pytest.raises(ValueError, match="is a dict"):
+        q.StateQuery.from_wire(["tasks"])
+
+
+def test_select_filters_case_insensitively_on_states_keeps_the_limit_and_counts_all():
+    rows = [{"actor_id": str(i), "state": "ALIVE" if i % 2 else "DEAD", "name": f"a{i}",
+             "class_name": "C"} for i in range(10)]
+    query = q.StateQuery("actors", [("state", "=", "alive")], limit=3)
+    out, total = q.select(rows, query)
+    assert total == 5 and [r["actor_id"] for r in out] == ["1", "3", "5"]
+    out, total = q.select(rows, q.StateQuery("actors", [("name", "!=", "a1")], limit=100))
+    assert total == 9
+    # names compare exactly: "A1" is not "a1"
+    assert q.select(rows, q.StateQuery("actors", [("name", "=", "A1")]))[1] == 0
+
+
+def test_the_ring_keeps_the_last_n_finished_tasks_and_their_counts():
+    records = TaskRecords("N", keep=3)
+    for n in range(5):
+        records.started(row(n))
+    assert len(records.running) == 5
+    for n in range(5):
+        records.ended(f"{n:024x}", 0, 2000.0, "TASK_EXECUTION_EXCEPTION" if n == 4 else None,
+                      "ValueError: x" if n == 4 else None)
+    assert len(records.finished) == 3 and records.dropped == 2 and records.ended_count == 5
+    assert records.finished_counts == {"FINISHED": 2, "FAILED": 1}
+    newest_first = [r.task_id for r in records.rows()]
+    assert newest_first == [f"{n:024x}" for n in (4, 3, 2)]
+    failed = next(records.rows())
+    assert failed.state == "FAILED" and failed.error_message == "ValueError: x"
+    assert records.ended("unknown", 0, 1.0) is None
+
+
+def test_listing_100_of_100k_finished_tasks_builds_only_100_rows():
+    records = TaskRecords("N", keep=100_000)
+    for n in range(100_000):
+        r = row(n, state="FINISHED")
+        records.add_finished(r)
+    out, total = q.select(records.rows(), q.StateQuery("tasks", limit=100), row_get, row_to_dict)
+    assert total == 100_000 and len(out) == 100 and isinstance(out[0], dict)
+    out, total = q.select(records.rows(), q.StateQuery("tasks", [("state", "=", "FAILED")]),
+                          row_get, row_to_dict)
+    assert total == 0 and out == []
+    assert "error_message" not in out and "error_message" in row(1).to_dict(True)
+
+
+def test_merge_adds_totals_keeps_the_limit_and_sums_summaries():
+    query = q.StateQuery("tasks", limit=3)
+    a = dict(q.empty_answer(), rows=[{"x": 1}, {"x": 2}], total=10, nodes=["A"],
+             summary={"f": {"func_or_class_name": "f", "state_counts": {"FINISHED": 2}}})
+    b = dict(q.empty_answer(), rows=[{"x": 3}, {"x": 4}], total=5, nodes=["B"],
+             summary={"f": {"func_or_class_name": "f", "state_counts": {"FINISHED": 1,
+                                                                          "FAILED": 1}}})
+    out = q.merge([a, b, {"failed_nodes": {"C": "silent"}}], query)
+    assert out["total"] == 15 and len(out["rows"]) == 3 and out["nodes"] == ["A", "B"]
+    assert out["failed_nodes"] == {"C": "silent"}
+    assert out["summary"]["f"]["state_counts"] == {"FINISHED": 3, "FAILED": 1}
+    assert a["summary"]["f"]["state_counts"] == {"FINISHED": 2}      # inputs untouched
+
+
+def test_cli_filters_parse_like_rays():
+    assert parse_filter("state=ALIVE") == ("state", "=", "ALIVE")
+    assert parse_filter("name!=a=b") == ("name", "!=", "a=b")
+    for bad in ("state", "=x", ""):
+        with pytest.raises(ValueError):
+            parse_filter(bad)
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+def test_counters_add_up_over_processes_and_outlive_them_gauges_do_not():
+    table = NodeMetrics()
+    counter = ("done", "counter", "d", ("k",), None, [(("a",), 2.0)])
+    gauge = ("q", "gauge", "", (), None, [((), (5.0, 10.0))])
+    table.update("w1", [counter, gauge])
+    table.update("w2", [("done", "counter", "d", ("k",), None, [(("a",), 3.0)]),
+                        ("q", "gauge", "", (), None, [((), (7.0, 5.0))])])
+    got = table.collect()
+    assert got["done"][4] == {("a",): 5.0}
+    assert got["q"][4][()][0] == 5.0          # set last (t=10) wins
+    table.process_gone("w1")
+    got = table.collect()
+    assert got["done"][4] == {("a",): 5.0} and got["q"][4][()][0] == 7.0
+    table.update("w2", [("done", "counter", "d", ("k",), None, [(("a",), 4.0)])])
+    assert table.collect()["done"][4] == {("a",): 6.0}
+    table.update("w3", ["garbage", ("x", "weird", "", (), None, [])])
+    assert "x" not in table.collect()
+
+
+def test_the_exposition_parses_back_with_buckets_cumulative_and_labels_escaped():
+    table = NodeMetrics()
+    table.update("w", [("lat", "histogram", "latency", ("route",), (0.1, 1.0),
+                        [(('a"b\\c',), ([1, 2, 3], 9.5, 6))])])
+    text = prometheus.render([("zray_workers", "gauge", "w", {}, 3)], table.collect(), "N1")
+    samples = prometheus.parse(text)
+    assert samples[("zray_workers", frozenset({("NodeId", "N1")}))] == 3
+    labels = {("NodeId", "N1"), ("route", 'a"b\\c')}
+    assert samples[("ray_lat_bucket", frozenset(labels | {("le", "0.1")}))] == 1
+    assert samples[("ray_lat_bucket", frozenset(labels | {("le", "1")}))] == 3
+    assert samples[("ray_lat_bucket", frozenset(labels | {("le", "+Inf")}))] == 6
+    assert samples[("ray_lat_count", frozenset(labels))] == 6
+    assert "# TYPE ray_lat histogram" in text
+    with pytest.raises(ValueError):
+        prometheus.parse("not a sample line at all {")
+
+
+def test_metric_validation_follows_ray():
+    with pytest.raises(ValueError):
+        metrics.Counter("")
+    with pytest.raises(ValueError, match="Prometheus name"):
+        metrics.Counter("has space")
+    c = metrics.Counter("unit_c", tag_keys=("k",))
+    with pytest.raises(ValueError, match="missing value"):
+        c.inc()
+    with pytest.raises(ValueError, match="unrecognized tag key"):
+        c.inc(1, tags={"other": 1})
+    with pytest.raises(ValueError, match="> 0"):
+        c.inc(0, tags={"k": "a"})
+    with pytest.raises(TypeError):
+        c.inc("1", tags={"k": "a"})
+    c.set_default_tags({"k": "d"})
+    c.inc(2)
+    with pytest.raises(ValueError, match="exists already"):
+        metrics.Gauge("unit_c")
+    with pytest.raises(ValueError, match="increase"):
+        metrics.Histogram("unit_h", boundaries=[2, 1])
+    with pytest.raises(ValueError, match="> 0"):
+        metrics.Histogram("unit_h", boundaries=[0, 1])
+    h = metrics.Histogram("unit_h", boundaries=[1, 10])
+    for v in (0.5, 5, 50):
+        h.observe(v)
+    snap = {e[0]: e for e in metrics.snapshot()}
+    assert snap["unit_c"][5] == [(("d",), 2.0)]
+    assert snap["unit_h"][5] == [((), ([1, 1, 1], 55.5, 3))]
+    g = metrics.Gauge("unit_g")
+    g.set(math.pi)
+    assert metrics.snapshot_if_changed() is not None and metrics.snapshot_if_changed() is None
+
+
+# -- timeline -----------------------------------------------------------------------------------------
+def test_timeline_events_are_chrome_complete_events_with_named_tracks():
+    rows = [row(1, "FINISHED").to_dict(True), row(2, "RUNNING").to_dict(True),
+            dict(row(3, "PENDING_NODE_ASSIGNMENT").to_dict(True), start_time_ms=None)]
+    rows[0]["end_time_ms"] = 1002.5
+    out = events(rows, now_ms=1010.0)
+    complete = [e for e in out if e["ph"] == "X"]
+    assert [e["dur"] for e in complete] == [2500.0, 10000.0]
+    assert complete[0]["ts"] == 1_000_000 and complete[0]["cname"] == "good"
+    assert {e["name"] for e in out if e["ph"] == "M"} == {"process_name", "thread_name"}
+    json.dumps(out)
+
+
+# -- the node service on the fake mesh ---------------------------------------------------------------
+def spec(n, cpus=1):
+    return TaskSpec(bytes([n]) * 12, "J", f"t{n}", b"f", [], [], 1, to_units({"CPU": cpus}), 3,
+                    False, CLIENT, kind=TASK)
+
+
+def ask(net, node, **kwargs):
+    query = q.StateQuery("tasks", **kwargs)
+    node.handle(CLIENT, wire.STATE_QUERY, (7, query.to_wire()))
+    net.deliver()
+    replies = net.to(CLIENT, wire.STATE_REPLY)
+    return replies[-1] if replies else None
+
+
+def test_any_node_answers_for_the_whole_mesh():
+    net = Network()
+    nodes = [net.add(n, cpus=1) for n in "ABC"]
+    for i, node in enumerate(nodes):
+        node.handle(CLIENT, wire.SUBMIT_TASK, (spec(i + 1, cpus=8),))   # fits nowhere: waits
+    net.deliver()
+    for asked in nodes:
+        req_id, answer, error = ask(net, asked)
+        assert req_id == 7 and error is None
+        assert sorted(answer["nodes"]) == ["A", "B", "C"] and answer["total"] == 3
+        assert {r["state"] for r in answer["rows"]} == {"PENDING_NODE_ASSIGNMENT"}
+        assert all("infeasible" in r["pending_reason"] for r in answer["rows"])
+    _, answer, _ = ask(net, nodes[0], limit=1)
+    assert answer["total"] == 3 and len(answer["rows"]) == 1
+    _, answer, _ = ask(net, nodes[0], scope="node")
+    assert answer["nodes"] == ["A"]
+    pages = [ask(net, nodes[i % 3], limit=1, offset=i)[1]["rows"] for i in range(4)]
+    assert [len(p) for p in pages] == [1, 1, 1, 0]
+    assert len({p[0]["task_id"] for p in pages[:3]}) == 3       # stable order from any node
+    with pytest.raises(ValueError, match="offset"):
+        q.StateQuery("tasks", offset=-1)
+
+
+def test_a_member_that_is_silent_or_dies_is_named_not_waited_for():
+    net = Network()
+    a, b, c = (net.add(n) for n in "ABC")
+    query = q.StateQuery("tasks", timeout=2.0)
+    a.handle(CLIENT, wire.STATE_QUERY, (8, query.to_wire()))
+    # nothing is delivered: B and C never answer
+    net.kill(b)
+    assert net.to(CLIENT, wire.STATE_REPLY) == []
+    net.now += 2.5
+    a.services.state.tick(net.now)
+    ((req_id, answer, error),) = net.to(CLIENT, wire.STATE_REPLY)
+    assert req_id == 8 and error is None and answer["nodes"] == ["A"]
+    assert set(answer["failed_nodes"]) == {"B", "C"}
+    assert "dead" in answer["failed_nodes"]["B"] and "2s" in answer["failed_nodes"]["C"]
+
+
+def test_a_bad_query_gets_an_error_reply_and_the_node_serves_on():
+    net = Network()
+    a = net.add("A")
+    a.handle(CLIENT, wire.STATE_QUERY, (9, {"resource": "tasks", "limit": -3}))
+    ((req_id, answer, error),) = net.to(CLIENT, wire.STATE_REPLY)
+    assert req_id == 9 and answer is None and isinstance(error, ValueError)
+    a.handle(CLIENT, wire.STATE_QUERY, (10, "not a dict"))
+    assert isinstance(net.to(CLIENT, wire.STATE_REPLY)[-1][2], ValueError)
+    assert ask(net, a)[2] is None
