@@ -58,6 +58,7 @@ class Dashboard:
         for resource in ("actors", "tasks", "objects", "placement_groups", "workers", "nodes"):
             r.add("GET", f"/api/{resource}", self._listing_handler(resource))
         r.add("GET", "/api/summary/{resource}", self.summary)
+        r.add("GET", "/api/counts/{resource}", self.counts)
         r.add("GET", "/api/timeline", lambda req: json_response(self.data.timeline()))
         r.add("GET", "/api/logs", self.log_files)
         r.add("GET", "/api/logs/file", self.log_file)
@@ -118,6 +119,17 @@ class Dashboard:
             except ValueError as exc:
                 raise HttpError(400, str(exc)) from None
         return handler
+
+    def counts(self, req):
+        resource = req.params["resource"]
+        if resource not in ("actors", "tasks", "placement_groups"):
+            raise HttpError(404, f"no state counts of {resource!r}")
+        filters = [(k, "=", req.query[k]) for k in self._FILTERS
+                   if req.query.get(k) and k != "state"]
+        try:
+            return json_response(self.data.state_counts(resource, filters))
+        except ValueError as exc:
+            raise HttpError(400, str(exc)) from None
 
     def summary(self, req):
         resource = req.params["resource"]

@@ -89,7 +89,7 @@ pages.cluster = async function () {
 function listingPage(resource, title, columns, opts = {}) {
   return async function () {
     const st = view.state[resource] = view.state[resource] || {offset: 0, state: "", q: ""};
-    const params = new URLSearchParams({offset: st.offset, limit: PAGE, detail: "1"});
+    const params = new URLSearchParams({offset: st.offset, limit: PAGE, detail: "1", counts: "0"});
     if (st.state) params.set("state", st.state);
     if (st.q) params.set("q", st.q);
     for (const [k, v] of Object.entries(opts.filters ? opts.filters() : {})) if (v) params.set(k, v);
@@ -107,13 +107,20 @@ function listingPage(resource, title, columns, opts = {}) {
       q.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => { st.q = q.value.trim(); st.offset = 0; refresh(); }, 250); });
     }
     const chipBox = document.getElementById(`${resource}-chips`);
-    chipBox.replaceChildren(chips(data.counts, st.state, k => { st.state = k; st.offset = 0; refresh(); }));
+    const pickState = k => { st.state = k; st.offset = 0; refresh(); };
+    if (!chipBox.children.length && st.counts) chipBox.replaceChildren(chips(st.counts, st.state, pickState));
     document.getElementById(`${resource}-pager`).replaceChildren(
       pager(data.total, data.offset, off => { st.offset = off; refresh(); }),
       Object.assign(document.createElement("span"), {className: "muted", textContent: `  (${(performance.now() - t0).toFixed(0)} ms)`}));
     const box = document.getElementById(`${resource}-table`);
     box.innerHTML = table(columns, data.rows, {testid: `${resource}-table`, onclick: opts.onclick});
     bindRows(box, data.rows, opts.onclick);
+    if (["actors", "tasks", "placement_groups"].includes(resource)) {   // after the rows: never in their way
+      const cp = new URLSearchParams(params); cp.delete("state");
+      api(`/api/counts/${resource}?${cp}`).then(c => {
+        st.counts = c; if (view.page === (opts.page || resource)) chipBox.replaceChildren(chips(c, st.state, pickState));
+      }).catch(() => {});
+    }
     if (opts.after) await opts.after(data);
   };
 }
