@@ -79,10 +79,11 @@ def _browser_times(url, n):
             page.goto(url + "/#actors")
             page.wait_for_selector("[data-testid=actors-table] >> text=Parked", timeout=60000)
             out["actors_page_interactive_ms"] = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
-            page.click("#actors-pager >> text=next")
-            page.wait_for_selector("#actors-pager >> text=page 2 of", timeout=60000)
-            out["next_page_ms"] = (time.perf_counter() - t) * 1000
+            if n > 100:      # one page of rows only otherwise
+                t = time.perf_counter()
+                page.click("#actors-pager >> text=next")
+                page.wait_for_selector("#actors-pager >> text=page 2 of", timeout=60000)
+                out["next_page_ms"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             page.fill("#actors-q", f"parked-{n - 1}")
             page.wait_for_selector(f"[data-testid=actors-table] >> text=parked-{n - 1}", timeout=60000)
