@@ -86,6 +86,15 @@ RAY_CLIENT_SCRIPT = textwrap.dedent(r'''
         time.sleep(0.1)
     out["stop_returned"] = c.stop_job(slow)
     out["slow_status"] = wait(slow)
+    import asyncio
+    tailed = c.submit_job(entrypoint="echo tail-one; sleep 1; echo tail-two")
+    async def tail():
+        chunks = []
+        async for lines in c.tail_job_logs(tailed):
+            chunks.append(lines)
+        return "".join(chunks)
+    out["tailed"] = asyncio.run(asyncio.wait_for(tail(), 120))
+    out["tailed_status"] = wait(tailed)
     out["listed"] = sorted(j.submission_id for j in c.list_jobs())
     out["deleted"] = c.delete_job(bad)
     try:
@@ -119,7 +128,9 @@ def test_ray_job_submission_client_against_zray(zray_cluster):
     assert out["ok_info"]["end"] >= out["ok_info"]["start"] > 0
     assert out["bad_status"] == "FAILED" and "exit code 3" in out["bad_message"]
     assert out["stop_returned"] is True and out["slow_status"] == "STOPPED"
-    assert "ray_client_ok" in out["listed"] and len(out["listed"]) == 3
+    assert "tail-one" in out["tailed"] and "tail-two" in out["tailed"]   # over the websocket
+    assert out["tailed_status"] == "SUCCEEDED"
+    assert "ray_client_ok" in out["listed"] and len(out["listed"]) == 4
     assert out["deleted"] is True and "404" in out["after_delete"]
     assert "400" in out["duplicate"] and "already exists" in out["duplicate"]
 
