@@ -59,7 +59,10 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     pg = placement_group([{"CPU": 0.5}], name="browser_pg")
     zray.get(pg.ready(), timeout=60)
     client = JobSubmissionClient(url)
-    sid = client.submit_job(entrypoint="echo output-of-the-browser-job", submission_id="browser_job")
+    sid = client.submit_job(
+        entrypoint="python -c \"import zray; zray.init(); "
+                   "print('output-of-the-browser-job', zray.get(zray.remote(lambda: 7).remote()))\"",
+        submission_id="browser_job")
     deadline = time.monotonic() + 90
     while not client.get_job_status(sid).is_terminal() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -80,7 +83,8 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     assert "SUCCEEDED" in page.inner_text("[data-testid=jobs-table]")
     _shot(page, tmp_path, "jobs")
     page.click("[data-testid=jobs-table] >> text=browser_job")
-    page.wait_for_selector("[data-testid=job-logs] >> text=output-of-the-browser-job", timeout=30000)
+    page.wait_for_selector("[data-testid=job-logs] >> text=output-of-the-browser-job 7", timeout=30000)
+    page.wait_for_selector("#jobtasks >> text=FINISHED", timeout=30000)     # the job's own task
     _shot(page, tmp_path, "job")
 
     page.goto(url + "/#actors")

@@ -300,9 +300,10 @@ function route() {
   const [name, query] = (location.hash.slice(1) || "cluster").split("?");
   return [pages[name] ? name : "cluster", Object.fromEntries(new URLSearchParams(query || ""))];
 }
-let busy = false;
+let busy = false, again = false;   // one refresh at a time; one asked meanwhile runs right after
 async function refresh() {
-  if (busy) return; busy = true;
+  if (busy) { again = true; return; }
+  busy = true; again = false;
   const [name, arg] = route();
   try {
     await pages[name](arg);
@@ -311,7 +312,10 @@ async function refresh() {
   } catch (e) {
     $status.textContent = `error: ${e.message}`; $status.className = "status err";
     if (view.page === name && !$main.children.length) $main.innerHTML = `<p class="err">${esc(e.message)}</p>`;
-  } finally { busy = false; }
+  } finally {
+    busy = false;
+    if (again) refresh();
+  }
 }
 function show() {
   const [name] = route();
