@@ -25,6 +25,22 @@ def browser():
             b.close()
 
 
+def _continue_breakpoint():
+    """Attach to the one paused breakpoint as `zray debug` does and continue it."""
+    import socket
+    from zray.util.debug.registry import list_breakpoints
+    (bp,) = list_breakpoints()
+    with socket.create_connection((bp["host"], bp["port"]), timeout=30) as conn:
+        seen = b""
+        while b"(Pdb)" not in seen:
+            chunk = conn.recv(4096)
+            assert chunk, seen
+            seen += chunk
+        conn.sendall(b"c\n")
+        while conn.recv(4096):
+            pass
+
+
 def _shot(page, tmp_path, name):
     path = tmp_path / f"dashboard-{name}.png"
     page.screenshot(path=str(path), full_page=False)
@@ -124,8 +140,16 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     page.wait_for_timeout(2500)     # the next refresh draws the lines
     _shot(page, tmp_path, "metrics")
 
+    @zray.remote
+    def waits_for_you():
+        breakpoint()
+        return "released"
+
+    paused = waits_for_you.remote()
     page.goto(url + "/#breakpoints")
-    page.wait_for_selector("[data-testid=breakpoints-table]", timeout=30000)
+    page.wait_for_selector("[data-testid=breakpoints-table] >> text=waits_for_you", timeout=60000)
     _shot(page, tmp_path, "breakpoints")
+    _continue_breakpoint()
+    assert zray.get(paused, timeout=60) == "released"
     assert errors == []
     del big
