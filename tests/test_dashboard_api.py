@@ -74,3 +74,30 @@ def test_bad_requests(shared_cluster, path, code):
     url = shared_cluster.api._context_info()["dashboard_url"]
     assert _status(url + path) == code
     assert _status(url + "/api/version") == 200       # still serving
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_serve_page_before_and_with_an_application(zray_cluster):
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("starlette")
+    zray = zray_cluster(num_cpus=2)
+    from zray import serve
+    from zray.node.local_node import free_port
+    url = zray.api._context_info()["dashboard_url"]
+    assert json.loads(_get(url + "/api/serve"))["running"] is False
+
+    @serve.deployment
+    class Hello:
+        def __call__(self, request):
+            return "hello"
+
+    serve.start(http_options={"host": "127.0.0.1", "port": free_port("127.0.0.1")})
+    try:
+        serve.run(Hello.bind(), name="dash_app", route_prefix="/hello")
+        status = json.loads(_get(url + "/api/serve"))
+        assert status["running"] is True
+        app = status["applications"]["dash_app"]
+        assert app["status"] == "RUNNING" and "Hello" in app["deployments"]
+    finally:
+        serve.shutdown()

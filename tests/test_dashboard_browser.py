@@ -126,6 +126,9 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     page.wait_for_selector("[data-testid=placement_groups-table] >> text=browser_pg", timeout=30000)
     _shot(page, tmp_path, "placement-groups")
 
+    page.goto(url + "/#serve")
+    page.wait_for_selector("[data-testid=serve-none]", timeout=60000)
+
     page.goto(url + "/#logs")
     page.wait_for_selector("[data-testid=log-files] >> text=dashboard.log", timeout=30000)
     page.click("[data-testid=log-files] >> text=dashboard.log")

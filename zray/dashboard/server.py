@@ -65,6 +65,7 @@ class Dashboard:
         r.add("GET", "/api/metrics/history", self.metrics_history)
         r.add("GET", "/api/breakpoints", self.breakpoints)
         r.add("GET", "/api/dashboard/jobs", self.all_jobs)
+        r.add("GET", "/api/serve", self.serve_status)
         r.add("GET", "/metrics", self.prometheus)
         # Ray's Jobs REST API
         r.add("GET", "/api/jobs/", self.list_jobs)
@@ -147,6 +148,22 @@ class Dashboard:
                                                     max(1, min(lines, 100_000))))
         except ValueError as exc:
             raise HttpError(404, str(exc)) from None
+
+    def serve_status(self, req):
+        """Serve's applications, deployments and proxies, from its controller (if any)."""
+        self.connect()
+        import zray
+        from ..serve import handle
+        handle.forget_controller()          # never a handle of a controller that is gone
+        controller = handle.get_controller(check=False)
+        if controller is None:
+            return json_response({"running": False, "applications": {}, "proxies": {}})
+        try:
+            raw = zray.get(controller.get_status.remote(), timeout=30)
+        except Exception as exc:   # the controller died or is shutting down: say so
+            return json_response({"running": False, "applications": {}, "proxies": {},
+                                  "error": f"{type(exc).__name__}: {exc}"})
+        return json_response(dict(raw, running=True))
 
     def all_jobs(self, req):
         """Submitted jobs (their records) and every driver (the state API's job rows)."""

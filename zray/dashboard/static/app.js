@@ -183,6 +183,25 @@ pages.placement_groups = listingPage("placement_groups", "Placement groups", [
   ["detached", p => esc(p.is_detached)],
 ]);
 
+pages.serve = async function () {
+  const s = await api("/api/serve");
+  if (!s.running) {
+    $main.innerHTML = `<h2>Serve</h2><p class="muted" data-testid="serve-none">No Serve instance runs on this cluster${s.error ? ` (${esc(s.error)})` : ""}; start one with <span class="mono">serve.run(app)</span> or <span class="mono">zray serve run module:app</span>.</p>`;
+    return;
+  }
+  const rows = [];
+  for (const [app, a] of Object.entries(s.applications || {}))
+    for (const [dep, d] of Object.entries(a.deployments || {}))
+      rows.push({app, status: a.status, dep, dstatus: d.status, replicas: d.replica_states, message: d.message || a.message});
+  $main.innerHTML = `<h2>Serve</h2><h3>Applications and deployments</h3><div id="serve-apps"></div><h3>Proxies</h3><div id="serve-proxies"></div>`;
+  document.getElementById("serve-apps").innerHTML = table([
+    ["application", r => esc(r.app)], ["status", r => badge(r.status)], ["deployment", r => esc(r.dep)],
+    ["deployment status", r => badge(r.dstatus)], ["replicas", r => esc(Object.entries(r.replicas || {}).map(([k, v]) => `${k}: ${v}`).join(", "))],
+    ["message", r => esc(r.message)]], rows, {testid: "serve-table"});
+  document.getElementById("serve-proxies").innerHTML = table([["node", p => `<span class="mono">${esc(p[0])}</span>`], ["status", p => badge(p[1])]],
+    Object.entries(s.proxies || {}));
+};
+
 pages.jobs = async function (arg) {
   if (arg && arg.id) return jobDetail(arg.id);
   const data = await api("/api/dashboard/jobs");
