@@ -249,3 +249,44 @@ def test_debugpy_endpoint_when_asked(zray_cluster, monkeypatch):
         _dap_send(sock, 5, "disconnect", {})
     finally:
         sock.close()
+
+
+def test_remote_steps_into_the_called_task(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def callee(x):
+        doubled = x * 2
+        return doubled
+
+    @zray.remote
+    def caller():
+        breakpoint()
+        return zray.get(callee.remote(21))
+
+    ref = caller.remote()
+    (first,) = _wait_breakpoints()
+    env = _debug_env()
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("remote")
+        term.expect("session ended")
+    finally:
+        term.close()
+    from zray.util.debug.registry import list_breakpoints
+    deadline = time.monotonic() + 60
+    while not list_breakpoints() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (second,) = list_breakpoints()
+    assert second["task"].endswith("callee") and second.get("step_into")
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", second["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("p x")
+        term.expect("21")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == 42
