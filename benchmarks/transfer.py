@@ -1,6 +1,12 @@
-"""How fast an object moves between two nodes over TCP (CURVE), pulled by the reader's node.
+"""How fast an object moves between two nodes, beside a raw TCP stream on the same link.
 
-    python -m benchmarks.transfer [--sizes-mb 100,1000] [--rounds 3] [--json]
+    python -m benchmarks.transfer [--sizes-mb 100,1000] [--rounds 3] [--channels tcp,curve] [--json]
+
+Each size is measured three ways in one run: `raw-tcp` (one process sends the bytes to another
+over one loopback TCP stream, received into a preallocated buffer: the link's speed), `tcp`
+(zray's data channel: plain TCP authenticated by the cluster secret, the default) and `curve`
+(ZRAY_DATA_CHANNEL=curve: the bytes as CURVE-encrypted ZeroMQ chunks). `ratio` is zray's
+GB/s over raw TCP's.
 
 Two `zray start` nodes on loopback, each with its own ZRAY_TMPDIR and port. A driver on node A
 puts a numpy array; a driver on node B waits until the object is ready (so the owner's answer is
@@ -12,8 +18,11 @@ both copies are freed before the next.
 import argparse
 import json
 import os
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,11 +61,63 @@ result = took
 DROP = "globals().pop('ref', None); import gc; gc.collect()"
 
 
-def measure(sizes, rounds, workdir):
-    """[{"size": bytes, "seconds": [per round], "gb_per_s": best}] for each size."""
+RAW_SENDER = """
+import socket, sys
+size, port = int(sys.argv[1]), int(sys.argv[2])
+buf = memoryview(bytearray(b"x" * min(size, 8 << 20)))
+with socket.create_connection(("127.0.0.1", port)) as s:
+    sent = 0
+    while sent < size:
+        n = min(len(buf), size - sent)
+        s.sendall(buf[:n])
+        sent += n
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)
+"""
+
+
+def raw_tcp_seconds(size):
+    """Seconds one loopback TCP stream takes to move `size` bytes between two processes, from
+    the accepted connection to the last byte received (the sender is running by then)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    target = memoryview(bytearray(size))
+    for i in range(0, size, 4096):     # touch the pages, as the store's region is prefaulted
+        target[i] = 0
+    sender = subprocess.Popen([sys.executable, "-c", RAW_SENDER, str(size),
+                               str(listener.getsockname()[1])])
+    try:
+        listener.settimeout(30)
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(120)
+            got = 0
+            t0 = time.perf_counter()
+            while got < size:
+                k = conn.recv_into(target[got:])
+                if k == 0:
+                    raise RuntimeError(f"the raw sender stopped after {got} of {size} bytes")
+                got += k
+            took = time.perf_counter() - t0
+            conn.sendall(b"k")
+        return took
+    finally:
+        listener.close()
+        sender.wait(timeout=60)
+
+
+def measure(sizes, rounds, workdir, channel="tcp", raw_seconds=None):
+    """[{"channel", "size": bytes, "seconds": [per round], "gb_per_s": best}] for each size.
+    Before each round a raw TCP stream of the same size is timed into raw_seconds[size]."""
+    import collections
+    raw_seconds = collections.defaultdict(list) if raw_seconds is None else raw_seconds
     from pathlib import Path
     store = int(max(sizes) * 1.25) + (64 << 20)
-    cluster = Cluster(Path(workdir), 2, object_store_memory=store)
+    workdir = os.path.join(workdir, channel)
+    os.makedirs(workdir)
+    cluster = Cluster(Path(workdir), 2, object_store_memory=store,
+                      env={"ZRAY_DATA_CHANNEL": channel})
     owner = reader = None
     out = []
     try:
@@ -69,12 +130,14 @@ def measure(sizes, rounds, workdir):
             seconds = []
             for _ in range(rounds):
                 owner.run(PUT.format(size=size, path=path), timeout=300)
+                raw_seconds[size].append(raw_tcp_seconds(size))   # side by side, each round
                 seconds.append(reader.run(GET.format(size=size, path=path), timeout=900))
                 owner.run(DROP)
                 if cluster.wait(lambda: all(cluster.store_stats(i)["used"] == 0 for i in (0, 1)),
                                 60) is None:
                     raise RuntimeError("the copies were not freed after a round")
-            out.append({"size": size, "seconds": seconds, "gb_per_s": size / min(seconds) / 1e9})
+            out.append({"channel": channel, "size": size, "seconds": seconds,
+                        "gb_per_s": size / min(seconds) / 1e9})
     finally:
         for d in (owner, reader):
             if d is not None:
@@ -87,17 +150,34 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.transfer")
     p.add_argument("--sizes-mb", default="100,1000", help="object sizes, in 10^6 bytes")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--channels", default="tcp,curve",
+                   help="zray data channels to measure beside raw TCP: tcp, curve")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     sizes = [int(float(s) * 1e6) for s in args.sizes_mb.split(",")]
+    channels = [c for c in args.channels.split(",") if c]
+    for channel in channels:
+        if channel not in ("tcp", "curve"):
+            p.error(f"unknown channel {channel!r}: expected tcp or curve")
+    raw_seconds = {size: [] for size in sizes}
+    results = []
     with tempfile.TemporaryDirectory(prefix="zt-transfer-") as workdir:
-        results = measure(sizes, args.rounds, workdir)
+        for channel in channels:
+            results += measure(sizes, args.rounds, workdir, channel, raw_seconds)
+    if not channels:
+        for size in sizes:
+            raw_seconds[size] = [raw_tcp_seconds(size) for _ in range(args.rounds)]
+    results = [{"channel": "raw-tcp", "size": size, "seconds": raw_seconds[size],
+                "gb_per_s": size / min(raw_seconds[size]) / 1e9} for size in sizes] + results
+    raw = {r["size"]: r["gb_per_s"] for r in results if r["channel"] == "raw-tcp"}
     for r in results:
+        r["ratio"] = r["gb_per_s"] / raw[r["size"]]
         if args.json:
             print(json.dumps(r))
         else:
             mean = sum(r["seconds"]) / len(r["seconds"])
-            print(f"{r['size'] / 1e6:8.1f} MB  {r['gb_per_s']:6.2f} GB/s (best of {len(r['seconds'])}; "
+            print(f"{r['channel']:>8} {r['size'] / 1e6:8.1f} MB  {r['gb_per_s']:6.2f} GB/s "
+                  f"x{r['ratio']:.2f} of raw TCP (best of {len(r['seconds'])}; "
                   f"mean {r['size'] / mean / 1e9:.2f} GB/s)")
     return 0
 

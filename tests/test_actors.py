@@ -355,7 +355,7 @@ def test_bad_input(cluster):
         Counter.options(not_an_option=1).remote()
     with pytest.raises(ValueError):
         Counter.options(lifetime="forever").remote()
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="only supported for actors"):   # Ray's type and words
         zray.kill("not a handle")
     assert zray.get(c.incr.remote()) == 1
 

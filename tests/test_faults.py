@@ -225,6 +225,10 @@ def test_daemon_killed_mid_spill(tmp_path):
             proc.wait()
     assert "named: LocalRayletDiedError" in out, out
     assert _gone(pids)
+    # Its session is kept for its logs, and only them (no sockets, spill files or secret).
+    (session_dir,) = (tmp_path / f"zray-{os.getuid()}").iterdir()
+    assert sorted(os.listdir(session_dir)) == ["logs"]
+    assert any(n.startswith("node") for n in os.listdir(session_dir / "logs"))
 
 
 # -- a node mid-transfer ----------------------------------------------------------------------------------

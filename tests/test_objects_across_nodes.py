@@ -97,6 +97,10 @@ def test_readers_on_b_pull_once_get_equal_bytes_and_the_owners_free_removes_ever
         assert r.receive() == [digest, False]     # the same bytes, read-only like any get
     stats_b, stats_a = c.store_stats(1), c.store_stats(0)
     assert stats_b["pulls_started"] == 1 and stats_b["pulls_completed"] == 1
+    # The bytes came over the data channel (plain TCP, authenticated), not the CURVE one.
+    assert stats_a["data_channel"].startswith("tcp://127.0.0.1:")
+    assert stats_b["bytes_streamed_in"] == stats_a["bytes_streamed_out"] >= 48 * MB
+    assert stats_b["stream_fallbacks"] == 0
     assert stats_a["pulls_served"] == 1 and stats_a["serves_active"] == 0
     (copy,) = [o for o in c.objects(1) if o["copy_from"] is not None]
     assert copy["copy_from"] == node_a and copy["size"] >= 48 * MB
@@ -133,11 +137,19 @@ def test_a_source_killed_beforehand_gives_object_lost_and_b_keeps_working(two_no
     assert c.store_stats(1)["pulls_active"] == 0 and c.store_stats(1)["num_copies"] == 0
 
 
-def test_a_source_killed_mid_way_fails_the_pull_and_b_keeps_working(tmp_path):
-    # One small chunk in flight at a time, so the pull takes long enough to be caught mid-way.
-    reader_env = {"ZRAY_PULL_CHUNK_BYTES": str(16 << 10), "ZRAY_PULL_WINDOW": "1",
-                  "ZRAY_PULL_STALL_TIMEOUT_S": "8"}
-    c = Cluster(tmp_path, 2, object_store_memory=256 * MB, env=[None, reader_env])
+@pytest.mark.parametrize("channel", ["curve", "tcp"])
+def test_a_source_killed_mid_way_fails_the_pull_and_b_keeps_working(tmp_path, channel):
+    if channel == "curve":
+        # Chunks over CURVE, one small chunk in flight at a time, so the pull takes long
+        # enough to be caught mid-way.
+        source_env = None
+        reader_env = {"ZRAY_PULL_CHUNK_BYTES": str(16 << 10), "ZRAY_PULL_WINDOW": "1",
+                      "ZRAY_PULL_STALL_TIMEOUT_S": "8", "ZRAY_DATA_CHANNEL": "curve"}
+    else:
+        # The data channel, its source capped at 20 MB/s: ~5 s for the object.
+        source_env = {"ZRAY_DATA_MAX_BYTES_PER_S": "20e6"}
+        reader_env = {"ZRAY_PULL_STALL_TIMEOUT_S": "8"}
+    c = Cluster(tmp_path, 2, object_store_memory=256 * MB, env=[source_env, reader_env])
     owner = reader = None
     try:
         assert c.wait_converged()
@@ -155,7 +167,10 @@ def test_a_source_killed_mid_way_fails_the_pull_and_b_keeps_working(tmp_path):
         assert node_a["node_id"][:12] in info.value.message
         stats = c.store_stats(1)
         assert stats["pulls_failed"] == 1 and stats["pulls_active"] == 0
+        assert c.wait(lambda: c.store_stats(1)["pulls_cancelling"] == 0, 10)
+        stats = c.store_stats(1)
         assert stats["num_copies"] == 0 and stats["used"] == 0     # the partial copy is gone
+        assert (stats["bytes_streamed_in"] > 0) == (channel == "tcp")
         assert reader.run(STILL_WORKS) == [4 << 20, 7]
     finally:
         for d in (owner, reader):
@@ -217,3 +232,63 @@ def test_a_1gb_object_moves(tmp_path):
             if d is not None:
                 d.close()
         c.stop_all()
+
+
+MANY = """
+import hashlib, pickle
+import numpy as np
+rng = np.random.default_rng(11)
+sizes = [1, 100, 1 << 20, (1 << 20) + 1, 5 * (1 << 20) + 7, 20 * (1 << 20), 33, 3 * (1 << 20)]
+arrays = [rng.integers(0, 255, size=n, dtype=np.uint8) for n in sizes]
+refs = [zray.put(a) for a in arrays]
+with open({path!r}, "wb") as f:
+    pickle.dump(refs, f)
+result = [hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]
+del arrays
+"""
+
+GET_MANY = """
+import hashlib, pickle
+with open({path!r}, "rb") as f:
+    refs = pickle.load(f)
+result = [hashlib.sha256(v.tobytes()).hexdigest() for v in zray.get(refs, timeout=60)]
+del refs
+"""
+
+
+def test_many_objects_pulled_at_once_over_the_data_channel_are_intact(two_nodes, tmp_path):
+    """More pulls than stream threads, sizes from 1 byte up: every byte where it belongs."""
+    c = two_nodes
+    path = tmp_path / "refs.pkl"
+    digests = c.driver(0).run(MANY.format(path=str(path)))
+    assert c.driver(1).run(GET_MANY.format(path=str(path))) == digests
+    stats = c.store_stats(1)
+    # (the three tiny ones travel inline with their refs, not through the store)
+    assert stats["pulls_completed"] == stats["pulls_started"] == 5 and stats["pulls_failed"] == 0
+    assert stats["bytes_streamed_in"] >= 29 * MB and stats["pulls_cancelling"] == 0
+
+
+def test_a_peer_without_the_secret_gets_nothing_from_the_data_channel(two_nodes, tmp_path):
+    import time
+    from zray.transport import data_channel as D
+    c = two_nodes
+    path = tmp_path / "ref.pkl"
+    digest = c.driver(0).run(PUT.format(seed=8, size=2 * MB, path=str(path)))
+    endpoint = c.store_stats(0)["data_channel"]
+    target = bytearray(2 * MB)
+    intruder = D.DataClient(D.derive_key("a guessed secret"), "tcp://127.0.0.1:1",
+                            memoryview(target), 5.0)
+    try:
+        for pull_id in range(1, 4):          # whatever transfer it names
+            intruder.start(pull_id, endpoint, 0, 2 * MB)
+        done = []
+        deadline = time.monotonic() + 20
+        while len(done) < 3 and time.monotonic() < deadline:
+            done += intruder.take_done()
+            time.sleep(0.02)
+        assert sorted(kind for _, (kind, _) in done) == [D.CONNECT] * 3
+        assert target == bytearray(2 * MB)
+    finally:
+        intruder.close()
+    assert c.wait(lambda: c.store_stats(0)["data_refused"] == 3, 10)
+    assert c.driver(1).run(GET.format(path=str(path), timeout=60)) == [digest, False]

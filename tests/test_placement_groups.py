@@ -105,6 +105,27 @@ def test_children_are_captured_only_when_asked(shared_cluster):
     remove_placement_group(pg)
 
 
+@zray.remote
+class BuiltInGroup:
+    """Sees its group in its constructor, and starts a child there (as an RLlib algorithm
+    starts its env runners while it is built)."""
+
+    def __init__(self):
+        self.seen = get_current_placement_group()
+        self.child = Holder.options(num_cpus=0).remote()
+
+    def groups(self):
+        return self.seen, zray.get(self.child.group.remote(), timeout=30)
+
+
+def test_an_actor_sees_its_group_in_its_constructor(shared_cluster):
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(10)
+    actor = BuiltInGroup.options(scheduling_strategy=in_group(pg, 0, capture=True)).remote()
+    assert zray.get(actor.groups.remote(), timeout=30) == (pg, pg)
+    remove_placement_group(pg)
+
+
 def test_a_group_holding_every_cpu_keeps_other_tasks_waiting_until_removed(shared_cluster):
     pg = placement_group([{"CPU": 2}])
     assert pg.wait(10)

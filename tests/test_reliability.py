@@ -217,7 +217,7 @@ def test_kill_then_call_always_raises(shared_cluster):
         c = C.remote()
         assert zray.get(c.ping.remote(), timeout=60) == 1
         zray.kill(c)
-        with pytest.raises(exceptions.ActorDiedError, match="killed with zray.kill"):
+        with pytest.raises(exceptions.ActorDiedError, match="killed by `ray.kill`"):
             zray.get(c.ping.remote(), timeout=60)
 
 
@@ -376,3 +376,63 @@ def test_a_worker_whose_zygote_died_before_it_was_armed_exits():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=os.getcwd()))
     assert out.stdout.strip() == "exits", out.stderr
+
+
+def test_a_crashed_node_keeps_its_logs_and_says_where(zray_cluster, capfd):
+    """Issue 10, defect 5: the session directory, logs included, must not go with a node
+    daemon that crashed; the sockets, spill files and secret go."""
+    import shutil
+    import signal
+    from zray import api
+    zray_cluster(num_cpus=1)
+    node = api._state.daemon_proc
+    session_dir = node.spec.session_dir
+
+    @zray.remote
+    def hello():
+        print("a line in a worker's log")
+        return 1
+    assert zray.get(hello.remote()) == 1
+    os.kill(node.pid, signal.SIGKILL)
+    node.proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while not node.crashed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        capfd.readouterr()
+        zray.shutdown()
+        logs = os.path.join(session_dir, "logs")
+        assert sorted(os.listdir(session_dir)) == ["logs"]
+        assert any(name.startswith("node") for name in os.listdir(logs))
+        err = capfd.readouterr().err      # the user-facing warning
+        assert logs in err and "died" in err, err
+    finally:
+        shutil.rmtree(session_dir, ignore_errors=True)
+
+
+def test_a_clean_shutdown_leaves_no_session(zray_cluster):
+    from zray import api
+    zray_cluster(num_cpus=1)
+    session_dir = api._state.daemon_proc.spec.session_dir
+    zray.shutdown()
+    assert not os.path.exists(session_dir)
+
+
+def test_a_stale_node_file_of_a_crashed_zray_start_node_keeps_its_logs(tmp_path):
+    import shutil
+    import signal
+    from helpers.nodes import cli, node_file_of
+    d = tmp_path / "n"
+    d.mkdir()
+    cli(d, "start", "--num-cpus", "1")
+    info = node_file_of(d)
+    os.kill(info["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{info['pid']}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        out = cli(d, "status", check=False)
+        assert sorted(os.listdir(info["session"])) == ["logs"], out.stderr
+        assert os.path.join(info["session"], "logs") in out.stderr
+    finally:
+        shutil.rmtree(info["session"], ignore_errors=True)

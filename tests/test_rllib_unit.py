@@ -327,3 +327,22 @@ def test_our_adam_matches_torch_adam():
             net(x).pow(2).sum().backward()
             opt.step()
     torch.testing.assert_close(a.weight, b.weight)
+
+
+def test_a_tune_trial_of_an_algorithm_asks_for_one_bundle_per_env_runner():
+    from zray import tune
+    from zray.rllib.algorithms.ppo import PPO
+    from zray.rllib.algorithms.tune_trainable import algorithm_trainable
+    from zray.tune.tuner import _lookup
+    trainable = _lookup("PPO")
+    assert trainable is algorithm_trainable(PPO) is _lookup(PPO) and trainable.__name__ == "PPO"
+    config = PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=2) \
+        .evaluation(evaluation_num_env_runners=1)
+    pgf = trainable.default_resource_request(config.to_dict())
+    assert pgf.bundles == [{"CPU": 1}] * 4 and pgf.strategy == "PACK"
+    config.env_runners(num_env_runners=tune.grid_search([0, 3]), num_cpus_per_env_runner=0.5)
+    pgf = trainable.default_resource_request(config.to_dict())
+    assert pgf.bundles == [{"CPU": 1}] + [{"CPU": 0.5}] * 4
+    config.num_env_runners = tune.randint(0, 3)
+    with pytest.raises(ValueError, match="num_env_runners sizes each trial's placement group"):
+        trainable.default_resource_request(config.to_dict())

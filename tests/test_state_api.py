@@ -111,7 +111,7 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     dead = _wait(lambda: state.list_actors(filters=[("state", "=", "DEAD")], detail=True)
                  if len(state.list_actors(filters=[("state", "=", "DEAD")])) == 2 else None)
     causes = {a.class_name: a.death_cause for a in dead}
-    assert "killed with zray.kill" in json.dumps(causes["Named"])
+    assert "killed by `ray.kill` (zray.kill)" in json.dumps(causes["Named"])
     assert causes["Named"]["actor_died_error_context"]["reason"] == "RAY_KILL"
     assert "constructor says no" in json.dumps(causes["BadInit"])
     assert state.summarize_actors()["cluster"]["summary"]["Named"]["state_counts"] == {"DEAD": 1}

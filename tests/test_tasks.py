@@ -284,28 +284,95 @@ def test_infeasible_task_warns_once_and_stays_pending(ray_start, capfd):
     assert "100" in warnings[0] and "CPU" in warnings[0]
 
 
-@pytest.mark.parametrize("ray_start", [{"num_cpus": 2, "num_gpus": 2}], indirect=True)
-def test_gpu_ids_and_cuda_visible_devices(ray_start):
+GPU_PROBES = """
+import os
+import zray
+from zray.core.gpus import device_indices
+
+def probe():
+    return zray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES"), device_indices()
+"""
+
+
+def _gpu_probes():
+    ns = {}
+    exec(GPU_PROBES, ns)
+    probe = ns["probe"]
+
     @zray.remote(num_gpus=1)
     def one_gpu():
-        return zray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+        return probe()
 
     @zray.remote(num_gpus=2)
     def two_gpus():
-        return zray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+        return probe()
 
     @zray.remote
     def no_gpu():
-        return zray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+        return probe()
 
-    ids, env = zray.get(one_gpu.remote())
-    assert len(ids) == 1 and ids[0] in (0, 1) and env == str(ids[0])
-    ids, env = zray.get(two_gpus.remote())
-    assert sorted(ids) == [0, 1] and sorted(env.split(",")) == ["0", "1"]
-    a, b = zray.get([one_gpu.remote(), one_gpu.remote()])
-    ids, env = zray.get(no_gpu.remote())
-    assert ids == [] and env in (None, "")
+    @zray.remote(num_gpus=1)
+    class GpuActor:
+        def probe(self):
+            return probe()
+    return one_gpu, two_gpus, no_gpu, GpuActor
+
+
+@pytest.mark.parametrize("ray_start", [{"num_cpus": 2, "num_gpus": 2}], indirect=True)
+def test_workers_see_the_nodes_gpus_and_get_gpu_ids_is_the_assignment(ray_start):
+    """No per-worker masking (Ray #61073): CUDA_VISIBLE_DEVICES is the node's list in every
+    worker, get_gpu_ids() the granted ids, device_indices() where they are in that list."""
+    one_gpu, two_gpus, no_gpu, GpuActor = _gpu_probes()
+    ids, env, idx = zray.get(one_gpu.remote())
+    assert len(ids) == 1 and ids[0] in (0, 1) and env == "0,1" and idx == ids
+    ids, env, idx = zray.get(two_gpus.remote())
+    assert sorted(ids) == [0, 1] and env == "0,1" and sorted(idx) == [0, 1]
+    ids, env, idx = zray.get(no_gpu.remote())
+    assert ids == [] and env == "0,1" and idx == []
+    # Two actors holding one GPU each: different ids, both see the whole node.
+    actors = [GpuActor.remote(), GpuActor.remote()]
+    (ids_a, env_a, _), (ids_b, env_b, _) = zray.get([a.probe.remote() for a in actors])
+    assert sorted(ids_a + ids_b) == [0, 1] and env_a == env_b == "0,1"
     assert zray.cluster_resources()["GPU"] == 2
+
+
+def test_a_nodes_gpu_list_comes_from_its_environment_and_indices_follow_it(zray_cluster,
+                                                                          monkeypatch):
+    # A node started with devices 4 and 6 (e.g. Slurm's grant): slot i is device list[i].
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    zray_cluster(num_cpus=2, num_gpus=2)
+    one_gpu, two_gpus, _, _ = _gpu_probes()
+    ids, env, idx = zray.get(one_gpu.remote())
+    assert ids[0] in (4, 6) and env == "4,6" and idx == [[4, 6].index(ids[0])]
+    ids, env, idx = zray.get(two_gpus.remote())
+    assert sorted(ids) == [4, 6] and sorted(idx) == [0, 1]
+
+
+def test_masking_is_still_there_for_whoever_asks(zray_cluster, monkeypatch):
+    monkeypatch.setenv("ZRAY_MASK_GPUS", "1")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    zray_cluster(num_cpus=2, num_gpus=2)
+    one_gpu, _, no_gpu, _ = _gpu_probes()
+    ids, env, idx = zray.get(one_gpu.remote())
+    assert len(ids) == 1 and env == str(ids[0]) and idx == [0]
+    ids, env, idx = zray.get(no_gpu.remote())
+    assert ids == [] and env == ""
+
+
+def test_gpu_ids_unit():
+    from zray.core import gpus
+    assert gpus.node_gpu_ids({}, 2) == ["0", "1"]
+    assert gpus.node_gpu_ids({"CUDA_VISIBLE_DEVICES": "3,5,7"}, 2) == ["3", "5"]
+    assert gpus.node_gpu_ids({"CUDA_VISIBLE_DEVICES": "3"}, 2) == ["0", "1"]   # too few listed
+    assert gpus.node_gpu_ids({"CUDA_VISIBLE_DEVICES": "0"}, 0) == []
+    assert gpus.assigned_ids([1], ["GPU-ab", "GPU-cd"]) == ["GPU-cd"]
+    assert gpus.visible_devices(["2", "3"], [3], mask=False) == "2,3"
+    assert gpus.visible_devices(["2", "3"], [3], mask=True) == "3"
+    assert gpus.visible_devices([], [], mask=False) is None
+    assert gpus.device_indices([3], {"CUDA_VISIBLE_DEVICES": "2,3"}) == [1]
+    assert gpus.device_indices(["GPU-cd"], {"CUDA_VISIBLE_DEVICES": "GPU-ab,GPU-cd"}) == [1]
+    assert gpus.device_indices([1], {}) == [1]
+    assert gpus.masking({"ZRAY_MASK_GPUS": "1"}) and not gpus.masking({})
 
 
 def test_runtime_context(shared_cluster):

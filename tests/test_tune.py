@@ -77,7 +77,6 @@ def test_asha_stops_bad_trials_early(shared_cluster, tmp_path):
     def trainer(config):
         for i in range(10):
             tune.report({"score": config["q"] * (i + 1)})
-            time.sleep(0.05)      # a step takes time, so ASHA's decision reaches the trial
 
     # Best first: every later trial is worse than its rung's record, whatever the order in
     # which the trials run, so ASHA has trials to stop.
@@ -91,6 +90,8 @@ def test_asha_stops_bad_trials_early(shared_cluster, tmp_path):
     assert iters[0.8] == 10                     # the best goes to max_t
     assert min(iters.values()) < 10             # some were stopped early
     assert sum(iters.values()) < 80
+    # report() waits for ASHA's decision, so a trial stops at the rung that stopped it
+    assert set(iters.values()) <= {1, 2, 4, 8, 10}
     assert results.get_best_result().config["q"] == pytest.approx(0.8)
 
 
@@ -193,7 +194,6 @@ def test_pbt_exploits_and_explores_with_checkpoints(shared_cluster, tmp_path):
                     f.write(f"{value} {step}")
                 tune.report({"value": value, "lr": config["lr"], "restored": bool(ckpt)},
                             checkpoint=tune.Checkpoint.from_directory(d))
-            time.sleep(0.02)      # a step takes time, so PBT's decisions reach the trials
 
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
                                   hyperparam_mutations={"lr": tune.uniform(0.001, 1.0)},
@@ -205,10 +205,17 @@ def test_pbt_exploits_and_explores_with_checkpoints(shared_cluster, tmp_path):
     assert results.num_errors == 0
     assert pbt._num_perturbations >= 1
     exploited = {tid for (_, tid, _, _, _) in pbt.policy_log}
+    first_exploit = {}
+    for (t, tid, _, _, _) in pbt.policy_log:
+        first_exploit.setdefault(tid, t)
     gained = 0
     for r in results:
         if r.metrics["trial_id"] in exploited:
             assert r.metrics["restored"] is True
+            # report() waits for PBT's decision: the trial's own run ends at the exploit
+            rows = r.metrics_dataframe
+            own = rows[rows["restored"] == False]["training_iteration"]   # noqa: E712
+            assert own.max() == first_exploit[r.metrics["trial_id"]]
             assert r.metrics["training_iteration"] == 12
             gained += r.metrics["value"] > 1        # took a good trial's state
     assert gained >= 1

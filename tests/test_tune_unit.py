@@ -226,6 +226,27 @@ def test_stoppers():
     assert c("t", {"x": 1}) and not c.stop_all()
 
 
+def test_dict_stopper_reads_nested_results_by_flattened_name():
+    d = as_stopper({"env_runners/episode_return_mean": 450})
+    assert not d("t", {"env_runners": {"episode_return_mean": 449.0}})
+    assert d("t", {"env_runners": {"episode_return_mean": 450.0}})
+    assert not d("t", {"env_runners": 3}) and not d("t", {})     # absent: not a stop
+    assert d("t", {"env_runners/episode_return_mean": 500})      # an already flat key
+
+
+def test_placement_of_keeps_bundles_only_when_a_trial_needs_several():
+    from zray.tune.trainable import PlacementGroupFactory, placement_of, with_resources
+
+    def fn(config):
+        pass
+    assert placement_of(fn) is None
+    assert placement_of(with_resources(fn, {"cpu": 2})) is None
+    assert placement_of(with_resources(fn, PlacementGroupFactory([{"cpu": 1}]))) is None
+    pgf = placement_of(with_resources(fn, PlacementGroupFactory([{"cpu": 1}, {"cpu": 2}],
+                                                                strategy="SPREAD")))
+    assert pgf.bundles == [{"CPU": 1}, {"CPU": 2}] and pgf.strategy == "SPREAD"
+
+
 def test_checkpoint_manager_keeps_best_and_latest():
     m = CheckpointManager(num_to_keep=1, score_attribute="acc", score_order="max")
     assert m.register("c0", {"acc": 0.9}) == []

@@ -66,7 +66,7 @@ def test_kill_is_final_whatever_notices_come_after(monkeypatch):
     caller.on_actor_state("node", (b"a" * 16, ac.ALIVE, "w", None), ())
     _submit(caller, state, "after")
     assert isinstance(owner.completed["after"], exceptions.ActorDiedError)
-    assert "killed with zray.kill" in str(owner.completed["after"])
+    assert "killed by `ray.kill`" in str(owner.completed["after"])
     assert [m for m in sent if m[1] == wire.ACTOR_CALL] == [("w", wire.ACTOR_CALL, ("first",), [])]
 
 

@@ -261,3 +261,95 @@ def test_copies_are_evicted_not_spilled(tmp_path):
     put(store, b"new", b"n" * 600_000)
     assert b"copy" not in store.objects and store.stats()["evicted_copies"] == 1
     assert store.stats()["spill_count"] == 0 and off is not None
+
+
+# -- streamed pulls (the data channel does the bytes; here a test plays it) ---------------------------
+EP = "tcp://a-data:1"
+
+
+def _stream_start(net, oid, data, reader="r1"):
+    """Pin `oid` on B with A offering a data channel: returns the StreamPull action."""
+    put(net.src_store, oid, data)
+    net.pin(oid, reader)
+    (request,) = [a for _, a in net.queue]
+    net.queue.clear()
+    (reply,) = net.serves.handle_pull_request(B, request.pull_id, oid, net.now)
+    assert reply.base is not None and reply.size == len(data)
+    (stream,) = net.pulls.handle_pull_reply(A, reply.pull_id, reply.size, None, net.now, EP)
+    assert isinstance(stream, T.StreamPull) and stream.endpoint == EP and stream.size == len(data)
+    return reply, stream
+
+
+def test_a_streamed_pull_is_sealed_when_its_stream_reports_every_byte(tmp_path):
+    net = Net(tmp_path)
+    data = bytes(range(256)) * 20
+    reply, stream = _stream_start(net, b"x", data)
+    # The stream writes the bytes where the machine said, from another thread.
+    net.dst_store.view[stream.base:stream.base + stream.size] = data
+    assert net.pulls.tick(1000.0) == []          # its socket has the stall timeout, not tick
+    net.run_pull_actions(net.pulls.handle_stream_done(stream.pull_id, None, net.now))
+    assert net.replies == {("r1", 1): "pinned"} and net.chunk_requests == 0
+    obj = net.dst_store.objects[b"x"]
+    assert obj.sealed and bytes(net.dst_store.view[obj.offset:obj.offset + obj.size]) == data
+    assert net.pulls.bytes_streamed == len(data) and net.pulls.completed == 1
+    (end,) = [a for _, a in net.queue]
+    assert end == T.EndPull(A, stream.pull_id, True)
+    assert net.serves.handle_pull_end(B, stream.pull_id, True) == [T.Unserved(B, stream.pull_id)]
+    assert not net.src_store.objects[b"x"].pins
+
+
+def test_a_streamed_pull_that_fails_keeps_its_space_until_the_stream_has_ended(tmp_path):
+    net = Net(tmp_path)
+    _, stream = _stream_start(net, b"x", b"v" * 5000)
+    actions = net.pulls.handle_source_gone(NODE_A, "dead")
+    assert T.CancelStream(stream.pull_id) in actions
+    net.run_pull_actions([a for a in actions if not isinstance(a, T.CancelStream)])
+    assert isinstance(net.replies[("r1", 1)], ObjectLostError)
+    # The thread may still write there: the space stays allocated, and a new reader's pull of
+    # the same object waits for it.
+    assert net.dst_store.stats()["used"] > 0 and net.pulls.cancelling
+    net.queue.clear()
+    net.pin(b"x", "r2")
+    assert not net.queue
+    (restart,) = net.pulls.handle_stream_done(stream.pull_id, ("cancelled", "cancelled"), net.now)
+    assert isinstance(restart, T.RequestPull) and restart.object_id == b"x"
+    assert not net.pulls.cancelling and b"x" not in net.dst_store.objects
+    net.run_pull_actions([restart])
+    net.run()                     # no endpoint in this net's replies: chunks
+    assert net.replies[("r2", 1)] == "pinned"
+
+
+def test_a_stream_that_cannot_connect_falls_back_to_chunks(tmp_path):
+    net = Net(tmp_path)
+    data = b"w" * 4500
+    _, stream = _stream_start(net, b"x", data)
+    net.run_pull_actions(net.pulls.handle_stream_done(
+        stream.pull_id, ("connect", "connection refused"), net.now))
+    net.run()
+    assert net.replies == {("r1", 1): "pinned"} and net.pulls.fallbacks == 1
+    obj = net.dst_store.objects[b"x"]
+    assert bytes(net.dst_store.view[obj.offset:obj.offset + obj.size]) == data
+
+
+@pytest.mark.parametrize("kind, error", [("timeout", ObjectFetchTimedOutError),
+                                         ("broken", ObjectLostError), ("refused", ObjectLostError)])
+def test_a_failed_stream_names_its_cause_and_frees_the_copy(tmp_path, kind, error):
+    net = Net(tmp_path)
+    _, stream = _stream_start(net, b"x", b"v" * 5000)
+    net.run_pull_actions(net.pulls.handle_stream_done(stream.pull_id, (kind, "the detail"), net.now))
+    err = net.replies[("r1", 1)]
+    assert isinstance(err, error) and "the detail" in str(err) and NODE_A[:12] in str(err)
+    assert not net.dst_store.objects and not net.pulls.pulls and not net.pulls.cancelling
+    (end,) = [a for _, a in net.queue]
+    assert end == T.EndPull(A, stream.pull_id, False)
+
+
+def test_serves_that_end_say_so_for_the_data_channel(tmp_path):
+    net = Net(tmp_path)
+    put(net.src_store, b"x", b"v" * 3000)
+    net.serves.handle_pull_request(B, 1, b"x", 0.0)
+    net.serves.handle_pull_request(B, 2, b"x", 0.0)
+    net.serves.handle_activity(B, 1, 29.0)       # the data channel is sending pull 1
+    assert net.serves.tick(31.0) == [T.Unserved(B, 2)]
+    assert net.serves.handle_peer_gone(B) == [T.Unserved(B, 1)]
+    assert not net.src_store.objects[b"x"].pins

@@ -24,7 +24,16 @@ def timeline(filename=None):
 # do: `import zray` stays light.
 _LAZY = {"collective": "zray.util.collective", "data": "zray.data", "train": "zray.train",
          "tune": "zray.tune", "serve": "zray.serve", "rllib": "zray.rllib",
-         "launch": "zray.launch"}
+         "launch": "zray.launch", "job_submission": "zray.job_submission",
+         "runtime_env": "zray.runtime_env", "air": "zray.train",
+         "services": "zray.services"}
+
+
+def install_as_ray():
+    """Opt-in: `import ray` and every `ray.X` resolve to zray's module objects in this process
+    (see zray/as_ray)."""
+    from .as_ray import install_as_ray as install
+    return install()
 
 
 def __getattr__(name):
@@ -36,8 +45,10 @@ def __getattr__(name):
     globals()[name] = module
     return module
 
+
 __all__ = [
     "ObjectRef", "ObjectRefGenerator", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context",
-    "init", "is_initialized", "kill", "method", "nodes", "put", "remote", "shutdown", "timeline", "util", "wait",
+    "init", "install_as_ray", "is_initialized", "kill", "method", "nodes", "put", "remote",
+    "shutdown", "timeline", "util", "wait",
 ]

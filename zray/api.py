@@ -1,6 +1,7 @@
 """The Ray Core API: init/shutdown, remote, get/put/wait/cancel and introspection."""
 import atexit
 import inspect
+import logging
 import os
 import select
 import threading
@@ -142,7 +143,7 @@ def _connect(address, kwargs):
     """Join the node of this host that `address` means (node/local_node.find_node): a driver
     always attaches to its own host's node, which holds its store."""
     from .node import local_node
-    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory"):
+    for key in ("num_cpus", "num_gpus", "resources", "object_store_memory", "_system_config"):
         if kwargs.get(key) is not None:
             raise ValueError(f"When connecting to an existing cluster, {key} must not be given "
                              "(it was fixed when the node started)")
@@ -190,7 +191,12 @@ def _start_daemon_watch(core, node):
     """If the node daemon dies, fail every wait of this process instead of hanging."""
     def watch():
         code = node.wait()
-        core.mark_dead(f"the zray node daemon (pid {node.pid}) exited with code {code}")
+        why = f"the zray node daemon (pid {node.pid}) exited with code {code}"
+        if not node.stopping:
+            node.crashed = True
+            why += (f"; its logs are kept in {os.path.join(node.spec.session_dir, 'logs')} "
+                    "after zray.shutdown()")
+        core.mark_dead(why)
     threading.Thread(target=watch, name="zray-daemon-watch", daemon=True).start()
 
 
@@ -209,6 +215,7 @@ def shutdown(_exiting_interpreter=False):
         return
     core = state.core
     if state.daemon_proc is not None:
+        state.daemon_proc.stopping = True
         from .transport import wire
         try:
             core.send(core.daemon, wire.SHUTDOWN_NODE, ())
@@ -218,7 +225,16 @@ def shutdown(_exiting_interpreter=False):
     if state.daemon_proc is not None:
         state.daemon_proc.stop()
     if state.owns_session and state.session_dir:
-        session.remove_session_dir(state.session_dir)
+        node = state.daemon_proc
+        if node is not None and (node.crashed or node.proc.returncode not in (0, None)):
+            # Its logs say why it died: they stay, the rest (sockets, spill, secret) goes.
+            kept = session.keep_logs_only(state.session_dir)
+            if kept:
+                logging.getLogger("zray").warning(
+                    "the zray node daemon (pid %d) died (exit code %s): its logs are kept in %s",
+                    node.pid, node.proc.returncode, kept)
+        else:
+            session.remove_session_dir(state.session_dir)
     logs.reset()
 
 
@@ -253,6 +269,9 @@ def remote(*args, **kwargs):
     """@zray.remote, bare or with options, on a function (a class: see the actor issue)."""
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
+    if len(args) == 2 and not kwargs and all(isinstance(a, list) for a in args):
+        from .legacy import typed_remote    # amplab 0.x: @remote([arg types], [return types])
+        return typed_remote(*args)
     if args:
         raise TypeError("@zray.remote takes either a function or keyword options, e.g. "
                         "@zray.remote(num_cpus=2)")
@@ -315,13 +334,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise TypeError(f"num_returns must be an int, got {num_returns!r}")
     if num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}")
-    if num_returns > len(refs):
-        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
     if not isinstance(fetch_local, bool):
         raise TypeError("fetch_local must be a bool")
     _check_timeout(timeout)
     if not refs:
-        return [], []
+        return [], []       # as Ray: nothing to wait for, whatever num_returns says
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns ({num_returns}) cannot be greater than the number of refs ({len(refs)})")
     ready_idx = set(_runtime().objects.wait_ready(refs, num_returns, timeout)[:num_returns])
     ready = [r for i, r in enumerate(refs) if i in ready_idx]
     not_ready = [r for i, r in enumerate(refs) if i not in ready_idx]
@@ -376,7 +395,9 @@ def kill(actor, *, no_restart=True):
     restarts left."""
     from .actor import ActorHandle
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
+        # Ray's type and wording (users match on them): a ValueError naming ray.cancel.
+        raise ValueError(f"ray.kill() only supported for actors (zray.kill); for tasks, use "
+                         f"zray.cancel(). Got: {type(actor)}.")
     _runtime().actors.kill_actor(actor._actor_id, no_restart, actor._meta)
 
 

@@ -75,6 +75,15 @@ class RuntimeContext:
         return self._rt.daemon
 
     def get(self):
-        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
-                "worker_id": self.get_worker_id(), "task_id": self.get_task_id(),
-                "namespace": self.namespace}
+        """Ray's keys: job_id, node_id and namespace; inside a task or actor also task_id,
+        and inside an actor actor_id."""
+        context = {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
+                   "namespace": self.namespace}
+        if self._rt.is_worker:
+            task_id = self.get_task_id()
+            if task_id is not None:
+                context["task_id"] = task_id
+            actor_id = self.get_actor_id()
+            if actor_id is not None:
+                context["actor_id"] = actor_id
+        return context

@@ -18,6 +18,7 @@ import threading
 from .. import exceptions
 from ..objects import serialization
 from ..objects.ids import put_object_id
+from ..scheduling.actor_directory import EXITED_REASON, KILLED_REASON
 from ..scheduling.task_spec import ACTOR_CALL, ACTOR_CREATION, DYNAMIC, STREAMING, TaskSpec
 from ..transport import wire
 from . import owner_table as ot
@@ -243,7 +244,7 @@ class ActorCaller:
                 state.state = DEAD
                 state.address = None
                 state.death_layout = self._death_layout(
-                    message or "The actor exited (exit_actor or __ray_terminate__)", ())
+                    message or f"The actor {EXITED_REASON}", ())
             inflight = list(state.inflight.values())
             state.inflight.clear()
             for pending in inflight:
@@ -324,7 +325,7 @@ class ActorCaller:
             state.address = None
             name = (meta or {}).get("class_name", "Actor")
             state.death_layout = serialization.serialize_error(exceptions.ActorDiedError(
-                f"The actor {name} ({actor_id.hex()}) was killed with zray.kill")).to_bytes()
+                f"The actor {name} ({actor_id.hex()}) {KILLED_REASON}")).to_bytes()
             inflight = list(state.inflight.values())
             state.inflight.clear()
             for pending in inflight:

@@ -15,6 +15,7 @@ import threading
 
 from .. import exceptions
 from ..objects import serialization
+from ..scheduling.actor_directory import EXITED_REASON
 from ..scheduling.task_spec import TaskSpec
 from ..transport import wire
 from .context import ActorExit
@@ -278,8 +279,7 @@ class ActorExecution:
         for caller in list(self.callers):
             try:
                 core.send(caller, wire.ACTOR_STATE, (self.host.actor_id, "EXITED", None,
-                          f"The actor {self.host.class_name} exited (exit_actor or "
-                          "__ray_terminate__)"))
+                          f"The actor {self.host.class_name} {EXITED_REASON}"))
             except Exception:    # logged by send(); the caller falls back on a grace period
                 pass
         core.reporter.flush()

@@ -24,6 +24,7 @@ from ..scheduling.task_spec import ACTOR_CALL, ARG_VALUE, TASK, TaskSpec
 from ..transport import wire
 from ..transport.zmq_transport import TransportClosed
 from .actor_host import _TERMINATE, ActorExecution
+from . import gpus
 from .context import ActorExit
 from .object_entries import VALUE_INLINE, VALUE_STORED
 from .objects import INLINE_MAX
@@ -51,6 +52,7 @@ class Executor:
         self.post_mortem_hook = None    # zray.util.debug.post_mortem under ZRAY_DEBUG_POST_MORTEM
         self.step_into_hook = None      # zray.util.debug: pause at a called task's first line
         self.assigned_gpus = []
+        self._mask_gpus = gpus.masking()
         self.assigned_resources = {}
         self.hostname = socket.gethostname()
         self.ip = "127.0.0.1"
@@ -396,10 +398,13 @@ class Executor:
         self.send(spec.owner, wire.GENERATOR_ITEM, (spec.task_id, spec.attempt, index, result), frames)
 
     def _set_gpus(self, gpu_grants):
-        ids = [i for i, _ in gpu_grants]
-        self.assigned_gpus = ids
-        if ids or "CUDA_VISIBLE_DEVICES" in os.environ:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in ids)
+        """get_gpu_ids() becomes the granted devices; CUDA_VISIBLE_DEVICES stays the node's
+        list (zray/core/gpus.py says why), or with ZRAY_MASK_GPUS=1 becomes the granted ones."""
+        node_ids = (self.core.node_info or {}).get("gpu_ids") or []
+        self.assigned_gpus = gpus.assigned_ids([i for i, _ in gpu_grants], node_ids)
+        visible = gpus.visible_devices(node_ids, self.assigned_gpus, self._mask_gpus)
+        if visible is not None:
+            os.environ[gpus.VISIBLE_ENV] = visible
 
     def flush_output(self):
         for stream in (sys.stdout, sys.stderr):

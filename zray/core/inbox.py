@@ -12,6 +12,7 @@ before it blocks) and `short_poll()` (whether idle store pins need a look within
 import collections
 import itertools
 import logging
+import math
 import select
 import threading
 import time
@@ -349,9 +350,11 @@ class Inbox:
                 if deadline is None:
                     timeout = 1000
                 else:
-                    timeout = int(min(1.0, deadline - time.monotonic()) * 1000)
-                    if timeout <= 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
                         return False
+                    # Rounded up: a wait with a timeout never returns before it (as Ray's).
+                    timeout = math.ceil(min(1.0, left) * 1000)
                 # Only here may a worker's cancel (SIGINT) interrupt this thread: a handler
                 # interrupted half-way would lose its message (see WorkerRuntime._sigint).
                 self._inbox_polling = True

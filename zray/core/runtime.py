@@ -128,7 +128,11 @@ class Runtime:
         spec = None if executor is None else executor.running_task
         if spec is None:
             return None
-        group = spec.extra.get("placement_group") if spec.extra else None
+        extra = spec.extra or {}
+        group = extra.get("placement_group")
+        if group is None and isinstance(extra.get("meta"), dict):
+            # an actor's constructor: its group is in the actor's meta (as for its methods)
+            group = extra["meta"].get("placement_group")
         return TaskInfo(spec.task_id, spec.name, group)
 
     def current_actor(self):

@@ -110,6 +110,8 @@ class NodeProcess:
     def __init__(self, spec, proc):
         self.spec = spec
         self.proc = proc
+        self.stopping = False     # its starter asked it to stop: an exit from now on is no crash
+        self.crashed = False      # it exited before being asked to
 
     @property
     def pid(self):

@@ -67,6 +67,8 @@ class NodeDaemon:
         resources["memory"] = args.memory
         resources["object_store_memory"] = args.object_store_memory
         resources[f"node:{args.node_ip}"] = 1
+        from ..core.gpus import node_gpu_ids
+        self.gpu_ids = node_gpu_ids(os.environ, args.num_gpus)   # what its workers see
         self.scheduler = LocalScheduler(to_units(resources), max_workers=args.max_workers)
         self.transport = Transport(self.address)
         self.table = ClientTable()
@@ -89,6 +91,11 @@ class NodeDaemon:
         self.services = NodeServices(ctx, self.mesh, forget=self.transport.forget,
                                      more_handlers=[self])
         self.tasks = self.services.tasks
+        if self.mesh.swim is not None:
+            self.services.objects.open_data_channel(self.mesh.cluster_secret, args.node_ip,
+                                                    self.mesh.mesh_address)
+            for fd in self.services.objects.wake_fds():
+                self.poller.register(fd, zmq.POLLIN)   # news is read by the service's tick
         self.mesh.start()
         if args.driver_pid:
             self._watch_pid(args.driver_pid, ("driver-pid", args.driver_pid))
@@ -337,7 +344,7 @@ class NodeDaemon:
             "node_id": self.node_id, "address": self.address, "pid": os.getpid(),
             "store_fd": self.region.fd, "store_size": self.region.size,
             "session_dir": self.session_dir, "hostname": self.hostname,
-            "node_ip": self.args.node_ip,
+            "node_ip": self.args.node_ip, "gpu_ids": self.gpu_ids,
             "resources": from_units(self.scheduler.total),
         }
 
@@ -493,6 +500,11 @@ def main(argv=None):
             os.close(args.ready_fd)
     try:
         code = daemon.run(announce)
+    except BaseException:
+        # A crash: the session's logs (node.err has the traceback) must outlive it; whoever
+        # cleans up after it keeps them (session.keep_logs_only).
+        args.remove_session_on_exit = False
+        raise
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()

@@ -4,6 +4,7 @@ found by `zray.init(address="auto")` through a file in the user's zray directory
 (The mesh issue extends this to many hosts over TCP; on one host a node is reached over ipc.)
 """
 import contextlib
+import logging
 import json
 import os
 import select
@@ -74,7 +75,11 @@ def _live(info):
         return info
     _unlink(info["node_file"])
     if info.get("session"):
-        session.remove_session_dir(info["session"])
+        kept = session.keep_logs_only(info["session"])    # it died on its own: logs say why
+        if kept:
+            logging.getLogger("zray").warning(
+                "the zray node %s (pid %s) had died; its logs are kept in %s",
+                info.get("address", "?"), info.get("pid"), kept)
     return None
 
 

@@ -38,6 +38,7 @@ class MeshService(Service):
         self.swim = None
         self.secret_file = None
         self.mesh_address = None
+        self.cluster_secret = None        # also keys the data channel (object_service.py)
         if not args.port:
             return
         from ..mesh.security import CurveKeys, generate_secret, load_secret
@@ -52,6 +53,7 @@ class MeshService(Service):
             # Given by the environment: keep a 0600 copy in the session dir, where this node's
             # drivers and workers read it to listen on TCP themselves.
             _, self.secret_file = generate_secret(ctx.session_dir, secret)
+        self.cluster_secret = secret
         address = f"tcp://{args.node_ip}:{args.port}"
         transport.bind_tcp(address, CurveKeys(secret))
         self.mesh_address = address

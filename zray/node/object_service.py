@@ -6,7 +6,13 @@ a pull from that member; the reply waits until the copy is sealed here. The book
 zray/store/transfer.py (no sockets); this service decodes messages, hands them to it, and sends
 what it decides. See docs/architecture.md, "Objects across nodes". A member that dies fails
 the pulls from it and drops the pulls it was served (member_gone).
+
+In a mesh, object bytes travel on the data channel (zray/transport/data_channel.py) unless
+ZRAY_DATA_CHANNEL=curve: this node's DataServer serves the transfers it granted (one grant per
+served pull, revoked when the serve ends), its DataClient streams the pulls the transfer machine
+hands it; their ends come back through `tick` (the daemon's loop wakes on `wake_fds()`).
 """
+import logging
 import os
 from collections import defaultdict
 
@@ -16,6 +22,7 @@ from ..store import transfer
 from ..transport import wire
 from .service import Service
 
+log = logging.getLogger("zray.node")
 
 def _env_number(name, default, kind=float):
     value = os.environ.get(name)
@@ -36,6 +43,32 @@ class ObjectService(Service):
         self.serves = transfer.ServeTable(
             self.store, idle_timeout_s=_env_number("ZRAY_SERVE_IDLE_TIMEOUT_S",
                                                    transfer.SERVE_IDLE_TIMEOUT_S))
+        self.data_server = None
+        self.data_client = None
+
+    def open_data_channel(self, cluster_secret, host, mesh_address):
+        """Serve and pull object bytes on plain TCP authenticated by the cluster secret (the
+        default in a mesh), unless ZRAY_DATA_CHANNEL=curve keeps them on the CURVE channel."""
+        from ..transport import data_channel
+        if data_channel.mode() != data_channel.MODE_TCP:
+            log.info("object bytes stay on the CURVE channel (%s=curve)", data_channel.MODE_ENV)
+            return
+        key = data_channel.derive_key(cluster_secret)
+        self.data_server = data_channel.DataServer(key, host, self.store.view,
+                                                   data_channel.max_rate())
+        self.data_client = data_channel.DataClient(key, mesh_address, self.store.view,
+                                                   self.pulls.stall_timeout_s)
+        log.info("data channel on %s", self.data_server.endpoint)
+
+    def wake_fds(self):
+        """File descriptors that become readable when the data channel has news for tick()."""
+        return [self.data_client.wake_fd] if self.data_client is not None else []
+
+    def close(self):
+        for part in (self.data_client, self.data_server):
+            if part is not None:
+                part.close()
+        self.data_client = self.data_server = None
 
     def handlers(self):
         return {
@@ -100,8 +133,16 @@ class ObjectService(Service):
         stats.update({
             "pulls_started": self.pulls.started, "pulls_completed": self.pulls.completed,
             "pulls_failed": self.pulls.failed, "pulls_active": len(self.pulls.pulls),
-            "bytes_pulled": self.pulls.bytes_received, "pulls_served": self.serves.served,
+            "bytes_pulled": self.pulls.bytes_received + (
+                self.data_client.bytes_received if self.data_client else 0),
+            "pulls_served": self.serves.served,
             "serves_active": len(self.serves.serves), "bytes_served": self.serves.bytes_sent,
+            "data_channel": self.data_server.endpoint if self.data_server else None,
+            "bytes_streamed_in": self.data_client.bytes_received if self.data_client else 0,
+            "bytes_streamed_out": self.data_server.bytes_sent if self.data_server else 0,
+            "data_refused": self.data_server.refused if self.data_server else 0,
+            "stream_fallbacks": self.pulls.fallbacks,
+            "pulls_cancelling": len(self.pulls.cancelling),
         })
         self.ctx.reply(sender, wire.STORE_STATS_REPLY, payload[0], stats)
 
@@ -130,9 +171,11 @@ class ObjectService(Service):
         return self.membership.address_of(node_id), None
 
     def on_obj_pull_reply(self, sender, payload, frames):
-        pull_id, size, error = payload
+        pull_id, size, error = payload[:3]
+        # The source's data channel, when it offers one and this node pulls that way too.
+        endpoint = payload[3] if len(payload) > 3 and self.data_client is not None else None
         self.run_transfer_actions(self.pulls.handle_pull_reply(sender, pull_id, size, error,
-                                                               self.ctx.now()))
+                                                               self.ctx.now(), endpoint))
 
     def on_obj_chunk(self, sender, payload, frames):
         pull_id, offset, error = payload
@@ -153,7 +196,7 @@ class ObjectService(Service):
 
     def on_obj_pull_end(self, sender, payload, frames):
         pull_id, kept = payload
-        self.serves.handle_pull_end(sender, pull_id, kept)
+        self.run_transfer_actions(self.serves.handle_pull_end(sender, pull_id, kept))
 
     # -- freeing every copy ------------------------------------------------------------------------
     def on_obj_free_copies(self, sender, payload, frames):
@@ -183,6 +226,12 @@ class ObjectService(Service):
 
     # -- time and membership -----------------------------------------------------------------------
     def tick(self, now):
+        if self.data_client is not None:
+            for pull_id, failure in self.data_client.take_done():
+                self.run_transfer_actions(self.pulls.handle_stream_done(pull_id, failure, now))
+        if self.data_server is not None and self.serves.serves:
+            for peer, pull_id in self.data_server.take_active():
+                self.serves.handle_activity(peer, pull_id, now)
         if self.pulls.pulls or self.serves.active():
             self.run_transfer_actions(self.pulls.tick(now) + self.serves.tick(now))
 
@@ -191,7 +240,7 @@ class ObjectService(Service):
         if member.name in self.pulls.sources():
             actions = self.pulls.handle_source_gone(member.name, member.state)
         if member.address in self.serves.peers():
-            self.serves.handle_peer_gone(member.address)
+            actions += self.serves.handle_peer_gone(member.address)
         self.run_transfer_actions(actions)
 
     def client_gone(self, gone):
@@ -213,8 +262,18 @@ class ObjectService(Service):
                 self.ctx.send(action.source_address, wire.OBJ_PULL_REQUEST,
                               (action.pull_id, action.object_id))
             elif kind is transfer.ReplyPull:
-                self.ctx.send(action.peer, wire.OBJ_PULL_REPLY,
-                              (action.pull_id, action.size, action.error))
+                payload = (action.pull_id, action.size, action.error)
+                if self.data_server is not None and action.size and action.base is not None:
+                    self.data_server.grant(action.peer, action.pull_id, action.base, action.size)
+                    payload += (self.data_server.endpoint,)
+                self.ctx.send(action.peer, wire.OBJ_PULL_REPLY, payload)
+            elif kind is transfer.StreamPull:
+                self.data_client.start(action.pull_id, action.endpoint, action.base, action.size)
+            elif kind is transfer.CancelStream:
+                self.data_client.cancel(action.pull_id)
+            elif kind is transfer.Unserved:
+                if self.data_server is not None:
+                    self.data_server.revoke(action.peer, action.pull_id)
             elif kind is transfer.EndPull:
                 self.ctx.send(action.source_address, wire.OBJ_PULL_END,
                               (action.pull_id, action.kept))

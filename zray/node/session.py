@@ -1,5 +1,9 @@
 """Session directories: per user, per session, 0700, and gone after shutdown.
 
+Except after a crash: when a node daemon died on its own (a signal, an exception, a non-zero
+exit), whoever cleans up after it keeps the session's logs/ (and only them: `keep_logs_only`)
+and says where they are.
+
     $TMPDIR/zray-<uid>/            the user's root (0700)
         s<pid>-<rand>/             one session: sock/ (ipc sockets), logs/, spill/
 Paths stay short because a Unix socket path is limited to 107 bytes: when the user's root is
@@ -56,6 +60,32 @@ def create_session_dir():
     for sub in ("sock", "logs", "spill"):
         os.mkdir(os.path.join(path, sub), 0o700)
     return path
+
+
+def keep_logs_only(path):
+    """A session whose node crashed: remove everything (sockets, spill files, the cluster
+    secret) but its logs, which say why; returns the logs directory, or None when there were
+    none (then nothing is kept)."""
+    logs = os.path.join(path, "logs")
+    if not os.path.isdir(logs) or not os.listdir(logs):
+        remove_session_dir(path)
+        return None
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return None
+    for name in names:
+        if name == "logs":
+            continue
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, ignore_errors=True)
+        else:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass
+    return logs
 
 
 def remove_session_dir(path):

@@ -18,6 +18,11 @@ replica whose home died).
 """
 from dataclasses import dataclass
 
+# Death causes worded as Ray's, since users match on them ("ray.kill", "exit_actor()").
+KILLED_REASON = "is dead because it was killed by `ray.kill` (zray.kill)"
+EXITED_REASON = ("exited by a user request: exit_actor() is called or __ray_terminate__ ran "
+                 "(an intended user exit)")
+
 PENDING = "PENDING_CREATION"
 ALIVE = "ALIVE"
 RESTARTING = "RESTARTING"
@@ -152,7 +157,7 @@ class ActorDirectory:
         if record is None or record.state == DEAD:
             return []
         if record.exiting:
-            return self._die(record, "The actor exited (exit_actor or __ray_terminate__)", None)
+            return self._die(record, f"The actor {record.class_name} {EXITED_REASON}", None)
         can_restart = not record.no_restart and (
             record.max_restarts == -1 or record.restarts < record.max_restarts)
         if can_restart:
@@ -166,7 +171,7 @@ class ActorDirectory:
             if record.spec is not None:
                 record.spec.attempt += 1     # results of the previous life are stale
             return [_notify(record), Create(record)]
-        reason = "was killed with zray.kill" if record.no_restart else "died unexpectedly"
+        reason = KILLED_REASON if record.no_restart else "died unexpectedly"
         message = f"The actor {record.class_name} ({record.actor_id.hex()}) {reason}"
         if detail and not record.no_restart:
             message += f"\n{detail}"
@@ -180,7 +185,7 @@ class ActorDirectory:
             record.no_restart = True
         if record.worker_id is None:
             if record.no_restart:
-                return self._die(record, f"The actor {record.class_name} was killed with zray.kill", None)
+                return self._die(record, f"The actor {record.class_name} {KILLED_REASON}", None)
             return []
         return [KillActorWorker(record.worker_id)]
 

@@ -15,6 +15,18 @@ source's; both are plain objects over an `ObjectStore`: events go in through `ha
     writes each chunk into its region at once, asks for the next; when all arrived: seals
       OBJ_PULL_END (pull_id, kept) ->              unpins; remembers the puller holds a copy
 
+With a data channel (zray/transport/data_channel.py, the default in a mesh), the source's
+reply names its data endpoint, and the chunk requests are replaced by one stream:
+
+      <- OBJ_PULL_REPLY (pull_id, size, error, data endpoint)
+    StreamPull: a thread of the puller's node reads all `size` bytes over plain TCP straight
+    into the region; its end comes back as handle_stream_done (seal, or fail)
+      OBJ_PULL_END (pull_id, kept) ->
+
+A streamed pull that fails (source gone, freed, ...) is answered at once, but its space is
+given back only when the stream reports its end (CancelStream stops it): until then a thread
+may still write there. A stream that cannot connect falls back to chunks over ZeroMQ.
+
 The receiver asks for every chunk, so it alone bounds what is in flight: WINDOW * CHUNK_SIZE
 bytes (8 MiB by default) whatever the object's size, and a 1 GB object needs no memory beyond
 its place in the store. One pull per object per node: pins that arrive while it runs wait for
@@ -65,6 +77,20 @@ class EndPull:
 
 
 @dataclass(frozen=True)
+class StreamPull:
+    source_address: str
+    pull_id: int
+    endpoint: str              # the source's data channel
+    base: int                  # where the copy goes in the local region
+    size: int
+
+
+@dataclass(frozen=True)
+class CancelStream:
+    pull_id: int               # its end still comes back through handle_stream_done
+
+
+@dataclass(frozen=True)
 class Pinned:
     object_id: bytes
     waiters: list              # [(reader, req_id)]: sealed here, pin it for each
@@ -83,6 +109,13 @@ class ReplyPull:
     pull_id: int
     size: int                  # None with an error
     error: Exception = None
+    base: int = None           # where the object lies in the source's region (to grant a stream)
+
+
+@dataclass(frozen=True)
+class Unserved:
+    peer: str                  # the transfer (peer, pull_id) is over: its pin was given back
+    pull_id: int
 
 
 @dataclass(frozen=True)
@@ -106,7 +139,8 @@ def _node(node_id):
 
 class Pull:
     __slots__ = ("pull_id", "object_id", "source_node", "source_address", "client", "waiters",
-                 "size", "base", "next_offset", "outstanding", "received", "last_progress")
+                 "size", "base", "next_offset", "outstanding", "received", "last_progress",
+                 "streaming")
 
     def __init__(self, pull_id, object_id, source_node, source_address, now):
         self.pull_id = pull_id
@@ -121,12 +155,14 @@ class Pull:
         self.outstanding = {}               # chunk offset -> length, requested, not arrived
         self.received = 0
         self.last_progress = now
+        self.streaming = False              # a data-channel thread may write into its space
 
 
 class PullManager:
     """The reader's node: one pull per object, chunks written straight into the store.
 
-    Actions out: RequestPull, RequestChunk, EndPull, Pinned, PullFailed.
+    Actions out: RequestPull, RequestChunk, StreamPull, CancelStream, EndPull, Pinned,
+    PullFailed.
     """
 
     def __init__(self, store, chunk_size=CHUNK_SIZE, window=WINDOW, stall_timeout_s=STALL_TIMEOUT_S):
@@ -138,6 +174,10 @@ class PullManager:
         self.stall_timeout_s = stall_timeout_s
         self.pulls = {}          # pull_id -> Pull
         self.by_object = {}      # object_id -> Pull
+        self.cancelling = {}     # pull_id -> Pull: failed while streaming, space still held
+        self.deferred = {}       # object_id -> Pull: waits for a cancelling pull of that object
+        self.fallbacks = 0       # streams that could not connect and used chunks instead
+        self.bytes_streamed = 0  # bytes of completed streamed pulls (bytes_received: chunks)
         self._ids = itertools.count(1)
         self.started = 0
         self.completed = 0
@@ -162,9 +202,14 @@ class PullManager:
         self.pulls[pull.pull_id] = pull
         self.by_object[object_id] = pull
         self.started += 1
+        if any(p.object_id == object_id for p in self.cancelling.values()):
+            # The space of a failed pull of this object is still written by its stream: this
+            # one starts when that stream has ended.
+            self.deferred[object_id] = pull
+            return []
         return [RequestPull(source_address, pull.pull_id, object_id)]
 
-    def handle_pull_reply(self, source_address, pull_id, size, error, now):
+    def handle_pull_reply(self, source_address, pull_id, size, error, now, endpoint=None):
         pull = self.pulls.get(pull_id)
         if pull is None or pull.source_address != source_address or pull.size is not None:
             # Given up on meanwhile: the source pinned the object for us, let it go.
@@ -185,11 +230,46 @@ class PullManager:
         pull.last_progress = now
         if size == 0:
             return self._complete(pull)
+        if endpoint is not None:
+            pull.streaming = True
+            return [StreamPull(source_address, pull_id, endpoint, pull.base, size)]
         return self._request_more(pull)
+
+    def handle_stream_done(self, pull_id, failure, now):
+        """A stream ended: failure None (every byte is in place) or (kind, detail), kinds of
+        zray/transport/data_channel.py."""
+        pull = self.cancelling.pop(pull_id, None)
+        if pull is not None:          # failed meanwhile: its space can go now
+            self.store.abort(pull.object_id, pull.client)
+            waiting = self.deferred.pop(pull.object_id, None)
+            if waiting is None or self.pulls.get(waiting.pull_id) is not waiting:
+                return []
+            waiting.last_progress = now
+            return [RequestPull(waiting.source_address, waiting.pull_id, waiting.object_id)]
+        pull = self.pulls.get(pull_id)
+        if pull is None or not pull.streaming:
+            return []
+        pull.streaming = False
+        pull.last_progress = now
+        if failure is None:
+            pull.received = pull.size
+            pull.next_offset = pull.size
+            self.bytes_streamed += pull.size
+            return self._complete(pull)
+        kind, detail = failure
+        if kind == "connect":         # no data channel to that node: chunks over ZeroMQ
+            self.fallbacks += 1
+            return self._request_more(pull)
+        if kind == "timeout":
+            return self._fail(pull, ObjectFetchTimedOutError(pull.object_id.hex(), (
+                f"Object {pull.object_id.hex()} could not be pulled from node "
+                f"{_node(pull.source_node)} ({pull.source_address}): {detail}")), end=True)
+        return self._fail(pull, self._lost(pull, f"its data stream failed: {detail}"), end=True)
 
     def handle_chunk(self, source_address, pull_id, offset, data, error, now):
         pull = self.pulls.get(pull_id)
-        if pull is None or pull.size is None or pull.source_address != source_address:
+        if (pull is None or pull.size is None or pull.source_address != source_address
+                or pull.streaming):
             return []     # a pull already given up: its late chunks are dropped
         if error is not None:
             return self._fail(pull, self._lost(pull, f"the source failed to send it: {error}"), end=True)
@@ -226,8 +306,9 @@ class PullManager:
 
     def tick(self, now):
         actions = []
+        # A streaming pull has the stall timeout on its socket instead.
         for pull in [p for p in self.pulls.values()
-                     if now - p.last_progress > self.stall_timeout_s]:
+                     if not p.streaming and now - p.last_progress > self.stall_timeout_s]:
             what = "no reply" if pull.size is None else (
                 f"no data after {pull.received} of {pull.size} bytes")
             err = ObjectFetchTimedOutError(pull.object_id.hex(), (
@@ -256,10 +337,14 @@ class PullManager:
 
     def _fail(self, pull, error, end):
         self._forget(pull)
-        if pull.base is not None:
+        actions = []
+        if pull.streaming:
+            self.cancelling[pull.pull_id] = pull     # aborted when the stream has ended
+            actions.append(CancelStream(pull.pull_id))
+        elif pull.base is not None:
             self.store.abort(pull.object_id, pull.client)
         self.failed += 1
-        actions = [PullFailed(pull.waiters, error)]
+        actions.append(PullFailed(pull.waiters, error))
         if end:
             actions.append(EndPull(pull.source_address, pull.pull_id, False))
         return actions
@@ -268,6 +353,8 @@ class PullManager:
         self.pulls.pop(pull.pull_id, None)
         if self.by_object.get(pull.object_id) is pull:
             del self.by_object[pull.object_id]
+        if self.deferred.get(pull.object_id) is pull:
+            del self.deferred[pull.object_id]
 
     @staticmethod
     def _lost(pull, why):
@@ -292,7 +379,7 @@ class Serve:
 class ServeTable:
     """The source's node: pins what it serves, hands out chunk views, remembers copy holders.
 
-    Actions out: ReplyPull, SendChunk, FreeCopies.
+    Actions out: ReplyPull, SendChunk, FreeCopies, Unserved.
     """
 
     def __init__(self, store, idle_timeout_s=SERVE_IDLE_TIMEOUT_S):
@@ -338,11 +425,17 @@ class ServeTable:
         start = serve.base + offset
         return [SendChunk(peer, pull_id, offset, self.store.view[start:start + length])]
 
+    def handle_activity(self, peer, pull_id, now):
+        """The data channel sent bytes of this transfer: it is not idle."""
+        serve = self.serves.get((peer, pull_id))
+        if serve is not None:
+            serve.last_active = now
+
     def handle_pull_end(self, peer, pull_id, kept):
         serve = self.serves.pop((peer, pull_id), None)
         if serve is None:
             self._drop_waiting(lambda p, i: p == peer and i == pull_id)
-            return
+            return []
         self.store.unpin(serve.object_id, serve.client)
         if not kept:
             holders = self.copies.get(serve.object_id)
@@ -351,17 +444,21 @@ class ServeTable:
                 holders.discard(peer)
                 if not holders:
                     del self.copies[serve.object_id]
+        return [Unserved(peer, pull_id)]
 
     def handle_peer_gone(self, peer):
         """A puller's node died or left: give back what it pinned; its copies died with it."""
+        actions = []
         for key in [k for k, s in self.serves.items() if s.peer == peer]:
             serve = self.serves.pop(key)
             self.store.unpin(serve.object_id, serve.client)
+            actions.append(Unserved(peer, serve.pull_id))
         self._drop_waiting(lambda p, i: p == peer)
         for object_id in [o for o, holders in self.copies.items() if peer in holders]:
             self.copies[object_id].discard(peer)
             if not self.copies[object_id]:
                 del self.copies[object_id]
+        return actions
 
     def handle_freed(self, object_id):
         """The object was freed on this node: every node that took a copy frees its copy."""
@@ -372,16 +469,18 @@ class ServeTable:
         return actions
 
     def tick(self, now):
+        actions = []
         for key in [k for k, s in self.serves.items() if now - s.last_active > self.idle_timeout_s]:
             serve = self.serves.pop(key)
             self.store.unpin(serve.object_id, serve.client)
+            actions.append(Unserved(serve.peer, serve.pull_id))
         stale = []
         for object_id, waiting in list(self.waiting_seal.items()):
             for peer, pull_id, since in waiting:
                 if now - since > self.idle_timeout_s:
                     stale.append((peer, pull_id, object_id))
         self._drop_waiting(lambda p, i: any(p == s[0] and i == s[1] for s in stale))
-        return [ReplyPull(peer, pull_id, None, ObjectLostError(
+        return actions + [ReplyPull(peer, pull_id, None, ObjectLostError(
                     object_id.hex(), f"Object {object_id.hex()} was never sealed on this node"))
                 for peer, pull_id, object_id in stale]
 
@@ -395,7 +494,7 @@ class ServeTable:
         self.serves[(peer, pull_id)] = Serve(peer, pull_id, object_id, client, base, size, now)
         self.copies.setdefault(object_id, set()).add(peer)
         self.served += 1
-        return ReplyPull(peer, pull_id, size)
+        return ReplyPull(peer, pull_id, size, base=base)
 
     def _drop_waiting(self, match):
         for object_id in list(self.waiting_seal):

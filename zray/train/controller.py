@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
+from ..core.gpus import masking
+
 from .checkpoint import Checkpoint, pack_directory, unpack_directory
 from .config import TrainTunables, default_storage_path
 from .errors import ReportTimeoutError, WorkerGroupError
@@ -244,7 +246,9 @@ class Controller:
                    "NNODES": str(nnodes), "ZRAY_TRAIN_RUN_TOKEN": self.token,
                    "ZRAY_TRAIN_GROUP": group_name}
             gpus = node_visible_gpus(group.infos, info["node_id"])
-            if gpus:
+            if gpus and masking():
+                # Only when masking is asked for (ZRAY_MASK_GPUS=1): otherwise each worker
+                # keeps the node's device list and picks its own by index (zray/core/gpus.py).
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
             run_refs[r] = actor.run.remote(self.train_fn, self.train_config, ctx, storage,
                                            spec, shards[r], self.backend, env)

@@ -106,7 +106,7 @@ LIST_OBJECTS_REPLY = 93    # daemon -> caller: (req_id, [info], None)
 
 # -- objects across nodes (daemon <-> daemon over the mesh; zray/store/transfer.py) -------------
 OBJ_PULL_REQUEST = 100     # puller -> source: (pull_id, object_id) the source pins it
-OBJ_PULL_REPLY = 101       # source -> puller: (pull_id, size | None, error | None)
+OBJ_PULL_REPLY = 101       # source -> puller: (pull_id, size | None, error | None[, data endpoint])
 OBJ_CHUNK_REQUEST = 102    # puller -> source: (pull_id, offset, length) at most WINDOW outstanding
 OBJ_CHUNK = 103            # source -> puller: (pull_id, offset, error | None) + [the bytes, sent
                            #   zero-copy from the source's region; absent with an error]

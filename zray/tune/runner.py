@@ -28,7 +28,7 @@ TICK_S = 1.0
 
 class TrialRunner:
     def __init__(self, controller, trainable, *, experiment_name, storage, callbacks, reporter,
-                 reuse_actors=True, actor_options=None, fail_fast=False):
+                 reuse_actors=True, actor_options=None, fail_fast=False, placement=None):
         self.c = controller
         self.trainable = trainable
         self.experiment_name = experiment_name
@@ -39,8 +39,10 @@ class TrialRunner:
         self.actor_options = actor_options or {"num_cpus": 1}
         self.fail_fast = fail_fast
         self._actor_cls = zray.remote(TrialActor).options(**self.actor_options)
+        self.placement = placement    # a PlacementGroupFactory: one group per trial actor
         self._idle = []
         self._all_actors = []
+        self._group_of = {}           # actor -> its placement group (kept while it is reused)
         self._actor_of = {}
         self._inflight = {}           # ObjectRef -> trial id
         self._busy = set()            # trial ids with a call in flight
@@ -165,8 +167,7 @@ class TrialRunner:
         if self._idle:
             actor = self._idle.pop()
         else:
-            actor = self._actor_cls.remote(self.trainable)
-            self._all_actors.append(actor)
+            actor = self._new_actor()
         self._actor_of[trial.trial_id] = actor
         restore = cmd.restore
         spec = TrialSpec(
@@ -177,6 +178,23 @@ class TrialRunner:
                       if restore else {}),
             resources=dict(trial.resources), checkpoint_index=trial.checkpoint_manager.count)
         self._call(trial.trial_id, "start", spec)
+
+    def _new_actor(self):
+        if self.placement is None:
+            actor = self._actor_cls.remote(self.trainable)
+        else:
+            # The actor takes the group's first bundle; what it starts (an algorithm's env
+            # runners) is captured into the others. Creation waits for the group, not here.
+            from zray.util.placement_group import placement_group
+            from zray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+            group = placement_group(self.placement.bundles, strategy=self.placement.strategy)
+            strategy = PlacementGroupSchedulingStrategy(
+                group, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)
+            actor = zray.remote(TrialActor).options(
+                **self.actor_options, scheduling_strategy=strategy).remote(self.trainable)
+            self._group_of[actor] = group
+        self._all_actors.append(actor)
+        return actor
 
     def _release_actor(self, tid):
         actor = self._actor_of.pop(tid, None)
@@ -199,6 +217,13 @@ class TrialRunner:
             logger.debug("kill of a trial actor failed", exc_info=True)
         if actor in self._all_actors:
             self._all_actors.remove(actor)
+        group = self._group_of.pop(actor, None)
+        if group is not None:
+            from zray.util.placement_group import remove_placement_group
+            try:
+                remove_placement_group(group)
+            except Exception:   # noqa: BLE001 - the cluster may be going away
+                logger.debug("removing a trial's placement group failed", exc_info=True)
 
     def _shutdown_actors(self):
         for actor in list(self._all_actors):

@@ -229,6 +229,21 @@ def resources_of(trainable, param_space=None):
     return normalize_resources(res) or {"CPU": 1}
 
 
+def placement_of(trainable, param_space=None):
+    """The trial's PlacementGroupFactory when it asks for more than one bundle (a trial that
+    starts actors of its own, as an RLlib algorithm does), else None: one actor is enough."""
+    res = getattr(trainable, "_zray_tune_resources", None)
+    if res is None and is_class_trainable(trainable):
+        res = trainable.default_resource_request(param_space or {})
+    if callable(res) and not isinstance(res, PlacementGroupFactory):
+        res = res(param_space or {})
+    if not isinstance(res, PlacementGroupFactory) or len(res.bundles) < 2:
+        return None
+    bundles = [normalize_resources(b) for b in res.bundles[:1]] + \
+        [{{"cpu": "CPU", "gpu": "GPU"}.get(k, k): v for k, v in b.items()} for b in res.bundles[1:]]
+    return PlacementGroupFactory(bundles, res.strategy)
+
+
 def with_parameters(trainable, **kwargs):
     """Large objects go to the object store once; each trial gets them as extra arguments
     (`fn(config, **kwargs)`, or `setup(config, **kwargs)` of a Trainable)."""

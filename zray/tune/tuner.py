@@ -2,8 +2,10 @@
 import copy
 import logging
 import math
+import inspect
 import os
 import secrets
+import sys
 
 import zray
 
@@ -19,7 +21,7 @@ from .search.searcher import ConcurrencyLimiter, SearchAlgorithm, Searcher, Sear
 from .stopper import as_stopper
 from .storage import ExperimentStorage, can_restore, default_experiment_name, load_state, \
     load_tuner
-from .trainable import is_class_trainable, resources_of, trainable_name
+from .trainable import is_class_trainable, placement_of, resources_of, trainable_name
 
 logger = logging.getLogger("zray.tune")
 
@@ -31,12 +33,32 @@ def register_trainable(name, trainable, warn=True):
 
 
 def _lookup(trainable):
+    """A registered name, an RLlib algorithm's name ("PPO") or class, or the trainable itself."""
     if isinstance(trainable, str):
-        if trainable not in _registry:
+        if trainable in _registry:
+            return _registry[trainable]
+        from zray.rllib.algorithms import get_algorithm_class
+        try:
+            trainable = get_algorithm_class(trainable)
+        except ValueError:
             raise TuneError(f"unknown trainable {trainable!r}: register it with "
-                            "tune.register_trainable first")
-        return _registry[trainable]
+                            "tune.register_trainable first, or name an RLlib algorithm "
+                            "(PPO, DQN)") from None
+    algorithm = sys.modules.get("zray.rllib.algorithms.algorithm")
+    if algorithm is not None and inspect.isclass(trainable) and \
+            issubclass(trainable, algorithm.Algorithm):
+        from zray.rllib.algorithms.tune_trainable import algorithm_trainable
+        return algorithm_trainable(trainable)
     return trainable
+
+
+def _as_param_space(param_space):
+    """A dict; an RLlib AlgorithmConfig becomes its `to_dict()` (search spaces included)."""
+    if param_space is None:
+        return {}
+    if not isinstance(param_space, dict) and callable(getattr(param_space, "to_dict", None)):
+        return param_space.to_dict()
+    return param_space
 
 
 def _search_alg(search_alg, tune_config):
@@ -85,7 +107,7 @@ class Tuner:
         self._trainable = _lookup(trainable)
         if self._trainable is None:
             raise TypeError("Tuner needs a trainable (a function or a Trainable class)")
-        self.param_space = param_space or {}
+        self.param_space = _as_param_space(param_space)
         self.tune_config = tune_config or TuneConfig()
         self.run_config = run_config or RunConfig()
         self._restore = _restore          # (experiment path, resume flags) when restoring
@@ -149,6 +171,7 @@ class Tuner:
         if not scheduler.set_search_properties(tc.metric, tc.mode):
             raise ValueError("the scheduler's metric/mode conflict with TuneConfig's")
         resources = resources_of(trainable, self.param_space)
+        placement = placement_of(trainable, self.param_space)
         controller = TrialController(
             trainable_name=name_of_trainable, search_alg=search_alg, scheduler=scheduler,
             stopper=as_stopper(rc.stop), metric=tc.metric, mode=tc.mode,
@@ -177,7 +200,9 @@ class Tuner:
         reuse = True if tc.reuse_actors is None else bool(tc.reuse_actors)
         runner = TrialRunner(controller, trainable, experiment_name=name, storage=storage,
                              callbacks=callbacks, reporter=reporter, reuse_actors=reuse,
-                             actor_options=_actor_options(resources),
+                             actor_options=_actor_options(placement.bundles[0] if placement
+                                                          else resources),
+                             placement=placement,
                              fail_fast=rc.failure_config.fail_fast)
         self._restore = None
         runner.run()

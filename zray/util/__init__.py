@@ -8,10 +8,14 @@ __all__ = ["ActorPool", "PlacementGroup", "get_current_placement_group", "get_pl
            "placement_group", "placement_group_table", "remove_placement_group"]
 
 
+# Submodules reachable as attributes, loaded on first use (as Ray's are).
+_LAZY = ("collective", "joblib", "multiprocessing", "queue", "scheduling_strategies", "state")
+
+
 def __getattr__(name):
-    if name == "collective":
+    if name in _LAZY:
         import importlib
-        module = importlib.import_module("zray.util.collective")
+        module = importlib.import_module(f"zray.util.{name}")
         globals()[name] = module
         return module
     raise AttributeError(f"module 'zray.util' has no attribute {name!r}")

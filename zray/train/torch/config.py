@@ -44,7 +44,10 @@ class TorchConfig(BackendConfig):
         import torch.distributed as dist
         backend = self.resolved_backend()
         if _uses_gpu():
-            torch.cuda.set_device(context.local_rank)
+            # Its own GPU by index in the node's list, not local_rank: the node may have GPUs
+            # that belong to other work (zray/core/gpus.py).
+            from .train_loop_utils import get_device
+            torch.cuda.set_device(get_device())
         if context.world_size <= 1 and backend != "zray":
             return
         if backend == "zray":
@@ -72,9 +75,9 @@ class TorchConfig(BackendConfig):
 
 
 def _uses_gpu():
-    """A worker uses its GPU when zray gave it one (CUDA_VISIBLE_DEVICES set by the trainer)
-    and torch sees CUDA."""
-    if not os.environ.get("CUDA_VISIBLE_DEVICES"):
+    """A worker uses its GPU when zray gave it one (zray.get_gpu_ids()) and torch sees CUDA."""
+    import zray
+    if not (zray.is_initialized() and zray.get_gpu_ids()):
         return False
     import torch
     return torch.cuda.is_available()

@@ -11,9 +11,12 @@ logger = logging.getLogger("zray.train")
 
 
 def get_device():
-    """cuda:<local rank> when this worker has GPUs, else cpu."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES") and torch.cuda.is_available():
-        return torch.device("cuda", get_context().get_local_rank() % torch.cuda.device_count())
+    """The CUDA device of this worker's first GPU, by its index in the node's
+    CUDA_VISIBLE_DEVICES (zray/core/gpus.py: devices are never masked per worker), else cpu."""
+    from ...core.gpus import device_indices
+    indices = device_indices() if torch.cuda.is_available() else []
+    if indices:
+        return torch.device("cuda", indices[0] % torch.cuda.device_count())
     return torch.device("cpu")
 
 

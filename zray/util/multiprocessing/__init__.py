@@ -1,4 +1,4 @@
 """A drop-in for multiprocessing.Pool whose processes are zray actors."""
-from .pool import AsyncResult, Pool, TimeoutError
+from .pool import AsyncResult, IMapIterator, IMapUnorderedIterator, Pool, TimeoutError
 
-__all__ = ["AsyncResult", "Pool", "TimeoutError"]
+__all__ = ["AsyncResult", "IMapIterator", "IMapUnorderedIterator", "Pool", "TimeoutError"]

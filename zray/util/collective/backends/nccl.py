@@ -5,7 +5,7 @@ travels in its MemberInfo through the rendezvous (no polling); every member then
 communicator on its device. The device is the one the tensors live on, chosen by index with
 cupy.cuda.Device(i) (never by masking CUDA_VISIBLE_DEVICES: NCCL's cuMem/NVLS paths break
 when each process sees one GPU, Ray #61073); by default the first GPU zray assigned to the
-actor (zray.get_gpu_ids()), else device 0. One non-blocking stream per group carries every
+actor (zray.get_gpu_ids()), at its index in the node's CUDA_VISIBLE_DEVICES, else device 0. One non-blocking stream per group carries every
 call; a call returns after its stream synchronized (polled against the deadline, so a dead
 member is a timeout or an error, not a hang: the communicator is then aborted). torch CUDA
 tensors come in through DLPack (tensors.py); send/recv run on the group's communicator
@@ -35,12 +35,13 @@ def nccl_available():
 
 
 def _default_device():
+    """The index (in CUDA_VISIBLE_DEVICES, the node's list) of this worker's first GPU."""
+    from ....core.gpus import device_indices
     try:
-        import zray
-        ids = zray.get_gpu_ids() if zray.is_initialized() else []
+        indices = device_indices()
     except Exception:                # noqa: BLE001 - outside a worker
-        ids = []
-    return int(ids[0]) if ids else 0
+        indices = []
+    return indices[0] if indices else 0
 
 
 class NcclGroup(BaseGroup):
