@@ -53,6 +53,9 @@ class Named:
     def boom(self):
         raise KeyError("from a method")
 
+    def nap(self, seconds):
+        time.sleep(seconds)
+
 
 @zray.remote
 class BadInit:
@@ -102,6 +105,11 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     assert summary["fails"]["state_counts"] == {"FAILED": 1}
     assert len(state.list_tasks(limit=2)) == 2
 
+    napping = actor.nap.remote(60)
+    (call,) = _wait(lambda: state.list_tasks(filters=[("func_or_class_name", "=", "Named.nap"),
+                                                      ("state", "=", "RUNNING")]))
+    assert call.type == "ACTOR_TASK" and call.end_time_ms is None
+
     zray.cancel(running, force=True)
     zray.cancel(pending)
     bad = BadInit.remote()
@@ -111,6 +119,10 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     dead = _wait(lambda: state.list_actors(filters=[("state", "=", "DEAD")], detail=True)
                  if len(state.list_actors(filters=[("state", "=", "DEAD")])) == 2 else None)
     causes = {a.class_name: a.death_cause for a in dead}
+    (nap,) = _wait(lambda: state.list_tasks(filters=[("func_or_class_name", "=", "Named.nap"),
+                                                     ("state", "=", "FAILED")], detail=True))
+    assert nap.error_type == "WORKER_DIED"         # the call died with its actor's worker
+    del napping
     assert "killed by `ray.kill` (zray.kill)" in json.dumps(causes["Named"])
     assert causes["Named"]["actor_died_error_context"]["reason"] == "RAY_KILL"
     assert "constructor says no" in json.dumps(causes["BadInit"])
@@ -145,6 +157,11 @@ def test_nodes_workers_jobs_objects_groups_and_logs(zray_cluster):
     lines = _wait(lambda: [l for l in state.get_log(actor_id=actor_row.actor_id)
                            if "ping from the actor" in l])
     assert lines
+    follow = state.get_log(actor_id=actor_row.actor_id, tail=1, follow=True, _interval=0.1)
+    assert "ping from the actor" in next(follow)
+    zray.get(actor.ping.remote())
+    assert "ping from the actor" in next(follow)     # appended after the first read
+    follow.close()
     with pytest.raises(ValueError, match="no log file"):
         list(state.get_log(filename="no-such-file.log"))
     with pytest.raises(ValueError, match="plain name"):

@@ -144,3 +144,20 @@ def test_the_worker_cap_is_said_once_per_job_and_shown_in_the_task_list():
                 if isinstance(a, WorkerCapReached)]
     pending = [t for t in s.list_tasks() if t["state"] == "PENDING"]
     assert pending and all("maximum of 1 task workers" in t["pending_reason"] for t in pending)
+
+
+def test_pending_tasks_say_why_they_wait():
+    """The state API's pending_reason (issue 10): the cap, resources, or infeasible."""
+    s = LocalScheduler(to_units({"CPU": 100}), max_workers=1)
+    s.handle_task_submitted(Task(spec(1), []))
+    s.handle_task_submitted(Task(spec(2), []))
+    assert all("maximum of 1 task workers" in why for _, why in s.pending())
+    s = LocalScheduler(to_units({"CPU": 2}))
+    s.handle_task_submitted(Task(spec(3, CPU=64), []))
+    ((task, why),) = s.pending()
+    assert task.spec.task_id == spec(3).task_id and why.startswith("infeasible")
+    started(s, "w1")
+    s.handle_task_submitted(Task(spec(4, CPU=2), []))
+    s.handle_task_submitted(Task(spec(5, CPU=2), []))
+    reasons = [why for _, why in s.pending()]
+    assert any(why.startswith("waiting for resources: needs {'CPU': 2.0}") for why in reasons)

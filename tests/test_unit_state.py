@@ -95,6 +95,44 @@ def test_listing_100_of_100k_finished_tasks_builds_only_100_rows():
     assert "error_message" not in out and "error_message" in row(1).to_dict(True)
 
 
+def test_select_rows_counts_by_state_filters_numbers_and_keeps_pending_first():
+    from zray.state.records import select_rows
+    records = TaskRecords("N", keep=1000)
+    for n in range(10):
+        r = row(n, "FINISHED" if n % 3 else "FAILED")
+        r.worker_pid = 100 + n
+        records.add_finished(r)
+    records.started(row(50))
+    waiting = row(60, "PENDING_NODE_ASSIGNMENT")
+    rows, total = select_rows(records, [waiting], q.StateQuery("tasks", limit=2))
+    assert total == 12 and [r["state"] for r in rows] == ["PENDING_NODE_ASSIGNMENT", "RUNNING"]
+    rows, total = select_rows(records, [waiting], q.StateQuery("tasks", [("state", "=", "failed")],
+                                                               limit=1))
+    assert total == 4 and len(rows) == 1 and rows[0]["task_id"] == f"{9:024x}"
+    rows, total = select_rows(records, [], q.StateQuery("tasks", [("worker_pid", "=", "103")]))
+    assert total == 1 and rows[0]["worker_pid"] == 103
+    assert select_rows(records, [], q.StateQuery("tasks", [("worker_pid", "=", "x")]))[1] == 0
+    assert select_rows(records, [], q.StateQuery("tasks", [("worker_pid", "!=", "103")]))[1] == 10
+    assert select_rows(records, [], q.StateQuery("tasks", [("actor_id", "=", "")]))[1] == 11
+    both = q.StateQuery("tasks", [("state", "=", "FAILED"), ("state", "=", "FINISHED")])
+    assert select_rows(records, [], both)[1] == 0
+
+
+def test_the_task_summary_from_tallies_matches_a_scan():
+    net = Network()
+    a = net.add("A", cpus=1)
+    records = a.services.state.records
+    for n in range(30):
+        r = row(n, ("FINISHED", "FAILED")[n % 2], name=("f", "g", "h")[n % 3])
+        records.add_finished(r)
+    records.started(row(99, name="f"))
+    fast, total = a.services.state._task_summary(q.StateQuery("summary_tasks"))
+    scanned, scanned_total = a.services.state._task_summary(
+        q.StateQuery("summary_tasks", [("job_id", "=", "J")]))
+    assert fast == scanned and total == scanned_total == 31
+    assert fast["f"]["state_counts"] == {"FINISHED": 5, "FAILED": 5, "RUNNING": 1}
+
+
 def test_merge_adds_totals_keeps_the_limit_and_sums_summaries():
     query = q.StateQuery("tasks", limit=3)
     a = dict(q.empty_answer(), rows=[{"x": 1}, {"x": 2}], total=10, nodes=["A"],
@@ -133,8 +171,13 @@ def test_counters_add_up_over_processes_and_outlive_them_gauges_do_not():
     assert got["done"][4] == {("a",): 5.0} and got["q"][4][()][0] == 7.0
     table.update("w2", [("done", "counter", "d", ("k",), None, [(("a",), 4.0)])])
     assert table.collect()["done"][4] == {("a",): 6.0}
-    table.update("w3", ["garbage", ("x", "weird", "", (), None, [])])
-    assert "x" not in table.collect()
+    table.update("w3", ["garbage", ("x", "weird", "", (), None, []),
+                        ("c2", "counter", "", (), None, [((), "not a number")]),
+                        ("h2", "histogram", "", (), (1.0,), [((), ([1], 1.0, 1))]),
+                        ("g2", "gauge", "", ("k",), None, [((), (1.0, 2.0))])])
+    got = table.collect()
+    assert "x" not in got and "c2" not in got and "h2" not in got and got["g2"][4] == {}
+    prometheus.render([], got, "N")     # still renders
 
 
 def test_the_exposition_parses_back_with_buckets_cumulative_and_labels_escaped():
@@ -262,3 +305,26 @@ def test_a_bad_query_gets_an_error_reply_and_the_node_serves_on():
     a.handle(CLIENT, wire.STATE_QUERY, (10, "not a dict"))
     assert isinstance(net.to(CLIENT, wire.STATE_REPLY)[-1][2], ValueError)
     assert ask(net, a)[2] is None
+
+
+# -- the worker's reporter ---------------------------------------------------------------------------
+def test_the_reporter_tells_a_long_call_once_as_running_then_its_end():
+    from zray.core.reporter import Reporter
+    sent = []
+    reporter = Reporter(lambda address, msg_type, payload: sent.append((msg_type, payload)),
+                        "ipc://node")
+    call = TaskSpec(b"\x01" * 12, "J", "A.nap", b"f", [], [], 1, {}, 0, False, CLIENT,
+                    extra={"method": "nap"})
+    reporter.call_started((call, b"\x02" * 16, "A", 10.0))
+    reporter.flush()
+    reporter.flush()           # told once
+    reporter.call_ended((call, b"\x02" * 16, "A", 10.0, 10.5, ("TASK_EXECUTION_EXCEPTION", "x")))
+    reporter.flush()
+    reporter.flush()           # nothing new: nothing sent
+    assert [t for t, _ in sent] == [wire.WORKER_REPORT] * 2
+    (running,), _ = sent[0][1]
+    assert running[5] == "A.nap" and running[7] == 10000.0 and running[8] is None
+    (ended,), _ = sent[1][1]
+    assert ended[8] == 10500.0 and ended[9] == "TASK_EXECUTION_EXCEPTION"
+    assert not reporter._told_running and not reporter._running
+    reporter.close()

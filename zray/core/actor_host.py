@@ -12,6 +12,7 @@ import inspect
 import os
 import sys
 import threading
+import time
 
 from .. import exceptions
 from ..objects import serialization
@@ -19,7 +20,6 @@ from ..scheduling.actor_directory import EXITED_REASON
 from ..scheduling.task_spec import TaskSpec
 from ..transport import wire
 from .context import ActorExit
-from .reporter import now_ms
 
 DEFAULT_GROUP = "_default"
 
@@ -174,7 +174,8 @@ class ActorExecution:
     def execute_call(self, spec, frames):
         """Run one method call (main thread for serial actors, a pool thread otherwise)."""
         executor = self.executor
-        start_ms = now_ms()
+        start = time.time()
+        self.core.reporter.call_started((spec, self.host.actor_id, self.host.class_name, start))
         serial = self.host.mode == "serial"
         if serial:
             executor.running_task = spec
@@ -203,24 +204,21 @@ class ActorExecution:
                 executor.end()
         executor.flush_output()
         executor.send_result(spec, results, result_frames, retryable)
-        self.report_call(spec, start_ms)
+        self.report_call(spec, start)
         if exiting:
             self.exit_process()
 
-    def report_call(self, spec, start_ms):
-        """The call ended: one tuple for the node's task history (core/reporter.py)."""
+    def report_call(self, spec, start):
+        """The call ended: one tuple for the node's task history (core/reporter.py formats it
+        later, on its own thread, off the call's path)."""
         host = self.host
-        error_type, message = self.executor.call_errors.pop(spec.task_id, (None, None))
-        parent = spec.parent_task_id
-        self.core.reporter.call_ended((
-            spec.task_id.hex(), spec.attempt, spec.name, host.actor_id.hex(), spec.job_id,
-            f"{host.class_name}.{spec.extra.get('method')}",
-            parent.hex() if isinstance(parent, bytes) else parent, start_ms, now_ms(),
-            error_type, message))
+        self.core.reporter.call_ended((spec, host.actor_id, host.class_name, start, time.time(),
+                                       self.executor.call_errors.pop(spec.task_id, None)))
 
     async def execute_call_async(self, spec, frames):
         executor = self.executor
-        start_ms = now_ms()
+        start = time.time()
+        self.core.reporter.call_started((spec, self.host.actor_id, self.host.class_name, start))
         exiting = False
         items = [0]        # a streaming call's items sent so far (calls interleave: not shared)
         try:
@@ -249,7 +247,7 @@ class ActorExecution:
             results, result_frames = executor.error_returns(spec, executor.task_error(spec, exc),
                                                             items[0])
         executor.send_result(spec, results, result_frames, False)
-        self.report_call(spec, start_ms)
+        self.report_call(spec, start)
         if exiting:
             self.exit_process()
 

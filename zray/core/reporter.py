@@ -1,7 +1,8 @@
 """What a process tells its node now and then: actor calls it ran, and its metrics.
 
 Actor calls go straight from caller to actor, never through a daemon, so the actor's worker
-reports them itself: each call that ends appends one tuple to a list (no message), and a
+reports them itself: each call that ends appends one tuple to a list (no message; a call that
+still runs at a report is reported once as running), and a
 background thread sends the list to the node at most every REPORT_INTERVAL_S (0.5 s;
 ZRAY_REPORT_INTERVAL_S) as one WORKER_REPORT, together with the process's metric values
 (zray.util.metrics) when they changed. The thread exists only in processes that have something
@@ -26,6 +27,8 @@ class Reporter:
         self._send = send
         self._daemon = daemon_address
         self._events = []
+        self._running = {}              # task_id -> (spec, actor_id, class_name, start s)
+        self._told_running = set()      # task ids the node was told run
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
@@ -37,9 +40,21 @@ class Reporter:
     def closed(self):
         return self._closed
 
+    def call_started(self, started):
+        """An actor call starts: (spec, actor_id, class_name, start s). The node hears of it
+        only if it still runs at the next report (a long call shows as RUNNING)."""
+        self._running[started[0].task_id] = started
+        if not self._wake.is_set():
+            self._wake.set()
+            if self._thread is None:
+                self._start()
+
     def call_ended(self, event):
-        """An actor call ended: (task_id hex, attempt, name, actor_id hex, job_id,
-        func_or_class_name, parent_task_id hex, start_ms, end_ms, error_type, error_message)."""
+        """An actor call ended: (spec, actor_id, class_name, start s, end s, (error type,
+        message) | None), formatted for the node when sent."""
+        task_id = event[0].task_id
+        self._running.pop(task_id, None)
+        self._told_running.discard(task_id)
         events = self._events
         if len(events) >= MAX_PENDING:
             del events[:MAX_PENDING // 10]
@@ -73,11 +88,18 @@ class Reporter:
         with self._lock:
             self._wake.clear()          # before the swap: a later append sets it again
             events, self._events = self._events, []
+            told = self._told_running
+            running = [(spec, actor_id, class_name, start, None, None)
+                       for spec, actor_id, class_name, start in list(self._running.values())
+                       if spec.task_id not in told]
+            told.update(item[0].task_id for item in running)
+            told.intersection_update(list(self._running))   # calls that ended meanwhile
             metrics = self.metrics_source() if self.metrics_source is not None else None
-            if not events and not metrics:
+            if not events and not metrics and not running:
                 return
             try:
-                self._send(self._daemon, wire.WORKER_REPORT, (events, metrics))
+                self._send(self._daemon, wire.WORKER_REPORT,
+                           ([_event(e) for e in running + events], metrics))
             except Exception:       # shutting down, or the node is gone: nothing to tell
                 log.debug("a WORKER_REPORT could not be sent", exc_info=True)
 
@@ -85,6 +107,21 @@ class Reporter:
         self.flush()
         self._closed = True
         self._wake.set()
+
+
+def _event(item):
+    """The wire form of a call (wire.WORKER_REPORT): (task_id hex, attempt, name, actor_id
+    hex, job_id, func_or_class_name, parent_task_id hex, start_ms, end_ms (None: it runs),
+    error_type, error_message)."""
+    spec, actor_id, class_name, start, end, error = item
+    parent = spec.parent_task_id
+    error_type, message = error if error else (None, None)
+    return (spec.task_id.hex(), spec.attempt, spec.name,
+            actor_id.hex() if isinstance(actor_id, bytes) else actor_id, spec.job_id,
+            f"{class_name}.{(spec.extra or {}).get('method')}",
+            parent.hex() if isinstance(parent, bytes) else parent,
+            round(start * 1000, 3), round(end * 1000, 3) if end is not None else None,
+            error_type, message)
 
 
 def now_ms():

@@ -27,14 +27,15 @@ Interface for other services and the daemon:
                              on the loop (for an in-daemon HTTP handler)
 """
 import collections
+import itertools
 import logging
 import os
 import time
 
 from ..state import query as q
 from ..state.metrics_table import NodeMetrics
-from ..state.records import (ACTOR_TASK, TaskRecords, TaskRow, keep_from_env, row_get,
-                             row_of_spec, row_to_dict)
+from ..state.records import (ACTOR_TASK, TaskRecords, TaskRow, keep_from_env,
+                             row_of_spec, row_predicate, select_rows)
 from ..transport import wire
 from ..transport.address import node_of
 from .service import Service
@@ -210,6 +211,9 @@ class StateService(Service):
             self.job_starts[job_id] = (_now_ms(), pid, address)
 
     def worker_died(self, worker_id, detail):
+        # After TaskService (services.py's order): a task it ran was ended there with the
+        # scheduler's verdict; actor calls the worker said were running end here.
+        self.records.worker_gone(worker_id, _now_ms(), str(detail) if detail else None)
         self.exited_workers.append({"worker_id": worker_id, "pid": None,
                                     "exit_detail": str(detail) if detail else None,
                                     "end_time_ms": _now_ms()})
@@ -225,10 +229,10 @@ class StateService(Service):
         answer = q.empty_answer()
         answer["nodes"] = [self.ctx.node_id]
         if resource == "tasks":
-            rows, total = q.select(self._task_rows(), query, row_get, row_to_dict)
+            rows, total = select_rows(self.records, self._pending_rows(), query)
         elif resource == "summary_tasks":
-            rows, total = [], len(self.records)
-            answer["summary"] = self._task_summary(query)
+            rows = []
+            answer["summary"], total = self._task_summary(query)
         elif resource == "summary_actors":
             rows, total = [], 0
             actors = [r for r in self._actor_rows() if _matches(r, query)]
@@ -308,30 +312,38 @@ class StateService(Service):
             log.debug("host figures unavailable", exc_info=True)
         return render(series, self.metrics.collect(), self.ctx.node_id)
 
-    def _task_rows(self):
+    def _pending_rows(self):
         node_id = self.ctx.node_id
+        rows = []
         for task, why in self.ctx.scheduler.pending():
-            spec = task.spec
-            row = row_of_spec(spec, node_id, "PENDING_NODE_ASSIGNMENT")
+            row = row_of_spec(task.spec, node_id, "PENDING_NODE_ASSIGNMENT")
             row.pending_reason = why
-            yield row
+            rows.append(row)
+        return rows
+
+    def _task_rows(self):
+        yield from self._pending_rows()
         yield from self.records.rows()
 
     def _task_summary(self, query):
-        rows = self._task_rows()
+        """{name: {"func_or_class_name", "type", "state_counts"}}, and how many tasks. With no
+        filter the finished ones come from the ring's tallies: O(names), not O(tasks)."""
         if query.filters:
-            match = q.compile_filters(query.filters, row_get)
-            rows = (r for r in rows if match(r))
-        out = {}
+            rows = filter(row_predicate(query.filters), self._task_rows())
+            tallies = collections.Counter()
+        else:
+            rows = itertools.chain(self._pending_rows(), list(self.records.running.values()))
+            tallies = collections.Counter(self.records.summary_counts)
         for row in rows:
-            name = row.func_or_class_name or row.name
+            tallies[(row.func_or_class_name or row.name, row.type, row.state)] += 1
+        out = {}
+        for (name, kind, state), n in tallies.items():
             entry = out.get(name)
             if entry is None:
-                entry = out[name] = {"func_or_class_name": name, "type": row.type,
+                entry = out[name] = {"func_or_class_name": name, "type": kind,
                                      "state_counts": {}}
-            counts = entry["state_counts"]
-            counts[row.state] = counts.get(row.state, 0) + 1
-        return out
+            entry["state_counts"][state] = entry["state_counts"].get(state, 0) + n
+        return out, sum(tallies.values())
 
     def _actor_rows(self):
         node_id = self.ctx.node_id

@@ -34,9 +34,19 @@ class NodeMetrics:
                 continue
             if kind not in KINDS or not isinstance(name, str):
                 continue
-            entries[name] = (kind, str(description or ""), tuple(tag_keys or ()),
-                             tuple(boundaries) if boundaries else None,
-                             [(tuple(tags), value) for tags, value in series])
+            try:
+                tag_keys = tuple(str(k) for k in tag_keys or ())
+                bounds = tuple(float(b) for b in boundaries) if boundaries else None
+                if kind == "histogram" and not bounds:
+                    continue
+                clean = []
+                for tags, value in series:
+                    tags = tuple(str(t) for t in tags)
+                    if len(tags) == len(tag_keys):
+                        clean.append((tags, _checked(kind, value, bounds)))
+            except (TypeError, ValueError):
+                continue          # a malformed entry never breaks the node's exposition
+            entries[name] = (kind, str(description or ""), tag_keys, bounds, clean)
         self.by_process[process] = entries
 
     def process_gone(self, process):
@@ -68,6 +78,20 @@ class NodeMetrics:
                 for tags, value in series:
                     values[tags] = _add(kind, values.get(tags), value)
         return out
+
+
+def _checked(kind, value, bounds):
+    """The value in its kind's shape, or TypeError/ValueError."""
+    if kind == "counter":
+        return float(value)
+    if kind == "gauge":
+        number, when = value
+        return (float(number), float(when))
+    buckets, total, count = value
+    buckets = [int(b) for b in buckets]
+    if len(buckets) != len(bounds) + 1:
+        raise ValueError("bucket counts do not match the boundaries")
+    return (buckets, float(total), int(count))
 
 
 def _add(kind, old, new):

@@ -11,8 +11,10 @@ A record is a `TaskRow` with Ray's column names as attributes; rows become dicts
 query returns them, so listing 100 of 100,000 builds 100 dicts.
 """
 import collections
+import itertools
 import os
 import time
+from operator import attrgetter
 
 from ..scheduling.resources import from_units
 from ..scheduling.task_spec import ACTOR_CREATION
@@ -63,7 +65,7 @@ class TaskRow:
         self.error_message = None
         self.start_time_ms = start_time_ms
         self.end_time_ms = None
-        self.required_resources = required_resources
+        self.required_resources = required_resources   # scheduling units (resources.py)
         self.placement_group_id = placement_group_id
         self.creation_time_ms = start_time_ms
         self.pending_reason = None
@@ -80,6 +82,8 @@ class TaskRow:
         if detail:
             for k in more:
                 out[k] = getattr(self, k)
+            if out["required_resources"] is not None:   # kept in units until shown
+                out["required_resources"] = from_units(out["required_resources"])
         return out
 
 
@@ -96,7 +100,7 @@ def row_of_spec(spec, node_id, state, worker_id=None, pid=None, start_ms=None):
                   actor_id.hex() if isinstance(actor_id, bytes) else actor_id,
                   ACTOR_CREATION_TASK if spec.kind == ACTOR_CREATION else NORMAL_TASK,
                   spec.name, parent.hex() if isinstance(parent, bytes) else parent, node_id,
-                  worker_id, pid, start_ms, from_units(spec.resources), _group_of(extra))
+                  worker_id, pid, start_ms, spec.resources, _group_of(extra))
     return row
 
 
@@ -107,6 +111,87 @@ def _group_of(extra):
     if isinstance(group, bytes):
         return group.hex()
     return group if isinstance(group, str) else None
+
+
+# Columns that hold str or None: a filter compares them as they are (enum-like ones are kept
+# upper case, as query.py compares them), without a str() per row.
+TEXT_COLUMNS = frozenset({"task_id", "name", "state", "job_id", "actor_id", "type",
+                          "func_or_class_name", "parent_task_id", "node_id", "worker_id",
+                          "error_type", "error_message", "placement_group_id", "pending_reason"})
+
+
+NUMBER_COLUMNS = frozenset({"attempt_number", "worker_pid", "start_time_ms", "end_time_ms",
+                            "creation_time_ms"})
+
+
+def row_predicate(filters):
+    """A fast test row -> bool for normalized filters (query.normalize_filters), or None."""
+    from .query import ENUM_COLUMNS, _as_text
+    tests = []
+    for column, predicate, value in filters:
+        get = attrgetter(column)
+        enum = column in ENUM_COLUMNS
+        want = value.upper() if enum else value
+        if column in TEXT_COLUMNS:
+            if want == "":
+                def test(r, get=get):
+                    return not get(r)
+            else:
+                def test(r, get=get, want=want):
+                    return get(r) == want
+        elif column in NUMBER_COLUMNS:
+            try:
+                number = float(want)
+            except ValueError:
+                number = None      # "=" never matches, "!=" always does
+
+            def test(r, get=get, number=number):
+                value = get(r)
+                return value is not None and value == number
+        else:
+            def test(r, get=get, want=want, enum=enum):
+                return _as_text(get(r), enum) == want
+        if predicate == "!=":
+            def test(r, inner=test):
+                return not inner(r)
+        tests.append(test)
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    return lambda r: all(t(r) for t in tests)
+
+
+def select_rows(records, pending, query):
+    """(the page of task rows as dicts, how many match) over pending rows (a list), then
+    running, then finished newest first. Cost: O(offset + limit) with no filter; a filter on
+    the state alone counts from the ring's tallies and stops at the page; any other filter
+    scans every row once, with no str() or dict per row."""
+    end = query.offset + query.limit
+    filters = query.filters
+    source = itertools.chain(pending, list(records.running.values()),
+                             reversed(records.finished.values()))
+    if not filters:
+        total = len(pending) + len(records)
+        page = list(itertools.islice(source, end))
+    else:
+        match = row_predicate(filters)
+        if all(c == "state" and p == "=" for c, p, _ in filters):
+            wanted = {v.upper() for _, _, v in filters}
+            if len(wanted) > 1:
+                total, page = 0, []
+            else:
+                (state,) = wanted
+                total = (sum(1 for r in pending if r.state == state)
+                         + sum(1 for r in records.running.values() if r.state == state)
+                         + records.finished_counts.get(state, 0))
+                page = list(itertools.islice(filter(match, source), end))
+        else:
+            matches = list(filter(match, source))
+            total = len(matches)
+            page = matches[:end]
+    detail = query.detail
+    return [r.to_dict(detail) for r in page], total     # merge() cuts the page out
 
 
 def row_get(row, column):
@@ -126,6 +211,7 @@ class TaskRecords:
         self.dropped = 0                           # finished rows pushed out of the ring
         self.ended_count = 0                       # rows that ever ended here
         self.finished_counts = collections.Counter()   # state -> rows in the ring
+        self.summary_counts = collections.Counter()    # (func_or_class_name, type, state) -> rows
 
     # -- events --------------------------------------------------------------------------------
     def started(self, row):
@@ -146,6 +232,12 @@ class TaskRecords:
         self._keep(row)
         return row
 
+    def worker_gone(self, worker_id, now_ms, detail):
+        """The worker died: what it still ran failed (rows nobody else will end)."""
+        for row in [r for r in self.running.values() if r.worker_id == worker_id]:
+            self.ended(row.task_id, row.attempt_number, now_ms, "WORKER_DIED",
+                       detail or "the worker running it died")
+
     def add_finished(self, row):
         """A row that is over already (an actor call reported by its worker)."""
         self.running.pop((row.task_id, row.attempt_number), None)
@@ -160,13 +252,21 @@ class TaskRecords:
         finished = self.finished
         old = finished.pop(key, None)
         if old is not None:
-            self.finished_counts[old.state] -= 1
+            self._count(old, -1)
         finished[key] = row
-        self.finished_counts[row.state] += 1
+        self._count(row, 1)
         while len(finished) > self.keep:
             _, gone = finished.popitem(last=False)
-            self.finished_counts[gone.state] -= 1
+            self._count(gone, -1)
             self.dropped += 1
+
+    def _count(self, row, n):
+        self.finished_counts[row.state] += n
+        key = (row.func_or_class_name or row.name, row.type, row.state)
+        counts = self.summary_counts
+        counts[key] += n
+        if not counts[key]:
+            del counts[key]
 
     # -- queries -------------------------------------------------------------------------------
     def rows(self):
