@@ -283,3 +283,37 @@ def test_no_dashboard_when_disabled(zray_cluster):
     with pytest.raises(ValueError, match="dashboard_port"):
         from zray.dashboard.options import dashboard_options
         dashboard_options({"dashboard_port": 70000})
+
+
+def test_ctrl_c_stops_following_not_the_job(zray_cluster):
+    import signal
+    zray_cluster(num_cpus=2)
+    import zray
+    from zray.job_submission import JobSubmissionClient
+    url = zray.api._context_info()["dashboard_url"]
+    env = dict(os.environ, PYTHONPATH=REPO, ZRAY_DASHBOARD_ADDRESS=url)
+    proc = subprocess.Popen([sys.executable, "-m", "zray.scripts.cli", "job", "submit",
+                             "--submission-id", "followed", "--", "echo up; sleep 60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=REPO)
+    client = JobSubmissionClient(url)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if "up" in client.get_job_logs("followed"):
+                    break
+            except RuntimeError:      # not submitted yet
+                pass
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130 and "keeps running" in err
+    assert str(client.get_job_status("followed")) == "RUNNING"
+    assert client.stop_job("followed") is True
+    assert _wait_status(client, "followed", {"STOPPED"}) == "STOPPED"
