@@ -25,6 +25,22 @@ def browser():
             b.close()
 
 
+def _continue_breakpoint():
+    """Attach to the one paused breakpoint as `zray debug` does and continue it."""
+    import socket
+    from zray.util.debug.registry import list_breakpoints
+    (bp,) = list_breakpoints()
+    with socket.create_connection((bp["host"], bp["port"]), timeout=30) as conn:
+        seen = b""
+        while b"(Pdb)" not in seen:
+            chunk = conn.recv(4096)
+            assert chunk, seen
+            seen += chunk
+        conn.sendall(b"c\n")
+        while conn.recv(4096):
+            pass
+
+
 def _shot(page, tmp_path, name):
     path = tmp_path / f"dashboard-{name}.png"
     page.screenshot(path=str(path), full_page=False)
@@ -59,7 +75,10 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     pg = placement_group([{"CPU": 0.5}], name="browser_pg")
     zray.get(pg.ready(), timeout=60)
     client = JobSubmissionClient(url)
-    sid = client.submit_job(entrypoint="echo output-of-the-browser-job", submission_id="browser_job")
+    sid = client.submit_job(
+        entrypoint="python -c \"import zray; zray.init(); "
+                   "print('output-of-the-browser-job', zray.get(zray.remote(lambda: 7).remote()))\"",
+        submission_id="browser_job")
     deadline = time.monotonic() + 90
     while not client.get_job_status(sid).is_terminal() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -80,7 +99,8 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     assert "SUCCEEDED" in page.inner_text("[data-testid=jobs-table]")
     _shot(page, tmp_path, "jobs")
     page.click("[data-testid=jobs-table] >> text=browser_job")
-    page.wait_for_selector("[data-testid=job-logs] >> text=output-of-the-browser-job", timeout=30000)
+    page.wait_for_selector("[data-testid=job-logs] >> text=output-of-the-browser-job 7", timeout=30000)
+    page.wait_for_selector("#jobtasks >> text=FINISHED", timeout=30000)     # the job's own task
     _shot(page, tmp_path, "job")
 
     page.goto(url + "/#actors")
@@ -106,6 +126,9 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     page.wait_for_selector("[data-testid=placement_groups-table] >> text=browser_pg", timeout=30000)
     _shot(page, tmp_path, "placement-groups")
 
+    page.goto(url + "/#serve")
+    page.wait_for_selector("[data-testid=serve-none]", timeout=60000)
+
     page.goto(url + "/#logs")
     page.wait_for_selector("[data-testid=log-files] >> text=dashboard.log", timeout=30000)
     page.click("[data-testid=log-files] >> text=dashboard.log")
@@ -120,8 +143,16 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     page.wait_for_timeout(2500)     # the next refresh draws the lines
     _shot(page, tmp_path, "metrics")
 
+    @zray.remote
+    def waits_for_you():
+        breakpoint()
+        return "released"
+
+    paused = waits_for_you.remote()
     page.goto(url + "/#breakpoints")
-    page.wait_for_selector("[data-testid=breakpoints-table]", timeout=30000)
+    page.wait_for_selector("[data-testid=breakpoints-table] >> text=waits_for_you", timeout=60000)
     _shot(page, tmp_path, "breakpoints")
+    _continue_breakpoint()
+    assert zray.get(paused, timeout=60) == "released"
     assert errors == []
     del big

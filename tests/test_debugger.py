@@ -95,10 +95,10 @@ def test_breakpoint_in_task_attach_print_continue(zray_cluster):
         assert found[0]["breakpoint_id"] in term.seen
         term.send("0")
         term.expect("(Pdb)")
-        term.send("p secret_value")
-        term.expect("42")
+        term.send("p ('secret', secret_value)")
+        term.expect("('secret', 42)")
         term.send("where")
-        term.expect("paused")
+        term.expect("executor.py")   # the stack above the task, as `where` shows it
         term.send("c")
         term.expect("session ended")
     finally:
@@ -138,10 +138,11 @@ def test_breakpoint_in_actor_and_list(zray_cluster):
                      found[0]["breakpoint_id"]], env)
     try:
         term.expect("(Pdb)")
-        term.send("p self.count")
-        term.expect("6")
+        term.send("p ('count', self.count)")
+        term.expect("('count', 6)")
         term.send("self.count = 100")
-        term.expect("(Pdb)")
+        term.send("p ('now', self.count)")
+        term.expect("('now', 100)")
         term.send("c")
         term.expect("session ended")
     finally:
@@ -164,8 +165,8 @@ def test_post_mortem_on_unhandled_exception(zray_cluster, monkeypatch):
     term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", "0"], _debug_env())
     try:
         term.expect("(Pdb)")
-        term.send("p local_reason")
-        term.expect("bad-input-17")
+        term.send("p ('reason', local_reason)")
+        term.expect("('reason', 'bad-input-17')")
         term.send("c")
         term.expect("session ended")
     finally:
@@ -249,3 +250,44 @@ def test_debugpy_endpoint_when_asked(zray_cluster, monkeypatch):
         _dap_send(sock, 5, "disconnect", {})
     finally:
         sock.close()
+
+
+def test_remote_steps_into_the_called_task(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def callee(x):
+        doubled = x * 2
+        return doubled
+
+    @zray.remote
+    def caller():
+        breakpoint()
+        return zray.get(callee.remote(21))
+
+    ref = caller.remote()
+    (first,) = _wait_breakpoints()
+    env = _debug_env()
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("remote")
+        term.expect("session ended")
+    finally:
+        term.close()
+    from zray.util.debug.registry import list_breakpoints
+    deadline = time.monotonic() + 60
+    while not list_breakpoints() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (second,) = list_breakpoints()
+    assert second["task"].endswith("callee") and second.get("step_into")
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", second["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("p ('x', x)")
+        term.expect("('x', 21)")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == 42

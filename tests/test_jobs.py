@@ -86,6 +86,15 @@ RAY_CLIENT_SCRIPT = textwrap.dedent(r'''
         time.sleep(0.1)
     out["stop_returned"] = c.stop_job(slow)
     out["slow_status"] = wait(slow)
+    import asyncio
+    tailed = c.submit_job(entrypoint="echo tail-one; sleep 1; echo tail-two")
+    async def tail():
+        chunks = []
+        async for lines in c.tail_job_logs(tailed):
+            chunks.append(lines)
+        return "".join(chunks)
+    out["tailed"] = asyncio.run(asyncio.wait_for(tail(), 120))
+    out["tailed_status"] = wait(tailed)
     out["listed"] = sorted(j.submission_id for j in c.list_jobs())
     out["deleted"] = c.delete_job(bad)
     try:
@@ -119,7 +128,9 @@ def test_ray_job_submission_client_against_zray(zray_cluster):
     assert out["ok_info"]["end"] >= out["ok_info"]["start"] > 0
     assert out["bad_status"] == "FAILED" and "exit code 3" in out["bad_message"]
     assert out["stop_returned"] is True and out["slow_status"] == "STOPPED"
-    assert "ray_client_ok" in out["listed"] and len(out["listed"]) == 3
+    assert "tail-one" in out["tailed"] and "tail-two" in out["tailed"]   # over the websocket
+    assert out["tailed_status"] == "SUCCEEDED"
+    assert "ray_client_ok" in out["listed"] and len(out["listed"]) == 4
     assert out["deleted"] is True and "404" in out["after_delete"]
     assert "400" in out["duplicate"] and "already exists" in out["duplicate"]
 
@@ -272,3 +283,37 @@ def test_no_dashboard_when_disabled(zray_cluster):
     with pytest.raises(ValueError, match="dashboard_port"):
         from zray.dashboard.options import dashboard_options
         dashboard_options({"dashboard_port": 70000})
+
+
+def test_ctrl_c_stops_following_not_the_job(zray_cluster):
+    import signal
+    zray_cluster(num_cpus=2)
+    import zray
+    from zray.job_submission import JobSubmissionClient
+    url = zray.api._context_info()["dashboard_url"]
+    env = dict(os.environ, PYTHONPATH=REPO, ZRAY_DASHBOARD_ADDRESS=url)
+    proc = subprocess.Popen([sys.executable, "-m", "zray.scripts.cli", "job", "submit",
+                             "--submission-id", "followed", "--", "echo up; sleep 60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=REPO)
+    client = JobSubmissionClient(url)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if "up" in client.get_job_logs("followed"):
+                    break
+            except RuntimeError:      # not submitted yet
+                pass
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130 and "keeps running" in err
+    assert str(client.get_job_status("followed")) == "RUNNING"
+    assert client.stop_job("followed") is True
+    assert _wait_status(client, "followed", {"STOPPED"}) == "STOPPED"

@@ -24,6 +24,9 @@ class ProcessContext:
         self.task_ids = TaskIdFactory()
         self.current_task_id = self.task_ids.next()   # the driver's own "task", for put ids
         self.current_task_name = None
+        # The debugger's `remote` command: the next task or actor call this process submits
+        # carries extra["debugger_breakpoint"], and its worker pauses at its first line.
+        self.debug_step_into = False
         self._put_counter = itertools.count(1)
 
     @property

@@ -51,6 +51,7 @@ class Executor:
         self.interruptible = False      # SIGINT may stop the task's code only while it runs
         self.cancel_requested = None
         self.post_mortem_hook = None    # zray.util.debug.post_mortem under ZRAY_DEBUG_POST_MORTEM
+        self.step_into_hook = None      # zray.util.debug: pause at a called task's first line
         self.assigned_gpus = []
         self._mask_gpus = gpus.masking()
         self.assigned_resources = {}
@@ -222,6 +223,9 @@ class Executor:
             if function is None:
                 function = self.function(spec.function_id)
             args, kwargs = self.resolve_args(spec, frames)
+            if self.step_into_hook is not None and spec.extra \
+                    and spec.extra.get("debugger_breakpoint"):
+                function = self.step_into_hook(function, spec.name)
             if spec.streaming:
                 results, result_frames = self._run_generator(spec, function, args, kwargs)
             else:

@@ -89,6 +89,9 @@ class TaskOwner:
                 self.refs.hold([(object_id, address)])
                 self.refs.release([])
                 arg_descs.append((ARG_STORED, object_id, address, self.objects.node_id))
+        if context.debug_step_into:      # `remote` in a debugger session (zray.util.debug)
+            context.debug_step_into = False
+            extra = dict(extra or {}, debugger_breakpoint=True)
         spec = TaskSpec(task_id, context.job_id, name, function_id, arg_descs, list(kwargs),
                         num_returns, resources, max_retries, retry_exceptions, address,
                         parent_task_id=context.current_task_id, extra=extra, kind=kind)

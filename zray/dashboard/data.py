@@ -1,11 +1,11 @@
 """What the dashboard's pages show, read through the state API (`zray.util.state.query`, asked
 of this node, which answers for the whole mesh) without a driver connection.
 
-Paging: a listing asks for `offset + limit` rows with the page's filters and returns the last
-`limit` of them and the mesh-wide `total`, so a page of 10k actors moves one page of rows to the
-browser. State counts (the filter chips) are one `limit=1` query per state, answered by totals.
-A free-text search (`q`) cannot be pushed to the nodes: it fetches up to SEARCH_LIMIT rows and
-filters here.
+Paging: a listing asks the nodes for one page (`offset`, `limit`, the page's filters) and gets
+it with the mesh-wide `total`, so a page of 10k actors moves one page of rows to the browser.
+State counts (the filter chips) come from one summary query (actors, tasks), kept COUNTS_TTL_S,
+and are fetched by the page after its rows, so rows never wait for them. A free-text search
+(`q`) cannot be pushed to the nodes: it fetches up to SEARCH_LIMIT rows and filters here.
 """
 import time
 
@@ -14,6 +14,7 @@ from ..state import query as state_query
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 SEARCH_LIMIT = 100_000
+COUNTS_TTL_S = 2.0
 LOG_TAIL_LINES = 1000
 QUERY_TIMEOUT_S = 10.0
 _STATES = {"actors": state_query.ACTOR_STATES, "tasks": state_query.TASK_STATES,
@@ -33,6 +34,7 @@ def _int(value, default, lo, hi, name):
 class ClusterData:
     def __init__(self, node_info):
         self.node = node_info        # the node file's dict (session, address, node_id, ...)
+        self._counts = {}            # (resource, filters) -> (time, counts)
 
     def _query(self, resource, **kwargs):
         from ..util.state import api
@@ -54,8 +56,9 @@ class ClusterData:
             total = len(rows)
             rows = rows[offset:offset + limit]
         else:
-            answer = self._query(resource, filters=filters, limit=offset + limit, detail=detail)
-            rows, total = answer["rows"][offset:offset + limit], answer["total"]
+            answer = self._query(resource, filters=filters, limit=limit, offset=offset,
+                                 detail=detail)
+            rows, total = answer["rows"], answer["total"]
         result = {"total": total, "offset": offset, "limit": limit, "rows": rows,
                   "failed_nodes": answer.get("failed_nodes") or {}}
         if counts:
@@ -63,7 +66,25 @@ class ClusterData:
         return result
 
     def state_counts(self, resource, filters=()):
+        """{state: rows in that state} under `filters` (a list of (column, "=", value))."""
+        key = (resource, tuple(sorted(filters)))
+        cached = self._counts.get(key)
+        if cached is not None and time.monotonic() - cached[0] < COUNTS_TTL_S:
+            return cached[1]
+        out = self._count(resource, list(filters))
+        if len(self._counts) > 256:
+            self._counts.clear()
+        self._counts[key] = (time.monotonic(), out)
+        return out
+
+    def _count(self, resource, filters):
         out = {}
+        if resource in ("actors", "tasks"):
+            summary = self._query(f"summary_{resource}", filters=filters).get("summary") or {}
+            for entry in summary.values():
+                for state, n in entry.get("state_counts", {}).items():
+                    out[state] = out.get(state, 0) + n
+            return out
         for state in _STATES.get(resource, ()):
             answer = self._query(resource, filters=list(filters) + [("state", "=", state)],
                                  limit=1)

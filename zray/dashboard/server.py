@@ -58,12 +58,14 @@ class Dashboard:
         for resource in ("actors", "tasks", "objects", "placement_groups", "workers", "nodes"):
             r.add("GET", f"/api/{resource}", self._listing_handler(resource))
         r.add("GET", "/api/summary/{resource}", self.summary)
+        r.add("GET", "/api/counts/{resource}", self.counts)
         r.add("GET", "/api/timeline", lambda req: json_response(self.data.timeline()))
         r.add("GET", "/api/logs", self.log_files)
         r.add("GET", "/api/logs/file", self.log_file)
         r.add("GET", "/api/metrics/history", self.metrics_history)
         r.add("GET", "/api/breakpoints", self.breakpoints)
         r.add("GET", "/api/dashboard/jobs", self.all_jobs)
+        r.add("GET", "/api/serve", self.serve_status)
         r.add("GET", "/metrics", self.prometheus)
         # Ray's Jobs REST API
         r.add("GET", "/api/jobs/", self.list_jobs)
@@ -119,6 +121,17 @@ class Dashboard:
                 raise HttpError(400, str(exc)) from None
         return handler
 
+    def counts(self, req):
+        resource = req.params["resource"]
+        if resource not in ("actors", "tasks", "placement_groups"):
+            raise HttpError(404, f"no state counts of {resource!r}")
+        filters = [(k, "=", req.query[k]) for k in self._FILTERS
+                   if req.query.get(k) and k != "state"]
+        try:
+            return json_response(self.data.state_counts(resource, filters))
+        except ValueError as exc:
+            raise HttpError(400, str(exc)) from None
+
     def summary(self, req):
         resource = req.params["resource"]
         if resource not in ("tasks", "actors", "objects"):
@@ -135,6 +148,22 @@ class Dashboard:
                                                     max(1, min(lines, 100_000))))
         except ValueError as exc:
             raise HttpError(404, str(exc)) from None
+
+    def serve_status(self, req):
+        """Serve's applications, deployments and proxies, from its controller (if any)."""
+        self.connect()
+        import zray
+        from ..serve import handle
+        handle.forget_controller()          # never a handle of a controller that is gone
+        controller = handle.get_controller(check=False)
+        if controller is None:
+            return json_response({"running": False, "applications": {}, "proxies": {}})
+        try:
+            raw = zray.get(controller.get_status.remote(), timeout=30)
+        except Exception as exc:   # the controller died or is shutting down: say so
+            return json_response({"running": False, "applications": {}, "proxies": {},
+                                  "error": f"{type(exc).__name__}: {exc}"})
+        return json_response(dict(raw, running=True))
 
     def all_jobs(self, req):
         """Submitted jobs (their records) and every driver (the state API's job rows)."""

@@ -81,17 +81,18 @@ def _submit(client, args):
               f"`zray job logs {sid} --follow`, stop it with `zray job stop {sid}`.")
         return 0
 
-    def stop_on_interrupt(*_):
-        print(f"\nstopping job {sid}", file=sys.stderr)
-        client.stop_job(sid)
+    # As `ray job submit`: Ctrl-C stops following the output, not the job.
+    def stop_following(*_):
+        print(f"\nzray job submit: no longer following; job '{sid}' keeps running (stop it "
+              f"with `zray job stop {sid}`)", file=sys.stderr)
         raise SystemExit(130)
-    signal.signal(signal.SIGINT, stop_on_interrupt)
+    signal.signal(signal.SIGINT, stop_following)
     for chunk in client.follow_logs(sid):
         sys.stdout.write(chunk)
         sys.stdout.flush()
     info = client.get_job_info(sid)
     print(f"Job '{sid}' {info.status}: {info.message}")
-    return 0 if str(info.status) == "SUCCEEDED" else 1
+    return 1 if str(info.status) == "FAILED" else 0      # Ray's exit code: 1 only if FAILED
 
 
 def _status(client, args):

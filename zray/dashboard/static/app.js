@@ -89,7 +89,7 @@ pages.cluster = async function () {
 function listingPage(resource, title, columns, opts = {}) {
   return async function () {
     const st = view.state[resource] = view.state[resource] || {offset: 0, state: "", q: ""};
-    const params = new URLSearchParams({offset: st.offset, limit: PAGE, detail: "1"});
+    const params = new URLSearchParams({offset: st.offset, limit: PAGE, detail: "1", counts: "0"});
     if (st.state) params.set("state", st.state);
     if (st.q) params.set("q", st.q);
     for (const [k, v] of Object.entries(opts.filters ? opts.filters() : {})) if (v) params.set(k, v);
@@ -107,13 +107,20 @@ function listingPage(resource, title, columns, opts = {}) {
       q.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => { st.q = q.value.trim(); st.offset = 0; refresh(); }, 250); });
     }
     const chipBox = document.getElementById(`${resource}-chips`);
-    chipBox.replaceChildren(chips(data.counts, st.state, k => { st.state = k; st.offset = 0; refresh(); }));
+    const pickState = k => { st.state = k; st.offset = 0; refresh(); };
+    if (!chipBox.children.length && st.counts) chipBox.replaceChildren(chips(st.counts, st.state, pickState));
     document.getElementById(`${resource}-pager`).replaceChildren(
       pager(data.total, data.offset, off => { st.offset = off; refresh(); }),
       Object.assign(document.createElement("span"), {className: "muted", textContent: `  (${(performance.now() - t0).toFixed(0)} ms)`}));
     const box = document.getElementById(`${resource}-table`);
     box.innerHTML = table(columns, data.rows, {testid: `${resource}-table`, onclick: opts.onclick});
     bindRows(box, data.rows, opts.onclick);
+    if (["actors", "tasks", "placement_groups"].includes(resource)) {   // after the rows: never in their way
+      const cp = new URLSearchParams(params); cp.delete("state");
+      api(`/api/counts/${resource}?${cp}`).then(c => {
+        st.counts = c; if (view.page === (opts.page || resource)) chipBox.replaceChildren(chips(c, st.state, pickState));
+      }).catch(() => {});
+    }
     if (opts.after) await opts.after(data);
   };
 }
@@ -175,6 +182,25 @@ pages.placement_groups = listingPage("placement_groups", "Placement groups", [
   ["bundles", p => (p.bundles || []).map(b => `${resources(b.unit_resources)} @ <span class="mono">${short(b.node_id, 8)}</span>`).join("<br>")],
   ["detached", p => esc(p.is_detached)],
 ]);
+
+pages.serve = async function () {
+  const s = await api("/api/serve");
+  if (!s.running) {
+    $main.innerHTML = `<h2>Serve</h2><p class="muted" data-testid="serve-none">No Serve instance runs on this cluster${s.error ? ` (${esc(s.error)})` : ""}; start one with <span class="mono">serve.run(app)</span> or <span class="mono">zray serve run module:app</span>.</p>`;
+    return;
+  }
+  const rows = [];
+  for (const [app, a] of Object.entries(s.applications || {}))
+    for (const [dep, d] of Object.entries(a.deployments || {}))
+      rows.push({app, status: a.status, dep, dstatus: d.status, replicas: d.replica_states, message: d.message || a.message});
+  $main.innerHTML = `<h2>Serve</h2><h3>Applications and deployments</h3><div id="serve-apps"></div><h3>Proxies</h3><div id="serve-proxies"></div>`;
+  document.getElementById("serve-apps").innerHTML = table([
+    ["application", r => esc(r.app)], ["status", r => badge(r.status)], ["deployment", r => esc(r.dep)],
+    ["deployment status", r => badge(r.dstatus)], ["replicas", r => esc(Object.entries(r.replicas || {}).map(([k, v]) => `${k}: ${v}`).join(", "))],
+    ["message", r => esc(r.message)]], rows, {testid: "serve-table"});
+  document.getElementById("serve-proxies").innerHTML = table([["node", p => `<span class="mono">${esc(p[0])}</span>`], ["status", p => badge(p[1])]],
+    Object.entries(s.proxies || {}));
+};
 
 pages.jobs = async function (arg) {
   if (arg && arg.id) return jobDetail(arg.id);
@@ -293,9 +319,10 @@ function route() {
   const [name, query] = (location.hash.slice(1) || "cluster").split("?");
   return [pages[name] ? name : "cluster", Object.fromEntries(new URLSearchParams(query || ""))];
 }
-let busy = false;
+let busy = false, again = false;   // one refresh at a time; one asked meanwhile runs right after
 async function refresh() {
-  if (busy) return; busy = true;
+  if (busy) { again = true; return; }
+  busy = true; again = false;
   const [name, arg] = route();
   try {
     await pages[name](arg);
@@ -304,7 +331,10 @@ async function refresh() {
   } catch (e) {
     $status.textContent = `error: ${e.message}`; $status.className = "status err";
     if (view.page === name && !$main.children.length) $main.innerHTML = `<p class="err">${esc(e.message)}</p>`;
-  } finally { busy = false; }
+  } finally {
+    busy = false;
+    if (again) refresh();
+  }
 }
 function show() {
   const [name] = route();

@@ -70,6 +70,15 @@ class _SocketPdb(pdb.Pdb):
     def do_EOF(self, arg):
         return self.do_continue(arg)
 
+    def do_remote(self, arg):
+        """remote: continue to the next task or actor call this code submits and pause there,
+        in the worker that runs it (attach to it with `zray debug`), as Ray's debugger does."""
+        from ...core import runtime
+        runtime.current()._core.context.debug_step_into = True
+        self.message("zray: the next remote call will pause at its first line; "
+                     "attach to it with `zray debug`")
+        return self.do_continue(arg)
+
 
 def _bind_host():
     from ...core import runtime
@@ -100,13 +109,15 @@ def _record(host, port, kind, frame, post_mortem):
             "time": time.time()}
 
 
-def _wait_for_debugger(frame, post_mortem):
+def _wait_for_debugger(frame, post_mortem, task=None):
     """Listen, register, wait for `zray debug`; the connected socket."""
     host = _bind_host()
     server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     server.bind((host, 0))
     server.listen(1)
     record = _record(host, server.getsockname()[1], "pdb", frame, post_mortem)
+    if task is not None:          # a `remote` step: name the called task, not the wrapper
+        record.update(task=task, function=task.rsplit(".", 1)[-1], step_into=True)
     registry.register(record)
     what = "post-mortem debugger" if post_mortem else "breakpoint"
     sys.stderr.write(f"zray: {what} paused in {record['task'] or 'a task'} at "
@@ -138,6 +149,19 @@ def set_trace(*args, **kwargs):
         return
     conn = _wait_for_debugger(frame, post_mortem=False)
     _SocketPdb(conn).set_trace(frame)
+
+
+def pause_at_entry(function, name):
+    """`function` wrapped so that calling it waits for a debugger and stops at its first line
+    (the callee of a `remote` step)."""
+    import functools
+
+    @functools.wraps(function)
+    def paused(*args, **kwargs):
+        frame = sys._getframe()
+        conn = _wait_for_debugger(frame, post_mortem=False, task=name)
+        return _SocketPdb(conn).runcall(function, *args, **kwargs)
+    return paused
 
 
 def post_mortem(exc):

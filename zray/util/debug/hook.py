@@ -14,9 +14,15 @@ def _post_mortem(exc):
     post_mortem(exc)
 
 
+def _step_into(function, name):
+    from . import pause_at_entry
+    return pause_at_entry(function, name)
+
+
 def install_in_worker(executor):
     """breakpoint() goes to zray.util.debug.set_trace (unless the user chose another hook), and
     unhandled task exceptions open a post-mortem session when asked for."""
     os.environ.setdefault("PYTHONBREAKPOINT", PYTHONBREAKPOINT)
+    executor.step_into_hook = _step_into
     if post_mortem_enabled():
         executor.post_mortem_hook = _post_mortem

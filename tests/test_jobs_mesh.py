@@ -1,0 +1,63 @@
+"""Jobs and dashboards on a two-node mesh (`zray start` on loopback): every node serves a
+dashboard, a job submitted to one node is seen, and its output read, through the other; the
+dashboards go with their nodes."""
+import json
+import os
+import time
+import urllib.request
+
+import pytest
+
+from helpers.nodes import Cluster, node_file_of
+from helpers.nodes import cli as _cli
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+
+
+def test_any_node_answers_for_a_job(tmp_path):
+    c = Cluster(tmp_path, 2)
+    pids = []
+    try:
+        assert c.wait(lambda: all(list(c.states(i).values()).count("ALIVE") == 2 for i in range(2)), 20)
+        infos = [node_file_of(d) for d in c.dirs]
+        urls = [i["dashboard_url"] for i in infos]
+        assert all(u and u.startswith("http://127.0.0.1:") for u in urls) and urls[0] != urls[1]
+        for info in infos:
+            with open(os.path.join(info["session"], "dashboard.json")) as f:
+                pids.append(json.load(f)["pid"])
+        cluster = json.loads(urllib.request.urlopen(urls[0] + "/api/cluster", timeout=60).read())
+        assert sorted(n["node_id"] for n in cluster["nodes"] if n["state"] == "ALIVE") == \
+            sorted(i["node_id"] for i in infos)
+        from zray.job_submission import JobSubmissionClient
+        on_one, on_zero = JobSubmissionClient(urls[1]), JobSubmissionClient(urls[0])
+        sid = on_one.submit_job(entrypoint="python -c \"import zray; zray.init(); "
+                                           "print('nodes', len(zray.nodes()))\"")
+        deadline = time.monotonic() + 120
+        while not on_zero.get_job_status(sid).is_terminal() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        info = on_zero.get_job_info(sid)
+        assert str(info.status) == "SUCCEEDED", info
+        assert info.driver_node_id == infos[1]["node_id"]
+        assert "nodes 2" in on_zero.get_job_logs(sid)      # read on node 1, asked on node 0
+        listed = _cli(c.dirs[0], "job", "list", "--format", "json", "--address", urls[0])
+        assert [j["submission_id"] for j in json.loads(listed.stdout)] == [sid]
+        started = _cli(c.dirs[0], "status")
+        assert started.returncode == 0
+    finally:
+        c.stop_all()
+    deadline = time.monotonic() + 15
+    while any(os.path.exists(f"/proc/{p}") for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids), "a dashboard outlived its node"
+
+
+def test_zray_start_prints_the_dashboard_and_job_cli_finds_it(tmp_path):
+    out = _cli(tmp_path, "start", "--num-cpus", "1", "--dashboard-port", "0")
+    try:
+        assert "Dashboard and jobs API at http://127.0.0.1:" in out.stdout, out.stdout
+        r = _cli(tmp_path, "job", "submit", "--", "echo", "found-the-node", timeout=120)
+        assert r.returncode == 0 and "found-the-node" in r.stdout, r.stdout + r.stderr
+    finally:
+        _cli(tmp_path, "stop")
+    r = _cli(tmp_path, "job", "list", check=False)
+    assert r.returncode == 1 and "no running zray node" in r.stderr
