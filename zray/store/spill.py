@@ -20,6 +20,8 @@ import mmap
 import os
 import threading
 
+from ..transport.completions import Completions
+
 SPILL_CLIENT = "zray:spill"      # the pin a spill in progress holds on its object
 SEGMENT_SHIFT = 40               # region offsets stay below 1 TiB
 SEGMENT_MASK = (1 << SEGMENT_SHIFT) - 1
@@ -79,11 +81,11 @@ class SpillWorker:
     """One thread that writes spills. submit() and take_done() are for the loop's thread."""
 
     def __init__(self):
-        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._done = Completions()
+        self.wake_fd = self._done.fd
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queue = collections.deque()
-        self._done = collections.deque()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="zray-spill", daemon=True)
         self._thread.start()
@@ -94,14 +96,7 @@ class SpillWorker:
             self._work.notify()
 
     def take_done(self):
-        try:
-            os.eventfd_read(self.wake_fd)
-        except (BlockingIOError, OSError):
-            pass
-        with self._lock:
-            done = list(self._done)
-            self._done.clear()
-        return done
+        return self._done.take_all()
 
     def close(self, timeout=10.0):
         """Stop after the write in progress; writes not started are dropped (the store is
@@ -111,10 +106,7 @@ class SpillWorker:
             self._queue.clear()
             self._work.notify_all()
         self._thread.join(timeout)
-        try:
-            os.close(self.wake_fd)
-        except OSError:
-            pass
+        self._done.close()
 
     def _run(self):
         while True:
@@ -125,12 +117,7 @@ class SpillWorker:
                     return
                 object_id, view, path = self._queue.popleft()
             error = write_file(path, view)
-            with self._lock:
-                self._done.append((object_id, path, error))
-            try:
-                os.eventfd_write(self.wake_fd, 1)
-            except OSError:
-                pass
+            self._done.put((object_id, path, error))
 
 
 def write_file(path, view):

@@ -48,6 +48,8 @@ import struct
 import threading
 import time
 
+from .completions import Completions
+
 log = logging.getLogger("zray.transport.data")
 
 MODE_ENV = "ZRAY_DATA_CHANNEL"
@@ -347,12 +349,12 @@ class DataClient:
         self.own_address = own_address.encode()
         self.buffer = buffer
         self.stall_timeout_s = stall_timeout_s
-        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._done = Completions()
+        self.wake_fd = self._done.fd
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queue = collections.deque()
         self._streams = {}                 # pull_id -> _Stream, queued or running
-        self._done = collections.deque()
         self._idle = collections.defaultdict(list)   # endpoint -> [socket]
         self._closed = False
         self.bytes_received = 0
@@ -379,14 +381,7 @@ class DataClient:
                 _shutdown(stream.sock)     # a recv in progress returns now
 
     def take_done(self):
-        try:
-            os.eventfd_read(self.wake_fd)
-        except (BlockingIOError, OSError):
-            pass
-        with self._lock:
-            done = list(self._done)
-            self._done.clear()
-        return done
+        return self._done.take_all()
 
     def close(self):
         with self._lock:
@@ -402,7 +397,7 @@ class DataClient:
             sock.close()
         for thread in self._threads:
             thread.join(timeout=2.0)
-        os.close(self.wake_fd)
+        self._done.close()
 
     # -- threads ------------------------------------------------------------------------------
     def _run(self):
@@ -416,11 +411,7 @@ class DataClient:
             failure = self._stream(stream)
             with self._lock:
                 self._streams.pop(stream.pull_id, None)
-                self._done.append((stream.pull_id, failure))
-            try:
-                os.eventfd_write(self.wake_fd, 1)
-            except OSError:
-                pass
+            self._done.put((stream.pull_id, failure))
 
     def _stream(self, stream):
         failure = self._stream_once(stream, pooled_ok=True)
