@@ -143,3 +143,24 @@ def test_actors_keeping_large_constructor_arguments_do_not_fill_the_store(zray_c
     # actors, so the store spills or frees them instead of staying full of pins.
     keepers = [Keeper.remote(np.ones(30 << 20, dtype=np.uint8)) for _ in range(5)]
     assert zray.get([k.total.remote() for k in keepers], timeout=120) == [(10, 30 << 20)] * 5
+
+
+def test_an_actor_keeping_large_method_arguments_overflows_to_files(zray_cluster):
+    """Method arguments stay zero-copy views (pinned); past the store's size new objects get
+    file-backed allocations (as Ray's fallback) instead of ObjectStorePinnedFullError."""
+    import numpy as np
+    zray_cluster(num_cpus=1, object_store_memory=100 << 20)
+
+    @zray.remote
+    class Keeper:
+        def __init__(self):
+            self.kept = []
+
+        def keep(self, data):
+            self.kept.append(data)
+            return sum(int(a[0]) for a in self.kept), sum(a.nbytes for a in self.kept)
+
+    keeper = Keeper.remote()
+    for i in range(6):         # 180 MiB kept through a 100 MiB store
+        out = zray.get(keeper.keep.remote(np.full(30 << 20, i + 1, dtype=np.uint8)), timeout=120)
+        assert out == (sum(range(1, i + 2)), (i + 1) * (30 << 20))
