@@ -291,3 +291,83 @@ def test_remote_steps_into_the_called_task(zray_cluster):
     finally:
         term.close()
     assert zray.get(ref, timeout=60) == 42
+
+
+def _next_breakpoint(timeout=60):
+    from zray.util.debug.registry import list_breakpoints
+    deadline = time.monotonic() + timeout
+    while not list_breakpoints() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = list_breakpoints()
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_get_steps_out_to_where_the_result_is_consumed(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def callee(x):
+        doubled = x * 2
+        breakpoint()
+        return doubled
+
+    @zray.remote
+    def caller():
+        value = zray.get(callee.remote(21))
+        consumed = value + 1
+        return consumed
+
+    ref = caller.remote()
+    (first,) = _wait_breakpoints()
+    assert first["function"] == "callee"
+    env = _debug_env()
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("get")
+        term.expect("session ended")
+    finally:
+        term.close()
+    second = _next_breakpoint()
+    assert second["function"] == "caller" and second.get("step_out")
+    assert second["breakpoint_id"] != first["breakpoint_id"]
+    ready, _ = zray.wait([ref], timeout=0.5)
+    assert not ready                              # the caller waits at the get
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", second["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("p ('value', value)")
+        term.expect("('value', 42)")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == 43
+    from zray.util.debug.registry import list_breakpoints
+    assert list_breakpoints() == []
+
+
+def test_get_with_an_argument_is_refused_and_the_session_goes_on(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def paused():
+        breakpoint()
+        return "done"
+
+    ref = paused.remote()
+    (first,) = _wait_breakpoints()
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]],
+                    _debug_env())
+    try:
+        term.expect("(Pdb)")
+        term.send("get extra")
+        term.expect("get takes no argument")
+        term.send("p 'still here'")
+        term.expect("'still here'")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == "done"

@@ -39,7 +39,7 @@ FUNCTION = 12              # daemon -> worker: (req_id, function_id) + frame
 # -- tasks -------------------------------------------------------------------------------------
 SUBMIT_TASK = 20           # owner -> daemon: (spec,) + arg frames
 EXECUTE_TASK = 21          # daemon -> worker: (spec, resource_ids) + arg frames
-TASK_RESULT = 22           # worker -> owner: (task_id, attempt, results, retryable) + frames
+TASK_RESULT = 22           # worker -> owner: (task_id, attempt, results, retryable[, debugger_get]) + frames
 TASK_FINISHED = 23         # worker -> daemon: (task_id[, attempt, error_type, error_message])
                            #   error_type: Ray's name (TASK_EXECUTION_EXCEPTION, ...) or None
 TASK_FAILED = 24           # daemon -> owner: (task_id, attempt, reason, detail)

@@ -1,7 +1,8 @@
 """Paused breakpoints, registered in the cluster key-value store (namespace `_zray_debug`) so
 that `zray debug` and the dashboard on any node list every one of the mesh. A record is JSON:
 {breakpoint_id, host, port, kind ("pdb" | "debugpy"), pid, node_id, worker_id, job_id, task,
-actor, filename, lineno, function, post_mortem, time}."""
+actor, filename, lineno, function, post_mortem, time}, plus step_into (a `remote` step's
+callee) or step_out (a `get` step's caller)."""
 import json
 
 DEBUG_NAMESPACE = "_zray_debug"
