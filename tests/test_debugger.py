@@ -371,3 +371,44 @@ def test_get_with_an_argument_is_refused_and_the_session_goes_on(zray_cluster):
     finally:
         term.close()
     assert zray.get(ref, timeout=60) == "done"
+
+
+def _worker_row(pid, want_paused, timeout=30):
+    from zray.util.state import list_workers
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [w for w in list_workers(filters=[("pid", "=", pid)], limit=10_000, detail=True) if w.is_alive]
+        if rows and (rows[0].num_paused_threads > 0) == want_paused:
+            return rows[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the worker of pid {pid} never showed paused={want_paused}: "
+                                 f"{rows}")
+        time.sleep(0.1)
+
+
+def test_list_workers_shows_a_paused_worker_debugger_port(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def paused():
+        breakpoint()
+        return os.getpid()
+
+    ref = paused.remote()
+    (bp,) = _wait_breakpoints()
+    row = _worker_row(bp["pid"], want_paused=True)
+    assert row.num_paused_threads == 1 and row.debugger_port == bp["port"]
+    from zray.util.state import list_workers
+    others = [w for w in list_workers(limit=10_000, detail=True) if w.pid != bp["pid"]]
+    assert others and all(w.num_paused_threads == 0 and w.debugger_port is None for w in others)
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", bp["breakpoint_id"]],
+                    _debug_env())
+    try:
+        term.expect("(Pdb)")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == bp["pid"]
+    row = _worker_row(bp["pid"], want_paused=False)
+    assert row.debugger_port is None and row.num_paused_threads == 0

@@ -325,11 +325,25 @@ def test_the_reporter_tells_a_long_call_once_as_running_then_its_end():
     reporter.flush()
     reporter.flush()           # nothing new: nothing sent
     assert [t for t, _ in sent] == [wire.WORKER_REPORT] * 2
-    (running,), _, _, _ = sent[0][1]
+    (running,), _, _, _, _ = sent[0][1]
     assert running[5] == "A.nap" and running[7] == 10000.0 and running[8] is None
-    (ended,), _, _, _ = sent[1][1]
+    (ended,), _, _, _, _ = sent[1][1]
     assert ended[8] == 10500.0 and ended[9] == "TASK_EXECUTION_EXCEPTION"
     assert not reporter._told_running and not reporter._running
+    reporter.close()
+
+
+def test_the_reporter_tells_the_debugger_ports_of_paused_threads_when_they_change():
+    from zray.core.reporter import Reporter
+    sent = []
+    reporter = Reporter(lambda address, msg_type, payload: sent.append(payload), "ipc://node")
+    reporter.debugger_changed([4321])
+    reporter.flush()
+    reporter.flush()                     # unchanged: nothing sent
+    assert [p[4] for p in sent] == [[4321]]
+    reporter.debugger_changed([])        # the session ended
+    reporter.flush()
+    assert [p[4] for p in sent] == [[4321], []]
     reporter.close()
 
 
@@ -343,11 +357,11 @@ def test_the_reporter_tells_a_task_waiting_for_arguments_and_when_it_stops():
     reporter.args_waiting(task)
     reporter.flush()
     reporter.flush()
-    ((_, _, waiting, resolved),) = sent
+    ((_, _, waiting, resolved, _),) = sent
     assert waiting[0][0] == spec(7).task_id.hex() and waiting[0][7] == 2 and not resolved
     task.deps_left = 0                   # resolved (and sent to the node)
     reporter.flush()
-    assert sent[-1][2:] == ([], [spec(7).task_id.hex()])
+    assert sent[-1][2:] == ([], [spec(7).task_id.hex()], None)
     assert not reporter._waiting and not reporter._told_waiting
     reporter.close()
 

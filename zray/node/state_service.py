@@ -76,6 +76,7 @@ class StateService(Service):
         self.finished_jobs = collections.deque(maxlen=KEEP_EXITED)
         self.job_starts = {}            # job_id -> (start ms, driver pid, address)
         self._workers = {}              # worker_id -> (pid, job_id, registered ms)
+        self._paused = {}               # process address -> debugger ports of paused threads
         tasks.set_records(self.records)
 
     def handlers(self):
@@ -172,6 +173,11 @@ class StateService(Service):
         events, metrics = payload[:2]
         if len(payload) >= 4:
             self._args_waiting(sender, payload[2], payload[3])
+        if len(payload) >= 5 and payload[4] is not None:
+            if payload[4]:
+                self._paused[sender] = list(payload[4])
+            else:
+                self._paused.pop(sender, None)
         clients = self.ctx.clients
         worker_id = clients.worker_id_of(sender)
         pid = clients.pid_of(sender)
@@ -220,6 +226,7 @@ class StateService(Service):
 
     def client_gone(self, gone):
         if gone.local:
+            self._paused.pop(gone.address, None)
             self.metrics.process_gone(gone.address)
             self.records.owner_gone(gone.address)
 
@@ -442,13 +449,15 @@ class StateService(Service):
         node_id, ip = self.ctx.node_id, self.ctx.node_ip
         rows = []
         for client in list(clients.clients.values()):
+            ports = self._paused.get(client.address, ())
             rows.append({
                 "worker_id": client.worker_id or client.address, "is_alive": True,
                 "worker_type": "DRIVER" if client.kind == "driver" else "WORKER",
                 "exit_type": None, "node_id": node_id, "ip": ip, "pid": client.pid,
                 "job_id": client.job_id, "exit_detail": None, "worker_launch_time_ms": None,
                 "worker_launched_time_ms": None, "start_time_ms": self._started_ms(client),
-                "end_time_ms": None, "debugger_port": None, "num_paused_threads": 0})
+                "end_time_ms": None, "debugger_port": ports[0] if ports else None,
+                "num_paused_threads": len(ports)})
         for entry in reversed(self.exited_workers):
             rows.append({
                 "worker_id": entry["worker_id"], "is_alive": False,

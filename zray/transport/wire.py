@@ -193,9 +193,10 @@ STATE_QUERY = 180          # client -> any daemon, daemon -> peers: (req_id, que
 STATE_REPLY = 181          # daemon -> asker: (req_id, answer dict, error) answer: rows, total,
                            #   nodes answered, failed_nodes {node_id: why}, summary, files
 WORKER_REPORT = 182        # worker/driver -> its daemon: (task events, metrics | None[, waiting,
-                           #   resolved]) sent at most every 0.5 s: actor calls that run or
+                           #   resolved[, debugger ports | None]]) sent at most every 0.5 s: actor calls that run or
                            #   ended (zray/core/reporter.py), the process's metric values
                            #   (zray/util/metrics.py), tasks it owns that wait for arguments
-                           #   and the ids of told ones that stopped waiting
+                           #   and the ids of told ones that stopped waiting, and the
+                           #   debugger ports of its paused threads when they changed
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}

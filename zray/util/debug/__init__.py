@@ -53,6 +53,7 @@ class _SocketPdb(pdb.Pdb):
         self.prompt = "(Pdb) "
 
     def _end(self):
+        registry.thread_resumed()      # the session is over: the thread runs again
         for closer in (self._file.close, self._conn.close):
             try:
                 closer()
@@ -142,6 +143,7 @@ def _wait_for_debugger(frame, post_mortem, task=None, step_out=False):
     if step_out:                  # a `get` step: paused where the result is consumed
         record.update(step_out=True)
     registry.register(record)
+    registry.thread_paused(record["port"])
     what = "post-mortem debugger" if post_mortem else "breakpoint"
     sys.stderr.write(f"zray: {what} paused in {record['task'] or 'a task'} at "
                      f"{record['filename']}:{record['lineno']}; attach with `zray debug` "
@@ -149,6 +151,9 @@ def _wait_for_debugger(frame, post_mortem, task=None, step_out=False):
     sys.stderr.flush()
     try:
         conn, _ = server.accept()
+    except BaseException:
+        registry.thread_resumed()
+        raise
     finally:
         server.close()
         registry.unregister(record["breakpoint_id"])
@@ -232,11 +237,13 @@ def _debugpy_session(frame):
     port = listening[1] if isinstance(listening, tuple) else listening
     record = _record(host, port, "debugpy", frame, False)
     registry.register(record)
+    registry.thread_paused(port)
     sys.stderr.write(f"zray: debugpy waiting for a client at {host}:{port} "
                      f"(id {record['breakpoint_id']})\n")
     try:
         debugpy.wait_for_client()
     finally:
         registry.unregister(record["breakpoint_id"])
+        registry.thread_resumed()
     debugpy.breakpoint()
     return True
