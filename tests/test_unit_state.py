@@ -38,6 +38,8 @@ def row(n, state="RUNNING", name="f", start=1000.0):
     ({"resource": "tasks", "filters": [("state", "=")]}, "a filter is"),
     ({"resource": "tasks", "filters": "state=RUNNING"}, "filters must be a list"),
     ({"resource": "tasks", "scope": "galaxy"}, "scope"),
+    ({"resource": "actors", "args": {"text": ""}}, "text search"),
+    ({"resource": "actors", "args": {"text": ["x"]}}, "text search"),
 ])
 def test_a_bad_query_is_a_value_error_saying_what_is_wrong(kwargs, text):
     with pytest.raises(ValueError, match=text):
@@ -65,6 +67,26 @@ def test_select_filters_case_insensitively_on_states_keeps_the_limit_and_counts_
     # names compare exactly: "A1" is not "a1"
     assert q.select(rows, q.StateQuery("actors", [("name", "=", "A1")]))[1] == 0
 
+
+def test_select_over_records_builds_rows_for_the_page_only_and_searches_shown_columns():
+    records = [{"actor_id": str(i), "state": "ALIVE", "name": f"a{i}", "class_name": "C",
+                "worker_id": "hidden-in-detail"} for i in range(50)]
+    built = []
+
+    def to_dict(record, detail):
+        built.append(record["actor_id"])
+        return dict(record) if detail else q.trim(record, "actors")
+    query = q.StateQuery("actors", [("state", "=", "alive")], limit=5, offset=20)
+    out, total = q.select(records, query, to_dict=to_dict, skip=20)
+    assert total == 50 and len(built) == 5 and out[:20] == [None] * 20
+    assert q.merge([{"rows": out, "total": total, "nodes": ["N"]}], query)["rows"] == \
+        [q.trim(r, "actors") for r in records[20:25]]
+    search = q.StateQuery("actors", limit=100, args={"text": "A4"})
+    out, total = q.select(records, search)
+    assert total == 11 and {r["name"] for r in out} == {"a4"} | {f"a4{i}" for i in range(10)}
+    assert q.select(records, q.StateQuery("actors", args={"text": "hidden"}))[1] == 0
+    assert q.select(records, q.StateQuery("actors", detail=True,
+                                          args={"text": "hidden"}))[1] == 50
 
 def test_the_ring_keeps_the_last_n_finished_tasks_and_their_counts():
     records = TaskRecords("N", keep=3)
