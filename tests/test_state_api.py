@@ -173,7 +173,10 @@ def test_actor_pages_filters_and_search_read_records_and_build_only_the_page(zra
     assert state.summarize_actors()["cluster"]["summary"]["Unplaceable"]["state_counts"] == \
         {"PENDING_CREATION": n}
     assert state.list_actors(limit=2)                          # the node serves on
-    for handle in parked:
+    assert api.query("actors", args={"text": "dead"})["total"] == 0
+    zray.kill(parked[0])          # a changed record is searched as it is now, not as kept
+    assert _wait(lambda: api.query("actors", args={"text": "dead"})["total"] == 1)
+    for handle in parked[1:]:
         zray.kill(handle)
 
 def test_nodes_workers_jobs_objects_groups_and_logs(zray_cluster):

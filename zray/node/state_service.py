@@ -77,6 +77,7 @@ class StateService(Service):
         self.job_starts = {}            # job_id -> (start ms, driver pid, address)
         self._workers = {}              # worker_id -> (pid, job_id, registered ms)
         self._paused = {}               # process address -> debugger ports of paused threads
+        self.actor_texts = {}           # actor_id -> (version, detail, lower-case text): search
         tasks.set_records(self.records)
 
     def handlers(self):
@@ -279,7 +280,8 @@ class StateService(Service):
             # actors: one page costs its 100 rows, not 10k dicts and 10k pending reasons).
             columns = _ActorColumns(self)
             rows, total = q.select(self.actors.actor_records(), query, get=columns.get,
-                                   to_dict=columns.row, skip=query.offset if alone else 0)
+                                   to_dict=columns.row, skip=query.offset if alone else 0,
+                                   search=columns.search(query))
         elif resource == "summary_objects":
             objects = [r for r in self._object_rows() if _matches(r, query)]
             rows, total = [], len(objects)
@@ -575,6 +577,35 @@ class _ActorColumns:
         if reason is None:
             reason = self._reasons[key] = self.service.ctx.scheduler.pending_reason(*waiting)
         return reason
+
+    def search(self, query):
+        """The text search's predicate over records: each record's shown columns (but its
+        pending reason, which follows the node's load) are joined into one lower-case text,
+        kept between queries until the record changes; None without a search."""
+        text = query.args.get("text")
+        if not text:
+            return None
+        needle, detail = text.lower(), query.detail
+        columns = [c for c in (q.all_columns("actors") if detail else q.COLUMNS["actors"][0])
+                   if c != "pending_reason"]
+        texts = self.service.actor_texts
+        if len(texts) > 2 * len(self.service.actors.actor_records()) + 1000:
+            texts.clear()                 # actors that are gone
+        readers = _ACTOR_COLUMN_READERS
+
+        def match(record):
+            version = (record.state, record.restarts, record.pid, record.address,
+                       record.worker_id, record.name, record.death_cause)
+            kept = texts.get(record.actor_id)
+            if kept is None or kept[0] != version or kept[1] != detail:
+                values = (readers[c](self, record) for c in columns)
+                kept = texts[record.actor_id] = (version, detail, "\x00".join(
+                    str(v).lower() for v in values if v is not None))
+            if needle in kept[2]:
+                return True
+            reason = self.pending_reason(record)
+            return reason is not None and needle in reason.lower()
+        return match
 
     def row(self, record, detail):
         columns = q.all_columns("actors") if detail else q.COLUMNS["actors"][0]
