@@ -412,3 +412,56 @@ def test_list_workers_shows_a_paused_worker_debugger_port(zray_cluster):
     assert zray.get(ref, timeout=60) == bp["pid"]
     row = _worker_row(bp["pid"], want_paused=False)
     assert row.debugger_port is None and row.num_paused_threads == 0
+
+
+DRIVER_GET = """
+import os, zray
+zray.init(num_cpus=2)
+
+@zray.remote
+def callee(x):
+    doubled = x * 2
+    breakpoint()
+    return doubled
+
+print("NODE", os.path.join(zray.api._context_info()["session_dir"], "node.json"), flush=True)
+value = zray.get(callee.remote(21))
+print("got", value + 1, flush=True)
+zray.shutdown()
+"""
+
+
+def test_get_from_a_task_called_by_the_driver_pauses_the_driver_in_its_own_pdb(tmp_path):
+    script = tmp_path / "drv_get.py"
+    script.write_text(DRIVER_GET)
+    env = dict(os.environ, PYTHONPATH=REPO, ZRAY_TMPDIR=str(tmp_path / "zt"))
+    driver = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env, cwd=str(tmp_path))
+    try:
+        line = driver.stdout.readline()
+        while line and not line.startswith("NODE "):
+            line = driver.stdout.readline()
+        assert line.startswith("NODE "), "the driver did not start"
+        debug_env = dict(env, ZRAY_ADDRESS=line.split(" ", 1)[1].strip())
+        term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug"], debug_env)
+        try:
+            deadline = time.monotonic() + 60
+            term.expect("Enter breakpoint index")
+            while "callee" not in term.seen and time.monotonic() < deadline:
+                term.send("")                       # refresh until the breakpoint is listed
+                time.sleep(0.5)
+                term.expect("Enter breakpoint index")
+            term.send("0")
+            term.expect("(Pdb)")
+            term.send("get")
+            term.expect("session ended")
+        finally:
+            term.close()
+        out, _ = driver.communicate("p ('value', value)\nc\n", timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+    assert "('value', 42)" in out and "got 43" in out, out
+    assert driver.returncode == 0, out
