@@ -111,7 +111,10 @@ def killed_loop(config):
 def test_a_killed_worker_restarts_the_group_from_the_latest_checkpoint(cluster, tmp_path):
     result = _run(tmp_path, killed_loop, "killed", {"flag": str(tmp_path / "killed-once")},
                   failure_config=FailureConfig(max_failures=1))
-    assert result.metrics == {"epoch": 3, "start": 2}
+    # Rank 1 dies right after reporting epoch 1: whether that report (and so epoch 1's
+    # checkpoint) reached the controller before the death did is a race, as in Ray; the group
+    # resumes from the latest checkpoint that was persisted, epoch 0 or 1.
+    assert result.metrics["epoch"] == 3 and result.metrics["start"] in (1, 2), result.metrics
     assert result._stats["failures"] == 1
     assert _load(result.checkpoint) == {"epoch": 3}
 
