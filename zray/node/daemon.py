@@ -91,7 +91,7 @@ class NodeDaemon:
         self.mesh = MeshService(ctx, self.transport, args,
                                 lambda kind, member: self.services.on_member(kind, member))
         self.services = NodeServices(ctx, self.mesh, forget=self.transport.forget,
-                                     more_handlers=[self])
+                                     more_handlers=[self], preload=self.zygote.preload)
         self.tasks = self.services.tasks
         if self.mesh.swim is not None:
             self.services.objects.open_data_channel(self.mesh.cluster_secret, args.node_ip,

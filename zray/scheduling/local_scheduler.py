@@ -310,6 +310,21 @@ class LocalScheduler:
             actions.append(KillWorker(worker))
         return actions
 
+    def handle_modules_preloaded(self):
+        """The zygote now imports more modules (WORKER_PRELOAD): idle workers forked before
+        lack them. Those that never ran a task (prestarted: no result of theirs can be in
+        flight) give way to fresh ones of their pool, forked after the import, so the next
+        actor or task (a zray.train worker) starts with the modules instead of importing them.
+        Workers that ran tasks, and busy ones, stay."""
+        actions = []
+        for pool, idle in self.idle.items():
+            for worker in [w for w in idle if w.last_task is None and w.gpu is None]:
+                idle.remove(worker)
+                worker.state = "retiring"
+                self.starting[pool] += 1
+                actions += [KillWorker(worker), StartWorker(*pool)]
+        return actions
+
     def handle_prestart(self, job_id, n):
         """Start n workers for a job before any task asks for them (an embedded node)."""
         self.starting[(job_id, "")] += n

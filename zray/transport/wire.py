@@ -198,4 +198,9 @@ WORKER_REPORT = 182        # worker/driver -> its daemon: (task events, metrics 
                            #   (zray/util/metrics.py), tasks it owns that wait for arguments
                            #   and the ids of told ones that stopped waiting
 
+# -- workers (190-199; zray/node/preload_service.py) ----------------------------------------------
+WORKER_PRELOAD = 190       # client -> its daemon: (modules, "cluster"): the zygote imports them
+                           #   (every later worker starts with them) and the daemon forwards
+                           #   (modules, "node") to the other live members, and to later joiners
+
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}
