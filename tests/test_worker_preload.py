@@ -1,5 +1,6 @@
 """$ZRAY_WORKER_PRELOAD: modules the zygote imports once, so every worker forked from it starts
 with them (zray.train's workers with torch, instead of seconds of import per fit)."""
+import os
 import sys
 
 import pytest
@@ -44,6 +45,12 @@ class Probe:
                 "sum": float(torch.ones(10_000).sum()), "pid": os.getpid()}
 
 
+@zray.remote
+def ask(names):
+    from zray.util.worker_preload import preload_worker_modules
+    preload_worker_modules(names)
+
+
 def _fresh_probe():
     """An actor: a worker forked for it now (after the request reached the zygote)."""
     return Probe.options(num_cpus=0).remote()
@@ -61,6 +68,14 @@ def test_a_library_asks_and_later_workers_start_with_the_modules(zray_cluster):
         "colorsys": True, "no_such_module_zray": False}
     # the node keeps serving after the failed import and the refused name
     assert zray.get(loaded.remote(["colorsys"]), timeout=60) == {"colorsys": True}
+    # asked again, from a worker (another process): the node imports nothing twice, and the
+    # failure was reported once, in the node's log
+    zray.get(ask.remote(["no_such_module_zray", "colorsys"]), timeout=60)
+    assert zray.get(_fresh_probe().loaded.remote(["colorsys"]), timeout=60) == {"colorsys": True}
+    from zray.objects.object_ref import get_runtime
+    session = get_runtime().context.session_dir
+    with open(os.path.join(session, "logs", "node.err")) as f:
+        assert f.read().count("could not preload no_such_module_zray") == 1
 
 
 def test_after_a_train_fit_workers_start_with_torch_and_run_it(zray_cluster):
