@@ -105,3 +105,16 @@ def test_idle_prestarted_workers_give_way_to_fresh_ones_after_a_preload():
     assert s.workers["w1"].state == "retiring" and list(s.idle[("j", "")]) == [s.workers["w2"]]
     assert s.handle_worker_died("w1") == []
     assert s.handle_modules_preloaded() == []         # nothing left to replace
+
+
+def test_a_worker_forked_before_the_preload_is_replaced_when_it_registers():
+    from zray.scheduling.local_scheduler import KillWorker, LocalScheduler, StartWorker
+    s = LocalScheduler({"CPU": 40_000})
+    s.handle_prestart("j", 1)
+    actions = s.handle_worker_started("w1", "j", "ipc://w1", 11, outdated=True)
+    assert [type(a) for a in actions] == [KillWorker, StartWorker]
+    assert s.workers["w1"].state == "retiring" and not s.idle[("j", "")]
+    assert s.starting[("j", "")] == 1          # its replacement is on its way
+    s.handle_worker_died("w1")
+    assert s.handle_worker_started("w2", "j", "ipc://w2", 12) == []
+    assert list(s.idle[("j", "")]) == [s.workers["w2"]] and s.starting[("j", "")] == 0

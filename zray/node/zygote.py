@@ -41,6 +41,8 @@ class Zygote:
         self.reply_fd = reply_fd
         self._partial = b""
         self._exits = {}         # pid -> wait status, reported by the zygote
+        self.preloads = 0        # preload requests sent: a worker forked before the last one
+                                 # lacks its modules
 
     @classmethod
     def start(cls):
@@ -72,6 +74,7 @@ class Zygote:
         """Ask the zygote to import `modules` before its next forks (it does so in order with
         the spawn requests: a worker requested after this starts with them)."""
         os.write(self.request_fd, (json.dumps({"preload": list(modules)}) + "\n").encode())
+        self.preloads += 1
 
     def read_replies(self):
         """[(worker_id, pid)] reported since the last call."""

@@ -168,7 +168,10 @@ class LocalScheduler:
         add(self.queued_demand, spec.resources)
         return self._schedule()
 
-    def handle_worker_started(self, worker_id, job_id, address, pid, runtime_env=""):
+    def handle_worker_started(self, worker_id, job_id, address, pid, runtime_env="",
+                              outdated=False):
+        """outdated: it was forked before the zygote imported modules asked for since
+        (handle_modules_preloaded): a fresh fork, which has them, takes its place."""
         worker = self.workers.get(worker_id)
         if worker is None:
             worker = self.workers[worker_id] = Worker(worker_id, job_id, runtime_env)
@@ -176,6 +179,10 @@ class LocalScheduler:
         self.starting[pool] = max(0, self.starting[pool] - 1)
         worker.address = address
         worker.pid = pid
+        if outdated:
+            worker.state = "retiring"
+            self.starting[pool] += 1
+            return [KillWorker(worker), StartWorker(*pool)]
         worker.state = "idle"
         self.idle[pool].append(worker)
         return self._schedule()
