@@ -37,7 +37,8 @@ class RefBundle:
     counted: bool = False
 
 
-REMOTE_MODULES = ("pyarrow", "pyarrow.compute", "zray.data", "zray.data._internal.remote")
+REMOTE_MODULES = ("pyarrow", "pyarrow.compute", "zray.data", "zray.data._internal.remote",
+                  "zray.data.read_api")   # read_api: the datasources, plan and context (~60 ms)
 
 
 def ensure_initialized():
