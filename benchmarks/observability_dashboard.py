@@ -123,6 +123,8 @@ def run_zray(n, idle_seconds, browser=True):
         result["api_first_page_ms"] = round(_get_ms(url + "/api/actors?limit=100&counts=0"), 1)
         result["api_first_page_with_state_counts_ms"] = round(_get_ms(url + "/api/actors?limit=100"), 1)
         result["api_page_50_ms"] = round(_get_ms(url + f"/api/actors?limit=100&offset={max(0, n - 100)}&counts=0"), 1)
+        result["api_search_ms"] = round(_get_ms(
+            url + f"/api/actors?limit=100&detail=1&counts=0&q=parked-{n - 1}"), 1)
         if browser:
             result["browser"] = {k: (round(v, 1) if isinstance(v, float) else v)
                                  for k, v in _browser_times(url, n).items()}

@@ -291,3 +291,177 @@ def test_remote_steps_into_the_called_task(zray_cluster):
     finally:
         term.close()
     assert zray.get(ref, timeout=60) == 42
+
+
+def _next_breakpoint(timeout=60):
+    from zray.util.debug.registry import list_breakpoints
+    deadline = time.monotonic() + timeout
+    while not list_breakpoints() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = list_breakpoints()
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_get_steps_out_to_where_the_result_is_consumed(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def callee(x):
+        doubled = x * 2
+        breakpoint()
+        return doubled
+
+    @zray.remote
+    def caller():
+        value = zray.get(callee.remote(21))
+        consumed = value + 1
+        return consumed
+
+    ref = caller.remote()
+    (first,) = _wait_breakpoints()
+    assert first["function"] == "callee"
+    env = _debug_env()
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("get")
+        term.expect("session ended")
+    finally:
+        term.close()
+    second = _next_breakpoint()
+    assert second["function"] == "caller" and second.get("step_out")
+    assert second["breakpoint_id"] != first["breakpoint_id"]
+    ready, _ = zray.wait([ref], timeout=0.5)
+    assert not ready                              # the caller waits at the get
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", second["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("p ('value', value)")
+        term.expect("('value', 42)")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == 43
+    from zray.util.debug.registry import list_breakpoints
+    assert list_breakpoints() == []
+
+
+def test_get_with_an_argument_is_refused_and_the_session_goes_on(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def paused():
+        breakpoint()
+        return "done"
+
+    ref = paused.remote()
+    (first,) = _wait_breakpoints()
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]],
+                    _debug_env())
+    try:
+        term.expect("(Pdb)")
+        term.send("get extra")
+        term.expect("get takes no argument")
+        term.send("p 'still here'")
+        term.expect("'still here'")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == "done"
+
+
+def _worker_row(pid, want_paused, timeout=30):
+    from zray.util.state import list_workers
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [w for w in list_workers(filters=[("pid", "=", pid)], limit=10_000, detail=True) if w.is_alive]
+        if rows and (rows[0].num_paused_threads > 0) == want_paused:
+            return rows[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the worker of pid {pid} never showed paused={want_paused}: "
+                                 f"{rows}")
+        time.sleep(0.1)
+
+
+def test_list_workers_shows_a_paused_worker_debugger_port(zray_cluster):
+    zray = zray_cluster(num_cpus=2)
+
+    @zray.remote
+    def paused():
+        breakpoint()
+        return os.getpid()
+
+    ref = paused.remote()
+    (bp,) = _wait_breakpoints()
+    row = _worker_row(bp["pid"], want_paused=True)
+    assert row.num_paused_threads == 1 and row.debugger_port == bp["port"]
+    from zray.util.state import list_workers
+    others = [w for w in list_workers(limit=10_000, detail=True) if w.pid != bp["pid"]]
+    assert others and all(w.num_paused_threads == 0 and w.debugger_port is None for w in others)
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", bp["breakpoint_id"]],
+                    _debug_env())
+    try:
+        term.expect("(Pdb)")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == bp["pid"]
+    row = _worker_row(bp["pid"], want_paused=False)
+    assert row.debugger_port is None and row.num_paused_threads == 0
+
+
+DRIVER_GET = """
+import os, zray
+zray.init(num_cpus=2)
+
+@zray.remote
+def callee(x):
+    doubled = x * 2
+    breakpoint()
+    return doubled
+
+print("NODE", os.path.join(zray.api._context_info()["session_dir"], "node.json"), flush=True)
+value = zray.get(callee.remote(21))
+print("got", value + 1, flush=True)
+zray.shutdown()
+"""
+
+
+def test_get_from_a_task_called_by_the_driver_pauses_the_driver_in_its_own_pdb(tmp_path):
+    script = tmp_path / "drv_get.py"
+    script.write_text(DRIVER_GET)
+    env = dict(os.environ, PYTHONPATH=REPO, ZRAY_TMPDIR=str(tmp_path / "zt"))
+    driver = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env, cwd=str(tmp_path))
+    try:
+        line = driver.stdout.readline()
+        while line and not line.startswith("NODE "):
+            line = driver.stdout.readline()
+        assert line.startswith("NODE "), "the driver did not start"
+        debug_env = dict(env, ZRAY_ADDRESS=line.split(" ", 1)[1].strip())
+        term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug"], debug_env)
+        try:
+            deadline = time.monotonic() + 60
+            term.expect("Enter breakpoint index")
+            while "callee" not in term.seen and time.monotonic() < deadline:
+                term.send("")                       # refresh until the breakpoint is listed
+                time.sleep(0.5)
+                term.expect("Enter breakpoint index")
+            term.send("0")
+            term.expect("(Pdb)")
+            term.send("get")
+            term.expect("session ended")
+        finally:
+            term.close()
+        out, _ = driver.communicate("p ('value', value)\nc\n", timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+    assert "('value', 42)" in out and "got 43" in out, out
+    assert driver.returncode == 0, out

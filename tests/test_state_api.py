@@ -144,6 +144,41 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     assert state.summarize_actors()["cluster"]["summary"]["Named"]["state_counts"] == {"DEAD": 1}
 
 
+def test_actor_pages_filters_and_search_read_records_and_build_only_the_page(zray_cluster):
+    zray_cluster(num_cpus=1)
+    from zray.util.state import api
+    n = 30
+    parked = [Unplaceable.options(resources={"nowhere": 1}, name=f"parked-{i}").remote()
+              for i in range(n)]
+    assert _wait(lambda: api.query("actors", limit=1)["total"] == n)
+    everything = api.query("actors", limit=1000, detail=True)["rows"]
+    assert len(everything) == n and all("infeasible" in a["pending_reason"] for a in everything)
+    assert everything[0]["home_node_id"] and everything[0]["max_restarts"] == 0
+    for offset in (0, 7, n - 5):
+        page = api.query("actors", limit=5, offset=offset, detail=True)
+        assert page["total"] == n and page["rows"] == everything[offset:offset + 5]
+    (named,) = state.list_actors(filters=[("name", "=", "parked-17")])
+    assert named.state == "PENDING_CREATION" and "placement_group_id" not in named
+    assert named.actor_id == [a for a in everything if a["name"] == "parked-17"][0]["actor_id"]
+    assert len(state.list_actors(filters=[("pending_reason", "!=", "")])) == n
+    found = api.query("actors", args={"text": "PARKED-2"})      # parked-2, parked-20..29
+    assert found["total"] == 11 and {a["name"] for a in found["rows"]} == \
+        {"parked-2"} | {f"parked-2{i}" for i in range(10)}
+    assert api.query("actors", args={"text": "parked-2"}, limit=3, offset=9)["rows"] == \
+        found["rows"][9:11]
+    assert api.query("actors", args={"text": "no such thing"})["total"] == 0
+    assert api.query("actors", args={"text": "infeasible"})["total"] == n   # a reason matches
+    with pytest.raises(ValueError, match="text search"):
+        api.query("actors", args={"text": 5})
+    assert state.summarize_actors()["cluster"]["summary"]["Unplaceable"]["state_counts"] == \
+        {"PENDING_CREATION": n}
+    assert state.list_actors(limit=2)                          # the node serves on
+    assert api.query("actors", args={"text": "dead"})["total"] == 0
+    zray.kill(parked[0])          # a changed record is searched as it is now, not as kept
+    assert _wait(lambda: api.query("actors", args={"text": "dead"})["total"] == 1)
+    for handle in parked[1:]:
+        zray.kill(handle)
+
 def test_nodes_workers_jobs_objects_groups_and_logs(zray_cluster):
     zray_cluster(num_cpus=2)
     actor = Named.remote()

@@ -44,7 +44,8 @@ def test_any_other_failure_is_logged_and_raised(caplog):
 def test_a_reply_that_cannot_be_sent_becomes_an_error_reply():
     transport = _Transport(RuntimeError("boom"))
     core = SimpleNamespace(transport=transport, inbox=SimpleNamespace(running=True, handle=lambda *a: None),
-                           context=SimpleNamespace(daemon="ipc://node"), executor=None)
+                           context=SimpleNamespace(daemon="ipc://node", debug_step_out_task=None),
+                           executor=None)
     core.send = lambda *args: CoreWorker.send(core, *args)
     executor = Executor(core)
     spec = TaskSpec(b"t" * 12, "job", "f", b"fid", [], [], 1, {}, 0, False, "ipc://owner")
@@ -61,7 +62,8 @@ def test_a_reply_that_cannot_be_sent_becomes_an_error_reply():
 def test_a_reply_to_a_closed_transport_is_dropped_quietly():
     transport = _Transport(TransportClosed("closed"))
     core = SimpleNamespace(transport=transport, inbox=SimpleNamespace(running=True, handle=lambda *a: None),
-                           context=SimpleNamespace(daemon="ipc://node"), executor=None)
+                           context=SimpleNamespace(daemon="ipc://node", debug_step_out_task=None),
+                           executor=None)
     core.send = lambda *args: CoreWorker.send(core, *args)
     spec = TaskSpec(b"t" * 12, "job", "f", b"fid", [], [], 1, {}, 0, False, "ipc://owner")
     Executor(core).send_result(spec, [(0, 0, None)], [b"value"], False)

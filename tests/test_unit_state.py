@@ -38,6 +38,8 @@ def row(n, state="RUNNING", name="f", start=1000.0):
     ({"resource": "tasks", "filters": [("state", "=")]}, "a filter is"),
     ({"resource": "tasks", "filters": "state=RUNNING"}, "filters must be a list"),
     ({"resource": "tasks", "scope": "galaxy"}, "scope"),
+    ({"resource": "actors", "args": {"text": ""}}, "text search"),
+    ({"resource": "actors", "args": {"text": ["x"]}}, "text search"),
 ])
 def test_a_bad_query_is_a_value_error_saying_what_is_wrong(kwargs, text):
     with pytest.raises(ValueError, match=text):
@@ -65,6 +67,26 @@ def test_select_filters_case_insensitively_on_states_keeps_the_limit_and_counts_
     # names compare exactly: "A1" is not "a1"
     assert q.select(rows, q.StateQuery("actors", [("name", "=", "A1")]))[1] == 0
 
+
+def test_select_over_records_builds_rows_for_the_page_only_and_searches_shown_columns():
+    records = [{"actor_id": str(i), "state": "ALIVE", "name": f"a{i}", "class_name": "C",
+                "worker_id": "hidden-in-detail"} for i in range(50)]
+    built = []
+
+    def to_dict(record, detail):
+        built.append(record["actor_id"])
+        return dict(record) if detail else q.trim(record, "actors")
+    query = q.StateQuery("actors", [("state", "=", "alive")], limit=5, offset=20)
+    out, total = q.select(records, query, to_dict=to_dict, skip=20)
+    assert total == 50 and len(built) == 5 and out[:20] == [None] * 20
+    assert q.merge([{"rows": out, "total": total, "nodes": ["N"]}], query)["rows"] == \
+        [q.trim(r, "actors") for r in records[20:25]]
+    search = q.StateQuery("actors", limit=100, args={"text": "A4"})
+    out, total = q.select(records, search)
+    assert total == 11 and {r["name"] for r in out} == {"a4"} | {f"a4{i}" for i in range(10)}
+    assert q.select(records, q.StateQuery("actors", args={"text": "hidden"}))[1] == 0
+    assert q.select(records, q.StateQuery("actors", detail=True,
+                                          args={"text": "hidden"}))[1] == 50
 
 def test_the_ring_keeps_the_last_n_finished_tasks_and_their_counts():
     records = TaskRecords("N", keep=3)
@@ -325,11 +347,25 @@ def test_the_reporter_tells_a_long_call_once_as_running_then_its_end():
     reporter.flush()
     reporter.flush()           # nothing new: nothing sent
     assert [t for t, _ in sent] == [wire.WORKER_REPORT] * 2
-    (running,), _, _, _ = sent[0][1]
+    (running,), _, _, _, _ = sent[0][1]
     assert running[5] == "A.nap" and running[7] == 10000.0 and running[8] is None
-    (ended,), _, _, _ = sent[1][1]
+    (ended,), _, _, _, _ = sent[1][1]
     assert ended[8] == 10500.0 and ended[9] == "TASK_EXECUTION_EXCEPTION"
     assert not reporter._told_running and not reporter._running
+    reporter.close()
+
+
+def test_the_reporter_tells_the_debugger_ports_of_paused_threads_when_they_change():
+    from zray.core.reporter import Reporter
+    sent = []
+    reporter = Reporter(lambda address, msg_type, payload: sent.append(payload), "ipc://node")
+    reporter.debugger_changed([4321])
+    reporter.flush()
+    reporter.flush()                     # unchanged: nothing sent
+    assert [p[4] for p in sent] == [[4321]]
+    reporter.debugger_changed([])        # the session ended
+    reporter.flush()
+    assert [p[4] for p in sent] == [[4321], []]
     reporter.close()
 
 
@@ -343,11 +379,11 @@ def test_the_reporter_tells_a_task_waiting_for_arguments_and_when_it_stops():
     reporter.args_waiting(task)
     reporter.flush()
     reporter.flush()
-    ((_, _, waiting, resolved),) = sent
+    ((_, _, waiting, resolved, _),) = sent
     assert waiting[0][0] == spec(7).task_id.hex() and waiting[0][7] == 2 and not resolved
     task.deps_left = 0                   # resolved (and sent to the node)
     reporter.flush()
-    assert sent[-1][2:] == ([], [spec(7).task_id.hex()])
+    assert sent[-1][2:] == ([], [spec(7).task_id.hex()], None)
     assert not reporter._waiting and not reporter._told_waiting
     reporter.close()
 

@@ -4,6 +4,7 @@ import inspect
 import logging
 import os
 import select
+import sys
 import threading
 
 from . import exceptions, logs
@@ -406,7 +407,23 @@ def _check_timeout(timeout):
 
 def get(object_refs, *, timeout=None):
     _check_timeout(timeout)
-    objects = _runtime_or_autoinit().objects
+    core = _runtime_or_autoinit()
+    values = _get(core.objects, object_refs, timeout)
+    if core.context.debug_get_objects:      # a debugger's `get` step ends here (zray.util.debug)
+        _pause_if_stepped_out(core.context, object_refs)
+    return values
+
+
+def _pause_if_stepped_out(context, object_refs):
+    refs = [object_refs] if isinstance(object_refs, ObjectRef) else object_refs
+    stepped = context.debug_get_objects.intersection(r._id for r in refs)
+    if stepped:
+        context.debug_get_objects.difference_update(stepped)
+        from .util.debug import pause_after_get
+        pause_after_get(sys._getframe(2))
+
+
+def _get(objects, object_refs, timeout):
     if isinstance(object_refs, ObjectRef):
         return objects.get([object_refs], timeout)[0]
     # Ray raises ValueError for anything that is not a ref or a list of refs.

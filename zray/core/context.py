@@ -27,6 +27,10 @@ class ProcessContext:
         # The debugger's `remote` command: the next task or actor call this process submits
         # carries extra["debugger_breakpoint"], and its worker pauses at its first line.
         self.debug_step_into = False
+        # The debugger's `get` command: the task whose results should pause their consumer
+        # (executor side), and the return ids that pause this process's zray.get (owner side).
+        self.debug_step_out_task = None
+        self.debug_get_objects = set()
         self._put_counter = itertools.count(1)
 
     @property

@@ -201,6 +201,9 @@ class Executor:
         """Reply to the task's owner. A reply that cannot be sent (other than on shutdown)
         becomes an error reply, so the owner's get fails instead of hanging."""
         payload = (spec.task_id, spec.attempt, results, retryable)
+        if self.context.debug_step_out_task == spec.task_id:    # `get` in a debugger session
+            self.context.debug_step_out_task = None
+            payload += (True,)
         try:
             self.send(spec.owner, wire.TASK_RESULT, payload, frames)
         except TransportClosed:

@@ -5,7 +5,8 @@ reports them itself: each call that ends appends one tuple to a list (no message
 still runs at a report is reported once as running), and a
 background thread sends the list to the node at most every REPORT_INTERVAL_S (0.5 s;
 ZRAY_REPORT_INTERVAL_S) as one WORKER_REPORT, together with the process's metric values
-(zray.util.metrics) when they changed. The thread exists only in processes that have something
+(zray.util.metrics) when they changed, and the debugger ports of its paused threads when they
+changed (zray.util.debug). The thread exists only in processes that have something
 to report and sleeps while there is nothing. A worker flushes once more before it exits. The
 list is bounded (MAX_PENDING): a node that cannot keep up loses the oldest calls of the state
 API's history, never memory.
@@ -36,6 +37,7 @@ class Reporter:
         self._wake = threading.Event()
         self._thread = None
         self._closed = False
+        self._paused_ports = None       # debugger ports of paused threads, when changed
         self.metrics_source = None      # () -> snapshot list | None when unchanged
         self.dropped = 0
 
@@ -77,6 +79,12 @@ class Reporter:
             if self._thread is None:
                 self._start()
 
+    def debugger_changed(self, ports):
+        """The ports of this process's threads paused in a debugger (zray.util.debug), now."""
+        with self._lock:
+            self._paused_ports = list(ports)
+        self.metrics_changed()
+
     def metrics_changed(self):
         if self._thread is None:
             self._start()
@@ -110,11 +118,14 @@ class Reporter:
             told.intersection_update(list(self._running))   # calls that ended meanwhile
             waiting, resolved = self._waiting_changes()
             metrics = self.metrics_source() if self.metrics_source is not None else None
-            if not events and not metrics and not running and not waiting and not resolved:
+            paused, self._paused_ports = self._paused_ports, None
+            if not events and not metrics and not running and not waiting and not resolved \
+                    and paused is None:
                 return
             try:
                 self._send(self._daemon, wire.WORKER_REPORT,
-                           ([_event(e) for e in running + events], metrics, waiting, resolved))
+                           ([_event(e) for e in running + events], metrics, waiting, resolved,
+                            paused))
             except Exception:       # shutting down, or the node is gone: nothing to tell
                 log.debug("a WORKER_REPORT could not be sent", exc_info=True)
 

@@ -148,7 +148,7 @@ class TaskOwner:
 
     # -- replies ---------------------------------------------------------------------------------
     def on_task_result(self, sender, payload, frames):
-        task_id, attempt, results, retryable = payload
+        task_id, attempt, results, retryable, *debugger_get = payload
         from_self = sender == self.context.address
         action = self.table.result(task_id, attempt, retryable)
         if action is None or isinstance(action, ot.Retry):
@@ -162,6 +162,8 @@ class TaskOwner:
         if task.spec.streaming:
             self._finish_generator(task, results[0] if results else 0)
         else:
+            if debugger_get:   # `get` in the callee's debugger: its consumer pauses (zray.util.debug)
+                self.context.debug_get_objects.update(task.return_ids)
             for rid, result in zip(task.return_ids, results):
                 self._fill_result(rid, result, frames, from_self)
         self.finish(task)

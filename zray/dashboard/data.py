@@ -5,7 +5,7 @@ Paging: a listing asks the nodes for one page (`offset`, `limit`, the page's fil
 it with the mesh-wide `total`, so a page of 10k actors moves one page of rows to the browser.
 State counts (the filter chips) come from one summary query (actors, tasks), kept COUNTS_TTL_S,
 and are fetched by the page after its rows, so rows never wait for them. A free-text search
-(`q`) cannot be pushed to the nodes: it fetches up to SEARCH_LIMIT rows and filters here.
+(`q`) goes to the nodes as well (the query's args["text"]): they answer with its page only.
 """
 import time
 
@@ -48,17 +48,9 @@ class ClusterData:
         offset = _int(offset, 0, 0, state_query.MAX_LIMIT, "offset")
         limit = _int(limit, DEFAULT_PAGE, 1, MAX_PAGE, "limit")
         filters = [(k, "=", v) for k, v in (filters or {}).items() if v not in (None, "")]
-        if text:
-            answer = self._query(resource, filters=filters, limit=SEARCH_LIMIT, detail=detail)
-            needle = text.lower()
-            rows = [r for r in answer["rows"]
-                    if any(needle in str(v).lower() for v in r.values())]
-            total = len(rows)
-            rows = rows[offset:offset + limit]
-        else:
-            answer = self._query(resource, filters=filters, limit=limit, offset=offset,
-                                 detail=detail)
-            rows, total = answer["rows"], answer["total"]
+        answer = self._query(resource, filters=filters, limit=limit, offset=offset,
+                             detail=detail, args={"text": text} if text else None)
+        rows, total = answer["rows"], answer["total"]
         result = {"total": total, "offset": offset, "limit": limit, "rows": rows,
                   "failed_nodes": answer.get("failed_nodes") or {}}
         if counts:

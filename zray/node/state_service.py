@@ -22,7 +22,7 @@ Nodes are answered by the node asked alone, from its membership view (dead membe
 Interface for other services and the daemon:
     records                  the TaskRecords (TaskService records into it)
     metrics                  the NodeMetrics (zray/state/metrics_table.py) fed by WORKER_REPORT
-    answer_local(query)      this node's answer to a StateQuery (a dict), synchronously
+    answer_local(query[, alone])  this node's answer to a StateQuery (a dict), synchronously
     ask(query, done)         run a query as if a client sent it; done(answer, error) is called
                              on the loop (for an in-daemon HTTP handler)
 """
@@ -76,6 +76,8 @@ class StateService(Service):
         self.finished_jobs = collections.deque(maxlen=KEEP_EXITED)
         self.job_starts = {}            # job_id -> (start ms, driver pid, address)
         self._workers = {}              # worker_id -> (pid, job_id, registered ms)
+        self._paused = {}               # process address -> debugger ports of paused threads
+        self.actor_texts = {}           # actor_id -> (version, detail, lower-case text): search
         tasks.set_records(self.records)
 
     def handlers(self):
@@ -96,11 +98,12 @@ class StateService(Service):
         self._start(query, None, None, done)
 
     def _start(self, query, asker, req_id, done):
+        peers = self._peers_for(query)
         try:
             if query.targets is not None and self.ctx.node_id not in query.targets:
                 local = q.empty_answer()        # asked about other nodes only
             else:
-                local = self.answer_local(query)
+                local = self.answer_local(query, alone=not peers and query.scope == "cluster")
         except (ValueError, OSError) as exc:
             self._finish_with(asker, req_id, done, None, exc)
             return
@@ -109,7 +112,6 @@ class StateService(Service):
             self._finish_with(asker, req_id, done, None, RuntimeError(
                 f"the node failed to answer the state query: {type(exc).__name__}: {exc}"))
             return
-        peers = self._peers_for(query)
         if not peers:
             self._finish_with(asker, req_id, done, q.merge([local], query), None)
             return
@@ -172,6 +174,11 @@ class StateService(Service):
         events, metrics = payload[:2]
         if len(payload) >= 4:
             self._args_waiting(sender, payload[2], payload[3])
+        if len(payload) >= 5 and payload[4] is not None:
+            if payload[4]:
+                self._paused[sender] = list(payload[4])
+            else:
+                self._paused.pop(sender, None)
         clients = self.ctx.clients
         worker_id = clients.worker_id_of(sender)
         pid = clients.pid_of(sender)
@@ -220,6 +227,7 @@ class StateService(Service):
 
     def client_gone(self, gone):
         if gone.local:
+            self._paused.pop(gone.address, None)
             self.metrics.process_gone(gone.address)
             self.records.owner_gone(gone.address)
 
@@ -253,7 +261,9 @@ class StateService(Service):
             self.finished_jobs.append((job_id, start, _now_ms()))
 
     # -- this node's answer ----------------------------------------------------------------------
-    def answer_local(self, query):
+    def answer_local(self, query, alone=False):
+        """alone: no other node answers, so the rows before the page (query.offset) are only
+        counted, never built (merge() cuts them off)."""
         resource = query.resource
         answer = q.empty_answer()
         answer["nodes"] = [self.ctx.node_id]
@@ -263,10 +273,15 @@ class StateService(Service):
             rows = []
             answer["summary"], total = self._task_summary(query)
         elif resource == "summary_actors":
-            rows, total = [], 0
-            actors = [r for r in self._actor_rows() if _matches(r, query)]
-            answer["summary"] = q.summarize(actors, "class_name", "actors")
-            total = len(actors)
+            rows = []
+            answer["summary"], total = self._actor_summary(query)
+        elif resource == "actors":
+            # Filters read the directory's records; only the page's rows are built (10k
+            # actors: one page costs its 100 rows, not 10k dicts and 10k pending reasons).
+            columns = _ActorColumns(self)
+            rows, total = q.select(self.actors.actor_records(), query, get=columns.get,
+                                   to_dict=columns.row, skip=query.offset if alone else 0,
+                                   search=columns.search(query))
         elif resource == "summary_objects":
             objects = [r for r in self._object_rows() if _matches(r, query)]
             rows, total = [], len(objects)
@@ -281,7 +296,7 @@ class StateService(Service):
             rows, total = [], 0
             answer["files"] = self._read_log(query.args)
         else:
-            source = {"actors": self._actor_rows, "objects": self._object_rows,
+            source = {"objects": self._object_rows,
                       "nodes": self._node_rows, "workers": self._worker_rows,
                       "jobs": self._job_rows, "placement_groups": self._group_rows}[resource]
             rows, total = q.select(source(), query)
@@ -295,7 +310,7 @@ class StateService(Service):
         from ..state.prometheus import render
         series = []
         counts = collections.Counter(r.state for r in self.records.running.values())
-        for task, _why in self.ctx.scheduler.pending():
+        for _task in self.ctx.scheduler.pending_tasks():
             counts["PENDING_NODE_ASSIGNMENT"] += 1
         counts["PENDING_ARGS_AVAIL"] = len(self.records.waiting)
         finished = self.records.finished_counts
@@ -375,32 +390,18 @@ class StateService(Service):
             entry["state_counts"][state] = entry["state_counts"].get(state, 0) + n
         return out, sum(tallies.values())
 
-    def _actor_rows(self):
-        node_id = self.ctx.node_id
-        pending = {}
-        for task, why in self.ctx.scheduler.pending():
-            extra = task.spec.extra or {}
-            if "actor_id" in extra:
-                pending[extra["actor_id"]] = why
-        out = []
-        for record in self.actors.actor_records():
-            address = record.address
-            where = node_of(address) if address else None
-            row = {
-                "actor_id": record.actor_id.hex(), "class_name": record.class_name,
-                "state": record.state, "job_id": record.job_id, "name": record.name or "",
-                "node_id": where or (self.actors.host_node_of(record) or node_id),
-                "pid": record.pid, "ray_namespace": record.namespace,
-                "death_cause": _death_cause(record), "num_restarts": record.restarts,
-                "is_detached": bool(record.detached), "max_restarts": record.max_restarts,
-                "repr_name": "", "worker_id": record.worker_id, "home_node_id": node_id,
-                "placement_group_id": None, "required_resources": None,
-            }
-            if record.state == "PENDING_CREATION":
-                row["pending_reason"] = pending.get(record.actor_id) or (
-                    "its creation task was placed and waits for a worker to start it")
-            out.append(row)
-        return out
+    def _actor_summary(self, query):
+        """{class_name: {"class_name", "state_counts"}}, and how many actors matched."""
+        columns = _ActorColumns(self)
+        match = q.compile_filters(query.filters, columns.get)
+        tallies = collections.Counter(
+            (r.class_name or "", r.state) for r in self.actors.actor_records()
+            if match is None or match(r))
+        out = {}
+        for (name, state), n in tallies.items():
+            entry = out.setdefault(name, {"class_name": name, "state_counts": {}})
+            entry["state_counts"][state] = n
+        return out, sum(tallies.values())
 
     def _object_rows(self):
         node_id = self.ctx.node_id
@@ -442,13 +443,15 @@ class StateService(Service):
         node_id, ip = self.ctx.node_id, self.ctx.node_ip
         rows = []
         for client in list(clients.clients.values()):
+            ports = self._paused.get(client.address, ())
             rows.append({
                 "worker_id": client.worker_id or client.address, "is_alive": True,
                 "worker_type": "DRIVER" if client.kind == "driver" else "WORKER",
                 "exit_type": None, "node_id": node_id, "ip": ip, "pid": client.pid,
                 "job_id": client.job_id, "exit_detail": None, "worker_launch_time_ms": None,
                 "worker_launched_time_ms": None, "start_time_ms": self._started_ms(client),
-                "end_time_ms": None, "debugger_port": None, "num_paused_threads": 0})
+                "end_time_ms": None, "debugger_port": ports[0] if ports else None,
+                "num_paused_threads": len(ports)})
         for entry in reversed(self.exited_workers):
             rows.append({
                 "worker_id": entry["worker_id"], "is_alive": False,
@@ -532,6 +535,106 @@ class StateService(Service):
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-tail:]) if tail else ""
         return {self.ctx.node_id: {"filename": filename, "text": text, "size": size}}
+
+
+class _ActorColumns:
+    """Ray's actor columns read off an ActorDirectory record, one at a time (filters) or as
+    a row (the page). Pending reasons are looked up only when asked for."""
+    PLACED = "its creation task was placed and waits for a worker to start it"
+
+    def __init__(self, service):
+        self.service = service
+        self.node_id = service.ctx.node_id
+        self._pending = None          # actor_id -> (creation task, infeasible), on first use
+        self._reasons = {}            # (resources, infeasible) -> words: one per query
+
+    def get(self, record, column):
+        reader = _ACTOR_COLUMN_READERS.get(column)
+        return reader(self, record) if reader is not None else None
+
+    def node_of(self, record):
+        address = record.address
+        where = node_of(address) if address else None
+        return where or self.service.actors.host_node_of(record) or self.node_id
+
+    def pending_reason(self, record):
+        if record.state != "PENDING_CREATION":
+            return None
+        if self._pending is None:
+            self._pending = {}
+            for task, infeasible in self.service.ctx.scheduler.pending_tasks():
+                actor_id = (task.spec.extra or {}).get("actor_id")
+                if actor_id is not None:
+                    self._pending[actor_id] = (task, infeasible)
+        waiting = self._pending.get(record.actor_id)
+        if waiting is None:
+            return self.PLACED
+        task, infeasible = waiting
+        # The words depend on the task's resources alone while this query runs, and a search
+        # reads them for every pending actor: word each shape once.
+        key = (tuple(sorted(task.spec.resources.items())), infeasible)
+        reason = self._reasons.get(key)
+        if reason is None:
+            reason = self._reasons[key] = self.service.ctx.scheduler.pending_reason(*waiting)
+        return reason
+
+    def search(self, query):
+        """The text search's predicate over records: each record's shown columns (but its
+        pending reason, which follows the node's load) are joined into one lower-case text,
+        kept between queries until the record changes; None without a search."""
+        text = query.args.get("text")
+        if not text:
+            return None
+        needle, detail = text.lower(), query.detail
+        columns = [c for c in (q.all_columns("actors") if detail else q.COLUMNS["actors"][0])
+                   if c != "pending_reason"]
+        texts = self.service.actor_texts
+        if len(texts) > 2 * len(self.service.actors.actor_records()) + 1000:
+            texts.clear()                 # actors that are gone
+        readers = _ACTOR_COLUMN_READERS
+
+        def match(record):
+            version = (record.state, record.restarts, record.pid, record.address,
+                       record.worker_id, record.name, record.death_cause)
+            kept = texts.get(record.actor_id)
+            if kept is None or kept[0] != version or kept[1] != detail:
+                values = (readers[c](self, record) for c in columns)
+                kept = texts[record.actor_id] = (version, detail, "\x00".join(
+                    str(v).lower() for v in values if v is not None))
+            if needle in kept[2]:
+                return True
+            reason = self.pending_reason(record)
+            return reason is not None and needle in reason.lower()
+        return match
+
+    def row(self, record, detail):
+        columns = q.all_columns("actors") if detail else q.COLUMNS["actors"][0]
+        row = {c: _ACTOR_COLUMN_READERS[c](self, record) for c in columns}
+        if row.get("pending_reason") is None:
+            row.pop("pending_reason", None)       # as before: only pending actors have one
+        return row
+
+
+_ACTOR_COLUMN_READERS = {
+    "actor_id": lambda c, r: r.actor_id.hex(),
+    "class_name": lambda c, r: r.class_name,
+    "state": lambda c, r: r.state,
+    "job_id": lambda c, r: r.job_id,
+    "name": lambda c, r: r.name or "",
+    "node_id": _ActorColumns.node_of,
+    "pid": lambda c, r: r.pid,
+    "ray_namespace": lambda c, r: r.namespace,
+    "death_cause": lambda c, r: _death_cause(r),
+    "num_restarts": lambda c, r: r.restarts,
+    "pending_reason": _ActorColumns.pending_reason,
+    "is_detached": lambda c, r: bool(r.detached),
+    "placement_group_id": lambda c, r: None,
+    "repr_name": lambda c, r: "",
+    "required_resources": lambda c, r: None,
+    "max_restarts": lambda c, r: r.max_restarts,
+    "worker_id": lambda c, r: r.worker_id,
+    "home_node_id": lambda c, r: c.node_id,
+}
 
 
 def _matches(row, query):

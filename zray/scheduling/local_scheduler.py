@@ -442,22 +442,28 @@ class LocalScheduler:
 
     def pending(self):
         """(task, why it waits) for every task queued or infeasible here (the state API)."""
-        from .resources import from_units
-        if self.at_cap:
-            why = (f"waiting for a worker: this node runs its maximum of {self.max_workers} task "
-                   "workers (ZRAY_MAX_WORKERS)")
-        else:
-            why = None
-        out = []
+        return [(t, self.pending_reason(t, infeasible))
+                for t, infeasible in self.pending_tasks()]
+
+    def pending_tasks(self):
+        """(task, infeasible) for every task queued or infeasible here, without the reasons
+        (a state query words only the ones on the page it returns: pending_reason)."""
         for queue in self.queues.values():
             for t in queue:
-                out.append((t, why or (
-                    f"waiting for resources: needs {from_units(t.spec.resources)}, available "
-                    f"{from_units({k: v for k, v in self.available.items() if v > 0})}")))
+                yield t, False
         for t in self.infeasible.values():
-            out.append((t, f"infeasible: needs {from_units(t.spec.resources)} and no node has "
-                           "that much; waits until a node that fits joins"))
-        return out
+            yield t, True
+
+    def pending_reason(self, task, infeasible):
+        from .resources import from_units
+        if infeasible:
+            return (f"infeasible: needs {from_units(task.spec.resources)} and no node has "
+                    "that much; waits until a node that fits joins")
+        if self.at_cap:
+            return (f"waiting for a worker: this node runs its maximum of {self.max_workers} "
+                    "task workers (ZRAY_MAX_WORKERS)")
+        return (f"waiting for resources: needs {from_units(task.spec.resources)}, available "
+                f"{from_units({k: v for k, v in self.available.items() if v > 0})}")
 
     def has_infeasible(self):
         return bool(self.infeasible)

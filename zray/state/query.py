@@ -4,6 +4,8 @@ No sockets here. A `StateQuery` is validated where it is made (the API, the CLI)
 it is answered (a node never trusts a peer's query blindly); `select` filters a node's rows and
 keeps the first `limit`; `merge` adds the answers of every node of the mesh into one.
 
+A free-text search (args["text"]) is matched on the nodes too (text_matcher).
+
 Filters are Ray's: a list of (column, predicate, value) with predicate "=" or "!=". Values
 compare as strings; the enum-like columns (state, type, ...) compare case-insensitively, as
 in Ray. A filter on a column the resource does not have is a ValueError naming the columns.
@@ -96,6 +98,9 @@ class StateQuery:
         if self.scope not in ("cluster", "node"):
             raise ValueError(f"scope must be 'cluster' or 'node', not {self.scope!r}")
         object.__setattr__(self, "filters", normalize_filters(self.resource, self.filters))
+        text = self.args.get("text")
+        if text is not None and (not isinstance(text, str) or not text):
+            raise ValueError(f"a text search is a non-empty str, not {text!r}")
         if self.targets is not None:
             object.__setattr__(self, "targets", tuple(str(t) for t in self.targets))
 
@@ -183,10 +188,35 @@ def dict_get(row, column):
     return row.get(column)
 
 
-def select(rows, query, get=dict_get, to_dict=None):
+def text_matcher(query, get=dict_get):
+    """A predicate row -> bool for the query's free-text search (args["text"], the
+    dashboard's search box): some column the answer shows contains it, case-insensitively;
+    None when there is no search. Searching on the node sends only the page back."""
+    text = query.args.get("text")
+    if not text or query.resource not in COLUMNS:
+        return None
+    needle = text.lower()
+    columns = all_columns(query.resource) if query.detail else COLUMNS[query.resource][0]
+
+    def match(row):
+        for column in columns:
+            value = get(row, column)
+            if value is not None and needle in str(value).lower():
+                return True
+        return False
+    return match
+
+
+def select(rows, query, get=dict_get, to_dict=None, skip=0, search=None):
     """(the first `limit` matching rows as dicts, how many matched). rows: an iterable of
-    dicts (or of objects read by `get` and turned into dicts by `to_dict(row, detail)`)."""
+    dicts (or of objects read by `get` and turned into dicts by `to_dict(row, detail)`; the
+    first `skip` of those are None, for an answer whose merge cuts them off). search: the
+    text search's predicate when the caller has a faster one than text_matcher's."""
     match = compile_filters(query.filters, get)
+    if search is None:
+        search = text_matcher(query, get)
+    if search is not None:
+        match = search if match is None else (lambda r, f=match: f(r) and search(r))
     limit = query.offset + query.limit      # a page needs the rows before it too
     out = []
     total = 0
@@ -197,7 +227,8 @@ def select(rows, query, get=dict_get, to_dict=None):
         if total <= limit:
             out.append(row)
     if to_dict is not None:
-        out = [to_dict(row, query.detail) for row in out]
+        skip = min(skip, len(out))
+        out = [None] * skip + [to_dict(row, query.detail) for row in out[skip:]]
     elif not query.detail and query.resource in COLUMNS:
         out = [trim(row, query.resource) for row in out]
     return out, total

@@ -171,6 +171,12 @@ def select_rows(records, pending, query):
     filters = query.filters
     source = itertools.chain(pending, list(records.running.values()),
                              reversed(records.finished.values()))
+    from .query import text_matcher
+    search = text_matcher(query, lambda row, column: getattr(row, column, None))
+    if search is not None:      # the dashboard's search box: every row is read once
+        match = row_predicate(filters) if filters else None
+        matches = [r for r in source if (match is None or match(r)) and search(r)]
+        return [r.to_dict(query.detail) for r in matches[:end]], len(matches)
     if not filters:
         total = len(pending) + len(records)
         page = list(itertools.islice(source, end))

@@ -39,7 +39,7 @@ FUNCTION = 12              # daemon -> worker: (req_id, function_id) + frame
 # -- tasks -------------------------------------------------------------------------------------
 SUBMIT_TASK = 20           # owner -> daemon: (spec,) + arg frames
 EXECUTE_TASK = 21          # daemon -> worker: (spec, resource_ids) + arg frames
-TASK_RESULT = 22           # worker -> owner: (task_id, attempt, results, retryable) + frames
+TASK_RESULT = 22           # worker -> owner: (task_id, attempt, results, retryable[, debugger_get]) + frames
 TASK_FINISHED = 23         # worker -> daemon: (task_id[, attempt, error_type, error_message])
                            #   error_type: Ray's name (TASK_EXECUTION_EXCEPTION, ...) or None
 TASK_FAILED = 24           # daemon -> owner: (task_id, attempt, reason, detail)
@@ -193,10 +193,11 @@ STATE_QUERY = 180          # client -> any daemon, daemon -> peers: (req_id, que
 STATE_REPLY = 181          # daemon -> asker: (req_id, answer dict, error) answer: rows, total,
                            #   nodes answered, failed_nodes {node_id: why}, summary, files
 WORKER_REPORT = 182        # worker/driver -> its daemon: (task events, metrics | None[, waiting,
-                           #   resolved]) sent at most every 0.5 s: actor calls that run or
+                           #   resolved[, debugger ports | None]]) sent at most every 0.5 s: actor calls that run or
                            #   ended (zray/core/reporter.py), the process's metric values
                            #   (zray/util/metrics.py), tasks it owns that wait for arguments
-                           #   and the ids of told ones that stopped waiting
+                           #   and the ids of told ones that stopped waiting, and the
+                           #   debugger ports of its paused threads when they changed
 
 # -- workers (190-199; zray/node/preload_service.py) ----------------------------------------------
 WORKER_PRELOAD = 190       # client -> its daemon: (modules, "cluster"): the zygote imports them

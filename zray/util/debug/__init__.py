@@ -3,6 +3,11 @@ pdb on a TCP socket and registers it (registry.py) so `zray debug` on any host l
 attaches; `c` continues the task. Workers set PYTHONBREAKPOINT=zray.util.debug.set_trace (unless
 the user set it), so plain `breakpoint()` works; drivers keep the ordinary pdb.
 
+- Stepping across tasks, as in Ray's debugger: `remote` pauses the next task or actor call the
+  paused code submits at its first line; `get` lets the paused task finish and pauses its caller
+  right after the zray.get that returns its result (the owner marks those return ids when the
+  result arrives, TASK_RESULT's debugger_get flag; only a get in the owner process stops).
+  Each step is a new breakpoint: attach to it with `zray debug`.
 - Post-mortem: with ZRAY_DEBUG_POST_MORTEM=1 (or RAY_DEBUG_POST_MORTEM=1) an exception that a
   task or an actor method does not handle opens the same kind of session at the raise, before
   the error goes back to the caller.
@@ -48,6 +53,7 @@ class _SocketPdb(pdb.Pdb):
         self.prompt = "(Pdb) "
 
     def _end(self):
+        registry.thread_resumed()      # the session is over: the thread runs again
         for closer in (self._file.close, self._conn.close):
             try:
                 closer()
@@ -77,6 +83,22 @@ class _SocketPdb(pdb.Pdb):
         runtime.current()._core.context.debug_step_into = True
         self.message("zray: the next remote call will pause at its first line; "
                      "attach to it with `zray debug`")
+        return self.do_continue(arg)
+
+    def do_get(self, arg):
+        """get: leave this task (it runs to its end) and pause where its caller's zray.get
+        returns its result, as Ray's debugger does; attach there with `zray debug`."""
+        from ...core import runtime
+        if arg.strip():
+            self.error(f"get takes no argument (got {arg.strip()!r})")
+            return None
+        context = runtime.current()._core.context
+        if context.current_task_id is None or runtime.current().current_task() is None:
+            self.error("get: not inside a task or an actor call")
+            return None
+        context.debug_step_out_task = context.current_task_id
+        self.message("zray: this task continues; its caller pauses where zray.get returns its "
+                     "result; attach to it with `zray debug`")
         return self.do_continue(arg)
 
 
@@ -109,7 +131,7 @@ def _record(host, port, kind, frame, post_mortem):
             "time": time.time()}
 
 
-def _wait_for_debugger(frame, post_mortem, task=None):
+def _wait_for_debugger(frame, post_mortem, task=None, step_out=False):
     """Listen, register, wait for `zray debug`; the connected socket."""
     host = _bind_host()
     server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -118,7 +140,10 @@ def _wait_for_debugger(frame, post_mortem, task=None):
     record = _record(host, server.getsockname()[1], "pdb", frame, post_mortem)
     if task is not None:          # a `remote` step: name the called task, not the wrapper
         record.update(task=task, function=task.rsplit(".", 1)[-1], step_into=True)
+    if step_out:                  # a `get` step: paused where the result is consumed
+        record.update(step_out=True)
     registry.register(record)
+    registry.thread_paused(record["port"])
     what = "post-mortem debugger" if post_mortem else "breakpoint"
     sys.stderr.write(f"zray: {what} paused in {record['task'] or 'a task'} at "
                      f"{record['filename']}:{record['lineno']}; attach with `zray debug` "
@@ -126,6 +151,9 @@ def _wait_for_debugger(frame, post_mortem, task=None):
     sys.stderr.flush()
     try:
         conn, _ = server.accept()
+    except BaseException:
+        registry.thread_resumed()
+        raise
     finally:
         server.close()
         registry.unregister(record["breakpoint_id"])
@@ -164,6 +192,23 @@ def pause_at_entry(function, name):
     return paused
 
 
+def pause_after_get(frame):
+    """The end of a `get` step: pause in `frame` (the code that called zray.get on the stepped
+    task's result) at its next line; a driver gets the ordinary pdb, as breakpoint() does."""
+    if not _in_worker():
+        debugger = pdb.Pdb()
+    else:
+        debugger = _SocketPdb(_wait_for_debugger(frame, post_mortem=False, step_out=True))
+    # Stop at the caller's next line, not at the first event anywhere (which would be zray's
+    # own code dropping the temporary ObjectRef): set_trace's one set_step becomes a set_next.
+
+    def next_line_of_caller():
+        del debugger.set_step           # pdb's `step` command is the class's again
+        debugger.set_next(frame)
+    debugger.set_step = next_line_of_caller
+    debugger.set_trace(frame)
+
+
 def post_mortem(exc):
     """Open a session at the frame that raised `exc` (a task's unhandled exception)."""
     tb = exc.__traceback__
@@ -192,11 +237,13 @@ def _debugpy_session(frame):
     port = listening[1] if isinstance(listening, tuple) else listening
     record = _record(host, port, "debugpy", frame, False)
     registry.register(record)
+    registry.thread_paused(port)
     sys.stderr.write(f"zray: debugpy waiting for a client at {host}:{port} "
                      f"(id {record['breakpoint_id']})\n")
     try:
         debugpy.wait_for_client()
     finally:
         registry.unregister(record["breakpoint_id"])
+        registry.thread_resumed()
     debugpy.breakpoint()
     return True
