@@ -111,3 +111,6 @@ def test_after_a_data_run_workers_start_with_pyarrow(zray_cluster):
     got = zray.get(_fresh_probe().loaded.remote(
         ["pyarrow", "pyarrow.compute", "zray.data._internal.remote"]), timeout=60)
     assert got == {"pyarrow": True, "pyarrow.compute": True, "zray.data._internal.remote": True}
+    import importlib.util
+    if importlib.util.find_spec("pandas"):   # pyarrow imports it at its first table otherwise
+        assert zray.get(_fresh_probe().loaded.remote(["pandas"]), timeout=60) == {"pandas": True}
