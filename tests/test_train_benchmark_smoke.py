@@ -23,3 +23,15 @@ def test_train_benchmark_tiny():
     results = json.loads(line[len("JSON "):])
     assert all("error" not in r and r["fit_s"] > 0 for r in results.values()), out.stdout
     assert results["zray"]["latency_ms_max"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_train_fit_overhead_benchmark_tiny(tmp_path):
+    pytest.importorskip("torch")
+    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_TMPDIR=os.environ.get("ZRAY_TMPDIR", str(tmp_path)))
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "train_fit.py"),
+                          "--fits", "2"], capture_output=True, text=True, timeout=280, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    [line] = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    fits = json.loads(line)["fit_s"]
+    assert len(fits) == 2 and all(t > 0 for t in fits)

@@ -20,13 +20,9 @@ def preload():
         pass
     # $ZRAY_WORKER_PRELOAD="torch,torch.distributed": modules every worker starts with, imported
     # once here (importing torch takes seconds in each fresh worker; a fork shares it).
-    import importlib
-    for name in filter(None, (m.strip() for m in
-                              os.environ.get("ZRAY_WORKER_PRELOAD", "").split(","))):
-        try:
-            importlib.import_module(name)
-        except Exception as exc:   # noqa: BLE001 - a worker imports it again and sees the error
-            sys.stderr.write(f"zray: ZRAY_WORKER_PRELOAD could not import {name}: {exc!r}\n")
+    from ..node.zygote import import_modules
+    import_modules([m.strip() for m in os.environ.get("ZRAY_WORKER_PRELOAD", "").split(",")
+                    if m.strip()], set())
 
 
 def run_forked(request):

@@ -91,7 +91,7 @@ class NodeDaemon:
         self.mesh = MeshService(ctx, self.transport, args,
                                 lambda kind, member: self.services.on_member(kind, member))
         self.services = NodeServices(ctx, self.mesh, forget=self.transport.forget,
-                                     more_handlers=[self])
+                                     more_handlers=[self], preload=self.zygote.preload)
         self.tasks = self.services.tasks
         if self.mesh.swim is not None:
             self.services.objects.open_data_channel(self.mesh.cluster_secret, args.node_ip,
@@ -228,7 +228,8 @@ class NodeDaemon:
     def start_worker(self, job_id, runtime_env=""):
         self.worker_counter += 1
         worker_id = f"{self.worker_counter:04d}{os.urandom(2).hex()}"
-        self.table.workers[worker_id] = WorkerProcess(worker_id, job_id, runtime_env)
+        self.table.workers[worker_id] = WorkerProcess(worker_id, job_id, runtime_env,
+                                                      self.zygote.preloads)
         self.zygote.spawn({
             "worker_id": worker_id, "job_id": job_id, "session": self.session_dir,
             "daemon": self.address,
@@ -339,7 +340,8 @@ class NodeDaemon:
         self.reply(sender, self.wire.REGISTERED, req_id, self.node_info())
         if kind == "worker":
             self.tasks.run(self.scheduler.handle_worker_started(
-                worker_id, job_id, address, pid, worker.runtime_env if worker else ""))
+                worker_id, job_id, address, pid, worker.runtime_env if worker else "",
+                outdated=worker is not None and worker.preloads < self.zygote.preloads))
 
     def node_info(self):
         from ..scheduling.resources import from_units

@@ -55,9 +55,10 @@ def kill_pid(pid):
 
 class WorkerProcess:
     """A worker this node started (through the zygote)."""
-    __slots__ = ("worker_id", "job_id", "pid", "pidfd", "address", "registered", "runtime_env")
+    __slots__ = ("worker_id", "job_id", "pid", "pidfd", "address", "registered", "runtime_env",
+                 "preloads")
 
-    def __init__(self, worker_id, job_id, runtime_env=""):
+    def __init__(self, worker_id, job_id, runtime_env="", preloads=0):
         self.worker_id = worker_id
         self.job_id = job_id
         self.runtime_env = runtime_env      # the canonical text it was started for ("" none)
@@ -65,6 +66,7 @@ class WorkerProcess:
         self.pidfd = None
         self.address = None
         self.registered = False
+        self.preloads = preloads    # how many preload requests its zygote had before its fork
 
 
 class Client:

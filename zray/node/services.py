@@ -16,6 +16,7 @@ from .kv_service import KvService
 from .name_service import NameService
 from .object_service import ObjectService
 from .pg_service import PlacementGroupService
+from .preload_service import PreloadService
 from .routing_service import RoutingService
 from .state_service import StateService
 from .service import ClientGone, build_handler_table, overrides
@@ -23,7 +24,7 @@ from .task_service import TaskService
 
 
 class NodeServices:
-    def __init__(self, ctx, mesh, forget=None, more_handlers=()):
+    def __init__(self, ctx, mesh, forget=None, more_handlers=(), preload=None):
         """mesh: the MeshService (or a stand-in with refresh_meta()); forget(address): drop the
         connection to a process that died; more_handlers: other owners of handlers() (the
         daemon) checked against the services for duplicates."""
@@ -42,8 +43,10 @@ class NodeServices:
                                             self.actors, self.hosting, mesh.refresh_meta)
         self.kv = KvService(ctx)
         self.state = StateService(ctx, self.tasks, self.actors, self.groups, mesh)
+        self.preload = PreloadService(ctx, preload or (lambda names: None), self.tasks)
         self.all = [mesh, self.objects, self.functions, self.hosting, self.tasks, self.routing,
-                    self.actors, self.names, self.replicas, self.groups, self.kv, self.state]
+                    self.actors, self.names, self.replicas, self.groups, self.kv, self.state,
+                    self.preload]
         self.handler_table = build_handler_table([self, *more_handlers, *self.all])
         self.tickers = [s.tick for s in self.all if overrides(s, "tick")]
 

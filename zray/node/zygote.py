@@ -6,7 +6,9 @@ creates any thread or ZeroMQ context (forking those is unsafe), and never create
 reads spawn requests (one JSON line each) from a pipe and answers "worker_id pid" lines, and
 reaps its workers, answering "-exit pid status" lines (the daemon sees a death through a pidfd
 at once, but only the parent learns the exit code or the signal, which the user's
-WorkerCrashedError names). Workers die with the zygote, and the zygote with the daemon
+WorkerCrashedError names). A request {"preload": [module, ...]} (zray.train and zray.data ask
+for theirs, through the node: preload_service.py) makes the zygote import those modules between
+two forks, so every later worker starts with them. Workers die with the zygote, and the zygote with the daemon
 (PR_SET_PDEATHSIG); a worker forked at the instant its zygote dies (before its own
 PR_SET_PDEATHSIG took effect) sees it has been re-parented and exits.
 """
@@ -19,6 +21,9 @@ import sys
 import time
 
 PR_SET_PDEATHSIG = 1
+F_SETPIPE_SZ = 1031
+REQUEST_PIPE_BYTES = 1 << 20   # spawn requests queue here while the zygote imports (seconds for
+                               # torch): the daemon's write must not block on a full pipe
 
 
 def die_with_parent():
@@ -36,10 +41,17 @@ class Zygote:
         self.reply_fd = reply_fd
         self._partial = b""
         self._exits = {}         # pid -> wait status, reported by the zygote
+        self.preloads = 0        # preload requests sent: a worker forked before the last one
+                                 # lacks its modules
 
     @classmethod
     def start(cls):
         req_r, req_w = os.pipe()
+        try:
+            import fcntl
+            fcntl.fcntl(req_w, F_SETPIPE_SZ, REQUEST_PIPE_BYTES)
+        except OSError:
+            pass      # over /proc/sys/fs/pipe-max-size: the default 64 KiB holds ~200 requests
         rep_r, rep_w = os.pipe()
         parent = os.getpid()
         pid = os.fork()
@@ -57,6 +69,12 @@ class Zygote:
 
     def spawn(self, request):
         os.write(self.request_fd, (json.dumps(request) + "\n").encode())
+
+    def preload(self, modules):
+        """Ask the zygote to import `modules` before its next forks (it does so in order with
+        the spawn requests: a worker requested after this starts with them)."""
+        os.write(self.request_fd, (json.dumps({"preload": list(modules)}) + "\n").encode())
+        self.preloads += 1
 
     def read_replies(self):
         """[(worker_id, pid)] reported since the last call."""
@@ -120,6 +138,7 @@ def _zygote_main(request_fd, reply_fd, parent_pid):
     from ..core import worker_main   # the imports every worker needs, done once here
     worker_main.preload()
     zygote_pid = os.getpid()
+    failed_imports = set()
     stream = os.fdopen(request_fd, "rb", buffering=0)
     buf = b""
     while True:
@@ -130,6 +149,9 @@ def _zygote_main(request_fd, reply_fd, parent_pid):
         *lines, buf = buf.split(b"\n")
         for line in lines:
             request = json.loads(line)
+            if "preload" in request:
+                import_modules(request["preload"], failed_imports)
+                continue
             pid = os.fork()
             if pid == 0:
                 code = 1
@@ -149,6 +171,23 @@ def _zygote_main(request_fd, reply_fd, parent_pid):
                     sys.stderr.flush()
                     os._exit(code or 0)
             os.write(reply_fd, f"{request['worker_id']} {pid}\n".encode())
+
+
+def import_modules(names, failed):
+    """Import `names` here, in the zygote. A module that fails is reported once (on the node's
+    stderr, its log) and ignored: a worker that needs it imports it again and sees the error.
+    Importing torch starts no thread (its intra-op pool starts at the first parallel op, which
+    never runs here), so forking after it stays safe; each worker starts its own pool."""
+    import importlib
+    for name in names:
+        if name in sys.modules or name in failed:
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:   # noqa: BLE001 - SystemExit from a module's top level too
+            failed.add(name)
+            sys.stderr.write(f"zray: the zygote could not preload {name}: {exc!r}\n")
+            sys.stderr.flush()
 
 
 def start_child(parent_pid):

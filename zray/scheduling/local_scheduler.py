@@ -168,7 +168,10 @@ class LocalScheduler:
         add(self.queued_demand, spec.resources)
         return self._schedule()
 
-    def handle_worker_started(self, worker_id, job_id, address, pid, runtime_env=""):
+    def handle_worker_started(self, worker_id, job_id, address, pid, runtime_env="",
+                              outdated=False):
+        """outdated: it was forked before the zygote imported modules asked for since
+        (handle_modules_preloaded): a fresh fork, which has them, takes its place."""
         worker = self.workers.get(worker_id)
         if worker is None:
             worker = self.workers[worker_id] = Worker(worker_id, job_id, runtime_env)
@@ -176,6 +179,10 @@ class LocalScheduler:
         self.starting[pool] = max(0, self.starting[pool] - 1)
         worker.address = address
         worker.pid = pid
+        if outdated:
+            worker.state = "retiring"
+            self.starting[pool] += 1
+            return [KillWorker(worker), StartWorker(*pool)]
         worker.state = "idle"
         self.idle[pool].append(worker)
         return self._schedule()
@@ -308,6 +315,21 @@ class LocalScheduler:
         for worker in [w for w in self.workers.values() if w.job_id == job_id and not w.detached]:
             worker.last_task = None      # nobody waits for its results any more
             actions.append(KillWorker(worker))
+        return actions
+
+    def handle_modules_preloaded(self):
+        """The zygote now imports more modules (WORKER_PRELOAD): idle workers forked before
+        lack them. Those that never ran a task (prestarted: no result of theirs can be in
+        flight) give way to fresh ones of their pool, forked after the import, so the next
+        actor or task (a zray.train worker) starts with the modules instead of importing them.
+        Workers that ran tasks, and busy ones, stay."""
+        actions = []
+        for pool, idle in self.idle.items():
+            for worker in [w for w in idle if w.last_task is None and w.gpu is None]:
+                idle.remove(worker)
+                worker.state = "retiring"
+                self.starting[pool] += 1
+                actions += [KillWorker(worker), StartWorker(*pool)]
         return actions
 
     def handle_prestart(self, job_id, n):

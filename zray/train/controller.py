@@ -202,8 +202,13 @@ class Controller:
         from .worker_group import WorkerGroup, node_visible_gpus
         if not zray.is_initialized():
             zray.init()
-        group = WorkerGroup(self.scaling, self.tunables,
-                            getattr(self.backend, "preload_modules", ()))
+        preload = getattr(self.backend, "preload_modules", ())
+        if preload:
+            # Every node's zygote imports them from now on: this group's workers (asked for
+            # after this message, on the same connection) and every later one start with them.
+            from zray.util.worker_preload import preload_worker_modules
+            preload_worker_modules(preload)
+        group = WorkerGroup(self.scaling, self.tunables, preload)
         try:
             group.start()
             return self._drive(group, node_visible_gpus)

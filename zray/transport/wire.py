@@ -199,4 +199,9 @@ WORKER_REPORT = 182        # worker/driver -> its daemon: (task events, metrics 
                            #   and the ids of told ones that stopped waiting, and the
                            #   debugger ports of its paused threads when they changed
 
+# -- workers (190-199; zray/node/preload_service.py) ----------------------------------------------
+WORKER_PRELOAD = 190       # client -> its daemon: (modules, "cluster"): the zygote imports them
+                           #   (every later worker starts with them) and the daemon forwards
+                           #   (modules, "node") to the other live members, and to later joiners
+
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper() and isinstance(v, int) and k != "PROTOCOL_VERSION"}

@@ -11,7 +11,8 @@ __all__ = ["ActorPool", "PlacementGroup", "as_completed", "get_current_placement
 
 
 # Submodules reachable as attributes, loaded on first use (as Ray's are).
-_LAZY = ("collective", "joblib", "multiprocessing", "queue", "scheduling_strategies", "state")
+_LAZY = ("collective", "joblib", "multiprocessing", "queue", "scheduling_strategies", "state",
+         "worker_preload")
 
 
 def __getattr__(name):
