@@ -89,3 +89,34 @@ def test_dead_borrower_is_forgotten(table, sent):
     table.add_borrower(b"x", OTHER, 2)
     table.drop_borrower_everywhere(OTHER)
     assert sent == [("free", b"x")]
+
+
+def test_a_ref_read_from_a_borrowed_value_registers_through_its_holder(sent):
+    """The driver reads THIRD's object, whose value holds a ref OTHER owns: the registration
+    goes to THIRD (which holds the ref until the driver releases THIRD's object, on the same
+    channel), not straight to OTHER, where it could arrive after THIRD's release."""
+    forwarded = []
+    reader = ReferenceTable(ME, lambda o, i, n: sent.append(("borrow", o, i, n)),
+                            lambda o, i, n: sent.append(("unborrow", o, i, n)),
+                            lambda i: sent.append(("free", i)),
+                            forward=lambda *a: forwarded.append(a))
+    reader.reading.owner = THIRD
+    reader.add_local(b"inner", OTHER)
+    reader.on_deserialized(b"inner", OTHER, through_holder=True)
+    reader.reading.owner = None
+    assert sent == [("borrow", THIRD, b"inner", 1)]
+    reader.remove_local(b"inner")             # our release goes to the owner itself
+    assert sent[-1] == ("unborrow", OTHER, b"inner", 1)
+
+    holder = ReferenceTable(THIRD, *(lambda *a: None,) * 3, forward=lambda *a: forwarded.append(a))
+    holder.hold([(b"inner", OTHER)])          # contained in THIRD's object
+    holder.add_borrower(b"inner", ME, 1)      # what the reader sent: passed on to the owner
+    assert forwarded == [(OTHER, b"inner", ME, 1)]
+    holder.add_borrower(b"unknown", ME, 1)    # nothing held: nothing to pass on
+    assert forwarded == [(OTHER, b"inner", ME, 1)]
+
+
+def test_without_a_holder_the_registration_goes_to_the_owner(table, sent):
+    table.add_local(b"inner", OTHER)
+    table.on_deserialized(b"inner", OTHER, through_holder=True)
+    assert sent == [("borrow", OTHER, b"inner", 1)]

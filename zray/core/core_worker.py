@@ -59,7 +59,8 @@ class CoreWorker:
         self._printed_warnings = set()
         self.inbox = Inbox(self.transport, self._has_dropped, self._housekeeping, self._short_poll)
         self.refs = ReferenceTable(address, self._send_borrow, self._send_unborrow,
-                                   self._free_owned, wake=self.inbox.wake_for_drops)
+                                   self._free_owned, wake=self.inbox.wake_for_drops,
+                                   forward=self._forward_borrow)
         self.table = OwnerTable()
         self.objects = Objects(address, self.refs, self.send, self.inbox, self._blocked,
                                self._rebuild_lost)
@@ -174,6 +175,9 @@ class CoreWorker:
     # (by send) and must not cut the batch short; no request of ours waits on it.
     def _send_borrow(self, owner, object_id, n):
         self._send_count(owner, wire.ADD_BORROWER, (object_id, self.address, n))
+
+    def _forward_borrow(self, owner, object_id, borrower, n):
+        self._send_count(owner, wire.ADD_BORROWER, (object_id, borrower, n))
 
     def _send_unborrow(self, owner, object_id, n):
         self.objects.forget(object_id)

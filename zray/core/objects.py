@@ -303,6 +303,16 @@ class Objects:
         return [self.value_of(r._id, e) for r, e in zip(refs, entries)]
 
     def value_of(self, object_id, entry):
+        # Refs inside a borrowed value register through its owner (ReferenceTable.on_deserialized).
+        reading = self.refs.reading
+        outer, reading.owner = reading.owner, (None if entry.owned
+                                               else self.refs.owner_of(object_id))
+        try:
+            return self._value_of(object_id, entry)
+        finally:
+            reading.owner = outer
+
+    def _value_of(self, object_id, entry):
         if entry.kind == VALUE_INLINE:
             flags, data, buffers = serialization.parse(entry.inline)
             value = serialization.deserialize(flags, data, buffers)

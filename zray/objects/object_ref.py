@@ -96,7 +96,7 @@ def _rebuild(object_id, owner):
     ref = ObjectRef(object_id, owner)
     core = _runtime
     if core is not None:
-        core.refs.on_deserialized(object_id, owner)
+        core.refs.on_deserialized(object_id, owner, through_holder=True)
     return ref
 
 

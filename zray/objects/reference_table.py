@@ -36,10 +36,16 @@ class _Entry:
         self.contained = None       # ids of refs inside this object's value that it keeps alive
 
 
+class _Reading(threading.local):
+    owner = None     # the owner of the value this thread is deserializing (a borrowed one)
+
+
 class ReferenceTable:
-    def __init__(self, my_address, borrow, unborrow, free, wake=None):
+    def __init__(self, my_address, borrow, unborrow, free, wake=None, forward=None):
         self.my_address = my_address
         self._borrow = borrow
+        self._forward = forward     # forward(owner, id, borrower, n): an ADD_BORROWER passed on
+        self.reading = _Reading()   # set by the reader around deserializing a borrowed value
         self._unborrow = unborrow
         self._free = free
         self._entries = {}
@@ -129,14 +135,26 @@ class ReferenceTable:
     def has_dropped(self):
         return bool(self._dropped)
 
-    def on_deserialized(self, object_id, owner):
-        """A ref arrived inside a value; borrow it from its owner unless we already do."""
+    def on_deserialized(self, object_id, owner, through_holder=False):
+        """A ref arrived inside a value; borrow it from its owner unless we already do.
+
+        `through_holder`: when the value is another process's object (`reading.owner`), the
+        registration goes to that holder, which passes it on to the owner. The holder keeps the
+        ref alive until we release its object, and our release reaches it after the
+        registration (one channel), so the owner hears of us before the holder lets go. Sent
+        straight to the owner, it could arrive after the holder's release and the owner would
+        free the object under us."""
         with self._lock:
             entry = self._entries.get(object_id)
             if entry is None or entry.owned or entry.registrations:
                 return
             entry.registrations = 1
-        self._borrow(owner, object_id, 1)
+        holder = self.reading.owner if through_holder else None
+        if holder is not None and self._forward is not None and holder not in (
+                owner, self.my_address):
+            self._borrow(holder, object_id, 1)
+        else:
+            self._borrow(owner, object_id, 1)
 
     # -- holds -----------------------------------------------------------------------------
     def hold(self, refs):
@@ -163,18 +181,26 @@ class ReferenceTable:
         self._adjust_borrower(object_id, borrower, -count)
 
     def _adjust_borrower(self, object_id, borrower, delta):
+        forward_to, actions = None, ()
         with self._lock:
             entry = self._entries.get(object_id)
-            if entry is None or not entry.owned:
+            if entry is None:
                 return
-            if entry.borrowers is None:
-                entry.borrowers = {}
-            n = entry.borrowers.get(borrower, 0) + delta
-            if n:
-                entry.borrowers[borrower] = n
+            if not entry.owned:
+                # A registration sent through us (on_deserialized): pass it on to the owner.
+                if delta > 0 and self._forward is not None:
+                    forward_to = entry.owner
             else:
-                entry.borrowers.pop(borrower, None)
-            actions = self._maybe_release_locked(object_id, entry)
+                if entry.borrowers is None:
+                    entry.borrowers = {}
+                n = entry.borrowers.get(borrower, 0) + delta
+                if n:
+                    entry.borrowers[borrower] = n
+                else:
+                    entry.borrowers.pop(borrower, None)
+                actions = self._maybe_release_locked(object_id, entry)
+        if forward_to is not None:
+            self._forward(forward_to, object_id, borrower, delta)
         if actions:
             self._run(actions)
 
