@@ -163,7 +163,7 @@ class CheckpointRetention:
         """A sort key: higher is better; checkpoints without the attribute rank worst."""
         if self.score_attribute is None:
             return (1, tracked.index)
-        value = _lookup(tracked.metrics, self.score_attribute)
+        value = lookup_metric(tracked.metrics, self.score_attribute)
         if value is None:
             return (0, tracked.index)
         return (1, value if self.score_order == "max" else -value, tracked.index)
@@ -186,8 +186,9 @@ class CheckpointRetention:
         return sorted(self.kept, key=self._score, reverse=True)
 
 
-def _lookup(metrics, attribute):
-    """metrics[attribute], following "a/b" into nested dicts; None when absent."""
+def lookup_metric(metrics, attribute):
+    """metrics[attribute], following "a/b" into nested dicts ("env_runners/episode_return_mean");
+    None when absent. Train's checkpoint scores and Tune's stoppers read results this way."""
     if attribute in metrics:
         return metrics[attribute]
     node = metrics

@@ -2,6 +2,8 @@
 import time
 from collections import defaultdict, deque
 
+from ..train.policy import lookup_metric
+
 
 class Stopper:
     def __call__(self, trial_id, result):
@@ -38,25 +40,13 @@ class DictStopper(Stopper):
 
     def __call__(self, trial_id, result):
         for key, bound in self.criteria.items():
-            value = _lookup(result, key)
+            value = lookup_metric(result, key)
             if value is not None and value >= bound:
                 return True
         return False
 
     def stop_all(self):
         return False
-
-
-def _lookup(result, key):
-    """result[key], or a nested value by its flattened name ("env_runners/episode_return_mean")."""
-    if key in result:
-        return result[key]
-    value = result
-    for part in key.split("/"):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 class MaximumIterationStopper(Stopper):
