@@ -208,7 +208,7 @@ class Controller:
             # after this message, on the same connection) and every later one start with them.
             from zray.util.worker_preload import preload_worker_modules
             preload_worker_modules(preload)
-        group = WorkerGroup(self.scaling, self.tunables, preload)
+        group = WorkerGroup(self.scaling, self.tunables)
         try:
             group.start()
             return self._drive(group, node_visible_gpus)

@@ -29,15 +29,6 @@ class TrainWorker:
                 "pid": os.getpid(), "gpu_ids": list(ctx.get_accelerator_ids().get("GPU", [])),
                 "ip": _own_ip()}
 
-    def preload(self, modules):
-        """Imports `modules` (e.g. torch) early, overlapping the rest of the start."""
-        import importlib
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except ImportError as exc:      # run() will raise it where it matters
-                logger.debug("preloading %s failed: %r", name, exc)
-
     def free_port(self):
         with socket.socket() as s:
             s.bind(("", 0))

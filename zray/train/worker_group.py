@@ -61,10 +61,9 @@ def node_visible_gpus(infos, node_id):
 class WorkerGroup:
     """Creates, and tears down, the placement group and the actors of one attempt."""
 
-    def __init__(self, scaling_config, tunables, preload_modules=()):
+    def __init__(self, scaling_config, tunables):
         self.scaling = scaling_config
         self.tunables = tunables
-        self.preload_modules = tuple(preload_modules)
         self.pg = None
         self.actors = []
         self.infos = []
@@ -92,9 +91,6 @@ class WorkerGroup:
                         placement_group_bundle_index=i, max_concurrency=4,
                         max_restarts=0).remote()
             for i in range(n)]
-        if self.preload_modules:
-            for actor in self.actors:
-                actor.preload.remote(self.preload_modules)
         self.infos = zray.get([a.info.remote() for a in self.actors],
                               timeout=self.tunables.start_timeout_s)
         driver_node = zray.get_runtime_context().get_node_id()
