@@ -15,10 +15,10 @@ from zray.rllib.algorithms.ppo import PPOConfig  # noqa: E402
 from zray.rllib.algorithms.ppo.ppo_learner import (PPOLossConfig, adapt_kl_coeff,  # noqa: E402
                                                    ppo_loss)
 from zray.rllib.core.distributions import Categorical, DiagGaussian  # noqa: E402
-from zray.rllib.core.numpy_net import sample_categorical  # noqa: E402
+from zray.rllib.core.numpy_net import sample_categorical, sample_categorical_list  # noqa: E402
 from zray.rllib.core.rl_module import DQNTorchRLModule, PPOTorchRLModule  # noqa: E402
 from zray.rllib.core.spaces import ActionSpec, action_spec, obs_spec  # noqa: E402
-from zray.rllib.env.env_runner import EnvRunner  # noqa: E402
+from zray.rllib.env.env_runner import EnvRunner, seed_for  # noqa: E402
 from zray.rllib.env_registry import env_creator_for, register_env  # noqa: E402
 from zray.rllib.utils.metrics import EpisodeWindow  # noqa: E402
 from zray.rllib.utils.postprocessing import (bootstrap_truncated, compute_gae,  # noqa: E402
@@ -202,6 +202,39 @@ def test_categorical_sampling_follows_the_probabilities():
     np.testing.assert_allclose(np.bincount(a, minlength=3) / len(a), [0.7, 0.2, 0.1], atol=0.02)
 
 
+def test_few_rows_are_sampled_in_python_with_the_same_draws_as_numpy():
+    logits = np.random.default_rng(2).normal(size=(3000, 3)).astype(np.float32) * 3
+    batched = sample_categorical(logits, np.random.default_rng(7))     # numpy path (many rows)
+    uniforms = np.random.default_rng(7).random(len(logits)).tolist()
+    rows = [sample_categorical_list(logits[i:i + 1], None, uniforms[i:i + 1])[0]
+            for i in range(len(logits))]
+    np.testing.assert_array_equal(batched, rows)
+    few = sample_categorical(logits[:2], np.random.default_rng(7))     # Python path
+    assert few.dtype == np.int64 and few.tolist() == rows[:2]
+    one_row = np.log(np.array([[0.7, 0.2, 0.1]], np.float32))
+    rng = np.random.default_rng(0)
+    drawn = [sample_categorical_list(one_row, rng)[0] for _ in range(20000)]
+    np.testing.assert_allclose(np.bincount(drawn, minlength=3) / len(drawn), [0.7, 0.2, 0.1],
+                               atol=0.02)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: PPOTorchRLModule(3, ActionSpec("discrete", 4), {"fcnet_hiddens": [16, 8]}),
+    lambda: DQNTorchRLModule(3, ActionSpec("discrete", 2), {"fcnet_hiddens": [16]},
+                             dueling=True, hiddens=[8])])
+def test_one_row_forward_matches_the_batch_and_survives_pickling(make):
+    import pickle
+    net = make().to_numpy_net()
+    x = np.random.default_rng(3).normal(size=(4, 3)).astype(np.float32)
+    batch = net.forward(x.copy())
+    for i in range(len(x)):
+        np.testing.assert_allclose(net.forward(x[i:i + 1].copy()), batch[i:i + 1], rtol=1e-5,
+                                   atol=1e-6)
+    copy = pickle.loads(pickle.dumps(net))
+    assert "_plan" not in copy.__dict__          # the cached layer list does not travel
+    np.testing.assert_allclose(copy.forward(x.copy()), batch, rtol=1e-6)
+
+
 def test_spaces():
     assert obs_spec(gym.spaces.Box(0, 1, (2, 3))).dim == 6
     d = obs_spec(gym.spaces.Discrete(4))
@@ -298,6 +331,38 @@ def test_env_runner_is_reproducible_with_a_seed():
         runs.append(r.sample(50, net))
     np.testing.assert_array_equal(runs[0].obs, runs[1].obs)
     np.testing.assert_array_equal(runs[0].actions, runs[1].actions)
+
+
+def test_one_env_runner_draws_the_actions_a_step_by_step_sampler_would():
+    """The runner draws its uniforms for a whole fragment at once: the actions must be those
+    of drawing them step by step from the same stream."""
+    net = PPOTorchRLModule(4, ActionSpec("discrete", 2), {"fcnet_hiddens": [8]}).to_numpy_net()
+    r = EnvRunner(env_creator_for("CartPole-v1"), {}, num_envs=1, seed=3)
+    frags = [r.sample(40, net), r.sample(40)]
+    rng = np.random.default_rng(seed_for(3, 0, 10_000))
+    for f in frags:
+        expected = [sample_categorical(net.forward(f.obs[t]), rng) for t in range(40)]
+        np.testing.assert_array_equal(f.actions, np.stack(expected))
+        assert f.actions.dtype == np.int64 and f.rewards.dtype == np.float32
+    assert all(type(x) is float for x in frags[0].episode_returns + frags[1].episode_returns)
+
+
+def test_env_runner_flattens_multi_dimensional_box_observations():
+    class Grid(gym.Env):
+        observation_space = gym.spaces.Box(0, 1, (2, 2), np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            return np.arange(4, dtype=np.float32).reshape(2, 2), {}
+
+        def step(self, action):
+            return np.full((2, 2), float(action), np.float32), 1.0, True, False, {}
+
+    net = PPOTorchRLModule(4, ActionSpec("discrete", 2), {"fcnet_hiddens": [4]}).to_numpy_net()
+    f = EnvRunner(lambda cfg: Grid(), {}, num_envs=2, seed=0).sample(3, net)
+    assert f.obs.shape == (3, 2, 4) and f.obs[0, 0].tolist() == [0, 1, 2, 3]
+    assert f.obs[1].tolist() == [[0, 1, 2, 3]] * 2          # reset after every step
+    assert f.episode_returns == [1.0] * 6 and f.episode_lengths == [1] * 6
 
 
 def test_episode_window_smooths_over_the_last_episodes():

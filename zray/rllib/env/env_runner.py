@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.numpy_net import greedy, sample_categorical, sample_gaussian
+from ..core.numpy_net import (_PY_SAMPLE_MAX, greedy, sample_categorical,
+                              sample_categorical_list, sample_gaussian)
 from ..core.spaces import action_spec, obs_spec
 from ..env_registry import EnvContext, make_env
 
@@ -68,8 +69,11 @@ class EnvRunner:
         self._epsilon = 0.0
         n = num_envs
         self._cur = np.zeros((n, self.obs_spec.dim), np.float32)
-        self._ep_return = np.zeros(n, np.float64)
-        self._ep_len = np.zeros(n, np.int64)
+        self._ep_return = [0.0] * n
+        self._ep_len = [0] * n
+        # A Box observation of at most one dimension is written into `_cur` as it comes.
+        self._obs_direct = (self.obs_spec.kind == "box"
+                            and len(self.envs[0].observation_space.shape) <= 1)
         self._needs_reset = True
         self._seeded = False
         if self.action_spec.kind == "box":
@@ -97,17 +101,22 @@ class EnvRunner:
             if seeded and seed is not None:
                 env.action_space.seed(seed)
             self._write_obs(i, obs)
-        self._ep_return[:] = 0.0
-        self._ep_len[:] = 0
+        self._ep_return = [0.0] * len(self.envs)
+        self._ep_len = [0] * len(self.envs)
 
     def _write_obs(self, i, obs):
-        if self.obs_spec.kind == "box":
+        if self._obs_direct:
+            self._cur[i] = obs           # numpy casts and checks the shape
+        elif self.obs_spec.kind == "box":
             self._cur[i] = np.asarray(obs, np.float32).reshape(-1)
         else:
             self._cur[i] = self.obs_spec.encode_one(obs)[0]
 
     # -- acting --------------------------------------------------------------------------------
-    def _actions(self, obs, explore):
+    def _actions(self, obs, explore, uniforms=None):
+        """(the actions as stored in a fragment, the actions as passed to the envs): a list of
+        Python ints for discrete spaces, clipped float32 arrays for boxes. `uniforms`: this
+        step's categorical draws, when `sample` drew them ahead."""
         if self._net is None:
             raise RuntimeError("the env runner has no weights yet: call set_weights() first")
         out = self._net.forward(obs)
@@ -118,17 +127,18 @@ class EnvRunner:
                 if random.any():
                     actions = np.where(random, self.rng.integers(0, self.action_spec.n,
                                                                  len(actions)), actions)
-            return actions
-        if not explore:
-            return greedy(out, self.action_spec.kind)
+            actions = actions.tolist()
+            return actions, actions
         if self.action_spec.kind == "discrete":
-            return sample_categorical(out, self.rng)
-        return sample_gaussian(out, self.rng)
-
-    def _env_actions(self, actions):
-        if self.action_spec.kind == "discrete":
-            return actions.tolist()
-        return list(np.clip(actions, self._low, self._high))
+            if not explore:
+                actions = out.argmax(axis=1).tolist()
+            elif out.size <= _PY_SAMPLE_MAX:
+                actions = sample_categorical_list(out, self.rng, uniforms)
+            else:
+                actions = sample_categorical(out, self.rng).tolist()
+            return actions, actions
+        actions = greedy(out, "box") if not explore else sample_gaussian(out, self.rng)
+        return actions, list(np.clip(actions, self._low, self._high))
 
     def sample(self, num_steps, net=None, epsilon=None, explore=True):
         """Step every env `num_steps` times; a `Fragment`."""
@@ -139,23 +149,30 @@ class EnvRunner:
             self._needs_reset = False
         n, d = len(self.envs), self.obs_spec.dim
         obs = np.empty((num_steps, n, d), np.float32)
-        if self.action_spec.kind == "discrete":
-            acts = np.empty((num_steps, n), np.int64)
-        else:
-            acts = np.empty((num_steps, n, self.action_spec.n), np.float32)
-        rewards = np.empty((num_steps, n), np.float32)
+        act_rows, reward_rows = [], []
         terms = np.zeros((num_steps, n), bool)
         truncs = np.zeros((num_steps, n), bool)
-        frag = Fragment(obs, acts, rewards, terms, truncs, None)
+        frag = Fragment(obs, None, None, terms, truncs, None)
+        # The per-step path is hot (one env: every line is paid per env step), so it keeps
+        # Python lists and locals and builds the fragment's arrays once at the end.
         cur, ep_ret, ep_len, envs = self._cur, self._ep_return, self._ep_len, self.envs
+        act, write_obs, direct = self._actions, self._write_obs, self._obs_direct
+        env_range = range(n)
+        # Small categorical policies take one uniform per env step: drawn here in one call (the
+        # same stream as a draw per step, since nothing else uses the rng in this loop).
+        draw_ahead = (self.policy_kind != "dqn" and explore and self.action_spec.kind == "discrete"
+                      and n * self.action_spec.n <= _PY_SAMPLE_MAX)
+        uniforms = self.rng.random(num_steps * n).tolist() if draw_ahead else None
         for t in range(num_steps):
             obs[t] = cur
-            a = self._actions(cur, explore)
-            acts[t] = a
-            for i, (env, ai) in enumerate(zip(envs, self._env_actions(a))):
-                o, r, term, trunc, _ = env.step(ai)
+            stored, env_actions = act(cur, explore, uniforms[t * n:t * n + n] if draw_ahead
+                                      else None)
+            act_rows.append(stored)
+            rewards = [0.0] * n
+            for i in env_range:
+                o, r, term, trunc, _ = envs[i].step(env_actions[i])
                 r = float(r)
-                rewards[t, i] = r
+                rewards[i] = r
                 ep_ret[i] += r
                 ep_len[i] += 1
                 if term or trunc:
@@ -163,12 +180,22 @@ class EnvRunner:
                     truncs[t, i] = trunc and not term
                     if trunc and not term:
                         frag.final_obs[(t, i)] = self.obs_spec.encode_one(o)[0]
-                    frag.episode_returns.append(float(ep_ret[i]))
-                    frag.episode_lengths.append(int(ep_len[i]))
+                    frag.episode_returns.append(ep_ret[i])
+                    frag.episode_lengths.append(ep_len[i])
                     ep_ret[i] = 0.0
                     ep_len[i] = 0
-                    o, _ = env.reset()
-                self._write_obs(i, o)
+                    o, _ = envs[i].reset()
+                if direct:
+                    cur[i] = o
+                else:
+                    write_obs(i, o)
+            reward_rows.append(rewards)
+        if self.action_spec.kind == "discrete":
+            frag.actions = np.array(act_rows, np.int64).reshape(num_steps, n)
+        else:
+            frag.actions = np.array(act_rows, np.float32).reshape(num_steps, n,
+                                                                  self.action_spec.n)
+        frag.rewards = np.array(reward_rows, np.float32).reshape(num_steps, n)
         frag.last_obs = cur.copy()
         return frag
 
@@ -183,7 +210,7 @@ class EnvRunner:
         started = len(self.envs)
         cur, ep_ret, ep_len = self._cur, self._ep_return, self._ep_len
         while len(returns) < num_episodes:
-            acts = self._env_actions(self._actions(cur, explore))
+            acts = self._actions(cur, explore)[1]
             for i, env in enumerate(self.envs):
                 if not running[i]:
                     continue
@@ -192,8 +219,8 @@ class EnvRunner:
                 ep_ret[i] += float(r)
                 ep_len[i] += 1
                 if term or trunc:
-                    returns.append(float(ep_ret[i]))
-                    lengths.append(int(ep_len[i]))
+                    returns.append(ep_ret[i])
+                    lengths.append(ep_len[i])
                     ep_ret[i] = 0.0
                     ep_len[i] = 0
                     if started < num_episodes:
