@@ -6,7 +6,9 @@ episodes reaches the target (450) or the env-step budget runs out, and reports t
 the env steps sampled by then, and how long building the algorithm took. zray and RLlib run the
 same hyperparameters (HYPERPARAMS); SB3 runs its own defaults (`PPO("MlpPolicy", env)`: one
 env, 2048-step rollouts, 10 epochs of 64-sample minibatches). Then each framework's sampling
-rate with one env runner is measured. The table shows medians over the seeds and ratios.
+rate with one env runner is measured (for zray also the runner process's CPU time per env step,
+which load on a shared machine skews far less). The table shows medians over the seeds and
+ratios.
 
     python benchmarks/rllib.py                            # 3 seeds, all three systems
     python benchmarks/rllib.py --only zray --seeds 0      # one run
@@ -66,11 +68,16 @@ def _train_until(algo, target, max_steps, start, build_s):
             "build_s": build_s}
 
 
-def _sample_rate(sample, steps):
+def _sample_rate(sample, steps, cpu_s=None):
+    """Env steps per second of `sample`; with `cpu_s` (the sampling process's CPU seconds so
+    far) also (rate, CPU microseconds per env step), which load on a shared machine skews far
+    less than the rate."""
     sample(min(steps, 1000))     # warm up: the first call starts the envs
+    cpu = cpu_s() if cpu_s else None
     t = time.perf_counter()
     n = sample(steps)
-    return n / (time.perf_counter() - t)
+    rate = n / (time.perf_counter() - t)
+    return rate if cpu_s is None else (rate, (cpu_s() - cpu) / n * 1e6)
 
 
 # -- one run per process ------------------------------------------------------------------------
@@ -99,7 +106,11 @@ def run_zray(seed, target, max_steps, hp, sample_steps):
                     done += sum(f.env_steps for f in group.sample(per_call, net))
                 return done
             group.wait_ready(120)
-            out[f"sample_steps_per_s_{num_envs}env"] = _sample_rate(sample, sample_steps)
+            runner = group.remote[0]
+            rate, cpu_us = _sample_rate(sample, sample_steps, lambda: zray.get(
+                runner.process_cpu_s.remote(), timeout=60))
+            out[f"sample_steps_per_s_{num_envs}env"] = rate
+            out[f"sample_cpu_us_per_step_{num_envs}env"] = cpu_us
             group.stop()
     zray.shutdown()
     return out
@@ -241,7 +252,8 @@ def main(argv=None):
             "runs": runs, "wall_s": _median(runs, "wall_s"),
             "env_steps": _median(runs, "env_steps"), "build_s": _median(runs, "build_s"),
             "reached": sum(bool(r["reached"]) for r in runs),
-            **{k: runs[0][k] for k in runs[0] if k.startswith("sample_steps_per_s")}}
+            **{k: runs[0][k] for k in runs[0] if k.startswith(("sample_steps_per_s",
+                                                                "sample_cpu_us"))}}
     z = report["systems"].get("zray", {})
     for other in ("rllib", "sb3"):
         o = report["systems"].get(other, {})
@@ -263,6 +275,12 @@ def main(argv=None):
               f"{r['reached']:>5}/{len(r['runs'])} {fmt(r['build_s'], '8.2f')} "
               f"{fmt(r.get('sample_steps_per_s_1env'), '15.0f')} "
               f"{fmt(r.get('sample_steps_per_s_8env'), '16.0f')}")
+    for system, r in report["systems"].items():
+        cpu = [f"{r[f'sample_cpu_us_per_step_{k}env']:.1f} us ({k} env{'s' * (k > 1)})"
+               for k in (1, 8) if r.get(f"sample_cpu_us_per_step_{k}env") is not None]
+        if cpu:
+            print(f"{system}: env runner CPU per env step: {', '.join(cpu)}; "
+                  f"load average {os.getloadavg()[0]:.1f}")
     for k, v in report.items():
         if k.startswith(("wall_ratio", "steps_ratio")):
             print(f"{k}: {v:.2f}")

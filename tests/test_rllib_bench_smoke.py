@@ -24,3 +24,4 @@ def test_zray_at_a_tiny_size():
     assert "skipped" not in z, z
     assert z["env_steps"] >= 200 and z["build_s"] > 0
     assert z["sample_steps_per_s_1env"] > 0 and z["sample_steps_per_s_8env"] > 0
+    assert z["sample_cpu_us_per_step_1env"] > 0 and z["sample_cpu_us_per_step_8env"] > 0

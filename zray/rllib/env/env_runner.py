@@ -10,6 +10,7 @@ holds the first observation of its next episode. For a truncated step the observ
 on is kept in `final_obs`, so learners can bootstrap from it.
 """
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,6 +93,11 @@ class EnvRunner:
 
     def ping(self):
         return self.worker_index
+
+    def process_cpu_s(self):
+        """CPU seconds this process has used (benchmarks: sampling cost that load cannot skew
+        the way it skews wall-clock rates)."""
+        return time.process_time()
 
     def _reset_all(self):
         seeded, self._seeded = not self._seeded, True   # seed the first reset only
