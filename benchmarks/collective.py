@@ -10,6 +10,8 @@ Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) 
   ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
                 Ray and torch import there (else n/a)
 then the ratios of each zray backend to raw mpi4py and to Ray. float32, in place.
+First (unless --formation-rounds 0) the group-formation figures: create_collective_group of 4
+fresh actors (cold) and of the same actors again (warm), alone and with the first allreduce.
 """
 import argparse
 import json
@@ -83,6 +85,66 @@ def run_zray(world, size_list, tiny):
     finally:
         zray.shutdown()
     return results
+
+
+def run_formation(rounds, world=4):
+    """create_collective_group of `world` fresh actors (cold: new actors, and the first group
+    of the cluster in round 0), then the first allreduce (each actor forms the group there),
+    then a second group on the same actors (warm). Medians in ms, and round 0's cold figures."""
+    import statistics
+    import numpy as np
+    import zray
+    import zray.util.collective as col
+
+    @zray.remote(num_cpus=0)
+    class Member:
+        def ping(self):
+            return 1
+
+        def first(self, name):
+            x = np.ones(16, np.float32)
+            col.allreduce(x, name)
+            return float(x[0])
+
+        def destroy(self, name):
+            col.destroy_collective_group(name)
+
+    def one(actors, name):
+        t0 = time.perf_counter()
+        col.create_collective_group(actors, world, list(range(world)), backend="gloo",
+                                    group_name=name)
+        created = time.perf_counter() - t0
+        assert zray.get([a.first.remote(name) for a in actors], timeout=120) == [world] * world
+        first = time.perf_counter() - t0
+        zray.get([a.destroy.remote(name) for a in actors], timeout=60)
+        return created * 1e3, first * 1e3
+
+    cold, warm = [], []
+    zray.init(num_cpus=2)
+    try:
+        for r in range(rounds):
+            actors = [Member.remote() for _ in range(world)]
+            zray.get([a.ping.remote() for a in actors], timeout=120)      # the actors are up
+            cold.append(one(actors, f"cold{r}"))
+            warm.append(one(actors, f"warm{r}"))
+            for a in actors:
+                zray.kill(a)
+    finally:
+        zray.shutdown()
+    med = [statistics.median(x[i] for x in rows) for rows in (cold, warm) for i in (0, 1)]
+    return {"rounds": rounds, "world": world, "first_cold": cold[0], "cold": med[:2],
+            "warm": med[2:]}
+
+
+def formation_table(f):
+    lines = [f"# group formation, cpu backend, {f['world']} actors, one node "
+             f"(median of {f['rounds']} rounds; ms)",
+             f"{'':>28} {'create':>10} {'create+1st allreduce':>22}"]
+    for label, (c, first) in (("first group of the cluster", f["first_cold"]),
+                              ("cold (fresh actors)", f["cold"]),
+                              ("warm (same actors)", f["warm"])):
+        lines.append(f"{label:>28} {c:>10.1f} {first:>22.1f}")
+    return "\n".join(lines)
 
 
 def raw_mpi_main(size_list, tiny):
@@ -174,6 +236,9 @@ def main(argv=None):
     ap.add_argument("--raw-mpi", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ray-gloo", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--formation-rounds", type=int, default=5,
+                    help="rounds of the group-formation figures (0: skip them)")
+    ap.add_argument("--formation-only", action="store_true")
     a = ap.parse_args(argv)
     if a.tiny:
         a.min = a.max = 4096
@@ -184,6 +249,10 @@ def main(argv=None):
         return ray_gloo_main(a.world, size_list, a.tiny)
     fwd = ["--world", str(a.world), "--min", str(a.min), "--max", str(a.max)] + \
         (["--tiny"] if a.tiny else [])
+    if a.formation_rounds > 0:
+        print(formation_table(run_formation(1 if a.tiny else a.formation_rounds)), flush=True)
+    if a.formation_only:
+        return 0
     results = run_zray(a.world, size_list, a.tiny)
     raw, why = run_raw_mpi(a.world, fwd, size_list)
     ray_res, ray_why = (None, "skipped (--no-ray)") if a.no_ray else run_ray(a.world, fwd)
