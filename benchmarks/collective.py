@@ -136,8 +136,8 @@ def run_formation(rounds, world=4):
             "warm": med[2:]}
 
 
-def formation_table(f):
-    lines = [f"# group formation, cpu backend, {f['world']} actors, one node "
+def formation_table(f, backend="zray's cpu backend"):
+    lines = [f"# group formation, {backend}, {f['world']} actors, one node "
              f"(median of {f['rounds']} rounds; ms)",
              f"{'':>28} {'create':>10} {'create+1st allreduce':>22}"]
     for label, (c, first) in (("first group of the cluster", f["first_cold"]),
@@ -187,6 +187,48 @@ def ray_gloo_main(world, size_list, tiny):
     print("RESULT " + json.dumps(out), flush=True)
 
 
+def ray_formation_main(rounds, world=4):
+    """Ray's create_collective_group (gloo) of `world` fresh actors, then the first allreduce;
+    same shape as run_formation (torch imported in each actor before the timing)."""
+    import statistics
+    import ray
+    import ray.util.collective as rcol
+    ray.init(num_cpus=world, include_dashboard=False, log_to_driver=False)
+
+    @ray.remote(num_cpus=0)
+    class Member:
+        def ping(self):
+            import torch  # noqa: F401 - imported before the timing, as zray's actors import numpy
+            return 1
+
+        def first(self, name):
+            import torch
+            x = torch.ones(16, dtype=torch.float32)
+            rcol.allreduce(x, name)
+            return float(x[0])
+
+    def one(actors, name):
+        t0 = time.perf_counter()
+        rcol.create_collective_group(actors, world, list(range(world)), backend="gloo",
+                                     group_name=name)
+        created = time.perf_counter() - t0
+        assert ray.get([a.first.remote(name) for a in actors], timeout=300) == [world] * world
+        return created * 1e3, (time.perf_counter() - t0) * 1e3
+
+    cold, warm = [], []
+    for r in range(rounds):
+        actors = [Member.remote() for _ in range(world)]
+        ray.get([a.ping.remote() for a in actors], timeout=300)
+        cold.append(one(actors, f"cold{r}"))
+        warm.append(one(actors, f"warm{r}"))
+        for a in actors:
+            ray.kill(a)
+    ray.shutdown()
+    med = [statistics.median(x[i] for x in rows) for rows in (cold, warm) for i in (0, 1)]
+    print("RESULT " + json.dumps({"rounds": rounds, "world": world, "first_cold": cold[0],
+                                  "cold": med[:2], "warm": med[2:]}), flush=True)
+
+
 def _sub(cmd, timeout):
     env = dict(os.environ, PYTHONPATH=ROOT)
     try:
@@ -195,7 +237,10 @@ def _sub(cmd, timeout):
         return None, "timed out"
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
-            return {int(k): v for k, v in json.loads(line[7:]).items()}, ""
+            data = json.loads(line[7:])
+            if "rounds" in data:           # formation figures
+                return data, ""
+            return {int(k): v for k, v in data.items()}, ""
     return None, (p.stderr.strip().splitlines() or ["no output"])[-1]
 
 
@@ -214,7 +259,9 @@ def run_ray(world, args):
                            timeout=120)
     if check.returncode:
         return None, "Ray or torch not importable in " + RAY_PYTHON
-    return _sub([RAY_PYTHON, os.path.abspath(__file__), "--ray-gloo", *args], 900)
+    if "--ray-formation" not in args:
+        args = ["--ray-gloo", *args]
+    return _sub([RAY_PYTHON, os.path.abspath(__file__), *args], 900)
 
 
 def table(label, results, world):
@@ -239,6 +286,7 @@ def main(argv=None):
     ap.add_argument("--formation-rounds", type=int, default=5,
                     help="rounds of the group-formation figures (0: skip them)")
     ap.add_argument("--formation-only", action="store_true")
+    ap.add_argument("--ray-formation", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.tiny:
         a.min = a.max = 4096
@@ -247,10 +295,17 @@ def main(argv=None):
         return raw_mpi_main(size_list, a.tiny)
     if a.ray_gloo:
         return ray_gloo_main(a.world, size_list, a.tiny)
+    if a.ray_formation:
+        return ray_formation_main(a.ray_formation)
     fwd = ["--world", str(a.world), "--min", str(a.min), "--max", str(a.max)] + \
         (["--tiny"] if a.tiny else [])
     if a.formation_rounds > 0:
-        print(formation_table(run_formation(1 if a.tiny else a.formation_rounds)), flush=True)
+        rounds = 1 if a.tiny else a.formation_rounds
+        print(formation_table(run_formation(rounds)), flush=True)
+        ray_f, why = (None, "skipped (--no-ray)") if a.no_ray else run_ray(
+            a.world, ["--ray-formation", str(rounds)])
+        print(formation_table(ray_f, "Ray's gloo backend") if ray_f
+              else f"# Ray's group formation: n/a ({why})", flush=True)
     if a.formation_only:
         return 0
     results = run_zray(a.world, size_list, a.tiny)
