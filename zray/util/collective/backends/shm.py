@@ -9,7 +9,8 @@ Layout (every word an int64; each rank's counter on its own 64-byte line):
 A barrier is "store my counter = step, futex-wake it; wait until every counter >= step": a
 short spin on the flags (spin_iterations), then a futex wait on the counter of a late peer
 (backends/futex.py; sched_yield and short sleeps where there is no futex), with the abort word,
-the peers' processes and the deadline checked every liveness_interval_ms. One chunk iteration of a reduction:
+the peers' processes and the deadline checked every liveness_interval_ms. One chunk
+iteration of a reduction:
     1. copy in   each rank copies its chunk into its own slot           barrier
     2. reduce    rank r reduces part r of the chunk over all slots
                  into slot 0 of the set                                 barrier
