@@ -10,6 +10,8 @@ Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) 
   ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
                 Ray and torch import there (else n/a)
 then the ratios of each zray backend to raw mpi4py and to Ray. float32, in place.
+First (unless --formation-rounds 0) the group-formation figures: create_collective_group of 4
+fresh actors (cold) and of the same actors again (warm), alone and with the first allreduce.
 """
 import argparse
 import json
@@ -85,6 +87,66 @@ def run_zray(world, size_list, tiny):
     return results
 
 
+def run_formation(rounds, world=4):
+    """create_collective_group of `world` fresh actors (cold: new actors, and the first group
+    of the cluster in round 0), then the first allreduce (each actor forms the group there),
+    then a second group on the same actors (warm). Medians in ms, and round 0's cold figures."""
+    import statistics
+    import numpy as np
+    import zray
+    import zray.util.collective as col
+
+    @zray.remote(num_cpus=0)
+    class Member:
+        def ping(self):
+            return 1
+
+        def first(self, name):
+            x = np.ones(16, np.float32)
+            col.allreduce(x, name)
+            return float(x[0])
+
+        def destroy(self, name):
+            col.destroy_collective_group(name)
+
+    def one(actors, name):
+        t0 = time.perf_counter()
+        col.create_collective_group(actors, world, list(range(world)), backend="gloo",
+                                    group_name=name)
+        created = time.perf_counter() - t0
+        assert zray.get([a.first.remote(name) for a in actors], timeout=120) == [world] * world
+        first = time.perf_counter() - t0
+        zray.get([a.destroy.remote(name) for a in actors], timeout=60)
+        return created * 1e3, first * 1e3
+
+    cold, warm = [], []
+    zray.init(num_cpus=2)
+    try:
+        for r in range(rounds):
+            actors = [Member.remote() for _ in range(world)]
+            zray.get([a.ping.remote() for a in actors], timeout=120)      # the actors are up
+            cold.append(one(actors, f"cold{r}"))
+            warm.append(one(actors, f"warm{r}"))
+            for a in actors:
+                zray.kill(a)
+    finally:
+        zray.shutdown()
+    med = [statistics.median(x[i] for x in rows) for rows in (cold, warm) for i in (0, 1)]
+    return {"rounds": rounds, "world": world, "first_cold": cold[0], "cold": med[:2],
+            "warm": med[2:]}
+
+
+def formation_table(f, backend="zray's cpu backend"):
+    lines = [f"# group formation, {backend}, {f['world']} actors, one node "
+             f"(median of {f['rounds']} rounds; ms)",
+             f"{'':>28} {'create':>10} {'create+1st allreduce':>22}"]
+    for label, (c, first) in (("first group of the cluster", f["first_cold"]),
+                              ("cold (fresh actors)", f["cold"]),
+                              ("warm (same actors)", f["warm"])):
+        lines.append(f"{label:>28} {c:>10.1f} {first:>22.1f}")
+    return "\n".join(lines)
+
+
 def raw_mpi_main(size_list, tiny):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
@@ -125,6 +187,48 @@ def ray_gloo_main(world, size_list, tiny):
     print("RESULT " + json.dumps(out), flush=True)
 
 
+def ray_formation_main(rounds, world=4):
+    """Ray's create_collective_group (gloo) of `world` fresh actors, then the first allreduce;
+    same shape as run_formation (torch imported in each actor before the timing)."""
+    import statistics
+    import ray
+    import ray.util.collective as rcol
+    ray.init(num_cpus=world, include_dashboard=False, log_to_driver=False)
+
+    @ray.remote(num_cpus=0)
+    class Member:
+        def ping(self):
+            import torch  # noqa: F401 - imported before the timing, as zray's actors import numpy
+            return 1
+
+        def first(self, name):
+            import torch
+            x = torch.ones(16, dtype=torch.float32)
+            rcol.allreduce(x, name)
+            return float(x[0])
+
+    def one(actors, name):
+        t0 = time.perf_counter()
+        rcol.create_collective_group(actors, world, list(range(world)), backend="gloo",
+                                     group_name=name)
+        created = time.perf_counter() - t0
+        assert ray.get([a.first.remote(name) for a in actors], timeout=300) == [world] * world
+        return created * 1e3, (time.perf_counter() - t0) * 1e3
+
+    cold, warm = [], []
+    for r in range(rounds):
+        actors = [Member.remote() for _ in range(world)]
+        ray.get([a.ping.remote() for a in actors], timeout=300)
+        cold.append(one(actors, f"cold{r}"))
+        warm.append(one(actors, f"warm{r}"))
+        for a in actors:
+            ray.kill(a)
+    ray.shutdown()
+    med = [statistics.median(x[i] for x in rows) for rows in (cold, warm) for i in (0, 1)]
+    print("RESULT " + json.dumps({"rounds": rounds, "world": world, "first_cold": cold[0],
+                                  "cold": med[:2], "warm": med[2:]}), flush=True)
+
+
 def _sub(cmd, timeout):
     env = dict(os.environ, PYTHONPATH=ROOT)
     try:
@@ -133,7 +237,10 @@ def _sub(cmd, timeout):
         return None, "timed out"
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
-            return {int(k): v for k, v in json.loads(line[7:]).items()}, ""
+            data = json.loads(line[7:])
+            if "rounds" in data:           # formation figures
+                return data, ""
+            return {int(k): v for k, v in data.items()}, ""
     return None, (p.stderr.strip().splitlines() or ["no output"])[-1]
 
 
@@ -152,7 +259,9 @@ def run_ray(world, args):
                            timeout=120)
     if check.returncode:
         return None, "Ray or torch not importable in " + RAY_PYTHON
-    return _sub([RAY_PYTHON, os.path.abspath(__file__), "--ray-gloo", *args], 900)
+    if "--ray-formation" not in args:
+        args = ["--ray-gloo", *args]
+    return _sub([RAY_PYTHON, os.path.abspath(__file__), *args], 900)
 
 
 def table(label, results, world):
@@ -174,6 +283,10 @@ def main(argv=None):
     ap.add_argument("--raw-mpi", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ray-gloo", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--formation-rounds", type=int, default=5,
+                    help="rounds of the group-formation figures (0: skip them)")
+    ap.add_argument("--formation-only", action="store_true")
+    ap.add_argument("--ray-formation", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.tiny:
         a.min = a.max = 4096
@@ -182,8 +295,19 @@ def main(argv=None):
         return raw_mpi_main(size_list, a.tiny)
     if a.ray_gloo:
         return ray_gloo_main(a.world, size_list, a.tiny)
+    if a.ray_formation:
+        return ray_formation_main(a.ray_formation)
     fwd = ["--world", str(a.world), "--min", str(a.min), "--max", str(a.max)] + \
         (["--tiny"] if a.tiny else [])
+    if a.formation_rounds > 0:
+        rounds = 1 if a.tiny else a.formation_rounds
+        print(formation_table(run_formation(rounds)), flush=True)
+        ray_f, why = (None, "skipped (--no-ray)") if a.no_ray else run_ray(
+            a.world, ["--ray-formation", str(rounds)])
+        print(formation_table(ray_f, "Ray's gloo backend") if ray_f
+              else f"# Ray's group formation: n/a ({why})", flush=True)
+    if a.formation_only:
+        return 0
     results = run_zray(a.world, size_list, a.tiny)
     raw, why = run_raw_mpi(a.world, fwd, size_list)
     ray_res, ray_why = (None, "skipped (--no-ray)") if a.no_ray else run_ray(a.world, fwd)

@@ -198,16 +198,24 @@ def init_collective_group(world_size, rank, backend=T.Backend.NCCL, group_name="
     try:
         deadline = time.monotonic() + timeout_ms / 1000
         impl = _make_group(backend, world_size, rank, group_name, config)
+        joined = False          # a failed join cleans up itself (and may not own the record)
         try:
             if world_size == 1:
                 members = [impl.my_info()]
             else:
                 members = default_rendezvous().join(group_name, world_size, rank,
                                                     impl.my_info(), remaining_s(deadline))
+                joined = True
             impl.form(members, deadline)
         except BaseException:
             impl.destroy()
+            if joined:
+                default_rendezvous().leave(group_name, rank)
             raise
+        if joined:
+            # form() is collective (every member read the infos before any returns), so the
+            # join record can go now: a re-creation under this name starts clean.
+            default_rendezvous().leave(group_name, rank)
     except BaseException:
         with _groups_lock:
             _groups.pop(group_name, None)

@@ -16,7 +16,9 @@ CollectiveConfig defaults (override with `ZRAY_COLLECTIVE_<FIELD>` in the enviro
                                       2 * world_size * shm_slot_bytes (double buffering)
     tree_threshold_bytes  = 256 KiB   below: tree (latency, log2 n steps); above: ring
                                       (bandwidth, 2 (n-1)/n of the data per member)
-    spin_iterations       = 200       busy polls of a flag before yielding the CPU
+    spin_iterations       = 10        polls of a flag (~4 us each) before sleeping on it
+    futex                 = True      shm barriers sleep in a futex wait on a late peer's
+                                      counter (False: sched_yield, then 50 us sleeps)
     rendezvous_timeout_ms = 60_000    forming a group
     verify_calls          = True      mpi: one 10-int MIN-allreduce before each collective
                                       turns mismatched shapes into an argument error
@@ -147,7 +149,8 @@ class CollectiveConfig:
     chunk_bytes: int = 4 << 20
     shm_slot_bytes: int = 4 << 20
     tree_threshold_bytes: int = 256 << 10
-    spin_iterations: int = 200
+    spin_iterations: int = 10
+    futex: bool = True
     rendezvous_timeout_ms: float = 60_000
     force_network: bool = False      # tests: use the ZeroMQ path even inside one node
     verify_calls: bool = True        # mpi: compare sizes/dtypes/roots before each collective

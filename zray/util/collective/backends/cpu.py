@@ -51,6 +51,8 @@ class CpuGroup(BaseGroup):
             self.shm.barrier(deadline)     # everyone mapped it: its name can go
             if self.rank == 0:
                 self.shm.unlink()
+        elif self.world_size > 1:
+            self.barrier(deadline)         # collective, like the shm path: every peer is up
 
     def destroy(self):
         if self.shm is not None:

@@ -30,6 +30,14 @@ HEADER = struct.Struct("<BQQ8s")
 
 
 def advertised_host():
+    """The zray node's IP (the one its mesh uses, so the same network on multi-NIC hosts);
+    without a runtime, the host name's address."""
+    try:
+        import zray
+        if zray.is_initialized():
+            return zray.util.get_node_ip_address()
+    except Exception as exc:      # noqa: BLE001 - fall back to the host name, logged
+        log.debug("no zray node IP: %r", exc)
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:

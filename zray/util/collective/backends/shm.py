@@ -6,9 +6,11 @@ Layout (every word an int64; each rank's counter on its own 64-byte line):
     line 1 + n + 2r + parity  rank r's descriptor of its current op (seq, op, size, dtype, root)
     data                      2 buffer sets (double buffering) x n slots x slot_bytes
 
-A barrier is "store my counter = step; wait until every counter >= step": a spin on flags,
-then sched_yield, with the abort word, the peers' processes and the deadline checked every
-liveness_interval_ms. One chunk iteration of a reduction:
+A barrier is "store my counter = step, futex-wake it; wait until every counter >= step": a
+short spin on the flags (spin_iterations), then a futex wait on the counter of a late peer
+(backends/futex.py; sched_yield and short sleeps where there is no futex), with the abort word,
+the peers' processes and the deadline checked every liveness_interval_ms. One chunk
+iteration of a reduction:
     1. copy in   each rank copies its chunk into its own slot           barrier
     2. reduce    rank r reduces part r of the chunk over all slots
                  into slot 0 of the set                                 barrier
@@ -26,6 +28,7 @@ import time
 import numpy as np
 
 from ..errors import CollectiveArgumentError, CollectiveTimeoutError, PeerDiedError
+from . import futex
 
 log = logging.getLogger("zray.util.collective")
 
@@ -86,6 +89,8 @@ class ShmSegment:
         words = np.frombuffer(self.mm, dtype=np.int64, count=_data_offset(n) // 8)
         self.abort_word = words[0:1]
         self.counters = words[LINE:LINE * (1 + n):LINE]
+        self.counters_address = self.counters.ctypes.data
+        self.use_futex = config.futex and futex.available()
         self.desc = words[LINE * (1 + n):].reshape(n, 2, LINE)
         data = np.frombuffer(self.mm, dtype=np.uint8, offset=_data_offset(n))
         self.slots = data.reshape(2, n, slot_bytes)
@@ -95,9 +100,19 @@ class ShmSegment:
         self.unlinked = False
 
     # -- flags -----------------------------------------------------------------------------
+    def _counter_address(self, rank):
+        return self.counters_address + rank * self.counters.strides[0]
+
+    def _wake_all(self):
+        if self.use_futex:
+            for r in range(self.n):
+                futex.wake(self._counter_address(r))
+
     def barrier_wait(self, deadline):
         self.step += 1
         self.counters[self.rank] = self.step
+        if self.use_futex:
+            futex.wake(self._counter_address(self.rank))
         target, counters, spin = self.step, self.counters, self.config.spin_iterations
         interval = self.config.liveness_interval_ms / 1000
         next_check = time.monotonic() + interval
@@ -107,9 +122,16 @@ class ShmSegment:
                 self._raise_aborted()
             polls += 1
             if polls > spin:
-                os.sched_yield()
-                if polls > spin + 1000:
-                    time.sleep(0.00005)
+                if self.use_futex:
+                    late = int(np.argmin(counters))
+                    seen = int(counters[late])
+                    if seen < target:      # sleep until that peer's counter moves
+                        futex.wait(self._counter_address(late), seen,
+                                   max(0.0, min(interval, next_check - time.monotonic())))
+                else:
+                    os.sched_yield()
+                    if polls > spin + 1000:
+                        time.sleep(0.00005)
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + interval
@@ -134,6 +156,7 @@ class ShmSegment:
     def abort(self):
         if not self.abort_word[0]:
             self.abort_word[0] = self.rank + 1
+            self._wake_all()               # the sleepers see the abort word now
 
     def unlink(self):
         if not self.unlinked:
