@@ -28,7 +28,7 @@ import traceback
 
 from . import context
 from .common import DeploymentID, ReplicaID
-from .http_util import JSON, TEXT_UTF8, encode_result, plain_response, with_length
+from .http_util import JSON, TEXT_UTF8, encode_result, plain_response, unpack_scope, with_length
 
 logger = logging.getLogger("zray.serve")
 
@@ -294,12 +294,13 @@ class ServeReplica:
         box.last_seen = now
         loop = asyncio.get_running_loop()
         inline = self._inline_call
-        for req in requests:
+        for req_id, packed, body, model_id in requests:
+            scope = unpack_scope(packed)
             if inline is not None and not self._sem.locked():
-                self._http_inline(box, inline, *req)
+                self._http_inline(box, inline, req_id, scope, body, model_id)
             else:
                 self._ongoing += 1
-                loop.create_task(self._http(box, *req))
+                loop.create_task(self._http(box, req_id, scope, body, model_id))
         if not box.events:
             old = box.waiter
             if old is not None and not old.done():
