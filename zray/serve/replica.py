@@ -37,6 +37,10 @@ FULL, START, BODY, END, ABORT = 0, 1, 2, 3, 4
 EXCHANGE_WAIT_S = 30.0
 DRAIN_SETTLE_S = 0.25
 STALE_OUTBOX_S = 300.0
+# A burst of requests to a synchronous __call__ runs inline for at most this long; the rest go
+# to tasks as usual, so a slow __call__ still lets health checks and metrics in between requests,
+# and the requests still waiting count as ongoing (what autoscaling sees).
+INLINE_BUDGET_S = 0.002
 _NO_RESULT = object()      # _http: no return value yet, call the deployment
 
 
@@ -294,9 +298,10 @@ class ServeReplica:
         box.last_seen = now
         loop = asyncio.get_running_loop()
         inline = self._inline_call
+        inline_until = time.perf_counter() + INLINE_BUDGET_S if inline is not None else 0.0
         for req_id, packed, body, model_id in requests:
             scope = unpack_scope(packed)
-            if inline is not None and not self._sem.locked():
+            if inline is not None and not self._sem.locked() and time.perf_counter() < inline_until:
                 self._http_inline(box, inline, req_id, scope, body, model_id)
             else:
                 self._ongoing += 1
