@@ -306,3 +306,21 @@ def test_slow_sync_call_leaves_the_rest_of_a_burst_ongoing(no_replica_context_le
     first, ongoing, got, left = asyncio.run(main())
     assert len(first) < 10 and ongoing > 0
     assert sorted(e[0] for e in got) == list(range(1, 11)) and left == 0
+
+
+class _Exits:
+    def __call__(self, request):
+        if request.url.path == "/exit":
+            raise SystemExit(3)
+        return "ok"
+
+
+def test_sync_call_that_exits_fails_only_its_request(no_replica_context_left):
+    pytest.importorskip("starlette")
+
+    async def main():
+        r = _replica(_Exits, max_ongoing_requests=100)
+        await r.initialize(None)
+        return await r.exchange("proxy", _requests(1, 1, "/exit") + _requests(2, 1, "/fine"))
+    events = asyncio.run(main())
+    assert [(e[0], e[2]) for e in events] == [(1, 500), (2, 200)]

@@ -343,7 +343,7 @@ class ServeReplica:
                 box.push((req_id, FULL, 200, [(b"content-type", content_type),
                                               (b"content-length", str(len(data)).encode())], data))
                 return
-        except Exception:
+        except BaseException:    # noqa: BLE001 - even SystemExit: it must not fail the whole exchange
             logger.error("Request %s to %s failed:\n%s", req_id, self._deployment_id.name,
                          traceback.format_exc())
             box.push((req_id, FULL) + plain_response(500, "Internal Server Error"))
