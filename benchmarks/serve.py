@@ -9,6 +9,10 @@ with the given connections for the given time.
     python benchmarks/serve.py --duration 3 --connections 16 --only zray,fastapi
     python benchmarks/serve.py --json                 # one JSON document on stdout
 
+Each server's CPU time during the wrk run (every process of its tree: Serve's proxy, replicas,
+controller, node daemons; not wrk) is reported per request: on a shared machine it says more
+than requests/s, which move with the other jobs.
+
 Ray's interpreter: --ray-python (default /opt/rayvenv/bin/python when it exists). A server that
 cannot start (no Ray, no wrk) is reported as skipped with the reason.
 """
@@ -169,6 +173,37 @@ def stop_server(proc, log):
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(root):
+    """{pid: user+system CPU seconds} of root and every descendant (from /proc)."""
+    parents = {}
+    times = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) * _TICK_S
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return {pid: times[pid] for pid in tree if pid in times}
+
+
+def cpu_between(before, after):
+    """CPU seconds the tree spent between two _tree_cpu_s snapshots (processes in both)."""
+    return sum(after[pid] - before[pid] for pid in after if pid in before)
 
 
 def _ms(text):
@@ -243,7 +278,12 @@ def main(argv=None):
             if "error" not in results:
                 url = f"http://127.0.0.1:{info['port']}/"
                 run_wrk(url, args.connections, 1, args.threads)            # warm up
+                before = _tree_cpu_s(proc.pid)
                 info.update(run_wrk(url, args.connections, duration, args.threads))
+                cpu_s = cpu_between(before, _tree_cpu_s(proc.pid))
+                requests = info["requests_per_s"] * duration
+                if requests:
+                    info["cpu_us_per_request"] = cpu_s / requests * 1e6
         finally:
             stop_server(proc, log)
         results["servers"][kind] = info
@@ -265,6 +305,8 @@ def _ratios(results):
         o = s.get(other, {})
         if z.get("requests_per_s") and o.get("requests_per_s"):
             ratios[f"zray/{other} requests/s"] = z["requests_per_s"] / o["requests_per_s"]
+        if z.get("cpu_us_per_request") and o.get("cpu_us_per_request"):
+            ratios[f"{other}/zray CPU per request"] = o["cpu_us_per_request"] / z["cpu_us_per_request"]
     r = s.get("ray", {})
     if z.get("handle_calls_per_s") and r.get("handle_calls_per_s"):
         ratios["zray/ray handle calls/s"] = z["handle_calls_per_s"] / r["handle_calls_per_s"]
@@ -279,7 +321,7 @@ def _print(results):
     if "error" in results:
         print(results["error"])
     header = f"{'server':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} " \
-             f"{'run->200 s':>10} {'cold s':>8} {'handle/s':>9}"
+             f"{'cpu us/req':>10} {'run->200 s':>10} {'cold s':>8} {'handle/s':>9}"
     print(header)
     for kind, s in results["servers"].items():
         if "skipped" in s:
@@ -290,7 +332,7 @@ def _print(results):
             v = s.get(key)
             return format(v, fmt) if isinstance(v, (int, float)) else "-"
         print(f"{kind:8} {f('requests_per_s', '9.0f')} {f('p50_ms', '8.2f')} {f('p99_ms', '8.2f')} "
-              f"{f('non_2xx', '8d')} {f('run_to_first_200_s', '10.2f')} "
+              f"{f('non_2xx', '8d')} {f('cpu_us_per_request', '10.0f')} {f('run_to_first_200_s', '10.2f')} "
               f"{f('cold_run_to_first_200_s', '8.2f')} {f('handle_calls_per_s', '9.0f')}")
     for name, value in results["ratios"].items():
         print(f"{name}: {value:.2f}x")

@@ -110,6 +110,38 @@ def test_return_types_map_as_in_ray(client):
         serve.delete("kinds")
 
 
+def test_sync_call_errors_awaitables_and_generators(client):
+    # a plain synchronous __call__ runs inline in the replica (no task per request): each way
+    # it can end must still answer as a task would
+    @serve.deployment(max_ongoing_requests=2)
+    class Sync:
+        def __call__(self, request):
+            kind = request.query_params["k"]
+            if kind == "raise":
+                raise ValueError("bad request")
+            if kind == "await":
+                async def later():
+                    await asyncio.sleep(0.01)
+                    return {"awaited": True}
+                return later()
+            if kind == "gen":
+                return (f"part{i} " for i in range(3))
+            return kind
+
+    serve.run(Sync.bind(), name="sync", route_prefix="/sync")
+    try:
+        r = client.get("/sync?k=raise")
+        assert r.status_code == 500
+        assert client.get("/sync?k=plain").text == "plain"           # still serving
+        assert client.get("/sync?k=await").json() == {"awaited": True}
+        assert client.get("/sync?k=gen").text == "part0 part1 part2 "
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:       # more than max_ongoing
+            texts = list(pool.map(lambda i: client.get(f"/sync?k=n{i}").text, range(16)))
+        assert texts == [f"n{i}" for i in range(16)]
+    finally:
+        serve.delete("sync")
+
+
 # -- FastAPI ingress ------------------------------------------------------------------------------
 def test_fastapi_ingress_with_query_params(client):
     pytest.importorskip("fastapi")

@@ -30,6 +30,7 @@ def test_zray_and_fastapi_at_a_tiny_size():
         server = results["servers"][kind]
         assert "skipped" not in server, server
         assert server["requests_per_s"] > 0 and server["non_2xx"] == 0
+        assert server["cpu_us_per_request"] > 0     # the server's process tree was measured
     z = results["servers"]["zray"]
     assert z["handle_calls_per_s"] > 0 and z["run_to_first_200_s"] > 0
     assert "zray/fastapi requests/s" in results["ratios"]

@@ -1,4 +1,5 @@
-"""zray.serve without a cluster: the autoscaling policy, options, batching and multiplexing."""
+"""zray.serve without a cluster: the autoscaling policy, options, batching, multiplexing and the
+replica's HTTP channel."""
 import asyncio
 
 import pytest
@@ -235,3 +236,91 @@ def test_multiplexed_lru():
     assert out == ["model-a", "model-b", "model-a", "model-c", "model-b"]
     assert loads == ["a", "b", "c", "b", "d"]
     assert both == ["model-d", "model-d"]
+
+
+# -- the replica's HTTP channel, without a cluster -------------------------------------------
+@pytest.fixture
+def no_replica_context_left():
+    # a ServeReplica made here sets this process's replica context: later tests expect none
+    from zray.serve import context
+    yield
+    context.set_replica_context(None)
+
+
+def _replica(cls, **config):
+    import pickle
+    from zray.serve.replica import ServeReplica
+    return ServeReplica("app", cls.__name__, "r1", pickle.dumps((cls, (), {})),
+                        DeploymentConfig(**config))
+
+
+def _requests(first, n, path="/"):
+    from zray.serve.http_util import pack_scope
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "headers": [(b"host", b"x")], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 8000), "http_version": "1.1", "scheme": "http"}
+    return [(first + i, pack_scope(scope, ""), b"", "") for i in range(n)]
+
+
+class _Fast:
+    def __call__(self, request):
+        return {"path": request.url.path}
+
+
+class _Slow:
+    def __call__(self, request):
+        import time
+        time.sleep(0.01)
+        return "slow"
+
+
+def test_sync_call_answers_a_burst_inline(no_replica_context_left):
+    pytest.importorskip("starlette")
+    from zray.serve.replica import FULL
+
+    async def main():
+        r = _replica(_Fast, max_ongoing_requests=100)
+        await r.initialize(None)
+        events = await r.exchange("proxy", _requests(1, 20, "/a"))
+        return r, events
+    r, events = asyncio.run(main())
+    assert [e[0] for e in events] == list(range(1, 21))          # every one in the first reply
+    assert all(e[1] == FULL and e[2] == 200 and e[4] == b'{"path":"/a"}' for e in events)
+    assert r._ongoing == 0
+
+
+def test_slow_sync_call_leaves_the_rest_of_a_burst_ongoing(no_replica_context_left):
+    # past the inline budget the requests wait in tasks: they count as ongoing (autoscaling
+    # sees them) and the loop serves health checks and metrics between them
+    pytest.importorskip("starlette")
+
+    async def main():
+        r = _replica(_Slow, max_ongoing_requests=100)
+        await r.initialize(None)
+        first = await r.exchange("proxy", _requests(1, 10))
+        ongoing_after_first = await r.get_num_ongoing()
+        got = list(first)
+        while len(got) < 10:
+            got += await r.exchange("proxy", [])
+        return first, ongoing_after_first, got, r._ongoing
+    first, ongoing, got, left = asyncio.run(main())
+    assert len(first) < 10 and ongoing > 0
+    assert sorted(e[0] for e in got) == list(range(1, 11)) and left == 0
+
+
+class _Exits:
+    def __call__(self, request):
+        if request.url.path == "/exit":
+            raise SystemExit(3)
+        return "ok"
+
+
+def test_sync_call_that_exits_fails_only_its_request(no_replica_context_left):
+    pytest.importorskip("starlette")
+
+    async def main():
+        r = _replica(_Exits, max_ongoing_requests=100)
+        await r.initialize(None)
+        return await r.exchange("proxy", _requests(1, 1, "/exit") + _requests(2, 1, "/fine"))
+    events = asyncio.run(main())
+    assert [(e[0], e[2]) for e in events] == [(1, 500), (2, 200)]

@@ -76,8 +76,18 @@ class _Router:
     def _refresh(self, block):
         controller = get_controller()
         timeout = 0 if block else LONG_POLL_TIMEOUT_S
-        version, table = zray.get(controller.listen.remote("dep:" + self.key, self.version, timeout),
-                                  timeout=timeout + 30)
+        ref = controller.listen.remote("dep:" + self.key, self.version, timeout)
+        if block:
+            version, table = zray.get(ref, timeout=timeout + 30)
+        else:
+            # Not zray.get: a thread blocked in get reads the process's inbox itself, so every
+            # reply (the user's own handle calls too) would reach the waiting caller through
+            # this thread, one more thread hand-off per call. The future is completed by
+            # whichever thread reads.
+            try:
+                version, table = ref.future().result(timeout + 30)
+            except concurrent.futures.TimeoutError:
+                raise TimeoutError(f"no long poll reply for {self.key}") from None
         with self.lock:
             self.version = version
             self.exists = table.exists

@@ -7,9 +7,25 @@ TEXT_PLAIN = b"text/plain"
 TEXT_UTF8 = b"text/plain; charset=utf-8"
 JSON = b"application/json"
 
-# The scope keys a replica needs (the rest are the proxy's own business).
-SCOPE_KEYS = ("type", "http_version", "method", "scheme", "path", "raw_path", "query_string",
-              "root_path", "headers", "client", "server")
+# The scope a replica needs (the rest is the proxy's own business) travels as a tuple of these
+# values: a batch of tuples pickles and unpickles in a third of the time of a batch of dicts.
+SCOPE_KEYS = ("method", "path", "raw_path", "query_string", "root_path", "headers", "client",
+              "server", "http_version", "scheme")
+
+
+def pack_scope(scope, root_path):
+    """The tuple a replica rebuilds the request's ASGI scope from (unpack_scope)."""
+    get = scope.get
+    return (scope["method"], scope["path"], get("raw_path"), get("query_string", b""), root_path,
+            scope["headers"], get("client"), get("server"), get("http_version", "1.1"),
+            get("scheme", "http"))
+
+
+def unpack_scope(packed):
+    scope = dict(zip(SCOPE_KEYS, packed))
+    scope["type"] = "http"
+    scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+    return scope
 
 
 def _default(obj):

@@ -24,7 +24,7 @@ import time
 import zray
 
 from .common import CONTROLLER_NAME, MULTIPLEXED_MODEL_ID_HEADER, SERVE_NAMESPACE
-from .http_util import SCOPE_KEYS, plain_response
+from .http_util import pack_scope, plain_response
 from .replica import ABORT, BODY, END, FULL, START
 
 logger = logging.getLogger("zray.serve")
@@ -309,9 +309,7 @@ class ProxyApp:
         for k, v in scope["headers"]:
             if k == _MODEL_HEADER:
                 model_id = v.decode()
-        sub = {k: scope[k] for k in SCOPE_KEYS if k in scope}
-        sub["root_path"] = scope.get("root_path", "") + ("" if prefix == "/" else prefix)
-        sub["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+        sub = pack_scope(scope, scope.get("root_path", "") + ("" if prefix == "/" else prefix))
         req_id = next(self.ids)
         req = _Request(req_id, (req_id, sub, body, model_id), model_id)
         if not router.submit(req):

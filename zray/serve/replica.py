@@ -28,7 +28,7 @@ import traceback
 
 from . import context
 from .common import DeploymentID, ReplicaID
-from .http_util import JSON, encode_result, plain_response, with_length
+from .http_util import JSON, TEXT_UTF8, encode_result, plain_response, unpack_scope, with_length
 
 logger = logging.getLogger("zray.serve")
 
@@ -37,6 +37,11 @@ FULL, START, BODY, END, ABORT = 0, 1, 2, 3, 4
 EXCHANGE_WAIT_S = 30.0
 DRAIN_SETTLE_S = 0.25
 STALE_OUTBOX_S = 300.0
+# A burst of requests to a synchronous __call__ runs inline for at most this long; the rest go
+# to tasks as usual, so a slow __call__ still lets health checks and metrics in between requests,
+# and the requests still waiting count as ongoing (what autoscaling sees).
+INLINE_BUDGET_S = 0.002
+_NO_RESULT = object()      # _http: no return value yet, call the deployment
 
 
 class _Outbox:
@@ -100,7 +105,7 @@ class ServeReplica:
         self._config = config
         self._instance = None
         self._asgi_app = None
-        self._call_is_gen = False
+        self._inline_call = None
         self._ongoing = 0
         self._sem = None
         self._boxes = {}
@@ -128,13 +133,18 @@ class ServeReplica:
             self._asgi_app = bind_asgi_app(app, type(instance), instance)
         call = getattr(type(instance), "__call__", None)
         fn = getattr(instance, "_fn", None) if isinstance(instance, _FunctionServable) else call
-        self._call_is_gen = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         self._sem = asyncio.Semaphore(self._config.max_ongoing_requests)
         if self._asgi_app is None:
             try:        # the first HTTP request should not pay for this import
-                import starlette.requests  # noqa: F401
+                _starlette()
             except ImportError:
                 pass
+            plain = not (inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn)
+                         or inspect.isasyncgenfunction(fn))
+            if callable(instance) and fn is not None and plain:
+                # a plain synchronous __call__ runs to its end without yielding the loop: it
+                # can run inline in exchange(), without a task of its own (see _http_inline)
+                self._inline_call = instance if isinstance(instance, _FunctionServable) else instance.__call__
         if user_config is not None:
             await self.reconfigure(user_config)
         return {"replica_id": self._replica_id.unique_id, "pid": _pid(),
@@ -287,9 +297,15 @@ class ServeReplica:
                     del self._boxes[pid]
         box.last_seen = now
         loop = asyncio.get_running_loop()
-        for req in requests:
-            self._ongoing += 1
-            loop.create_task(self._http(box, *req))
+        inline = self._inline_call
+        inline_until = time.perf_counter() + INLINE_BUDGET_S if inline is not None else 0.0
+        for req_id, packed, body, model_id in requests:
+            scope = unpack_scope(packed)
+            if inline is not None and not self._sem.locked() and time.perf_counter() < inline_until:
+                self._http_inline(box, inline, req_id, scope, body, model_id)
+            else:
+                self._ongoing += 1
+                loop.create_task(self._http(box, req_id, scope, body, model_id))
         if not box.events:
             old = box.waiter
             if old is not None and not old.done():
@@ -304,13 +320,47 @@ class ServeReplica:
         events, box.events = box.events, []
         return events
 
-    async def _http(self, box, req_id, scope, body, model_id):
+    def _http_inline(self, box, call, req_id, scope, body, model_id):
+        """A request to a plain synchronous __call__, run here and now instead of in a task
+        (a task per request is most of a trivial request's cost in the replica). It cannot
+        yield the loop, so it holds no semaphore slot: exchange() only runs it while the
+        semaphore has room, and it is done before anything else runs. A return value that
+        still needs awaiting (a starlette Response, a generator) is finished by a task."""
+        self._ongoing += 1
+        token = context.set_request_context(context.RequestContext(
+            scope.get("path", ""), str(req_id), self._deployment_id.app_name, model_id or ""))
+        try:
+            receive = _receiver(body)
+            result = call(_starlette().Request(scope, receive))
+            if type(result) is str:
+                data = result.encode("utf-8")
+                box.push((req_id, FULL, 200, [(b"content-type", TEXT_UTF8),
+                                              (b"content-length", str(len(data)).encode())], data))
+                return
+            if not (inspect.isawaitable(result) or inspect.isgenerator(result)
+                    or inspect.isasyncgen(result) or isinstance(result, _starlette().Response)):
+                content_type, data = encode_result(result)
+                box.push((req_id, FULL, 200, [(b"content-type", content_type),
+                                              (b"content-length", str(len(data)).encode())], data))
+                return
+        except BaseException:    # noqa: BLE001 - even SystemExit: it must not fail the whole exchange
+            logger.error("Request %s to %s failed:\n%s", req_id, self._deployment_id.name,
+                         traceback.format_exc())
+            box.push((req_id, FULL) + plain_response(500, "Internal Server Error"))
+            return
+        finally:
+            context.reset_request_context(token)
+            self._ongoing -= 1
+        self._ongoing += 1
+        asyncio.get_running_loop().create_task(self._http(box, req_id, scope, body, model_id, result))
+
+    async def _http(self, box, req_id, scope, body, model_id, result=_NO_RESULT):
         try:
             async with self._sem:
                 token = context.set_request_context(context.RequestContext(
                     scope.get("path", ""), str(req_id), self._deployment_id.app_name, model_id or ""))
                 try:
-                    await self._serve_http(box, req_id, scope, body)
+                    await self._serve_http(box, req_id, scope, body, result)
                 finally:
                     context.reset_request_context(token)
         except BaseException as exc:   # noqa: BLE001 - every request gets an answer
@@ -323,27 +373,25 @@ class ServeReplica:
         finally:
             self._ongoing -= 1
 
-    async def _serve_http(self, box, req_id, scope, body):
+    async def _serve_http(self, box, req_id, scope, body, result=_NO_RESULT):
         sender = _Sender(box, req_id)
         receive = _receiver(body)
         if self._asgi_app is not None:
             await self._asgi_app(scope, receive, sender)
             sender.finish()
             return
-        from starlette.requests import Request
-        request = Request(scope, receive)
-        if isinstance(self._instance, _FunctionServable):
-            call = self._instance
-        else:
-            call = self._instance.__call__
-        result = call(request)
+        starlette = _starlette()
+        if result is _NO_RESULT:
+            if isinstance(self._instance, _FunctionServable):
+                call = self._instance
+            else:
+                call = self._instance.__call__
+            result = call(starlette.Request(scope, receive))
         if inspect.isawaitable(result):
             result = await result
         if inspect.isgenerator(result) or inspect.isasyncgen(result):
-            from starlette.responses import StreamingResponse
-            result = StreamingResponse(_as_bytes(result), media_type="text/plain")
-        from starlette.responses import Response
-        if isinstance(result, Response):
+            result = starlette.StreamingResponse(_as_bytes(result), media_type="text/plain")
+        if isinstance(result, starlette.Response):
             await result(scope, receive, sender)
             sender.finish()
             return
@@ -359,6 +407,22 @@ async def _as_bytes(gen):
     else:
         for item in gen:
             yield item if isinstance(item, (bytes, str)) else encode_result(item)[1]
+
+
+_STARLETTE = []
+
+
+def _starlette():
+    """starlette's Request, Response and StreamingResponse, imported once."""
+    if not _STARLETTE:
+        from starlette import requests, responses
+
+        class Names:
+            Request = requests.Request
+            Response = responses.Response
+            StreamingResponse = responses.StreamingResponse
+        _STARLETTE.append(Names)
+    return _STARLETTE[0]
 
 
 def _release(fut):
