@@ -86,8 +86,10 @@ def _browser_times(url, n):
                 out["next_page_ms"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             page.fill("#actors-q", f"parked-{n - 1}")
-            page.wait_for_selector(f"[data-testid=actors-table] >> text=parked-{n - 1}", timeout=60000)
-            out["search_ms_incl_250ms_debounce"] = (time.perf_counter() - t) * 1000
+            page.wait_for_selector(f"#actors-table[data-q='parked-{n - 1}'] >> text=parked-{n - 1}",
+                                   timeout=60000)
+            # From the input event to the row drawn; the page waits 150 ms of no typing first.
+            out["search_ms_incl_150ms_debounce"] = (time.perf_counter() - t) * 1000
         finally:
             browser.close()
     return out

@@ -221,6 +221,62 @@ def test_nodes_workers_jobs_objects_groups_and_logs(zray_cluster):
     assert state.list_nodes()        # still answers after the bad queries
 
 
+@zray.remote(resources={"nowhere": 1})
+class NeverPlaced:
+    def call(self):
+        return 1
+
+
+@zray.remote
+def holds_its_argument(x, seconds):
+    time.sleep(seconds)
+    return len(x)
+
+
+def test_list_objects_includes_inline_values_pending_results_and_queued_actor_calls(
+        zray_cluster, monkeypatch):
+    monkeypatch.setenv("ZRAY_RECORD_REF_CREATION_SITES", "1")
+    zray_cluster(num_cpus=1)
+    small = zray.put(b"s" * 10)                       # inline: lives in this process only
+    big = zray.put(b"b" * (2 << 20))                  # in the node's store
+    parked = NeverPlaced.remote()
+    queued = parked.call.remote()                     # queued here, in its caller
+    running = holds_its_argument.remote(small, 30)
+    rows = {}
+    for o in state.list_objects(detail=True):
+        rows.setdefault(o.object_id, []).append(o)
+    mine = {o.object_id: o for group in rows.values() for o in group if o.pid == os.getpid()}
+
+    inline = mine[small.hex()]
+    assert inline.type == "DRIVER" and inline.task_status == "FINISHED"
+    assert 10 <= inline.object_size < 1000 and inline.owner_address
+    assert inline.reference_type == "LOCAL_REFERENCE"
+    assert __file__ in inline.call_site and ":test_list_objects" in inline.call_site
+    stored = mine[big.hex()]
+    assert stored.object_size >= 2 << 20               # the size from the node's store
+    assert any(o.type == "STORE" for o in rows[big.hex()])
+    call = mine[queued.hex()]
+    assert call.task_status == "PENDING_NODE_ASSIGNMENT" and call.object_size == -1
+    result = _wait(lambda: [o for o in state.list_objects(
+        filters=[("object_id", "=", running.hex())])
+        if o.task_status == "SUBMITTED_TO_WORKER"], timeout=30)
+    assert result and result[0].reference_type == "LOCAL_REFERENCE"
+
+    del small              # only the pending task's argument keeps it now
+    held = _wait(lambda: [o for o in state.list_objects(filters=[
+        ("pid", "=", os.getpid()), ("reference_type", "=", "USED_BY_PENDING_TASK")])])
+    assert [o.task_status for o in held] == ["FINISHED"]
+    drivers = state.list_objects(filters=[("type", "=", "driver")], limit=2)
+    assert len(drivers) == 2 and all(o.type == "DRIVER" for o in drivers)
+    summary = state.summarize_objects()["cluster"]
+    assert summary["total_objects"] >= 5
+    with pytest.raises(ValueError, match="not a column"):
+        state.list_objects(filters=[("colour", "=", "red")])
+    assert state.list_objects()                        # still answers
+    zray.cancel(running, force=True)
+    del big, queued, parked
+
+
 def test_timeline_writes_chrome_trace_json(zray_cluster, tmp_path):
     zray_cluster(num_cpus=2)
     zray.get([sleeps.remote(0.01) for _ in range(4)])

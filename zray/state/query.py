@@ -29,8 +29,8 @@ COLUMNS = {
         ("is_detached", "placement_group_id", "repr_name", "required_resources", "max_restarts",
          "worker_id", "home_node_id")),
     "objects": (
-        ("object_id", "object_size", "task_status", "reference_type", "pid", "ip", "node_id",
-         "owner_address"),
+        ("object_id", "object_size", "task_status", "reference_type", "type", "pid", "ip",
+         "node_id", "owner_address"),
         ("pinned_by", "copy_from", "call_site")),
     "nodes": (
         ("node_id", "node_ip", "is_head_node", "state", "node_name", "resources_total",
@@ -262,8 +262,33 @@ def merge(answers, query):
             out["text"] = answer["text"]
         if answer.get("files") is not None:
             out["files"] = dict(out["files"] or {}, **answer["files"])
+    if query.resource == "jobs":
+        rows, joined = join_jobs(rows)
+        out["total"] -= joined
     out["rows"] = rows[query.offset:query.offset + query.limit]
     return out
+
+
+def join_jobs(rows):
+    """(rows, how many were folded): a submitted job's row takes its driver's pid and node
+    from the driver's own row (type DRIVER, same job_id), which then goes, as Ray lists a
+    submitted job once. A driver whose submission is not listed keeps its row."""
+    submitted = {r.get("job_id"): r for r in rows
+                 if r.get("type") == "SUBMISSION" and r.get("job_id")}
+    if not submitted:
+        return rows, 0
+    out, joined = [], 0
+    for row in rows:
+        job = submitted.get(row.get("job_id")) if row.get("type") == "DRIVER" else None
+        if job is None:
+            out.append(row)
+            continue
+        joined += 1
+        job["driver_pid"] = row.get("driver_pid")
+        job["driver_node_id"] = job.get("driver_node_id") or row.get("driver_node_id")
+        if "driver_info" in row:
+            job["driver_info"] = row["driver_info"]
+    return out, joined
 
 
 # -- summaries ----------------------------------------------------------------------------------
@@ -282,7 +307,7 @@ def summarize(rows, key, kind):
         if kind == "objects":
             entry["total_objects"] = entry.get("total_objects", 0) + 1
             entry["total_size_mb"] = entry.get("total_size_mb", 0.0) + \
-                (row.get("object_size") or 0) / 2**20
+                max(row.get("object_size") or 0, 0) / 2**20     # -1: not known here
     return out
 
 
