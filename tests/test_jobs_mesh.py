@@ -4,6 +4,7 @@ dashboards go with their nodes."""
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -12,6 +13,13 @@ from helpers.nodes import Cluster, node_file_of
 from helpers.nodes import cli as _cli
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+
+
+def _get_json(url):
+    try:
+        return json.loads(urllib.request.urlopen(url, timeout=60).read())
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{url}: {exc.code} {exc.read()!r}") from None
 
 
 def test_any_node_answers_for_a_job(tmp_path):
@@ -25,7 +33,7 @@ def test_any_node_answers_for_a_job(tmp_path):
         for info in infos:
             with open(os.path.join(info["session"], "dashboard.json")) as f:
                 pids.append(json.load(f)["pid"])
-        cluster = json.loads(urllib.request.urlopen(urls[0] + "/api/cluster", timeout=60).read())
+        cluster = _get_json(urls[0] + "/api/cluster")
         assert sorted(n["node_id"] for n in cluster["nodes"] if n["state"] == "ALIVE") == \
             sorted(i["node_id"] for i in infos)
         from zray.job_submission import JobSubmissionClient
@@ -53,7 +61,7 @@ print("JOB", zray.get_runtime_context().get_job_id())
         assert hand_job in drivers and drivers[hand_job]["status"] == "SUCCEEDED"
         assert drivers[hand_job]["driver_node_id"] == infos[1]["node_id"]
         assert info.job_id not in drivers          # the submission's driver is in its row
-        rest = json.loads(urllib.request.urlopen(urls[1] + "/api/jobs/", timeout=60).read())
+        rest = _get_json(urls[1] + "/api/jobs/")
         assert {j["job_id"] for j in rest if j["type"] == "DRIVER"} >= {hand_job}
         for i in range(2):                         # the state API, asked on either node
             rows = json.loads(_cli(c.dirs[i], "list", "jobs", "--format", "json",
