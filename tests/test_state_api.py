@@ -408,6 +408,24 @@ print(sorted(set(zray.get([where.remote(i) for i in range(8)]))))
         assert cli(mesh.dirs[1], "logs", "node.err", "--node-id", ids[0]).returncode == 0
         missing = cli(mesh.dirs[1], "logs", "node.err", "--node-id", "f" * 28, check=False)
         assert missing.returncode == 1 and "no log file" in missing.stderr
+        # An inline value lives only in its owner, a driver on node 0: node 1 lists it too.
+        holder = mesh.start_driver(0, """
+import sys, zray
+zray.init(address="auto")
+ref = zray.put(b"kept-inline")
+print(ref.hex(), flush=True)
+sys.stdin.readline()
+""")
+        try:
+            object_hex = holder.stdout.readline().strip()
+            assert object_hex, holder.stderr.read()
+            rows = json.loads(cli(mesh.dirs[1], "list", "objects", "--format", "json",
+                                  "-f", f"object_id={object_hex}").stdout)
+            assert [(r["type"], r["pid"], r["node_id"]) for r in rows] == \
+                [("DRIVER", holder.pid, ids[0])], rows
+            assert 0 < rows[0]["object_size"] < 1000
+        finally:
+            holder.communicate("\n", timeout=60)
         summary = json.loads(cli(mesh.dirs[1], "summary", "tasks", "--format", "json").stdout)
         assert summary["cluster"]["summary"]["where"]["state_counts"]["FINISHED"] == 8
         assert sorted(summary["cluster"]["nodes"]) == sorted(ids)
