@@ -269,7 +269,10 @@ def test_list_objects_includes_inline_values_pending_results_and_queued_actor_ca
     drivers = state.list_objects(filters=[("type", "=", "driver")], limit=2)
     assert len(drivers) == 2 and all(o.type == "DRIVER" for o in drivers)
     summary = state.summarize_objects()["cluster"]
-    assert summary["total_objects"] >= 5
+    assert summary["total_objects"] >= 5 and summary["summary_by"] == "callsite"
+    (here,) = [e for site, e in summary["summary"].items() if ":test_list_objects" in site
+               and e["task_state_counts"].get("PENDING_NODE_ASSIGNMENT")]   # the queued call
+    assert here["total_num_workers"] == 1 and here["ref_type_counts"] == {"LOCAL_REFERENCE": 1}
     with pytest.raises(ValueError, match="not a column"):
         state.list_objects(filters=[("colour", "=", "red")])
     assert state.list_objects()                        # still answers

@@ -455,7 +455,16 @@ def test_ref_facts_become_rays_reference_types_and_task_states():
     answer = o.answer(query, facts, proc)
     assert answer["total"] == 5 and len(answer["rows"]) == 2
     summary = o.answer(q.StateQuery("summary_objects"), facts, proc)
-    assert summary["total"] == 10 and summary["summary"]["N"]["total_objects"] == 10
+    assert summary["total"] == 10 and summary["summary"]["disabled"]["total_objects"] == 10
+    other = o.answer(q.StateQuery("summary_objects"), facts[:3], o.ProcessFacts(
+        7, "10.0.0.2", "M", "WORKER", "ipc://other"))["summary"]
+    merged = q.objects_summary_done(q.merge_summaries(
+        q.merge_summaries(None, summary["summary"]), other))["disabled"]
+    assert merged["total_objects"] == 13 and merged["total_num_workers"] == 2
+    assert merged["total_num_nodes"] == 2
+    assert merged["ref_type_counts"] == {"LOCAL_REFERENCE": 6, "USED_BY_PENDING_TASK": 7}
+    assert merged["task_state_counts"] == {"FINISHED": 13}
+    assert merged["total_size_mb"] == pytest.approx(130 / 2**20)
 
 
 def test_every_node_adds_the_refs_its_processes_hold_and_skips_a_silent_one():

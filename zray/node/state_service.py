@@ -384,7 +384,7 @@ class StateService(Service):
         elif resource == "summary_objects":
             objects = [r for r in self._object_rows() if _matches(r, query)]
             rows, total = [], len(objects)
-            answer["summary"] = q.summarize(objects, "node_id", "objects")
+            answer["summary"] = q.summarize_objects(objects)
         elif resource == "metrics":
             rows, total = [], 0
             answer["text"] = self.render_metrics()

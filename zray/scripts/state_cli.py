@@ -156,7 +156,10 @@ def _summary(args, state):
         return 0
     cluster = result["cluster"]
     entries = list(cluster["summary"].values())
-    key = {"tasks": "func_or_class_name", "actors": "class_name", "objects": "node_id"}[args.what]
+    key = {"tasks": "func_or_class_name", "actors": "class_name", "objects": "call_site"}[args.what]
+    counts = "task_state_counts" if args.what == "objects" else "state_counts"
+    for e in entries:
+        e.setdefault("state_counts", e.get(counts, {}))
     states = sorted({s for e in entries for s in e["state_counts"]})
     header = [key.upper()] + (["TYPE"] if args.what == "tasks" else []) + states
     table = []

@@ -91,7 +91,7 @@ def answer(query, facts, process):
         match = q.compile_filters(query.filters, q.dict_get)
         matched = [r for r in rows if match is None or match(r)]
         return {"rows": [], "total": len(matched),
-                "summary": q.summarize(matched, "node_id", "objects")}
+                "summary": q.summarize_objects(matched)}
     rows, total = q.select(rows, q.StateQuery(
         "objects", query.filters, min(query.offset + query.limit, q.MAX_LIMIT), query.detail,
         query.timeout, "node", None, query.args, 0))

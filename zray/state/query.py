@@ -294,6 +294,8 @@ def join_jobs(rows):
 # -- summaries ----------------------------------------------------------------------------------
 def summarize(rows, key, kind):
     """{key value: {"state_counts": {state: n}, ...}} of rows (dicts) for summarize_*()."""
+    if kind == "objects":
+        return summarize_objects(rows)
     out = {}
     for row in rows:
         name = row.get(key) or ""
@@ -311,6 +313,54 @@ def summarize(rows, key, kind):
     return out
 
 
+def summarize_objects(rows):
+    """Ray's summarize_objects: per call site (all "disabled" unless call sites are recorded),
+    how many refs and bytes, their task states and reference types, and the processes and
+    nodes that hold them (as lists here, so nodes' summaries add up; counted at the end by
+    objects_summary_done)."""
+    out = {}
+    for row in rows:
+        site = row.get("call_site") or "disabled"
+        entry = out.get(site)
+        if entry is None:
+            entry = out[site] = {"call_site": site, "total_objects": 0, "total_size_mb": 0.0,
+                                 "task_state_counts": {}, "ref_type_counts": {},
+                                 "holders": [], "node_ids": []}
+        entry["total_objects"] += 1
+        entry["total_size_mb"] += max(row.get("object_size") or 0, 0) / 2**20  # -1: unknown
+        for field_name, value in (("task_state_counts", row.get("task_status")),
+                                  ("ref_type_counts", row.get("reference_type"))):
+            counts = entry[field_name]
+            counts[value or ""] = counts.get(value or "", 0) + 1
+        holder = f"{row.get('node_id')}:{row.get('pid')}" if row.get("pid") else None
+        if holder is not None and holder not in entry["holders"]:
+            entry["holders"].append(holder)
+        if row.get("node_id") and row["node_id"] not in entry["node_ids"]:
+            entry["node_ids"].append(row["node_id"])
+    return out
+
+
+def objects_summary_done(summary):
+    """The merged objects summary as Ray shows it: the holders counted."""
+    out = {}
+    for site, entry in (summary or {}).items():
+        entry = dict(entry)
+        entry["total_num_workers"] = len(entry.pop("holders", ()))
+        entry["total_num_nodes"] = len(entry.pop("node_ids", ()))
+        out[site] = entry
+    return out
+
+
+def _merge_object_entry(mine, entry):
+    mine["total_objects"] += entry["total_objects"]
+    mine["total_size_mb"] += entry["total_size_mb"]
+    for field_name in ("task_state_counts", "ref_type_counts"):
+        for k, n in entry[field_name].items():
+            mine[field_name][k] = mine[field_name].get(k, 0) + n
+    for field_name in ("holders", "node_ids"):
+        mine[field_name] = list(dict.fromkeys(mine[field_name] + entry[field_name]))
+
+
 def merge_summaries(a, b):
     if a is None:
         return {k: _copy_entry(v) for k, v in b.items()}
@@ -318,6 +368,9 @@ def merge_summaries(a, b):
         mine = a.get(name)
         if mine is None:
             a[name] = _copy_entry(entry)
+            continue
+        if "ref_type_counts" in entry:
+            _merge_object_entry(mine, entry)
             continue
         for state, n in entry["state_counts"].items():
             mine["state_counts"][state] = mine["state_counts"].get(state, 0) + n
@@ -328,4 +381,8 @@ def merge_summaries(a, b):
 
 
 def _copy_entry(entry):
+    if "ref_type_counts" in entry:
+        return dict(entry, task_state_counts=dict(entry["task_state_counts"]),
+                    ref_type_counts=dict(entry["ref_type_counts"]),
+                    holders=list(entry["holders"]), node_ids=list(entry["node_ids"]))
     return dict(entry, state_counts=dict(entry["state_counts"]))
