@@ -257,6 +257,10 @@ def test_list_objects_includes_inline_values_pending_results_and_queued_actor_ca
     assert any(o.type == "STORE" for o in rows[big.hex()])
     call = mine[queued.hex()]
     assert call.task_status == "PENDING_NODE_ASSIGNMENT" and call.object_size == -1
+    (queued_task,) = _wait(lambda: [t for t in state.list_tasks(filters=[
+        ("type", "=", "ACTOR_TASK"), ("state", "=", "PENDING_NODE_ASSIGNMENT")])
+        if "queued in its caller" in (t.pending_reason or "")])        # listed as a task too
+    assert queued_task.func_or_class_name.endswith("call")
     result = _wait(lambda: [o for o in state.list_objects(
         filters=[("object_id", "=", running.hex())])
         if o.task_status == "SUBMITTED_TO_WORKER"], timeout=30)

@@ -385,6 +385,21 @@ def test_the_reporter_tells_a_task_waiting_for_arguments_and_when_it_stops():
     reporter.flush()
     assert sent[-1][2:] == ([], [spec(7).task_id.hex()], None)
     assert not reporter._waiting and not reporter._told_waiting
+    # An actor call queued in its caller (the actor is not ready) waits too, until it leaves.
+    call = PendingTask(spec(8), [], [], None, actor=object())
+    reporter.args_waiting(call)
+    reporter.flush()
+    assert sent[-1][2][0][7:] == (0, True) and sent[-1][3] == []
+    call.sent = True
+    reporter.flush()
+    assert sent[-1][2:] == ([], [spec(8).task_id.hex()], None)
+    failed = PendingTask(spec(9), [], [], None, actor=object())      # its actor died: it
+    reporter.args_waiting(failed)                                    # failed, never sent
+    reporter.flush()
+    reporter.is_pending = lambda task_id: False
+    reporter.flush()
+    assert sent[-1][2:] == ([], [spec(9).task_id.hex()], None)
+    assert not reporter._waiting and not reporter._told_waiting
     reporter.close()
 
 
@@ -400,6 +415,12 @@ def test_the_node_lists_tasks_waiting_in_their_owners_until_submitted_or_gone():
     a.handle(CLIENT, wire.WORKER_REPORT, ([], None, [waiting_row], []))
     a.services.state.client_gone(ClientGone(CLIENT, "driver", "J", True))   # the owner died
     assert ask(net, a, filters=[("state", "=", "PENDING_ARGS_AVAIL")])[1]["total"] == 0
+    queued_call = (spec(4).task_id.hex(), 0, "A.f", "ab" * 8, "J", "A.f", None, 0, True)
+    a.handle(CLIENT, wire.WORKER_REPORT, ([], None, [queued_call], []))
+    _, answer, _ = ask(net, a, filters=[("type", "=", "ACTOR_TASK")])
+    (row,) = answer["rows"]
+    assert row["state"] == "PENDING_NODE_ASSIGNMENT" and "queued in its caller" in \
+        row["pending_reason"]
 
 
 def test_exited_workers_say_whether_the_node_meant_it():

@@ -67,6 +67,7 @@ class CoreWorker:
         self.objects.debug_get_objects = self.context.debug_get_objects     # one set
         self.owner = TaskOwner(self.context, self.objects, self.refs, self.table, self.send)
         self.owner.reporter = self.reporter
+        self.reporter.is_pending = self.table.pending.__contains__
         self.actors = ActorCaller(self.context, self.inbox, self.objects, self.owner, self.send)
         self.owner.attach_actors(self.actors)
         self._register_handlers()

@@ -111,6 +111,9 @@ class TaskOwner:
                 self.reporter.args_waiting(task)     # the state API's PENDING_ARGS_AVAIL
         else:
             self._send_task(task)
+        if task.actor is not None and not task.sent and not task.deps_left \
+                and self.reporter is not None:
+            self.reporter.args_waiting(task)   # a call queued here: the actor is not ready yet
         return task_id, refs
 
     def _resolve_dependencies(self, task, deps):

@@ -292,11 +292,17 @@ class StateService(Service):
             records.args_resolved(task_id)
         for (task_id, attempt, name, actor_id, job_id, func_name, parent, deps_left,
              is_call) in waiting or ():
-            row = TaskRow(task_id, attempt, name, "PENDING_ARGS_AVAIL", job_id, actor_id,
-                          ACTOR_TASK if is_call else NORMAL_TASK, func_name, parent,
+            queued = is_call and not deps_left
+            row = TaskRow(task_id, attempt, name,
+                          "PENDING_NODE_ASSIGNMENT" if queued else "PENDING_ARGS_AVAIL", job_id,
+                          actor_id, ACTOR_TASK if is_call else NORMAL_TASK, func_name, parent,
                           self.ctx.node_id, None, None, None)
-            row.pending_reason = (f"waiting in its owner for {deps_left} argument(s) to be "
-                                  "ready (tasks that make them still run)")
+            if queued:
+                row.pending_reason = ("queued in its caller: the actor is not ready yet, or "
+                                      "earlier calls to it have not left")
+            else:
+                row.pending_reason = (f"waiting in its owner for {deps_left} argument(s) to "
+                                      "be ready (tasks that make them still run)")
             records.args_waiting(owner, row)
 
     # -- lifecycle -------------------------------------------------------------------------------
