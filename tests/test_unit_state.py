@@ -524,3 +524,22 @@ def test_every_node_adds_the_refs_its_processes_hold_and_skips_a_silent_one():
     a.services.state.client_gone(ClientGone("ipc://driver", "driver", "J", True))
     ((req_id, answer, error),) = net.to(CLIENT, wire.STATE_REPLY)[1:]
     assert req_id == 6 and answer["total"] == 0 and error is None
+
+
+def test_a_process_or_peer_that_cannot_be_reached_does_not_end_the_gather_early():
+    net = Network()
+    a, b = net.add("A"), net.add("B")
+    a.register("ipc://first", "driver", "J")
+    a.register("ipc://second", "worker", "J", "w")
+    sent = a.ctx.send
+    a.ctx.send = lambda address, *rest: False if address == "ipc://first" else sent(address, *rest)
+    a.handle(CLIENT, wire.STATE_QUERY, (11, q.StateQuery("objects").to_wire()))
+    net.deliver()
+    assert net.to(CLIENT, wire.STATE_REPLY) == []        # "second" and B are still due
+    ((rid, _),) = net.to("ipc://second", wire.OBJECT_REFS_QUERY)
+    a.handle("ipc://second", wire.OBJECT_REFS_REPLY,
+             (rid, {"rows": [{"object_id": "x", "object_size": 1}], "total": 1}, None))
+    net.deliver()
+    ((req_id, answer, error),) = net.to(CLIENT, wire.STATE_REPLY)     # once, complete
+    assert req_id == 11 and error is None and answer["total"] == 1
+    assert sorted(answer["nodes"]) == ["A", "B"]

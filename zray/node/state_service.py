@@ -143,25 +143,27 @@ class StateService(Service):
         now = self.ctx.now()
         gather = _Gather(asker, req_id, query, {}, now + query.timeout, done)
         peer_query = query.for_peer().to_wire()
-        if local is not None:
+        sends = []      # every wait is registered before the first send: one that fails at
+        if local is not None:   # once must not find the gather complete while others are due
             gather.answers.append(local)
         else:
             gather.client_answers = {}
             gather.client_deadline = now + min(CLIENT_ANSWER_S, query.timeout / 2)
             for address in clients:
-                rid = self._next_id
-                self._next_id += 1
-                gather.waiting[rid] = _ClientWait(address)
-                self._gathers[rid] = gather
-                if not self.ctx.send(address, wire.OBJECT_REFS_QUERY, (rid, peer_query)):
-                    self._peer_failed(rid, "could not be reached")
+                sends.append((self._wait_on(gather, _ClientWait(address)), address,
+                              wire.OBJECT_REFS_QUERY))
         for node_id, address in peers:
-            rid = self._next_id
-            self._next_id += 1
-            gather.waiting[rid] = node_id
-            self._gathers[rid] = gather
-            if not self.ctx.send(address, wire.STATE_QUERY, (rid, peer_query)):
+            sends.append((self._wait_on(gather, node_id), address, wire.STATE_QUERY))
+        for rid, address, msg_type in sends:
+            if not self.ctx.send(address, msg_type, (rid, peer_query)):
                 self._peer_failed(rid, "could not be reached")
+
+    def _wait_on(self, gather, waited):
+        rid = self._next_id
+        self._next_id += 1
+        gather.waiting[rid] = waited
+        self._gathers[rid] = gather
+        return rid
 
     def _peers_for(self, query):
         if query.scope != "cluster" or query.resource == "nodes":
