@@ -19,6 +19,7 @@ owner_address, call_site ("disabled" unless ZRAY_RECORD_REF_CREATION_SITES=1 /
 RAY_record_ref_creation_sites=1 was set in the process).
 """
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import query as q
 
@@ -34,8 +35,9 @@ class ProcessFacts:
     address: str
 
 
-@dataclass(frozen=True)
-class RefFacts:
+class RefFacts(NamedTuple):
+    """One ref as the process's tables know it (a named tuple: a process may hold 100k refs
+    and builds one per ref per query; rows are built for the page only)."""
     object_id: bytes
     owner: str              # the owner's address
     owned: bool             # this process is the owner
@@ -84,15 +86,32 @@ def pending_task_status(task):
     return "PENDING_NODE_ASSIGNMENT"       # queued in its owner (an actor call: in its caller)
 
 
+_READERS = {
+    "object_id": lambda f, p: f.object_id.hex(),
+    "object_size": lambda f, p: f.inline_size if f.inline_size is not None else UNKNOWN_SIZE,
+    "task_status": lambda f, p: task_status(f),
+    "reference_type": lambda f, p: reference_type(f),
+    "type": lambda f, p: p.worker_type, "pid": lambda f, p: p.pid, "ip": lambda f, p: p.ip,
+    "node_id": lambda f, p: p.node_id, "owner_address": lambda f, p: f.owner,
+    "pinned_by": lambda f, p: None, "copy_from": lambda f, p: None,
+    "call_site": lambda f, p: f.call_site or "disabled",
+}
+
+
 def answer(query, facts, process):
-    """This process's part of an objects (or summary_objects) query."""
-    rows = (row(f, process) for f in facts)
+    """This process's part of an objects (or summary_objects) query: filters and a search
+    read the facts column by column; rows are built for the page (or the summary) only."""
     if query.resource == "summary_objects":
-        match = q.compile_filters(query.filters, q.dict_get)
-        matched = [r for r in rows if match is None or match(r)]
+        match = q.compile_filters(query.filters, lambda f, c: _READERS[c](f, process))
+        matched = [row(f, process) for f in facts if match is None or match(f)]
         return {"rows": [], "total": len(matched),
                 "summary": q.summarize_objects(matched)}
-    rows, total = q.select(rows, q.StateQuery(
-        "objects", query.filters, min(query.offset + query.limit, q.MAX_LIMIT), query.detail,
-        query.timeout, "node", None, query.args, 0))
+    page = q.StateQuery("objects", query.filters, min(query.offset + query.limit, q.MAX_LIMIT),
+                        query.detail, query.timeout, "node", None, query.args, 0)
+    rows, total = q.select(facts, page, get=lambda f, c: _READERS[c](f, process),
+                           to_dict=lambda f, detail: _shown(row(f, process), detail))
     return {"rows": rows, "total": total}
+
+
+def _shown(full, detail):
+    return full if detail else q.trim(full, "objects")
