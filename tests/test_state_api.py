@@ -97,7 +97,8 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     (failed,) = state.list_tasks(filters=[("name", "=", "fails")], detail=True)
     assert failed.state == "FAILED" and failed.error_type == "TASK_EXECUTION_EXCEPTION"
     assert "this task fails" in failed.error_message
-    (waiting,) = state.list_tasks(filters=[("state", "=", "pending_node_assignment")])
+    (waiting,) = state.list_tasks(filters=[("state", "=", "pending_node_assignment"),
+                                           ("type", "=", "NORMAL_TASK")])
     assert waiting.task_id and "infeasible" in waiting.pending_reason
     huge = Unplaceable.options(num_cpus=64).remote()
     (unplaced,) = _wait(lambda: state.list_actors(filters=[("state", "=", "PENDING_CREATION")]))
