@@ -191,7 +191,7 @@ function drawTimeline(events) {
 }
 
 pages.objects = listingPage("objects", "Objects", [
-  ["object id", o => `<span class="mono">${short(o.object_id, 20)}</span>`], ["size", o => bytes(o.object_size)],
+  ["object id", o => `<span class="mono">${esc(o.object_id)}</span>`], ["size", o => bytes(o.object_size)],
   ["status", o => esc(o.task_status)], ["reference", o => esc(o.reference_type)], ["held by", o => esc(o.type)], ["pid", o => esc(o.pid)],
   ["node", o => `<span class="mono">${short(o.node_id)}</span>`], ["owner", o => `<span class="mono">${esc(o.owner_address || "")}</span>`],
 ], {extra: `<div class="cards" id="store-cards"></div>`, after: async () => {
