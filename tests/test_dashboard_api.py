@@ -101,3 +101,36 @@ def test_serve_page_before_and_with_an_application(zray_cluster):
         assert app["status"] == "RUNNING" and "Hello" in app["deployments"]
     finally:
         serve.shutdown()
+
+
+def test_threads_of_one_process_query_the_node_at_once_and_each_gets_its_reply(shared_cluster):
+    """The dashboard's HTTP threads and its sampler ask the node at the same time; each call
+    has its own socket, so a CLUSTER_INFO never gets a STORE_STATS reply (the cluster page's
+    former intermittent "KeyError: 'total'")."""
+    import threading
+    from zray.node import local_node
+    from zray.transport import wire
+    zray = shared_cluster
+    info = local_node.find_node(zray.api._context_info()["session_dir"] + "/node.json")
+    wrong, errors = [], []
+
+    def ask(n):
+        try:
+            for i in range(15):
+                if (i + n) % 2:
+                    reply = local_node.query(wire.CLUSTER_INFO, info)
+                    if "total" not in reply:
+                        wrong.append(sorted(reply))
+                else:
+                    reply = local_node.query(wire.STORE_STATS, info)
+                    if "capacity" not in reply:
+                        wrong.append(sorted(reply))
+        except Exception as exc:        # noqa: BLE001 (reported below)
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and not wrong, (errors, wrong[:3])

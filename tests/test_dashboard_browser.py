@@ -156,3 +156,42 @@ def test_every_page_in_chromium(zray_cluster, browser, tmp_path):
     assert zray.get(paused, timeout=60) == "released"
     assert errors == []
     del big
+
+
+def test_actor_search_fetches_as_the_user_types(zray_cluster, browser):
+    """Typing in the actors page's search box draws the matching row from the search's own
+    request, not from the page's timed refresh: the test stops that refresh (the tab says it is
+    hidden) before typing, so only the search can bring the row."""
+    zray = zray_cluster(num_cpus=2)
+    url = zray.api._context_info()["dashboard_url"]
+
+    @zray.remote
+    class Searchable:
+        def ping(self):
+            return 1
+
+    handles = [Searchable.options(name=f"searchable-{i}").remote() for i in range(3)]
+    assert zray.get([h.ping.remote() for h in handles]) == [1, 1, 1]
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url + "/#actors")
+    page.wait_for_selector("[data-testid=actors-table] >> text=searchable-0", timeout=30000)
+    page.evaluate("Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'})")
+    page.click("#actors-q")
+    page.keyboard.type("searchable-2", delay=20)
+    page.wait_for_selector("#actors-table[data-q='searchable-2']", timeout=30000)
+    table = page.inner_text("[data-testid=actors-table]")
+    assert "searchable-2" in table and "searchable-0" not in table, table
+    # A further keystroke replaces the answer (the older request, if still in flight, is
+    # aborted and never drawn over the newer one).
+    page.keyboard.press("Backspace")
+    page.keyboard.type("1")
+    page.wait_for_selector("#actors-table[data-q='searchable-1']", timeout=30000)
+    table = page.inner_text("[data-testid=actors-table]")
+    assert "searchable-1" in table and "searchable-2" not in table, table
+    page.fill("#actors-q", "")
+    page.wait_for_selector("#actors-table[data-q=''] >> text=searchable-0", timeout=30000)
+    assert "searchable-2" in page.inner_text("[data-testid=actors-table]")
+    assert errors == []

@@ -348,6 +348,55 @@ def test_get_steps_out_to_where_the_result_is_consumed(zray_cluster):
     assert list_breakpoints() == []
 
 
+def test_get_pauses_the_process_that_gets_the_result_not_only_its_owner(zray_cluster):
+    """The owner (`submitter`) only hands the ref on; `consumer`, a borrower, calls get on it
+    and is the one that pauses, as in Ray, where any process getting the ref stops."""
+    zray = zray_cluster(num_cpus=3)
+
+    @zray.remote
+    def callee(x):
+        doubled = x * 2
+        breakpoint()
+        return doubled
+
+    @zray.remote
+    def consumer(refs):
+        got = zray.get(refs[0])
+        return got + 1
+
+    @zray.remote
+    def submitter():
+        inner = callee.remote(21)
+        return zray.get(consumer.remote([inner]))     # never gets `inner` itself
+
+    ref = submitter.remote()
+    (first,) = _wait_breakpoints()
+    assert first["function"] == "callee"
+    env = _debug_env()
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("get")
+        term.expect("session ended")
+    finally:
+        term.close()
+    second = _next_breakpoint()
+    assert second["function"] == "consumer" and second.get("step_out"), second
+    assert second["pid"] != first["pid"]
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", second["breakpoint_id"]], env)
+    try:
+        term.expect("(Pdb)")
+        term.send("p ('got', got)")
+        term.expect("('got', 42)")
+        term.send("c")
+        term.expect("session ended")
+    finally:
+        term.close()
+    assert zray.get(ref, timeout=60) == 43
+    from zray.util.debug.registry import list_breakpoints
+    assert list_breakpoints() == []
+
+
 def test_get_with_an_argument_is_refused_and_the_session_goes_on(zray_cluster):
     zray = zray_cluster(num_cpus=2)
 

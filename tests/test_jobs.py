@@ -95,7 +95,9 @@ RAY_CLIENT_SCRIPT = textwrap.dedent(r'''
         return "".join(chunks)
     out["tailed"] = asyncio.run(asyncio.wait_for(tail(), 120))
     out["tailed_status"] = wait(tailed)
-    out["listed"] = sorted(j.submission_id for j in c.list_jobs())
+    jobs = c.list_jobs()
+    out["listed"] = sorted(j.submission_id for j in jobs if j.type == "SUBMISSION")
+    out["drivers"] = [j.job_id for j in jobs if j.type == "DRIVER" and j.submission_id is None]
     out["deleted"] = c.delete_job(bad)
     try:
         c.get_job_info(bad)
@@ -131,6 +133,7 @@ def test_ray_job_submission_client_against_zray(zray_cluster):
     assert "tail-one" in out["tailed"] and "tail-two" in out["tailed"]   # over the websocket
     assert out["tailed_status"] == "SUCCEEDED"
     assert "ray_client_ok" in out["listed"] and len(out["listed"]) == 4
+    assert zray.get_runtime_context().get_job_id() in out["drivers"]   # this test's driver
     assert out["deleted"] is True and "404" in out["after_delete"]
     assert "400" in out["duplicate"] and "already exists" in out["duplicate"]
 
@@ -246,8 +249,10 @@ def test_job_cli(zray_cluster):
     r = _cli("job", "logs", "--follow", "cli_fail", env=env)
     assert r.returncode == 0
     r = _cli("job", "list", "--format", "json", env=env)
-    listed = {j["submission_id"]: j["status"] for j in json.loads(r.stdout)}
+    jobs = json.loads(r.stdout)
+    listed = {j["submission_id"]: j["status"] for j in jobs if j["type"] == "SUBMISSION"}
     assert listed == {"cli_job": "SUCCEEDED", "cli_fail": "FAILED"}
+    assert {j["type"] for j in jobs} == {"SUBMISSION", "DRIVER"}     # this test's driver too
     r = _cli("job", "delete", "cli_fail", env=env)
     assert r.returncode == 0
     r = _cli("job", "status", "cli_fail", env=env)
@@ -267,7 +272,8 @@ def test_dashboard_beyond_loopback_requires_the_token(zray_cluster):
     assert err.value.code == 401 and b"token" in err.value.read()
     token = dashboard_token(session)
     req = urllib.request.Request(url + "/api/jobs/", headers={"Authorization": f"Bearer {token}"})
-    assert json.loads(urllib.request.urlopen(req, timeout=30).read()) == []
+    jobs = json.loads(urllib.request.urlopen(req, timeout=30).read())
+    assert [(j["type"], j["driver_info"]["pid"]) for j in jobs] == [("DRIVER", str(os.getpid()))]
     req = urllib.request.Request(url + "/api/jobs/", headers={"Authorization": "Bearer wrong"})
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(req, timeout=30)

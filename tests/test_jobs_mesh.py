@@ -4,6 +4,7 @@ dashboards go with their nodes."""
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -12,6 +13,13 @@ from helpers.nodes import Cluster, node_file_of
 from helpers.nodes import cli as _cli
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+
+
+def _get_json(url):
+    try:
+        return json.loads(urllib.request.urlopen(url, timeout=60).read())
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{url}: {exc.code} {exc.read()!r}") from None
 
 
 def test_any_node_answers_for_a_job(tmp_path):
@@ -25,7 +33,7 @@ def test_any_node_answers_for_a_job(tmp_path):
         for info in infos:
             with open(os.path.join(info["session"], "dashboard.json")) as f:
                 pids.append(json.load(f)["pid"])
-        cluster = json.loads(urllib.request.urlopen(urls[0] + "/api/cluster", timeout=60).read())
+        cluster = _get_json(urls[0] + "/api/cluster")
         assert sorted(n["node_id"] for n in cluster["nodes"] if n["state"] == "ALIVE") == \
             sorted(i["node_id"] for i in infos)
         from zray.job_submission import JobSubmissionClient
@@ -39,8 +47,30 @@ def test_any_node_answers_for_a_job(tmp_path):
         assert str(info.status) == "SUCCEEDED", info
         assert info.driver_node_id == infos[1]["node_id"]
         assert "nodes 2" in on_zero.get_job_logs(sid)      # read on node 1, asked on node 0
-        listed = _cli(c.dirs[0], "job", "list", "--format", "json", "--address", urls[0])
-        assert [j["submission_id"] for j in json.loads(listed.stdout)] == [sid]
+        # A driver started by hand on node 1 (no submission) is listed by node 0 too.
+        by_hand = c.run_driver(1, """
+import zray
+zray.init(address="auto")
+print("JOB", zray.get_runtime_context().get_job_id())
+""")
+        hand_job = by_hand.stdout.split("JOB ")[1].split()[0]
+        listed = json.loads(_cli(c.dirs[0], "job", "list", "--format", "json",
+                                 "--address", urls[0]).stdout)
+        assert [j["submission_id"] for j in listed if j["type"] == "SUBMISSION"] == [sid]
+        drivers = {j["job_id"]: j for j in listed if j["type"] == "DRIVER"}
+        assert hand_job in drivers and drivers[hand_job]["status"] == "SUCCEEDED"
+        assert drivers[hand_job]["driver_node_id"] == infos[1]["node_id"]
+        assert info.job_id not in drivers          # the submission's driver is in its row
+        rest = _get_json(urls[1] + "/api/jobs/")
+        assert {j["job_id"] for j in rest if j["type"] == "DRIVER"} >= {hand_job}
+        for i in range(2):                         # the state API, asked on either node
+            rows = json.loads(_cli(c.dirs[i], "list", "jobs", "--format", "json",
+                                   "--detail").stdout)
+            (submitted,) = [r for r in rows if r["type"] == "SUBMISSION"]
+            assert submitted["submission_id"] == sid and submitted["job_id"] == info.job_id
+            assert submitted["driver_pid"] and submitted["status"] == "SUCCEEDED"
+            assert hand_job in {r["job_id"] for r in rows if r["type"] == "DRIVER"}
+            assert info.job_id not in {r["job_id"] for r in rows if r["type"] == "DRIVER"}
         started = _cli(c.dirs[0], "status")
         assert started.returncode == 0
     finally:

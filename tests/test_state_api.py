@@ -97,7 +97,8 @@ def test_actors_tasks_and_their_states_on_a_live_cluster(zray_cluster):
     (failed,) = state.list_tasks(filters=[("name", "=", "fails")], detail=True)
     assert failed.state == "FAILED" and failed.error_type == "TASK_EXECUTION_EXCEPTION"
     assert "this task fails" in failed.error_message
-    (waiting,) = state.list_tasks(filters=[("state", "=", "pending_node_assignment")])
+    (waiting,) = state.list_tasks(filters=[("state", "=", "pending_node_assignment"),
+                                           ("type", "=", "NORMAL_TASK")])
     assert waiting.task_id and "infeasible" in waiting.pending_reason
     huge = Unplaceable.options(num_cpus=64).remote()
     (unplaced,) = _wait(lambda: state.list_actors(filters=[("state", "=", "PENDING_CREATION")]))
@@ -219,6 +220,69 @@ def test_nodes_workers_jobs_objects_groups_and_logs(zray_cluster):
     with pytest.raises(ValueError):
         state.list_tasks(filters=[("state", "~", "x")])
     assert state.list_nodes()        # still answers after the bad queries
+
+
+@zray.remote(resources={"nowhere": 1})
+class NeverPlaced:
+    def call(self):
+        return 1
+
+
+@zray.remote
+def holds_its_argument(x, seconds):
+    time.sleep(seconds)
+    return len(x)
+
+
+def test_list_objects_includes_inline_values_pending_results_and_queued_actor_calls(
+        zray_cluster, monkeypatch):
+    monkeypatch.setenv("ZRAY_RECORD_REF_CREATION_SITES", "1")
+    zray_cluster(num_cpus=1)
+    small = zray.put(b"s" * 10)                       # inline: lives in this process only
+    big = zray.put(b"b" * (2 << 20))                  # in the node's store
+    parked = NeverPlaced.remote()
+    queued = parked.call.remote()                     # queued here, in its caller
+    running = holds_its_argument.remote(small, 30)
+    rows = {}
+    for o in state.list_objects(detail=True):
+        rows.setdefault(o.object_id, []).append(o)
+    mine = {o.object_id: o for group in rows.values() for o in group if o.pid == os.getpid()}
+
+    inline = mine[small.hex()]
+    assert inline.type == "DRIVER" and inline.task_status == "FINISHED"
+    assert 10 <= inline.object_size < 1000 and inline.owner_address
+    assert inline.reference_type == "LOCAL_REFERENCE"
+    assert __file__ in inline.call_site and ":test_list_objects" in inline.call_site
+    stored = mine[big.hex()]
+    assert stored.object_size >= 2 << 20               # the size from the node's store
+    assert any(o.type == "STORE" for o in rows[big.hex()])
+    call = mine[queued.hex()]
+    assert call.task_status == "PENDING_NODE_ASSIGNMENT" and call.object_size == -1
+    (queued_task,) = _wait(lambda: [t for t in state.list_tasks(filters=[
+        ("type", "=", "ACTOR_TASK"), ("state", "=", "PENDING_NODE_ASSIGNMENT")])
+        if "queued in its caller" in (t.pending_reason or "")])        # listed as a task too
+    assert queued_task.func_or_class_name.endswith("call")
+    result = _wait(lambda: [o for o in state.list_objects(
+        filters=[("object_id", "=", running.hex())])
+        if o.task_status == "SUBMITTED_TO_WORKER"], timeout=30)
+    assert result and result[0].reference_type == "LOCAL_REFERENCE"
+
+    del small              # only the pending task's argument keeps it now
+    held = _wait(lambda: [o for o in state.list_objects(filters=[
+        ("pid", "=", os.getpid()), ("reference_type", "=", "USED_BY_PENDING_TASK")])])
+    assert [o.task_status for o in held] == ["FINISHED"]
+    drivers = state.list_objects(filters=[("type", "=", "driver")], limit=2)
+    assert len(drivers) == 2 and all(o.type == "DRIVER" for o in drivers)
+    summary = state.summarize_objects()["cluster"]
+    assert summary["total_objects"] >= 5 and summary["summary_by"] == "callsite"
+    (here,) = [e for site, e in summary["summary"].items() if ":test_list_objects" in site
+               and e["task_state_counts"].get("PENDING_NODE_ASSIGNMENT")]   # the queued call
+    assert here["total_num_workers"] == 1 and here["ref_type_counts"] == {"LOCAL_REFERENCE": 1}
+    with pytest.raises(ValueError, match="not a column"):
+        state.list_objects(filters=[("colour", "=", "red")])
+    assert state.list_objects()                        # still answers
+    zray.cancel(running, force=True)
+    del big, queued, parked
 
 
 def test_timeline_writes_chrome_trace_json(zray_cluster, tmp_path):
@@ -352,6 +416,24 @@ print(sorted(set(zray.get([where.remote(i) for i in range(8)]))))
         assert cli(mesh.dirs[1], "logs", "node.err", "--node-id", ids[0]).returncode == 0
         missing = cli(mesh.dirs[1], "logs", "node.err", "--node-id", "f" * 28, check=False)
         assert missing.returncode == 1 and "no log file" in missing.stderr
+        # An inline value lives only in its owner, a driver on node 0: node 1 lists it too.
+        holder = mesh.start_driver(0, """
+import sys, zray
+zray.init(address="auto")
+ref = zray.put(b"kept-inline")
+print(ref.hex(), flush=True)
+sys.stdin.readline()
+""")
+        try:
+            object_hex = holder.stdout.readline().strip()
+            assert object_hex, holder.stderr.read()
+            rows = json.loads(cli(mesh.dirs[1], "list", "objects", "--format", "json",
+                                  "-f", f"object_id={object_hex}").stdout)
+            assert [(r["type"], r["pid"], r["node_id"]) for r in rows] == \
+                [("DRIVER", holder.pid, ids[0])], rows
+            assert 0 < rows[0]["object_size"] < 1000
+        finally:
+            holder.communicate("\n", timeout=60)
         summary = json.loads(cli(mesh.dirs[1], "summary", "tasks", "--format", "json").stdout)
         assert summary["cluster"]["summary"]["where"]["state_counts"]["FINISHED"] == 8
         assert sorted(summary["cluster"]["nodes"]) == sorted(ids)

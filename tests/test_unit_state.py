@@ -385,6 +385,21 @@ def test_the_reporter_tells_a_task_waiting_for_arguments_and_when_it_stops():
     reporter.flush()
     assert sent[-1][2:] == ([], [spec(7).task_id.hex()], None)
     assert not reporter._waiting and not reporter._told_waiting
+    # An actor call queued in its caller (the actor is not ready) waits too, until it leaves.
+    call = PendingTask(spec(8), [], [], None, actor=object())
+    reporter.args_waiting(call)
+    reporter.flush()
+    assert sent[-1][2][0][7:] == (0, True) and sent[-1][3] == []
+    call.sent = True
+    reporter.flush()
+    assert sent[-1][2:] == ([], [spec(8).task_id.hex()], None)
+    failed = PendingTask(spec(9), [], [], None, actor=object())      # its actor died: it
+    reporter.args_waiting(failed)                                    # failed, never sent
+    reporter.flush()
+    reporter.is_pending = lambda task_id: False
+    reporter.flush()
+    assert sent[-1][2:] == ([], [spec(9).task_id.hex()], None)
+    assert not reporter._waiting and not reporter._told_waiting
     reporter.close()
 
 
@@ -400,6 +415,12 @@ def test_the_node_lists_tasks_waiting_in_their_owners_until_submitted_or_gone():
     a.handle(CLIENT, wire.WORKER_REPORT, ([], None, [waiting_row], []))
     a.services.state.client_gone(ClientGone(CLIENT, "driver", "J", True))   # the owner died
     assert ask(net, a, filters=[("state", "=", "PENDING_ARGS_AVAIL")])[1]["total"] == 0
+    queued_call = (spec(4).task_id.hex(), 0, "A.f", "ab" * 8, "J", "A.f", None, 0, True)
+    a.handle(CLIENT, wire.WORKER_REPORT, ([], None, [queued_call], []))
+    _, answer, _ = ask(net, a, filters=[("type", "=", "ACTOR_TASK")])
+    (row,) = answer["rows"]
+    assert row["state"] == "PENDING_NODE_ASSIGNMENT" and "queued in its caller" in \
+        row["pending_reason"]
 
 
 def test_exited_workers_say_whether_the_node_meant_it():
@@ -416,3 +437,109 @@ def test_exited_workers_say_whether_the_node_meant_it():
     assert rows["w2"]["exit_type"] == "INTENDED_SYSTEM_EXIT"      # its job had ended
     assert rows["w1"]["pid"] == 40 and rows["w1"]["job_id"] == "J1"
     assert not rows["w1"]["is_alive"]
+
+
+# -- object refs held by processes (list_objects) ----------------------------------------------------
+def test_ref_facts_become_rays_reference_types_and_task_states():
+    from zray.state import object_refs as o
+    proc = o.ProcessFacts(42, "10.0.0.1", "N", "DRIVER", "ipc://me")
+
+    def fact(**kw):
+        base = dict(object_id=b"\x01" * 4, owner="ipc://me", owned=True, local=1, holds=0,
+                    captured=False, ready=True, inline_size=10, task_status=None)
+        return o.RefFacts(**dict(base, **kw))
+
+    row = o.row(fact(), proc)
+    assert row["reference_type"] == "LOCAL_REFERENCE" and row["task_status"] == "FINISHED"
+    assert row["object_size"] == 10 and row["type"] == "DRIVER" and row["pid"] == 42
+    assert row["call_site"] == "disabled" and row["object_id"] == "01010101"
+    assert o.reference_type(fact(local=0, holds=1)) == "USED_BY_PENDING_TASK"
+    assert o.reference_type(fact(local=0, holds=1, captured=True)) == "CAPTURED_IN_OBJECT"
+    assert o.reference_type(fact(local=0)) == "PINNED_IN_MEMORY"     # kept for borrowers
+    assert o.reference_type(fact(local=0, inline_size=None)) == "UNKNOWN_STATUS"
+    pending = fact(ready=False, inline_size=None, task_status="PENDING_ARGS_AVAIL")
+    assert o.row(pending, proc)["object_size"] == -1
+    assert o.task_status(pending) == "PENDING_ARGS_AVAIL"
+    assert o.task_status(fact(owned=False, ready=False)) == "NIL"
+
+    class Task:
+        sent, deps_left = False, 0
+    assert o.pending_task_status(Task) == "PENDING_NODE_ASSIGNMENT"   # queued in its caller
+    Task.deps_left = 2
+    assert o.pending_task_status(Task) == "PENDING_ARGS_AVAIL"
+    Task.sent = True
+    assert o.pending_task_status(Task) == "SUBMITTED_TO_WORKER"
+
+    facts = [fact(object_id=bytes([i]) * 4, local=i % 2, holds=1) for i in range(10)]
+    query = q.StateQuery("objects", filters=[("reference_type", "=", "local_reference")],
+                         limit=2)
+    answer = o.answer(query, facts, proc)
+    assert answer["total"] == 5 and len(answer["rows"]) == 2
+    summary = o.answer(q.StateQuery("summary_objects"), facts, proc)
+    assert summary["total"] == 10 and summary["summary"]["disabled"]["total_objects"] == 10
+    other = o.answer(q.StateQuery("summary_objects"), facts[:3], o.ProcessFacts(
+        7, "10.0.0.2", "M", "WORKER", "ipc://other"))["summary"]
+    merged = q.objects_summary_done(q.merge_summaries(
+        q.merge_summaries(None, summary["summary"]), other))["disabled"]
+    assert merged["total_objects"] == 13 and merged["total_num_workers"] == 2
+    assert merged["total_num_nodes"] == 2
+    assert merged["ref_type_counts"] == {"LOCAL_REFERENCE": 6, "USED_BY_PENDING_TASK": 7}
+    assert merged["task_state_counts"] == {"FINISHED": 13}
+    assert merged["total_size_mb"] == pytest.approx(130 / 2**20)
+
+
+def test_every_node_adds_the_refs_its_processes_hold_and_skips_a_silent_one():
+    from zray.node.state_service import CLIENT_ANSWER_S
+    net = Network()
+    a, b = net.add("A"), net.add("B")
+    a.register("ipc://driver", "driver", "J")
+    b.register("ipc://w1", "worker", "J", "w1")
+    b.register("ipc://w2", "worker", "J", "w2")      # never answers
+    query = q.StateQuery("objects", limit=10)
+    a.handle(CLIENT, wire.STATE_QUERY, (5, query.to_wire()))
+    net.deliver()
+    assert net.to(CLIENT, wire.STATE_REPLY) == []     # A's driver has not answered yet
+
+    def rows(*ids):
+        return {"rows": [{"object_id": i, "object_size": 3, "task_status": "FINISHED"}
+                         for i in ids], "total": len(ids)}
+    ((rid_d, sent),) = net.to("ipc://driver", wire.OBJECT_REFS_QUERY)
+    assert q.StateQuery.from_wire(sent).scope == "node"
+    ((rid_w1, _),) = net.to("ipc://w1", wire.OBJECT_REFS_QUERY)
+    assert len(net.to("ipc://w2", wire.OBJECT_REFS_QUERY)) == 1
+    a.handle("ipc://driver", wire.OBJECT_REFS_REPLY, (rid_d, rows("d1", "d2"), None))
+    b.handle("ipc://w1", wire.OBJECT_REFS_REPLY, (rid_w1, rows("w"), None))
+    net.deliver()
+    assert net.to(CLIENT, wire.STATE_REPLY) == []     # B still waits for w2
+    net.now += CLIENT_ANSWER_S + 0.1
+    b.services.state.tick(net.now)
+    net.deliver()
+    ((req_id, answer, error),) = net.to(CLIENT, wire.STATE_REPLY)
+    assert req_id == 5 and error is None and answer["failed_nodes"] == {}
+    assert [r["object_id"] for r in answer["rows"]] == ["d1", "d2", "w"]
+    assert answer["total"] == 3
+
+    # a process that exits while asked is not waited for either
+    a.handle(CLIENT, wire.STATE_QUERY, (6, q.StateQuery("objects", scope="node").to_wire()))
+    a.services.state.client_gone(ClientGone("ipc://driver", "driver", "J", True))
+    ((req_id, answer, error),) = net.to(CLIENT, wire.STATE_REPLY)[1:]
+    assert req_id == 6 and answer["total"] == 0 and error is None
+
+
+def test_a_process_or_peer_that_cannot_be_reached_does_not_end_the_gather_early():
+    net = Network()
+    a, b = net.add("A"), net.add("B")
+    a.register("ipc://first", "driver", "J")
+    a.register("ipc://second", "worker", "J", "w")
+    sent = a.ctx.send
+    a.ctx.send = lambda address, *rest: False if address == "ipc://first" else sent(address, *rest)
+    a.handle(CLIENT, wire.STATE_QUERY, (11, q.StateQuery("objects").to_wire()))
+    net.deliver()
+    assert net.to(CLIENT, wire.STATE_REPLY) == []        # "second" and B are still due
+    ((rid, _),) = net.to("ipc://second", wire.OBJECT_REFS_QUERY)
+    a.handle("ipc://second", wire.OBJECT_REFS_REPLY,
+             (rid, {"rows": [{"object_id": "x", "object_size": 1}], "total": 1}, None))
+    net.deliver()
+    ((req_id, answer, error),) = net.to(CLIENT, wire.STATE_REPLY)     # once, complete
+    assert req_id == 11 and error is None and answer["total"] == 1
+    assert sorted(answer["nodes"]) == ["A", "B"]

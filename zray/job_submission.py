@@ -65,6 +65,7 @@ class JobDetails:
     entrypoint_num_cpus: float = 0
     entrypoint_num_gpus: float = 0
     entrypoint_resources: dict = field(default_factory=dict)
+    driver_info: dict = None          # a DRIVER job's: {"id", "node_id", "pid"}
 
     @classmethod
     def from_json(cls, value):

@@ -23,6 +23,9 @@ class FakeStore:
     def client_gone(self, address):
         self.gone.append(address)
 
+    def list_objects(self):
+        return []
+
 
 class FakeMesh(Service):
     """Stands in for MeshService: nothing to gossip."""

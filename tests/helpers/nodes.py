@@ -104,8 +104,10 @@ class Cluster:
         return self.status(i)["store"]
 
     def objects(self, i):
-        """`zray list objects --this-node --detail --format json` of node i (Ray's field names)."""
-        return json.loads(cli(self.dirs[i], "list", "objects", "--this-node", "--detail", "--format", "json").stdout)
+        """The objects in node i's store: `zray list objects --this-node --detail -f type=STORE
+        --format json` (Ray's field names; the refs its processes hold are left out)."""
+        return json.loads(cli(self.dirs[i], "list", "objects", "--this-node", "--detail",
+                              "-f", "type=STORE", "--format", "json").stdout)
 
     def wait(self, condition, timeout):
         return seconds_until(condition, timeout)

@@ -64,8 +64,10 @@ class CoreWorker:
         self.table = OwnerTable()
         self.objects = Objects(address, self.refs, self.send, self.inbox, self._blocked,
                                self._rebuild_lost)
+        self.objects.debug_get_objects = self.context.debug_get_objects     # one set
         self.owner = TaskOwner(self.context, self.objects, self.refs, self.table, self.send)
         self.owner.reporter = self.reporter
+        self.reporter.is_pending = self.table.pending.__contains__
         self.actors = ActorCaller(self.context, self.inbox, self.objects, self.owner, self.send)
         self.owner.attach_actors(self.actors)
         self._register_handlers()
@@ -89,13 +91,14 @@ class CoreWorker:
         inbox.handle(wire.WARNING, self._on_warning)
         inbox.handle(wire.CLIENT_DIED, self._on_client_died)
         inbox.handle(wire.NODE_DIED, self._on_node_died)
+        inbox.handle(wire.OBJECT_REFS_QUERY, self._on_object_refs_query)
         inbox.refused_hooks.append(self._on_refused)
 
     def connect(self, pid):
         context = self.context
         self.node_info = self.inbox.rpc(context.daemon, wire.REGISTER_CLIENT, (
             context.kind, self.address, pid, context.job_id, context.worker_id,
-            self.driver_address))
+            self.driver_address, context.namespace))
         self.store = StoreClient(self, self.node_info)
         self.objects.attach_store(self.store, self.node_info["node_id"], context.daemon)
         return self.node_info
@@ -225,6 +228,42 @@ class CoreWorker:
         self.refs.drop_borrower_everywhere(address)
         # Borrowed objects whose owner died can never be resolved (now or later).
         self.objects.owner_died(address, self.refs.owner_of)
+
+    def _on_object_refs_query(self, sender, payload, frames):
+        """The node lists objects: the refs this process holds (zray/state/object_refs.py)."""
+        from ..state import object_refs
+        from ..state.query import StateQuery
+        req_id, data = payload
+        try:
+            query = StateQuery.from_wire(data)
+            info = self.node_info or {}
+            process = object_refs.ProcessFacts(
+                os.getpid(), info.get("node_ip"), info.get("node_id"),
+                "DRIVER" if self.context.kind == "driver" else "WORKER", self.address)
+            answer, error = object_refs.answer(query, self._object_ref_facts(), process), None
+        except (ValueError, TypeError) as exc:
+            answer, error = None, ValueError(str(exc))
+        except Exception as exc:       # a bug of ours: the node still gets an answer
+            log.exception("listing this process's object refs failed")
+            answer, error = None, RuntimeError(f"{type(exc).__name__}: {exc}")
+        self._send_count(sender, wire.OBJECT_REFS_REPLY, (req_id, answer, error))
+
+    def _object_ref_facts(self):
+        from ..objects.ids import task_of
+        from ..state.object_refs import RefFacts, pending_task_status
+        from .object_entries import READY, VALUE_INLINE
+        entries, pending, sites = self.objects.entries, self.table.pending, self.refs.sites
+        facts = []
+        for oid, owner, owned, local, holds, captured in self.refs.snapshot():
+            entry = entries.get(oid)
+            ready = entry is not None and entry.state == READY
+            inline = entry.inline if ready and entry.kind == VALUE_INLINE else None
+            task = pending.get(task_of(oid)) if owned and not ready else None
+            facts.append(RefFacts(
+                oid, owner, owned, local, holds, captured, ready,
+                len(inline) if inline is not None else None,
+                pending_task_status(task) if task is not None else None, sites.get(oid)))
+        return facts
 
     def _on_refused(self, peer, error):
         """A peer of another zray version refused us: what we wait for from it fails."""

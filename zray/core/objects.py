@@ -42,6 +42,11 @@ class Objects:
         self.daemon = None
         self._dead_owners = set()     # owners known dead (CLIENT_DIED)
         self._checked_owners = set()  # owners whose node was asked whether they live
+        # A debugger's `get` step (zray.util.debug): owned results it marked, whose mark every
+        # borrower hears with the value (OBJ_STATUS), and the ids whose get pauses this
+        # process (the context's set, shared: core_worker.py hands it over).
+        self.debugger_marked = set()
+        self.debug_get_objects = set()
 
     def attach_store(self, store, node_id, daemon=None):
         self.store = store
@@ -124,6 +129,8 @@ class Objects:
         self.refs.add_owned(object_id)
 
     def forget(self, object_id):
+        if self.debugger_marked:
+            self.debugger_marked.discard(object_id)
         with self.lock:
             return self.entries.pop(object_id, None)
 
@@ -407,14 +414,19 @@ class Objects:
             return
 
         def reply():
+            # Read when the value is ready: a `get` step marks its result just before that.
+            marked = (True,) if object_id in self.debugger_marked else ()
             if entry.kind == VALUE_INLINE:
-                self.send(sender, wire.OBJ_STATUS, (object_id, VALUE_INLINE, None), [entry.inline])
+                self.send(sender, wire.OBJ_STATUS, (object_id, VALUE_INLINE, None, *marked),
+                          [entry.inline])
             else:
-                self.send(sender, wire.OBJ_STATUS, (object_id, VALUE_STORED, entry.node))
+                self.send(sender, wire.OBJ_STATUS, (object_id, VALUE_STORED, entry.node, *marked))
         self.on_ready(entry, reply)
 
     def on_status(self, sender, payload, frames):
-        object_id, kind, node = payload
+        object_id, kind, node, *debugger_marked = payload
+        if debugger_marked:     # the result of a debugger's `get` step: our get of it pauses
+            self.debug_get_objects.add(object_id)
         if kind == VALUE_INLINE:
             self.set_ready(object_id, kind, inline=frames[0].buffer, frame=frames[0])
         else:

@@ -39,6 +39,7 @@ class Reporter:
         self._closed = False
         self._paused_ports = None       # debugger ports of paused threads, when changed
         self.metrics_source = None      # () -> snapshot list | None when unchanged
+        self.is_pending = None          # task_id -> bool: its owner still holds it (ended: no)
         self.dropped = 0
 
     @property
@@ -55,8 +56,9 @@ class Reporter:
                 self._start()
 
     def args_waiting(self, task):
-        """A submitted task (or actor call) waits for its arguments here, in its owner. The
-        node hears of it if it still waits at the next report, and again when it stops."""
+        """A submitted task (or actor call) waits for its arguments here, in its owner (or an
+        actor call waits in its caller's queue). The node hears of it if it still waits at
+        the next report, and again when it stops."""
         self._waiting[task.spec.task_id] = task
         if not self._wake.is_set():
             self._wake.set()
@@ -133,8 +135,9 @@ class Reporter:
         """([row of a task that waits, not told yet], [task id hex told that stopped])."""
         waiting, resolved = [], []
         told = self._told_waiting
+        pending = self.is_pending
         for task_id, task in list(self._waiting.items()):
-            if task.deps_left > 0 and not task.cancelled:
+            if _waits_here(task) and (pending is None or pending(task_id)):
                 if task_id not in told and len(told) < MAX_TOLD_WAITING:
                     told.add(task_id)
                     waiting.append(_waiting_row(task))
@@ -164,6 +167,15 @@ def _event(item):
             parent.hex() if isinstance(parent, bytes) else parent,
             round(start * 1000, 3), round(end * 1000, 3) if end is not None else None,
             error_type, message)
+
+
+def _waits_here(task):
+    """Still in its owner: arguments missing, or an actor call queued in its caller (the
+    actor is not ready, or earlier calls have not left; one failed there, its actor dead,
+    has ended: Reporter.is_pending says so)."""
+    if task.cancelled:
+        return False
+    return task.deps_left > 0 or (task.actor is not None and not task.sent)
 
 
 def _waiting_row(task):

@@ -111,6 +111,9 @@ class TaskOwner:
                 self.reporter.args_waiting(task)     # the state API's PENDING_ARGS_AVAIL
         else:
             self._send_task(task)
+        if task.actor is not None and not task.sent and not task.deps_left \
+                and self.reporter is not None:
+            self.reporter.args_waiting(task)   # a call queued here: the actor is not ready yet
         return task_id, refs
 
     def _resolve_dependencies(self, task, deps):
@@ -162,8 +165,9 @@ class TaskOwner:
         if task.spec.streaming:
             self._finish_generator(task, results[0] if results else 0)
         else:
-            if debugger_get:   # `get` in the callee's debugger: its consumer pauses (zray.util.debug)
+            if debugger_get:   # `get` in the callee's debugger: its consumers pause (zray.util.debug)
                 self.context.debug_get_objects.update(task.return_ids)
+                self.objects.debugger_marked.update(task.return_ids)    # borrowers too
             for rid, result in zip(task.return_ids, results):
                 self._fill_result(rid, result, frames, from_self)
         self.finish(task)

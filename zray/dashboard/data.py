@@ -104,7 +104,11 @@ class ClusterData:
         return events(rows, now_ms=int(time.time() * 1000))
 
     def summary(self, resource):
-        return self._query(f"summary_{resource}").get("summary")
+        summary = self._query(f"summary_{resource}").get("summary")
+        if resource == "objects":
+            from ..state.query import objects_summary_done
+            summary = objects_summary_done(summary)
+        return summary
 
     # -- logs ------------------------------------------------------------------------------------
     def log_files(self, node_id=None):

@@ -166,8 +166,9 @@ class Dashboard:
         return json_response(dict(raw, running=True))
 
     def all_jobs(self, req):
-        """Submitted jobs (their records) and every driver (the state API's job rows)."""
-        drivers = self.data.rows("jobs", detail=True)
+        """Submitted jobs (their records) and the drivers of the mesh that no submission
+        started (the state API's job rows; a submission's driver is in its row)."""
+        drivers = [r for r in self.data.rows("jobs", detail=True) if r.get("type") == "DRIVER"]
         submissions = []
         if self._connected or req.arg("submissions", "1") == "1":
             submissions = [i.to_json() for i in self._job_call(self.jobs.list)]
@@ -201,7 +202,13 @@ class Dashboard:
             raise HttpError(400, str(exc)) from None
 
     def list_jobs(self, req):
-        return json_response([i.to_json() for i in self._job_call(self.jobs.list)])
+        """Ray's GET /api/jobs/: every job of the mesh, whichever node is asked: the submitted
+        ones (records in the cluster key-value store) and, as type DRIVER, the drivers that
+        were started by hand (zray.init() in a script), from every node's state answer."""
+        submissions = [i.to_json() for i in self._job_call(self.jobs.list)]
+        drivers = [_driver_details(r) for r in self.data.rows("jobs", detail=True)
+                   if r.get("type") == "DRIVER"]
+        return json_response(submissions + drivers)
 
     def submit_job(self, req):
         body = req.json()
@@ -301,6 +308,17 @@ class Dashboard:
 
     def stop(self):
         self._stop.set()
+
+
+def _driver_details(row):
+    """A driver's state row as Ray's JobDetails of type DRIVER (no submission id)."""
+    return {"type": "DRIVER", "job_id": row.get("job_id"), "submission_id": None,
+            "status": row.get("status"), "entrypoint": row.get("entrypoint") or "",
+            "message": row.get("message"), "error_type": row.get("error_type"),
+            "start_time": row.get("start_time"), "end_time": row.get("end_time"),
+            "metadata": row.get("metadata") or {}, "runtime_env": row.get("runtime_env") or {},
+            "driver_info": row.get("driver_info"), "driver_node_id": row.get("driver_node_id"),
+            "driver_agent_http_address": None, "driver_exit_code": None}
 
 
 def watch_daemon(pid, on_exit):

@@ -141,9 +141,10 @@ def _list(client, args):
     if args.format == "json":
         print(json.dumps([dict(vars(j), status=str(j.status)) for j in jobs], indent=2, default=str))
         return 0
-    rows = [[j.submission_id, str(j.status), time.strftime("%H:%M:%S", time.localtime(
-        (j.start_time or 0) / 1000)), j.entrypoint[:60]] for j in jobs]
-    head = ["SUBMISSION_ID", "STATUS", "START", "ENTRYPOINT"]
+    rows = [[j.submission_id or "-", j.job_id or "-", j.type, str(j.status),
+             time.strftime("%H:%M:%S", time.localtime((j.start_time or 0) / 1000)),
+             (j.entrypoint or "")[:60]] for j in jobs]
+    head = ["SUBMISSION_ID", "JOB_ID", "TYPE", "STATUS", "START", "ENTRYPOINT"]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     for r in rows:

@@ -75,6 +75,17 @@ class JobInfo:
         return cls(**{k: v for k, v in value.items() if k in known})
 
 
+def state_row(info):
+    """The state API's row (list_jobs) of a submitted job, with Ray's columns; the node and pid
+    of its driver join it from the driver's own row (zray/state/query.py, join_jobs)."""
+    return {"job_id": info.job_id, "submission_id": info.submission_id, "status": info.status,
+            "type": "SUBMISSION", "entrypoint": info.entrypoint,
+            "driver_node_id": info.driver_node_id, "driver_pid": None,
+            "start_time": info.start_time, "end_time": info.end_time, "message": info.message,
+            "error_type": info.error_type, "driver_info": None, "metadata": info.metadata,
+            "runtime_env": info.runtime_env}
+
+
 def started(info, node_id, http_address, log_path):
     """The supervisor started the entrypoint; None if the job already ended (a stop won)."""
     if info.terminal:

@@ -325,7 +325,8 @@ class NodeDaemon:
 
     # -- the daemon's own handlers -------------------------------------------------------------
     def on_register_client(self, sender, payload, frames):
-        req_id, kind, address, pid, job_id, worker_id, driver_address = payload
+        req_id, kind, address, pid, job_id, worker_id, driver_address, *more = payload
+        namespace = more[0] if more else None       # a driver's (the state API hides internal ones)
         pidfd = None
         worker = self.table.workers.get(worker_id) if kind == "worker" else None
         if worker is not None:
@@ -336,7 +337,7 @@ class NodeDaemon:
         self.table.clients[address] = Client(kind, address, pid, job_id, worker_id, pidfd)
         if kind == "driver":
             self.table.drivers.setdefault(job_id, address)
-        self.services.state.client_registered(kind, address, pid, job_id, worker_id)
+        self.services.state.client_registered(kind, address, pid, job_id, worker_id, namespace)
         self.reply(sender, self.wire.REGISTERED, req_id, self.node_info())
         if kind == "worker":
             self.tasks.run(self.scheduler.handle_worker_started(

@@ -196,6 +196,17 @@ class KvService(Service):
             self._replicate(*change)
         return result, None
 
+    # -- for other services (the state API's jobs) -----------------------------------------------
+    def decided(self, namespace):
+        """[(key, value)] of the namespace's entries this node decides: over every live
+        member, each entry once."""
+        return [(k, v) for (ns, k), v in self.table.items()
+                if ns == namespace and self._decides(ns, k)]
+
+    def copy_of(self, namespace, key):
+        """This node's copy of an entry (as decider or replica), or None."""
+        return self.table.entries.get((namespace, key))
+
     def _decides(self, namespace, key):
         return self.membership.ring.owner(kv_key(namespace, key)) == self.node_id
 

@@ -4,6 +4,7 @@ found by `zray.init(address="auto")` through a file in the user's zray directory
 (The mesh issue extends this to many hosts over TCP; on one host a node is reached over ipc.)
 """
 import contextlib
+import itertools
 import logging
 import json
 import os
@@ -234,10 +235,15 @@ def _stop(info, timeout):
     return True
 
 
+_query_ids = itertools.count(1)     # next() on a count is atomic under the GIL
+
+
 @contextlib.contextmanager
 def _query_transport(info):
-    """A short-lived client's transport in the node's session; its socket file goes with it."""
-    address = f"ipc://{info['session']}/sock/q{os.getpid()}"
+    """A short-lived client's transport in the node's session; its socket file goes with it.
+    Unique per call, not per process: threads of one process (the dashboard's HTTP handlers
+    and its sampler) query at once, and a shared address would hand one the other's reply."""
+    address = f"ipc://{info['session']}/sock/q{os.getpid()}-{next(_query_ids)}"
     transport = Transport(address)
     try:
         yield transport

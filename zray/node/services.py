@@ -42,7 +42,7 @@ class NodeServices:
         self.groups = PlacementGroupService(ctx, self.tasks, self.routing, self.names,
                                             self.actors, self.hosting, mesh.refresh_meta)
         self.kv = KvService(ctx)
-        self.state = StateService(ctx, self.tasks, self.actors, self.groups, mesh)
+        self.state = StateService(ctx, self.tasks, self.actors, self.groups, mesh, self.kv)
         self.preload = PreloadService(ctx, preload or (lambda names: None), self.tasks)
         self.all = [mesh, self.objects, self.functions, self.hosting, self.tasks, self.routing,
                     self.actors, self.names, self.replicas, self.groups, self.kv, self.state,

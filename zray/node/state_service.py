@@ -12,9 +12,14 @@ What a node knows of its own:
                calls reported by their workers in WORKER_REPORT) and the ones waiting in its
                scheduler, with the reason they wait (PENDING_NODE_ASSIGNMENT + pending_reason)
     actors     the actors it is the home of (ActorDirectory), with death causes
-    objects    its store's objects
+    objects    its store's objects, and the object refs its processes hold: inline values,
+               results not made yet, actor calls queued in their caller (each client answers
+               OBJECT_REFS_QUERY from its own tables, zray/state/object_refs.py; one that does
+               not within CLIENT_ANSWER_S is left out)
     workers    its processes, live and recently exited
-    jobs       the drivers attached to it, live and finished
+    jobs       the drivers attached to it, live and finished, and the submitted jobs whose
+               records it decides in the key-value store (each record on one node); the
+               node asked joins a submission with its driver's row (query.join_jobs)
     placement_groups   the groups it is the home of
     logs / log the files of its session's logs/ (names only inside that folder)
 Nodes are answered by the node asked alone, from its membership view (dead members included).
@@ -42,11 +47,23 @@ from .service import Service
 
 log = logging.getLogger("zray.node")
 KEEP_EXITED = 1000          # exited workers and finished drivers remembered per node
+OBJECT_RESOURCES = ("objects", "summary_objects")
+INTERNAL_NAMESPACES = ("_zray_", "_ray_internal_")   # drivers there are not listed as jobs
+CLIENT_ANSWER_S = 2.0       # a process answers from its I/O thread; min(this, timeout / 2)
 LOG_TAIL_MAX_BYTES = 64 << 20
 
 
+class _ClientWait:
+    """A local process asked for its object refs (in _Gather.waiting, beside peers)."""
+    __slots__ = ("address",)
+
+    def __init__(self, address):
+        self.address = address
+
+
 class _Gather:
-    __slots__ = ("asker", "req_id", "query", "waiting", "answers", "deadline", "done")
+    __slots__ = ("asker", "req_id", "query", "waiting", "answers", "deadline", "done",
+                 "client_answers", "client_deadline")
 
     def __init__(self, asker, req_id, query, waiting, deadline, done):
         self.asker = asker
@@ -56,12 +73,14 @@ class _Gather:
         self.answers = []
         self.deadline = deadline
         self.done = done            # None: reply to asker; else done(answer, error)
+        self.client_answers = None  # {address: answer} while this node's processes answer
+        self.client_deadline = None
 
 
 class StateService(Service):
-    def __init__(self, ctx, tasks, actors, groups, mesh):
+    def __init__(self, ctx, tasks, actors, groups, mesh, kv=None):
         """tasks: TaskService; actors: ActorService; groups: PlacementGroupService; mesh:
-        MeshService (its nodes() view)."""
+        MeshService (its nodes() view); kv: KvService (submitted jobs' records)."""
         self.ctx = ctx
         self.records = TaskRecords(ctx.node_id, keep_from_env())
         self.metrics = NodeMetrics()
@@ -69,6 +88,7 @@ class StateService(Service):
         self.actors = actors
         self.groups = groups
         self.mesh = mesh
+        self.kv = kv
         self.started_ms = _now_ms()
         self._gathers = {}              # peer request id -> _Gather
         self._next_id = 1
@@ -82,7 +102,8 @@ class StateService(Service):
 
     def handlers(self):
         return {wire.STATE_QUERY: self.on_state_query, wire.STATE_REPLY: self.on_state_reply,
-                wire.WORKER_REPORT: self.on_worker_report}
+                wire.WORKER_REPORT: self.on_worker_report,
+                wire.OBJECT_REFS_REPLY: self.on_object_refs_reply}
 
     # -- handlers --------------------------------------------------------------------------------
     def on_state_query(self, sender, payload, frames):
@@ -99,9 +120,13 @@ class StateService(Service):
 
     def _start(self, query, asker, req_id, done):
         peers = self._peers_for(query)
+        mine = query.targets is None or self.ctx.node_id in query.targets
+        clients = self._ref_holders() if mine and query.resource in OBJECT_RESOURCES else []
         try:
-            if query.targets is not None and self.ctx.node_id not in query.targets:
+            if not mine:
                 local = q.empty_answer()        # asked about other nodes only
+            elif clients:
+                local = None                    # once the processes answered (_clients_done)
             else:
                 local = self.answer_local(query, alone=not peers and query.scope == "cluster")
         except (ValueError, OSError) as exc:
@@ -112,19 +137,33 @@ class StateService(Service):
             self._finish_with(asker, req_id, done, None, RuntimeError(
                 f"the node failed to answer the state query: {type(exc).__name__}: {exc}"))
             return
-        if not peers:
+        if not peers and not clients:
             self._finish_with(asker, req_id, done, q.merge([local], query), None)
             return
-        gather = _Gather(asker, req_id, query, {}, self.ctx.now() + query.timeout, done)
-        gather.answers.append(local)
+        now = self.ctx.now()
+        gather = _Gather(asker, req_id, query, {}, now + query.timeout, done)
         peer_query = query.for_peer().to_wire()
+        sends = []      # every wait is registered before the first send: one that fails at
+        if local is not None:   # once must not find the gather complete while others are due
+            gather.answers.append(local)
+        else:
+            gather.client_answers = {}
+            gather.client_deadline = now + min(CLIENT_ANSWER_S, query.timeout / 2)
+            for address in clients:
+                sends.append((self._wait_on(gather, _ClientWait(address)), address,
+                              wire.OBJECT_REFS_QUERY))
         for node_id, address in peers:
-            rid = self._next_id
-            self._next_id += 1
-            gather.waiting[rid] = node_id
-            self._gathers[rid] = gather
-            if not self.ctx.send(address, wire.STATE_QUERY, (rid, peer_query)):
+            sends.append((self._wait_on(gather, node_id), address, wire.STATE_QUERY))
+        for rid, address, msg_type in sends:
+            if not self.ctx.send(address, msg_type, (rid, peer_query)):
                 self._peer_failed(rid, "could not be reached")
+
+    def _wait_on(self, gather, waited):
+        rid = self._next_id
+        self._next_id += 1
+        gather.waiting[rid] = waited
+        self._gathers[rid] = gather
+        return rid
 
     def _peers_for(self, query):
         if query.scope != "cluster" or query.resource == "nodes":
@@ -152,8 +191,58 @@ class StateService(Service):
         if gather is None:
             return
         node_id = gather.waiting.pop(rid, None)
+        if isinstance(node_id, _ClientWait):    # a process of ours: its refs are left out
+            log.debug("process %s left out of an objects listing: %s", node_id.address, why)
+            self._client_answered(gather)
+            return
         gather.answers.append({"failed_nodes": {node_id: why}})
         self._maybe_done(gather)
+
+    def on_object_refs_reply(self, sender, payload, frames):
+        rid, answer, error = payload
+        gather = self._gathers.pop(rid, None)
+        if gather is None:
+            return                          # late: left out already
+        waited = gather.waiting.pop(rid, None)
+        if error is not None or not isinstance(answer, dict):
+            log.debug("process %s could not list its object refs: %r", sender, error)
+        elif isinstance(waited, _ClientWait):
+            gather.client_answers[waited.address] = answer
+        self._client_answered(gather)
+
+    def _client_answered(self, gather):
+        if any(isinstance(w, _ClientWait) for w in gather.waiting.values()):
+            return
+        try:
+            gather.answers.append(self._objects_answer(gather.query, gather.client_answers))
+        except (ValueError, OSError) as exc:
+            gather.answers.append({"failed_nodes": {self.ctx.node_id: repr(exc)}})
+        self._maybe_done(gather)
+
+    def _ref_holders(self):
+        """The addresses of this node's processes (drivers, workers) that hold object refs."""
+        return sorted(c.address for c in list(self.ctx.clients.clients.values())
+                      if c.kind in ("driver", "worker"))
+
+    def _objects_answer(self, query, client_answers):
+        """This node's objects answer: its store's rows, then each process's refs (by address,
+        so pages stay put between calls), the first offset + limit of them."""
+        answer = self.answer_local(query)
+        rows = list(answer["rows"])
+        sizes = None            # a process knows no size of a value in the store: this node does
+        for address in sorted(client_answers):
+            part = client_answers[address]
+            for row in part.get("rows") or ():
+                if row.get("object_size") == -1 and row.get("task_status") == "FINISHED":
+                    if sizes is None:
+                        sizes = {i["object_id"]: i["size"] for i in self.ctx.store.list_objects()}
+                    row["object_size"] = sizes.get(row["object_id"], -1)
+                rows.append(row)
+            answer["total"] += part.get("total") or 0
+            if part.get("summary") is not None:
+                answer["summary"] = q.merge_summaries(answer["summary"], part["summary"])
+        answer["rows"] = rows[:query.offset + query.limit]
+        return answer
 
     def _maybe_done(self, gather):
         if gather.waiting:
@@ -205,11 +294,17 @@ class StateService(Service):
             records.args_resolved(task_id)
         for (task_id, attempt, name, actor_id, job_id, func_name, parent, deps_left,
              is_call) in waiting or ():
-            row = TaskRow(task_id, attempt, name, "PENDING_ARGS_AVAIL", job_id, actor_id,
-                          ACTOR_TASK if is_call else NORMAL_TASK, func_name, parent,
+            queued = is_call and not deps_left
+            row = TaskRow(task_id, attempt, name,
+                          "PENDING_NODE_ASSIGNMENT" if queued else "PENDING_ARGS_AVAIL", job_id,
+                          actor_id, ACTOR_TASK if is_call else NORMAL_TASK, func_name, parent,
                           self.ctx.node_id, None, None, None)
-            row.pending_reason = (f"waiting in its owner for {deps_left} argument(s) to be "
-                                  "ready (tasks that make them still run)")
+            if queued:
+                row.pending_reason = ("queued in its caller: the actor is not ready yet, or "
+                                      "earlier calls to it have not left")
+            else:
+                row.pending_reason = (f"waiting in its owner for {deps_left} argument(s) to "
+                                      "be ready (tasks that make them still run)")
             records.args_waiting(owner, row)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -217,7 +312,12 @@ class StateService(Service):
         if not self._gathers:
             return
         for rid, gather in list(self._gathers.items()):
-            if now >= gather.deadline and rid in self._gathers:
+            if rid not in self._gathers:
+                continue
+            if isinstance(gather.waiting.get(rid), _ClientWait):
+                if now >= gather.client_deadline:
+                    self._peer_failed(rid, "did not answer in time")
+            elif now >= gather.deadline:
                 self._peer_failed(rid, f"did not answer within {gather.query.timeout:g}s")
 
     def member_gone(self, member):
@@ -226,14 +326,21 @@ class StateService(Service):
                 self._peer_failed(rid, f"the node {member.state}")
 
     def client_gone(self, gone):
+        for rid, gather in list(self._gathers.items()):
+            waited = gather.waiting.get(rid)
+            if isinstance(waited, _ClientWait) and waited.address == gone.address:
+                self._peer_failed(rid, "exited")
         if gone.local:
             self._paused.pop(gone.address, None)
             self.metrics.process_gone(gone.address)
             self.records.owner_gone(gone.address)
 
-    def client_registered(self, kind, address, pid, job_id, worker_id):
-        """The daemon tells of every registration (a driver starts a job here)."""
+    def client_registered(self, kind, address, pid, job_id, worker_id, namespace=None):
+        """The daemon tells of every registration (a driver starts a job here). A driver in
+        an internal namespace (a dashboard's own) is no job to list, as in Ray."""
         if kind == "driver":
+            if isinstance(namespace, str) and namespace.startswith(INTERNAL_NAMESPACES):
+                return
             self.job_starts[job_id] = (_now_ms(), pid, address)
         elif kind == "worker" and worker_id:
             if len(self._workers) > 100_000:     # workers whose death was never reported
@@ -285,7 +392,7 @@ class StateService(Service):
         elif resource == "summary_objects":
             objects = [r for r in self._object_rows() if _matches(r, query)]
             rows, total = [], len(objects)
-            answer["summary"] = q.summarize(objects, "node_id", "objects")
+            answer["summary"] = q.summarize_objects(objects)
         elif resource == "metrics":
             rows, total = [], 0
             answer["text"] = self.render_metrics()
@@ -413,7 +520,7 @@ class StateService(Service):
                 "task_status": {"SEALED": "FINISHED", "CREATING": "RUNNING",
                                 "SPILLED": "SPILLED"}.get(info["state"], info["state"]),
                 "reference_type": "PINNED_IN_MEMORY" if info["pinned_by"] else "LOCAL_REFERENCE",
-                "pid": None, "ip": ip, "node_id": node_id, "owner_address": info["owner"],
+                "type": "STORE", "pid": None, "ip": ip, "node_id": node_id, "owner_address": info["owner"],
                 "pinned_by": info["pinned_by"], "copy_from": info.get("copy_from"),
                 "call_site": "disabled"})
         return out
@@ -469,13 +576,33 @@ class StateService(Service):
         return self._workers.get(client.worker_id, (None, None, None))[2]
 
     def _job_rows(self):
-        node_id = self.ctx.node_id
+        node_id, ip = self.ctx.node_id, self.ctx.node_ip
         rows = []
         for job_id, (start_ms, pid, _address) in list(self.job_starts.items()):
-            rows.append(_job_row(job_id, "RUNNING", node_id, pid, start_ms, None))
+            rows.append(_job_row(job_id, "RUNNING", node_id, pid, start_ms, None, ip))
         for job_id, (start_ms, pid, _address), end_ms in reversed(self.finished_jobs):
-            rows.append(_job_row(job_id, "SUCCEEDED", node_id, pid, start_ms, end_ms))
-        return rows
+            rows.append(_job_row(job_id, "SUCCEEDED", node_id, pid, start_ms, end_ms, ip))
+        return rows + self._submission_rows()
+
+    def _submission_rows(self):
+        if self.kv is None:
+            return []
+        import json
+        from ..job import model
+        rows = []
+        for key, raw in self.kv.decided(model.JOBS_NAMESPACE):
+            try:
+                info = model.JobInfo.from_json(json.loads(raw))
+            except (ValueError, TypeError):
+                log.warning("the record of job %r is not a job's", key)
+                continue
+            if info.job_id is None:
+                driver = self.kv.copy_of(model.DRIVERS_NAMESPACE, key)
+                if driver:
+                    from dataclasses import replace
+                    info = replace(info, job_id=driver.decode())
+            rows.append(model.state_row(info))
+        return sorted(rows, key=lambda r: (r["start_time"] or 0, r["submission_id"]))
 
     def _group_rows(self):
         rows = []
@@ -668,11 +795,12 @@ def _death_reason(message):
     return "WORKER_DIED"
 
 
-def _job_row(job_id, status, node_id, pid, start_ms, end_ms):
+def _job_row(job_id, status, node_id, pid, start_ms, end_ms, ip=None):
     return {"job_id": job_id, "submission_id": None, "status": status, "type": "DRIVER",
             "entrypoint": "", "driver_node_id": node_id, "driver_pid": pid,
             "start_time": start_ms, "end_time": end_ms, "message": None, "error_type": None,
-            "driver_info": {"id": job_id, "node_id": node_id, "pid": str(pid)},
+            "driver_info": {"id": job_id, "node_id": node_id, "node_ip_address": ip,
+                            "pid": str(pid)},
             "metadata": {}, "runtime_env": {}}
 
 

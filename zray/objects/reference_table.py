@@ -20,7 +20,31 @@ runtime's, so a finalizer that took a lock could deadlock its own thread. The pr
 thread calls drain_dropped() after `wake` tells it there is something to do.
 """
 import collections
+import os
+import sys
 import threading
+
+
+def record_sites_from_env():
+    """ZRAY_RECORD_REF_CREATION_SITES=1 (or Ray's RAY_record_ref_creation_sites=1)."""
+    for name in ("ZRAY_RECORD_REF_CREATION_SITES", "RAY_record_ref_creation_sites"):
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes"):
+            return True
+    return False
+
+
+_ZRAY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def user_call_site():
+    """"file:line:function" of the innermost frame outside zray's own package."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_ZRAY_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return "(zray internal)"
+    code = frame.f_code
+    return f"{code.co_filename}:{frame.f_lineno}:{code.co_name}"
 
 
 class _Entry:
@@ -52,6 +76,10 @@ class ReferenceTable:
         self._lock = threading.Lock()
         self._dropped = collections.deque()
         self._wake = wake or (lambda: None)
+        # Where each owned ref was made (list_objects' call_site), only when asked for: the
+        # walk up the stack costs about a microsecond per frame on every put and submit.
+        self.sites = {}
+        self._record_sites = record_sites_from_env()
 
     # -- creation --------------------------------------------------------------------------
     def add_owned(self, object_id, contained=None):
@@ -60,6 +88,8 @@ class ReferenceTable:
             entry = self._entries.get(object_id)
             if entry is None:
                 entry = self._entries[object_id] = _Entry(self.my_address, True)
+                if self._record_sites:
+                    self.sites[object_id] = user_call_site()
             if contained:
                 self._hold_locked(contained)
                 entry.contained = (entry.contained or []) + [r for r, _ in contained]
@@ -243,6 +273,17 @@ class ReferenceTable:
         return {"local": entry.local, "holds": entry.holds, "owned": entry.owned,
                 "borrowers": dict(entry.borrowers or {}), "registrations": entry.registrations}
 
+    def snapshot(self):
+        """[(object_id, owner, owned, local, holds, captured)] of every ref this table knows
+        (the state API's list_objects); captured: a value this process knows contains it."""
+        with self._lock:
+            captured = set()
+            for entry in self._entries.values():
+                if entry.contained:
+                    captured.update(entry.contained)
+            return [(oid, e.owner, e.owned, e.local, e.holds, oid in captured)
+                    for oid, e in self._entries.items()]
+
     def owned_ids(self):
         with self._lock:
             return [oid for oid, e in self._entries.items() if e.owned]
@@ -262,6 +303,8 @@ class ReferenceTable:
         if entry.local > 0 or entry.holds > 0 or entry.borrowers:
             return ()
         del self._entries[object_id]
+        if self.sites:
+            self.sites.pop(object_id, None)
         actions = []
         if entry.owned:
             actions.append(("free", object_id, None, 0))

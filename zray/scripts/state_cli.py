@@ -12,10 +12,12 @@ TABLE_COLUMNS = {
     "actors": ["actor_id", "class_name", "state", "name", "pid", "node_id", "num_restarts"],
     "tasks": ["task_id", "name", "state", "type", "func_or_class_name", "node_id",
               "worker_pid", "error_type"],
-    "objects": ["object_id", "object_size", "task_status", "reference_type", "node_id"],
+    "objects": ["object_id", "object_size", "task_status", "reference_type", "type", "pid",
+                "node_id"],
     "nodes": ["node_id", "node_ip", "state", "node_name", "resources_total"],
     "workers": ["worker_id", "is_alive", "worker_type", "pid", "node_id", "job_id"],
-    "jobs": ["job_id", "status", "type", "driver_pid", "driver_node_id", "start_time"],
+    "jobs": ["job_id", "submission_id", "status", "type", "driver_pid", "driver_node_id",
+             "start_time"],
     "placement_groups": ["placement_group_id", "name", "state", "strategy", "creator_job_id"],
 }
 SHORT_ID_COLUMNS = ("node_id", "driver_node_id")
@@ -154,7 +156,10 @@ def _summary(args, state):
         return 0
     cluster = result["cluster"]
     entries = list(cluster["summary"].values())
-    key = {"tasks": "func_or_class_name", "actors": "class_name", "objects": "node_id"}[args.what]
+    key = {"tasks": "func_or_class_name", "actors": "class_name", "objects": "call_site"}[args.what]
+    counts = "task_state_counts" if args.what == "objects" else "state_counts"
+    for e in entries:
+        e.setdefault("state_counts", e.get(counts, {}))
     states = sorted({s for e in entries for s in e["state_counts"]})
     header = [key.upper()] + (["TYPE"] if args.what == "tasks" else []) + states
     table = []

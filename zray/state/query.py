@@ -29,8 +29,8 @@ COLUMNS = {
         ("is_detached", "placement_group_id", "repr_name", "required_resources", "max_restarts",
          "worker_id", "home_node_id")),
     "objects": (
-        ("object_id", "object_size", "task_status", "reference_type", "pid", "ip", "node_id",
-         "owner_address"),
+        ("object_id", "object_size", "task_status", "reference_type", "type", "pid", "ip",
+         "node_id", "owner_address"),
         ("pinned_by", "copy_from", "call_site")),
     "nodes": (
         ("node_id", "node_ip", "is_head_node", "state", "node_name", "resources_total",
@@ -262,13 +262,40 @@ def merge(answers, query):
             out["text"] = answer["text"]
         if answer.get("files") is not None:
             out["files"] = dict(out["files"] or {}, **answer["files"])
+    if query.resource == "jobs":
+        rows, joined = join_jobs(rows)
+        out["total"] -= joined
     out["rows"] = rows[query.offset:query.offset + query.limit]
     return out
+
+
+def join_jobs(rows):
+    """(rows, how many were folded): a submitted job's row takes its driver's pid and node
+    from the driver's own row (type DRIVER, same job_id), which then goes, as Ray lists a
+    submitted job once. A driver whose submission is not listed keeps its row."""
+    submitted = {r.get("job_id"): r for r in rows
+                 if r.get("type") == "SUBMISSION" and r.get("job_id")}
+    if not submitted:
+        return rows, 0
+    out, joined = [], 0
+    for row in rows:
+        job = submitted.get(row.get("job_id")) if row.get("type") == "DRIVER" else None
+        if job is None:
+            out.append(row)
+            continue
+        joined += 1
+        job["driver_pid"] = row.get("driver_pid")
+        job["driver_node_id"] = job.get("driver_node_id") or row.get("driver_node_id")
+        if "driver_info" in row:
+            job["driver_info"] = row["driver_info"]
+    return out, joined
 
 
 # -- summaries ----------------------------------------------------------------------------------
 def summarize(rows, key, kind):
     """{key value: {"state_counts": {state: n}, ...}} of rows (dicts) for summarize_*()."""
+    if kind == "objects":
+        return summarize_objects(rows)
     out = {}
     for row in rows:
         name = row.get(key) or ""
@@ -282,8 +309,56 @@ def summarize(rows, key, kind):
         if kind == "objects":
             entry["total_objects"] = entry.get("total_objects", 0) + 1
             entry["total_size_mb"] = entry.get("total_size_mb", 0.0) + \
-                (row.get("object_size") or 0) / 2**20
+                max(row.get("object_size") or 0, 0) / 2**20     # -1: not known here
     return out
+
+
+def summarize_objects(rows):
+    """Ray's summarize_objects: per call site (all "disabled" unless call sites are recorded),
+    how many refs and bytes, their task states and reference types, and the processes and
+    nodes that hold them (as lists here, so nodes' summaries add up; counted at the end by
+    objects_summary_done)."""
+    out = {}
+    for row in rows:
+        site = row.get("call_site") or "disabled"
+        entry = out.get(site)
+        if entry is None:
+            entry = out[site] = {"call_site": site, "total_objects": 0, "total_size_mb": 0.0,
+                                 "task_state_counts": {}, "ref_type_counts": {},
+                                 "holders": [], "node_ids": []}
+        entry["total_objects"] += 1
+        entry["total_size_mb"] += max(row.get("object_size") or 0, 0) / 2**20  # -1: unknown
+        for field_name, value in (("task_state_counts", row.get("task_status")),
+                                  ("ref_type_counts", row.get("reference_type"))):
+            counts = entry[field_name]
+            counts[value or ""] = counts.get(value or "", 0) + 1
+        holder = f"{row.get('node_id')}:{row.get('pid')}" if row.get("pid") else None
+        if holder is not None and holder not in entry["holders"]:
+            entry["holders"].append(holder)
+        if row.get("node_id") and row["node_id"] not in entry["node_ids"]:
+            entry["node_ids"].append(row["node_id"])
+    return out
+
+
+def objects_summary_done(summary):
+    """The merged objects summary as Ray shows it: the holders counted."""
+    out = {}
+    for site, entry in (summary or {}).items():
+        entry = dict(entry)
+        entry["total_num_workers"] = len(entry.pop("holders", ()))
+        entry["total_num_nodes"] = len(entry.pop("node_ids", ()))
+        out[site] = entry
+    return out
+
+
+def _merge_object_entry(mine, entry):
+    mine["total_objects"] += entry["total_objects"]
+    mine["total_size_mb"] += entry["total_size_mb"]
+    for field_name in ("task_state_counts", "ref_type_counts"):
+        for k, n in entry[field_name].items():
+            mine[field_name][k] = mine[field_name].get(k, 0) + n
+    for field_name in ("holders", "node_ids"):
+        mine[field_name] = list(dict.fromkeys(mine[field_name] + entry[field_name]))
 
 
 def merge_summaries(a, b):
@@ -294,6 +369,9 @@ def merge_summaries(a, b):
         if mine is None:
             a[name] = _copy_entry(entry)
             continue
+        if "ref_type_counts" in entry:
+            _merge_object_entry(mine, entry)
+            continue
         for state, n in entry["state_counts"].items():
             mine["state_counts"][state] = mine["state_counts"].get(state, 0) + n
         for k in ("total_objects", "total_size_mb"):
@@ -303,4 +381,8 @@ def merge_summaries(a, b):
 
 
 def _copy_entry(entry):
+    if "ref_type_counts" in entry:
+        return dict(entry, task_state_counts=dict(entry["task_state_counts"]),
+                    ref_type_counts=dict(entry["ref_type_counts"]),
+                    holders=list(entry["holders"]), node_ids=list(entry["node_ids"]))
     return dict(entry, state_counts=dict(entry["state_counts"]))

@@ -223,6 +223,8 @@ class TaskRecords:
     # -- events --------------------------------------------------------------------------------
     def started(self, row):
         self.running[(row.task_id, row.attempt_number)] = row
+        if self.waiting:                # it left its owner (its owner tells so a bit later)
+            self.waiting.pop(row.task_id, None)
 
     def ended(self, task_id, attempt, now_ms, error_type=None, error_message=None):
         """A running task finished (error_type None) or failed. Returns the row or None."""
@@ -258,6 +260,8 @@ class TaskRecords:
     def add_finished(self, row):
         """A row that is over already (an actor call reported by its worker)."""
         self.running.pop((row.task_id, row.attempt_number), None)
+        if self.waiting:
+            self.waiting.pop(row.task_id, None)
         self._keep(row)
 
     def _keep(self, row):

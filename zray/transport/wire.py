@@ -21,7 +21,7 @@ b"zray<PROTOCOL_VERSION> " followed by the sender's address.
 PROTOCOL_VERSION = 3
 
 # -- clients and the node daemon ---------------------------------------------------------------
-REGISTER_CLIENT = 1        # client -> daemon: (req_id, kind, address, pid, job_id, worker_id, driver_address)
+REGISTER_CLIENT = 1        # client -> daemon: (req_id, kind, address, pid, job_id, worker_id, driver_address[, namespace])
 REGISTERED = 2             # daemon -> client: (req_id, node_info dict)
 CLIENT_EXIT = 3            # client -> daemon: (address,)
 SHUTDOWN_NODE = 4          # driver -> daemon: ()
@@ -63,7 +63,9 @@ OBJ_FREE = 46              # owner -> daemon: (object_ids[, locations]) location
                            #   each object's primary copy (or None); the daemon frees its copy
                            #   and sends OBJ_FREE_COPIES to the location node
 OBJ_STATUS_REQUEST = 47    # borrower -> owner: (object_id[, node where the borrower lost its copy])
-OBJ_STATUS = 48            # owner -> borrower: (object_id, result) + frames
+OBJ_STATUS = 48            # owner -> borrower: (object_id, kind, node[, debugger_get]) + frames;
+                           #   debugger_get: the value is a debugger `get` step's result, so
+                           #   the borrower's zray.get of it pauses (zray/util/debug)
 ADD_BORROWER = 49          # -> owner: (object_id, borrower_address, count)
 REMOVE_BORROWER = 50       # -> owner: (object_id, borrower_address, count)
 STORE_STATS = 51           # client -> daemon: (req_id,)
@@ -198,6 +200,10 @@ WORKER_REPORT = 182        # worker/driver -> its daemon: (task events, metrics 
                            #   (zray/util/metrics.py), tasks it owns that wait for arguments
                            #   and the ids of told ones that stopped waiting, and the
                            #   debugger ports of its paused threads when they changed
+OBJECT_REFS_QUERY = 183    # daemon -> its client: (req_id, query dict): the object refs the
+                           #   process holds (zray/state/object_refs.py), for list_objects
+OBJECT_REFS_REPLY = 184    # client -> its daemon: (req_id, answer dict | None, error): rows and
+                           #   total (or a summary) of the refs that match the query
 
 # -- workers (190-199; zray/node/preload_service.py) ----------------------------------------------
 WORKER_PRELOAD = 190       # client -> its daemon: (modules, "cluster"): the zygote imports them

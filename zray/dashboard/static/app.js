@@ -15,7 +15,7 @@ function esc(v) {
 function short(id, n = 12) { return id ? esc(String(id).slice(0, n)) : ""; }
 function badge(s) { return s ? `<span class="badge ${esc(s)}">${esc(s)}</span>` : ""; }
 function bytes(n) {
-  if (n === null || n === undefined) return "";
+  if (n === null || n === undefined || n < 0) return "";    // -1: not known where listed
   const u = ["B", "KiB", "MiB", "GiB", "TiB"]; let i = 0; n = Number(n);
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
@@ -24,8 +24,8 @@ function when(ms) { return ms ? new Date(Number(ms)).toLocaleTimeString() : ""; 
 function dur(a, b) { if (!a) return ""; const s = ((b || Date.now()) - a) / 1000; return s < 60 ? `${s.toFixed(1)} s` : `${(s / 60).toFixed(1)} min`; }
 function resources(r) { return r ? Object.entries(r).map(([k, v]) => `${esc(k)}: ${esc(Math.round(v * 100) / 100)}`).join(", ") : ""; }
 
-async function api(path) {
-  const r = await fetch(path, {headers: {"Accept": "application/json"}});
+async function api(path, signal) {
+  const r = await fetch(path, {headers: {"Accept": "application/json"}, signal});
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
   return body;
@@ -86,16 +86,33 @@ pages.cluster = async function () {
   ], c.nodes, {testid: "nodes-table"});
 };
 
+// A listing page fetches on its own when the user types a search, picks a state or turns a
+// page (after SEARCH_DEBOUNCE_MS of no typing), not on the next timed refresh; a newer request
+// aborts the one in flight, and an answer that is no longer the newest is never drawn.
+const SEARCH_DEBOUNCE_MS = 150;
 function listingPage(resource, title, columns, opts = {}) {
-  return async function () {
+  const pageName = opts.page || resource;
+  const inflight = {seq: 0, ctl: null};
+  async function load() {
     const st = view.state[resource] = view.state[resource] || {offset: 0, state: "", q: ""};
     const params = new URLSearchParams({offset: st.offset, limit: PAGE, detail: "1", counts: "0"});
     if (st.state) params.set("state", st.state);
     if (st.q) params.set("q", st.q);
     for (const [k, v] of Object.entries(opts.filters ? opts.filters() : {})) if (v) params.set(k, v);
+    if (inflight.ctl) inflight.ctl.abort();
+    const ctl = inflight.ctl = new AbortController(), seq = ++inflight.seq;
     const t0 = performance.now();
-    const data = await api(`/api/${resource}?${params}`);
-    if (view.page !== (opts.page || resource)) return;
+    let data;
+    try {
+      data = await api(`/api/${resource}?${params}`, ctl.signal);
+    } catch (e) {
+      if (seq !== inflight.seq) return;       // aborted or overtaken by a newer request
+      throw e;
+    } finally {
+      if (inflight.ctl === ctl) inflight.ctl = null;
+    }
+    if (seq !== inflight.seq || view.page !== pageName) return;
+    const now = () => { load().then(okStatus, errStatus); };
     let shell = document.getElementById(`${resource}-page`);
     if (!shell) {
       $main.innerHTML = `<div id="${resource}-page"><h2>${esc(title)}</h2><div class="toolbar">
@@ -104,25 +121,35 @@ function listingPage(resource, title, columns, opts = {}) {
       shell = document.getElementById(`${resource}-page`);
       const q = document.getElementById(`${resource}-q`);
       let typing = null;
-      q.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => { st.q = q.value.trim(); st.offset = 0; refresh(); }, 250); });
+      q.addEventListener("input", () => {
+        clearTimeout(typing);
+        typing = setTimeout(() => {
+          const text = q.value.trim();
+          if (text === st.q) return;
+          st.q = text; st.offset = 0; now();
+        }, SEARCH_DEBOUNCE_MS);
+      });
     }
     const chipBox = document.getElementById(`${resource}-chips`);
-    const pickState = k => { st.state = k; st.offset = 0; refresh(); };
+    const pickState = k => { st.state = k; st.offset = 0; now(); };
     if (!chipBox.children.length && st.counts) chipBox.replaceChildren(chips(st.counts, st.state, pickState));
     document.getElementById(`${resource}-pager`).replaceChildren(
-      pager(data.total, data.offset, off => { st.offset = off; refresh(); }),
+      pager(data.total, data.offset, off => { st.offset = off; now(); }),
       Object.assign(document.createElement("span"), {className: "muted", textContent: `  (${(performance.now() - t0).toFixed(0)} ms)`}));
     const box = document.getElementById(`${resource}-table`);
     box.innerHTML = table(columns, data.rows, {testid: `${resource}-table`, onclick: opts.onclick});
+    box.dataset.q = st.q;         // which search the rows answer (tests and benchmarks read it)
     bindRows(box, data.rows, opts.onclick);
     if (["actors", "tasks", "placement_groups"].includes(resource)) {   // after the rows: never in their way
       const cp = new URLSearchParams(params); cp.delete("state");
       api(`/api/counts/${resource}?${cp}`).then(c => {
-        st.counts = c; if (view.page === (opts.page || resource)) chipBox.replaceChildren(chips(c, st.state, pickState));
+        st.counts = c; if (view.page === pageName) chipBox.replaceChildren(chips(c, st.state, pickState));
       }).catch(() => {});
     }
     if (opts.after) await opts.after(data);
-  };
+  }
+  // The timed refresh leaves a request in flight alone: it asks for the same, or newer, rows.
+  return async function () { if (!inflight.ctl) await load(); };
 }
 
 pages.actors = listingPage("actors", "Actors", [
@@ -164,8 +191,8 @@ function drawTimeline(events) {
 }
 
 pages.objects = listingPage("objects", "Objects", [
-  ["object id", o => `<span class="mono">${short(o.object_id, 20)}</span>`], ["size", o => bytes(o.object_size)],
-  ["status", o => esc(o.task_status)], ["reference", o => esc(o.reference_type)], ["pid", o => esc(o.pid)],
+  ["object id", o => `<span class="mono">${esc(o.object_id)}</span>`], ["size", o => bytes(o.object_size)],
+  ["status", o => esc(o.task_status)], ["reference", o => esc(o.reference_type)], ["held by", o => esc(o.type)], ["pid", o => esc(o.pid)],
   ["node", o => `<span class="mono">${short(o.node_id)}</span>`], ["owner", o => `<span class="mono">${esc(o.owner_address || "")}</span>`],
 ], {extra: `<div class="cards" id="store-cards"></div>`, after: async () => {
   const c = await api("/api/cluster"); const s = c.store || {};
@@ -319,6 +346,8 @@ function route() {
   const [name, query] = (location.hash.slice(1) || "cluster").split("?");
   return [pages[name] ? name : "cluster", Object.fromEntries(new URLSearchParams(query || ""))];
 }
+function okStatus() { $status.textContent = `updated ${new Date().toLocaleTimeString()}`; $status.className = "status"; }
+function errStatus(e) { $status.textContent = `error: ${e.message}`; $status.className = "status err"; }
 let busy = false, again = false;   // one refresh at a time; one asked meanwhile runs right after
 async function refresh() {
   if (busy) { again = true; return; }
@@ -326,10 +355,9 @@ async function refresh() {
   const [name, arg] = route();
   try {
     await pages[name](arg);
-    $status.textContent = `updated ${new Date().toLocaleTimeString()}`;
-    $status.className = "status";
+    okStatus();
   } catch (e) {
-    $status.textContent = `error: ${e.message}`; $status.className = "status err";
+    errStatus(e);
     if (view.page === name && !$main.children.length) $main.innerHTML = `<p class="err">${esc(e.message)}</p>`;
   } finally {
     busy = false;

@@ -4,9 +4,11 @@ attaches; `c` continues the task. Workers set PYTHONBREAKPOINT=zray.util.debug.s
 the user set it), so plain `breakpoint()` works; drivers keep the ordinary pdb.
 
 - Stepping across tasks, as in Ray's debugger: `remote` pauses the next task or actor call the
-  paused code submits at its first line; `get` lets the paused task finish and pauses its caller
-  right after the zray.get that returns its result (the owner marks those return ids when the
-  result arrives, TASK_RESULT's debugger_get flag; only a get in the owner process stops).
+  paused code submits at its first line; `get` lets the paused task finish and pauses the
+  process that calls zray.get on its result, right after that get returns, as Ray does: the
+  owner marks those return ids when the result arrives (TASK_RESULT's debugger_get flag) and
+  passes the mark on with the value to every borrower that asks for it (OBJ_STATUS), so a get
+  in the owner or in any task or actor the ref was handed to stops.
   Each step is a new breakpoint: attach to it with `zray debug`.
 - Post-mortem: with ZRAY_DEBUG_POST_MORTEM=1 (or RAY_DEBUG_POST_MORTEM=1) an exception that a
   task or an actor method does not handle opens the same kind of session at the raise, before

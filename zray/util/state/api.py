@@ -198,8 +198,11 @@ def _summary(resource, key, address, timeout, raise_on_missing_output):
     answer = query(resource, timeout=timeout, address=address, limit=1)
     _check_missing(answer, resource, raise_on_missing_output)
     summary = answer.get("summary") or {}
-    return {"cluster": {"summary": summary, key: answer["total"],
-                        "summary_by": "func_name" if resource == "summary_tasks" else "class",
+    if resource == "summary_objects":
+        from ...state.query import objects_summary_done
+        summary = objects_summary_done(summary)
+    by = {"summary_tasks": "func_name", "summary_objects": "callsite"}.get(resource, "class")
+    return {"cluster": {"summary": summary, key: answer["total"], "summary_by": by,
                         "nodes": answer.get("nodes", [])}}
 
 
