@@ -179,6 +179,9 @@ class Launch:
         self.node_info = None
         self.stopping = threading.Event()
         self.exit_code = None
+        self.api_import = None     # the thread importing zray's API while the node starts
+        self.began = time.monotonic()
+        self.node_ready = None
 
     # each step is a method, called in this order by run()
     def meet(self):
@@ -226,6 +229,8 @@ class Launch:
     def start_node(self, join, port, ip, secret):
         from ..node import local_node, session
         from ..node.bootstrap import NodeSpec, start_node
+        if self.args.spmd or self.world.rank == 0:
+            self.api_import = _import_api_in_background()
         self.session_dir = session.create_session_dir()
         store = self.args.object_store_memory or int(min(0.3 * self.share.memory_bytes, 2 << 30)) // 4096 * 4096
         resources = dict(self.share.resources)
@@ -243,6 +248,7 @@ class Launch:
         # than this rank, so allow it the formation timeout.
         os.environ.setdefault("ZRAY_JOIN_TIMEOUT_S", str(self.args.formation_timeout))
         self.node = start_node(spec, timeout=self.args.formation_timeout + 5)
+        self.node_ready = time.monotonic()
         self.node_info = local_node.find_node(spec.node_file)
 
     def cluster_nodes(self):
@@ -257,7 +263,10 @@ class Launch:
         while True:
             joined = plan.ranks_of(self.cluster_nodes())
             if expected <= set(joined):
-                log.info("all %d nodes joined in %.2f s", len(expected), time.monotonic() - started)
+                now = time.monotonic()
+                log.info("all %d nodes joined in %.2f s; %.2f s since this launcher began (its "
+                         "node was ready after %.2f s)", len(expected), now - started,
+                         now - self.began, self.node_ready - self.began)
                 return
             if not self.node.alive():
                 raise plan.LaunchError("this rank's node daemon died during formation")
@@ -311,6 +320,20 @@ class Launch:
             session.remove_session_dir(self.session_dir)
 
 
+def _import_api_in_background():
+    """The ranks that run app.py import zray's driver API (which the app's `zray.init()` needs)
+    while their node daemon starts, instead of after the cluster formed: the import and the
+    daemon's start are both on the path to the app's first result."""
+    def run():
+        try:
+            import zray.api  # noqa: F401
+        except Exception:     # the app's own import reports it
+            log.debug("preloading zray.api failed", exc_info=True)
+    thread = threading.Thread(target=run, name="zray-launch-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def _has_mpi():
     return importlib.util.find_spec("mpi4py") is not None
 
@@ -346,8 +369,9 @@ def main(argv=None):
         prefix = f"[rank {world.rank} {world.node_name}] "
         sys.stdout = PrefixedStream(sys.stdout, prefix)
         sys.stderr = PrefixedStream(sys.stderr, prefix)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(name)s: %(levelname)s: %(message)s")
+    # Times to the millisecond: where a slow start goes shows in every rank's log.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, datefmt="%H:%M:%S",
+                        format="%(asctime)s.%(msecs)03d %(name)s: %(levelname)s: %(message)s")
     launch = Launch(args, world, alloc)
     loss = {"text": None}
     main_thread_done = threading.Event()
@@ -383,6 +407,10 @@ def main(argv=None):
             os.environ["ZRAY_SPMD_WORLD"] = (f"{world.rank} {world.size} "
                                              f"{'mpi' if world.mpi and _has_mpi() else 'cpu'}")
         if args.spmd or world.rank == 0:
+            if launch.api_import is not None:
+                # Finished before the app imports zray itself: two threads importing one
+                # package's modules in different orders can deadlock on the import locks.
+                launch.api_import.join(timeout=60)
             code = _run_app(args.app, args.args)
         else:
             code = _serve(launch)

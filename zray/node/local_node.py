@@ -236,8 +236,11 @@ def _stop(info, timeout):
 
 @contextlib.contextmanager
 def _query_transport(info):
-    """A short-lived client's transport in the node's session; its socket file goes with it."""
-    address = f"ipc://{info['session']}/sock/q{os.getpid()}"
+    """A short-lived client's transport in the node's session; its socket file goes with it.
+    Its name is unique per query, not per process: two threads of one process querying at once
+    (zray.launch's watcher and its serving loop) must not bind, and then unlink, one path, which
+    left one of them without its reply until its timeout."""
+    address = f"ipc://{info['session']}/sock/q{os.getpid()}-{os.urandom(4).hex()}"
     transport = Transport(address)
     try:
         yield transport
