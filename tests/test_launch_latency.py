@@ -74,3 +74,10 @@ def test_threads_of_one_process_query_its_node_at_once(zray_cluster):
     leftovers = [f for f in os.listdir(os.path.join(session_dir, "sock"))
                  if f.startswith("q")]
     assert leftovers == []
+
+
+def test_subpackages_are_attributes_as_before():
+    out = _python("import zray\n"
+                  "print(zray.api.init is zray.init, zray.objects.object_ref.ObjectRef is "
+                  "zray.ObjectRef, hasattr(zray, '__wrapped__'), hasattr(zray, 'no_such'))")
+    assert out.split() == ["True", "True", "False", "False"]

@@ -50,6 +50,12 @@ def __getattr__(name):
         globals()[name] = value
         return value
     target = _LAZY.get(name)
+    if target is None and not name.startswith("_"):
+        # Any subpackage by attribute (`zray.api`, `zray.objects`, ...), as when importing the
+        # API loaded them all.
+        import importlib.util
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            target = f"{__name__}.{name}"
     if target is None:
         raise AttributeError(f"module 'zray' has no attribute {name!r}")
     module = importlib.import_module(target)
