@@ -7,6 +7,12 @@ time). Ray (when /opt/rayvenv/bin/ray exists, one node only: Ray's nodes on one 
 fight over its fixed ports): its documented Slurm recipe, a head started with `ray start --head`
 then the app with `ray.init(address="auto")`, without the recipe's sleeps (we poll for the
 head instead, which favours Ray). The Slurm daemons come from tests/helpers/slurm.py.
+
+Bytecode: an installed zray has its .pyc files; a checkout run with PYTHONDONTWRITEBYTECODE=1
+compiles every module in every process (~1 s more per process here). The runs use a bytecode
+cache of their own (PYTHONPYCACHEPREFIX in the work dir), filled by one untimed run first, so
+the figures are those of an installed package. The load average is printed beside each row:
+the machine these figures come from is shared, and its load moves them more than anything.
 """
 import argparse
 import os
@@ -41,11 +47,17 @@ def _first(stdout):
     raise RuntimeError(f"no result in output: {stdout[-2000:]}")
 
 
+def _bytecode_env(workdir):
+    """An installed package's start: .pyc files are read from (and written to) a cache."""
+    return {"PYTHONPYCACHEPREFIX": os.path.join(workdir, "pycache"),
+            "PYTHONDONTWRITEBYTECODE": ""}
+
+
 def zray_once(slurm, nodes, workdir):
     app = os.path.join(workdir, "zray_app.py")
     with open(app, "w") as f:
         f.write(APP.format(module="zray", init_args=""))
-    env = {"PYTHONPATH": REPO, "ZRAY_TMPDIR": workdir}
+    env = {"PYTHONPATH": REPO, "ZRAY_TMPDIR": workdir, **_bytecode_env(workdir)}
     start = time.time()
     done = slurm.run(["srun", "-N", str(nodes), "-n", str(nodes), sys.executable, "-m",
                       "zray.launch", "--no-prefix", app], env=env, timeout=180)
@@ -58,7 +70,8 @@ def ray_once(slurm, workdir):
     app = os.path.join(workdir, "ray_app.py")
     with open(app, "w") as f:
         f.write(APP.format(module="ray", init_args="address='auto'"))
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "PATH": os.path.dirname(RAY_PYTHON) + ":" + os.environ["PATH"]}
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "PATH": os.path.dirname(RAY_PYTHON) + ":" + os.environ["PATH"],
+           **_bytecode_env(workdir)}
     start = time.time()
     head = slurm.run(["srun", "-N", "1", "-n", "1", "-w", "n1", os.path.join(os.path.dirname(RAY_PYTHON), "ray"),
                       "start", "--head", "--num-cpus", "1", "--disable-usage-stats"], env=env,
@@ -85,16 +98,20 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="zray-launch-bench-") as workdir, \
             SlurmCluster(nodes=max(args.nodes), cpus=2) as slurm:
         rows = []
+        zray_once(slurm, max(args.nodes), workdir)          # fills the bytecode cache
         for n in args.nodes:
+            load = os.getloadavg()[0]
             times = [zray_once(slurm, n, workdir) for _ in range(args.repeat)]
-            rows.append((f"zray srun -N {n} -> first result", times))
+            rows.append((f"zray srun -N {n} -> first result", times, load))
         if not args.no_ray and os.path.exists(RAY_PYTHON):
+            ray_once(slurm, workdir)
+            load = os.getloadavg()[0]
             times = [ray_once(slurm, workdir) for _ in range(args.repeat)]
-            rows.append(("Ray head via srun + app, 1 node -> first result", times))
-        print(f"{'row':<52} {'median s':>9} {'min s':>7}")
-        for name, times in rows:
-            print(f"{name:<52} {statistics.median(times):>9.2f} {min(times):>7.2f}")
-        return rows
+            rows.append(("Ray head via srun + app, 1 node -> first result", times, load))
+        print(f"{'row':<52} {'median s':>9} {'min s':>7} {'load':>6}   ({os.cpu_count()} CPUs)")
+        for name, times, load in rows:
+            print(f"{name:<52} {statistics.median(times):>9.2f} {min(times):>7.2f} {load:>6.1f}")
+        return [(name, times) for name, times, _ in rows]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """How fast an object moves between two nodes, beside a raw TCP stream on the same link.
 
     python -m benchmarks.transfer [--sizes-mb 100,1000] [--rounds 3] [--channels tcp,curve] [--json]
+    python -m benchmarks.transfer --netns ...      (root: the two nodes on two hosts, below)
 
 Each size is measured three ways in one run: `raw-tcp` (one process sends the bytes to another
 over one loopback TCP stream, received into a preallocated buffer: the link's speed), `tcp`
@@ -14,8 +15,14 @@ not timed), then times `zray.get`: B's daemon pulls the object from A's in windo
 its own store, and the get returns a zero-copy view of that copy. GB/s = 10^9 bytes per
 second. Every round uses a new object (a second get would read B's copy), and waits until
 both copies are freed before the next.
+
+`--netns` (root): node A and node B are two hosts, network namespaces joined by one veth pair
+(10.79.0.1 and 10.79.0.2, MTU 1500 unless --mtu), the way two machines on one Ethernet segment
+are: the raw TCP stream, the data channel and CURVE all cross the veth pair, each driver runs
+on its node's host, and the raw stream's sender runs on A and its receiver on B.
 """
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -76,6 +83,52 @@ with socket.create_connection(("127.0.0.1", port)) as s:
 """
 
 
+RAW_RECEIVER = """
+import socket, sys, time
+size, host = int(sys.argv[1]), sys.argv[2]
+listener = socket.socket()
+listener.bind((host, 0))
+listener.listen(1)
+print(listener.getsockname()[1], flush=True)
+target = memoryview(bytearray(size))
+for i in range(0, size, 4096):
+    target[i] = 0
+listener.settimeout(30)
+conn, _ = listener.accept()
+conn.settimeout(120)
+got = 0
+t0 = time.perf_counter()
+while got < size:
+    k = conn.recv_into(target[got:])
+    if k == 0:
+        raise SystemExit("the raw sender stopped after %d of %d bytes" % (got, size))
+    got += k
+print(time.perf_counter() - t0, flush=True)
+conn.sendall(b"k")
+"""
+
+RAW_SENDER_TO = RAW_SENDER.replace('("127.0.0.1", port)', "(sys.argv[3], port)")
+
+
+def raw_tcp_seconds_between(size, hosts):
+    """As raw_tcp_seconds, from host 0 to host 1 of `hosts` (netns.VethPair)."""
+    receiver = subprocess.Popen([*hosts.wrap(1), sys.executable, "-c", RAW_RECEIVER, str(size),
+                                 hosts.addresses[1]], stdout=subprocess.PIPE, text=True)
+    try:
+        port = receiver.stdout.readline().strip()
+        sender = subprocess.Popen([*hosts.wrap(0), sys.executable, "-c", RAW_SENDER_TO,
+                                   str(size), port, hosts.addresses[1]])
+        took = receiver.stdout.readline().strip()
+        sender.wait(timeout=120)
+        if receiver.wait(timeout=60) != 0 or not took:
+            raise RuntimeError("the raw TCP stream over the veth pair failed")
+        return float(took)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+
+
 def raw_tcp_seconds(size):
     """Seconds one loopback TCP stream takes to move `size` bytes between two processes, from
     the accepted connection to the last byte received (the sender is running by then)."""
@@ -107,30 +160,35 @@ def raw_tcp_seconds(size):
         sender.wait(timeout=60)
 
 
-def measure(sizes, rounds, workdir, channel="tcp", raw_seconds=None):
+def measure(sizes, rounds, workdir, channel="tcp", raw_seconds=None, hosts=None):
     """[{"channel", "size": bytes, "seconds": [per round], "gb_per_s": best}] for each size.
-    Before each round a raw TCP stream of the same size is timed into raw_seconds[size]."""
+    Before each round a raw TCP stream of the same size is timed into raw_seconds[size].
+    `hosts` (netns.VethPair): the nodes, drivers and raw stream on its two hosts."""
     import collections
     raw_seconds = collections.defaultdict(list) if raw_seconds is None else raw_seconds
     from pathlib import Path
     store = int(max(sizes) * 1.25) + (64 << 20)
     workdir = os.path.join(workdir, channel)
     os.makedirs(workdir)
+    placed = [(hosts.wrap(i), hosts.addresses[i]) for i in (0, 1)] if hosts else None
     cluster = Cluster(Path(workdir), 2, object_store_memory=store,
-                      env={"ZRAY_DATA_CHANNEL": channel})
+                      env={"ZRAY_DATA_CHANNEL": channel}, hosts=placed)
     owner = reader = None
     out = []
     try:
         if cluster.wait_converged(30) is None:
             raise RuntimeError("the two nodes did not see each other")
-        owner = Driver(cluster.dirs[0], os.path.join(workdir, "owner.log"))
-        reader = Driver(cluster.dirs[1], os.path.join(workdir, "reader.log"))
+        owner = Driver(cluster.dirs[0], os.path.join(workdir, "owner.log"),
+                       wrap=hosts.wrap(0) if hosts else ())
+        reader = Driver(cluster.dirs[1], os.path.join(workdir, "reader.log"),
+                        wrap=hosts.wrap(1) if hosts else ())
         path = os.path.join(workdir, "ref.pkl")
         for size in sizes:
             seconds = []
             for _ in range(rounds):
                 owner.run(PUT.format(size=size, path=path), timeout=300)
-                raw_seconds[size].append(raw_tcp_seconds(size))   # side by side, each round
+                raw_seconds[size].append(raw_tcp_seconds_between(size, hosts) if hosts
+                                         else raw_tcp_seconds(size))   # side by side
                 seconds.append(reader.run(GET.format(size=size, path=path), timeout=900))
                 owner.run(DROP)
                 if cluster.wait(lambda: all(cluster.store_stats(i)["used"] == 0 for i in (0, 1)),
@@ -153,7 +211,12 @@ def main(argv=None):
     p.add_argument("--channels", default="tcp,curve",
                    help="zray data channels to measure beside raw TCP: tcp, curve")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--netns", action="store_true",
+                   help="the two nodes on two hosts joined by a veth pair (root)")
+    p.add_argument("--mtu", type=int, default=None, help="--netns: the veth pair's MTU")
     args = p.parse_args(argv)
+    if args.mtu is not None and not args.netns:
+        p.error("--mtu applies to --netns only")
     sizes = [int(float(s) * 1e6) for s in args.sizes_mb.split(",")]
     channels = [c for c in args.channels.split(",") if c]
     for channel in channels:
@@ -161,17 +224,30 @@ def main(argv=None):
             p.error(f"unknown channel {channel!r}: expected tcp or curve")
     raw_seconds = {size: [] for size in sizes}
     results = []
-    with tempfile.TemporaryDirectory(prefix="zt-transfer-") as workdir:
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="zt-transfer-"))
+        hosts = None
+        if args.netns:
+            import netns
+            if not netns.available():
+                p.error("--netns needs root and `ip netns`")
+            hosts = stack.enter_context(netns.VethPair(tag=os.getpid(), mtu=args.mtu))
         for channel in channels:
-            results += measure(sizes, args.rounds, workdir, channel, raw_seconds)
-    if not channels:
-        for size in sizes:
-            raw_seconds[size] = [raw_tcp_seconds(size) for _ in range(args.rounds)]
+            results += measure(sizes, args.rounds, workdir, channel, raw_seconds, hosts)
+        if not channels:
+            for size in sizes:
+                raw_seconds[size] = [raw_tcp_seconds_between(size, hosts) if hosts
+                                     else raw_tcp_seconds(size) for _ in range(args.rounds)]
+    link = (f"veth pair between two network namespaces, MTU {args.mtu or 1500}" if args.netns
+            else "loopback")
     results = [{"channel": "raw-tcp", "size": size, "seconds": raw_seconds[size],
                 "gb_per_s": size / min(raw_seconds[size]) / 1e9} for size in sizes] + results
     raw = {r["size"]: r["gb_per_s"] for r in results if r["channel"] == "raw-tcp"}
+    if not args.json:
+        print(f"link: {link}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for r in results:
         r["ratio"] = r["gb_per_s"] / raw[r["size"]]
+        r["link"] = "veth" if args.netns else "loopback"
         if args.json:
             print(json.dumps(r))
         else:

@@ -133,3 +133,26 @@ def test_transfer_benchmark_at_a_tiny_size(capsys):
     assert transfer.main(["--sizes-mb", "0.5", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     assert "GB/s" in out and "0.5 MB" in out
+
+
+@pytest.mark.privileged
+@pytest.mark.slow
+def test_transfer_benchmark_over_a_veth_pair_at_a_tiny_size(capsys):
+    """The --netns mode: two hosts in network namespaces, raw TCP and both channels across
+    the veth pair between them; nothing of the namespaces is left after."""
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import netns
+    if not netns.available():
+        pytest.skip("needs root and ip netns")
+    from benchmarks import transfer
+    assert transfer.main(["--netns", "--sizes-mb", "2", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "veth pair" in out and "raw-tcp" in out and "curve" in out and "2.0 MB" in out
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"zp{str(os.getpid())[-8:]}" not in left
+
+
+def test_transfer_benchmark_refuses_mtu_without_netns():
+    from benchmarks import transfer
+    with pytest.raises(SystemExit):
+        transfer.main(["--mtu", "9000"])

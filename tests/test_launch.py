@@ -5,6 +5,7 @@ ZRAY_TMPDIR of the test's own, so "nothing left behind" is checked there.
 """
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,46 @@ def test_mpiexec_two_ranks_one_cluster(tmp_path):
     assert "[rank 0 " in done.stdout and "NODES 2 CPUS" in done.stdout
     places = [line for line in done.stdout.splitlines() if "PLACES" in line][0].split()[-2:]
     assert len(set(places)) == 2                        # one worker on each rank's node
+    assert _wait_clean(tmp_path) == ([], [])
+
+
+OPEN_MPI = shutil.which("mpirun.openmpi")       # Debian's openmpi-bin (./setup.sh)
+
+
+@pytest.mark.skipif(OPEN_MPI is None, reason="Open MPI's mpirun is not installed (openmpi-bin)")
+def test_open_mpi_mpirun_three_ranks_one_cluster(tmp_path):
+    """Open MPI's mpirun (OMPI_COMM_WORLD_* variables). mpi4py here is built for MPICH, which
+    aborts in MPI_Init under Open MPI: the launcher asks the library's vendor first and, all
+    ranks being on this host, meets through a file in the user's private directory."""
+    app = _write(tmp_path, "app.py", APP)
+    env = dict(os.environ, **_env(tmp_path))
+    done = subprocess.run([OPEN_MPI, "--allow-run-as-root", "--oversubscribe", "-np", "3",
+                           *LAUNCH, app, "4"], env=env, capture_output=True, text=True,
+                          timeout=240)
+    out = done.stdout + done.stderr
+    assert done.returncode == 4, out                   # the app's exit code
+    assert "NODES 3 CPUS" in out and "[rank 2 " in out
+    places = [line for line in out.splitlines() if "PLACES" in line][0].split()[-3:]
+    assert len(set(places)) == 3
+    if "built for MPICH" in out:                       # (an mpi4py for Open MPI meets over MPI)
+        assert "not using MPI to meet" in out
+    assert _wait_clean(tmp_path) == ([], [])            # the rendezvous file included
+
+
+def test_mpiexec_without_a_usable_mpi4py_meets_on_the_host(tmp_path):
+    """mpi4py that cannot be imported (a stand-in package that fails, first on the path):
+    MPICH's mpiexec on one host still forms one cluster."""
+    broken = tmp_path / "broken" / "mpi4py"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this mpi4py is broken on purpose')\n")
+    app = _write(tmp_path, "app.py", APP)
+    env = dict(os.environ, **_env(tmp_path))
+    env["PYTHONPATH"] = str(tmp_path / "broken") + os.pathsep + env["PYTHONPATH"]
+    done = subprocess.run(["mpiexec", "-n", "2", *LAUNCH, app, "0"], env=env,
+                          capture_output=True, text=True, timeout=180)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "mpi4py cannot be imported" in out and "NODES 2 CPUS" in out
     assert _wait_clean(tmp_path) == ([], [])
 
 

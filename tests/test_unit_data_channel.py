@@ -163,3 +163,88 @@ def test_a_pooled_connection_the_source_closed_is_replaced(ends):
     server.grant(ME, 2, 100, 100)
     c.start(2, server.endpoint, 0, 100)
     assert wait_done(c) == [(2, None)] and target[:100] == source[100:200]
+
+
+def test_many_connections_at_once_stay_under_the_cap_and_lose_nothing(ends):
+    """40 pullers of 2 streams each (80 connections wanted) against a server capped at 6: the
+    server never runs more than 6 serving threads, idle pooled connections give up their slot
+    (their clients reconnect), and every byte of every range lands where it was asked."""
+    import threading
+    source, _, _, _ = ends
+    server = D.DataServer(KEY, "127.0.0.1", buffer_of(source), max_connections=6)
+    pullers = []
+    try:
+        threads_before = threading.active_count()
+        for i in range(40):
+            me = f"tcp://127.0.0.1:{6000 + i}"
+            target = bytearray(64 << 10)
+            pullers.append((me, target, D.DataClient(KEY, me, buffer_of(target), 30.0, threads=2)))
+        pull_id = 0
+        expected = {}
+        for rounds in range(3):           # later rounds reuse (or lose) pooled connections
+            for me, target, client in pullers:
+                for half in range(2):
+                    pull_id += 1
+                    offset = (pull_id * 4099) % (len(source) - (32 << 10))
+                    server.grant(me, pull_id, offset, 32 << 10)
+                    client.start(pull_id, server.endpoint, half * (32 << 10), 32 << 10)
+                    expected[pull_id] = (client, target, half, offset)
+            done = {}
+            deadline = time.monotonic() + 120
+            while len(done) < 80 and time.monotonic() < deadline:
+                for _, _, client in pullers:
+                    for pid, failure in client.take_done():
+                        done[pid] = failure
+                time.sleep(0.01)
+            assert len(done) == 80 and set(done.values()) == {None}, done
+            for pid in done:
+                client, target, half, offset = expected.pop(pid)
+                got = bytes(target[half * (32 << 10):(half + 1) * (32 << 10)])
+                assert got == bytes(source[offset:offset + (32 << 10)]), f"pull {pid}"
+            with server._lock:
+                assert len(server._conns) <= 6
+        assert server.peak_connections <= 6
+        assert server.evicted > 0          # the cap was reached and idle ones made room
+        # 80 client threads were added here; the server added at most its cap (+ acceptor).
+        assert threading.active_count() - threads_before <= 80 + 6 + 1
+    finally:
+        for _, _, client in pullers:
+            client.close()
+        server.close()
+
+
+def test_at_the_cap_a_new_connection_waits_for_a_busy_one(ends, caplog, monkeypatch):
+    """Every slot busy sending (none idle): the next connection waits in the backlog, gets
+    served when a slot frees, and the cap is named in one warning."""
+    source, target, _, client = ends
+    monkeypatch.setattr(D, "SEND_SLICE", 256 << 10)
+    server = D.DataServer(KEY, "127.0.0.1", buffer_of(source), max_connections=1,
+                          max_bytes_per_s=2 << 20)      # 2 MiB take ~1 s: a busy slot
+    try:
+        first, second = client(), client()
+        server.grant(ME, 1, 0, 2 << 20)
+        server.grant(ME, 2, 0, 1000)
+        first.start(1, server.endpoint, 0, 2 << 20)
+        deadline = time.monotonic() + 20
+        while not server.take_active() and time.monotonic() < deadline:
+            time.sleep(0.005)                 # until the first stream is sending
+        second.start(2, server.endpoint, (2 << 20) + 64, 1000)
+        assert wait_done(first) == [(1, None)] and wait_done(second) == [(2, None)]
+        assert target[(2 << 20) + 64:(2 << 20) + 1064] == source[:1000]
+        assert server.peak_connections == 1 and server.waited >= 1
+        assert sum("ZRAY_DATA_MAX_CONNECTIONS=1" in r.message for r in caplog.records) == 1
+    finally:
+        server.close()
+
+
+def test_the_connection_cap_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("ZRAY_DATA_MAX_CONNECTIONS", "0")
+    with pytest.raises(ValueError, match="ZRAY_DATA_MAX_CONNECTIONS"):
+        D.max_connections()
+    monkeypatch.setenv("ZRAY_DATA_MAX_CONNECTIONS", "lots")
+    with pytest.raises(ValueError, match="whole number"):
+        D.max_connections()
+    monkeypatch.setenv("ZRAY_DATA_MAX_CONNECTIONS", "12")
+    assert D.max_connections() == 12
+    monkeypatch.delenv("ZRAY_DATA_MAX_CONNECTIONS")
+    assert D.max_connections() == D.MAX_CONNECTIONS

@@ -27,6 +27,10 @@ def test_seed_ports_are_shared_by_the_job_and_differ_between_jobs():
     (_world(mpi=True), None, True, "mpi"),
     (_world(mpi=True), None, False, "slurm"),        # srun --mpi=pmi2 without mpi4py
     (_world(), None, False, "slurm"),
+    # one host, no usable mpi4py (none, or built for another MPI): a file in the user's dir
+    (_world(launcher="openmpi", mpi=True, hosts=(), local_size=3), None, False, "local"),
+    (_world(launcher="mpich", mpi=True, hosts=(), local_size=3), None, False, "local"),
+    (_world(launcher="openmpi", mpi=True, hosts=(), local_size=3), None, True, "mpi"),
 ])
 def test_rendezvous_mode(world, address, mpi_ok, mode):
     assert plan.plan_rendezvous(world, address, mpi_ok).mode == mode
@@ -75,3 +79,10 @@ def test_formation_message_names_missing_ranks_and_hosts():
     world = _world()
     text = plan.formation_message({0, 1, 2}, {0: {}, 1: {}}, 60.2, plan.hosts_by_rank(world))
     assert text == "2/3 nodes joined after 60 s; missing rank 2 (n3)"
+
+
+def test_open_mpi_across_hosts_without_a_fitting_mpi4py_says_what_to_do():
+    with pytest.raises(plan.LaunchError, match="Open MPI.*built for MPICH.*--address") as err:
+        plan.plan_rendezvous(_world(launcher="openmpi", mpi=True, hosts=(), local_size=1), None,
+                             False, "mpi4py here is built for MPICH Version: 4.3.2")
+    assert "mpicc.openmpi" in str(err.value)

@@ -50,20 +50,24 @@ def seconds_until(condition, timeout, interval=0.1):
 
 
 # -- several `zray start` nodes on loopback, one ZRAY_TMPDIR each -----------------------------------
-def cli(tmp, *args, check=True, env_extra=None, timeout=60):
-    """Run `zray ARGS` as the node under `tmp` would see it."""
+def cli(tmp, *args, check=True, env_extra=None, timeout=60, wrap=()):
+    """Run `zray ARGS` as the node under `tmp` would see it (`wrap`: an argv prefix, such as
+    `ip netns exec NS`)."""
     env = dict(os.environ, ZRAY_TMPDIR=str(tmp), **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "zray.scripts.cli", *args], env=env,
+    return subprocess.run([*wrap, sys.executable, "-m", "zray.scripts.cli", *args], env=env,
                           capture_output=True, text=True, timeout=timeout, check=check)
 
 
 class Cluster:
     """n nodes on 127.0.0.1: node 0 listens on a free port, the others join it with its secret.
-    `env` (one dict for all, or a list with one per node) reaches each node's daemon."""
+    `env` (one dict for all, or a list with one per node) reaches each node's daemon. `hosts`:
+    one (argv prefix, IP) per node instead of loopback, e.g. (["ip", "netns", "exec", ns],
+    "10.79.0.1") for a node in a network namespace."""
 
-    def __init__(self, tmp_path, n, num_cpus=1, object_store_memory=None, env=None):
+    def __init__(self, tmp_path, n, num_cpus=1, object_store_memory=None, env=None, hosts=None):
         self.tmp_path = tmp_path
         self.dirs = []
+        self.hosts = list(hosts) if hosts else [((), "127.0.0.1")] * n
         self.port = local_node.free_port("127.0.0.1")
         self.secret = None
         envs = env if isinstance(env, list) else [env] * n
@@ -80,13 +84,16 @@ class Cluster:
             args += ["--resources", json.dumps(resources)]
         if object_store_memory:
             args += ["--object-store-memory", str(object_store_memory)]
+        while len(self.hosts) <= i:
+            self.hosts.append(((), "127.0.0.1"))
+        wrap, ip = self.hosts[i]
         if self.secret is None:
-            cli(d, *args, "--port", str(self.port), "--node-ip-address", "127.0.0.1",
-                env_extra=env)
+            cli(d, *args, "--port", str(self.port), "--node-ip-address", ip,
+                env_extra=env, wrap=wrap)
             self.secret = node_file_of(d)["secret_file"]
         else:
-            cli(d, *args, "--address", f"127.0.0.1:{self.port}", "--secret-file", str(self.secret),
-                env_extra=env)
+            cli(d, *args, "--address", f"{self.hosts[0][1]}:{self.port}", "--secret-file",
+                str(self.secret), "--node-ip-address", ip, env_extra=env, wrap=wrap)
         self.dirs.append(d)
         return i
 
@@ -151,8 +158,8 @@ class Cluster:
                                 stderr=subprocess.PIPE, text=True)
 
     def stop_all(self):
-        for d in self.dirs:
-            cli(d, "stop", check=False)
+        for i, d in enumerate(self.dirs):
+            cli(d, "stop", check=False, wrap=self.hosts[i][0])
 
 
 # -- a driver process attached to one of those nodes, driven line by line -------------------------
@@ -186,10 +193,10 @@ class Driver:
     returns that result, or raises DriverError with the remote exception's type and message.
     Every read has a deadline; the process's stderr is kept in `log`."""
 
-    def __init__(self, tmp, log, timeout=60):
+    def __init__(self, tmp, log, timeout=60, wrap=()):
         self.log = log
         self._err = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-c", _DRIVER_LOOP], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([*wrap, sys.executable, "-c", _DRIVER_LOOP], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._err,
                                      env=dict(os.environ, ZRAY_TMPDIR=str(tmp)))
         self._buf = b""

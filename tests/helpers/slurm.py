@@ -42,7 +42,12 @@ def _free_ports(n):
 
 
 class SlurmCluster:
-    def __init__(self, nodes=3, cpus=2, memory_mb=2000, gpus=0, partition="debug"):
+    def __init__(self, nodes=3, cpus=2, memory_mb=2000, gpus=0, partition="debug", hosts=None):
+        """`hosts` (tests/netns.py Hosts, one per node): each slurmd in its host's network
+        namespace and a UTS namespace of its own (hostname nK, address of host K), slurmctld
+        beside n1's; clients (srun, sbatch, ...) run from n1's network namespace. Without it,
+        every node is this host at 127.0.0.1."""
+        self.hosts = hosts
         self.nodes = [f"n{i + 1}" for i in range(nodes)]
         self.cpus = cpus
         self.memory_mb = memory_mb
@@ -57,9 +62,12 @@ class SlurmCluster:
     def _write_config(self):
         ctld_port, *node_ports = _free_ports(1 + len(self.nodes))
         hostname = socket.gethostname()
+        ctld_host = f"{hostname}(127.0.0.1)"
+        if self.hosts:
+            ctld_host = f"{self.nodes[0]}({self.hosts.addresses[0]})"
         auth = "none" if os.path.exists(f"{PLUGIN_DIR}/auth_none.so") else "munge"
         lines = [
-            "ClusterName=zraytest", f"SlurmctldHost={hostname}(127.0.0.1)",
+            "ClusterName=zraytest", f"SlurmctldHost={ctld_host}",
             f"SlurmctldPort={ctld_port}", f"AuthType=auth/{auth}", f"CredType=cred/{auth}",
             "SlurmUser=root", "SlurmdUser=root", "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none", "SelectType=select/cons_tres",
@@ -77,7 +85,10 @@ class SlurmCluster:
             lines.append("GresTypes=gpu")
         for name, port in zip(self.nodes, node_ports):
             gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
-            lines.append(f"NodeName={name} NodeHostname={hostname} NodeAddr=127.0.0.1 "
+            node_host, node_addr = hostname, "127.0.0.1"
+            if self.hosts:
+                node_host, node_addr = name, self.hosts.addresses[self.nodes.index(name)]
+            lines.append(f"NodeName={name} NodeHostname={node_host} NodeAddr={node_addr} "
                          f"Port={port} CPUs={self.cpus} RealMemory={self.memory_mb}{gres}")
         lines.append(f"PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE "
                      f"State=UP OverSubscribe=YES")
@@ -109,18 +120,19 @@ class SlurmCluster:
     def start(self, timeout=30):
         self._write_config()
         log = open(os.path.join(self.dir, "daemons.out"), "ab")
-        self.procs.append(subprocess.Popen(["slurmctld", "-D", "-i"], env=self.env, stdout=log,
-                                           stderr=subprocess.STDOUT))
-        for name in self.nodes:
-            self.procs.append(subprocess.Popen(["slurmd", "-D", "-N", name], env=self.env,
-                                               stdout=log, stderr=subprocess.STDOUT))
+        self.procs.append(subprocess.Popen(self._on_host(0, ["slurmctld", "-D", "-i"]),
+                                           env=self.env, stdout=log, stderr=subprocess.STDOUT))
+        for i, name in enumerate(self.nodes):
+            self.procs.append(subprocess.Popen(self._on_host(i, ["slurmd", "-D", "-N", name]),
+                                               env=self.env, stdout=log,
+                                               stderr=subprocess.STDOUT))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for proc in self.procs:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a Slurm daemon exited ({proc.args}): {self.logs()}")
-            out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], env=self.env,
-                                 capture_output=True, text=True)
+            out = subprocess.run(self.client(["sinfo", "-h", "-N", "-o", "%N %t"]),
+                                 env=self.env, capture_output=True, text=True)
             states = dict(line.split() for line in out.stdout.splitlines() if line.strip())
             if len(states) == len(self.nodes) and all(s == "idle" for s in states.values()):
                 return self
@@ -135,11 +147,27 @@ class SlurmCluster:
                     text.append(f"--- {name}\n{f.read()[-tail:]}")
         return "\n".join(text)
 
+    def _on_host(self, index, argv):
+        """A daemon's argv on node `index`'s host: its network namespace, its own hostname
+        (`ip netns exec` would remount /sys, where slurmd 22.05 fails on /sys/fs/cgroup)."""
+        if not self.hosts:
+            return argv
+        import shlex
+        return ["nsenter", f"--net=/var/run/netns/{self.hosts.names[index]}", "unshare",
+                "--uts", "sh", "-c",
+                f"hostname {self.nodes[index]} && exec {shlex.join(argv)}"]
+
+    def client(self, argv):
+        """A client command's argv (from n1's network namespace when the nodes have hosts)."""
+        if not self.hosts:
+            return argv
+        return ["nsenter", f"--net=/var/run/netns/{self.hosts.names[0]}", *argv]
+
     def run(self, argv, timeout=120, **kwargs):
         """Run a Slurm client command (srun, sbatch, ...) against this cluster."""
         env = dict(self.env, **kwargs.pop("env", {}))
-        return subprocess.run(argv, env=env, timeout=timeout, capture_output=True, text=True,
-                              **kwargs)
+        return subprocess.run(self.client(argv), env=env, timeout=timeout, capture_output=True,
+                              text=True, **kwargs)
 
     def wait_job(self, job_id, timeout=120):
         """Wait until a batch job has ended; its final state (COMPLETED, FAILED, ...)."""
@@ -155,7 +183,8 @@ class SlurmCluster:
         raise TimeoutError(f"job {job_id} still {state} after {timeout} s")
 
     def stop(self):
-        subprocess.run(["scancel", "--quiet", "--full", f"--partition={self.partition}"],
+        subprocess.run(self.client(["scancel", "--quiet", "--full",
+                                    f"--partition={self.partition}"]),
                        env=self.env, capture_output=True, timeout=30)
         for proc in reversed(self.procs):
             if proc.poll() is None:

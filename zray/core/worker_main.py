@@ -13,7 +13,9 @@ def preload():
     """Imports done once in the zygote, shared by every worker it forks (the public API too:
     the tasks' code imports zray)."""
     from . import executor  # noqa: F401
-    import zray  # noqa: F401
+    import zray
+    for name in zray.__all__:   # the package loads its API lazily: load it all here, once
+        getattr(zray, name)
     try:
         import numpy  # noqa: F401
     except ImportError:

@@ -18,8 +18,10 @@ serving ranks watch the seed's node and their own.
 """
 import argparse
 import importlib.util
+import json
 import logging
 import os
+import re
 import runpy
 import secrets
 import signal
@@ -179,25 +181,40 @@ class Launch:
         self.node_info = None
         self.stopping = threading.Event()
         self.exit_code = None
+        self.api_import = None     # the thread importing zray's API while the node starts
+        self.began = time.monotonic()
+        self.node_ready = None
+        self.rendezvous_file = None    # "local" rendezvous, rank 0: the file the others read
+        self.met_over_mpi = False      # MPI works in this process (the SPMD group may use it)
 
     # each step is a method, called in this order by run()
     def meet(self):
         """Rendezvous: (seed join string or None, my port, secret)."""
         comm = None
         mpi_ok = False
+        mismatch = None
         if self.world.mpi and self.args.address is None:
-            try:
-                from mpi4py import MPI
-                comm, mpi_ok = MPI.COMM_WORLD, True
-                trap = worlds.singleton_trap(self.world, comm.Get_size())
-                if trap:
-                    raise plan.LaunchError(trap)
-            except ImportError:
-                mpi_ok = False
+            mismatch = mpi_mismatch(self.world)
+            if mismatch:
+                log.info("not using MPI to meet: %s", mismatch)
+            else:
+                try:
+                    from mpi4py import MPI
+                    if not MPI.Is_initialized():
+                        MPI.Init_thread(MPI.THREAD_MULTIPLE)
+                    comm, mpi_ok = MPI.COMM_WORLD, True
+                    trap = worlds.singleton_trap(self.world, comm.Get_size())
+                    if trap:
+                        raise plan.LaunchError(trap)
+                except ImportError:
+                    mpi_ok = False
         elif (self.world.launcher == "slurm" and self.world.size > 1 and self.world.rank == 0
               and importlib.util.find_spec("mpi4py") is not None):
             log.warning("%s", worlds.singleton_trap(self.world, 1))
-        rendezvous = plan.plan_rendezvous(self.world, self.args.address, mpi_ok)
+        self.met_over_mpi = mpi_ok
+        rendezvous = plan.plan_rendezvous(self.world, self.args.address, mpi_ok, mismatch)
+        if rendezvous.mode == "local":
+            return self.meet_locally()
         secret = cluster_secret(self.world, rendezvous, comm)
         if rendezvous.mode == "single":
             ip = own_ip(self.args.interface)
@@ -223,9 +240,57 @@ class Launch:
         seeds = ",".join(join_address(seed_ip, p) for p in rendezvous.seed_ports)
         return seeds, free_port(ip), ip, secret
 
+    def meet_locally(self):
+        """Every rank on this host, no MPI to meet over: rank 0 writes its address and a fresh
+        secret to a 0600 file in the user's 0700 zray directory, named after the job and the
+        launcher process that started the ranks (pid and start time: never a stale file of an
+        earlier job); the others wait for it (the formation timeout). Rank 0 removes it once
+        every rank joined, or when it stops."""
+        from ..node import session
+        from ..node.processes import process_start_time
+        parent = os.getppid()
+        key = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.world.job_key}-{parent}-"
+                                              f"{process_start_time(parent)}")
+        path = os.path.join(session.user_root(), f"launch-{key}.json")
+        ip = own_ip(self.args.interface)
+        port = free_port(ip)
+        if self.world.rank == 0:
+            secret = os.environ.get("ZRAY_CLUSTER_SECRET") or secrets.token_hex(32)
+            tmp = f"{path}.{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"address": join_address(ip, port), "secret": secret}, f)
+            os.replace(tmp, path)
+            self.rendezvous_file = path
+            return None, port, ip, secret
+        deadline = time.monotonic() + self.args.formation_timeout
+        while True:
+            try:
+                with open(path) as f:
+                    seed = json.load(f)
+                return seed["address"], port, ip, seed["secret"]
+            except (OSError, ValueError, KeyError):
+                pass
+            if time.monotonic() >= deadline:
+                raise plan.LaunchError(
+                    f"rank 0 of this job did not announce its node within "
+                    f"{self.args.formation_timeout:.0f} s (no {path}); the ranks of one launch "
+                    f"on one host meet there when MPI cannot be used")
+            time.sleep(0.02)
+
+    def forget_rendezvous_file(self):
+        if self.rendezvous_file:
+            try:
+                os.unlink(self.rendezvous_file)
+            except OSError:
+                pass
+            self.rendezvous_file = None
+
     def start_node(self, join, port, ip, secret):
         from ..node import local_node, session
         from ..node.bootstrap import NodeSpec, start_node
+        if self.args.spmd or self.world.rank == 0:
+            self.api_import = _import_api_in_background()
         self.session_dir = session.create_session_dir()
         store = self.args.object_store_memory or int(min(0.3 * self.share.memory_bytes, 2 << 30)) // 4096 * 4096
         resources = dict(self.share.resources)
@@ -243,6 +308,7 @@ class Launch:
         # than this rank, so allow it the formation timeout.
         os.environ.setdefault("ZRAY_JOIN_TIMEOUT_S", str(self.args.formation_timeout))
         self.node = start_node(spec, timeout=self.args.formation_timeout + 5)
+        self.node_ready = time.monotonic()
         self.node_info = local_node.find_node(spec.node_file)
 
     def cluster_nodes(self):
@@ -257,7 +323,11 @@ class Launch:
         while True:
             joined = plan.ranks_of(self.cluster_nodes())
             if expected <= set(joined):
-                log.info("all %d nodes joined in %.2f s", len(expected), time.monotonic() - started)
+                now = time.monotonic()
+                log.info("all %d nodes joined in %.2f s; %.2f s since this launcher began (its "
+                         "node was ready after %.2f s)", len(expected), now - started,
+                         now - self.began, self.node_ready - self.began)
+                self.forget_rendezvous_file()
                 return
             if not self.node.alive():
                 raise plan.LaunchError("this rank's node daemon died during formation")
@@ -300,6 +370,7 @@ class Launch:
 
     def stop(self):
         self.stopping.set()
+        self.forget_rendezvous_file()
         if self.node is not None and self.node.alive():
             try:
                 self.node.proc.send_signal(signal.SIGTERM)
@@ -311,8 +382,44 @@ class Launch:
             session.remove_session_dir(self.session_dir)
 
 
-def _has_mpi():
-    return importlib.util.find_spec("mpi4py") is not None
+def _import_api_in_background():
+    """The ranks that run app.py import zray's driver API (which the app's `zray.init()` needs)
+    while their node daemon starts, instead of after the cluster formed: the import and the
+    daemon's start are both on the path to the app's first result."""
+    def run():
+        try:
+            import zray.api  # noqa: F401
+        except Exception:     # the app's own import reports it
+            log.debug("preloading zray.api failed", exc_info=True)
+    thread = threading.Thread(target=run, name="zray-launch-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def mpi_mismatch(world):
+    """Why mpi4py cannot join this launcher's MPI job, or None when it can (or cannot say).
+    mpi4py built for MPICH aborts the process in MPI_Init under Open MPI's mpirun (and the
+    other way round), so the library is asked for its vendor before any MPI_Init."""
+    if world.launcher not in ("openmpi", "mpich"):
+        return None
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed"
+    try:
+        import mpi4py
+        mpi4py.rc.initialize = False     # MPI_Init below, once the library is known to fit
+        mpi4py.rc.finalize = True
+        from mpi4py import MPI
+    except ImportError as exc:
+        return f"mpi4py cannot be imported ({exc})"
+    if MPI.Is_initialized():
+        return None
+    library = MPI.Get_library_version()
+    is_open_mpi = "Open MPI" in library
+    if (world.launcher == "openmpi") == is_open_mpi:
+        return None
+    vendor = " ".join(library.split()[:3]) if library.strip() else "an unknown MPI"
+    return (f"mpi4py here is built for {vendor}, not for the {'Open MPI' if world.launcher == 'openmpi' else 'MPICH'} "
+            f"that launched this job")
 
 
 def _run_app(app, argv):
@@ -346,8 +453,9 @@ def main(argv=None):
         prefix = f"[rank {world.rank} {world.node_name}] "
         sys.stdout = PrefixedStream(sys.stdout, prefix)
         sys.stderr = PrefixedStream(sys.stderr, prefix)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(name)s: %(levelname)s: %(message)s")
+    # Times to the millisecond: where a slow start goes shows in every rank's log.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, datefmt="%H:%M:%S",
+                        format="%(asctime)s.%(msecs)03d %(name)s: %(levelname)s: %(message)s")
     launch = Launch(args, world, alloc)
     loss = {"text": None}
     main_thread_done = threading.Event()
@@ -381,8 +489,12 @@ def main(argv=None):
         if args.spmd:
             # The default collective group spans the ranks (formed on its first use).
             os.environ["ZRAY_SPMD_WORLD"] = (f"{world.rank} {world.size} "
-                                             f"{'mpi' if world.mpi and _has_mpi() else 'cpu'}")
+                                             f"{'mpi' if launch.met_over_mpi else 'cpu'}")
         if args.spmd or world.rank == 0:
+            if launch.api_import is not None:
+                # Finished before the app imports zray itself: two threads importing one
+                # package's modules in different orders can deadlock on the import locks.
+                launch.api_import.join(timeout=60)
             code = _run_app(args.app, args.args)
         else:
             code = _serve(launch)

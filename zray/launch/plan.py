@@ -32,7 +32,7 @@ FORMATION_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True)
 class Rendezvous:
-    mode: str                  # "single", "mpi", "slurm" or "address"
+    mode: str                  # "single", "mpi", "slurm", "local" (a file) or "address"
     seed_host: str = None      # "slurm": the host name of rank 0's node (resolve it)
     seed_ports: tuple = ()     # "slurm": candidates rank 0 binds the first free of
     address: str = None        # "address": HOST:PORT of a live member
@@ -45,7 +45,7 @@ def seed_ports(job_key, count=SEED_PORT_CANDIDATES):
     return tuple(SEED_PORT_BASE + (first + i * 7919) % SEED_PORT_SPAN for i in range(count))
 
 
-def plan_rendezvous(world, address=None, mpi_available=False):
+def plan_rendezvous(world, address=None, mpi_available=False, mpi_mismatch=None):
     if address:
         return Rendezvous("address", address=address)
     if world.size == 1:
@@ -54,6 +54,17 @@ def plan_rendezvous(world, address=None, mpi_available=False):
         return Rendezvous("mpi")
     if world.launcher == "slurm" and world.hosts:
         return Rendezvous("slurm", seed_host=world.hosts[0], seed_ports=seed_ports(world.job_key))
+    if world.mpi and world.local_size == world.size:
+        # Every rank on this host, no usable MPI (no mpi4py, or one built for another MPI than
+        # the launcher's): meet through a file in the user's private zray directory.
+        return Rendezvous("local")
+    if world.launcher == "openmpi":
+        raise LaunchError(
+            f"{world.size} ranks under Open MPI's mpirun across hosts, but mpi4py here cannot "
+            f"join Open MPI's job ({mpi_mismatch or 'mpi4py cannot be imported'}): install "
+            f"mpi4py built against Open MPI (e.g. `env MPICC=mpicc.openmpi pip install "
+            f"--no-binary mpi4py mpi4py`), launch with MPICH's mpiexec, or pass "
+            f"--address HOST:PORT of a live member")
     raise LaunchError(
         f"{world.size} ranks under {world.launcher} but no way to meet: "
         + ("MPI variables are set but mpi4py cannot be imported (pip install 'zray[mpi]')"

@@ -241,8 +241,9 @@ _query_ids = itertools.count(1)     # next() on a count is atomic under the GIL
 @contextlib.contextmanager
 def _query_transport(info):
     """A short-lived client's transport in the node's session; its socket file goes with it.
-    Unique per call, not per process: threads of one process (the dashboard's HTTP handlers
-    and its sampler) query at once, and a shared address would hand one the other's reply."""
+    Unique per call, not per process: threads of one process query at once (the dashboard's
+    HTTP handlers and its sampler; zray.launch's watcher and its serving loop), and a shared
+    address would hand one the other's reply, or be unlinked under it."""
     address = f"ipc://{info['session']}/sock/q{os.getpid()}-{next(_query_ids)}"
     transport = Transport(address)
     try:

@@ -57,7 +57,8 @@ class ObjectService(Service):
             return
         key = data_channel.derive_key(cluster_secret)
         self.data_server = data_channel.DataServer(key, host, self.store.buffer,
-                                                   data_channel.max_rate())
+                                                   data_channel.max_rate(),
+                                                   data_channel.max_connections())
         self.data_client = data_channel.DataClient(key, mesh_address, self.store.buffer,
                                                    self.pulls.stall_timeout_s)
         log.info("data channel on %s", self.data_server.endpoint)
@@ -173,6 +174,10 @@ class ObjectService(Service):
             "bytes_streamed_in": self.data_client.bytes_received if self.data_client else 0,
             "bytes_streamed_out": self.data_server.bytes_sent if self.data_server else 0,
             "data_refused": self.data_server.refused if self.data_server else 0,
+            "data_connections": len(self.data_server._conns) if self.data_server else 0,
+            "data_connections_peak": self.data_server.peak_connections if self.data_server else 0,
+            "data_connections_evicted": self.data_server.evicted if self.data_server else 0,
+            "data_connections_waited": self.data_server.waited if self.data_server else 0,
             "stream_fallbacks": self.pulls.fallbacks,
             "pulls_cancelling": len(self.pulls.cancelling),
         })

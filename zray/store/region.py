@@ -32,8 +32,15 @@ class Region:
 
     def prefault_in_background(self):
         """Give the region its memory pages now, off the start-up path, so puts never wait for
-        the kernel to find pages. Uses fallocate on the memfd: no page tables are touched."""
+        the kernel to find pages. Uses fallocate on the memfd: no page tables are touched.
+        The thread runs at the lowest CPU priority: zeroing a 2 GiB store takes the kernel a
+        CPU-second or more, which must not slow the start of this node, its workers, or other
+        nodes starting on the same host (several ranks of a job per host)."""
         def run():
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)   # this thread only
+            except OSError:
+                pass
             pos = 0
             try:
                 while pos < self.size:

@@ -34,6 +34,12 @@ Defaults and what they bound:
     CONNECT_TIMEOUT_S = 5     a connection plus handshake: a peer that does not answer in time
                               is treated as unreachable (the pull falls back to the CURVE path)
     STREAM_THREADS = 4        concurrent object streams a node pulls; more pulls queue
+    MAX_CONNECTIONS = 64      connections a node's server serves at once, one thread each
+                              (ZRAY_DATA_MAX_CONNECTIONS): at the cap, a new connection takes
+                              the slot of the longest-idle pooled one (its client reconnects
+                              when it next needs it), else waits until one frees (the kernel's
+                              backlog holds it; its client gives up after CONNECT_TIMEOUT_S and
+                              the pull goes over CURVE). One warning per episode at the cap.
     SEND_SLICE = 8 MiB        a server checks between slices that its grant still holds
     ZRAY_DATA_MAX_BYTES_PER_S a cap on what one node's server sends per second, all streams
                               together (unset: none), for links shared with other traffic
@@ -60,6 +66,8 @@ NONCE = 32
 MAC = 32
 CONNECT_TIMEOUT_S = 5.0
 STREAM_THREADS = 4
+MAX_CONNECTIONS = 64
+MAX_CONNECTIONS_ENV = "ZRAY_DATA_MAX_CONNECTIONS"
 SEND_SLICE = 8 << 20
 _REQUEST = struct.Struct("!QQQ")
 _ANSWER = struct.Struct("!BQ")
@@ -93,6 +101,21 @@ def max_rate():
     if not rate > 0 or rate == float("inf"):
         raise ValueError(f"ZRAY_DATA_MAX_BYTES_PER_S={value!r}: expected a positive number of bytes")
     return rate
+
+
+def max_connections():
+    """ZRAY_DATA_MAX_CONNECTIONS as an int >= 1, or MAX_CONNECTIONS."""
+    value = os.environ.get(MAX_CONNECTIONS_ENV)
+    if not value:
+        return MAX_CONNECTIONS
+    try:
+        cap = int(value)
+    except ValueError:
+        cap = 0
+    if cap < 1:
+        raise ValueError(f"{MAX_CONNECTIONS_ENV}={value!r}: expected a whole number of "
+                         f"connections >= 1")
+    return cap
 
 
 def derive_key(cluster_secret):
@@ -145,15 +168,24 @@ class DataServer:
     length) gives the bytes (the store's buffer: the region, or a file-backed object).
 
     Thread-safe interface for the daemon's loop: grant, revoke, revoke_peer, take_active,
-    close. One thread accepts; one thread per connection serves it."""
+    close. One thread accepts; one thread per connection serves it, `max_connections` at most
+    (MAX_CONNECTIONS above says what happens at the cap)."""
 
-    def __init__(self, key, host, buffer, max_bytes_per_s=None):
+    def __init__(self, key, host, buffer, max_bytes_per_s=None, max_connections=None):
         self.key = key
         self.buffer = buffer
         self.max_bytes_per_s = max_bytes_per_s
+        self.max_connections = max_connections or MAX_CONNECTIONS
         self._paced_until = 0.0            # with a rate cap: when the bytes sent so far are due
         self._grants = {}                  # (peer address, pull_id) -> _Grant
         self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        self._idle = {}                    # conn -> None, oldest first: waiting for a request
+                                           # after serving one (its client pools it)
+        self._at_cap = False               # warned for this episode at the cap
+        self.evicted = 0                   # idle connections closed to make room
+        self.waited = 0                    # connections that waited for a slot
+        self.peak_connections = 0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -196,6 +228,7 @@ class DataServer:
             self._closed = True
             conns = list(self._conns)
             self._grants.clear()
+            self._slot_freed.notify_all()
         try:
             self._listener.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -214,15 +247,37 @@ class DataServer:
             except OSError:
                 return         # closed
             with self._lock:
+                self._make_room()
                 if self._closed:
                     conn.close()
                     return
                 self._conns.add(conn)
+                self.peak_connections = max(self.peak_connections, len(self._conns))
                 self._threads = [t for t in self._threads if t.is_alive()]
                 thread = threading.Thread(target=self._serve, args=(conn,), name="zray-data-serve",
                                           daemon=True)
                 self._threads.append(thread)
             thread.start()
+
+    def _make_room(self):
+        """With the lock held, before a new connection gets a thread: below the cap at once;
+        at it, close the longest-idle pooled connection, or wait until a thread ends."""
+        while len(self._conns) >= self.max_connections and not self._closed:
+            if not self._at_cap:
+                self._at_cap = True
+                log.warning("data channel: %d connections, the cap (%s=%d): idle ones are "
+                            "closed to make room, new ones wait", len(self._conns),
+                            MAX_CONNECTIONS_ENV, self.max_connections)
+            if self._idle:
+                victim = next(iter(self._idle))
+                del self._idle[victim]
+                self.evicted += 1
+                _shutdown(victim)          # its thread ends and frees the slot
+            else:
+                self.waited += 1
+            self._slot_freed.wait(timeout=1.0)
+        if self._at_cap and len(self._conns) < self.max_connections // 2:
+            self._at_cap = False
 
     def _serve(self, conn):
         try:
@@ -231,17 +286,34 @@ class DataServer:
             if peer is None:
                 return
             conn.settimeout(None)
+            served = False
             while True:
+                if served:
+                    # Only a connection that served a request may be closed for room: its
+                    # client pooled it and opens a new one when the close comes first.
+                    with self._lock:
+                        if self._closed:
+                            return
+                        self._idle[conn] = None
                 try:
                     request = _recv_exactly(conn, _REQUEST.size)
                 except (ConnectionError, OSError):
-                    return     # the puller closed its connection: the normal end
+                    return     # the puller closed its connection (or it was closed for room)
+                with self._lock:
+                    evicted = served and conn not in self._idle
+                    self._idle.pop(conn, None)
+                if evicted:
+                    return     # closed for room as its request arrived: its client sees the
+                               # close before any answer and retries on a new connection
                 self._answer(conn, peer, *_REQUEST.unpack(request))
+                served = True
         except OSError as exc:
             log.debug("data connection ended: %r", exc)
         finally:
             with self._lock:
                 self._conns.discard(conn)
+                self._idle.pop(conn, None)
+                self._slot_freed.notify_all()
             conn.close()
 
     def _handshake(self, conn):
