@@ -107,10 +107,17 @@ def test_unit_resolve_uploaded_packages_and_checks(tmp_path):
                        ({"excludes": ["*.log"]}, "excludes"), ([1], "must be a dict")]:
         with pytest.raises(JobError, match=words):
             resolve(bad, str(tmp_path))
-    # init(runtime_env=...) inside a job: its fields over the job's, env_vars merged.
-    assert merge_for_driver({"env_vars": {"A": "1", "B": "1"}, "pip": {"packages": ["x"]}},
-                            {"env_vars": {"B": "2"}}) == {"env_vars": {"A": "1", "B": "2"},
-                                                          "pip": {"packages": ["x"]}}
+    # init(runtime_env=...) inside a job, as Ray: both kept; a conflict is an error unless
+    # overridden, and then init's wins.
+    job = {"env_vars": {"A": "1", "B": "1"}, "pip": {"packages": ["x"]}}
+    assert merge_for_driver(job, {"env_vars": {"C": "3"}, "working_dir": "/w"}) == {
+        "env_vars": {"A": "1", "B": "1", "C": "3"}, "pip": {"packages": ["x"]},
+        "working_dir": "/w"}
+    for clash in ({"env_vars": {"B": "2"}}, {"pip": ["y"]}):
+        with pytest.raises(ValueError, match="OVERRIDE_JOB_RUNTIME_ENV"):
+            merge_for_driver(job, clash)
+    assert merge_for_driver(job, {"env_vars": {"B": "2"}}, override=True) == {
+        "env_vars": {"A": "1", "B": "2"}, "pip": {"packages": ["x"]}}
 
 
 # -- env_vars, working_dir, py_modules ------------------------------------------------------------
@@ -141,6 +148,21 @@ def test_job_env_reaches_entrypoint_tasks_and_actors(zray_cluster, tmp_path):
                               runtime_env={"working_dir": str(wd), "excludes": ["*.log"]})
     assert _wait_terminal(client, check) == "SUCCEEDED"
     assert "LOGFILE False" in client.get_job_logs(check)
+
+
+def test_init_runtime_env_inside_a_job_follows_rays_merge(zray_cluster):
+    zray_cluster(num_cpus=2)
+    from zray.job_submission import JobSubmissionClient
+    client = JobSubmissionClient()
+    script = ("python -c \"import os, zray; zray.init(runtime_env={'env_vars': {'JOB_VAR': 'init'}}); "
+              "print('SEEN', zray.get(zray.remote(lambda: os.environ['JOB_VAR']).remote()))\"")
+    clash = client.submit_job(entrypoint=script, runtime_env={"env_vars": {"JOB_VAR": "job"}})
+    assert _wait_terminal(client, clash) == "FAILED"
+    assert "RAY_OVERRIDE_JOB_RUNTIME_ENV" in client.get_job_logs(clash)
+    won = client.submit_job(entrypoint=script, runtime_env={
+        "env_vars": {"JOB_VAR": "job", "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1"}})
+    assert _wait_terminal(client, won) == "SUCCEEDED", client.get_job_logs(won)[-3000:]
+    assert "SEEN init" in client.get_job_logs(won)
 
 
 def test_cli_runtime_env_yaml_and_working_dir_flag(zray_cluster, tmp_path):

@@ -95,7 +95,7 @@ def init(address=None, **kwargs):
 
 def _with_submitted_job_env(kwargs):
     """The entrypoint of a submitted job (zray job submit): the job's runtime_env, set by its
-    supervisor, is this driver's job-level runtime_env, under what init() itself names."""
+    supervisor, is this driver's job-level runtime_env, merged with what init() names."""
     text = os.environ.get("ZRAY_JOB_RUNTIME_ENV")
     if not text:
         return
@@ -103,7 +103,9 @@ def _with_submitted_job_env(kwargs):
     from .job.runtime_env import merge_for_driver
     config = kwargs.get("job_config")
     own = kwargs.get("runtime_env") or (config.runtime_env if config is not None else None)
-    kwargs["runtime_env"] = merge_for_driver(json.loads(text), own)
+    override = "1" in (os.environ.get("ZRAY_OVERRIDE_JOB_RUNTIME_ENV"),
+                       os.environ.get("RAY_OVERRIDE_JOB_RUNTIME_ENV"))
+    kwargs["runtime_env"] = merge_for_driver(json.loads(text), own, override)
 
 
 def _job_settings(kwargs):

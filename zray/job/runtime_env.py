@@ -55,8 +55,22 @@ def resolve(runtime_env, packages_dir):
         raise JobError(f"invalid runtime_env: {exc}") from None
 
 
-def merge_for_driver(job_env, init_env):
-    """The driver's job-level runtime_env: init(runtime_env=...)'s fields over the job's (each
-    named field replaced, env_vars merged with init's winning), as tasks inherit."""
+def merge_for_driver(job_env, init_env, override=False):
+    """The driver's job-level runtime_env when its script also gives init(runtime_env=...), as
+    Ray: both kept field by field (env_vars key by key); a field or env var named by both is a
+    ValueError, unless `override` (RAY_OVERRIDE_JOB_RUNTIME_ENV=1 / ZRAY_...): then init's wins."""
     from ..runtime_env import spec
-    return spec.merge(job_env, init_env) if init_env else job_env
+    if not init_env:
+        return job_env
+    if not isinstance(init_env, dict):
+        raise TypeError(f"runtime_env must be a dict, not {type(init_env).__name__}")
+    job_env = job_env or {}
+    if not override:
+        both = (set(job_env) & set(init_env)) - {"env_vars"}
+        both |= set(job_env.get("env_vars") or {}) & set(init_env.get("env_vars") or {})
+        if both:
+            raise ValueError(
+                f"zray.init(runtime_env=...) names {sorted(both)}, which the submitted job's "
+                "runtime_env sets too; set ZRAY_OVERRIDE_JOB_RUNTIME_ENV=1 (or "
+                "RAY_OVERRIDE_JOB_RUNTIME_ENV=1) to let init()'s win")
+    return spec.merge(job_env, init_env)
