@@ -204,7 +204,7 @@ RAY_CLIENT_SCRIPT = textwrap.dedent(r'''
     c = JobSubmissionClient(sys.argv[1])
     sid = c.submit_job(entrypoint="python driver.py", runtime_env={
         "working_dir": sys.argv[2], "py_modules": [sys.argv[3]],
-        "env_vars": {"JOB_VAR": "via-ray-client"}})
+        "env_vars": {"JOB_VAR": "via-ray-client"}, "config": {"setup_timeout_seconds": 300}})
     deadline = time.time() + 240
     while not c.get_job_status(sid).is_terminal() and time.time() < deadline:
         time.sleep(0.3)

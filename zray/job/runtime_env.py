@@ -8,7 +8,7 @@ package uploaded to the dashboard (`gcs://_ray_pkg_<hash>.zip`, in `<session>/pa
 Ray's JobSubmissionClient and zray's send them. `resolve()` replaces each such URI by the path of
 its uploaded .zip on this node and checks the result with spec.check: the same local-path form
 `init(runtime_env=...)` takes, so the driver ships the uploaded archives as they are (no second
-zip). Keys Ray's client adds for itself (`_ray_commit`, ...) are dropped.
+zip). What Ray's client adds for itself (`_ray_commit`, config's `log_files`) is dropped.
 """
 import os
 import re
@@ -42,6 +42,11 @@ def resolve(runtime_env, packages_dir):
     if not isinstance(runtime_env, dict):
         raise JobError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
     env = {k: v for k, v in runtime_env.items() if not k.startswith("_ray")}
+    config = env.get("config")
+    if isinstance(config, dict) and "log_files" in config:
+        # Ray's client fills this in (setup log files to stream); zray puts pip's tail in the
+        # job's message instead.
+        env["config"] = {k: v for k, v in config.items() if k != "log_files"}
     working_dir = env.get("working_dir")
     if isinstance(working_dir, str) and "://" in working_dir:
         env["working_dir"] = package_path(working_dir, packages_dir, "working_dir")
