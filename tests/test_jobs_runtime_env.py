@@ -4,6 +4,7 @@ runtime_env of the tasks and actors the entrypoint's driver starts. Real nodes, 
 processes, real pip from the package registry (the slow ones)."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -282,3 +283,41 @@ def test_pip_setup_counts_within_the_setup_timeout(zray_cluster):
         "config": {"setup_timeout_seconds": 1}})
     assert _wait_terminal(client, sid, timeout=120) == "FAILED"
     assert "timed out" in client.get_job_info(sid).message
+
+
+@pytest.mark.slow
+def test_stopping_a_job_while_pip_builds_leaves_no_pip_behind(zray_cluster):
+    import psutil
+    zray_cluster(num_cpus=2)
+    from zray.job_submission import JobSubmissionClient
+    client = JobSubmissionClient()
+    marker = "tabulate==0.8.9"          # a requirement set no other test builds
+
+    def builders():
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if marker in cmdline and "install" in cmdline:
+                found.append(proc)
+        return found
+    # An index that accepts connections and never answers: pip waits (15 s a try, retrying).
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    index = f"--index-url=http://127.0.0.1:{silent.getsockname()[1]}/simple"
+    try:
+        sid = client.submit_job(entrypoint="sleep 60", runtime_env={"pip": [index, marker]})
+        deadline = time.monotonic() + 120
+        while not builders() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert builders() and str(client.get_job_status(sid)) == "PENDING"
+        assert client.stop_job(sid) is True
+        assert _wait_terminal(client, sid) == "STOPPED"
+        deadline = time.monotonic() + 10
+        while builders() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not builders()
+    finally:
+        silent.close()
+    ok = client.submit_job(entrypoint="echo still-works")
+    assert _wait_terminal(client, ok) == "SUCCEEDED"
