@@ -136,11 +136,12 @@ class JobSupervisor:
         env["ZRAY_ADDRESS"] = self._node_address_file
         env["ZRAY_JOB_SUBMISSION_ID"] = env["RAY_JOB_SUBMISSION_ID"] = info.submission_id
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop(DRIVER_ENV_VAR, None)       # only this job's own
         checked = resolve(info.runtime_env, os.path.join(session_dir, "packages")) or {}
         deadline = spec.setup_timeout(checked)
         deadline = None if deadline is None else time.monotonic() + deadline
         env.update(checked.get("env_vars") or {})
-        front = []
+        front, back = [], []
         cwd = None
         if checked.get("working_dir"):
             cwd = _materialize(checked["working_dir"], session_dir, info.submission_id)
@@ -152,12 +153,15 @@ class JobSupervisor:
             root = os.path.join(session_dir, "runtime_resources")
             venv = worker_setup.pip_env(root, checked["pip"], deadline,
                                         os.path.join(session_dir, "logs"))
-            front.extend(_venv_paths(venv))
+            own, node = _venv_paths(venv)
+            front.append(own)
+            back.extend(node)
             env["VIRTUAL_ENV"] = venv
             env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", "")
         if front:
             rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-            env["PYTHONPATH"] = os.pathsep.join(front + rest)
+            env["PYTHONPATH"] = os.pathsep.join(
+                front + rest + [p for p in back if p not in rest])
         if checked:     # the driver's job-level runtime_env (zray.init reads it)
             env[DRIVER_ENV_VAR] = json.dumps(checked, sort_keys=True)
         return cwd, env
@@ -169,15 +173,16 @@ def _setup_message(exc):
 
 
 def _venv_paths(venv):
-    """The job venv's site-packages, then the node interpreter's own: on the entrypoint's
-    PYTHONPATH, so whichever `python` it runs sees the job's packages first and zray's
-    dependencies too (a venv made from a venv's python does not see the outer one's)."""
+    """(the job venv's site-packages, the node interpreter's): the first goes before the
+    entrypoint's PYTHONPATH, the others after it, so whichever `python` it runs sees the job's
+    packages first and zray's dependencies too (a venv made from a venv's python does not see
+    the outer one's)."""
     import glob
     import site
     found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))
     if not found:
         raise exceptions.RuntimeEnvSetupError(f"the pip environment {venv} has no site-packages")
-    return found[:1] + [p for p in site.getsitepackages() if os.path.isdir(p)]
+    return found[0], [p for p in site.getsitepackages() if os.path.isdir(p)]
 
 
 def _module_root(module, session_dir, submission_id):
