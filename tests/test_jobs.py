@@ -185,11 +185,10 @@ def test_job_that_cannot_start_fails_instead_of_pending(zray_cluster, monkeypatc
     assert _wait_status(client, sid, {"FAILED"}, timeout=60) == "FAILED"
     info = client.get_job_info(sid)
     assert "did not start within 2s" in info.message and "not_here" in info.message
-    # A working_dir package that was never uploaded: FAILED, with the reason.
-    sid = client.submit_job(entrypoint="true",
-                            runtime_env={"working_dir": "gcs://_ray_pkg_missing.zip"})
-    assert _wait_status(client, sid, {"FAILED"}) == "FAILED"
-    assert "was not uploaded" in client.get_job_info(sid).message
+    # A working_dir package that was never uploaded: refused at submit, with the reason.
+    with pytest.raises(RuntimeError, match="400.*was not uploaded"):
+        client.submit_job(entrypoint="true",
+                          runtime_env={"working_dir": "gcs://_ray_pkg_missing.zip"})
 
 
 def test_bad_requests_get_clear_errors_and_the_api_keeps_working(zray_cluster):
@@ -199,11 +198,24 @@ def test_bad_requests_get_clear_errors_and_the_api_keeps_working(zray_cluster):
     url = client.get_address()
     for kwargs, words in [({"entrypoint": ""}, "entrypoint"),
                           ({"entrypoint": "true", "submission_id": "bad id!"}, "submission_id"),
-                          ({"entrypoint": "true", "runtime_env": {"pip": ["x"]}}, "not supported"),
+                          ({"entrypoint": "true", "runtime_env": {"conda": "x"}}, "not supported"),
+                          ({"entrypoint": "true", "runtime_env": {"pipp": ["x"]}}, "unknown"),
+                          ({"entrypoint": "true", "runtime_env": {"env_vars": {"A": 1}}},
+                           "env_vars"),
+                          ({"entrypoint": "true", "runtime_env": {"pip": 5}}, "'pip'"),
+                          ({"entrypoint": "true", "runtime_env": {"working_dir": "s3://b/x.zip"}},
+                           "not a package uploaded"),
                           ({"entrypoint": "true", "entrypoint_num_cpus": -1}, "entrypoint_num_cpus")]:
         with pytest.raises(RuntimeError, match="400") as info:
             client.submit_job(**kwargs)
         assert words in str(info.value)
+    with pytest.raises(ValueError, match="not a directory"):     # zray's client checks first
+        client.submit_job(entrypoint="true", runtime_env={"py_modules": ["/nope"]})
+    req = urllib.request.Request(url + "/api/jobs/", method="POST", data=json.dumps(
+        {"entrypoint": "true", "runtime_env": {"py_modules": ["/nope"]}}).encode())
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 400 and "does not exist" in err.value.read().decode()
     with pytest.raises(RuntimeError, match="404"):
         client.get_job_info("no_such_job")
     with pytest.raises(RuntimeError, match="404"):

@@ -91,3 +91,42 @@ def test_zray_start_prints_the_dashboard_and_job_cli_finds_it(tmp_path):
         _cli(tmp_path, "stop")
     r = _cli(tmp_path, "job", "list", check=False)
     assert r.returncode == 1 and "no running zray node" in r.stderr
+
+
+def test_job_runtime_env_reaches_tasks_on_the_other_node(tmp_path):
+    """The job's py_modules and env_vars in a task its driver (node 1) runs on node 0: the
+    uploaded package travels from the driver, as init()'s runtime_env does."""
+    (tmp_path / "mesh").mkdir()
+    c = Cluster(tmp_path / "mesh", 2)
+    mod = tmp_path / "meshmod"
+    mod.mkdir()
+    (mod / "__init__.py").write_text("VALUE = 'mesh-module'\n")
+    try:
+        assert c.wait(lambda: all(list(c.states(i).values()).count("ALIVE") == 2 for i in range(2)), 20)
+        infos = [node_file_of(d) for d in c.dirs]
+        from zray.job_submission import JobSubmissionClient
+        client = JobSubmissionClient(infos[1]["dashboard_url"])
+        script = (
+            "import os, zray\n"
+            "from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as N\n"
+            "zray.init()\n"
+            "@zray.remote\n"
+            "def where():\n"
+            "    import meshmod\n"
+            "    return zray.get_runtime_context().get_node_id(), os.environ['MESH_VAR'], "
+            "meshmod.VALUE\n"
+            f"print('SEEN', *zray.get(where.options(scheduling_strategy=N('{infos[0]['node_id']}', "
+            "soft=False)).remote(), timeout=120))\n")
+        (tmp_path / "wd").mkdir()
+        (tmp_path / "wd" / "job.py").write_text(script)
+        sid = client.submit_job(entrypoint="python job.py", runtime_env={
+            "working_dir": str(tmp_path / "wd"), "py_modules": [str(mod)],
+            "env_vars": {"MESH_VAR": "mesh-var"}})
+        deadline = time.monotonic() + 180
+        while not client.get_job_status(sid).is_terminal() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        logs = client.get_job_logs(sid)
+        assert str(client.get_job_status(sid)) == "SUCCEEDED", logs[-3000:]
+        assert f"SEEN {infos[0]['node_id']} mesh-var mesh-module" in logs
+    finally:
+        c.stop_all()

@@ -64,6 +64,7 @@ def init(address=None, **kwargs):
     from .options import check_names
     check_names(kwargs, _INIT_OPTIONS - {"address"}, "zray.init()")
     from . import runtime_env
+    _with_submitted_job_env(kwargs)
     runtime_env.check(kwargs.get("runtime_env"))    # a bad one fails before anything starts
     with _lock:
         if _state is not None:
@@ -90,6 +91,21 @@ def init(address=None, **kwargs):
             shutdown()
             raise
         return _context_info()
+
+
+def _with_submitted_job_env(kwargs):
+    """The entrypoint of a submitted job (zray job submit): the job's runtime_env, set by its
+    supervisor, is this driver's job-level runtime_env, merged with what init() names."""
+    text = os.environ.get("ZRAY_JOB_RUNTIME_ENV")
+    if not text:
+        return
+    import json
+    from .job.runtime_env import merge_for_driver
+    config = kwargs.get("job_config")
+    own = kwargs.get("runtime_env") or (config.runtime_env if config is not None else None)
+    override = "1" in (os.environ.get("ZRAY_OVERRIDE_JOB_RUNTIME_ENV"),
+                       os.environ.get("RAY_OVERRIDE_JOB_RUNTIME_ENV"))
+    kwargs["runtime_env"] = merge_for_driver(json.loads(text), own, override)
 
 
 def _job_settings(kwargs):

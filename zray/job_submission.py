@@ -5,21 +5,20 @@ names of `ray.job_submission` (`JobSubmissionClient`, `JobStatus`, `JobDetails`,
     sid = client.submit_job(entrypoint="python script.py", runtime_env={"working_dir": "./"})
     client.get_job_status(sid); client.get_job_logs(sid); client.stop_job(sid)
 
-The standard library only (urllib). A local `working_dir` is zipped and uploaded once (by the
-hash of its contents), as Ray's client does. A dashboard bound beyond loopback wants the
+The standard library only (urllib). A local `working_dir` and local `py_modules` are zipped
+(leaving out the runtime_env's `excludes`) and uploaded once each (by the hash of their
+contents), and a `pip` requirements file is read here, as Ray's client does. A dashboard bound beyond loopback wants the
 cluster's token: pass headers={"Authorization": "Bearer <token>"}, or let the client find it
 from this host's node (ZRAY_DASHBOARD_TOKEN, else derived from the node's cluster secret).
 """
 import asyncio
 import enum
 import hashlib
-import io
 import json
 import os
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 
 __all__ = ["JobSubmissionClient", "JobStatus", "JobDetails", "JobInfo", "JobType"]
@@ -151,9 +150,25 @@ class JobSubmissionClient:
                    submission_id=None, entrypoint_num_cpus=None, entrypoint_num_gpus=None,
                    entrypoint_memory=None, entrypoint_resources=None):
         runtime_env = dict(runtime_env or {})
+        excludes = runtime_env.get("excludes") or ()
+        if not isinstance(excludes, (list, tuple)):
+            excludes = ()       # the server names the error
+        uploaded = False
         working_dir = runtime_env.get("working_dir")
-        if working_dir and "://" not in working_dir:
-            runtime_env["working_dir"] = self._upload_working_dir(working_dir)
+        if isinstance(working_dir, (str, os.PathLike)) and "://" not in str(working_dir):
+            runtime_env["working_dir"] = self._upload(working_dir, excludes, "working_dir")
+            uploaded = True
+        modules = runtime_env.get("py_modules")
+        if isinstance(modules, (list, tuple)):
+            local = [isinstance(m, (str, os.PathLike)) and "://" not in str(m) for m in modules]
+            runtime_env["py_modules"] = [self._upload(m, excludes, "py_modules") if is_local
+                                         else m for m, is_local in zip(modules, local)]
+            uploaded = uploaded or any(local)
+        if uploaded:        # the excludes were applied to what was uploaded
+            runtime_env.pop("excludes", None)
+        if isinstance(runtime_env.get("pip"), (str, os.PathLike)):   # a local requirements file
+            from .runtime_env.spec import check
+            runtime_env["pip"] = check({"pip": runtime_env["pip"]})["pip"]
         body = {"entrypoint": entrypoint, "submission_id": submission_id or job_id,
                 "runtime_env": runtime_env,
                 "metadata": dict(self._default_metadata, **(metadata or {})),
@@ -164,20 +179,21 @@ class JobSubmissionClient:
         body = {k: v for k, v in body.items() if v is not None}
         return self._request("POST", "/api/jobs/", body)["submission_id"]
 
-    def _upload_working_dir(self, path):
-        if not os.path.isdir(path):
+    def _upload(self, path, excludes, field):
+        """A local directory (or, for py_modules, a .py or .zip file) zipped with the runtime_env's
+        excludes and uploaded once: its package URI. A py_modules directory keeps its name."""
+        from .runtime_env.packaging import archive, read_zip
+        path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        if field == "working_dir" and not os.path.isdir(path):
             raise ValueError(f"working_dir {path!r} is not a directory")
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git"))
-                for name in sorted(files):
-                    full = os.path.join(root, name)
-                    info = zipfile.ZipInfo(os.path.relpath(full, path), (1980, 1, 1, 0, 0, 0))
-                    info.external_attr = (os.stat(full).st_mode & 0xFFFF) << 16
-                    with open(full, "rb") as f:
-                        zf.writestr(info, f.read())
-        blob = buffer.getvalue()
+        if field == "py_modules" and not (os.path.isdir(path) or path.endswith((".py", ".zip"))
+                                          and os.path.isfile(path)):
+            raise ValueError(f"py_modules entry {path!r} is not a directory, a .py or a .zip file")
+        if path.endswith(".zip") and os.path.isfile(path):
+            blob, _ = read_zip(path)
+        else:
+            top = os.path.basename(path) if field == "py_modules" and os.path.isdir(path) else None
+            blob, _ = archive(path, tuple(excludes) + ("__pycache__/", ".git/"), top=top)
         name = f"_ray_pkg_{hashlib.sha1(blob).hexdigest()}.zip"
         if self._request("GET", f"/api/packages/gcs/{name}", ok_404=True) is None:
             self._request("PUT", f"/api/packages/gcs/{name}", raw=blob)

@@ -20,6 +20,8 @@ def _parser():
     s = verb("submit", "submit a job: zray job submit [options] -- COMMAND ...")
     s.add_argument("--working-dir", default=None, help="a local directory to run the job in "
                    "(uploaded to the cluster)")
+    s.add_argument("--runtime-env", default=None, metavar="FILE.yaml",
+                   help="runtime_env from a YAML file")
     s.add_argument("--runtime-env-json", default=None, help="runtime_env as JSON")
     s.add_argument("--submission-id", "--job-id", dest="submission_id", default=None)
     s.add_argument("--metadata-json", default=None)
@@ -61,13 +63,34 @@ def _json_arg(name, raw):
         raise ValueError(f"{name} is not valid JSON: {exc}") from None
 
 
+def _yaml_file(name, path):
+    try:
+        import yaml
+    except ImportError:
+        raise ValueError(f"{name} needs PyYAML (pip install pyyaml); or use "
+                         "--runtime-env-json") from None
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{name}: {path} is not valid YAML: {exc}") from None
+
+
 def _submit(client, args):
     entrypoint = args.entrypoint[1:] if args.entrypoint[:1] == ["--"] else args.entrypoint
     if not entrypoint:
         raise ValueError("no command given: zray job submit [options] -- COMMAND ...")
     import shlex
-    runtime_env = _json_arg("--runtime-env-json", args.runtime_env_json) or {}
-    if args.working_dir:
+    if args.runtime_env and args.runtime_env_json:
+        raise ValueError("give the runtime_env with --runtime-env or --runtime-env-json, "
+                         "not both")
+    runtime_env = (_yaml_file("--runtime-env", args.runtime_env) if args.runtime_env else
+                   _json_arg("--runtime-env-json", args.runtime_env_json)) or {}
+    if not isinstance(runtime_env, dict):
+        raise ValueError(f"the runtime_env must be a mapping, got {type(runtime_env).__name__}")
+    if args.working_dir:        # as Ray's: the flag over the runtime_env's own working_dir
         runtime_env["working_dir"] = args.working_dir
     sid = client.submit_job(
         entrypoint=" ".join(shlex.quote(a) for a in entrypoint) if len(entrypoint) > 1

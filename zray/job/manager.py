@@ -16,12 +16,12 @@ import time
 
 from . import model
 from .model import JobError, JobInfo
+from .runtime_env import resolve
 
 log = logging.getLogger("zray.job")
 
 START_TIMEOUT_S = float(os.environ.get("ZRAY_JOB_START_TIMEOUT_S", "60"))
 FOLLOW_POLL_S = 0.2
-_SUPPORTED_RUNTIME_ENV = {"env_vars", "working_dir", "config", "_ray_commit"}
 
 
 def note_driver(core, submission_id, job_id):
@@ -33,6 +33,12 @@ def note_driver(core, submission_id, job_id):
                                  namespace=model.DRIVERS_NAMESPACE, timeout=10)
     except Exception as exc:   # the link is for display only; the job runs on
         log.warning("could not link job %s to its driver: %s", submission_id, exc)
+
+
+def packages_dir():
+    """Where this node's dashboard keeps uploaded packages (gcs://_ray_pkg_*.zip)."""
+    from ..core import runtime
+    return os.path.join(runtime.current().session_dir, "packages")
 
 
 def supervisor_name(submission_id):
@@ -102,15 +108,7 @@ class JobManager:
             raise JobError(f"entrypoint must be a non-empty shell command, got {entrypoint!r}")
         submission_id = model.check_submission_id(submission_id or model.new_submission_id())
         runtime_env = runtime_env or {}
-        if not isinstance(runtime_env, dict):
-            raise JobError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
-        unsupported = set(runtime_env) - _SUPPORTED_RUNTIME_ENV
-        if unsupported:
-            raise JobError(f"runtime_env fields {sorted(unsupported)} are not supported by zray "
-                           f"jobs (supported: env_vars, working_dir)")
-        env_vars = runtime_env.get("env_vars") or {}
-        if not isinstance(env_vars, dict):
-            raise JobError("runtime_env['env_vars'] must be a dict of str to str")
+        resolve(runtime_env, packages_dir())      # the checks only; the record keeps it as given
         if metadata is not None and not isinstance(metadata, dict):
             raise JobError(f"metadata must be a dict, got {type(metadata).__name__}")
         for name, value in (("entrypoint_num_cpus", entrypoint_num_cpus),

@@ -1,6 +1,7 @@
 """The actor that runs one job's entrypoint (Ray's JobSupervisor): a detached, threaded actor on
 the node of the dashboard that took the submit. It starts the entrypoint in a shell, in its own
-process group, with the job's env_vars and working_dir, writes everything it prints to
+process group, in the job's runtime_env (runtime_env.py: env_vars, working_dir and py_modules on
+PYTHONPATH, a pip venv from the node's cache that the workers share, built here first), writes everything it prints to
 `<session>/logs/job-driver-<submission_id>.log`, and records RUNNING and the end (model.py) in
 the cluster key-value store. `stop()` may come at any time, also before `run()`: the entrypoint
 then never starts. The entrypoint dies with the supervisor's worker (PR_SET_PDEATHSIG).
@@ -10,10 +11,16 @@ import logging
 import os
 import signal
 import subprocess
+import shutil
 import threading
+import time
 import zipfile
 
+from .. import exceptions
+from ..runtime_env import spec, worker_setup
 from . import model
+from .model import JobError
+from .runtime_env import DRIVER_ENV_VAR, resolve
 
 log = logging.getLogger("zray.job")
 
@@ -62,12 +69,19 @@ class JobSupervisor:
             if self._stopping or info.terminal:
                 self._write(model.stopped_before_start(info))
                 return self._info.status
-            try:
-                cwd, env = self._prepare(info, rt.session_dir)
-            except (OSError, ValueError, zipfile.BadZipFile) as exc:
-                self._write(model.failed(info, f"runtime_env setup failed: {exc}",
-                                         "RUNTIME_ENV_SETUP_FAILED"))
-                return model.FAILED
+        try:    # outside the lock: a pip install may take minutes, and stop() must get through
+            cwd, env = self._prepare(info, rt.session_dir)
+        except (OSError, ValueError, zipfile.BadZipFile, JobError,
+                exceptions.RuntimeEnvSetupError) as exc:
+            with self._lock:
+                new = (model.stopped_before_start(self._read()) if self._stopping else
+                       model.failed(self._read(), _setup_message(exc), "RUNTIME_ENV_SETUP_FAILED"))
+                self._write(new)
+            return (new or self._info).status
+        with self._lock:
+            if self._stopping:
+                self._write(model.stopped_before_start(self._read()))
+                return self._info.status
             out = open(log_path, "ab", buffering=0)
             try:
                 self._proc = subprocess.Popen(
@@ -122,33 +136,73 @@ class JobSupervisor:
         env["ZRAY_ADDRESS"] = self._node_address_file
         env["ZRAY_JOB_SUBMISSION_ID"] = env["RAY_JOB_SUBMISSION_ID"] = info.submission_id
         env["PYTHONUNBUFFERED"] = "1"
-        runtime_env = info.runtime_env or {}
-        for key, value in (runtime_env.get("env_vars") or {}).items():
-            env[str(key)] = str(value)
+        env.pop(DRIVER_ENV_VAR, None)       # only this job's own
+        checked = resolve(info.runtime_env, os.path.join(session_dir, "packages")) or {}
+        deadline = spec.setup_timeout(checked)
+        deadline = None if deadline is None else time.monotonic() + deadline
+        env.update(checked.get("env_vars") or {})
+        front, back = [], []
         cwd = None
-        working_dir = runtime_env.get("working_dir")
-        if working_dir:
-            cwd = _materialize(working_dir, session_dir, info.submission_id)
-            env["PYTHONPATH"] = cwd + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        if checked.get("working_dir"):
+            cwd = _materialize(checked["working_dir"], session_dir, info.submission_id)
+            front.append(cwd)
+        for module in checked.get("py_modules") or ():
+            front.append(_module_root(module, session_dir, info.submission_id))
+        if checked.get("pip"):
+            # The node's cache that workers use: the driver's tasks then find it built.
+            root = os.path.join(session_dir, "runtime_resources")
+            venv = worker_setup.pip_env(root, checked["pip"], deadline,
+                                        os.path.join(session_dir, "logs"))
+            own, node = _venv_paths(venv)
+            front.append(own)
+            back.extend(node)
+            env["VIRTUAL_ENV"] = venv
+            env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", "")
+        if front:
+            rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+            env["PYTHONPATH"] = os.pathsep.join(
+                front + rest + [p for p in back if p not in rest])
+        if checked:     # the driver's job-level runtime_env (zray.init reads it)
+            env[DRIVER_ENV_VAR] = json.dumps(checked, sort_keys=True)
         return cwd, env
 
 
-def _materialize(working_dir, session_dir, submission_id):
-    """A local directory for the working_dir: a directory as is, or an uploaded package
-    (`gcs://_ray_pkg_<hash>.zip`, kept in `<session>/packages/`) unpacked once."""
-    if "://" not in working_dir:
-        if not os.path.isdir(working_dir):
-            raise ValueError(f"working_dir {working_dir!r} is not a directory on this node")
+def _setup_message(exc):
+    text = str(exc)
+    return text if text.startswith("runtime_env") else f"runtime_env setup failed: {text}"
+
+
+def _venv_paths(venv):
+    """(the job venv's site-packages, the node interpreter's): the first goes before the
+    entrypoint's PYTHONPATH, the others after it, so whichever `python` it runs sees the job's
+    packages first and zray's dependencies too (a venv made from a venv's python does not see
+    the outer one's)."""
+    import glob
+    import site
+    found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))
+    if not found:
+        raise exceptions.RuntimeEnvSetupError(f"the pip environment {venv} has no site-packages")
+    return found[0], [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+
+def _module_root(module, session_dir, submission_id):
+    """The directory to put on PYTHONPATH for one py_modules entry: an uploaded or local .zip
+    unpacked (it holds the module under its name), a local package's parent, a .py's dir."""
+    if module.endswith(".zip") and os.path.isfile(module):
+        return _materialize(module, session_dir, submission_id, kind="py_modules")
+    return os.path.dirname(module)
+
+
+def _materialize(working_dir, session_dir, submission_id, kind="working_dir"):
+    """A local directory for a working_dir (or py_modules .zip): a directory as is, or a .zip
+    (an uploaded package in `<session>/packages/`) unpacked once per content name."""
+    if os.path.isdir(working_dir):
         return os.path.abspath(working_dir)
-    name = working_dir.split("://", 1)[1]
-    package = os.path.join(session_dir, "packages", os.path.basename(name))
-    if not os.path.isfile(package):
-        raise ValueError(f"working_dir package {working_dir} was not uploaded to this node")
-    target = os.path.join(session_dir, "runtime_resources", "working_dir",
-                          os.path.basename(name).rsplit(".", 1)[0])
+    name = os.path.basename(working_dir)
+    target = os.path.join(session_dir, "runtime_resources", f"job_{kind}", name.rsplit(".", 1)[0])
     if not os.path.isdir(target):
         tmp = f"{target}.{submission_id}"
-        with zipfile.ZipFile(package) as zf:
+        with zipfile.ZipFile(working_dir) as zf:
             for member in zf.namelist():     # no path may leave the target
                 if os.path.isabs(member) or ".." in member.split("/"):
                     raise ValueError(f"package {name} holds an unsafe path {member!r}")
@@ -156,5 +210,5 @@ def _materialize(working_dir, session_dir, submission_id):
         try:
             os.replace(tmp, target)
         except OSError:
-            pass
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -192,13 +192,24 @@ def pip_env(root, pip, deadline, log_dir):
     return venv
 
 
+def _die_with_parent():
+    """A preexec_fn: the build dies with the process building it (a worker or a job's
+    supervisor killed mid-build leaves no pip behind). libc is loaded here, in the parent: the
+    forked child only makes the call."""
+    import ctypes
+    import signal
+    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
+
+
 def _run(argv, log_path, deadline, what):
     with open(log_path, "ab") as out:
         out.write(f"$ {' '.join(argv)}\n".encode())
         out.flush()
         try:
             proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=_remaining(deadline))
+                                  stdin=subprocess.DEVNULL, timeout=_remaining(deadline),
+                                  preexec_fn=_die_with_parent())
         except subprocess.TimeoutExpired:
             raise exceptions.RuntimeEnvSetupError(
                 f"runtime_env setup timed out while {what} (config: setup_timeout_seconds); "
