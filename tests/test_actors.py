@@ -187,6 +187,44 @@ def test_async_actor_max_concurrency_caps_calls(cluster):
     assert zray.get(c.peak_seen.remote()) == 2
 
 
+def test_async_actor_starts_calls_in_arrival_order_on_its_loop(cluster):
+    # The loop's thread reads the inbox itself while idle (actor_host.py, _InboxSelector):
+    # calls start there in arrival order, also when a blocking get inside a call reads the
+    # inbox on that thread, and the loop still wakes for timers and other threads' callbacks.
+    @zray.remote
+    class Recorder:
+        def __init__(self):
+            self.seen = []
+
+        async def note(self, i):
+            self.seen.append(i)
+            return threading.current_thread().name
+
+        async def note_after_get(self, i, inner):
+            self.seen.append(i)
+            return zray.get(inner.incr.remote())
+
+        async def woken_by_thread(self):
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            threading.Timer(0.05, loop.call_soon_threadsafe, (fut.set_result, "woken")).start()
+            return await asyncio.wait_for(fut, 5)
+
+        async def seen_order(self):
+            return self.seen
+
+    r = Recorder.remote()
+    inner = Counter.remote()
+    refs = []
+    for i in range(300):
+        refs.append(r.note.remote(i) if i % 50 else r.note_after_get.remote(i, inner))
+    names = zray.get(refs, timeout=60)
+    assert {n for i, n in enumerate(names) if i % 50} == {"zray-actor-loop-_default"}
+    assert zray.get(r.seen_order.remote(), timeout=30) == list(range(300))
+    assert zray.get(r.woken_by_thread.remote(), timeout=30) == "woken"
+    assert zray.get(inner.get.remote(), timeout=30) == 6
+
+
 def test_concurrency_groups(cluster):
     @zray.remote(concurrency_groups={"io": 2, "compute": 1})
     class Grouped:

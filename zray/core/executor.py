@@ -50,6 +50,9 @@ class Executor:
         self.cancelled_before_start = set()
         self.interruptible = False      # SIGINT may stop the task's code only while it runs
         self.cancel_requested = None
+        # Whether the main thread reads the inbox while idle; an async actor's loop does
+        # instead (its calls never run here: actor_host.py, _InboxSelector).
+        self.reads_inbox = True
         self.post_mortem_hook = None    # zray.util.debug.post_mortem under ZRAY_DEBUG_POST_MORTEM
         self.step_into_hook = None      # zray.util.debug: pause at a called task's first line
         self.assigned_gpus = []
@@ -110,7 +113,8 @@ class Executor:
                 # then runs here without waking the I/O thread first. When another thread
                 # reads it (e.g. an actor's pool thread blocked in get), wait on the queue.
                 try:
-                    read = inbox.read_until(has_task, time.monotonic() + 1.0)
+                    read = inbox.read_until(has_task, time.monotonic() + 1.0) \
+                        if self.reads_inbox else None
                 except exceptions.LocalRayletDiedError:
                     return
                 if read is None:

@@ -365,6 +365,31 @@ class Inbox:
         finally:
             self._release_inbox()
 
+    def read_while_idle(self, fd, timeout):
+        """An event loop about to block (async actors, actor_host.py): read the inbox on its
+        thread until a message came, `fd` (the loop's own selector) is readable, or `timeout`
+        seconds (None: no limit) passed, so a call dispatched here starts on the loop at once
+        instead of being handed over from another thread. True when it read; False, having
+        waited for nothing, when another thread reads the inbox (the loop then waits as usual
+        and calls come handed over)."""
+        if not self._take_inbox():
+            return False
+        try:
+            if self._has_dropped() or self._posted:
+                self._housekeeping()
+            inbox = self.transport.inbox
+            if not (_socket_get(inbox, _EVENTS) & _POLLIN):
+                ms = 1000 if timeout is None else math.ceil(min(1.0, timeout) * 1000)
+                self._inbox_polling = True
+                try:
+                    zmq.zmq_poll([(inbox, _POLLIN), (fd, _POLLIN)], ms)
+                finally:
+                    self._inbox_polling = False
+            self._dispatch_waiting()
+            return True
+        finally:
+            self._release_inbox()
+
     def in_inbox_code(self, frame):
         """Whether `frame` (a signal handler's) is inside the inbox machinery, where an
         exception would leave the inbox taken or a message half-handled. Blocked in the poll

@@ -120,7 +120,10 @@ _PLAIN_TYPES = frozenset((bytes, str, int, float, bool, type(None)))
 
 def serialize(value, flags=0):
     """Pickle `value`; large contiguous buffers (numpy, bytes-likes) stay out of band."""
-    if type(value) in _PLAIN_TYPES:
+    kind = type(value)
+    if kind in _PLAIN_TYPES or (kind is tuple and len(value) <= 16
+                                and all(type(v) in _PLAIN_TYPES for v in value)):
+        # A flat tuple of those too (a Serve call's (method, model id, request id), say).
         return SerializedObject(flags, pickle.dumps(value, protocol=5), [], [])
     buffers = []
     previous = getattr(_context, "refs", None)
