@@ -21,7 +21,8 @@ class TorchConfig(BackendConfig):
     init_method: str = "env"
     timeout_s: int = 1800
     zray_collective_backend: str = "cpu"
-    preload_modules = ("torch", "torch.distributed", "torch.nn.parallel")
+    # torch._dynamo: DDP imports it lazily at construction, ~1.8 s of CPU per worker here.
+    preload_modules = ("torch", "torch.distributed", "torch.nn.parallel", "torch._dynamo")
 
     def __post_init__(self):
         if self.backend is not None and self.backend not in BACKENDS:
