@@ -28,6 +28,8 @@ from ..types import ReduceOp
 from .base import BaseGroup, MemberInfo
 from .liveness import LocalPeers, ProcessId
 
+_SPIN_S = 0.005           # polls without sleeping before the first sleep
+_MAX_PAUSE_S = 2e-4      # then sleeps no longer than this between polls
 log = logging.getLogger("zray.util.collective")
 _OPS = {"barrier": 1, "allreduce": 2, "reduce": 3, "broadcast": 4, "allgather": 5,
         "reducescatter": 6, "gather": 7, "scatter": 8, "alltoall": 9}
@@ -148,7 +150,10 @@ class MpiGroup(BaseGroup):
     def _wait(self, req, deadline, what):
         MPI = self.MPI
         try:
-            for _ in range(self.config.spin_iterations):
+            # MPI moves data only inside Test: poll without sleeping for a while (a large
+            # message's pipeline stalls at every sleep), then back off to short sleeps.
+            spin_until = time.monotonic() + _SPIN_S
+            while time.monotonic() < spin_until:
                 if req.Test():
                     return
             interval = self.config.liveness_interval_ms / 1000
@@ -156,7 +161,7 @@ class MpiGroup(BaseGroup):
             pause = 1e-5
             while not req.Test():
                 time.sleep(pause)
-                pause = min(pause * 2, 1e-3)
+                pause = min(pause * 2, _MAX_PAUSE_S)
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + interval
