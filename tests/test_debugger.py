@@ -72,6 +72,21 @@ def _debug_env():
     return dict(os.environ, PYTHONPATH=REPO, ZRAY_ADDRESS=os.path.join(session, "node.json"))
 
 
+def _attach(breakpoint_id, env, dialogue):
+    """`zray debug <breakpoint_id>` in a terminal: at the prompt, each (command, expected) of
+    the dialogue is typed and its expected text (None: nothing) awaited."""
+    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", breakpoint_id], env)
+    try:
+        term.expect("(Pdb)")
+        for command, expected in dialogue:
+            term.send(command)
+            if expected is not None:
+                term.expect(expected)
+    finally:
+        term.close()
+    return term
+
+
 def test_breakpoint_in_task_attach_print_continue(zray_cluster):
     zray = zray_cluster(num_cpus=2)
 
@@ -134,19 +149,12 @@ def test_breakpoint_in_actor_and_list(zray_cluster):
     bad = subprocess.run([sys.executable, "-m", "zray.scripts.cli", "debug", "nonexistent"],
                          capture_output=True, text=True, env=env, timeout=60, cwd=REPO)
     assert bad.returncode == 1 and "no paused breakpoint" in bad.stderr
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug",
-                     found[0]["breakpoint_id"]], env)
-    try:
-        term.expect("(Pdb)")
-        term.send("p ('count', self.count)")
-        term.expect("('count', 6)")
-        term.send("self.count = 100")
-        term.send("p ('now', self.count)")
-        term.expect("('now', 100)")
-        term.send("c")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(found[0]["breakpoint_id"], env, [
+        ("p ('count', self.count)", "('count', 6)"),
+        ("self.count = 100", None),
+        ("p ('now', self.count)", "('now', 100)"),
+        ("c", "session ended"),
+    ])
     assert zray.get(ref, timeout=60) == 100
 
 
@@ -162,15 +170,10 @@ def test_post_mortem_on_unhandled_exception(zray_cluster, monkeypatch):
     ref = broken.remote()
     found = _wait_breakpoints()
     assert found[0]["post_mortem"] is True
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", "0"], _debug_env())
-    try:
-        term.expect("(Pdb)")
-        term.send("p ('reason', local_reason)")
-        term.expect("('reason', 'bad-input-17')")
-        term.send("c")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach("0", _debug_env(), [
+        ("p ('reason', local_reason)", "('reason', 'bad-input-17')"),
+        ("c", "session ended"),
+    ])
     with pytest.raises(ValueError, match="bad-input-17"):
         zray.get(ref, timeout=60)
 
@@ -268,28 +271,19 @@ def test_remote_steps_into_the_called_task(zray_cluster):
     ref = caller.remote()
     (first,) = _wait_breakpoints()
     env = _debug_env()
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]], env)
-    try:
-        term.expect("(Pdb)")
-        term.send("remote")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(first["breakpoint_id"], env, [
+        ("remote", "session ended"),
+    ])
     from zray.util.debug.registry import list_breakpoints
     deadline = time.monotonic() + 60
     while not list_breakpoints() and time.monotonic() < deadline:
         time.sleep(0.05)
     (second,) = list_breakpoints()
     assert second["task"].endswith("callee") and second.get("step_into")
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", second["breakpoint_id"]], env)
-    try:
-        term.expect("(Pdb)")
-        term.send("p ('x', x)")
-        term.expect("('x', 21)")
-        term.send("c")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(second["breakpoint_id"], env, [
+        ("p ('x', x)", "('x', 21)"),
+        ("c", "session ended"),
+    ])
     assert zray.get(ref, timeout=60) == 42
 
 
@@ -322,27 +316,18 @@ def test_get_steps_out_to_where_the_result_is_consumed(zray_cluster):
     (first,) = _wait_breakpoints()
     assert first["function"] == "callee"
     env = _debug_env()
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]], env)
-    try:
-        term.expect("(Pdb)")
-        term.send("get")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(first["breakpoint_id"], env, [
+        ("get", "session ended"),
+    ])
     second = _next_breakpoint()
     assert second["function"] == "caller" and second.get("step_out")
     assert second["breakpoint_id"] != first["breakpoint_id"]
     ready, _ = zray.wait([ref], timeout=0.5)
     assert not ready                              # the caller waits at the get
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", second["breakpoint_id"]], env)
-    try:
-        term.expect("(Pdb)")
-        term.send("p ('value', value)")
-        term.expect("('value', 42)")
-        term.send("c")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(second["breakpoint_id"], env, [
+        ("p ('value', value)", "('value', 42)"),
+        ("c", "session ended"),
+    ])
     assert zray.get(ref, timeout=60) == 43
     from zray.util.debug.registry import list_breakpoints
     assert list_breakpoints() == []
@@ -373,25 +358,16 @@ def test_get_pauses_the_process_that_gets_the_result_not_only_its_owner(zray_clu
     (first,) = _wait_breakpoints()
     assert first["function"] == "callee"
     env = _debug_env()
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]], env)
-    try:
-        term.expect("(Pdb)")
-        term.send("get")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(first["breakpoint_id"], env, [
+        ("get", "session ended"),
+    ])
     second = _next_breakpoint()
     assert second["function"] == "consumer" and second.get("step_out"), second
     assert second["pid"] != first["pid"]
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", second["breakpoint_id"]], env)
-    try:
-        term.expect("(Pdb)")
-        term.send("p ('got', got)")
-        term.expect("('got', 42)")
-        term.send("c")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(second["breakpoint_id"], env, [
+        ("p ('got', got)", "('got', 42)"),
+        ("c", "session ended"),
+    ])
     assert zray.get(ref, timeout=60) == 43
     from zray.util.debug.registry import list_breakpoints
     assert list_breakpoints() == []
@@ -407,18 +383,11 @@ def test_get_with_an_argument_is_refused_and_the_session_goes_on(zray_cluster):
 
     ref = paused.remote()
     (first,) = _wait_breakpoints()
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", first["breakpoint_id"]],
-                    _debug_env())
-    try:
-        term.expect("(Pdb)")
-        term.send("get extra")
-        term.expect("get takes no argument")
-        term.send("p 'still here'")
-        term.expect("'still here'")
-        term.send("c")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(first["breakpoint_id"], _debug_env(), [
+        ("get extra", "get takes no argument"),
+        ("p 'still here'", "'still here'"),
+        ("c", "session ended"),
+    ])
     assert zray.get(ref, timeout=60) == "done"
 
 
@@ -450,14 +419,9 @@ def test_list_workers_shows_a_paused_worker_debugger_port(zray_cluster):
     from zray.util.state import list_workers
     others = [w for w in list_workers(limit=10_000, detail=True) if w.pid != bp["pid"]]
     assert others and all(w.num_paused_threads == 0 and w.debugger_port is None for w in others)
-    term = Terminal([sys.executable, "-m", "zray.scripts.cli", "debug", bp["breakpoint_id"]],
-                    _debug_env())
-    try:
-        term.expect("(Pdb)")
-        term.send("c")
-        term.expect("session ended")
-    finally:
-        term.close()
+    _attach(bp["breakpoint_id"], _debug_env(), [
+        ("c", "session ended"),
+    ])
     assert zray.get(ref, timeout=60) == bp["pid"]
     row = _worker_row(bp["pid"], want_paused=False)
     assert row.debugger_port is None and row.num_paused_threads == 0
