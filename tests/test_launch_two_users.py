@@ -7,9 +7,9 @@ overlap in time (each waits for the other to be up), use the same actor name, an
 they see only their own nodes and objects; the second user cannot read the first's session
 directories. After both end, neither leaves a process, socket file, session or shm segment.
 
-This machine's Python lives under /root (mode 0700), which another user cannot traverse: the
-second user's job runs in a private mount namespace where /root is a 0711 directory holding
-only the Python installation (nothing else of root's is visible through it).
+Root's Python, its venv or this checkout may live under /root (mode 0700 here), which another
+user cannot traverse: the second user's job then runs in a private mount namespace where /root
+is a 0711 directory holding only those (nothing else of root's is visible through it).
 """
 import json
 import os
@@ -116,6 +116,16 @@ def second_user():
             subprocess.run(["userdel", USER], capture_output=True, timeout=60)
 
 
+def _under_root(*paths):
+    """The entries of /root that hold any of `paths` (what the second user must reach)."""
+    tops = set()
+    for path in paths:
+        rel = os.path.relpath(os.path.realpath(path), "/root")
+        if not rel.startswith(".."):
+            tops.add(rel.split(os.sep)[0])
+    return sorted(tops)
+
+
 def _procs_of(uid, base):
     found = []
     for p in psutil.process_iter(["uids", "cmdline", "environ"]):
@@ -151,9 +161,9 @@ def test_two_users_clusters_on_one_host_do_not_meet(second_user):
     os.chmod(base, 0o1777)                       # a shared /tmp: sticky, world-writable
     view = tempfile.mkdtemp(prefix="zray-rootview-", dir="/tmp")   # /root in B's namespace
     os.chmod(view, 0o711)
-    os.mkdir(os.path.join(view, ".pyenv"))
-    python_root = os.path.realpath(os.path.join(os.path.dirname(sys.executable), "..", "..",
-                                                ".."))   # /root/.pyenv
+    exposed = _under_root(sys.base_prefix, sys.prefix, os.path.realpath(sys.executable), REPO)
+    for top in exposed:
+        os.mkdir(os.path.join(view, top))
     try:
         app = os.path.join(base, "app.py")
         with open(app, "w") as f:
@@ -167,9 +177,8 @@ def test_two_users_clusters_on_one_host_do_not_meet(second_user):
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         inner = " ".join([
             "set -e;",
-            f"mount --bind {python_root} {view}/.pyenv;" if python_root.startswith("/root/")
-            else "",
-            f"mount --rbind {view} /root;" if python_root.startswith("/root/") else "",
+            *[f"mount --bind /root/{top} {view}/{top};" for top in exposed],
+            f"mount --rbind {view} /root;" if exposed else "",
             f"exec setpriv --reuid={uid2} --regid={second_user.pw_gid} --clear-groups --",
             *cmd, "b", "a", os.path.join(base, "b.json")])
         user_job = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
