@@ -23,6 +23,8 @@ What a node knows of its own:
     placement_groups   the groups it is the home of
     logs / log the files of its session's logs/ (names only inside that folder)
 Nodes are answered by the node asked alone, from its membership view (dead members included).
+The module is a little past 800 lines on purpose: every kind's gathering is a few short functions
+sharing the one fan-out above, and split across files they would each need it again.
 
 Interface for other services and the daemon:
     records                  the TaskRecords (TaskService records into it)
