@@ -47,7 +47,12 @@ class ProcessContext:
         """The job's settings the driver published (job_info.py); {} if there are none."""
         if self._job is None:
             job = self.load_job() if self.load_job is not None else None
-            self._job = dict(job or {})
+            if not job:
+                # Not published yet: a worker started for the job can ask before its driver's
+                # init() has published (seen: an actor then ran with namespace None). Ask again
+                # next time rather than keep the miss.
+                return {}
+            self._job = dict(job)
         return self._job
 
     def set_job_settings(self, settings):
