@@ -4,8 +4,8 @@ The driver publishes them in the cluster key-value store when it connects (key: 
 the KV namespace JOB_KV_NAMESPACE) and removes them at shutdown; a worker reads them the first
 time its code needs one (ProcessContext.job_settings; a miss, before the driver has published, is
 asked again next time), so tasks and actors run in their job's namespace wherever they run, and a
-job that never asks costs its workers nothing. No wire
-message of its own: the KV store already reaches every node.
+job that never asks costs its workers nothing. No wire message of its own: the KV store already
+reaches every node.
 """
 import logging
 import pickle
