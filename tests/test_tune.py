@@ -209,14 +209,17 @@ def test_pbt_exploits_and_explores_with_checkpoints(shared_cluster, tmp_path):
         first_exploit.setdefault(tid, t)
     gained = 0
     for r in results:
+        with open(os.path.join(r.checkpoint.path, "state")) as f:
+            value, step = map(float, f.read().split())
+        assert step == 12          # each ran to the end, itself or in the state it took last
         if r.metrics["trial_id"] in exploited:
-            assert r.metrics["restored"] is True
             # report() waits for PBT's decision: the trial's own run ends at the exploit
             rows = r.metrics_dataframe
             own = rows[rows["restored"] == False]["training_iteration"]   # noqa: E712
             assert own.max() == first_exploit[r.metrics["trial_id"]]
-            assert r.metrics["training_iteration"] == 12
-            gained += r.metrics["value"] > 1        # took a good trial's state
+            # A donor ranked at its last step leaves the trial nothing more to report.
+            assert r.metrics["training_iteration"] <= 12
+            gained += value > 1        # took a good trial's state
     assert gained >= 1
     assert results.get_best_result().metrics["value"] >= 6
 

@@ -415,3 +415,22 @@ def test_controller_state_roundtrip_keeps_scheduler_and_searcher_and_error_flags
     done = _controller({"a": 1})
     done.set_state(cloudpickle.loads(cloudpickle.dumps(c.get_state())), resume_unfinished=False)
     assert done.trials[0].status == Trial.TERMINATED
+
+
+def test_controller_pbt_exploit_takes_donor_checkpoint_from_its_ranking_and_its_clock():
+    # As Ray: the donor's state when it was last ranked, not whatever it has reported since
+    # (a donor that ran ahead to its end would leave the exploiting trial nothing to run).
+    pbt = PopulationBasedTraining(time_attr="training_iteration", metric="m", mode="max",
+                                  perturbation_interval=2, hyperparam_mutations={"lr": [1, 2, 3]},
+                                  quantile_fraction=0.5, resample_probability=0)
+    c = _controller({"lr": tune.grid_search([1, 3])}, scheduler=pbt)
+    a, b = [s.trial_id for s in _of(c.start(), StartTrial)]
+    c.on_result(b, {"training_iteration": 1, "m": 0}, "/b1")
+    for t in range(1, 6):        # a runs ahead; ranked (alone) at 2 and 4, not at 5
+        assert _of(c.on_result(a, {"training_iteration": t, "m": 10 + t}, f"/a{t}"),
+                   StopTrial) == []
+    cmds = c.on_result(b, {"training_iteration": 2, "m": 1}, "/b2")   # ranked: below a
+    assert _of(cmds, StopTrial) == [StopTrial(b, save=False)]
+    (restart,) = _of(c.on_stopped(b), StartTrial)
+    assert restart.restore.path == "/a4" and restart.restore.iteration == 4
+    assert pbt._trial_state[b].last_perturbation_time == 4     # next ranked at 6, as a is

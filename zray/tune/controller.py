@@ -140,9 +140,9 @@ class TrialController:
         """PBT: restart `trial` from `checkpoint` (another trial's) with `new_config`."""
         donor_record = None
         for t in self.trials:
-            rec = t.checkpoint_manager.latest
-            if rec is not None and rec.path == checkpoint.path:
-                donor_record = rec
+            for rec in t.checkpoint_manager.records:
+                if rec.path == checkpoint.path:
+                    donor_record = rec
         trial.restore_record = donor_record or CheckpointRecord(checkpoint.path, {})
         trial.config = new_config
         if new_tag:

@@ -152,7 +152,9 @@ class Trial:
 
     @property
     def checkpoint(self):
-        record = self.checkpoint_manager.latest
+        # After a PBT exploit the trial's state is the donor's checkpoint until it saves its own
+        # (as Ray: its latest checkpoint becomes the donor's), even if it then runs no further.
+        record = self.restore_record or self.checkpoint_manager.latest
         return record.checkpoint if record else None
 
     @property

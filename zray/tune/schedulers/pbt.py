@@ -2,8 +2,10 @@
 
 Every `perturbation_interval` (in `time_attr`) a trial is ranked among the trials that have
 reported: in the top `quantile_fraction` it asks for a checkpoint (the one it reported, for a
-function trainable); in the bottom one it *exploits* a random top trial — it takes that
-trial's latest checkpoint and an *explored* copy of its config — and restarts from it.
+function trainable); in the bottom one it *exploits* a random top trial — it takes the
+checkpoint that trial had when it was last ranked, and an *explored* copy of its config — and
+restarts from it, taking over the donor's perturbation clock too, so that the restored trial is
+next ranked one interval after the donor's state was, not one interval after its own.
 Explore: each mutated key is resampled with `resample_probability`, otherwise a number is
 multiplied by one of `perturbation_factors` and a list value moves to a neighbouring entry.
 """
@@ -22,7 +24,7 @@ class _PBTTrialState:
     def __init__(self, trial):
         self.orig_tag = trial.experiment_tag
         self.last_score = None
-        self.last_checkpoint = None
+        self.last_checkpoint_at = None     # training_iteration when last ranked
         self.last_perturbation_time = 0
         self.last_train_time = 0
         self.last_result = None
@@ -63,6 +65,18 @@ def explore(config, mutations, resample_probability, perturbation_factors, custo
         if new is None:
             raise ValueError("custom_explore_fn must return the new config")
     return new
+
+
+def _checkpoint_at(trial, iteration):
+    """The trial's checkpoint of `training_iteration` == iteration (the one of its last
+    ranking), else its latest (none was saved then, or num_to_keep dropped it); None without
+    any."""
+    if trial is None:
+        return None
+    for record in reversed(trial.checkpoint_manager.records):
+        if record.iteration == iteration:
+            return record.checkpoint
+    return trial.checkpoint
 
 
 class PopulationBasedTraining(FIFOScheduler):
@@ -127,6 +141,7 @@ class PopulationBasedTraining(FIFOScheduler):
             return TrialScheduler.CONTINUE
         state.last_score = score
         state.last_perturbation_time = t
+        state.last_checkpoint_at = result.get("training_iteration")
         lower, upper = self._quantiles(tune_controller)
         if trial.trial_id in upper:
             tune_controller.request_save(trial)
@@ -135,7 +150,8 @@ class PopulationBasedTraining(FIFOScheduler):
         if trial.trial_id in lower:
             donor_id = self._rng.choice(upper)
             donor = tune_controller.get_trial(donor_id)
-            checkpoint = donor.checkpoint if donor is not None else None
+            donor_state = self._trial_state[donor_id]
+            checkpoint = _checkpoint_at(donor, donor_state.last_checkpoint_at)
             if checkpoint is None:
                 logger.warning("PBT: trial %s has no checkpoint to give to trial %s; "
                                "report checkpoints for PBT to exploit", donor_id, trial)
@@ -149,6 +165,8 @@ class PopulationBasedTraining(FIFOScheduler):
             self._num_perturbations += 1
             tag = f"{state.orig_tag}@perturbed[{self._num_perturbations}]"
             tune_controller.exploit(trial, new_config, checkpoint, tag)
+            state.last_perturbation_time = donor_state.last_perturbation_time
+            state.last_train_time = donor_state.last_train_time
             return TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
 
