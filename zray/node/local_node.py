@@ -4,16 +4,15 @@ found by `zray.init(address="auto")` through a file in the user's zray directory
 (The mesh issue extends this to many hosts over TCP; on one host a node is reached over ipc.)
 """
 import contextlib
-import itertools
 import logging
 import json
 import os
 import select
 import signal
-import time
 
 import zmq
 
+from ..transport import address as addresses
 from ..transport import wire
 from ..transport.zmq_transport import Transport
 from . import bootstrap, session
@@ -235,16 +234,10 @@ def _stop(info, timeout):
     return True
 
 
-_query_ids = itertools.count(1)     # next() on a count is atomic under the GIL
-
-
 @contextlib.contextmanager
-def _query_transport(info):
-    """A short-lived client's transport in the node's session; its socket file goes with it.
-    Unique per call, not per process: threads of one process query at once (the dashboard's
-    HTTP handlers and its sampler; zray.launch's watcher and its serving loop), and a shared
-    address would hand one the other's reply, or be unlinked under it."""
-    address = f"ipc://{info['session']}/sock/q{os.getpid()}-{next(_query_ids)}"
+def query_transport(info):
+    """A short-lived client's transport in the node's session; its socket file goes with it."""
+    address = addresses.one_shot(info["session"])
     transport = Transport(address)
     try:
         yield transport
@@ -258,7 +251,7 @@ def _query_transport(info):
 
 def query(msg_type, info, timeout=10.0):
     """One request to a running node from a short-lived client (for `zray status`)."""
-    with _query_transport(info) as transport:
+    with query_transport(info) as transport:
         transport.send(info["address"], msg_type, (1,))
         if not transport.inbox.poll(int(timeout * 1000)):
             raise TimeoutError(f"the zray node at {info['address']} did not answer in {timeout}s")

@@ -6,13 +6,8 @@ status` does (`address`: "auto", "HOST:PORT" of any member, or a node file) or i
 node's info dict (`node`: at least "address" and "session"), and asks over a short-lived ipc
 socket of its own in that node's session (unique per call, so threads may query at once).
 """
-import os
-import threading
-
 from .query import StateQuery
 
-_counter = iter(range(1, 1 << 62))
-_counter_lock = threading.Lock()
 REPLY_GRACE_S = 5.0     # the node answers by the query's timeout; allow it this much more
 
 
@@ -45,14 +40,10 @@ def run(query, address=None, node=None):
 def ask_node(node, query):
     """Ask the node described by `node` (its "address" and "session") over a private socket."""
     import zmq
+    from ..node import local_node
     from ..transport import wire
-    from ..transport.zmq_transport import Transport
-    with _counter_lock:
-        n = next(_counter)
-    path = os.path.join(node["session"], "sock", f"s{os.getpid()}-{n}")
-    transport = Transport(f"ipc://{path}")
     timeout = query.timeout + REPLY_GRACE_S
-    try:
+    with local_node.query_transport(node) as transport:
         transport.send(node["address"], wire.STATE_QUERY, (1, query.to_wire()))
         if not transport.inbox.poll(int(timeout * 1000)):
             raise StateQueryTimeout(
@@ -66,9 +57,3 @@ def ask_node(node, query):
         if error is not None:
             raise error
         return result
-    finally:
-        transport.close()
-        try:
-            os.unlink(path)
-        except OSError:
-            pass

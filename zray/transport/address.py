@@ -10,7 +10,12 @@ peers on other hosts use the CURVE-authenticated TCP endpoint. The address is al
 process's identity on every connection, so whoever receives a message can answer it, and a
 node that is declared dead can tell which addresses died with it.
 """
+import itertools
+import os
+
 SEPARATOR = "|"
+_ONE_SHOT_MARK = "/sock/q"
+_one_shot_ids = itertools.count(1)     # next() on a count is atomic under the GIL
 
 
 def tcp_endpoint(host, port):
@@ -61,3 +66,18 @@ def ipc_path(address):
     """The socket file of an address reached over ipc, or None."""
     ipc = parts(address)[0]
     return ipc[len("ipc://"):] if ipc.startswith("ipc://") else None
+
+
+def one_shot(session_dir):
+    """A fresh address for a short-lived client (`zray status`, a state query, the dashboard's
+    poll) that sends one request and waits for its reply. Unique per call, not per process:
+    threads of one process query at once, and a shared address would hand one the other's
+    reply, or be unlinked under it."""
+    return f"ipc://{session_dir}{_ONE_SHOT_MARK}{os.getpid()}-{next(_one_shot_ids)}"
+
+
+def is_one_shot(address):
+    """Whether `address` is a one-shot client's: a node answers it on a socket it closes at
+    once, since such clients are never heard from again and a socket kept per client would
+    leak a file descriptor per call (a dashboard polling every second ran a node out)."""
+    return _ONE_SHOT_MARK in address and SEPARATOR not in address

@@ -29,6 +29,7 @@ from . import wire
 _socket_recv = zmq.backend.Socket.recv     # (socket, flags, copy): pyzmq's thin base methods
 _socket_send = zmq.backend.Socket.send     # (socket, data, flags, copy)
 _SNDMORE = int(zmq.SNDMORE)
+_ONE_SHOT_LINGER_MS = 5000
 _IDENTITY_PREFIX = b"zray%d " % wire.PROTOCOL_VERSION
 _PREFIX_LEN = len(_IDENTITY_PREFIX)
 _FOREIGN_IDENTITY = re.compile(rb"zray(\d+) (.*)", re.S)
@@ -129,7 +130,13 @@ class Transport:
         header = pickle.dumps((msg_type, payload), protocol=5)
         if self.refused_by and address in self.refused_by:
             raise self.refused_by[address]
-        sock, lock = self._outboxes.get(address) or self._connect(address)
+        entry = self._outboxes.get(address)
+        if entry is None:
+            if addresses.is_one_shot(address):
+                self._send_once(address, header, frames)
+                return
+            entry = self._connect(address)
+        sock, lock = entry
         # pyzmq's base send, with int flags: send_multipart type-checks every part and ORs
         # enum flags per frame (a few µs per message, on every call's critical path).
         send = _socket_send
@@ -141,6 +148,22 @@ class Transport:
                     send(sock, frame, 0 if i == last else _SNDMORE, False)
             else:
                 send(sock, header, 0, True)
+
+    def _send_once(self, address, header, frames):
+        """To a one-shot client: a socket of its own, closed after the send. The linger lets
+        ZeroMQ deliver the message after the close (the client is waiting, so at once), and
+        bounds how long a socket to a client that has already gone is kept."""
+        with self._outboxes_lock:
+            if self._closed:
+                raise TransportClosed(f"transport of {self.address} is closed")
+            sock = self._open(address)
+        try:
+            parts = [header, *frames]
+            last = len(parts) - 1
+            for i, part in enumerate(parts):
+                _socket_send(sock, part, 0 if i == last else _SNDMORE, i == 0)
+        finally:
+            sock.close(linger=_ONE_SHOT_LINGER_MS)
 
     def _connect(self, address):
         # One socket per endpoint, however many addresses name it (a daemon's ipc path and its

@@ -1,0 +1,64 @@
+"""Short-lived clients (`zray status`, state queries, the dashboard's poll) ask a node from a
+fresh socket each time; the node answers each on a socket it closes at once. Before, it kept
+one per client address, and a dashboard polling for 20 minutes ran its node out of file
+descriptors (a node then answers nothing and cannot even be stopped cleanly)."""
+import os
+
+import zmq
+
+import zray
+from zray.node import local_node
+from zray.transport import address as addresses
+from zray.transport import wire
+from zray.transport.zmq_transport import Transport
+
+
+def _fds(pid="self"):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_one_shot_addresses_are_unique_and_recognised(tmp_path):
+    a, b = addresses.one_shot(str(tmp_path)), addresses.one_shot(str(tmp_path))
+    assert a != b and addresses.is_one_shot(a) and addresses.is_one_shot(b)
+    assert not addresses.is_one_shot(f"ipc://{tmp_path}/sock/node")
+    assert not addresses.is_one_shot(f"ipc://{tmp_path}/sock/w1234abcd")
+    assert not addresses.is_one_shot(addresses.join(f"ipc://{tmp_path}/sock/qx",
+                                                    "tcp://10.0.0.1:5", "n" * 28))
+
+
+def test_a_server_answering_many_one_shot_clients_keeps_no_socket_per_client(tmp_path):
+    (tmp_path / "sock").mkdir()
+    server = Transport(f"ipc://{tmp_path}/sock/node")
+    try:
+        def ask(i):
+            with local_node.query_transport({"session": str(tmp_path)}) as client:
+                client.send(server.address, wire.CLUSTER_INFO, (i,))
+                assert server.inbox.poll(10_000)
+                sender, msg_type, payload, _ = server.recv(zmq.NOBLOCK)
+                assert msg_type == wire.CLUSTER_INFO and payload == (i,)
+                server.send(sender, wire.CLUSTER_INFO_REPLY, (i, "answer", None))
+                assert client.inbox.poll(10_000)
+                assert client.recv(zmq.NOBLOCK)[2] == (i, "answer", None)
+
+        for i in range(20):      # ZeroMQ's own sockets and threads settle
+            ask(i)
+        before = _fds()
+        for i in range(300):
+            ask(i)
+        assert _fds() - before < 20
+        assert len(server._outboxes) == 0
+    finally:
+        server.close()
+
+
+def test_a_node_answers_thousands_of_status_queries_with_flat_file_descriptors(zray_cluster):
+    zray_cluster(num_cpus=1)
+    info = local_node.find_node(os.path.join(zray.api._context_info()["session_dir"],
+                                             "node.json"))
+    for _ in range(20):
+        local_node.query(wire.CLUSTER_INFO, info)
+    before = _fds(info["pid"])
+    for _ in range(1500):         # more than a default limit of 1024 descriptors
+        assert local_node.query(wire.CLUSTER_INFO, info)["nodes"]
+    assert _fds(info["pid"]) - before < 50
+    assert zray.get(zray.put("still answering")) == "still answering"
