@@ -6,6 +6,9 @@ Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) 
   zray-cpu      the cpu backend between zray actors (shared memory, one node)
   zray-cpu-net  the cpu backend forced onto ZeroMQ (what crosses nodes)
   zray-mpi      the mpi backend between zray actors (Open_port/Accept/Connect)
+  zray-mpi-spmd the mpi backend's default group under `mpiexec -n <world> python -m
+                zray.launch --spmd` (the job's communicator, item 6): the same calls as
+                zray-mpi, over MPICH's own shared memory instead of a joined communicator
   raw-mpi4py    comm.Allreduce(IN_PLACE) under `mpiexec -n <world>` (buffer API)
   ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
                 Ray and torch import there (else n/a)
@@ -159,6 +162,19 @@ def raw_mpi_main(size_list, tiny):
         print("RESULT " + json.dumps(out), flush=True)
 
 
+def spmd_mpi_main(size_list, tiny):
+    """One rank of `python -m zray.launch --spmd` under mpiexec: the default group is the
+    job's communicator, formed on the first call."""
+    import zray.util.collective as col
+    from mpi4py import MPI
+    out = {}
+    for nbytes in size_list:
+        t = _time_allreduce(lambda x: col.allreduce(x), col.barrier, nbytes, tiny)
+        out[nbytes] = MPI.COMM_WORLD.allreduce(t, op=MPI.MAX)
+    if col.get_rank() == 0:
+        print("RESULT " + json.dumps(out), flush=True)
+
+
 def ray_gloo_main(world, size_list, tiny):
     import ray
     import ray.util.collective as rcol
@@ -252,6 +268,14 @@ def run_raw_mpi(world, args, size_list):
                  "--raw-mpi", *args], 900)
 
 
+def run_spmd_mpi(world, args):
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        return None, "no mpiexec"
+    return _sub([mpiexec, "-n", str(world), sys.executable, "-m", "zray.launch", "--spmd",
+                 os.path.abspath(__file__), "--spmd-mpi", *args], 900)
+
+
 def run_ray(world, args):
     if not os.path.exists(RAY_PYTHON):
         return None, "no Ray venv"
@@ -282,6 +306,7 @@ def main(argv=None):
     ap.add_argument("--tiny", action="store_true", help="one small size, 2 iterations")
     ap.add_argument("--raw-mpi", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ray-gloo", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--spmd-mpi", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--formation-rounds", type=int, default=5,
                     help="rounds of the group-formation figures (0: skip them)")
@@ -295,6 +320,8 @@ def main(argv=None):
         return raw_mpi_main(size_list, a.tiny)
     if a.ray_gloo:
         return ray_gloo_main(a.world, size_list, a.tiny)
+    if a.spmd_mpi:
+        return spmd_mpi_main(size_list, a.tiny)
     if a.ray_formation:
         return ray_formation_main(a.ray_formation)
     fwd = ["--world", str(a.world), "--min", str(a.min), "--max", str(a.max)] + \
@@ -309,6 +336,13 @@ def main(argv=None):
     if a.formation_only:
         return 0
     results = run_zray(a.world, size_list, a.tiny)
+    if "zray-mpi" in results:
+        spmd, spmd_why = run_spmd_mpi(a.world, fwd)
+        if spmd:
+            results["zray-mpi-spmd"] = spmd
+        else:
+            log.warning("zray-mpi-spmd: n/a (%s)", spmd_why)
+            print(f"# zray-mpi-spmd: n/a ({spmd_why})")
     raw, why = run_raw_mpi(a.world, fwd, size_list)
     ray_res, ray_why = (None, "skipped (--no-ray)") if a.no_ray else run_ray(a.world, fwd)
     print(f"allreduce, float32, world size {a.world}, one node")

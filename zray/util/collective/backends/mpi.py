@@ -17,6 +17,7 @@ on every rank instead of corrupting memory.
 """
 import importlib.util
 import logging
+import os
 import socket
 import time
 
@@ -28,9 +29,13 @@ from ..types import ReduceOp
 from .base import BaseGroup, MemberInfo
 from .liveness import LocalPeers, ProcessId
 
-_SPIN_S = 0.005           # polls without sleeping before the first sleep
+_HOT_S = 5e-5             # polls back to back this long,
+_SPIN_S = 0.005           # then polls yielding the core in between until this, before sleeping
 _MAX_PAUSE_S = 2e-4      # then sleeps no longer than this between polls
+_POLLS_PER_CLOCK = 16    # polls between two reads of the clock while spinning
+_MAX_ROWS = 64           # verification rows kept (one per distinct call shape)
 log = logging.getLogger("zray.util.collective")
+_yield = getattr(os, "sched_yield", lambda: None)
 _OPS = {"barrier": 1, "allreduce": 2, "reduce": 3, "broadcast": 4, "allgather": 5,
         "reducescatter": 6, "gather": 7, "scatter": 8, "alltoall": 9}
 
@@ -42,11 +47,6 @@ def mpi_available():
 def _mpi():
     from mpi4py import MPI          # starts MPI in this process on first import
     return MPI
-
-
-def _mpi_op(MPI, op):
-    return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
-            ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}[op]
 
 
 def _dtype_code(dtype):
@@ -66,6 +66,16 @@ class MpiGroup(BaseGroup):
         self.port = None
         self.peers = LocalPeers(name, rank, {})
         self.verify = config.verify_calls
+        self._init_fast_state()
+
+    def _init_fast_state(self):
+        """What every call reuses: MPI's ops by ReduceOp, the verification rows and buffer."""
+        MPI = self.MPI
+        self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
+                     ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}
+        self._in_place = MPI.IN_PLACE
+        self._rows = {}
+        self._verify_out = np.empty(10, np.int64)
 
     # -- formation -------------------------------------------------------------------------
     def my_info(self):
@@ -115,6 +125,7 @@ class MpiGroup(BaseGroup):
         BaseGroup.__init__(self, name, comm.Get_size(), comm.Get_rank(), config)
         self.MPI, self.port, self.verify = MPI, None, config.verify_calls
         self.comm = comm.Dup()
+        self._init_fast_state()
         self.node_id = socket.gethostname()
         procs = self.comm.allgather((self.node_id, ProcessId.current()))
         self.peers = LocalPeers(name, self.rank, {r: p for r, (node, p) in enumerate(procs)
@@ -128,6 +139,7 @@ class MpiGroup(BaseGroup):
         BaseGroup.__init__(g, name, len(ranks), ranks.index(self.rank), self.config)
         g.MPI, g.port, g.verify, g.node_id, g.comm = self.MPI, None, self.verify, \
             self.node_id, sub
+        g._init_fast_state()
         g.peers = LocalPeers(name, g.rank, {ranks.index(r): p for r, p in self.peers.peers.items()
                                             if r in ranks})
         return g
@@ -151,15 +163,33 @@ class MpiGroup(BaseGroup):
         MPI = self.MPI
         try:
             # MPI moves data only inside Test: poll without sleeping for a while (a large
-            # message's pipeline stalls at every sleep), then back off to short sleeps.
-            spin_until = time.monotonic() + _SPIN_S
-            while time.monotonic() < spin_until:
-                if req.Test():
-                    return
+            # message's pipeline stalls at every sleep), then back off to short sleeps. Most
+            # small collectives finish within the first polls: the clock is read only every
+            # _POLLS_PER_CLOCK polls (~1 us each), not at every one. After _HOT_S each poll
+            # yields the core: on a node with more runnable processes than cores the late
+            # peer may be waiting for this one, and sched_yield returns at once when not.
+            test = req.Test
+            if test():
+                return
+            now = time.monotonic()
+            hot_until, spin_until = now + _HOT_S, now + _SPIN_S
+            while True:
+                for _ in range(_POLLS_PER_CLOCK):
+                    if test():
+                        return
+                if time.monotonic() >= hot_until:
+                    break
+            while True:
+                for _ in range(_POLLS_PER_CLOCK):
+                    if test():
+                        return
+                    _yield()
+                if time.monotonic() >= spin_until:
+                    break
             interval = self.config.liveness_interval_ms / 1000
             next_check = time.monotonic() + interval
             pause = 1e-5
-            while not req.Test():
+            while not test():
                 time.sleep(pause)
                 pause = min(pause * 2, _MAX_PAUSE_S)
                 now = time.monotonic()
@@ -178,17 +208,26 @@ class MpiGroup(BaseGroup):
                                   rank=self.rank) from None
 
     def _verify(self, op_name, array, root, op, deadline):
-        """Every rank compares (op, size, dtype, root, reduce op) with one MIN-allreduce."""
+        """Every rank compares (op, size, dtype, root, reduce op) with one MIN-allreduce of
+        the fields and their negations: the result equals my row iff min == max == mine for
+        every field, i.e. iff every rank passed the same. The rows are built once per
+        distinct call shape (a training loop repeats a few), the comparison is on bytes."""
         if not self.verify or self.world_size == 1:
             return
-        fields = [_OPS[op_name], array.size if array is not None else -1,
-                  _dtype_code(array.dtype) if array is not None else 0, root,
-                  op.value if op is not None else -1]
-        mine = np.array(fields + [-f for f in fields], dtype=np.int64)
-        out = np.empty_like(mine)
+        key = (op_name, array.size if array is not None else -1,
+               array.dtype if array is not None else None, root, op)
+        row = self._rows.get(key)
+        if row is None:
+            if len(self._rows) >= _MAX_ROWS:
+                self._rows.clear()
+            fields = [_OPS[op_name], key[1], _dtype_code(key[2]) if array is not None else 0,
+                      root, op.value if op is not None else -1]
+            mine = np.array(fields + [-f for f in fields], dtype=np.int64)
+            row = self._rows[key] = (mine, mine.tobytes())
+        mine, mine_bytes = row
+        out = self._verify_out
         self._wait(self.comm.Iallreduce(mine, out, self.MPI.MIN), deadline, op_name)
-        k = len(fields)
-        if not np.array_equal(out[:k], -out[k:]):
+        if out.tobytes() != mine_bytes:
             raise CollectiveArgumentError(
                 f"mismatched {op_name}: the ranks passed different sizes, dtypes, roots or "
                 f"ops (mine: {array.size if array is not None else '-'} elements of "
@@ -202,15 +241,14 @@ class MpiGroup(BaseGroup):
     def allreduce(self, view, op, deadline):
         a = view.flat()
         self._verify("allreduce", a, 0, op, deadline)
-        self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, a, _mpi_op(self.MPI, op)),
-                   deadline, "allreduce")
+        self._wait(self.comm.Iallreduce(self._in_place, a, self._ops[op]), deadline, "allreduce")
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
 
     def reduce(self, view, op, root, deadline):
         a = view.flat()
         self._verify("reduce", a, root, op, deadline)
-        mop = _mpi_op(self.MPI, op)
+        mop = self._ops[op]
         if self.rank == root:
             req = self.comm.Ireduce(self.MPI.IN_PLACE, a, mop, root)
         else:
@@ -245,7 +283,7 @@ class MpiGroup(BaseGroup):
         a = out.flat()
         self._verify("reducescatter", a, 0, op, deadline)
         src = np.concatenate([v.flat() for v in ins])
-        self._wait(self.comm.Ireduce_scatter_block(src, a, _mpi_op(self.MPI, op)), deadline,
+        self._wait(self.comm.Ireduce_scatter_block(src, a, self._ops[op]), deadline,
                    "reducescatter")
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
