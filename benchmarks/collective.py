@@ -252,8 +252,9 @@ def _sub(cmd, timeout):
     except subprocess.TimeoutExpired:
         return None, "timed out"
     for line in p.stdout.splitlines():
-        if line.startswith("RESULT "):
-            data = json.loads(line[7:])
+        at = line.find("RESULT {")        # zray.launch prefixes a rank's lines with its name
+        if at >= 0:
+            data = json.loads(line[at + 7:])
             if "rounds" in data:           # formation figures
                 return data, ""
             return {int(k): v for k, v in data.items()}, ""
