@@ -48,6 +48,42 @@ class Member:
         col.destroy_collective_group(name)
         return col.is_group_initialized(name)
 
+    def init_cma(self, world_size, rank, name, refuse):
+        """Form a shm group with cross-memory reads from 0 bytes; `refuse`: this member
+        cannot read its peers (as where the kernel forbids it)."""
+        from zray.util.collective.backends import cma
+        saved = cma.available
+        if refuse:
+            cma.available = lambda: False
+        try:
+            col.set_config(col.CollectiveConfig(cma_min_bytes=0, cma_chunk_bytes=4096))
+            col.init_collective_group(world_size, rank, "gloo", name)
+        finally:
+            cma.available = saved
+            col.set_config(col.CollectiveConfig())
+        from zray.util.collective.collective import get_group_handle
+        return get_group_handle(name).shm.use_cma
+
+    def allreduce_sizes(self, name, sizes):
+        r, ws = col.get_rank(name), col.get_collective_group_size(name)
+        bad = []
+        for n in sizes:
+            for dt in (np.float32, np.float64, np.int64, np.int8):
+                x = (np.arange(n) % 7 + r).astype(dt)
+                col.allreduce(x, name)
+                want = sum((np.arange(n) % 7 + k).astype(dt) for k in range(ws)).astype(dt)
+                if not (x == want).all():
+                    bad.append((n, np.dtype(dt).str))
+            x = np.full(n, r + 1.0)
+            col.allreduce(x, name, col.ReduceOp.AVG)
+            if not np.allclose(x, (ws + 1) / 2):
+                bad.append((n, "avg"))
+            x = np.arange(n, dtype=np.float32) * (r + 1)
+            col.allreduce(x, name, col.ReduceOp.MAX)
+            if not (x == np.arange(n, dtype=np.float32) * ws).all():
+                bad.append((n, "max"))
+        return bad
+
     def pid(self):
         import os
         return os.getpid()
@@ -195,6 +231,23 @@ def test_mismatched_shapes_raise_not_hang(members, path):
         assert all(float(x[0]) == 3.0 for x in ok)
     else:
         assert "CollectiveArgumentError" in {r["type"] for r in res}, res
+    _destroy(members, name)
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_allreduce_reading_the_peers_memory(members, refuse):
+    """The shm allreduce that reads the peers' tensors in place (process_vm_readv): every
+    size (below the member count, not divisible by it, several 4 KiB chunks), dtype and op;
+    one member that cannot read its peers makes every member keep the segment."""
+    name = f"cma-{refuse}"
+    used = zray.get([m.init_cma.remote(3, i, name, refuse and i == 1)
+                     for i, m in enumerate(members)], timeout=60)
+    assert len(set(used)) == 1, used              # decided alike from one table
+    if refuse:
+        assert used == [False] * 3
+    sizes = [1, 2, 3, 1000, 3 * 1024 + 1, 40_000]
+    assert zray.get([m.allreduce_sizes.remote(name, sizes) for m in members],
+                    timeout=120) == [[], [], []]
     _destroy(members, name)
 
 
