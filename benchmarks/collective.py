@@ -12,7 +12,8 @@ Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) 
   raw-mpi4py    comm.Allreduce(IN_PLACE) under `mpiexec -n <world>` (buffer API)
   ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
                 Ray and torch import there (else n/a)
-then the ratios of each zray backend to raw mpi4py and to Ray. float32, in place.
+then the ratios of each zray backend to raw mpi4py and to Ray (wall times). float32, in
+place. Each table also shows the CPU time per call of the calling thread (the busiest rank).
 First (unless --formation-rounds 0) the group-formation figures: create_collective_group of 4
 fresh actors (cold) and of the same actors again (warm), alone and with the first allreduce.
 """
@@ -48,10 +49,15 @@ def _time_allreduce(allreduce, barrier, nbytes, tiny):
     allreduce(x)                                  # warm up
     iters = iterations(nbytes, tiny)
     barrier()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     for _ in range(iters):
         allreduce(x)
-    return (time.perf_counter() - t0) / iters
+    return [(time.perf_counter() - t0) / iters, (time.thread_time() - c0) / iters]
+
+
+def _slowest(per_rank):
+    """[wall, cpu] per call over the ranks: the slowest rank's wall, the busiest one's CPU."""
+    return [max(r[0] for r in per_rank), max(r[1] for r in per_rank)]
 
 
 def run_zray(world, size_list, tiny):
@@ -84,7 +90,7 @@ def run_zray(world, size_list, tiny):
             results[label] = {}
             for nbytes in size_list:
                 times = zray.get([a.run.remote(label, nbytes) for a in actors], timeout=600)
-                results[label][nbytes] = max(times)
+                results[label][nbytes] = _slowest(times)
     finally:
         zray.shutdown()
     return results
@@ -155,9 +161,9 @@ def raw_mpi_main(size_list, tiny):
     comm = MPI.COMM_WORLD
     out = {}
     for nbytes in size_list:
-        out[nbytes] = comm.allreduce(
+        out[nbytes] = _slowest(comm.allgather(
             _time_allreduce(lambda x: comm.Allreduce(MPI.IN_PLACE, x, MPI.SUM), comm.Barrier,
-                            nbytes, tiny), op=MPI.MAX)
+                            nbytes, tiny)))
     if comm.Get_rank() == 0:
         print("RESULT " + json.dumps(out), flush=True)
 
@@ -170,7 +176,7 @@ def spmd_mpi_main(size_list, tiny):
     out = {}
     for nbytes in size_list:
         t = _time_allreduce(lambda x: col.allreduce(x), col.barrier, nbytes, tiny)
-        out[nbytes] = MPI.COMM_WORLD.allreduce(t, op=MPI.MAX)
+        out[nbytes] = _slowest(MPI.COMM_WORLD.allgather(t))
     if col.get_rank() == 0:
         print("RESULT " + json.dumps(out), flush=True)
 
@@ -191,14 +197,14 @@ def ray_gloo_main(world, size_list, tiny):
             rcol.allreduce(x, "b")
             iters = iterations(nbytes, tiny)
             rcol.barrier("b")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(iters):
                 rcol.allreduce(x, "b")
-            return (time.perf_counter() - t0) / iters
+            return [(time.perf_counter() - t0) / iters, (time.thread_time() - c0) / iters]
 
     actors = [Bench.remote() for _ in range(world)]
     ray.get([a.form.remote(r) for r, a in enumerate(actors)])
-    out = {n: max(ray.get([a.run.remote(n) for a in actors])) for n in size_list}
+    out = {n: _slowest(ray.get([a.run.remote(n) for a in actors])) for n in size_list}
     ray.shutdown()
     print("RESULT " + json.dumps(out), flush=True)
 
@@ -290,12 +296,15 @@ def run_ray(world, args):
 
 
 def table(label, results, world):
+    """nccl-tests' columns, and the CPU time per call of the calling thread (busiest rank):
+    on a node shared with other work the wall time also counts waiting for a descheduled
+    peer, the CPU time the work itself."""
     lines = [f"# {label}", f"{'bytes':>12} {'time(us)':>12} {'algbw(GB/s)':>12} "
-                           f"{'busbw(GB/s)':>12}"]
-    for nbytes, t in sorted(results.items()):
+                           f"{'busbw(GB/s)':>12} {'cpu(us)':>12}"]
+    for nbytes, (t, cpu) in sorted(results.items()):
         alg = nbytes / t / 1e9
         lines.append(f"{nbytes:>12} {t * 1e6:>12.1f} {alg:>12.3f} "
-                     f"{alg * 2 * (world - 1) / world:>12.3f}")
+                     f"{alg * 2 * (world - 1) / world:>12.3f} {cpu * 1e6:>12.1f}")
     return "\n".join(lines)
 
 
@@ -358,7 +367,7 @@ def main(argv=None):
         cells = []
         for ref in (raw, ray_res):
             for label in results:
-                cells.append(f"{ref[nbytes] / results[label][nbytes]:>18.2f}" if ref
+                cells.append(f"{ref[nbytes][0] / results[label][nbytes][0]:>18.2f}" if ref
                              else f"{'n/a':>18}")
         print(f"{nbytes:>12} " + " ".join(cells))
     return 0
