@@ -13,7 +13,7 @@ Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) 
   ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
                 Ray and torch import there (else n/a)
 then the ratios of each zray backend to raw mpi4py and to Ray (wall times). float32, in
-place. Each table also shows the CPU time per call of the calling thread (the busiest rank).
+place. Each table also shows the CPU time per call of the busiest rank's process.
 First (unless --formation-rounds 0) the group-formation figures: create_collective_group of 4
 fresh actors (cold) and of the same actors again (warm), alone and with the first allreduce.
 """
@@ -49,10 +49,10 @@ def _time_allreduce(allreduce, barrier, nbytes, tiny):
     allreduce(x)                                  # warm up
     iters = iterations(nbytes, tiny)
     barrier()
-    t0, c0 = time.perf_counter(), time.thread_time()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(iters):
         allreduce(x)
-    return [(time.perf_counter() - t0) / iters, (time.thread_time() - c0) / iters]
+    return [(time.perf_counter() - t0) / iters, (time.process_time() - c0) / iters]
 
 
 def _slowest(per_rank):
@@ -197,10 +197,10 @@ def ray_gloo_main(world, size_list, tiny):
             rcol.allreduce(x, "b")
             iters = iterations(nbytes, tiny)
             rcol.barrier("b")
-            t0, c0 = time.perf_counter(), time.thread_time()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(iters):
                 rcol.allreduce(x, "b")
-            return [(time.perf_counter() - t0) / iters, (time.thread_time() - c0) / iters]
+            return [(time.perf_counter() - t0) / iters, (time.process_time() - c0) / iters]
 
     actors = [Bench.remote() for _ in range(world)]
     ray.get([a.form.remote(r) for r, a in enumerate(actors)])
@@ -296,9 +296,9 @@ def run_ray(world, args):
 
 
 def table(label, results, world):
-    """nccl-tests' columns, and the CPU time per call of the calling thread (busiest rank):
-    on a node shared with other work the wall time also counts waiting for a descheduled
-    peer, the CPU time the work itself."""
+    """nccl-tests' columns, and the CPU time per call of the busiest rank's process (all its
+    threads: gloo moves data on its own threads): on a node shared with other work the wall
+    time also counts waiting for a descheduled peer, the CPU time the work itself."""
     lines = [f"# {label}", f"{'bytes':>12} {'time(us)':>12} {'algbw(GB/s)':>12} "
                            f"{'busbw(GB/s)':>12} {'cpu(us)':>12}"]
     for nbytes, (t, cpu) in sorted(results.items()):

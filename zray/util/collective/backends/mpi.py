@@ -30,7 +30,8 @@ from .base import BaseGroup, MemberInfo
 from .liveness import LocalPeers, ProcessId
 
 _HOT_S = 5e-5             # polls back to back this long,
-_SPIN_S = 0.005           # then polls yielding the core in between until this, before sleeping
+_HOT_S_PER_BYTE = 2e-9    # plus this per byte of the message (0.5 GB/s: a slow node's pace),
+_SPIN_S = 0.005           # then polls yielding the core now and then this long, then sleeps
 _MAX_PAUSE_S = 2e-4      # then sleeps no longer than this between polls
 _POLLS_PER_CLOCK = 16    # polls between two reads of the clock while spinning
 _MAX_ROWS = 64           # verification rows kept (one per distinct call shape)
@@ -159,20 +160,25 @@ class MpiGroup(BaseGroup):
         self._abandoned = True      # a pending collective may still reference it
 
     # -- waiting ---------------------------------------------------------------------------
-    def _wait(self, req, deadline, what):
+    def _wait(self, req, deadline, what, nbytes=0):
         MPI = self.MPI
         try:
             # MPI moves data only inside Test: poll without sleeping for a while (a large
             # message's pipeline stalls at every sleep), then back off to short sleeps. Most
             # small collectives finish within the first polls: the clock is read only every
-            # _POLLS_PER_CLOCK polls (~1 us each), not at every one. After _HOT_S each poll
-            # yields the core: on a node with more runnable processes than cores the late
-            # peer may be waiting for this one, and sched_yield returns at once when not.
+            # _POLLS_PER_CLOCK polls (~1 us each), not at every one. After the hot phase the
+            # polls yield the core now and then: on a node with more runnable processes than
+            # cores the late peer may be waiting for this one (sched_yield returns at once
+            # when nobody is). The hot phase grows with the message: over MPICH's own shared
+            # memory (a job's communicator) a message moves a cell at a time, each inside a
+            # Test, and either a sleep or a yield (a whole time slice of another process on
+            # a busy node) between cells made 64 MiB take 10x raw's time. Raw MPI spins.
             test = req.Test
             if test():
                 return
             now = time.monotonic()
-            hot_until, spin_until = now + _HOT_S, now + _SPIN_S
+            hot_until = now + _HOT_S + nbytes * _HOT_S_PER_BYTE
+            spin_until = hot_until + _SPIN_S
             while True:
                 for _ in range(_POLLS_PER_CLOCK):
                     if test():
@@ -183,7 +189,7 @@ class MpiGroup(BaseGroup):
                 for _ in range(_POLLS_PER_CLOCK):
                     if test():
                         return
-                    _yield()
+                _yield()
                 if time.monotonic() >= spin_until:
                     break
             interval = self.config.liveness_interval_ms / 1000
@@ -241,7 +247,8 @@ class MpiGroup(BaseGroup):
     def allreduce(self, view, op, deadline):
         a = view.flat()
         self._verify("allreduce", a, 0, op, deadline)
-        self._wait(self.comm.Iallreduce(self._in_place, a, self._ops[op]), deadline, "allreduce")
+        self._wait(self.comm.Iallreduce(self._in_place, a, self._ops[op]), deadline, "allreduce",
+                   a.nbytes)
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
 
@@ -253,20 +260,20 @@ class MpiGroup(BaseGroup):
             req = self.comm.Ireduce(self.MPI.IN_PLACE, a, mop, root)
         else:
             req = self.comm.Ireduce(a, None, mop, root)
-        self._wait(req, deadline, "reduce")
+        self._wait(req, deadline, "reduce", a.nbytes)
         if op is ReduceOp.AVG and self.rank == root:
             np.divide(a, self.world_size, out=a)
 
     def broadcast(self, view, root, deadline):
         a = view.flat()
         self._verify("broadcast", a, root, None, deadline)
-        self._wait(self.comm.Ibcast(a, root), deadline, "broadcast")
+        self._wait(self.comm.Ibcast(a, root), deadline, "broadcast", a.nbytes)
 
     def allgather(self, outs, view, deadline):
         a = view.flat()
         self._verify("allgather", a, 0, None, deadline)
         buf = np.empty((self.world_size, a.size), a.dtype)
-        self._wait(self.comm.Iallgather(a, buf), deadline, "allgather")
+        self._wait(self.comm.Iallgather(a, buf), deadline, "allgather", buf.nbytes)
         for k, o in enumerate(outs):
             o.flat()[:] = buf[k]
 
@@ -274,7 +281,8 @@ class MpiGroup(BaseGroup):
         a = view.flat()
         self._verify("gather", a, root, None, deadline)
         buf = np.empty((self.world_size, a.size), a.dtype) if self.rank == root else None
-        self._wait(self.comm.Igather(a, buf, root), deadline, "gather")
+        self._wait(self.comm.Igather(a, buf, root), deadline, "gather",
+                   a.nbytes * self.world_size)
         if outs is not None:
             for k, o in enumerate(outs):
                 o.flat()[:] = buf[k]
@@ -284,7 +292,7 @@ class MpiGroup(BaseGroup):
         self._verify("reducescatter", a, 0, op, deadline)
         src = np.concatenate([v.flat() for v in ins])
         self._wait(self.comm.Ireduce_scatter_block(src, a, self._ops[op]), deadline,
-                   "reducescatter")
+                   "reducescatter", src.nbytes)
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
 
@@ -292,22 +300,25 @@ class MpiGroup(BaseGroup):
         a = out.flat()
         self._verify("scatter", a, root, None, deadline)
         src = np.concatenate([v.flat() for v in ins]) if self.rank == root else None
-        self._wait(self.comm.Iscatter(src, a, root), deadline, "scatter")
+        self._wait(self.comm.Iscatter(src, a, root), deadline, "scatter",
+                   a.nbytes * self.world_size)
 
     def alltoall(self, outs, ins, deadline):
         src = np.concatenate([v.flat() for v in ins])
         self._verify("alltoall", ins[0].flat(), 0, None, deadline)
         buf = np.empty_like(src)
-        self._wait(self.comm.Ialltoall(src, buf), deadline, "alltoall")
+        self._wait(self.comm.Ialltoall(src, buf), deadline, "alltoall", buf.nbytes)
         m = ins[0].array.size
         for k, o in enumerate(outs):
             o.flat()[:] = buf[k * m:(k + 1) * m]
 
     def send(self, view, dst, deadline):
-        self._wait(self.comm.Isend(view.flat(), dst, 7), deadline, f"send to {dst}")
+        a = view.flat()
+        self._wait(self.comm.Isend(a, dst, 7), deadline, f"send to {dst}", a.nbytes)
 
     def recv(self, view, src, deadline):
-        self._wait(self.comm.Irecv(view.flat(), src, 7), deadline, f"recv from {src}")
+        a = view.flat()
+        self._wait(self.comm.Irecv(a, src, 7), deadline, f"recv from {src}", a.nbytes)
 
 
 def init_from_world(backend="mpi", group_name="default", *, config=None):
