@@ -30,13 +30,14 @@ from .base import BaseGroup, MemberInfo
 from .liveness import LocalPeers, ProcessId
 
 _HOT_S = 5e-5             # polls back to back this long,
-_HOT_S_PER_BYTE = 2e-9    # plus this per byte of the message (0.5 GB/s: a slow node's pace),
+_HOT_S_PER_BYTE = 2e-9    # and until this much CPU per byte of the message (0.5 GB/s),
 _SPIN_S = 0.005           # then polls yielding the core now and then this long, then sleeps
 _MAX_PAUSE_S = 2e-4      # then sleeps no longer than this between polls
 _POLLS_PER_CLOCK = 16    # polls between two reads of the clock while spinning
 _MAX_ROWS = 64           # verification rows kept (one per distinct call shape)
 log = logging.getLogger("zray.util.collective")
 _yield = getattr(os, "sched_yield", lambda: None)
+_thread_time = getattr(time, "thread_time", time.process_time)
 _OPS = {"barrier": 1, "allreduce": 2, "reduce": 3, "broadcast": 4, "allgather": 5,
         "reducescatter": 6, "gather": 7, "scatter": 8, "alltoall": 9}
 
@@ -163,41 +164,34 @@ class MpiGroup(BaseGroup):
     def _wait(self, req, deadline, what, nbytes=0):
         MPI = self.MPI
         try:
-            # MPI moves data only inside Test: poll without sleeping for a while (a large
-            # message's pipeline stalls at every sleep), then back off to short sleeps. Most
-            # small collectives finish within the first polls: the clock is read only every
-            # _POLLS_PER_CLOCK polls (~1 us each), not at every one. After the hot phase the
-            # polls yield the core now and then: on a node with more runnable processes than
-            # cores the late peer may be waiting for this one (sched_yield returns at once
-            # when nobody is). The hot phase grows with the message: over MPICH's own shared
-            # memory (a job's communicator) a message moves a cell at a time, each inside a
-            # Test, and either a sleep or a yield (a whole time slice of another process on
-            # a busy node) between cells made 64 MiB take 10x raw's time. Raw MPI spins.
+            # MPI moves data only inside Test. Three phases:
+            #   hot    polls back to back for _HOT_S of wall time, and for a large message
+            #          until this thread spent nbytes * _HOT_S_PER_BYTE of CPU: over MPICH's
+            #          own shared memory (a job's communicator) a message moves a cell per
+            #          Test, and a sleep or a yield (a time slice of another process on a busy
+            #          node) between cells made 64 MiB take 5-10x raw's time. CPU time, not
+            #          wall: on a loaded node the wall clock runs while this rank is not.
+            #   yield  polls, yielding the core every _POLLS_PER_CLOCK polls, for _SPIN_S
+            #          (a late peer on a busy node may need it; sched_yield returns at once
+            #          when nobody is waiting);
+            #   sleep  10 us doubling to _MAX_PAUSE_S between rounds of polls.
+            # The clock is read every _POLLS_PER_CLOCK polls (~1 us each); the peers and the
+            # deadline are checked every liveness_interval_ms in every phase.
             test = req.Test
             if test():
                 return
             now = time.monotonic()
-            hot_until = now + _HOT_S + nbytes * _HOT_S_PER_BYTE
-            spin_until = hot_until + _SPIN_S
-            while True:
-                for _ in range(_POLLS_PER_CLOCK):
-                    if test():
-                        return
-                if time.monotonic() >= hot_until:
-                    break
-            while True:
-                for _ in range(_POLLS_PER_CLOCK):
-                    if test():
-                        return
-                _yield()
-                if time.monotonic() >= spin_until:
-                    break
+            hot_until = now + _HOT_S
+            cpu_budget = nbytes * _HOT_S_PER_BYTE
+            cpu_until = _thread_time() + cpu_budget if cpu_budget > _HOT_S else None
             interval = self.config.liveness_interval_ms / 1000
-            next_check = time.monotonic() + interval
+            next_check = now + interval
+            yield_until = None                 # set when the hot phase ends
             pause = 1e-5
-            while not test():
-                time.sleep(pause)
-                pause = min(pause * 2, _MAX_PAUSE_S)
+            while True:
+                for _ in range(_POLLS_PER_CLOCK):
+                    if test():
+                        return
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + interval
@@ -205,6 +199,16 @@ class MpiGroup(BaseGroup):
                     if now >= deadline:
                         raise CollectiveTimeoutError(f"{what} timed out", group=self.name,
                                                      rank=self.rank)
+                if yield_until is None:
+                    if now < hot_until or (cpu_until is not None and
+                                           _thread_time() < cpu_until):
+                        continue
+                    yield_until = now + _SPIN_S
+                if now < yield_until:
+                    _yield()
+                else:
+                    time.sleep(pause)
+                    pause = min(pause * 2, _MAX_PAUSE_S)
         except MPI.Exception as exc:
             text = exc.Get_error_string()
             if exc.Get_error_class() == MPI.ERR_TRUNCATE:
