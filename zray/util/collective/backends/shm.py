@@ -100,7 +100,7 @@ class ShmSegment:
         self.iteration = 0     # chunk iterations so far (selects the buffer set)
         self.op_seq = 0
         self.unlinked = False
-        self.use_cma, self.cma_reader, self.cma_pids = False, None, {}
+        self.use_cma, self.cma_reader, self.cma_pids, self.cma_min_bytes = False, None, {}, 0
 
     # -- flags -----------------------------------------------------------------------------
     def _counter_address(self, rank):
@@ -284,18 +284,20 @@ class ShmSegment:
             for k in range(self.n):
                 outs[k][start:stop] = slots[k].view(dtype)[self.rank * per:self.rank * per + c]
 
-
     # -- reading the peers' tensors directly (backends/cma.py) -------------------------------
-    def probe_cma(self, pids, deadline):
-        """Collective, at formation: can every member read every other's memory? Each rank
-        publishes a probe word's address and value, reads every peer's, and publishes
-        whether all reads matched; all ranks then decide alike from the same table."""
+    def probe_cma(self, pids, enabled, min_bytes, deadline):
+        """Collective, at formation (every member calls it, enabled or not): can every member
+        read every other's memory? Each rank publishes a probe word's address and value,
+        reads every peer's, and publishes whether all reads matched (and its size
+        threshold); all ranks then decide alike from the same table: the path of a call
+        must not depend on one member's settings."""
         self.cma_pids = pids                       # rank -> pid, every rank but mine
         self._probe = np.array([(os.getpid() << 20) ^ 0x5A5A5], np.int64)
         row = self.desc[self.rank, 0]
         row[5], row[6] = self._probe.ctypes.data, int(self._probe[0])
+        self.desc[self.rank, 1, 6] = min_bytes
         self.barrier_wait(deadline)
-        ok = cma.available()
+        ok = enabled and cma.available()
         if ok:
             reader, got = cma.Reader(), np.zeros(1, np.int64)
             for peer, pid in pids.items():
@@ -312,6 +314,7 @@ class ShmSegment:
         row[7] = 1 if ok else 2
         self.barrier_wait(deadline)
         self.use_cma = bool((self.desc[:, 0, 7] == 1).all())
+        self.cma_min_bytes = int(self.desc[:, 1, 6].max())
         self.cma_reader = cma.Reader() if self.use_cma else None
         self._cma_scratch = None
         return self.use_cma
