@@ -6,10 +6,14 @@ Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) 
   zray-cpu      the cpu backend between zray actors (shared memory, one node)
   zray-cpu-net  the cpu backend forced onto ZeroMQ (what crosses nodes)
   zray-mpi      the mpi backend between zray actors (Open_port/Accept/Connect)
+  zray-mpi-spmd the mpi backend's default group under `mpiexec -n <world> python -m
+                zray.launch --spmd` (the job's communicator, item 6): the same calls as
+                zray-mpi, over MPICH's own shared memory instead of a joined communicator
   raw-mpi4py    comm.Allreduce(IN_PLACE) under `mpiexec -n <world>` (buffer API)
   ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
                 Ray and torch import there (else n/a)
-then the ratios of each zray backend to raw mpi4py and to Ray. float32, in place.
+then the ratios of each zray backend to raw mpi4py and to Ray (wall times). float32, in
+place. Each table also shows the CPU time per call of the busiest rank's process.
 First (unless --formation-rounds 0) the group-formation figures: create_collective_group of 4
 fresh actors (cold) and of the same actors again (warm), alone and with the first allreduce.
 """
@@ -45,10 +49,15 @@ def _time_allreduce(allreduce, barrier, nbytes, tiny):
     allreduce(x)                                  # warm up
     iters = iterations(nbytes, tiny)
     barrier()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(iters):
         allreduce(x)
-    return (time.perf_counter() - t0) / iters
+    return [(time.perf_counter() - t0) / iters, (time.process_time() - c0) / iters]
+
+
+def _slowest(per_rank):
+    """[wall, cpu] per call over the ranks: the slowest rank's wall, the busiest one's CPU."""
+    return [max(r[0] for r in per_rank), max(r[1] for r in per_rank)]
 
 
 def run_zray(world, size_list, tiny):
@@ -81,7 +90,7 @@ def run_zray(world, size_list, tiny):
             results[label] = {}
             for nbytes in size_list:
                 times = zray.get([a.run.remote(label, nbytes) for a in actors], timeout=600)
-                results[label][nbytes] = max(times)
+                results[label][nbytes] = _slowest(times)
     finally:
         zray.shutdown()
     return results
@@ -152,10 +161,23 @@ def raw_mpi_main(size_list, tiny):
     comm = MPI.COMM_WORLD
     out = {}
     for nbytes in size_list:
-        out[nbytes] = comm.allreduce(
+        out[nbytes] = _slowest(comm.allgather(
             _time_allreduce(lambda x: comm.Allreduce(MPI.IN_PLACE, x, MPI.SUM), comm.Barrier,
-                            nbytes, tiny), op=MPI.MAX)
+                            nbytes, tiny)))
     if comm.Get_rank() == 0:
+        print("RESULT " + json.dumps(out), flush=True)
+
+
+def spmd_mpi_main(size_list, tiny):
+    """One rank of `python -m zray.launch --spmd` under mpiexec: the default group is the
+    job's communicator, formed on the first call."""
+    import zray.util.collective as col
+    from mpi4py import MPI
+    out = {}
+    for nbytes in size_list:
+        t = _time_allreduce(lambda x: col.allreduce(x), col.barrier, nbytes, tiny)
+        out[nbytes] = _slowest(MPI.COMM_WORLD.allgather(t))
+    if col.get_rank() == 0:
         print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -175,14 +197,14 @@ def ray_gloo_main(world, size_list, tiny):
             rcol.allreduce(x, "b")
             iters = iterations(nbytes, tiny)
             rcol.barrier("b")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(iters):
                 rcol.allreduce(x, "b")
-            return (time.perf_counter() - t0) / iters
+            return [(time.perf_counter() - t0) / iters, (time.process_time() - c0) / iters]
 
     actors = [Bench.remote() for _ in range(world)]
     ray.get([a.form.remote(r) for r, a in enumerate(actors)])
-    out = {n: max(ray.get([a.run.remote(n) for a in actors])) for n in size_list}
+    out = {n: _slowest(ray.get([a.run.remote(n) for a in actors])) for n in size_list}
     ray.shutdown()
     print("RESULT " + json.dumps(out), flush=True)
 
@@ -236,8 +258,9 @@ def _sub(cmd, timeout):
     except subprocess.TimeoutExpired:
         return None, "timed out"
     for line in p.stdout.splitlines():
-        if line.startswith("RESULT "):
-            data = json.loads(line[7:])
+        at = line.find("RESULT {")        # zray.launch prefixes a rank's lines with its name
+        if at >= 0:
+            data = json.loads(line[at + 7:])
             if "rounds" in data:           # formation figures
                 return data, ""
             return {int(k): v for k, v in data.items()}, ""
@@ -250,6 +273,14 @@ def run_raw_mpi(world, args, size_list):
         return None, "no mpiexec"
     return _sub([mpiexec, "-n", str(world), sys.executable, os.path.abspath(__file__),
                  "--raw-mpi", *args], 900)
+
+
+def run_spmd_mpi(world, args):
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        return None, "no mpiexec"
+    return _sub([mpiexec, "-n", str(world), sys.executable, "-m", "zray.launch", "--spmd",
+                 os.path.abspath(__file__), "--spmd-mpi", *args], 900)
 
 
 def run_ray(world, args):
@@ -265,12 +296,15 @@ def run_ray(world, args):
 
 
 def table(label, results, world):
+    """nccl-tests' columns, and the CPU time per call of the busiest rank's process (all its
+    threads: gloo moves data on its own threads): on a node shared with other work the wall
+    time also counts waiting for a descheduled peer, the CPU time the work itself."""
     lines = [f"# {label}", f"{'bytes':>12} {'time(us)':>12} {'algbw(GB/s)':>12} "
-                           f"{'busbw(GB/s)':>12}"]
-    for nbytes, t in sorted(results.items()):
+                           f"{'busbw(GB/s)':>12} {'cpu(us)':>12}"]
+    for nbytes, (t, cpu) in sorted(results.items()):
         alg = nbytes / t / 1e9
         lines.append(f"{nbytes:>12} {t * 1e6:>12.1f} {alg:>12.3f} "
-                     f"{alg * 2 * (world - 1) / world:>12.3f}")
+                     f"{alg * 2 * (world - 1) / world:>12.3f} {cpu * 1e6:>12.1f}")
     return "\n".join(lines)
 
 
@@ -282,6 +316,7 @@ def main(argv=None):
     ap.add_argument("--tiny", action="store_true", help="one small size, 2 iterations")
     ap.add_argument("--raw-mpi", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ray-gloo", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--spmd-mpi", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--formation-rounds", type=int, default=5,
                     help="rounds of the group-formation figures (0: skip them)")
@@ -295,6 +330,8 @@ def main(argv=None):
         return raw_mpi_main(size_list, a.tiny)
     if a.ray_gloo:
         return ray_gloo_main(a.world, size_list, a.tiny)
+    if a.spmd_mpi:
+        return spmd_mpi_main(size_list, a.tiny)
     if a.ray_formation:
         return ray_formation_main(a.ray_formation)
     fwd = ["--world", str(a.world), "--min", str(a.min), "--max", str(a.max)] + \
@@ -309,6 +346,13 @@ def main(argv=None):
     if a.formation_only:
         return 0
     results = run_zray(a.world, size_list, a.tiny)
+    if "zray-mpi" in results:
+        spmd, spmd_why = run_spmd_mpi(a.world, fwd)
+        if spmd:
+            results["zray-mpi-spmd"] = spmd
+        else:
+            log.warning("zray-mpi-spmd: n/a (%s)", spmd_why)
+            print(f"# zray-mpi-spmd: n/a ({spmd_why})")
     raw, why = run_raw_mpi(a.world, fwd, size_list)
     ray_res, ray_why = (None, "skipped (--no-ray)") if a.no_ray else run_ray(a.world, fwd)
     print(f"allreduce, float32, world size {a.world}, one node")
@@ -323,7 +367,7 @@ def main(argv=None):
         cells = []
         for ref in (raw, ray_res):
             for label in results:
-                cells.append(f"{ref[nbytes] / results[label][nbytes]:>18.2f}" if ref
+                cells.append(f"{ref[nbytes][0] / results[label][nbytes][0]:>18.2f}" if ref
                              else f"{'n/a':>18}")
         print(f"{nbytes:>12} " + " ".join(cells))
     return 0

@@ -1,5 +1,6 @@
 """benchmarks/collective.py runs end to end at a tiny size (no timing assertions)."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,3 +15,5 @@ def test_collective_benchmark_tiny():
     assert out.returncode == 0, out.stdout + out.stderr
     for word in ("zray-cpu", "zray-cpu-net", "busbw", "ratios"):
         assert word in out.stdout, out.stdout
+    if "# zray-mpi\n" in out.stdout and shutil.which("mpiexec"):
+        assert "# zray-mpi-spmd\n" in out.stdout, out.stdout     # the launcher's column ran

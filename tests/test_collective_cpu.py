@@ -48,6 +48,44 @@ class Member:
         col.destroy_collective_group(name)
         return col.is_group_initialized(name)
 
+    def init_cma(self, world_size, rank, name, refuse=False, enabled=True, min_bytes=0):
+        """Form a shm group with cross-memory reads from `min_bytes`; `refuse`: this member
+        cannot read its peers (as where the kernel forbids it)."""
+        from zray.util.collective.backends import cma
+        saved = cma.available
+        if refuse:
+            cma.available = lambda: False
+        try:
+            col.set_config(col.CollectiveConfig(cma=enabled, cma_min_bytes=min_bytes,
+                                                cma_chunk_bytes=4096))
+            col.init_collective_group(world_size, rank, "gloo", name)
+        finally:
+            cma.available = saved
+            col.set_config(col.CollectiveConfig())
+        from zray.util.collective.collective import get_group_handle
+        shm = get_group_handle(name).shm
+        return shm.use_cma, shm.cma_min_bytes
+
+    def allreduce_sizes(self, name, sizes):
+        r, ws = col.get_rank(name), col.get_collective_group_size(name)
+        bad = []
+        for n in sizes:
+            for dt in (np.float32, np.float64, np.int64, np.int8):
+                x = (np.arange(n) % 7 + r).astype(dt)
+                col.allreduce(x, name)
+                want = sum((np.arange(n) % 7 + k).astype(dt) for k in range(ws)).astype(dt)
+                if not (x == want).all():
+                    bad.append((n, np.dtype(dt).str))
+            x = np.full(n, r + 1.0)
+            col.allreduce(x, name, col.ReduceOp.AVG)
+            if not np.allclose(x, (ws + 1) / 2):
+                bad.append((n, "avg"))
+            x = np.arange(n, dtype=np.float32) * (r + 1)
+            col.allreduce(x, name, col.ReduceOp.MAX)
+            if not (x == np.arange(n, dtype=np.float32) * ws).all():
+                bad.append((n, "max"))
+        return bad
+
     def pid(self):
         import os
         return os.getpid()
@@ -195,6 +233,29 @@ def test_mismatched_shapes_raise_not_hang(members, path):
         assert all(float(x[0]) == 3.0 for x in ok)
     else:
         assert "CollectiveArgumentError" in {r["type"] for r in res}, res
+    _destroy(members, name)
+
+
+@pytest.mark.parametrize("case", ["on", "refused", "off", "thresholds"])
+def test_allreduce_reading_the_peers_memory(members, case):
+    """The shm allreduce that reads the peers' tensors in place (process_vm_readv): every
+    size (below the member count, not divisible by it, several 4 KiB chunks), dtype and op.
+    The path of a call never depends on one member's settings: one member that cannot read
+    its peers, or has it off, keeps every member on the segment; different size thresholds
+    become the largest (else the members would run different protocols and hang)."""
+    name = f"cma-{case}"
+    used = zray.get([m.init_cma.remote(3, i, name, refuse=case == "refused" and i == 1,
+                                       enabled=not (case == "off" and i == 2),
+                                       min_bytes=16384 if case == "thresholds" and i else 0)
+                     for i, m in enumerate(members)], timeout=60)
+    assert len(set(used)) == 1, used              # decided alike from one table
+    if case in ("refused", "off"):
+        assert used[0][0] is False, used
+    if case == "thresholds":
+        assert used[0][1] == 16384, used
+    sizes = [1, 2, 3, 1000, 3 * 1024 + 1, 40_000]
+    assert zray.get([m.allreduce_sizes.remote(name, sizes) for m in members],
+                    timeout=120) == [[], [], []]
     _destroy(members, name)
 
 

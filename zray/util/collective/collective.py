@@ -115,6 +115,12 @@ def _check_rank(g, value, what):
 
 
 def _group(group_name):
+    try:
+        g = _groups.get(group_name)       # a formed group: no lock (a dict read is atomic)
+    except TypeError:                     # unhashable: _check_name says what is wrong
+        g = None
+    if g is not None:
+        return g
     _check_name(group_name)
     with _groups_lock:
         g = _groups.get(group_name)
@@ -364,13 +370,31 @@ def _checked(g, check):
         raise
 
 
+def _allreduce_options(timeout_ms, op):
+    """The (frozen, hence shareable) options of the defaults, built once per op."""
+    if timeout_ms is None and type(op) is T.ReduceOp:
+        opts = _default_allreduce_options.get(op)
+        if opts is None:
+            opts = _default_allreduce_options[op] = T.AllReduceOptions(reduce_op=op)
+        return opts
+    return T.AllReduceOptions(timeout_ms=timeout_ms, reduce_op=op)
+
+
+_default_allreduce_options = {}
+
+
 def allreduce(tensor, group_name="default", op=T.ReduceOp.SUM, *, timeout_ms=None,
               async_op=False):
     """Reduce `tensor` over the group; every rank gets the result in place."""
     g = _group(group_name)
-    opts = _checked(g, lambda: T.AllReduceOptions(timeout_ms=timeout_ms, reduce_op=op))
-    v = _checked(g, lambda: view(tensor))
-    _checked(g, lambda: check_op_dtype(op, v.array.dtype))
+    try:                                  # the checks inline: this is the hot call
+        opts = _allreduce_options(timeout_ms, op)
+        v = view(tensor)
+        check_op_dtype(op, v.array.dtype)
+    except CollectiveArgumentError as exc:
+        if exc.group is None:
+            raise _argument(g, exc) from None
+        raise
     return g.call("allreduce", lambda d: g.impl.allreduce(v, opts.reduce_op, d),
                   opts.timeout_ms, async_op)
 

@@ -5,7 +5,7 @@ CuPy arrays and torch CUDA tensors (through DLPack) become CuPy views, for the n
 torch and CuPy are looked up in sys.modules only: a tensor of theirs implies they are imported.
 """
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,10 +13,11 @@ from .errors import CollectiveArgumentError
 from .types import ReduceOp
 
 HOST, DEVICE = "host", "device"
+_HOST_KINDS = frozenset("biufc")
 
 
-@dataclass(frozen=True)
-class TensorView:
+class TensorView(NamedTuple):
+    """A tuple (cheap to build on every call; immutable like a frozen dataclass)."""
     array: object          # numpy.ndarray (host) or cupy.ndarray (device), same memory
     kind: str              # "numpy", "torch", "cupy", "torch_cuda"
     where: str             # HOST or DEVICE
@@ -29,7 +30,8 @@ class TensorView:
         return (tuple(self.array.shape), np.dtype(self.array.dtype).str)
 
     def flat(self):
-        return self.array.reshape(-1)
+        a = self.array
+        return a if a.ndim == 1 else a.reshape(-1)
 
 
 def _is_torch(t):
@@ -44,6 +46,11 @@ def _is_cupy(t):
 
 def view(tensor, *, what="tensor", writable=True):
     """The TensorView of one tensor, or CollectiveArgumentError naming what is wrong."""
+    if type(tensor) is np.ndarray:      # the common case, checked in one expression
+        flags = tensor.flags
+        if flags.c_contiguous and (flags.writeable or not writable) and \
+                tensor.dtype.kind in _HOST_KINDS:
+            return TensorView(tensor, "numpy", HOST)
     if isinstance(tensor, np.ndarray):
         array, kind, where = tensor, "numpy", HOST
     elif _is_torch(tensor):
@@ -109,9 +116,10 @@ def check_same(ref, other, what):
 
 
 def check_op_dtype(op, dtype):
-    if op is ReduceOp.AVG and np.dtype(dtype).kind not in "fc":
+    kind = dtype.kind if isinstance(dtype, np.dtype) else np.dtype(dtype).kind
+    if op is ReduceOp.AVG and kind not in "fc":
         raise CollectiveArgumentError(f"ReduceOp.AVG needs a floating dtype, got {dtype}")
-    if np.dtype(dtype).kind == "b" and op in (ReduceOp.SUM, ReduceOp.PRODUCT, ReduceOp.AVG):
+    if kind == "b" and op in (ReduceOp.SUM, ReduceOp.PRODUCT, ReduceOp.AVG):
         raise CollectiveArgumentError(f"{op} is not defined on bool tensors")
 
 

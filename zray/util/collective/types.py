@@ -19,6 +19,12 @@ CollectiveConfig defaults (override with `ZRAY_COLLECTIVE_<FIELD>` in the enviro
     spin_iterations       = 10        polls of a flag (~4 us each) before sleeping on it
     futex                 = True      shm barriers sleep in a futex wait on a late peer's
                                       counter (False: sched_yield, then 50 us sleeps)
+    cma                   = True      shm allreduces of >= cma_min_bytes read the peers'
+                                      tensors in place (process_vm_readv) instead of
+                                      copying through the segment, where the kernel allows
+                                      it (probed at formation; else the segment)
+    cma_min_bytes         = 256 KiB   below: the segment (fewer syscalls for small ones)
+    cma_chunk_bytes       = 256 KiB   peer data read per step of the reduction (fits L2)
     rendezvous_timeout_ms = 60_000    forming a group
     verify_calls          = True      mpi: one 10-int MIN-allreduce before each collective
                                       turns mismatched shapes into an argument error
@@ -151,6 +157,9 @@ class CollectiveConfig:
     tree_threshold_bytes: int = 256 << 10
     spin_iterations: int = 10
     futex: bool = True
+    cma: bool = True
+    cma_min_bytes: int = 256 << 10
+    cma_chunk_bytes: int = 256 << 10
     rendezvous_timeout_ms: float = 60_000
     force_network: bool = False      # tests: use the ZeroMQ path even inside one node
     verify_calls: bool = True        # mpi: compare sizes/dtypes/roots before each collective
@@ -162,13 +171,14 @@ class CollectiveConfig:
             raise CollectiveArgumentError(
                 "need 1 <= heartbeat_ivl_ms < heartbeat_timeout_ms, got "
                 f"{self.heartbeat_ivl_ms} and {self.heartbeat_timeout_ms}")
-        for name in ("chunk_bytes", "shm_slot_bytes"):
+        for name in ("chunk_bytes", "shm_slot_bytes", "cma_chunk_bytes"):
             value = getattr(self, name)
             if not 4096 <= value <= 1 << 30 or value % 64:
                 raise CollectiveArgumentError(
                     f"{name} must be a multiple of 64 in [4 KiB, 1 GiB], got {value}")
-        if self.tree_threshold_bytes < 0 or self.spin_iterations < 0:
-            raise CollectiveArgumentError("tree_threshold_bytes and spin_iterations must be >= 0")
+        if self.tree_threshold_bytes < 0 or self.spin_iterations < 0 or self.cma_min_bytes < 0:
+            raise CollectiveArgumentError(
+                "tree_threshold_bytes, spin_iterations and cma_min_bytes must be >= 0")
         if self.liveness_interval_ms >= self.timeout_ms:
             raise CollectiveArgumentError("liveness_interval_ms must be below timeout_ms")
 

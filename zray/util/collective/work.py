@@ -47,9 +47,9 @@ class Sequencer:
         self._count_lock = threading.Lock()
 
     def run_sync(self, fn):
-        with self._count_lock:
-            pending = self._pending
-        if pending:
+        # Read without the count lock: an async call issued before this one by any thread
+        # counted itself (under the lock) before returning its Work.
+        if self._pending:
             return self.run_async(fn).result()
         with self._lock:
             return fn()

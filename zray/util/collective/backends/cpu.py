@@ -51,6 +51,11 @@ class CpuGroup(BaseGroup):
             self.shm.barrier(deadline)     # everyone mapped it: its name can go
             if self.rank == 0:
                 self.shm.unlink()
+            used = self.shm.probe_cma({m.rank: m.process.pid for m in members
+                                       if m.rank != self.rank}, self.config.cma,
+                                      self.config.cma_min_bytes, deadline)
+            log.debug("group %r: cross-memory reads %s", self.name,
+                      "on" if used else "off or refused: the segment only")
         elif self.world_size > 1:
             self.barrier(deadline)         # collective, like the shm path: every peer is up
 
@@ -91,6 +96,9 @@ class CpuGroup(BaseGroup):
             return
         avg = n if op is ReduceOp.AVG else 0
         if self.use_shm:
+            if self.shm.use_cma and flat.nbytes >= self.shm.cma_min_bytes:
+                return self.shm.allreduce_cma(flat, reducer(op), avg,
+                                              self.config.cma_chunk_bytes, deadline)
             p = Pieces([flat])
             return self.shm.reduce_like("allreduce", p, (0, p), flat.dtype, reducer(op), avg,
                                         0, deadline)

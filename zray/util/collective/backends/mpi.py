@@ -17,6 +17,7 @@ on every rank instead of corrupting memory.
 """
 import importlib.util
 import logging
+import os
 import socket
 import time
 
@@ -28,9 +29,15 @@ from ..types import ReduceOp
 from .base import BaseGroup, MemberInfo
 from .liveness import LocalPeers, ProcessId
 
-_SPIN_S = 0.005           # polls without sleeping before the first sleep
+_HOT_S = 5e-5             # polls back to back this long,
+_HOT_S_PER_BYTE = 2e-9    # and until this much CPU per byte of the message (0.5 GB/s),
+_SPIN_S = 0.005           # then polls yielding the core now and then this long, then sleeps
 _MAX_PAUSE_S = 2e-4      # then sleeps no longer than this between polls
+_POLLS_PER_CLOCK = 16    # polls between two reads of the clock while spinning
+_MAX_ROWS = 64           # verification rows kept (one per distinct call shape)
 log = logging.getLogger("zray.util.collective")
+_yield = getattr(os, "sched_yield", lambda: None)
+_thread_time = getattr(time, "thread_time", time.process_time)
 _OPS = {"barrier": 1, "allreduce": 2, "reduce": 3, "broadcast": 4, "allgather": 5,
         "reducescatter": 6, "gather": 7, "scatter": 8, "alltoall": 9}
 
@@ -42,11 +49,6 @@ def mpi_available():
 def _mpi():
     from mpi4py import MPI          # starts MPI in this process on first import
     return MPI
-
-
-def _mpi_op(MPI, op):
-    return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
-            ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}[op]
 
 
 def _dtype_code(dtype):
@@ -66,6 +68,16 @@ class MpiGroup(BaseGroup):
         self.port = None
         self.peers = LocalPeers(name, rank, {})
         self.verify = config.verify_calls
+        self._init_fast_state()
+
+    def _init_fast_state(self):
+        """What every call reuses: MPI's ops by ReduceOp, the verification rows and buffer."""
+        MPI = self.MPI
+        self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
+                     ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}
+        self._in_place = MPI.IN_PLACE
+        self._rows = {}
+        self._verify_out = np.empty(10, np.int64)
 
     # -- formation -------------------------------------------------------------------------
     def my_info(self):
@@ -115,6 +127,7 @@ class MpiGroup(BaseGroup):
         BaseGroup.__init__(self, name, comm.Get_size(), comm.Get_rank(), config)
         self.MPI, self.port, self.verify = MPI, None, config.verify_calls
         self.comm = comm.Dup()
+        self._init_fast_state()
         self.node_id = socket.gethostname()
         procs = self.comm.allgather((self.node_id, ProcessId.current()))
         self.peers = LocalPeers(name, self.rank, {r: p for r, (node, p) in enumerate(procs)
@@ -128,6 +141,7 @@ class MpiGroup(BaseGroup):
         BaseGroup.__init__(g, name, len(ranks), ranks.index(self.rank), self.config)
         g.MPI, g.port, g.verify, g.node_id, g.comm = self.MPI, None, self.verify, \
             self.node_id, sub
+        g._init_fast_state()
         g.peers = LocalPeers(name, g.rank, {ranks.index(r): p for r, p in self.peers.peers.items()
                                             if r in ranks})
         return g
@@ -147,21 +161,37 @@ class MpiGroup(BaseGroup):
         self._abandoned = True      # a pending collective may still reference it
 
     # -- waiting ---------------------------------------------------------------------------
-    def _wait(self, req, deadline, what):
+    def _wait(self, req, deadline, what, nbytes=0):
         MPI = self.MPI
         try:
-            # MPI moves data only inside Test: poll without sleeping for a while (a large
-            # message's pipeline stalls at every sleep), then back off to short sleeps.
-            spin_until = time.monotonic() + _SPIN_S
-            while time.monotonic() < spin_until:
-                if req.Test():
-                    return
+            # MPI moves data only inside Test. Three phases:
+            #   hot    polls back to back for _HOT_S of wall time, and for a large message
+            #          until this thread spent nbytes * _HOT_S_PER_BYTE of CPU: over MPICH's
+            #          own shared memory (a job's communicator) a message moves a cell per
+            #          Test, and a sleep or a yield (a time slice of another process on a busy
+            #          node) between cells made 64 MiB take 5-10x raw's time. CPU time, not
+            #          wall: on a loaded node the wall clock runs while this rank is not.
+            #   yield  polls, yielding the core every _POLLS_PER_CLOCK polls, for _SPIN_S
+            #          (a late peer on a busy node may need it; sched_yield returns at once
+            #          when nobody is waiting);
+            #   sleep  10 us doubling to _MAX_PAUSE_S between rounds of polls.
+            # The clock is read every _POLLS_PER_CLOCK polls (~1 us each); the peers and the
+            # deadline are checked every liveness_interval_ms in every phase.
+            test = req.Test
+            if test():
+                return
+            now = time.monotonic()
+            hot_until = now + _HOT_S
+            cpu_budget = nbytes * _HOT_S_PER_BYTE
+            cpu_until = _thread_time() + cpu_budget if cpu_budget > _HOT_S else None
             interval = self.config.liveness_interval_ms / 1000
-            next_check = time.monotonic() + interval
+            next_check = now + interval
+            yield_until = None                 # set when the hot phase ends
             pause = 1e-5
-            while not req.Test():
-                time.sleep(pause)
-                pause = min(pause * 2, _MAX_PAUSE_S)
+            while True:
+                for _ in range(_POLLS_PER_CLOCK):
+                    if test():
+                        return
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + interval
@@ -169,6 +199,16 @@ class MpiGroup(BaseGroup):
                     if now >= deadline:
                         raise CollectiveTimeoutError(f"{what} timed out", group=self.name,
                                                      rank=self.rank)
+                if yield_until is None:
+                    if now < hot_until or (cpu_until is not None and
+                                           _thread_time() < cpu_until):
+                        continue
+                    yield_until = now + _SPIN_S
+                if now < yield_until:
+                    _yield()
+                else:
+                    time.sleep(pause)
+                    pause = min(pause * 2, _MAX_PAUSE_S)
         except MPI.Exception as exc:
             text = exc.Get_error_string()
             if exc.Get_error_class() == MPI.ERR_TRUNCATE:
@@ -178,17 +218,26 @@ class MpiGroup(BaseGroup):
                                   rank=self.rank) from None
 
     def _verify(self, op_name, array, root, op, deadline):
-        """Every rank compares (op, size, dtype, root, reduce op) with one MIN-allreduce."""
+        """Every rank compares (op, size, dtype, root, reduce op) with one MIN-allreduce of
+        the fields and their negations: the result equals my row iff min == max == mine for
+        every field, i.e. iff every rank passed the same. The rows are built once per
+        distinct call shape (a training loop repeats a few), the comparison is on bytes."""
         if not self.verify or self.world_size == 1:
             return
-        fields = [_OPS[op_name], array.size if array is not None else -1,
-                  _dtype_code(array.dtype) if array is not None else 0, root,
-                  op.value if op is not None else -1]
-        mine = np.array(fields + [-f for f in fields], dtype=np.int64)
-        out = np.empty_like(mine)
+        key = (op_name, array.size if array is not None else -1,
+               array.dtype if array is not None else None, root, op)
+        row = self._rows.get(key)
+        if row is None:
+            if len(self._rows) >= _MAX_ROWS:
+                self._rows.clear()
+            fields = [_OPS[op_name], key[1], _dtype_code(key[2]) if array is not None else 0,
+                      root, op.value if op is not None else -1]
+            mine = np.array(fields + [-f for f in fields], dtype=np.int64)
+            row = self._rows[key] = (mine, mine.tobytes())
+        mine, mine_bytes = row
+        out = self._verify_out
         self._wait(self.comm.Iallreduce(mine, out, self.MPI.MIN), deadline, op_name)
-        k = len(fields)
-        if not np.array_equal(out[:k], -out[k:]):
+        if out.tobytes() != mine_bytes:
             raise CollectiveArgumentError(
                 f"mismatched {op_name}: the ranks passed different sizes, dtypes, roots or "
                 f"ops (mine: {array.size if array is not None else '-'} elements of "
@@ -202,33 +251,33 @@ class MpiGroup(BaseGroup):
     def allreduce(self, view, op, deadline):
         a = view.flat()
         self._verify("allreduce", a, 0, op, deadline)
-        self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, a, _mpi_op(self.MPI, op)),
-                   deadline, "allreduce")
+        self._wait(self.comm.Iallreduce(self._in_place, a, self._ops[op]), deadline, "allreduce",
+                   a.nbytes)
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
 
     def reduce(self, view, op, root, deadline):
         a = view.flat()
         self._verify("reduce", a, root, op, deadline)
-        mop = _mpi_op(self.MPI, op)
+        mop = self._ops[op]
         if self.rank == root:
             req = self.comm.Ireduce(self.MPI.IN_PLACE, a, mop, root)
         else:
             req = self.comm.Ireduce(a, None, mop, root)
-        self._wait(req, deadline, "reduce")
+        self._wait(req, deadline, "reduce", a.nbytes)
         if op is ReduceOp.AVG and self.rank == root:
             np.divide(a, self.world_size, out=a)
 
     def broadcast(self, view, root, deadline):
         a = view.flat()
         self._verify("broadcast", a, root, None, deadline)
-        self._wait(self.comm.Ibcast(a, root), deadline, "broadcast")
+        self._wait(self.comm.Ibcast(a, root), deadline, "broadcast", a.nbytes)
 
     def allgather(self, outs, view, deadline):
         a = view.flat()
         self._verify("allgather", a, 0, None, deadline)
         buf = np.empty((self.world_size, a.size), a.dtype)
-        self._wait(self.comm.Iallgather(a, buf), deadline, "allgather")
+        self._wait(self.comm.Iallgather(a, buf), deadline, "allgather", buf.nbytes)
         for k, o in enumerate(outs):
             o.flat()[:] = buf[k]
 
@@ -236,7 +285,8 @@ class MpiGroup(BaseGroup):
         a = view.flat()
         self._verify("gather", a, root, None, deadline)
         buf = np.empty((self.world_size, a.size), a.dtype) if self.rank == root else None
-        self._wait(self.comm.Igather(a, buf, root), deadline, "gather")
+        self._wait(self.comm.Igather(a, buf, root), deadline, "gather",
+                   a.nbytes * self.world_size)
         if outs is not None:
             for k, o in enumerate(outs):
                 o.flat()[:] = buf[k]
@@ -245,8 +295,8 @@ class MpiGroup(BaseGroup):
         a = out.flat()
         self._verify("reducescatter", a, 0, op, deadline)
         src = np.concatenate([v.flat() for v in ins])
-        self._wait(self.comm.Ireduce_scatter_block(src, a, _mpi_op(self.MPI, op)), deadline,
-                   "reducescatter")
+        self._wait(self.comm.Ireduce_scatter_block(src, a, self._ops[op]), deadline,
+                   "reducescatter", src.nbytes)
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
 
@@ -254,22 +304,25 @@ class MpiGroup(BaseGroup):
         a = out.flat()
         self._verify("scatter", a, root, None, deadline)
         src = np.concatenate([v.flat() for v in ins]) if self.rank == root else None
-        self._wait(self.comm.Iscatter(src, a, root), deadline, "scatter")
+        self._wait(self.comm.Iscatter(src, a, root), deadline, "scatter",
+                   a.nbytes * self.world_size)
 
     def alltoall(self, outs, ins, deadline):
         src = np.concatenate([v.flat() for v in ins])
         self._verify("alltoall", ins[0].flat(), 0, None, deadline)
         buf = np.empty_like(src)
-        self._wait(self.comm.Ialltoall(src, buf), deadline, "alltoall")
+        self._wait(self.comm.Ialltoall(src, buf), deadline, "alltoall", buf.nbytes)
         m = ins[0].array.size
         for k, o in enumerate(outs):
             o.flat()[:] = buf[k * m:(k + 1) * m]
 
     def send(self, view, dst, deadline):
-        self._wait(self.comm.Isend(view.flat(), dst, 7), deadline, f"send to {dst}")
+        a = view.flat()
+        self._wait(self.comm.Isend(a, dst, 7), deadline, f"send to {dst}", a.nbytes)
 
     def recv(self, view, src, deadline):
-        self._wait(self.comm.Irecv(view.flat(), src, 7), deadline, f"recv from {src}")
+        a = view.flat()
+        self._wait(self.comm.Irecv(a, src, 7), deadline, f"recv from {src}", a.nbytes)
 
 
 def init_from_world(backend="mpi", group_name="default", *, config=None):

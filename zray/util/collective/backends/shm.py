@@ -20,6 +20,7 @@ i % 2 of iteration i-2, so a third barrier is not needed. The descriptors are co
 the first barrier of every op: all ranks see the same table and raise the same
 CollectiveArgumentError for mismatched shapes, and the group stays usable.
 """
+import errno
 import logging
 import mmap
 import os
@@ -27,8 +28,9 @@ import time
 
 import numpy as np
 
-from ..errors import CollectiveArgumentError, CollectiveTimeoutError, PeerDiedError
-from . import futex
+from ..errors import (CollectiveArgumentError, CollectiveError, CollectiveTimeoutError,
+                      PeerDiedError)
+from . import cma, futex
 
 log = logging.getLogger("zray.util.collective")
 
@@ -98,6 +100,7 @@ class ShmSegment:
         self.iteration = 0     # chunk iterations so far (selects the buffer set)
         self.op_seq = 0
         self.unlinked = False
+        self.use_cma, self.cma_reader, self.cma_pids, self.cma_min_bytes = False, None, {}, 0
 
     # -- flags -----------------------------------------------------------------------------
     def _counter_address(self, rank):
@@ -175,12 +178,14 @@ class ShmSegment:
             log.debug("segment %s still referenced at close", self.name)
 
     # -- op framing ------------------------------------------------------------------------
-    def begin(self, op, size, dtype, root, deadline):
-        """Publish my descriptor, wait for all, compare: every rank raises the same error."""
+    def begin(self, op, size, dtype, root, deadline, address=0):
+        """Publish my descriptor (and my tensor's address, for cross-memory reads), wait for
+        all, compare: every rank raises the same error."""
         self.op_seq += 1
         parity = self.op_seq % 2
-        mine = np.array([self.op_seq, OPS[op], size, _dtype_code(dtype), root], dtype=np.int64)
-        self.desc[self.rank, parity, :5] = mine
+        row = self.desc[self.rank, parity]
+        row[0], row[1], row[2], row[3], row[4], row[5] = (
+            self.op_seq, OPS[op], size, _dtype_code(dtype), root, address)
         self.barrier_wait(deadline)
         table = self.desc[:, parity, :5].copy()
         for peer in range(self.n):
@@ -279,10 +284,106 @@ class ShmSegment:
             for k in range(self.n):
                 outs[k][start:stop] = slots[k].view(dtype)[self.rank * per:self.rank * per + c]
 
+    # -- reading the peers' tensors directly (backends/cma.py) -------------------------------
+    def probe_cma(self, pids, enabled, min_bytes, deadline):
+        """Collective, at formation (every member calls it, enabled or not): can every member
+        read every other's memory? Each rank publishes a probe word's address and value,
+        reads every peer's, and publishes whether all reads matched (and its size
+        threshold); all ranks then decide alike from the same table: the path of a call
+        must not depend on one member's settings."""
+        self.cma_pids = pids                       # rank -> pid, every rank but mine
+        self._probe = np.array([(os.getpid() << 20) ^ 0x5A5A5], np.int64)
+        row = self.desc[self.rank, 0]
+        row[5], row[6] = self._probe.ctypes.data, int(self._probe[0])
+        self.desc[self.rank, 1, 6] = min_bytes
+        self.barrier_wait(deadline)
+        ok = enabled and cma.available()
+        if ok:
+            reader, got = cma.Reader(), np.zeros(1, np.int64)
+            for peer, pid in pids.items():
+                try:
+                    reader.read(pid, int(self.desc[peer, 0, 5]), got.ctypes.data, 8)
+                except OSError as exc:
+                    log.debug("group %s: no cross-memory reads from rank %d: %s", self.group,
+                              peer, exc)
+                    ok = False
+                    break
+                if got[0] != self.desc[peer, 0, 6]:
+                    ok = False
+                    break
+        row[7] = 1 if ok else 2
+        self.barrier_wait(deadline)
+        self.use_cma = bool((self.desc[:, 0, 7] == 1).all())
+        self.cma_min_bytes = int(self.desc[:, 1, 6].max())
+        self.cma_reader = cma.Reader() if self.use_cma else None
+        self._cma_scratch = None
+        return self.use_cma
+
+    def _read_peer(self, peer, remote, local, nbytes):
+        try:
+            self.cma_reader.read(self.cma_pids[peer], remote, local, nbytes)
+        except OSError as exc:
+            self.abort()
+            if exc.errno == errno.ESRCH:
+                raise PeerDiedError("member process died (its memory is gone)",
+                                    group=self.group, rank=self.rank, peer=peer) from None
+            raise CollectiveError(f"reading rank {peer}'s tensor failed: {exc}",
+                                  group=self.group, rank=self.rank, peer=peer) from None
+
+    def allreduce_cma(self, flat, reduce_into, avg_n, chunk_bytes, deadline):
+        """Allreduce of one flat array reading the peers' arrays in place (no slots):
+            1. reduce-scatter  rank r reduces share r of the element range in its own
+                               array, reading each peer's share r through a cache-sized
+                               scratch, chunk by chunk                           barrier
+            2. allgather       rank r reads every peer's (final) share straight into the
+                               same range of its own array                       barrier
+        Nobody writes a range that another rank reads in the same phase: in 1 each rank
+        writes only its share of its own array and reads other shares of the others'; the
+        last barrier keeps every array unchanged until all reads of it are done."""
+        dtype, n, length = flat.dtype, self.n, flat.size
+        self.begin("allreduce", length, dtype, 0, deadline, flat.ctypes.data)
+        parity = self.op_seq % 2
+        addresses = [int(a) for a in self.desc[:, parity, 5]]
+        item = dtype.itemsize
+        lo, hi = self.rank * length // n, (self.rank + 1) * length // n
+        if lo < hi:
+            scratch = self._cma_scratch
+            if scratch is None or scratch.nbytes != chunk_bytes:
+                scratch = self._cma_scratch = np.empty(chunk_bytes, np.uint8)
+            per = max(1, chunk_bytes // item)
+            tmp_all, tmp_address = scratch[:per * item].view(dtype), scratch.ctypes.data
+            for start in range(lo, hi, per):
+                stop = min(hi, start + per)
+                count = stop - start
+                acc, tmp = flat[start:stop], tmp_all[:count]
+                for peer in range(n):
+                    if peer != self.rank:
+                        self._read_peer(peer, addresses[peer] + start * item, tmp_address,
+                                        count * item)
+                        reduce_into(acc, tmp)
+            if avg_n:
+                np.divide(flat[lo:hi], avg_n, out=flat[lo:hi])
+        self.barrier_wait(deadline)
+        base = flat.ctypes.data
+        for peer in range(n):
+            if peer != self.rank:
+                p_lo, p_hi = peer * length // n, (peer + 1) * length // n
+                if p_lo < p_hi:
+                    self._read_peer(peer, addresses[peer] + p_lo * item, base + p_lo * item,
+                                    (p_hi - p_lo) * item)
+        self.barrier_wait(deadline)
+
+
+_dtype_codes = {}
+
 
 def _dtype_code(dtype):
-    s = np.dtype(dtype).str.encode()
-    return int.from_bytes(s[:8].ljust(8, b"\0"), "little", signed=True)
+    code = _dtype_codes.get(dtype)
+    if code is None:
+        s = np.dtype(dtype).str.encode()
+        code = _dtype_codes[dtype] = int.from_bytes(s[:8].ljust(8, b"\0"), "little",
+                                                    signed=True)
+    return code
 
 
 def _describe(row):
