@@ -45,7 +45,9 @@ class Zygote:
                                  # lacks its modules
 
     @classmethod
-    def start(cls):
+    def start(cls, preload=()):
+        """Fork the zygote; it imports `preload` (module names) before serving its first
+        request."""
         req_r, req_w = os.pipe()
         try:
             import fcntl
@@ -59,7 +61,7 @@ class Zygote:
             try:
                 os.close(req_w)
                 os.close(rep_r)
-                _zygote_main(req_r, rep_w, parent)
+                _zygote_main(req_r, rep_w, parent, preload)
             finally:
                 os._exit(0)
         os.close(req_r)
@@ -115,7 +117,7 @@ class Zygote:
             pass
 
 
-def _zygote_main(request_fd, reply_fd, parent_pid):
+def _zygote_main(request_fd, reply_fd, parent_pid, preload=()):
     die_with_parent()
     if os.getppid() != parent_pid:
         return
@@ -135,10 +137,15 @@ def _zygote_main(request_fd, reply_fd, parent_pid):
     signal.signal(signal.SIGCHLD, reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    import gc
+    gc.disable()                     # as in import_modules, for zray's own imports too
     from ..core import worker_main   # the imports every worker needs, done once here
     worker_main.preload()
     zygote_pid = os.getpid()
     failed_imports = set()
+    import_modules(preload, failed_imports)
+    gc.freeze()
+    gc.enable()
     stream = os.fdopen(request_fd, "rb", buffering=0)
     buf = b""
     while True:
