@@ -95,7 +95,7 @@ def child(args):
         c1 = _cpu_of(pid)
         if c1 is None:
             continue               # a worker of the group, gone: its own figure is below
-        node[pid] = (ppid, cmd, c1 - (cpu_before.get(pid) or 0.0))
+        node[pid] = (ppid, cmd, c1 - (cpu_before.get(pid) or 0.0), cpu_before.get(pid) or 0.0)
     zray.shutdown()
     import shutil
     shutil.rmtree(storage, ignore_errors=True)
@@ -142,12 +142,12 @@ def show(res):
         prev = at
     loop_s = res["metrics"].get("loop_s")
     print(f"  rank 0's loop (first epoch to last report): {loop_s:.2f} s")
-    print("  CPU seconds during fit():")
+    print("  CPU seconds during fit() (and before it: init and after)")
     print(f"    driver            {res['driver_cpu_s']:6.2f}")
-    for pid, (ppid, cmd, cpu) in sorted(res["node"].items(), key=lambda x: -x[1][2]):
-        if cpu >= 0.01:
-            print(f"    {_name(pid, res['node']):<17} {cpu:6.2f}"
-                  f"  (pid {pid})")
+    workers = {str(w["pid"]) for w in res["workers"].values()}
+    for pid, (ppid, cmd, cpu, before) in sorted(res["node"].items(), key=lambda x: -x[1][2]):
+        if pid not in workers and (cpu >= 0.01 or before >= 0.01):
+            print(f"    {_name(pid, res['node']):<17} {cpu:6.2f}  ({before:.2f} before; pid {pid})")
     for r, w in sorted(res["workers"].items()):
         print(f"    worker rank {r}     {w['cpu_s']:6.2f}  (pid {w['pid']}, to its loop's end)")
 
