@@ -250,8 +250,13 @@ def test_importing_zray_train_torch_before_init_leaves_torch_for_the_next_init(m
     from zray.util import worker_preload
     monkeypatch.setattr(worker_preload, "_pending", [])
     monkeypatch.setattr("zray.objects.object_ref.get_runtime", lambda: None)   # before init()
+    monkeypatch.setattr("zray.is_initialized", lambda: False)
     importlib.reload(train_torch)
     assert worker_preload.take_pending() == train_torch.TorchConfig.preload_modules
     monkeypatch.setenv("ZRAY_TRAIN_PRELOAD_ON_IMPORT", "0")       # left to fit()
     importlib.reload(train_torch)
+    assert worker_preload.take_pending() == ()
+    monkeypatch.delenv("ZRAY_TRAIN_PRELOAD_ON_IMPORT")
+    monkeypatch.setattr("zray.is_initialized", lambda: True)      # after init, or in a worker:
+    importlib.reload(train_torch)                                  # fit() asks, once
     assert worker_preload.take_pending() == ()
