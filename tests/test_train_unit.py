@@ -240,3 +240,23 @@ def test_a_checkpoint_from_a_worker_without_the_storage_travels_packed(tmp_path)
     assert ctl._on_report(agg, event) == []
     assert open(os.path.join(ctl.latest.path, "w.txt")).read() == "9"
     assert ctl.latest.path == str(tmp_path / "packed" / "checkpoint_000000")
+
+
+# -- importing zray.train.torch asks for the workers' torch early -------------------------------
+def test_importing_zray_train_torch_before_init_leaves_torch_for_the_next_init(monkeypatch):
+    pytest.importorskip("torch")
+    import importlib
+    import zray.train.torch as train_torch
+    from zray.util import worker_preload
+    monkeypatch.setattr(worker_preload, "_pending", [])
+    monkeypatch.setattr("zray.objects.object_ref.get_runtime", lambda: None)   # before init()
+    monkeypatch.setattr("zray.is_initialized", lambda: False)
+    importlib.reload(train_torch)
+    assert worker_preload.take_pending() == train_torch.TorchConfig.preload_modules
+    monkeypatch.setenv("ZRAY_TRAIN_PRELOAD_ON_IMPORT", "0")       # left to fit()
+    importlib.reload(train_torch)
+    assert worker_preload.take_pending() == ()
+    monkeypatch.delenv("ZRAY_TRAIN_PRELOAD_ON_IMPORT")
+    monkeypatch.setattr("zray.is_initialized", lambda: True)      # after init, or in a worker:
+    importlib.reload(train_torch)                                  # fit() asks, once
+    assert worker_preload.take_pending() == ()

@@ -118,3 +118,34 @@ def test_a_worker_forked_before_the_preload_is_replaced_when_it_registers():
     s.handle_worker_died("w1")
     assert s.handle_worker_started("w2", "j", "ipc://w2", 12) == []
     assert list(s.idle[("j", "")]) == [s.workers["w2"]] and s.starting[("j", "")] == 0
+
+
+def test_a_node_started_with_modules_takes_a_later_request_for_them_as_no_news():
+    from zray.node.bootstrap import NodeSpec
+    from zray.node.preload_service import start_names
+    assert start_names("torch, torch._dynamo,,bad name,torch") == ("torch", "torch._dynamo")
+    assert start_names("") == ()
+    spec = NodeSpec(session_dir="/tmp/s", num_cpus=1, object_store_memory=1 << 20,
+                    preload=("torch", "torch._dynamo"))
+    cmd = spec.command()
+    assert cmd[cmd.index("--preload") + 1] == "torch,torch._dynamo"
+    assert "--preload" not in NodeSpec(session_dir="/tmp/s", num_cpus=1,
+                                       object_store_memory=1 << 20).command()
+    imported = []
+    service = PreloadService(_Ctx([]), imported.append)
+    service.started_with(("torch", "torch._dynamo"))
+    service.started_with("colorsys")                   # the flag's text, unparsed
+    service.handlers()[wire.WORKER_PRELOAD]("ipc://driver", (["torch", "colorsys"], "cluster"), [])
+    assert imported == []            # no import, so no replacement of the idle workers either
+    service.handlers()[wire.WORKER_PRELOAD]("ipc://driver", (["torch", "json"], "cluster"), [])
+    assert imported == [("json",)]
+
+
+def test_names_asked_for_before_init_wait_for_the_next_init(monkeypatch):
+    from zray.util import worker_preload
+    monkeypatch.setattr(worker_preload, "_pending", [])
+    monkeypatch.setattr("zray.objects.object_ref.get_runtime", lambda: None)
+    worker_preload.preload_worker_modules(["colorsys", "json"])
+    worker_preload.preload_worker_modules("colorsys")
+    assert worker_preload.take_pending() == ("colorsys", "json")
+    assert worker_preload.take_pending() == ()       # one init() takes them

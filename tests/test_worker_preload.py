@@ -78,6 +78,27 @@ def test_a_library_asks_and_later_workers_start_with_the_modules(zray_cluster):
         assert f.read().count("could not preload no_such_module_zray") == 1
 
 
+def test_modules_asked_for_before_init_are_imported_by_the_node_it_starts(zray_cluster):
+    from zray.util import worker_preload
+    if zray.is_initialized():
+        zray.shutdown()
+    worker_preload.preload_worker_modules(["colorsys", "no_such_module_zray"])
+    zray_cluster(num_cpus=1)
+    assert worker_preload.take_pending() == ()          # this init() took them
+    # a worker forked at the node's start (no preload request since) has them
+    got = zray.get(loaded.remote(["colorsys", "no_such_module_zray"]), timeout=60)
+    assert got == {"colorsys": True, "no_such_module_zray": False}
+    from zray.objects.object_ref import get_runtime
+    session = get_runtime().context.session_dir
+    with open(os.path.join(session, "logs", "node.err")) as f:
+        assert f.read().count("could not preload no_such_module_zray") == 1
+    # init() told the node again: known there, so no second import (and no second error)
+    preload_again = _fresh_probe()
+    assert zray.get(preload_again.loaded.remote(["colorsys"]), timeout=60) == {"colorsys": True}
+    with open(os.path.join(session, "logs", "node.err")) as f:
+        assert f.read().count("could not preload no_such_module_zray") == 1
+
+
 def test_after_a_train_fit_workers_start_with_torch_and_run_it(zray_cluster):
     pytest.importorskip("torch")
     from zray.train import ScalingConfig

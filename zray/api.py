@@ -78,8 +78,10 @@ def init(address=None, **kwargs):
         if config is not None and config.runtime_env and not kwargs.get("runtime_env"):
             kwargs["runtime_env"] = config.runtime_env
         address = address or os.environ.get("ZRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
+        from .util import worker_preload
+        preload = worker_preload.take_pending()     # asked for before init() (zray.train.torch)
         if address in (None, "", "local"):
-            _state = _start_local(kwargs)
+            _state = _start_local(kwargs, preload)
         else:
             _state = _connect(address, kwargs)
         runtime_env.set_job_env(kwargs.get("runtime_env"))
@@ -90,6 +92,10 @@ def init(address=None, **kwargs):
         except BaseException:
             shutdown()
             raise
+        if preload:
+            # A local node imports them already (it started with them): this records them as
+            # asked for, and a cluster joined here starts importing them now.
+            worker_preload.preload_worker_modules(preload)
         return _context_info()
 
 
@@ -128,7 +134,7 @@ def _job_settings(kwargs):
     return {"namespace": namespace, "default_actor_lifetime": lifetime}
 
 
-def _start_local(kwargs):
+def _start_local(kwargs, preload=()):
     num_cpus = kwargs.get("num_cpus")
     num_cpus = available_cpus() if num_cpus is None else num_cpus
     num_gpus = kwargs.get("num_gpus") or 0
@@ -160,7 +166,8 @@ def _start_local(kwargs):
         object_store_memory=store, memory=memory, driver_pid=os.getpid(),
         driver_address=f"ipc://{session_dir}/sock/d{worker_id[:12]}", job_id=job_id,
         # A job runtime_env: its tasks need workers of that environment, not prestarted plain ones.
-        prestart=0 if kwargs.get("runtime_env") else (max(1, int(num_cpus)) if num_cpus else 1))
+        prestart=0 if kwargs.get("runtime_env") else (max(1, int(num_cpus)) if num_cpus else 1),
+        preload=tuple(preload))
     try:
         node = bootstrap.start_node(spec, timeout=60)
     except BaseException:

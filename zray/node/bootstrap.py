@@ -55,6 +55,7 @@ class NodeSpec:
     remove_session_on_exit: bool = True
     dashboard_port: int = None     # None: no dashboard; a port (8265; taken: a free one)
     dashboard_host: str = "127.0.0.1"
+    preload: tuple = ()            # modules its zygote imports at its start (worker_preload.py)
 
     def __post_init__(self):
         if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, (int, float)) \
@@ -102,6 +103,8 @@ class NodeSpec:
         if self.dashboard_port is not None:
             cmd += ["--dashboard-port", str(self.dashboard_port),
                     "--dashboard-host", self.dashboard_host]
+        if self.preload:
+            cmd += ["--preload", ",".join(self.preload)]
         return cmd
 
     @property

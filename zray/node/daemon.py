@@ -93,6 +93,7 @@ class NodeDaemon:
         self.services = NodeServices(ctx, self.mesh, forget=self.transport.forget,
                                      more_handlers=[self], preload=self.zygote.preload)
         self.tasks = self.services.tasks
+        self.services.preload.started_with(getattr(args, "preload", ()))
         if self.mesh.swim is not None:
             self.services.objects.open_data_channel(self.mesh.cluster_secret, args.node_ip,
                                                     self.mesh.mesh_address)
@@ -470,12 +471,17 @@ def parse_args(argv):
     p.add_argument("--dashboard-port", type=int, default=-1,
                    help="the dashboard's port (-1: no dashboard; taken: a free one)")
     p.add_argument("--dashboard-host", default="127.0.0.1")
+    p.add_argument("--preload", default="",
+                   help="modules (comma-separated) the zygote imports at its start, before its "
+                        "first fork: what libraries asked for before init() (worker_preload.py)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    zygote = Zygote.start()
+    from .preload_service import start_names
+    args.preload = start_names(args.preload)
+    zygote = Zygote.start(args.preload)
     from .. import logs
     logs.configure(args.session, "node")
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the driver decides when we stop

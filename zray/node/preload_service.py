@@ -79,6 +79,13 @@ class WorkerPreloads:
         return tuple(self.names)
 
 
+def start_names(text):
+    """The valid names of a daemon's --preload (comma-separated), in order, at most
+    MAX_NAMES_PER_REQUEST."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return WorkerPreloads().request(names[:MAX_NAMES_PER_REQUEST], NODE).import_now
+
+
 def _refusal(name):
     if not isinstance(name, str):
         return "not a string"
@@ -102,6 +109,14 @@ class PreloadService(Service):
 
     def handlers(self):
         return {wire.WORKER_PRELOAD: self.on_worker_preload}
+
+    def started_with(self, names):
+        """The zygote imported `names` at its start (--preload): a request for them later is
+        no news (no import, no replacement of the idle workers, which have them)."""
+        if isinstance(names, str):           # the flag's text, not parsed by daemon.main
+            names = start_names(names)
+        if names:
+            self.preloads.request(list(names), NODE)
 
     def on_worker_preload(self, sender, payload, frames):
         try:

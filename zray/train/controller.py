@@ -22,7 +22,7 @@ from .policy import (CheckpointRetention, FailurePolicy, GiveUp, IterationDone,
 from .progress import ProgressPrinter
 from .result import Result
 from .session import MARKER_FILE, TrainContext, TrainSession, WorkerStorage, set_session
-from .worker import FINISHED, call_train_loop
+from .worker import FINISHED, WorkerStats, call_train_loop
 
 logger = logging.getLogger("zray.train")
 
@@ -86,6 +86,11 @@ class Controller:
         self.iterations = 0            # completed iterations over every attempt
         self.token = uuid.uuid4().hex
         self.next_index = 0
+        self.phases = {}               # phase -> time.time() of its end (Result._stats)
+        self.worker_stats = {}         # rank -> what its run() returned (timestamps, CPU)
+
+    def _mark(self, phase):
+        self.phases.setdefault(phase, time.time())
 
     # -- storage --------------------------------------------------------------------------------
     def _prepare_storage(self):
@@ -110,6 +115,8 @@ class Controller:
     # -- one report at a time -------------------------------------------------------------------
     def _on_report(self, agg, event):
         now = time.time()
+        if event.rank == 0:
+            self.phases.setdefault(f"rank0_report_{event.iteration}", event.sent_at)
         self.latencies.append(now - event.sent_at)
         self.next_index = max(self.next_index, self._storage_index(event) + 1)
         if event.packed is not None:
@@ -146,6 +153,7 @@ class Controller:
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self):
+        self._mark("fit_start")
         self._prepare_storage()
         while True:
             self._attempt_first_index = self.next_index
@@ -170,7 +178,8 @@ class Controller:
         return Result(metrics=self.metrics, checkpoint=self.latest, path=self.run_dir,
                       best_checkpoints=best, metrics_history=list(self.history),
                       _stats={"report_latency_s": list(self.latencies),
-                              "failures": self.failures.failures})
+                              "failures": self.failures.failures,
+                              "phases": dict(self.phases), "workers": dict(self.worker_stats)})
 
     def _error(self, failure, failures):
         tries = "no restart was allowed" if failures == 1 else f"after {failures - 1} restart(s)"
@@ -208,12 +217,15 @@ class Controller:
             # after this message, on the same connection) and every later one start with them.
             from zray.util.worker_preload import preload_worker_modules
             preload_worker_modules(preload)
+            self._mark("preload_sent")
         group = WorkerGroup(self.scaling, self.tunables)
         try:
-            group.start()
+            group.start(self._mark)
             return self._drive(group, node_visible_gpus)
         finally:
+            self._mark("loop_done")
             group.shutdown()
+            self._mark("group_down")
 
     def _start_specs(self, group):
         """Per actor: the starting checkpoint (its path, and its packed files for workers on
@@ -256,6 +268,7 @@ class Controller:
         import zray
         n = len(group.actors)
         addr, port = group.master_address()
+        self._mark("master_port")
         specs = self._start_specs(group)
         shards = self._shards(n, group)
         storage = self._storage()
@@ -281,6 +294,7 @@ class Controller:
             run_refs[r] = actor.run.remote(self.train_fn, self.train_config, ctx, storage,
                                            spec, shards[r], self.backend, env)
             poll_refs[r] = actor.poll.remote(self.tunables.poll_s)
+        self._mark("run_sent")
         actors = {r: group.actor_of_rank(r) for r in range(n)}
         agg = ReportAggregator(n, self.tunables.report_timeout_s)
         by_ref = {}
@@ -304,6 +318,9 @@ class Controller:
                     continue                      # FINISHED comes through the poll
                 finished = False
                 for ev in value:
+                    if isinstance(ev, WorkerStats):
+                        self.worker_stats[ev.rank] = ev.stats
+                        continue
                     if ev == FINISHED:
                         finished = True
                         stragglers = agg.handle_finished(r)

@@ -4,8 +4,11 @@ import inspect
 import logging
 import os
 import queue
+import resource
 import socket
 import tempfile
+import time
+from dataclasses import dataclass
 
 from .checkpoint import Checkpoint, unpack_directory
 from .session import TrainSession, set_session
@@ -15,12 +18,21 @@ logger = logging.getLogger("zray.train")
 FINISHED = "finished"
 
 
+@dataclass(frozen=True)
+class WorkerStats:
+    """Queued just before FINISHED: when this worker's phases ended (time.time()) and its CPU
+    seconds, for Result._stats (benchmarks/train_phases.py)."""
+    rank: int
+    stats: dict
+
+
 class TrainWorker:
     """One rank. Methods run on a small thread pool (max_concurrency), so poll() answers while
     run() trains."""
 
     def __init__(self):
         self._events = queue.Queue()
+        self._created = time.time()
 
     def info(self):
         import zray
@@ -47,18 +59,24 @@ class TrainWorker:
         return out
 
     def run(self, fn, config, context, storage, checkpoint, shards, backend, env):
+        stats = {"pid": os.getpid(), "created": self._created, "run_start": time.time()}
         os.environ.update(env)
         start_checkpoint = _local_checkpoint(checkpoint, storage)
         session = TrainSession(context, storage, self._events.put, start_checkpoint, shards)
         set_session(session)
         if backend is not None:
             backend.on_worker_start(context)
+        stats["backend_up"] = time.time()
         try:
             call_train_loop(fn, config)
         finally:
+            stats["loop_end"] = time.time()
             if backend is not None:
                 backend.on_worker_end(context)
             set_session(None)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        stats.update(backend_end=time.time(), cpu_s=usage.ru_utime + usage.ru_stime)
+        self._events.put(WorkerStats(context.world_rank, stats))
         self._events.put(FINISHED)
 
 

@@ -69,7 +69,7 @@ class WorkerGroup:
         self.infos = []
         self.ranks = []           # RankInfo per actor, in actor order
 
-    def start(self):
+    def start(self, mark=lambda phase: None):
         import zray
         from zray.util.placement_group import placement_group
         from .worker import TrainWorker
@@ -83,6 +83,7 @@ class WorkerGroup:
                 f"zray.train: the placement group for {n} workers of {per} was not placed "
                 f"within {self.tunables.start_timeout_s:.0f} s (cluster resources: "
                 f"{zray.cluster_resources()})")
+        mark("group_placed")
         custom = {k: v for k, v in per.items() if k not in ("CPU", "GPU")}
         cls = zray.remote(TrainWorker)
         self.actors = [
@@ -93,6 +94,7 @@ class WorkerGroup:
             for i in range(n)]
         self.infos = zray.get([a.info.remote() for a in self.actors],
                               timeout=self.tunables.start_timeout_s)
+        mark("actors_ready")
         driver_node = zray.get_runtime_context().get_node_id()
         self.ranks = assign_ranks(self.infos, driver_node)
         return self
