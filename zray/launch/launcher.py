@@ -289,8 +289,7 @@ class Launch:
     def start_node(self, join, port, ip, secret):
         from ..node import local_node, session
         from ..node.bootstrap import NodeSpec, start_node
-        if self.args.spmd or self.world.rank == 0:
-            self.api_import = _import_api_in_background()
+        runs_app = self.args.spmd or self.world.rank == 0
         self.session_dir = session.create_session_dir()
         store = self.args.object_store_memory or int(min(0.3 * self.share.memory_bytes, 2 << 30)) // 4096 * 4096
         resources = dict(self.share.resources)
@@ -299,7 +298,10 @@ class Launch:
                         object_store_memory=max(store, 64 << 20), node_ip=ip, port=port,
                         driver_pid=os.getpid(),      # the node ends with this rank, kill -9 too
                         join=join, secret_file=write_secret(self.session_dir, secret),
-                        node_file=local_node.node_file_for(self.session_dir))
+                        node_file=local_node.node_file_for(self.session_dir),
+                        # The app's first task runs on a rank that runs the app: its zygote
+                        # imports what a worker needs at once. Other ranks start lighter.
+                        warmup="idle" if runs_app else "lazy")
         log.info("rank %d on %s: node at %s port %d with %d CPUs, %.1f GiB (of %s)%s",
                  self.world.rank, self.world.node_name, ip, port, self.share.cpus,
                  self.share.memory_bytes / (1 << 30), self.alloc.describe(),
@@ -307,9 +309,15 @@ class Launch:
         # A joining node waits for a member before it says ready; the seed may start later
         # than this rank, so allow it the formation timeout.
         os.environ.setdefault("ZRAY_JOIN_TIMEOUT_S", str(self.args.formation_timeout))
-        self.node = start_node(spec, timeout=self.args.formation_timeout + 5)
+        self.node = start_node(spec, timeout=self.args.formation_timeout + 5,
+                               after_spawn=self._preload_api if runs_app else None)
         self.node_ready = time.monotonic()
         self.node_info = local_node.find_node(spec.node_file)
+
+    def _preload_api(self):
+        # Once the daemon is spawned, not before: this thread holds the GIL for much of its
+        # ~0.1 CPU-s and would delay the spawn.
+        self.api_import = _import_api_in_background()
 
     def cluster_nodes(self):
         from ..node import local_node

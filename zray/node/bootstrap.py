@@ -55,6 +55,7 @@ class NodeSpec:
     remove_session_on_exit: bool = True
     dashboard_port: int = None     # None: no dashboard; a port (8265; taken: a free one)
     dashboard_host: str = "127.0.0.1"
+    warmup: str = "now"            # node/warmup.py: when the start-up work no task waits for runs
 
     def __post_init__(self):
         if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, (int, float)) \
@@ -73,6 +74,9 @@ class NodeSpec:
         if self.memory is not None and (isinstance(self.memory, bool) or not isinstance(
                 self.memory, int) or self.memory < 0):
             raise ValueError(f"memory must be an int number of bytes >= 0, got {self.memory!r}")
+        from .warmup import MODES
+        if self.warmup not in MODES:
+            raise ValueError(f"warmup must be one of {', '.join(MODES)}, got {self.warmup!r}")
 
     def command(self, ready_fd=-1):
         cmd = [sys.executable, "-m", "zray.node.daemon", "--session", self.session_dir,
@@ -102,6 +106,8 @@ class NodeSpec:
         if self.dashboard_port is not None:
             cmd += ["--dashboard-port", str(self.dashboard_port),
                     "--dashboard-host", self.dashboard_host]
+        if self.warmup != "now":
+            cmd += ["--warmup", self.warmup]
         return cmd
 
     @property
@@ -143,9 +149,11 @@ class NodeProcess:
             self.proc.wait(timeout=5)
 
 
-def start_node(spec, timeout=START_TIMEOUT_S, abort=None):
+def start_node(spec, timeout=START_TIMEOUT_S, abort=None, after_spawn=None):
     """Start a node daemon for `spec` and wait until it serves; the NodeProcess.
-    NodeStartError when it exits first, `timeout` passes or abort() returns a reason."""
+    NodeStartError when it exits first, `timeout` passes or abort() returns a reason.
+    `after_spawn()`: called once the daemon's process exists, before the wait (work of the
+    caller's that should not delay the spawn)."""
     ready_r, ready_w = os.pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -158,6 +166,8 @@ def start_node(spec, timeout=START_TIMEOUT_S, abort=None):
         os.close(ready_w)
     node = NodeProcess(spec, proc)
     try:
+        if after_spawn is not None:
+            after_spawn()
         _wait_ready(ready_r, node, timeout, abort)
     except BaseException:
         proc.kill()

@@ -21,6 +21,7 @@ import time
 # The zygote must be forked before any thread or ZeroMQ context exists in this process.
 from .processes import Client, ClientTable, WorkerProcess, kill_pid, pid_alive
 from ..transport.address import ipc_path
+from . import warmup
 from .zygote import Zygote
 
 log = logging.getLogger("zray.node")
@@ -56,7 +57,10 @@ class NodeDaemon:
         self.hostname = socket.gethostname()
         self.address = f"ipc://{self.session_dir}/sock/node"
         self.region = Region.create(args.object_store_memory)
-        self.region.prefault_in_background()
+        self.warmup = warmup.WarmupPolicy(args.warmup)
+        self.host_idle = None           # sampled while the warm-up waits for a spare CPU
+        if args.warmup == warmup.NOW:
+            self.region.prefault_in_background()
         from ..store.spill import SpillWorker
         self.store = ObjectStore(self.region.view, args.object_store_memory,
                                  _native.Allocator(args.object_store_memory, 64),
@@ -123,8 +127,13 @@ class NodeDaemon:
         within JOIN_TIMEOUT_S ends the node with an error naming the seeds (exit code 1)."""
         from ..core.inbox import log_bad_frame
         joining = bool(self.args.join) and self.membership.in_mesh
-        if not joining:
+
+        def serving():
             announce()
+            self.warmup.ready(time.monotonic())
+
+        if not joining:
+            serving()
         join_deadline = time.monotonic() + JOIN_TIMEOUT_S
         zmq = self.zmq
         recv = self.transport.recv
@@ -132,7 +141,10 @@ class NodeDaemon:
         tickers = self.services.tickers
         poll_ms = 50 if self.membership.in_mesh else 1000
         while self.running:
-            events = dict(self.poller.poll(DEATH_POLL_MS if self._deaths else poll_ms))
+            timeout_ms = DEATH_POLL_MS if self._deaths else poll_ms
+            if self.warmup.waiting:
+                timeout_ms = min(timeout_ms, int(warmup.SAMPLE_S * 1000))
+            events = dict(self.poller.poll(timeout_ms))
             now = time.monotonic()
             for tick in tickers:
                 tick(now)
@@ -160,10 +172,12 @@ class NodeDaemon:
                     self.on_process_exit(fd)
             if self._deaths:
                 self._report_deaths(now)
+            if self.warmup.waiting:
+                self._warm_up_when_due(now)
             if joining:
                 if len(self.membership.live_nodes()) > 1:
                     joining = False
-                    announce()
+                    serving()
                 elif now > join_deadline:
                     message = (
                         f"zray node: could not join the mesh through {self.args.join} from "
@@ -180,6 +194,19 @@ class NodeDaemon:
                     return 1
         self.shutdown()
         return 0
+
+    def _warm_up_when_due(self, now):
+        """The start-up work no first task waits for (node/warmup.py), once the host has a
+        CPU to spare or the policy's delay passed."""
+        if self.host_idle is None:
+            self.host_idle = warmup.HostIdle()
+        elif now - self.host_idle.last_at < warmup.SAMPLE_S:
+            return
+        if self.warmup.due(now, self.host_idle.sample(now)):
+            log.info("warming up: the zygote's remaining imports and the store's prefault "
+                     "(%.2f s after the node began serving)", now - self.warmup.ready_at)
+            self.zygote.warm()
+            self.region.prefault_in_background()
 
     def send(self, address, msg_type, payload=(), frames=()):
         """Send; False when it failed. A closed transport (shutting down) is quiet; any other
@@ -470,12 +497,16 @@ def parse_args(argv):
     p.add_argument("--dashboard-port", type=int, default=-1,
                    help="the dashboard's port (-1: no dashboard; taken: a free one)")
     p.add_argument("--dashboard-host", default="127.0.0.1")
+    p.add_argument("--warmup", choices=warmup.MODES, default=warmup.NOW,
+                   help="when the zygote's remaining imports and the store's prefault happen "
+                        "(node/warmup.py)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    zygote = Zygote.start()
+    _import_daemon_modules()
+    zygote = Zygote.start(warmup.zygote_mode(args.warmup))
     from .. import logs
     logs.configure(args.session, "node")
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the driver decides when we stop
@@ -527,6 +558,18 @@ def main(argv=None):
             metrics_server.server_close()
         daemon.shutdown()
     sys.exit(code)
+
+
+def _import_daemon_modules():
+    """What NodeDaemon imports, imported before the zygote is forked so that the zygote (and
+    every worker) shares them instead of importing zmq, the transport and the store again
+    (~0.07 CPU-s a node). Importing starts no thread and makes no ZeroMQ context."""
+    import zmq  # noqa: F401
+    from .. import _native  # noqa: F401
+    from ..scheduling import local_scheduler, resources  # noqa: F401
+    from ..store import object_store, region, spill  # noqa: F401
+    from ..transport import wire, zmq_transport  # noqa: F401
+    from . import mesh_service, service, services  # noqa: F401
 
 
 def _start_metrics_endpoint(daemon):

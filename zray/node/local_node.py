@@ -12,10 +12,7 @@ import select
 import signal
 import time
 
-import zmq
-
 from ..transport import wire
-from ..transport.zmq_transport import Transport
 from . import bootstrap, session
 from .processes import is_node_daemon, pid_alive
 
@@ -244,6 +241,9 @@ def _query_transport(info):
     Unique per call, not per process: threads of one process query at once (the dashboard's
     HTTP handlers and its sampler; zray.launch's watcher and its serving loop), and a shared
     address would hand one the other's reply, or be unlinked under it."""
+    # Imported here: zmq and the transport are not on the path of `python -m zray.launch`
+    # before it spawns its node (it only needs this module's files and ports then).
+    from ..transport.zmq_transport import Transport
     address = f"ipc://{info['session']}/sock/q{os.getpid()}-{next(_query_ids)}"
     transport = Transport(address)
     try:
@@ -262,6 +262,7 @@ def query(msg_type, info, timeout=10.0):
         transport.send(info["address"], msg_type, (1,))
         if not transport.inbox.poll(int(timeout * 1000)):
             raise TimeoutError(f"the zray node at {info['address']} did not answer in {timeout}s")
+        import zmq
         _, _, payload, _ = transport.recv(zmq.NOBLOCK)
         req_id, result, error = payload
         if error is not None:
