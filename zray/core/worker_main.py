@@ -19,14 +19,19 @@ def preload():
 def preload_core():
     """What every worker imports before it runs its first task (run_forked below), and the
     modules the user asked every worker to start with."""
-    from . import core_worker, executor, job_info, runtime  # noqa: F401
-    from .. import api, logs  # noqa: F401
-    from ..util.debug import hook  # noqa: F401
+    import_worker_modules()
     # $ZRAY_WORKER_PRELOAD="torch,torch.distributed": modules every worker starts with, imported
     # once here (importing torch takes seconds in each fresh worker; a fork shares it).
     from ..node.zygote import import_modules
     import_modules([m.strip() for m in os.environ.get("ZRAY_WORKER_PRELOAD", "").split(",")
                     if m.strip()], set())
+
+
+def import_worker_modules():
+    """zray's modules of run_forked below (the driver API among them)."""
+    from . import core_worker, executor, job_info, runtime  # noqa: F401
+    from .. import api, logs  # noqa: F401
+    from ..util.debug import hook  # noqa: F401
 
 
 def preload_extras():

@@ -22,8 +22,6 @@ import json
 import logging
 import os
 import re
-import runpy
-import secrets
 import signal
 import socket
 import subprocess
@@ -124,14 +122,20 @@ def cluster_secret(world, rendezvous, comm=None):
     if secret:
         return secret
     if rendezvous.mode == "mpi":
-        return comm.bcast(secrets.token_hex(32) if world.rank == 0 else None, root=0)
+        return comm.bcast(_new_secret() if world.rank == 0 else None, root=0)
     if rendezvous.mode == "single":
-        return secrets.token_hex(32)
+        return _new_secret()
     log.warning("no ZRAY_CLUSTER_SECRET in the environment: the job's secret is derived from "
                 "its Slurm job and step ids, which other users of the cluster can read. Export "
                 "ZRAY_CLUSTER_SECRET (hpc_scripts/*.sbatch do) or launch under MPI.")
     import hashlib
     return hashlib.sha256(f"zray-launch:{world.job_key}:{os.getuid()}".encode()).hexdigest()
+
+
+def _new_secret():
+    # what secrets.token_hex(32) returns, without importing secrets (hmac, hashlib: ~7 ms on
+    # every rank's start)
+    return os.urandom(32).hex()
 
 
 def write_secret(session_dir, secret):
@@ -255,7 +259,7 @@ class Launch:
         ip = own_ip(self.args.interface)
         port = free_port(ip)
         if self.world.rank == 0:
-            secret = os.environ.get("ZRAY_CLUSTER_SECRET") or secrets.token_hex(32)
+            secret = os.environ.get("ZRAY_CLUSTER_SECRET") or _new_secret()
             tmp = f"{path}.{os.getpid()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -309,8 +313,17 @@ class Launch:
         # A joining node waits for a member before it says ready; the seed may start later
         # than this rank, so allow it the formation timeout.
         os.environ.setdefault("ZRAY_JOIN_TIMEOUT_S", str(self.args.formation_timeout))
+        # Forked from this process (no second interpreter start) unless MPI is initialized
+        # here: a process must not fork after MPI_Init. A rank that runs the app imports the
+        # driver API first, which its node's zygote then has too (its workers need it); else
+        # in a thread while its node starts.
+        fork = not _mpi_initialized()
+        if fork and runs_app:
+            from ..core.worker_main import import_worker_modules
+            import_worker_modules()
         self.node = start_node(spec, timeout=self.args.formation_timeout + 5,
-                               after_spawn=self._preload_api if runs_app else None)
+                               after_spawn=self._preload_api if runs_app and not fork else None,
+                               fork=fork)
         self.node_ready = time.monotonic()
         self.node_info = local_node.find_node(spec.node_file)
 
@@ -345,10 +358,9 @@ class Launch:
             time.sleep(0.05)
 
     def watch(self, on_loss):
-        """A thread: call on_loss(text) when this rank's node dies, or a node of the job goes
-        while the job runs. A rank's node leaves gracefully whenever its launcher ends, killed
-        or not (it watches the launcher's pid), so leaving is normal only for rank 0's node
-        (the driver ended) or in --spmd mode (a rank finished its app)."""
+        """A thread (on the ranks that run the app; a serving rank's loop does the same,
+        _serve): call on_loss(text) when this rank's node dies, or a node of the job goes
+        while the job runs."""
         def loop():
             while not self.stopping.wait(WATCH_INTERVAL_S):
                 if not self.node.alive():
@@ -363,18 +375,28 @@ class Launch:
                     continue
                 if _driver_left(nodes):     # the job is ending: every rank now leaves
                     return
-                for node in nodes:
-                    state = node.get("State")
-                    if state not in ("DEAD", "LEFT"):
-                        continue
-                    for rank in sorted(plan.ranks_of([dict(node, Alive=True)])):
-                        if state == "DEAD" or not (rank == 0 or self.args.spmd):
-                            on_loss(f"rank {rank}'s node {'died' if state == 'DEAD' else 'left'} "
-                                    f"({node.get('NodeManagerAddress')})")
-                            return
+                text = self.lost(nodes)
+                if text:
+                    on_loss(text)
+                    return
         thread = threading.Thread(target=loop, name="zray-launch-watch", daemon=True)
         thread.start()
         return thread
+
+    def lost(self, nodes):
+        """The first node of the job gone against the rules, in words; None. A rank's node
+        leaves gracefully whenever its launcher ends, killed or not (it watches the launcher's
+        pid), so leaving is normal only for rank 0's node (the driver ended) or in --spmd mode
+        (a rank finished its app)."""
+        for node in nodes:
+            state = node.get("State")
+            if state not in ("DEAD", "LEFT"):
+                continue
+            for rank in sorted(plan.ranks_of([dict(node, Alive=True)])):
+                if state == "DEAD" or not (rank == 0 or self.args.spmd):
+                    return (f"rank {rank}'s node {'died' if state == 'DEAD' else 'left'} "
+                            f"({node.get('NodeManagerAddress')})")
+        return None
 
     def stop(self):
         self.stopping.set()
@@ -388,6 +410,16 @@ class Launch:
         if self.session_dir:
             from ..node import session
             session.remove_session_dir(self.session_dir)
+
+
+def _mpi_initialized():
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None:
+        return False
+    try:
+        return bool(mpi.Is_initialized())
+    except Exception:      # cannot tell: do not fork
+        return True
 
 
 def _import_api_in_background():
@@ -432,6 +464,7 @@ def mpi_mismatch(world):
 
 def _run_app(app, argv):
     """app.py as __main__ in this process; its exit code."""
+    import runpy
     sys.argv = [app, *argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(app)))
     try:
@@ -493,7 +526,8 @@ def main(argv=None):
             raise SystemExit(1)
 
         signal.signal(signal.SIGUSR1, on_usr1)
-        launch.watch(on_loss)
+        if args.spmd or world.rank == 0:
+            launch.watch(on_loss)
         if args.spmd:
             # The default collective group spans the ranks (formed on its first use).
             os.environ["ZRAY_SPMD_WORLD"] = (f"{world.rank} {world.size} "
@@ -505,7 +539,7 @@ def main(argv=None):
                 launch.api_import.join(timeout=60)
             code = _run_app(args.app, args.args)
         else:
-            code = _serve(launch)
+            code = _serve(launch, on_loss)
         main_thread_done.set()
         if loss["text"]:
             log.error("the job ends: %s", loss["text"])
@@ -523,18 +557,27 @@ def main(argv=None):
         launch.stop()
 
 
-def _serve(launch):
-    """A serving rank: run until the driver's node leaves (0) or the job is lost (the watcher)."""
+def _serve(launch, on_loss):
+    """A serving rank: run until the driver's node leaves (0) or the job is lost (on_loss, as
+    the watcher of the ranks that run the app; one loop, so one query of the node per turn)."""
+    watching = True
     while True:
         if not launch.node.alive():
+            on_loss("this rank's node daemon died")
             return 1
         try:
             nodes = launch.cluster_nodes()
-        except Exception:
+        except Exception as exc:     # the node stopped answering: it is going away
+            log.debug("cluster info failed: %r", exc)
             time.sleep(WATCH_INTERVAL_S)
             continue
         if _driver_left(nodes):
             return 0
+        if watching:
+            text = launch.lost(nodes)
+            if text:
+                on_loss(text)         # raises SystemExit here unless the loss is tolerated
+                watching = False
         time.sleep(WATCH_INTERVAL_S)
 
 
