@@ -175,7 +175,7 @@ class PrefixedStream:
 class Launch:
     """One rank's launch: the node it started, how to watch the job, how to end."""
 
-    def __init__(self, args, world, alloc):
+    def __init__(self, args, world, alloc, entered=None):
         self.args = args
         self.world = world
         self.alloc = alloc
@@ -186,8 +186,11 @@ class Launch:
         self.stopping = threading.Event()
         self.exit_code = None
         self.api_import = None     # the thread importing zray's API while the node starts
-        self.began = time.monotonic()
+        self.began = time.monotonic() if entered is None else entered   # main() began
         self.node_ready = None
+        # (phase, when it ended): rank 0 logs them once its cluster formed (plan.phase_summary)
+        self.phases = [("", _process_began(self.began)), ("interpreter and imports", self.began),
+                       ("world and allocation", time.monotonic())]
         self.rendezvous_file = None    # "local" rendezvous, rank 0: the file the others read
         self.met_over_mpi = False      # MPI works in this process (the SPMD group may use it)
 
@@ -322,15 +325,24 @@ class Launch:
             from ..core.worker_main import import_worker_modules
             import_worker_modules()
         self.node = start_node(spec, timeout=self.args.formation_timeout + 5,
-                               after_spawn=self._preload_api if runs_app and not fork else None,
+                               after_spawn=lambda: self._spawned(runs_app and not fork),
                                fork=fork)
         self.node_ready = time.monotonic()
+        self.phases.append(("node serving", self.node_ready))
         self.node_info = local_node.find_node(spec.node_file)
 
-    def _preload_api(self):
-        # Once the daemon is spawned, not before: this thread holds the GIL for much of its
-        # ~0.1 CPU-s and would delay the spawn.
-        self.api_import = _import_api_in_background()
+    def _spawned(self, preload_api):
+        self.phases.append(("node spawned", time.monotonic()))
+        if preload_api:
+            # Once the daemon is spawned, not before: this thread holds the GIL for much of
+            # its ~0.1 CPU-s and would delay the spawn.
+            self.api_import = _import_api_in_background()
+
+    def log_phases(self):
+        """The start-up's phases (rank 0, once its cluster formed): where a slow start went."""
+        from ..node.processes import process_cpu_seconds
+        log.info("%s", plan.phase_summary(self.phases, sum(os.times()[:2]),
+                                          process_cpu_seconds(self.node.pid)))
 
     def cluster_nodes(self):
         from ..node import local_node
@@ -344,10 +356,7 @@ class Launch:
         while True:
             joined = plan.ranks_of(self.cluster_nodes())
             if expected <= set(joined):
-                now = time.monotonic()
-                log.info("all %d nodes joined in %.2f s; %.2f s since this launcher began (its "
-                         "node was ready after %.2f s)", len(expected), now - started,
-                         now - self.began, self.node_ready - self.began)
+                self.phases.append((f"all {len(expected)} nodes joined", time.monotonic()))
                 self.forget_rendezvous_file()
                 return
             if not self.node.alive():
@@ -410,6 +419,20 @@ class Launch:
         if self.session_dir:
             from ..node import session
             session.remove_session_dir(self.session_dir)
+
+
+def _process_began(now):
+    """When this process started, on the monotonic clock (its start time in /proc is in clock
+    ticks since boot); `now` when unknown."""
+    from ..node.processes import process_start_time
+    ticks = process_start_time(os.getpid())
+    if ticks is None:
+        return now
+    try:
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError):
+        return now
+    return now - max(0.0, age - (time.monotonic() - now))
 
 
 def _mpi_initialized():
@@ -487,6 +510,7 @@ def _run_app(app, argv):
 
 
 def main(argv=None):
+    entered = time.monotonic()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     world = worlds.detect()
     alloc = allocation.detect()
@@ -497,7 +521,7 @@ def main(argv=None):
     # Times to the millisecond: where a slow start goes shows in every rank's log.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, datefmt="%H:%M:%S",
                         format="%(asctime)s.%(msecs)03d %(name)s: %(levelname)s: %(message)s")
-    launch = Launch(args, world, alloc)
+    launch = Launch(args, world, alloc, entered)
     loss = {"text": None}
     main_thread_done = threading.Event()
 
@@ -507,9 +531,12 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     try:
         join, port, ip, secret = launch.meet()
+        launch.phases.append(("rendezvous", time.monotonic()))
         launch.start_node(join, port, ip, secret)
         if world.rank == 0 and world.size > 1:
             launch.wait_formation()
+        if world.rank == 0:
+            launch.log_phases()
         # zray.init() in the app attaches to this rank's node (local_node.find_node).
         mesh = launch.node_info.get("mesh_address")
         os.environ["ZRAY_ADDRESS"] = mesh[len("tcp://"):] if mesh else launch.node_info["node_file"]

@@ -31,6 +31,16 @@ def process_start_time(pid):
         return None
 
 
+def process_cpu_seconds(pid):
+    """CPU seconds (user and system, all threads) `pid` used so far, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 NODE_PROCESS_NAME = b"zray-node"     # a node daemon's /proc/<pid>/comm (daemon.main sets it)
 
 
