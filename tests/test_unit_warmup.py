@@ -88,3 +88,13 @@ def test_host_idle_samples_the_real_proc_stat(tmp_path):
     assert idle is None or 0.0 <= idle <= len(sampler.cpus)
     gone = warmup.HostIdle(str(tmp_path / "missing"))
     assert gone.sample(0.0) is None and gone.sample(1.0) is None
+
+
+def test_a_busy_node_waits_even_with_a_spare_cpu():
+    policy = warmup.WarmupPolicy(warmup.LAZY, max_delay_s=3.0)
+    policy.ready(0.0)
+    assert not policy.due(0.4, 2.0, busy=True)      # a worker starting: not now
+    assert policy.due(0.6, 2.0, busy=False)
+    late = warmup.WarmupPolicy(warmup.IDLE, max_delay_s=3.0)
+    late.ready(0.0)
+    assert late.due(3.0, 0.0, busy=True)             # busy for as long as the delay: anyway

@@ -202,7 +202,9 @@ class NodeDaemon:
             self.host_idle = warmup.HostIdle()
         elif now - self.host_idle.last_at < warmup.SAMPLE_S:
             return
-        if self.warmup.due(now, self.host_idle.sample(now)):
+        busy = self.scheduler.num_queued() > 0 or any(
+            not worker.registered for worker in self.table.workers.values())
+        if self.warmup.due(now, self.host_idle.sample(now), busy):
             log.info("warming up: the zygote's remaining imports and the store's prefault "
                      "(%.2f s after the node began serving)", now - self.warmup.ready_at)
             self.zygote.warm()

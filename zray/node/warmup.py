@@ -6,8 +6,10 @@ of imports (the whole API, numpy: zygote.py) and the prefault of its object stor
     --warmup idle   the zygote imports what a worker needs at once, the rest later
     --warmup lazy   the zygote imports nothing until its first fork, the rest later
 
-"Later" is once the node serves and the host has a CPU to spare (/proc/stat, over the CPUs
-this process may run on), at the latest MAX_DELAY_S after the node serves. `python -m
+"Later" is once the node serves, has no worker starting and no task waiting, and the host has
+a CPU to spare (/proc/stat, over the CPUs this process may run on); at the latest MAX_DELAY_S
+after the node serves. (A zygote importing numpy would make a worker asked of it meanwhile
+wait: the first task of a driver that just connected must not.) `python -m
 zray.launch` starts its ranks' nodes so: several ranks often share a host's CPUs, and while
 they start, the work of each slows every other's start and the driver's first task. A lower
 CPU priority would not do: a zygote's workers inherit it and cannot raise it back.
@@ -34,7 +36,7 @@ def zygote_mode(mode):
 @dataclass
 class WarmupPolicy:
     """Whether a node warms up now. `ready(now)` when the node serves; then `due(now,
-    idle_cpus)` at each sample, True once (the caller warms up then)."""
+    idle_cpus, busy)` at each sample, True once (the caller warms up then)."""
     mode: str = NOW
     max_delay_s: float = MAX_DELAY_S
     min_idle_cpus: float = MIN_IDLE_CPUS
@@ -56,11 +58,12 @@ class WarmupPolicy:
         if self.ready_at is None:
             self.ready_at = now
 
-    def due(self, now, idle_cpus):
+    def due(self, now, idle_cpus, busy=False):
+        """`busy`: the node is starting a worker or has a task waiting."""
         if not self.waiting:
             return False
-        if (idle_cpus is not None and idle_cpus >= self.min_idle_cpus) or \
-                now - self.ready_at >= self.max_delay_s:
+        spare = idle_cpus is not None and idle_cpus >= self.min_idle_cpus
+        if (spare and not busy) or now - self.ready_at >= self.max_delay_s:
             self.done = True
             return True
         return False

@@ -180,7 +180,11 @@ def _zygote_main(request_fd, reply_fd, parent_pid, mode=EAGER):
     failed_imports = set()
     stream = os.fdopen(request_fd, "rb", buffering=0)
     buf = b""
+    warm = False        # warm() asked: after the workers asked for already (each one waits)
     while True:
+        if warm and not select.select([stream], [], [], 0)[0]:
+            imports.load_extras()
+            warm = False
         chunk = stream.read(65536)
         if not chunk:
             return
@@ -188,11 +192,14 @@ def _zygote_main(request_fd, reply_fd, parent_pid, mode=EAGER):
         *lines, buf = buf.split(b"\n")
         for line in lines:
             request = json.loads(line)
-            if "preload" in request:
-                import_modules(request["preload"], failed_imports)
-                continue
             if "warm" in request:
-                imports.load_extras()
+                warm = True
+                continue
+            if "preload" in request:
+                if warm:
+                    imports.load_extras()
+                    warm = False
+                import_modules(request["preload"], failed_imports)
                 continue
             imports.load_core()
             pid = os.fork()
