@@ -6,7 +6,9 @@ One process per rank (srun, mpirun/mpiexec, or plain python for a world of one):
     2. the ranks meet (launch/plan.py): the seed's address and the cluster secret travel over
        MPI, or are derived from Slurm's step, or come from --address and ZRAY_CLUSTER_SECRET;
     3. each rank starts its node through the one bootstrap (zray/node/bootstrap.py), joined to
-       the seed's mesh, and rank 0 waits until every rank's node is a member;
+       the seed's mesh, and rank 0 waits until every rank's node is a member. The node daemon
+       is forked from this process (no second interpreter; not after MPI_Init) and defers what
+       no first task waits for (zray/node/warmup.py); rank 0 logs the start's phases;
     4. driver mode: rank 0 runs app.py in this process (`zray.init()` in it joins this node
        through ZRAY_ADDRESS) while the other ranks serve; `--spmd`: every rank runs app.py;
     5. the job ends when the app ends (its exit code is the launcher's), when a node of the job
