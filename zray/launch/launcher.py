@@ -102,8 +102,13 @@ def own_ip(interface, seed_ip=None):
 
 
 def port_free(ip, port):
+    """Whether the node could listen on `port`: no socket listens there. SO_REUSEADDR as the
+    node's ZeroMQ listener sets it: connections of an earlier node on the port that linger in
+    TIME_WAIT (60 s after a seed that left first) do not make it taken, else a job whose id
+    repeats soon after (a fresh Slurm's job ids) would find every derived seed port taken."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((ip, port))
             return True
