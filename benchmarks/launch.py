@@ -13,6 +13,10 @@ compiles every module in every process (~1 s more per process here). The runs us
 cache of their own (PYTHONPYCACHEPREFIX in the work dir), filled by one untimed run first, so
 the figures are those of an installed package. The load average is printed beside each row:
 the machine these figures come from is shared, and its load moves them more than anything.
+So is, for zray, the CPU time of the job's processes (srun, launchers, node daemons, zygotes,
+workers: every process whose environment has the run's ZRAY_TMPDIR) when the first result
+arrives, read from /proc by the app after it took its timestamp: steadier than the wall time
+when the cores are shared.
 """
 import argparse
 import os
@@ -37,6 +41,23 @@ def one():
     return 1
 assert rt.get(one.remote()) == 1
 print("FIRST", time.time(), flush=True)
+{cpu}
+"""
+JOB_CPU = """
+import os
+mark = ("ZRAY_TMPDIR=" + os.environ["ZRAY_TMPDIR"]).encode()
+ticks = 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            if mark not in f.read().split(b"\\0"):
+                continue
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        continue
+    ticks += int(fields[11]) + int(fields[12])
+print("JOBCPU", ticks / os.sysconf("SC_CLK_TCK"), flush=True)
 """
 
 
@@ -45,6 +66,13 @@ def _first(stdout):
         if "FIRST" in line:
             return float(line.split()[-1])
     raise RuntimeError(f"no result in output: {stdout[-2000:]}")
+
+
+def _job_cpu(stdout):
+    for line in stdout.splitlines():
+        if "JOBCPU" in line:
+            return float(line.split()[-1])
+    return None
 
 
 def _bytecode_env(workdir):
@@ -56,20 +84,20 @@ def _bytecode_env(workdir):
 def zray_once(slurm, nodes, workdir):
     app = os.path.join(workdir, "zray_app.py")
     with open(app, "w") as f:
-        f.write(APP.format(module="zray", init_args=""))
+        f.write(APP.format(module="zray", init_args="", cpu=JOB_CPU))
     env = {"PYTHONPATH": REPO, "ZRAY_TMPDIR": workdir, **_bytecode_env(workdir)}
     start = time.time()
     done = slurm.run(["srun", "-N", str(nodes), "-n", str(nodes), sys.executable, "-m",
                       "zray.launch", "--no-prefix", app], env=env, timeout=180)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
-    return _first(done.stdout) - start
+    return _first(done.stdout) - start, _job_cpu(done.stdout)
 
 
 def ray_once(slurm, workdir):
     app = os.path.join(workdir, "ray_app.py")
     with open(app, "w") as f:
-        f.write(APP.format(module="ray", init_args="address='auto'"))
+        f.write(APP.format(module="ray", init_args="address='auto'", cpu=""))
     env = {"RAY_USAGE_STATS_ENABLED": "0", "PATH": os.path.dirname(RAY_PYTHON) + ":" + os.environ["PATH"],
            **_bytecode_env(workdir)}
     start = time.time()
@@ -101,17 +129,22 @@ def main(argv=None):
         zray_once(slurm, max(args.nodes), workdir)          # fills the bytecode cache
         for n in args.nodes:
             load = os.getloadavg()[0]
-            times = [zray_once(slurm, n, workdir) for _ in range(args.repeat)]
-            rows.append((f"zray srun -N {n} -> first result", times, load))
+            runs = [zray_once(slurm, n, workdir) for _ in range(args.repeat)]
+            cpus = [cpu for _, cpu in runs if cpu is not None]
+            rows.append((f"zray srun -N {n} -> first result", [t for t, _ in runs], load,
+                         statistics.median(cpus) if cpus else None))
         if not args.no_ray and os.path.exists(RAY_PYTHON):
             ray_once(slurm, workdir)
             load = os.getloadavg()[0]
             times = [ray_once(slurm, workdir) for _ in range(args.repeat)]
-            rows.append(("Ray head via srun + app, 1 node -> first result", times, load))
-        print(f"{'row':<52} {'median s':>9} {'min s':>7} {'load':>6}   ({os.cpu_count()} CPUs)")
-        for name, times, load in rows:
-            print(f"{name:<52} {statistics.median(times):>9.2f} {min(times):>7.2f} {load:>6.1f}")
-        return [(name, times) for name, times, _ in rows]
+            rows.append(("Ray head via srun + app, 1 node -> first result", times, load, None))
+        print(f"{'row':<52} {'median s':>9} {'min s':>7} {'load':>6} {'CPU-s':>6}   "
+              f"({os.cpu_count()} CPUs)")
+        for name, times, load, cpu in rows:
+            cpu_text = f"{cpu:>6.2f}" if cpu is not None else f"{'-':>6}"
+            print(f"{name:<52} {statistics.median(times):>9.2f} {min(times):>7.2f} {load:>6.1f} "
+                  f"{cpu_text}")
+        return [(name, times) for name, times, _, _ in rows]
 
 
 if __name__ == "__main__":

@@ -86,3 +86,15 @@ def test_open_mpi_across_hosts_without_a_fitting_mpi4py_says_what_to_do():
         plan.plan_rendezvous(_world(launcher="openmpi", mpi=True, hosts=(), local_size=1), None,
                              False, "mpi4py here is built for MPICH Version: 4.3.2")
     assert "mpicc.openmpi" in str(err.value)
+
+
+def test_the_phase_summary_names_each_phase_with_its_seconds():
+    marks = [("", 10.0), ("interpreter and imports", 10.25), ("rendezvous", 10.3),
+             ("node serving", 10.9), ("all 3 nodes joined", 11.0)]
+    assert plan.phase_summary(marks, 0.41, 0.05) == (
+        "start-up: interpreter and imports 0.25, rendezvous 0.05, node serving 0.60, "
+        "all 3 nodes joined 0.10 = 1.00 s since the process began; CPU-s: this process 0.41, "
+        "its node 0.05")
+    assert plan.phase_summary(marks[:1]) == "start-up:  = 0.00 s since the process began"
+    # a clock read out of order never shows a negative phase
+    assert "rendezvous 0.00" in plan.phase_summary([("", 1.0), ("rendezvous", 0.9)], None, 0.1)

@@ -10,21 +10,41 @@ from ..transport import wire
 
 
 def preload():
-    """Imports done once in the zygote, shared by every worker it forks (the public API too:
-    the tasks' code imports zray)."""
-    from . import executor  # noqa: F401
-    import zray
-    for name in zray.__all__:   # the package loads its API lazily: load it all here, once
-        getattr(zray, name)
-    try:
-        import numpy  # noqa: F401
-    except ImportError:
-        pass
+    """Imports done once in the zygote, shared by every worker it forks: what every worker
+    needs (preload_core), then what many tasks use (preload_extras)."""
+    preload_core()
+    preload_extras()
+
+
+def preload_core():
+    """What every worker imports before it runs its first task (run_forked below), and the
+    modules the user asked every worker to start with."""
+    import_worker_modules()
     # $ZRAY_WORKER_PRELOAD="torch,torch.distributed": modules every worker starts with, imported
     # once here (importing torch takes seconds in each fresh worker; a fork shares it).
     from ..node.zygote import import_modules
     import_modules([m.strip() for m in os.environ.get("ZRAY_WORKER_PRELOAD", "").split(",")
                     if m.strip()], set())
+
+
+def import_worker_modules():
+    """zray's modules of run_forked below (the driver API among them)."""
+    from . import core_worker, executor, job_info, runtime  # noqa: F401
+    from .. import api, logs  # noqa: F401
+    from ..util.debug import hook  # noqa: F401
+
+
+def preload_extras():
+    """What tasks' code often imports: the whole public API (the package loads it lazily) and
+    numpy (~0.1-0.2 s each time a fresh process imports it here). A worker forked before these
+    imports does them itself if its task needs them."""
+    import zray
+    for name in zray.__all__:
+        getattr(zray, name)
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
 
 
 def run_forked(request):

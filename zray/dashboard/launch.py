@@ -18,8 +18,6 @@ import os
 import subprocess
 import sys
 
-from .http import listening_socket
-
 log = logging.getLogger("zray.dashboard")
 
 DEFAULT_PORT = 8265
@@ -73,6 +71,9 @@ class DashboardProcess:
 def start_dashboard(session_dir, node_file, host="127.0.0.1", port=DEFAULT_PORT, secret_file=None):
     """Bind, start the dashboard process, record its URL; None (logged) if it cannot bind."""
     try:
+        # Imported here: every zray.init() reads the dashboard's info (read_dashboard_info),
+        # and http.server's imports (~25 ms) are only the starting node's.
+        from .http import listening_socket
         sock = listening_socket(host, port)
     except OSError as exc:
         log.warning("the dashboard cannot listen on %s:%s: %s; no dashboard on this node",

@@ -6,7 +6,9 @@ One process per rank (srun, mpirun/mpiexec, or plain python for a world of one):
     2. the ranks meet (launch/plan.py): the seed's address and the cluster secret travel over
        MPI, or are derived from Slurm's step, or come from --address and ZRAY_CLUSTER_SECRET;
     3. each rank starts its node through the one bootstrap (zray/node/bootstrap.py), joined to
-       the seed's mesh, and rank 0 waits until every rank's node is a member;
+       the seed's mesh, and rank 0 waits until every rank's node is a member. The node daemon
+       is forked from this process (no second interpreter; not after MPI_Init) and defers what
+       no first task waits for (zray/node/warmup.py); rank 0 logs the start's phases;
     4. driver mode: rank 0 runs app.py in this process (`zray.init()` in it joins this node
        through ZRAY_ADDRESS) while the other ranks serve; `--spmd`: every rank runs app.py;
     5. the job ends when the app ends (its exit code is the launcher's), when a node of the job
@@ -22,8 +24,6 @@ import json
 import logging
 import os
 import re
-import runpy
-import secrets
 import signal
 import socket
 import subprocess
@@ -102,8 +102,13 @@ def own_ip(interface, seed_ip=None):
 
 
 def port_free(ip, port):
+    """Whether the node could listen on `port`: no socket listens there. SO_REUSEADDR as the
+    node's ZeroMQ listener sets it: connections of an earlier node on the port that linger in
+    TIME_WAIT (60 s after a seed that left first) do not make it taken, else a job whose id
+    repeats soon after (a fresh Slurm's job ids) would find every derived seed port taken."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((ip, port))
             return True
@@ -124,14 +129,20 @@ def cluster_secret(world, rendezvous, comm=None):
     if secret:
         return secret
     if rendezvous.mode == "mpi":
-        return comm.bcast(secrets.token_hex(32) if world.rank == 0 else None, root=0)
+        return comm.bcast(_new_secret() if world.rank == 0 else None, root=0)
     if rendezvous.mode == "single":
-        return secrets.token_hex(32)
+        return _new_secret()
     log.warning("no ZRAY_CLUSTER_SECRET in the environment: the job's secret is derived from "
                 "its Slurm job and step ids, which other users of the cluster can read. Export "
                 "ZRAY_CLUSTER_SECRET (hpc_scripts/*.sbatch do) or launch under MPI.")
     import hashlib
     return hashlib.sha256(f"zray-launch:{world.job_key}:{os.getuid()}".encode()).hexdigest()
+
+
+def _new_secret():
+    # what secrets.token_hex(32) returns, without importing secrets (hmac, hashlib: ~7 ms on
+    # every rank's start)
+    return os.urandom(32).hex()
 
 
 def write_secret(session_dir, secret):
@@ -171,7 +182,7 @@ class PrefixedStream:
 class Launch:
     """One rank's launch: the node it started, how to watch the job, how to end."""
 
-    def __init__(self, args, world, alloc):
+    def __init__(self, args, world, alloc, entered=None):
         self.args = args
         self.world = world
         self.alloc = alloc
@@ -182,8 +193,11 @@ class Launch:
         self.stopping = threading.Event()
         self.exit_code = None
         self.api_import = None     # the thread importing zray's API while the node starts
-        self.began = time.monotonic()
+        self.began = time.monotonic() if entered is None else entered   # main() began
         self.node_ready = None
+        # (phase, when it ended): rank 0 logs them once its cluster formed (plan.phase_summary)
+        self.phases = [("", _process_began(self.began)), ("interpreter and imports", self.began),
+                       ("world and allocation", time.monotonic())]
         self.rendezvous_file = None    # "local" rendezvous, rank 0: the file the others read
         self.met_over_mpi = False      # MPI works in this process (the SPMD group may use it)
 
@@ -255,7 +269,7 @@ class Launch:
         ip = own_ip(self.args.interface)
         port = free_port(ip)
         if self.world.rank == 0:
-            secret = os.environ.get("ZRAY_CLUSTER_SECRET") or secrets.token_hex(32)
+            secret = os.environ.get("ZRAY_CLUSTER_SECRET") or _new_secret()
             tmp = f"{path}.{os.getpid()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -289,8 +303,7 @@ class Launch:
     def start_node(self, join, port, ip, secret):
         from ..node import local_node, session
         from ..node.bootstrap import NodeSpec, start_node
-        if self.args.spmd or self.world.rank == 0:
-            self.api_import = _import_api_in_background()
+        runs_app = self.args.spmd or self.world.rank == 0
         self.session_dir = session.create_session_dir()
         store = self.args.object_store_memory or int(min(0.3 * self.share.memory_bytes, 2 << 30)) // 4096 * 4096
         resources = dict(self.share.resources)
@@ -299,7 +312,10 @@ class Launch:
                         object_store_memory=max(store, 64 << 20), node_ip=ip, port=port,
                         driver_pid=os.getpid(),      # the node ends with this rank, kill -9 too
                         join=join, secret_file=write_secret(self.session_dir, secret),
-                        node_file=local_node.node_file_for(self.session_dir))
+                        node_file=local_node.node_file_for(self.session_dir),
+                        # The app's first task runs on a rank that runs the app: its zygote
+                        # imports what a worker needs at once. Other ranks start lighter.
+                        warmup="idle" if runs_app else "lazy")
         log.info("rank %d on %s: node at %s port %d with %d CPUs, %.1f GiB (of %s)%s",
                  self.world.rank, self.world.node_name, ip, port, self.share.cpus,
                  self.share.memory_bytes / (1 << 30), self.alloc.describe(),
@@ -307,9 +323,33 @@ class Launch:
         # A joining node waits for a member before it says ready; the seed may start later
         # than this rank, so allow it the formation timeout.
         os.environ.setdefault("ZRAY_JOIN_TIMEOUT_S", str(self.args.formation_timeout))
-        self.node = start_node(spec, timeout=self.args.formation_timeout + 5)
+        # Forked from this process (no second interpreter start) unless MPI is initialized
+        # here: a process must not fork after MPI_Init. A rank that runs the app imports the
+        # driver API first, which its node's zygote then has too (its workers need it); else
+        # in a thread while its node starts.
+        fork = not _mpi_initialized()
+        if fork and runs_app:
+            from ..core.worker_main import import_worker_modules
+            import_worker_modules()
+        self.node = start_node(spec, timeout=self.args.formation_timeout + 5,
+                               after_spawn=lambda: self._spawned(runs_app and not fork),
+                               fork=fork)
         self.node_ready = time.monotonic()
+        self.phases.append(("node serving", self.node_ready))
         self.node_info = local_node.find_node(spec.node_file)
+
+    def _spawned(self, preload_api):
+        self.phases.append(("node spawned", time.monotonic()))
+        if preload_api:
+            # Once the daemon is spawned, not before: this thread holds the GIL for much of
+            # its ~0.1 CPU-s and would delay the spawn.
+            self.api_import = _import_api_in_background()
+
+    def log_phases(self):
+        """The start-up's phases (rank 0, once its cluster formed): where a slow start went."""
+        from ..node.processes import process_cpu_seconds
+        log.info("%s", plan.phase_summary(self.phases, sum(os.times()[:2]),
+                                          process_cpu_seconds(self.node.pid)))
 
     def cluster_nodes(self):
         from ..node import local_node
@@ -323,10 +363,7 @@ class Launch:
         while True:
             joined = plan.ranks_of(self.cluster_nodes())
             if expected <= set(joined):
-                now = time.monotonic()
-                log.info("all %d nodes joined in %.2f s; %.2f s since this launcher began (its "
-                         "node was ready after %.2f s)", len(expected), now - started,
-                         now - self.began, self.node_ready - self.began)
+                self.phases.append((f"all {len(expected)} nodes joined", time.monotonic()))
                 self.forget_rendezvous_file()
                 return
             if not self.node.alive():
@@ -337,10 +374,9 @@ class Launch:
             time.sleep(0.05)
 
     def watch(self, on_loss):
-        """A thread: call on_loss(text) when this rank's node dies, or a node of the job goes
-        while the job runs. A rank's node leaves gracefully whenever its launcher ends, killed
-        or not (it watches the launcher's pid), so leaving is normal only for rank 0's node
-        (the driver ended) or in --spmd mode (a rank finished its app)."""
+        """A thread (on the ranks that run the app; a serving rank's loop does the same,
+        _serve): call on_loss(text) when this rank's node dies, or a node of the job goes
+        while the job runs."""
         def loop():
             while not self.stopping.wait(WATCH_INTERVAL_S):
                 if not self.node.alive():
@@ -355,18 +391,28 @@ class Launch:
                     continue
                 if _driver_left(nodes):     # the job is ending: every rank now leaves
                     return
-                for node in nodes:
-                    state = node.get("State")
-                    if state not in ("DEAD", "LEFT"):
-                        continue
-                    for rank in sorted(plan.ranks_of([dict(node, Alive=True)])):
-                        if state == "DEAD" or not (rank == 0 or self.args.spmd):
-                            on_loss(f"rank {rank}'s node {'died' if state == 'DEAD' else 'left'} "
-                                    f"({node.get('NodeManagerAddress')})")
-                            return
+                text = self.lost(nodes)
+                if text:
+                    on_loss(text)
+                    return
         thread = threading.Thread(target=loop, name="zray-launch-watch", daemon=True)
         thread.start()
         return thread
+
+    def lost(self, nodes):
+        """The first node of the job gone against the rules, in words; None. A rank's node
+        leaves gracefully whenever its launcher ends, killed or not (it watches the launcher's
+        pid), so leaving is normal only for rank 0's node (the driver ended) or in --spmd mode
+        (a rank finished its app)."""
+        for node in nodes:
+            state = node.get("State")
+            if state not in ("DEAD", "LEFT"):
+                continue
+            for rank in sorted(plan.ranks_of([dict(node, Alive=True)])):
+                if state == "DEAD" or not (rank == 0 or self.args.spmd):
+                    return (f"rank {rank}'s node {'died' if state == 'DEAD' else 'left'} "
+                            f"({node.get('NodeManagerAddress')})")
+        return None
 
     def stop(self):
         self.stopping.set()
@@ -380,6 +426,30 @@ class Launch:
         if self.session_dir:
             from ..node import session
             session.remove_session_dir(self.session_dir)
+
+
+def _process_began(now):
+    """When this process started, on the monotonic clock (its start time in /proc is in clock
+    ticks since boot); `now` when unknown."""
+    from ..node.processes import process_start_time
+    ticks = process_start_time(os.getpid())
+    if ticks is None:
+        return now
+    try:
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError):
+        return now
+    return now - max(0.0, age - (time.monotonic() - now))
+
+
+def _mpi_initialized():
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None:
+        return False
+    try:
+        return bool(mpi.Is_initialized())
+    except Exception:      # cannot tell: do not fork
+        return True
 
 
 def _import_api_in_background():
@@ -424,6 +494,7 @@ def mpi_mismatch(world):
 
 def _run_app(app, argv):
     """app.py as __main__ in this process; its exit code."""
+    import runpy
     sys.argv = [app, *argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(app)))
     try:
@@ -446,6 +517,7 @@ def _run_app(app, argv):
 
 
 def main(argv=None):
+    entered = time.monotonic()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     world = worlds.detect()
     alloc = allocation.detect()
@@ -456,7 +528,7 @@ def main(argv=None):
     # Times to the millisecond: where a slow start goes shows in every rank's log.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, datefmt="%H:%M:%S",
                         format="%(asctime)s.%(msecs)03d %(name)s: %(levelname)s: %(message)s")
-    launch = Launch(args, world, alloc)
+    launch = Launch(args, world, alloc, entered)
     loss = {"text": None}
     main_thread_done = threading.Event()
 
@@ -466,9 +538,12 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     try:
         join, port, ip, secret = launch.meet()
+        launch.phases.append(("rendezvous", time.monotonic()))
         launch.start_node(join, port, ip, secret)
         if world.rank == 0 and world.size > 1:
             launch.wait_formation()
+        if world.rank == 0:
+            launch.log_phases()
         # zray.init() in the app attaches to this rank's node (local_node.find_node).
         mesh = launch.node_info.get("mesh_address")
         os.environ["ZRAY_ADDRESS"] = mesh[len("tcp://"):] if mesh else launch.node_info["node_file"]
@@ -485,7 +560,8 @@ def main(argv=None):
             raise SystemExit(1)
 
         signal.signal(signal.SIGUSR1, on_usr1)
-        launch.watch(on_loss)
+        if args.spmd or world.rank == 0:
+            launch.watch(on_loss)
         if args.spmd:
             # The default collective group spans the ranks (formed on its first use).
             os.environ["ZRAY_SPMD_WORLD"] = (f"{world.rank} {world.size} "
@@ -497,7 +573,7 @@ def main(argv=None):
                 launch.api_import.join(timeout=60)
             code = _run_app(args.app, args.args)
         else:
-            code = _serve(launch)
+            code = _serve(launch, on_loss)
         main_thread_done.set()
         if loss["text"]:
             log.error("the job ends: %s", loss["text"])
@@ -515,18 +591,27 @@ def main(argv=None):
         launch.stop()
 
 
-def _serve(launch):
-    """A serving rank: run until the driver's node leaves (0) or the job is lost (the watcher)."""
+def _serve(launch, on_loss):
+    """A serving rank: run until the driver's node leaves (0) or the job is lost (on_loss, as
+    the watcher of the ranks that run the app; one loop, so one query of the node per turn)."""
+    watching = True
     while True:
         if not launch.node.alive():
+            on_loss("this rank's node daemon died")
             return 1
         try:
             nodes = launch.cluster_nodes()
-        except Exception:
+        except Exception as exc:     # the node stopped answering: it is going away
+            log.debug("cluster info failed: %r", exc)
             time.sleep(WATCH_INTERVAL_S)
             continue
         if _driver_left(nodes):
             return 0
+        if watching:
+            text = launch.lost(nodes)
+            if text:
+                on_loss(text)         # raises SystemExit here unless the loss is tolerated
+                watching = False
         time.sleep(WATCH_INTERVAL_S)
 
 

@@ -132,3 +132,18 @@ def hosts_by_rank(world):
     if not world.hosts or world.size != len(world.hosts):
         return {}
     return dict(enumerate(world.hosts))
+
+
+def phase_summary(marks, cpu_self=None, cpu_node=None):
+    """Rank 0's account of a launch's start, in one line: `marks` are (phase, monotonic time)
+    in order, the first the process's start; each phase with the seconds it took, then the
+    total and the CPU seconds this process and its node daemon used so far."""
+    parts = []
+    for (_, before), (name, at) in zip(marks, marks[1:]):
+        parts.append(f"{name} {max(0.0, at - before):.2f}")
+    total = marks[-1][1] - marks[0][1] if len(marks) > 1 else 0.0
+    text = f"start-up: {', '.join(parts)} = {total:.2f} s since the process began"
+    cpu = [f"{what} {seconds:.2f}" for what, seconds in (("this process", cpu_self),
+                                                          ("its node", cpu_node))
+           if seconds is not None]
+    return text + (f"; CPU-s: {', '.join(cpu)}" if cpu else "")

@@ -8,6 +8,12 @@ its drivers, node/local_node.py) and launchers (`zray.launch`, one node per Slur
     ...
     node.stop()
 
+`start_node(spec, fork=True)` (the launcher, a process zray controls) forks the daemon from
+the calling process instead of executing a new interpreter: the daemon then shares the
+interpreter's start and the modules already imported (~0.1 CPU-s and a few hundred ms of a
+launch's start on a busy host). It needs a process with one thread and no MPI_Init; the
+daemon keeps the caller's command line (its process name is "zray-node": processes.py).
+
 The daemon writes "ready" to a pipe once it serves (zray/node/daemon.py, --ready-fd). Waiting
 ends with that, with the daemon's exit (NodeStartError with the tail of its stderr), with the
 timeout, or when `abort()` returns a reason (a launcher's death signal: another rank failed);
@@ -17,8 +23,10 @@ import json
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -56,6 +64,7 @@ class NodeSpec:
     dashboard_port: int = None     # None: no dashboard; a port (8265; taken: a free one)
     dashboard_host: str = "127.0.0.1"
     preload: tuple = ()            # modules its zygote imports at its start (worker_preload.py)
+    warmup: str = "now"            # node/warmup.py: when the start-up work no task waits for runs
 
     def __post_init__(self):
         if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, (int, float)) \
@@ -74,6 +83,9 @@ class NodeSpec:
         if self.memory is not None and (isinstance(self.memory, bool) or not isinstance(
                 self.memory, int) or self.memory < 0):
             raise ValueError(f"memory must be an int number of bytes >= 0, got {self.memory!r}")
+        from .warmup import MODES
+        if self.warmup not in MODES:
+            raise ValueError(f"warmup must be one of {', '.join(MODES)}, got {self.warmup!r}")
 
     def command(self, ready_fd=-1):
         cmd = [sys.executable, "-m", "zray.node.daemon", "--session", self.session_dir,
@@ -105,6 +117,8 @@ class NodeSpec:
                     "--dashboard-host", self.dashboard_host]
         if self.preload:
             cmd += ["--preload", ",".join(self.preload)]
+        if self.warmup != "now":
+            cmd += ["--warmup", self.warmup]
         return cmd
 
     @property
@@ -146,21 +160,30 @@ class NodeProcess:
             self.proc.wait(timeout=5)
 
 
-def start_node(spec, timeout=START_TIMEOUT_S, abort=None):
+def start_node(spec, timeout=START_TIMEOUT_S, abort=None, after_spawn=None, fork=False):
     """Start a node daemon for `spec` and wait until it serves; the NodeProcess.
-    NodeStartError when it exits first, `timeout` passes or abort() returns a reason."""
+    NodeStartError when it exits first, `timeout` passes or abort() returns a reason.
+    `after_spawn()`: called once the daemon's process exists, before the wait (work of the
+    caller's that should not delay the spawn). `fork`: fork it from this process (see the
+    module's docstring) when this process has one thread, else start it as usual."""
     ready_r, ready_w = os.pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     log_prefix = spec.log_prefix
     try:
         with open(log_prefix + ".out", "wb") as out, open(log_prefix + ".err", "wb") as err:
-            proc = subprocess.Popen(spec.command(ready_w), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=err, pass_fds=[ready_w], start_new_session=True, env=env)
+            if fork and threading.active_count() == 1:
+                proc = _fork_daemon(spec, ready_r, ready_w, env, out.fileno(), err.fileno())
+            else:
+                proc = subprocess.Popen(spec.command(ready_w), stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=err, pass_fds=[ready_w],
+                                        start_new_session=True, env=env)
     finally:
         os.close(ready_w)
     node = NodeProcess(spec, proc)
     try:
+        if after_spawn is not None:
+            after_spawn()
         _wait_ready(ready_r, node, timeout, abort)
     except BaseException:
         proc.kill()
@@ -170,6 +193,109 @@ def start_node(spec, timeout=START_TIMEOUT_S, abort=None):
         os.close(ready_r)
     log.info("node daemon %d ready (session %s)", proc.pid, spec.session_dir)
     return node
+
+
+def _fork_daemon(spec, ready_r, ready_w, env, out_fd, err_fd):
+    """The daemon as a child forked from this process: what Popen would have given it (a new
+    session, stdin from /dev/null, output to its log files, only the ready pipe besides, the
+    environment `env`), then daemon.main. It never returns into the caller's code."""
+    from . import daemon
+    daemon._import_daemon_modules()      # shared with the child, and so with its zygote
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()              # else the child would write the caller's buffer again
+        except (OSError, ValueError):
+            pass
+    pid = os.fork()
+    if pid:
+        return ForkedProcess(pid, spec.command(ready_w))
+    code = 1
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.closerange(3, ready_w)
+        os.closerange(ready_w + 1, 65536)
+        for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        import io
+        sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True,
+                                      line_buffering=True)
+        sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), write_through=True,
+                                      line_buffering=True)
+        root = logging.getLogger()
+        for handler in list(root.handlers):     # the caller's logging is not the daemon's
+            root.removeHandler(handler)
+        os.environ.clear()
+        os.environ.update(env)
+        argv = spec.command(ready_w)[3:]        # after "python -m zray.node.daemon"
+        sys.argv = [daemon.__file__, *argv]
+        daemon.main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+class ForkedProcess:
+    """A daemon forked by _fork_daemon, with what NodeProcess and its users ask of a Popen."""
+
+    def __init__(self, pid, args):
+        self.pid = pid
+        self.args = args
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:       # reaped elsewhere: gone, its status unknown
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            pidfd = None
+        try:
+            while self.poll() is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+                if pidfd is not None:
+                    select.select([pidfd], [], [], left)
+                else:
+                    time.sleep(0.01)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        return self.returncode
+
+    def send_signal(self, signum):
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
 
 
 def _wait_ready(fd, node, timeout, abort):

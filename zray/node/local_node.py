@@ -10,11 +10,8 @@ import os
 import select
 import signal
 
-import zmq
-
 from ..transport import address as addresses
 from ..transport import wire
-from ..transport.zmq_transport import Transport
 from . import bootstrap, session
 from .processes import is_node_daemon, pid_alive
 
@@ -237,6 +234,9 @@ def _stop(info, timeout):
 @contextlib.contextmanager
 def query_transport(info):
     """A short-lived client's transport in the node's session; its socket file goes with it."""
+    # Imported here: zmq and the transport are not on the path of `python -m zray.launch`
+    # before it spawns its node (it only needs this module's files and ports then).
+    from ..transport.zmq_transport import Transport
     address = addresses.one_shot(info["session"])
     transport = Transport(address)
     try:
@@ -255,6 +255,7 @@ def query(msg_type, info, timeout=10.0):
         transport.send(info["address"], msg_type, (1,))
         if not transport.inbox.poll(int(timeout * 1000)):
             raise TimeoutError(f"the zray node at {info['address']} did not answer in {timeout}s")
+        import zmq
         _, _, payload, _ = transport.recv(zmq.NOBLOCK)
         req_id, result, error = payload
         if error is not None:

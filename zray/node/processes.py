@@ -31,9 +31,25 @@ def process_start_time(pid):
         return None
 
 
+def process_cpu_seconds(pid):
+    """CPU seconds (user and system, all threads) `pid` used so far, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+NODE_PROCESS_NAME = b"zray-node"     # a node daemon's /proc/<pid>/comm (daemon.main sets it)
+
+
 def is_node_daemon(pid, start_time, session_dir):
     """Whether `pid` is still the node daemon a node file describes, not an unrelated process
-    that got its pid after it died: same start time, and a daemon of that session."""
+    that got its pid after it died: same start time, and a daemon of that session (its command
+    line says so), or, for a daemon forked from its starter (bootstrap.start_node(fork=True),
+    as `python -m zray.launch` does: the starter's command line), a daemon by its process
+    name; the start time then is what tells it from a later process."""
     if start_time is not None and process_start_time(pid) != start_time:
         return False
     try:
@@ -41,7 +57,15 @@ def is_node_daemon(pid, start_time, session_dir):
             argv = f.read().split(b"\0")
     except OSError:
         return False
-    return b"zray.node.daemon" in argv and session_dir.encode() in argv
+    if b"zray.node.daemon" in argv and session_dir.encode() in argv:
+        return True
+    if start_time is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().strip() == NODE_PROCESS_NAME
+    except OSError:
+        return False
 
 
 def kill_pid(pid):

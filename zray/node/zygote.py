@@ -11,6 +11,12 @@ for theirs, through the node: preload_service.py) makes the zygote import those 
 two forks, so every later worker starts with them. Workers die with the zygote, and the zygote with the daemon
 (PR_SET_PDEATHSIG); a worker forked at the instant its zygote dies (before its own
 PR_SET_PDEATHSIG took effect) sees it has been re-parented and exits.
+
+What the zygote imports of zray itself, and when, is its start mode: EAGER imports everything
+at once; CORE only what a worker needs to run a task (core/worker_main.preload_core), the rest
+(preload_extras: the whole API, numpy) on warm(); LAZY nothing until its first fork or warm().
+The later modes keep a node's start light where it is on the path of a launch (several ranks
+sharing a host's CPUs): its node warms it when the host has a CPU to spare (node/warmup.py).
 """
 import ctypes
 import json
@@ -24,6 +30,8 @@ PR_SET_PDEATHSIG = 1
 F_SETPIPE_SZ = 1031
 REQUEST_PIPE_BYTES = 1 << 20   # spawn requests queue here while the zygote imports (seconds for
                                # torch): the daemon's write must not block on a full pipe
+EAGER, CORE, LAZY = "eager", "core", "lazy"
+MODES = (EAGER, CORE, LAZY)
 
 
 def die_with_parent():
@@ -45,9 +53,11 @@ class Zygote:
                                  # lacks its modules
 
     @classmethod
-    def start(cls, preload=()):
+    def start(cls, mode=EAGER, preload=()):
         """Fork the zygote; it imports `preload` (module names) before serving its first
-        request."""
+        request, and zray's own modules as `mode` says."""
+        if mode not in MODES:
+            raise ValueError(f"the zygote's mode must be one of {', '.join(MODES)}, not {mode!r}")
         req_r, req_w = os.pipe()
         try:
             import fcntl
@@ -61,7 +71,7 @@ class Zygote:
             try:
                 os.close(req_w)
                 os.close(rep_r)
-                _zygote_main(req_r, rep_w, parent, preload)
+                _zygote_main(req_r, rep_w, parent, mode, preload)
             finally:
                 os._exit(0)
         os.close(req_r)
@@ -71,6 +81,10 @@ class Zygote:
 
     def spawn(self, request):
         os.write(self.request_fd, (json.dumps(request) + "\n").encode())
+
+    def warm(self):
+        """Ask the zygote to import what its mode left for later, before its next forks."""
+        os.write(self.request_fd, b'{"warm": true}\n')
 
     def preload(self, modules):
         """Ask the zygote to import `modules` before its next forks (it does so in order with
@@ -117,7 +131,28 @@ class Zygote:
             pass
 
 
-def _zygote_main(request_fd, reply_fd, parent_pid, preload=()):
+class _Imports:
+    """The zygote's own imports of zray, done once each: core before any fork, extras when
+    warmed (or at once in EAGER mode)."""
+
+    def __init__(self):
+        self.core = self.extras = False
+
+    def load_core(self):
+        if not self.core:
+            from ..core import worker_main
+            worker_main.preload_core()
+            self.core = True
+
+    def load_extras(self):
+        self.load_core()
+        if not self.extras:
+            from ..core import worker_main
+            worker_main.preload_extras()
+            self.extras = True
+
+
+def _zygote_main(request_fd, reply_fd, parent_pid, mode=EAGER, preload=()):
     die_with_parent()
     if os.getppid() != parent_pid:
         return
@@ -138,9 +173,13 @@ def _zygote_main(request_fd, reply_fd, parent_pid, preload=()):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     import gc
-    gc.disable()                     # as in import_modules, for zray's own imports too
-    from ..core import worker_main   # the imports every worker needs, done once here
-    worker_main.preload()
+    gc.disable()                # as in import_modules, for zray's own imports too
+    from ..core import worker_main
+    imports = _Imports()        # the imports every worker needs, done once here
+    if mode == EAGER:
+        imports.load_extras()
+    elif mode == CORE:
+        imports.load_core()
     zygote_pid = os.getpid()
     failed_imports = set()
     import_modules(preload, failed_imports)
@@ -148,7 +187,11 @@ def _zygote_main(request_fd, reply_fd, parent_pid, preload=()):
     gc.enable()
     stream = os.fdopen(request_fd, "rb", buffering=0)
     buf = b""
+    warm = False        # warm() asked: after the workers asked for already (each one waits)
     while True:
+        if warm and not select.select([stream], [], [], 0)[0]:
+            imports.load_extras()
+            warm = False
         chunk = stream.read(65536)
         if not chunk:
             return
@@ -156,9 +199,16 @@ def _zygote_main(request_fd, reply_fd, parent_pid, preload=()):
         *lines, buf = buf.split(b"\n")
         for line in lines:
             request = json.loads(line)
+            if "warm" in request:
+                warm = True
+                continue
             if "preload" in request:
+                if warm:
+                    imports.load_extras()
+                    warm = False
                 import_modules(request["preload"], failed_imports)
                 continue
+            imports.load_core()
             pid = os.fork()
             if pid == 0:
                 code = 1

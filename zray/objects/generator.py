@@ -1,6 +1,4 @@
 """ObjectRefGenerator: the refs a streaming generator task yields, one by one, as they come."""
-import asyncio
-
 from .object_ref import get_runtime
 
 
@@ -35,6 +33,7 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self):
+        import asyncio      # here: asyncio costs every driver's `import zray` ~30 ms otherwise
         ref = await asyncio.get_running_loop().run_in_executor(None, self._next, None)
         if ref is None:
             raise StopAsyncIteration
