@@ -115,18 +115,19 @@ def test_worker_killed_mid_reply_is_retried_then_named(cluster):
     _serves()
 
 
-def test_worker_stopped_mid_task_then_resumed(cluster):
+def test_worker_stopped_mid_task_then_resumed(cluster, tmp_path):
     @zray.remote
-    def report_pid_then_work(x):
-        return os.getpid(), x
-
-    @zray.remote
-    def slow_pid():
-        time.sleep(1.0)
+    def slow_pid(started):
+        open(started, "w").close()
+        time.sleep(2.0)
         return os.getpid()
 
-    ref = slow_pid.remote()
-    time.sleep(0.3)
+    started = tmp_path / "started"
+    ref = slow_pid.remote(str(started))
+    deadline = time.monotonic() + BOUND_S      # running (a fixed wait was too short under load)
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert started.exists()
     pids = list(_core().cluster_info()["worker_pids"])
     for p in pids:
         os.kill(p, signal.SIGSTOP)
