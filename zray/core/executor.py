@@ -272,18 +272,8 @@ class Executor:
         of answering for its parent (worker_main's fork handler)."""
         if os.getpid() == self.pid:
             return
-        code = 0
-        if isinstance(exc, SystemExit):
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        elif exc is not None:
-            code = 1
-            traceback.print_exception(type(exc), exc, exc.__traceback__)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+        from ..node.processes import exit_forked_child
+        exit_forked_child(exc)
 
     def _post_mortem(self, exc):
         """ZRAY_DEBUG_POST_MORTEM: a debugger session at the raise, before the error is sent."""

@@ -209,7 +209,7 @@ def _fork_daemon(spec, ready_r, ready_w, env, out_fd, err_fd):
     pid = os.fork()
     if pid:
         return ForkedProcess(pid, spec.command(ready_w))
-    code = 1
+    exc = None
     try:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -233,19 +233,11 @@ def _fork_daemon(spec, ready_r, ready_w, env, out_fd, err_fd):
         argv = spec.command(ready_w)[3:]        # after "python -m zray.node.daemon"
         sys.argv = [daemon.__file__, *argv]
         daemon.main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
-        import traceback
-        traceback.print_exc()
+    except BaseException as raised:     # noqa: BLE001 - ends the child like a process would
+        exc = raised
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+        from .processes import exit_forked_child
+        exit_forked_child(exc)
 
 
 class ForkedProcess:

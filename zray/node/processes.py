@@ -1,6 +1,8 @@
-"""Is a process alive? One answer for every part of the node."""
+"""Is a process alive? One answer for every part of the node. And how a forked child that
+runs Python code (a daemon forked by the launcher, a child a task forked) ends."""
 import os
 import signal
+import sys
 
 
 def pid_alive(pid):
@@ -163,3 +165,22 @@ class ClientTable:
             del self.drivers[job_id]
         if self.remote_drivers.get(job_id) == address:
             del self.remote_drivers[job_id]
+
+
+def exit_forked_child(exc=None):
+    """End a forked child as a process running to `exc` would: SystemExit's code, 1 for
+    another exception (its traceback on stderr), else 0; its streams flushed, then
+    os._exit, so nothing the parent set up (atexit, finalizers, threads) runs twice."""
+    code = 0
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    elif exc is not None:
+        code = 1
+        import traceback
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
