@@ -16,7 +16,11 @@ CollectiveConfig defaults (override with `ZRAY_COLLECTIVE_<FIELD>` in the enviro
                                       2 * world_size * shm_slot_bytes (double buffering)
     tree_threshold_bytes  = 256 KiB   below: tree (latency, log2 n steps); above: ring
                                       (bandwidth, 2 (n-1)/n of the data per member)
-    spin_iterations       = 10        polls of a flag (~4 us each) before sleeping on it
+    spin_us               = 50        an shm barrier polls its peers' flags up to this long
+                                      before it sleeps; adapted per group: halved after a
+                                      wait past it (a peer not running: a busy node), grown
+                                      back after a wait within it
+    spin_iterations       = 10        then polls of a flag (~4 us each) before sleeping
     futex                 = True      shm barriers sleep in a futex wait on a late peer's
                                       counter (False: sched_yield, then 50 us sleeps)
     cma                   = True      shm allreduces of >= cma_min_bytes read the peers'
@@ -155,6 +159,7 @@ class CollectiveConfig:
     chunk_bytes: int = 4 << 20
     shm_slot_bytes: int = 4 << 20
     tree_threshold_bytes: int = 256 << 10
+    spin_us: float = 50
     spin_iterations: int = 10
     futex: bool = True
     cma: bool = True
@@ -176,9 +181,11 @@ class CollectiveConfig:
             if not 4096 <= value <= 1 << 30 or value % 64:
                 raise CollectiveArgumentError(
                     f"{name} must be a multiple of 64 in [4 KiB, 1 GiB], got {value}")
-        if self.tree_threshold_bytes < 0 or self.spin_iterations < 0 or self.cma_min_bytes < 0:
+        if self.tree_threshold_bytes < 0 or self.spin_iterations < 0 or \
+                self.cma_min_bytes < 0 or not 0 <= self.spin_us <= 10_000:
             raise CollectiveArgumentError(
-                "tree_threshold_bytes, spin_iterations and cma_min_bytes must be >= 0")
+                "tree_threshold_bytes, spin_iterations and cma_min_bytes must be >= 0, "
+                f"spin_us in [0, 10000] (got {self.spin_us})")
         if self.liveness_interval_ms >= self.timeout_ms:
             raise CollectiveArgumentError("liveness_interval_ms must be below timeout_ms")
 

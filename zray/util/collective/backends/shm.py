@@ -33,8 +33,11 @@ from ..errors import (CollectiveArgumentError, CollectiveError, CollectiveTimeou
 from . import cma, futex
 
 log = logging.getLogger("zray.util.collective")
+_yield = getattr(os, "sched_yield", lambda: None)
 
 LINE = 8          # int64 words per 64-byte line
+PURE_S = 20e-6    # a barrier's spin polls back to back this long, then yields between polls
+SMALL_BYTES = 64 << 10   # reductions up to this size take one barrier (_reduce_small)
 OPS = {"barrier": 1, "allreduce": 2, "reduce": 3, "broadcast": 4, "allgather": 5,
        "reducescatter": 6, "gather": 7, "scatter": 8, "alltoall": 9}
 
@@ -99,7 +102,9 @@ class ShmSegment:
         self.step = 0          # my last barrier step
         self.iteration = 0     # chunk iterations so far (selects the buffer set)
         self.op_seq = 0
+        self.spin_s = config.spin_us / 1e6
         self.unlinked = False
+        self._small_buf = None
         self.use_cma, self.cma_reader, self.cma_pids, self.cma_min_bytes = False, None, {}, 0
 
     # -- flags -----------------------------------------------------------------------------
@@ -116,7 +121,36 @@ class ShmSegment:
         self.counters[self.rank] = self.step
         if self.use_futex:
             futex.wake(self._counter_address(self.rank))
-        target, counters, spin = self.step, self.counters, self.config.spin_iterations
+        target = self.step
+        if self.counters.min() >= target:
+            return
+        if self.spin_s > 0 and self._spin(target, time.perf_counter() + self.spin_s):
+            return
+        self._wait_sleeping(target, deadline)
+
+    def _spin(self, target, until):
+        """Poll the counters until every one reaches target (True) or `until` passes,
+        yielding the core between polls: a sleeping waiter costs the peer that wakes it a
+        syscall and itself a wake-up (tens of us), while a yield returns at once when
+        nothing else wants this core and otherwise hands it over (a late peer on a busy
+        node gets it)."""
+        counters, abort_word, clock = self.counters, self.abort_word, time.perf_counter
+        polls = 0
+        pure_until = clock() + PURE_S
+        while counters.min() < target:
+            if abort_word[0]:
+                self._raise_aborted()
+            polls += 1
+            if not polls & 7:
+                now = clock()
+                if now >= until:
+                    return False
+                if now >= pure_until:
+                    _yield()
+        return True
+
+    def _wait_sleeping(self, target, deadline):
+        counters, spin = self.counters, self.config.spin_iterations
         interval = self.config.liveness_interval_ms / 1000
         next_check = time.monotonic() + interval
         polls = 0
@@ -187,7 +221,10 @@ class ShmSegment:
         row[0], row[1], row[2], row[3], row[4], row[5] = (
             self.op_seq, OPS[op], size, _dtype_code(dtype), root, address)
         self.barrier_wait(deadline)
-        table = self.desc[:, parity, :5].copy()
+        table = self.desc[:, parity, :5]
+        if table.tobytes() == row[:5].tobytes() * self.n:   # the common case, in one compare
+            return
+        table = table.copy()
         for peer in range(self.n):
             theirs = table[peer]
             if theirs[0] != self.op_seq:
@@ -211,6 +248,9 @@ class ShmSegment:
         """src: my Pieces (length L) or None; dst: (virtual start, Pieces) to fill or None."""
         dtype = np.dtype(dtype)
         length = src.size
+        if length * dtype.itemsize <= min(self.slot_bytes, SMALL_BYTES):
+            return self._reduce_small(op_name, src, dst, dtype, reduce_into, avg_n, root,
+                                      deadline)
         self.begin(op_name, length, dtype, root, deadline)
         per_slot = self.slot_bytes // dtype.itemsize
         bounds = [(i * per_slot // self.n, (i + 1) * per_slot // self.n) for i in range(self.n)]
@@ -235,6 +275,37 @@ class ShmSegment:
                 lo, hi = max(start, base), min(stop, base + pieces.size)
                 if lo < hi:
                     pieces.write(lo - base, hi - base, slots[0].view(dtype)[lo - start:hi - start])
+
+    def _reduce_small(self, op_name, src, dst, dtype, reduce_into, avg_n, root, deadline):
+        """One barrier, not three: each rank copies its data into its slot of the next set
+        before the descriptors' barrier, then reduces, alone, the range it wants over all
+        slots (n reads of a small range cost less than two more barriers). The ranks reduce
+        in the same rank order as reduce_like, so all get the same bits. The set is taken
+        only once the descriptors matched: on a mismatch every rank keeps its iteration."""
+        length = src.size
+        slots = self.slots[(self.iteration + 1) % 2]
+        src.read(0, length, slots[self.rank].view(dtype)[:length])
+        self.begin(op_name, length, dtype, root, deadline)
+        self.iteration += 1
+        if dst is None:
+            return
+        base, pieces = dst
+        lo, hi = base, min(length, base + pieces.size)
+        if lo >= hi:
+            return
+        acc = self._small_acc(hi - lo, dtype)
+        acc[:] = slots[0].view(dtype)[lo:hi]
+        for peer in range(1, self.n):
+            reduce_into(acc, slots[peer].view(dtype)[lo:hi])
+        if avg_n:
+            np.divide(acc, avg_n, out=acc)
+        pieces.write(0, hi - lo, acc)
+
+    def _small_acc(self, count, dtype):
+        buf = self._small_buf
+        if buf is None:
+            buf = self._small_buf = np.empty(SMALL_BYTES, np.uint8)
+        return buf[:count * dtype.itemsize].view(dtype)
 
     def broadcast_like(self, op_name, length, src, dst, dtype, root, deadline):
         """The root's src (virtual length L) reaches every dst (start, Pieces) chunk by chunk."""
