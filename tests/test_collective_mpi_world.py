@@ -11,9 +11,13 @@ import pytest
 pytest.importorskip("mpi4py")
 
 SCRIPT = textwrap.dedent('''
+    import os
     import sys
     import numpy as np
     import zray.util.collective as col
+    from zray.util.collective.backends.mpi import MpiGroup
+    if os.environ.get("NO_PERSISTENT"):     # an MPI without persistent collectives
+        MpiGroup._persistent_verify = lambda self: False
     try:
         import torch
     except ImportError:
@@ -81,7 +85,8 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_every_op_under_mpiexec(tmp_path):
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent-verify", "iallreduce-verify"])
+def test_every_op_under_mpiexec(tmp_path, persistent):
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("no mpiexec")
@@ -90,6 +95,8 @@ def test_every_op_under_mpiexec(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +
         [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    if not persistent:
+        env["NO_PERSISTENT"] = "1"
     out = subprocess.run([mpiexec, "-n", "2", sys.executable, str(script)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -52,31 +52,38 @@ class _Group:
         self.seq = Sequencer(name)
         self.broken = None
 
-    def call(self, op_name, fn, timeout_ms, async_op):
-        timeout_ms = timeout_ms if timeout_ms is not None else self.impl.config.timeout_ms
-
-        def body():
-            if self.broken is not None:
-                raise GroupBrokenError(f"{op_name} refused: an earlier call failed "
-                                       f"({self.broken})", group=self.name, rank=self.rank) \
-                    from self.broken
-            deadline = time.monotonic() + timeout_ms / 1000
-            try:
-                return fn(deadline)
-            except CollectiveArgumentError as exc:
-                if exc.peer is not None and self.backend == "cpu" and not self.impl.use_shm:
-                    self._break(exc)       # the peers saw other data: they cannot recover
-                raise
-            except CollectiveError as exc:
-                self._break(exc)
-                raise
-            except Exception as exc:
-                self._break(exc)
-                raise CollectiveError(f"{op_name} failed: {exc!r}", group=self.name,
-                                      rank=self.rank) from exc
+    def call(self, op_name, fn, timeout_ms, async_op, *args):
+        """Run fn(*args, deadline) in the group's call order; async_op: return a Work."""
+        if timeout_ms is None:
+            timeout_ms = self.impl.config.timeout_ms
         if async_op:
-            return Work(self.seq.run_async(body), self.name, self.rank, op_name)
-        return self.seq.run_sync(body)
+            return Work(self.seq.run_async(lambda: self._run(op_name, fn, args, timeout_ms)),
+                        self.name, self.rank, op_name)
+        seq = self.seq
+        if seq.pending:
+            return seq.run_sync(self._run, op_name, fn, args, timeout_ms)
+        with seq.lock:                 # run_sync inline: this is every synchronous call
+            return self._run(op_name, fn, args, timeout_ms)
+
+    def _run(self, op_name, fn, args, timeout_ms):
+        if self.broken is not None:
+            raise GroupBrokenError(f"{op_name} refused: an earlier call failed "
+                                   f"({self.broken})", group=self.name, rank=self.rank) \
+                from self.broken
+        deadline = time.monotonic() + timeout_ms / 1000     # from the start of the call
+        try:
+            return fn(*args, deadline)
+        except CollectiveArgumentError as exc:
+            if exc.peer is not None and self.backend == "cpu" and not self.impl.use_shm:
+                self._break(exc)       # the peers saw other data: they cannot recover
+            raise
+        except CollectiveError as exc:
+            self._break(exc)
+            raise
+        except Exception as exc:
+            self._break(exc)
+            raise CollectiveError(f"{op_name} failed: {exc!r}", group=self.name,
+                                  rank=self.rank) from exc
 
     def _break(self, exc):
         if self.broken is None:
@@ -370,33 +377,24 @@ def _checked(g, check):
         raise
 
 
-def _allreduce_options(timeout_ms, op):
-    """The (frozen, hence shareable) options of the defaults, built once per op."""
-    if timeout_ms is None and type(op) is T.ReduceOp:
-        opts = _default_allreduce_options.get(op)
-        if opts is None:
-            opts = _default_allreduce_options[op] = T.AllReduceOptions(reduce_op=op)
-        return opts
-    return T.AllReduceOptions(timeout_ms=timeout_ms, reduce_op=op)
-
-
-_default_allreduce_options = {}
-
-
 def allreduce(tensor, group_name="default", op=T.ReduceOp.SUM, *, timeout_ms=None,
               async_op=False):
     """Reduce `tensor` over the group; every rank gets the result in place."""
     g = _group(group_name)
     try:                                  # the checks inline: this is the hot call
-        opts = _allreduce_options(timeout_ms, op)
+        if timeout_ms is None and type(op) is T.ReduceOp:
+            reduce_op = op                # the defaults: nothing to build
+        else:
+            opts = T.AllReduceOptions(timeout_ms=timeout_ms, reduce_op=op)
+            timeout_ms, reduce_op = opts.timeout_ms, opts.reduce_op
         v = view(tensor)
-        check_op_dtype(op, v.array.dtype)
+        if reduce_op is not T.ReduceOp.SUM or v.array.dtype.kind == "b":
+            check_op_dtype(reduce_op, v.array.dtype)
     except CollectiveArgumentError as exc:
         if exc.group is None:
             raise _argument(g, exc) from None
         raise
-    return g.call("allreduce", lambda d: g.impl.allreduce(v, opts.reduce_op, d),
-                  opts.timeout_ms, async_op)
+    return g.call("allreduce", g.impl.allreduce, timeout_ms, async_op, v, reduce_op)
 
 
 def barrier(group_name="default", *, timeout_ms=None, async_op=False):
@@ -414,8 +412,8 @@ def reduce(tensor, dst_rank=0, group_name="default", op=T.ReduceOp.SUM, *, timeo
                                                root_rank=dst_rank))
     v = _checked(g, lambda: view(tensor))
     _checked(g, lambda: check_op_dtype(op, v.array.dtype))
-    return g.call("reduce", lambda d: g.impl.reduce(v, op, dst_rank, d), opts.timeout_ms,
-                  async_op)
+    return g.call("reduce", g.impl.reduce, opts.timeout_ms, async_op,
+                  v, op, dst_rank)
 
 
 def broadcast(tensor, src_rank=0, group_name="default", *, timeout_ms=None, async_op=False):
@@ -423,8 +421,8 @@ def broadcast(tensor, src_rank=0, group_name="default", *, timeout_ms=None, asyn
     _checked(g, lambda: _check_rank(g, src_rank, "src_rank"))
     opts = _checked(g, lambda: T.BroadcastOptions(timeout_ms=timeout_ms, root_rank=src_rank))
     v = _checked(g, lambda: view(tensor))
-    return g.call("broadcast", lambda d: g.impl.broadcast(v, src_rank, d), opts.timeout_ms,
-                  async_op)
+    return g.call("broadcast", g.impl.broadcast, opts.timeout_ms, async_op,
+                  v, src_rank)
 
 
 def allgather(tensor_list, tensor, group_name="default", *, timeout_ms=None, async_op=False):
@@ -433,8 +431,8 @@ def allgather(tensor_list, tensor, group_name="default", *, timeout_ms=None, asy
     opts = _checked(g, lambda: T.AllGatherOptions(timeout_ms=timeout_ms))
     v = _checked(g, lambda: view(tensor, writable=False))
     outs = _checked(g, lambda: view_list(tensor_list, g.world_size, like=v))
-    return g.call("allgather", lambda d: g.impl.allgather(outs, v, d), opts.timeout_ms,
-                  async_op)
+    return g.call("allgather", g.impl.allgather, opts.timeout_ms, async_op,
+                  outs, v)
 
 
 def reducescatter(tensor, tensor_list, group_name="default", op=T.ReduceOp.SUM, *,
@@ -445,8 +443,8 @@ def reducescatter(tensor, tensor_list, group_name="default", op=T.ReduceOp.SUM, 
     v = _checked(g, lambda: view(tensor))
     ins = _checked(g, lambda: view_list(tensor_list, g.world_size, like=v, writable=False))
     _checked(g, lambda: check_op_dtype(op, v.array.dtype))
-    return g.call("reducescatter", lambda d: g.impl.reducescatter(v, ins, op, d),
-                  opts.timeout_ms, async_op)
+    return g.call("reducescatter", g.impl.reducescatter, opts.timeout_ms, async_op,
+                  v, ins, op)
 
 
 def gather(tensor_list, tensor, dst_rank=0, group_name="default", *, timeout_ms=None,
@@ -459,8 +457,8 @@ def gather(tensor_list, tensor, dst_rank=0, group_name="default", *, timeout_ms=
     outs = None
     if g.rank == dst_rank:
         outs = _checked(g, lambda: view_list(tensor_list, g.world_size, like=v))
-    return g.call("gather", lambda d: g.impl.gather(outs, v, dst_rank, d), opts.timeout_ms,
-                  async_op)
+    return g.call("gather", g.impl.gather, opts.timeout_ms, async_op,
+                  outs, v, dst_rank)
 
 
 def scatter(tensor, tensor_list=None, src_rank=0, group_name="default", *, timeout_ms=None,
@@ -474,8 +472,8 @@ def scatter(tensor, tensor_list=None, src_rank=0, group_name="default", *, timeo
     if g.rank == src_rank:
         ins = _checked(g, lambda: view_list(tensor_list, g.world_size, like=v,
                                             writable=False))
-    return g.call("scatter", lambda d: g.impl.scatter(v, ins, src_rank, d), opts.timeout_ms,
-                  async_op)
+    return g.call("scatter", g.impl.scatter, opts.timeout_ms, async_op,
+                  v, ins, src_rank)
 
 
 def alltoall(output_tensor_list, input_tensor_list, group_name="default", *, timeout_ms=None,
@@ -487,8 +485,8 @@ def alltoall(output_tensor_list, input_tensor_list, group_name="default", *, tim
                                         what="input_tensor_list", writable=False))
     outs = _checked(g, lambda: view_list(output_tensor_list, g.world_size,
                                          what="output_tensor_list", like=ins[0]))
-    return g.call("alltoall", lambda d: g.impl.alltoall(outs, ins, d), opts.timeout_ms,
-                  async_op)
+    return g.call("alltoall", g.impl.alltoall, opts.timeout_ms, async_op,
+                  outs, ins)
 
 
 def send(tensor, dst_rank, group_name="default", *, timeout_ms=None, async_op=False):
@@ -498,7 +496,8 @@ def send(tensor, dst_rank, group_name="default", *, timeout_ms=None, async_op=Fa
         raise CollectiveArgumentError("send to itself", group=group_name, rank=g.rank)
     opts = _checked(g, lambda: T.SendOptions(timeout_ms=timeout_ms, dst_rank=dst_rank))
     v = _checked(g, lambda: view(tensor, writable=False))
-    return g.call("send", lambda d: g.impl.send(v, dst_rank, d), opts.timeout_ms, async_op)
+    return g.call("send", g.impl.send, opts.timeout_ms, async_op,
+                  v, dst_rank)
 
 
 def recv(tensor, src_rank, group_name="default", *, timeout_ms=None, async_op=False):
@@ -508,7 +507,8 @@ def recv(tensor, src_rank, group_name="default", *, timeout_ms=None, async_op=Fa
         raise CollectiveArgumentError("recv from itself", group=group_name, rank=g.rank)
     opts = _checked(g, lambda: T.RecvOptions(timeout_ms=timeout_ms, src_rank=src_rank))
     v = _checked(g, lambda: view(tensor))
-    return g.call("recv", lambda d: g.impl.recv(v, src_rank, d), opts.timeout_ms, async_op)
+    return g.call("recv", g.impl.recv, opts.timeout_ms, async_op,
+                  v, src_rank)
 
 
 def synchronize(gpu_id=None):

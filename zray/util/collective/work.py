@@ -41,33 +41,33 @@ class Sequencer:
 
     def __init__(self, name):
         self._name = name
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._pool = None
-        self._pending = 0
+        self.pending = 0
         self._count_lock = threading.Lock()
 
-    def run_sync(self, fn):
+    def run_sync(self, fn, *args):
         # Read without the count lock: an async call issued before this one by any thread
         # counted itself (under the lock) before returning its Work.
-        if self._pending:
-            return self.run_async(fn).result()
-        with self._lock:
-            return fn()
+        if self.pending:
+            return self.run_async(lambda: fn(*args)).result()
+        with self.lock:
+            return fn(*args)
 
     def run_async(self, fn):
         with self._count_lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
                     1, thread_name_prefix=f"zray-collective-{self._name}")
-            self._pending += 1
+            self.pending += 1
 
         def task():
             try:
-                with self._lock:
+                with self.lock:
                     return fn()
             finally:
                 with self._count_lock:
-                    self._pending -= 1
+                    self.pending -= 1
         return self._pool.submit(task)
 
     def shutdown(self):

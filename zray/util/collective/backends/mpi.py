@@ -34,6 +34,7 @@ _HOT_S_PER_BYTE = 2e-9    # and until this much CPU per byte of the message (0.5
 _SPIN_S = 0.005           # then polls yielding the core now and then this long, then sleeps
 _MAX_PAUSE_S = 2e-4      # then sleeps no longer than this between polls
 _POLLS_PER_CLOCK = 16    # polls between two reads of the clock while spinning
+_QUICK_POLLS = 32        # polls (~0.15 us each) before the first clock read of a wait
 _MAX_ROWS = 64           # verification rows kept (one per distinct call shape)
 log = logging.getLogger("zray.util.collective")
 _yield = getattr(os, "sched_yield", lambda: None)
@@ -77,7 +78,10 @@ class MpiGroup(BaseGroup):
                      ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}
         self._in_place = MPI.IN_PLACE
         self._rows = {}
+        self._verify_in = np.empty(10, np.int64)
+        self._verify_in_bytes = memoryview(self._verify_in).cast("B")
         self._verify_out = np.empty(10, np.int64)
+        self._verify_req = None        # the persistent MIN-allreduce, made on first use
 
     # -- formation -------------------------------------------------------------------------
     def my_info(self):
@@ -147,6 +151,12 @@ class MpiGroup(BaseGroup):
         return g
 
     def destroy(self):
+        req, self._verify_req = getattr(self, "_verify_req", None), None
+        if req and not getattr(self, "_abandoned", False):
+            try:
+                req.Free()
+            except self.MPI.Exception as exc:
+                log.debug("freeing the verification request of %r: %r", self.name, exc)
         if self.port is not None:
             self.MPI.Close_port(self.port)
             self.port = None
@@ -178,8 +188,9 @@ class MpiGroup(BaseGroup):
             # The clock is read every _POLLS_PER_CLOCK polls (~1 us each); the peers and the
             # deadline are checked every liveness_interval_ms in every phase.
             test = req.Test
-            if test():
-                return
+            for _ in range(_QUICK_POLLS):      # a small message: done before any clock read
+                if test():
+                    return
             now = time.monotonic()
             hot_until = now + _HOT_S
             cpu_budget = nbytes * _HOT_S_PER_BYTE
@@ -226,23 +237,49 @@ class MpiGroup(BaseGroup):
             return
         key = (op_name, array.size if array is not None else -1,
                array.dtype if array is not None else None, root, op)
-        row = self._rows.get(key)
-        if row is None:
+        mine_bytes = self._rows.get(key)
+        if mine_bytes is None:
             if len(self._rows) >= _MAX_ROWS:
                 self._rows.clear()
             fields = [_OPS[op_name], key[1], _dtype_code(key[2]) if array is not None else 0,
                       root, op.value if op is not None else -1]
-            mine = np.array(fields + [-f for f in fields], dtype=np.int64)
-            row = self._rows[key] = (mine, mine.tobytes())
-        mine, mine_bytes = row
-        out = self._verify_out
-        self._wait(self.comm.Iallreduce(mine, out, self.MPI.MIN), deadline, op_name)
-        if out.tobytes() != mine_bytes:
+            mine_bytes = self._rows[key] = np.array(fields + [-f for f in fields],
+                                                    dtype=np.int64).tobytes()
+        req = self._verify_req
+        if req is None:
+            req = self._verify_req = self._persistent_verify()
+        if req is False:
+            req = self.comm.Iallreduce(np.frombuffer(mine_bytes, np.int64), self._verify_out,
+                                       self.MPI.MIN)
+        else:
+            self._verify_in_bytes[:] = mine_bytes
+            req.Start()
+        test = req.Test
+        for _ in range(_QUICK_POLLS):
+            if test():
+                break
+        else:
+            self._wait(req, deadline, op_name)
+        if self._verify_out.tobytes() != mine_bytes:
             raise CollectiveArgumentError(
                 f"mismatched {op_name}: the ranks passed different sizes, dtypes, roots or "
                 f"ops (mine: {array.size if array is not None else '-'} elements of "
                 f"{array.dtype if array is not None else '-'}, root {root})",
                 group=self.name, rank=self.rank)
+
+    def _persistent_verify(self):
+        """One persistent MIN-allreduce (MPI 4) over fixed buffers, restarted by every
+        call: half the cost of building a new Iallreduce each time (0.9 against 1.9 us,
+        2 ranks). Every rank makes it at its first verified call, in the same place of the
+        call order, and every later call restarts the same one, so the ranks always start
+        matching operations (a request per call shape would not: a mismatch is exactly
+        when the ranks' shapes differ). False where the MPI has no persistent
+        collectives."""
+        try:
+            return self.comm.Allreduce_init(self._verify_in, self._verify_out, self.MPI.MIN)
+        except (AttributeError, NotImplementedError, self.MPI.Exception) as exc:
+            log.debug("no persistent collectives (%r): a new Iallreduce per call", exc)
+            return False
 
     # -- operations ------------------------------------------------------------------------
     def barrier(self, deadline):
@@ -250,9 +287,11 @@ class MpiGroup(BaseGroup):
 
     def allreduce(self, view, op, deadline):
         a = view.flat()
-        self._verify("allreduce", a, 0, op, deadline)
-        self._wait(self.comm.Iallreduce(self._in_place, a, self._ops[op]), deadline, "allreduce",
-                   a.nbytes)
+        if self.verify and self.world_size > 1:
+            self._verify("allreduce", a, 0, op, deadline)
+        req = self.comm.Iallreduce(self._in_place, a, self._ops[op])
+        if not req.Test():
+            self._wait(req, deadline, "allreduce", a.nbytes)
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
 
