@@ -1,6 +1,7 @@
 """Allreduce benchmark of zray.util.collective beside raw mpi4py and Ray's gloo backend.
 
     python benchmarks/collective.py [--world 2] [--min 4096] [--max 67108864] [--tiny]
+                                    [--repeat N] [--no-ray] [--formation-rounds N]
 
 Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) per backend:
   zray-cpu      the cpu backend between zray actors (shared memory, one node)
@@ -29,6 +30,7 @@ import time
 log = logging.getLogger("zray.util.collective")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY_PYTHON = "/opt/rayvenv/bin/python"
+SETTLE_S = 1.0     # between columns: the last one's processes and nodes finish exiting
 
 
 def sizes(lo, hi):
@@ -46,13 +48,23 @@ def iterations(nbytes, tiny):
 def _time_allreduce(allreduce, barrier, nbytes, tiny):
     import numpy as np
     x = np.zeros(nbytes // 4, np.float32)      # stays finite under repeated sums
-    allreduce(x)                                  # warm up
     iters = iterations(nbytes, tiny)
+    for _ in range(min(iters, 10)):              # warm up: MPI sets up the first calls
+        allreduce(x)                              # of a size lazily (24 us for raw 4 KiB)
     barrier()
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(iters):
         allreduce(x)
     return [(time.perf_counter() - t0) / iters, (time.process_time() - c0) / iters]
+
+
+def _median_runs(runs):
+    """Per size, the run of median wall time (its wall and CPU together)."""
+    out = {}
+    for nbytes in runs[0]:
+        ordered = sorted((r[nbytes] for r in runs), key=lambda wc: wc[0])
+        out[nbytes] = ordered[len(ordered) // 2]
+    return out
 
 
 def _slowest(per_rank):
@@ -173,6 +185,12 @@ def spmd_mpi_main(size_list, tiny):
     job's communicator, formed on the first call."""
     import zray.util.collective as col
     from mpi4py import MPI
+    if not tiny:
+        # Each rank's node defers its warm-up (node/warmup.py: at the latest MAX_DELAY_S
+        # after it serves, then imports and the store's prefault): time the steady state,
+        # as for the other columns, not a node warming up beside two spinning ranks.
+        from zray.node.warmup import MAX_DELAY_S
+        time.sleep(MAX_DELAY_S + 2)
     out = {}
     for nbytes in size_list:
         t = _time_allreduce(lambda x: col.allreduce(x), col.barrier, nbytes, tiny)
@@ -318,6 +336,9 @@ def main(argv=None):
     ap.add_argument("--ray-gloo", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--spmd-mpi", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the two mpiexec columns (zray-mpi-spmd, raw-mpi4py) this many "
+                         "times, alternated, and show each size's median run")
     ap.add_argument("--formation-rounds", type=int, default=5,
                     help="rounds of the group-formation figures (0: skip them)")
     ap.add_argument("--formation-only", action="store_true")
@@ -346,14 +367,24 @@ def main(argv=None):
     if a.formation_only:
         return 0
     results = run_zray(a.world, size_list, a.tiny)
-    if "zray-mpi" in results:
-        spmd, spmd_why = run_spmd_mpi(a.world, fwd)
-        if spmd:
-            results["zray-mpi-spmd"] = spmd
-        else:
-            log.warning("zray-mpi-spmd: n/a (%s)", spmd_why)
-            print(f"# zray-mpi-spmd: n/a ({spmd_why})")
-    raw, why = run_raw_mpi(a.world, fwd, size_list)
+    spmd_runs, raw_runs, spmd_why, why = [], [], "", ""
+    for _ in range(max(1, a.repeat)):      # alternated: both see the same machine
+        if "zray-mpi" in results:
+            time.sleep(SETTLE_S)
+            spmd, spmd_why = run_spmd_mpi(a.world, fwd)
+            if spmd:
+                spmd_runs.append(spmd)
+        time.sleep(SETTLE_S)
+        raw, why = run_raw_mpi(a.world, fwd, size_list)
+        if raw:
+            raw_runs.append(raw)
+    if spmd_runs:
+        results["zray-mpi-spmd"] = _median_runs(spmd_runs)
+    elif "zray-mpi" in results:
+        log.warning("zray-mpi-spmd: n/a (%s)", spmd_why)
+        print(f"# zray-mpi-spmd: n/a ({spmd_why})")
+    raw = _median_runs(raw_runs) if raw_runs else None
+    time.sleep(SETTLE_S)
     ray_res, ray_why = (None, "skipped (--no-ray)") if a.no_ray else run_ray(a.world, fwd)
     print(f"allreduce, float32, world size {a.world}, one node")
     for label, res in results.items():
