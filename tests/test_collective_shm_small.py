@@ -119,3 +119,33 @@ def test_barriers_without_a_spin_sleep_and_still_meet():
 def test_spin_us_is_checked():
     with pytest.raises(CollectiveArgumentError, match="spin_us"):
         CollectiveConfig(spin_us=-1)
+
+
+def test_members_sharing_one_cpu_take_the_sleeping_path_and_still_meet():
+    """Both threads pinned to one CPU: a waiter sees its late peer on its own CPU, skips the
+    spin and sleeps (rank 1 also tries to move off, which a one-CPU mask forbids); every
+    call completes with the right sum."""
+    import os
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no sched_setaffinity here")
+    cpu = min(os.sched_getaffinity(0))
+    segs = _pair(spin_us=10_000)
+
+    def pinned(seg, r):
+        os.sched_setaffinity(0, {cpu})      # this thread only
+        return [_allreduce(seg, np.full(4, float(i), np.float32), ReduceOp.SUM)[0]
+                for i in range(300)]
+    out = _both(segs, pinned)
+    assert out[0] == out[1] == [2.0 * i for i in range(300)]
+
+
+def test_moving_off_a_shared_cpu_gives_the_thread_its_mask_back():
+    import os
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no sched_setaffinity here")
+    from zray.util.collective.backends import futex
+    segs = _pair()
+    before = os.sched_getaffinity(0)
+    segs[1]._move_off(futex.current_cpu())
+    assert os.sched_getaffinity(0) == before
+    assert segs[1]._next_move > time.monotonic()    # and not again before MOVE_EVERY_S

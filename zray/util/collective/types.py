@@ -16,10 +16,10 @@ CollectiveConfig defaults (override with `ZRAY_COLLECTIVE_<FIELD>` in the enviro
                                       2 * world_size * shm_slot_bytes (double buffering)
     tree_threshold_bytes  = 256 KiB   below: tree (latency, log2 n steps); above: ring
                                       (bandwidth, 2 (n-1)/n of the data per member)
-    spin_us               = 50        an shm barrier polls its peers' flags up to this long
-                                      before it sleeps; adapted per group: halved after a
-                                      wait past it (a peer not running: a busy node), grown
-                                      back after a wait within it
+    spin_us               = 100       an shm barrier polls a late peer's flag up to this
+                                      long before it sleeps (back to back for 20 us, then
+                                      yielding between polls); never for a peer on its own
+                                      CPU
     spin_iterations       = 10        then polls of a flag (~4 us each) before sleeping
     futex                 = True      shm barriers sleep in a futex wait on a late peer's
                                       counter (False: sched_yield, then 50 us sleeps)
@@ -159,7 +159,7 @@ class CollectiveConfig:
     chunk_bytes: int = 4 << 20
     shm_slot_bytes: int = 4 << 20
     tree_threshold_bytes: int = 256 << 10
-    spin_us: float = 50
+    spin_us: float = 100
     spin_iterations: int = 10
     futex: bool = True
     cma: bool = True

@@ -43,6 +43,25 @@ def _load():
 _syscall = _load()
 
 
+def _load_getcpu():
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").sched_getcpu
+        fn.restype, fn.argtypes = ctypes.c_int, []
+        return fn if fn() >= 0 else None
+    except (OSError, AttributeError) as exc:
+        log.debug("no sched_getcpu: %r", exc)
+        return None
+
+
+_getcpu = _load_getcpu()
+
+
+def current_cpu():
+    """The CPU this thread runs on now (-1 where unknown): glibc's sched_getcpu, a vDSO
+    read (~0.3 us through ctypes)."""
+    return _getcpu() if _getcpu is not None else -1
+
+
 def available():
     return _syscall is not None
 
