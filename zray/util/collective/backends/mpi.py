@@ -290,7 +290,11 @@ class MpiGroup(BaseGroup):
         if self.verify and self.world_size > 1:
             self._verify("allreduce", a, 0, op, deadline)
         req = self.comm.Iallreduce(self._in_place, a, self._ops[op])
-        if not req.Test():
+        test = req.Test
+        for _ in range(_QUICK_POLLS):
+            if test():
+                break
+        else:
             self._wait(req, deadline, "allreduce", a.nbytes)
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
