@@ -17,3 +17,23 @@ def test_collective_benchmark_tiny():
         assert word in out.stdout, out.stdout
     if "# zray-mpi\n" in out.stdout and shutil.which("mpiexec"):
         assert "# zray-mpi-spmd\n" in out.stdout, out.stdout     # the launcher's column ran
+
+
+def test_collective_latency_breakdown_tiny():
+    mpiexec = shutil.which("mpiexec")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        mpiexec = None
+    if mpiexec is None:
+        import pytest
+        pytest.skip("no mpiexec and mpi4py")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([mpiexec, "-n", "2", sys.executable,
+                          os.path.join(ROOT, "benchmarks", "collective_latency.py"),
+                          "--calls", "50"], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for row in ("raw Allreduce", "floor: verify + data", "zray allreduce",
+                "zray, verify_calls=False"):
+        assert row in out.stdout, out.stdout

@@ -13,6 +13,8 @@ import socket
 import threading
 import time
 
+import numpy as np
+
 from . import types as T
 from .errors import (BackendUnavailableError, CollectiveArgumentError, CollectiveError,
                      GroupBrokenError, GroupNotInitializedError, PeerDiedError)
@@ -51,6 +53,8 @@ class _Group:
         self.backend = impl.backend
         self.seq = Sequencer(name)
         self.broken = None
+        # The backend's allreduce of a flat host array, for the API's hot path (or None).
+        self.allreduce_flat = getattr(impl, "allreduce_flat", None)
 
     def call(self, op_name, fn, timeout_ms, async_op, *args):
         """Run fn(*args, deadline) in the group's call order; async_op: return a Work."""
@@ -64,6 +68,14 @@ class _Group:
             return seq.run_sync(self._run, op_name, fn, args, timeout_ms)
         with seq.lock:                 # run_sync inline: this is every synchronous call
             return self._run(op_name, fn, args, timeout_ms)
+
+    def call_default(self, op_name, fn, *args):
+        """call() of a synchronous call with the group's default timeout."""
+        seq = self.seq
+        if seq.pending:
+            return seq.run_sync(self._run, op_name, fn, args, self.impl.config.timeout_ms)
+        with seq.lock:
+            return self._run(op_name, fn, args, self.impl.config.timeout_ms)
 
     def _run(self, op_name, fn, args, timeout_ms):
         if self.broken is not None:
@@ -381,6 +393,16 @@ def allreduce(tensor, group_name="default", op=T.ReduceOp.SUM, *, timeout_ms=Non
               async_op=False):
     """Reduce `tensor` over the group; every rank gets the result in place."""
     g = _group(group_name)
+    # The hot path (a training loop's): a numpy array, a synchronous call, the default
+    # timeout. view()'s and check_op_dtype()'s checks in one expression, no TensorView;
+    # anything else, valid or not, takes the general path below (which says what is wrong).
+    if type(tensor) is np.ndarray and timeout_ms is None and not async_op and \
+            type(op) is T.ReduceOp and g.allreduce_flat is not None:
+        flags, kind = tensor.flags, tensor.dtype.kind
+        if flags.c_contiguous and flags.writeable and kind in "iuf" and \
+                (kind == "f" or op is not T.ReduceOp.AVG):
+            return g.call_default("allreduce", g.allreduce_flat,
+                                  tensor if tensor.ndim == 1 else tensor.reshape(-1), op)
     try:                                  # the checks inline: this is the hot call
         if timeout_ms is None and type(op) is T.ReduceOp:
             reduce_op = op                # the defaults: nothing to build

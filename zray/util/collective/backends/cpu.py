@@ -90,7 +90,9 @@ class CpuGroup(BaseGroup):
                   np.uint8, ReduceOp.MAX, deadline)
 
     def allreduce(self, view, op, deadline):
-        flat = view.flat()
+        self.allreduce_flat(view.flat(), op, deadline)
+
+    def allreduce_flat(self, flat, op, deadline):
         n = self.world_size
         if n == 1:
             return

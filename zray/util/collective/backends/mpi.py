@@ -286,7 +286,9 @@ class MpiGroup(BaseGroup):
         self._wait(self.comm.Ibarrier(), deadline, "barrier")
 
     def allreduce(self, view, op, deadline):
-        a = view.flat()
+        self.allreduce_flat(view.flat(), op, deadline)
+
+    def allreduce_flat(self, a, op, deadline):
         if self.verify and self.world_size > 1:
             self._verify("allreduce", a, 0, op, deadline)
         req = self.comm.Iallreduce(self._in_place, a, self._ops[op])

@@ -37,7 +37,7 @@ _yield = getattr(os, "sched_yield", lambda: None)
 
 LINE = 8          # int64 words per 64-byte line
 PURE_S = 20e-6    # a barrier's spin polls back to back this long, then yields between polls
-MOVE_EVERY_S = 0.05  # _move_off at most this often
+MOVE_EVERY_S = 0.005  # _move_off at most this often (two syscalls, ~10 us)
 SMALL_BYTES = 64 << 10   # reductions up to this size take one barrier (_reduce_small)
 OPS = {"barrier": 1, "allreduce": 2, "reduce": 3, "broadcast": 4, "allgather": 5,
        "reducescatter": 6, "gather": 7, "scatter": 8, "alltoall": 9}
