@@ -216,6 +216,23 @@ def test_every_op(members, lib, path):
     _destroy(members, name)
 
 
+def test_mpi_large_allreduce_between_actors_rings_over_point_to_point(members):
+    """>= RING_MIN_BYTES_JOINED (4 MiB): the mpi backend's own ring over Isend/Irecv, with a
+    length the member count does not divide; then a small call still uses Iallreduce."""
+    if not _mpi_ok():
+        pytest.skip("mpi4py is not installed")
+    from zray.util.collective.backends.mpi import RING_MIN_BYTES_JOINED
+    name = "mpi-ring"
+    _form(members, name, backend="mpi")
+    n = RING_MIN_BYTES_JOINED // 8 + 5
+    out = zray.get([m.allreduce.remote(name, n=n, value=float(i + 1))
+                    for i, m in enumerate(members)], timeout=120)
+    assert all(x.shape == (n,) and (x == 6.0).all() for x in out)
+    out = zray.get([m.allreduce.remote(name, n=3) for m in members], timeout=60)
+    assert all((x == 3.0).all() for x in out)
+    _destroy(members, name)
+
+
 @pytest.mark.parametrize("path", ["shm", "net", "mpi"])
 def test_mismatched_shapes_raise_not_hang(members, path):
     if path == "mpi" and not _mpi_ok():

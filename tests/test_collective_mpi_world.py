@@ -69,6 +69,14 @@ SCRIPT = textwrap.dedent('''
             t = T(lib, np.zeros(3)); col.recv(t, 0, "world"); assert (N(t) == 42).all()
         w = col.allreduce(T(lib, np.ones(3)), "world", async_op=True)
         assert w.wait(30) and w.is_completed()
+    # large: the ring over point-to-point (>= RING_MIN_BYTES_WORLD), an odd length
+    for dtype, op in ((np.float32, "SUM"), (np.float64, "AVG"), (np.int64, "MAX")):
+        big = np.arange(300_001).astype(dtype) + rank
+        col.allreduce(big, "world", getattr(col.ReduceOp, op))
+        base = np.arange(300_001).astype(np.float64)
+        want = {"SUM": n * base + sum(range(n)), "AVG": base + (n - 1) / 2,
+                "MAX": base + n - 1}[op]
+        assert np.array_equal(big, want.astype(dtype)), (op, big[:4])
     # mismatched shapes: an argument error on every rank, and the group still works
     try:
         col.allreduce(np.ones(3 + rank), "world")
@@ -102,3 +110,42 @@ def test_every_op_under_mpiexec(tmp_path, persistent):
     assert out.returncode == 0, out.stdout + out.stderr
     # Two ranks share stdout through mpiexec: read whole tokens, not lines.
     assert sorted(re.findall(r"RANK-OK \d", out.stdout)) == ["RANK-OK 0", "RANK-OK 1"]
+
+
+RING3 = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import zray.util.collective as col
+    rank, n = col.init_collective_group_from_world("mpi", "w3")
+    for length in (300_001, 65_536 * 3 + 2, 1 << 20):
+        x = np.full(length, rank + 1.0, np.float32)
+        x[::7] += rank
+        col.allreduce(x, "w3")
+        want = np.full(length, n * (n + 1) / 2, np.float32)
+        want[::7] += n * (n - 1) / 2
+        assert np.array_equal(x, want), (length, x[:8])
+    try:
+        col.allreduce(np.ones(300_000 + rank), "w3")
+    except col.CollectiveArgumentError:
+        pass
+    else:
+        raise AssertionError("no error for mismatched large shapes")
+    x = np.ones(300_000); col.allreduce(x, "w3"); assert (x == n).all()
+    sys.stdout.write(f"RANK-OK {rank}\\n"); sys.stdout.flush()
+''')
+
+
+def test_large_allreduce_rings_over_three_ranks(tmp_path):
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec")
+    script = tmp_path / "ring3.py"
+    script.write_text(RING3)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +
+        [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    out = subprocess.run([mpiexec, "-n", "3", sys.executable, str(script)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sorted(re.findall(r"RANK-OK \d", out.stdout)) == ["RANK-OK 0", "RANK-OK 1",
+                                                              "RANK-OK 2"]
