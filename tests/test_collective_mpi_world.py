@@ -93,23 +93,26 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize("persistent", [True, False], ids=["persistent-verify", "iallreduce-verify"])
-def test_every_op_under_mpiexec(tmp_path, persistent):
+def _run_ranks(tmp_path, source, n, **extra_env):
+    """`source` under `mpiexec -n n`; asserts every rank printed its RANK-OK line."""
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("no mpiexec")
-    script = tmp_path / "world.py"
-    script.write_text(SCRIPT)
+    script = tmp_path / "ranks.py"
+    script.write_text(source)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +
-        [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    if not persistent:
-        env["NO_PERSISTENT"] = "1"
-    out = subprocess.run([mpiexec, "-n", "2", sys.executable, str(script)], env=env,
+        [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]), **extra_env)
+    out = subprocess.run([mpiexec, "-n", str(n), sys.executable, str(script)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    # Two ranks share stdout through mpiexec: read whole tokens, not lines.
-    assert sorted(re.findall(r"RANK-OK \d", out.stdout)) == ["RANK-OK 0", "RANK-OK 1"]
+    # The ranks share stdout through mpiexec: read whole tokens, not lines.
+    assert sorted(re.findall(r"RANK-OK \d", out.stdout)) == [f"RANK-OK {r}" for r in range(n)]
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent-verify", "iallreduce-verify"])
+def test_every_op_under_mpiexec(tmp_path, persistent):
+    _run_ranks(tmp_path, SCRIPT, 2, **({} if persistent else {"NO_PERSISTENT": "1"}))
 
 
 RING3 = textwrap.dedent('''
@@ -136,16 +139,4 @@ RING3 = textwrap.dedent('''
 
 
 def test_large_allreduce_rings_over_three_ranks(tmp_path):
-    mpiexec = shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("no mpiexec")
-    script = tmp_path / "ring3.py"
-    script.write_text(RING3)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +
-        [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    out = subprocess.run([mpiexec, "-n", "3", sys.executable, str(script)], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert sorted(re.findall(r"RANK-OK \d", out.stdout)) == ["RANK-OK 0", "RANK-OK 1",
-                                                              "RANK-OK 2"]
+    _run_ranks(tmp_path, RING3, 3)
