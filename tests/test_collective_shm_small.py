@@ -55,11 +55,11 @@ def _allreduce(seg, flat, op):
     return flat
 
 
-@pytest.mark.parametrize("op", [ReduceOp.SUM, ReduceOp.MAX, ReduceOp.AVG, ReduceOp.PRODUCT])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("op,dtype", [
+    (op, dtype) for op in (ReduceOp.SUM, ReduceOp.MAX, ReduceOp.AVG, ReduceOp.PRODUCT)
+    for dtype in (np.float32, np.float64, np.int64)
+    if op is not ReduceOp.AVG or dtype is not np.int64])       # AVG needs a floating dtype
 def test_small_allreduce_equals_the_chunked_path(op, dtype, monkeypatch):
-    if op is ReduceOp.AVG and np.dtype(dtype).kind != "f":
-        pytest.skip("AVG needs a floating dtype")
     rng = np.random.default_rng(7)
     inputs = [(rng.standard_normal(1000) * 10).astype(dtype) for _ in range(2)]
     segs = _pair()
