@@ -51,7 +51,7 @@ def _time_allreduce(allreduce, barrier, nbytes, tiny):
     import numpy as np
     x = np.zeros(nbytes // 4, np.float32)      # stays finite under repeated sums
     iters = iterations(nbytes, tiny)
-    for _ in range(min(iters, 10)):              # warm up: MPI sets up the first calls
+    for _ in range(min(iters, 200)):             # warm up: MPI sets up the first calls
         allreduce(x)                              # of a size lazily (24 us for raw 4 KiB)
     barrier()
     t0, c0 = time.perf_counter(), time.process_time()
