@@ -11,6 +11,8 @@ Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) 
                 zray.launch --spmd` (the job's communicator, item 6): the same calls as
                 zray-mpi, over MPICH's own shared memory instead of a joined communicator
   raw-mpi4py    comm.Allreduce(IN_PLACE) under `mpiexec -n <world>` (buffer API)
+  raw-mpi4py-in-spmd  the same call timed inside the zray-mpi-spmd ranks, right after each
+                size's zray-mpi-spmd figure: the share of the ranks' nodes on a full host
   ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
                 Ray and torch import there (else n/a)
 then the ratios of each zray backend to raw mpi4py and to Ray (wall times). float32, in
@@ -193,10 +195,15 @@ def spmd_mpi_main(size_list, tiny):
         # as for the other columns, not a node warming up beside two spinning ranks.
         from zray.node.warmup import MAX_DELAY_S
         time.sleep(MAX_DELAY_S + 2)
-    out = {}
+    out, world = {}, MPI.COMM_WORLD
     for nbytes in size_list:
+        # Per size: the backend, then raw mpi4py in these same ranks (beside the same
+        # nodes), so that the runtime's share of a crowded host shows apart from the
+        # backend's own cost: [wall, cpu, raw wall, raw cpu].
         t = _time_allreduce(lambda x: col.allreduce(x), col.barrier, nbytes, tiny)
-        out[nbytes] = _slowest(MPI.COMM_WORLD.allgather(t))
+        r = _time_allreduce(lambda x: world.Allreduce(MPI.IN_PLACE, x, MPI.SUM),
+                            world.Barrier, nbytes, tiny)
+        out[nbytes] = _slowest(world.allgather(t)) + _slowest(world.allgather(r))
     if col.get_rank() == 0:
         print("RESULT " + json.dumps(out), flush=True)
 
@@ -380,8 +387,11 @@ def main(argv=None):
         raw, why = run_raw_mpi(a.world, fwd, size_list)
         if raw:
             raw_runs.append(raw)
+    raw_in_spmd = None
     if spmd_runs:
-        results["zray-mpi-spmd"] = _median_runs(spmd_runs)
+        results["zray-mpi-spmd"] = _median_runs([{k: v[:2] for k, v in r.items()}
+                                                 for r in spmd_runs])
+        raw_in_spmd = _median_runs([{k: v[2:] for k, v in r.items()} for r in spmd_runs])
     elif "zray-mpi" in results:
         log.warning("zray-mpi-spmd: n/a (%s)", spmd_why)
         print(f"# zray-mpi-spmd: n/a ({spmd_why})")
@@ -403,6 +413,14 @@ def main(argv=None):
                 cells.append(f"{ref[nbytes][0] / results[label][nbytes][0]:>18.2f}" if ref
                              else f"{'n/a':>18}")
         print(f"{nbytes:>12} " + " ".join(cells))
+    if raw_in_spmd:
+        print("# zray-mpi-spmd against raw mpi4py timed in the same --spmd ranks (their nodes "
+              "beside them)")
+        print(table("raw-mpi4py-in-spmd", raw_in_spmd, a.world))
+        print(f"{'bytes':>12} {'spmd/raw-in-spmd':>18}")
+        for nbytes in size_list:
+            print(f"{nbytes:>12} "
+                  f"{raw_in_spmd[nbytes][0] / results['zray-mpi-spmd'][nbytes][0]:>18.2f}")
     return 0
 
 
