@@ -2,14 +2,17 @@
 
 Layout (every word an int64; each rank's counter on its own 64-byte line):
     word 0                    abort word: 0, or 1 + the rank that gave up
-    line 1 + r                rank r's step counter (monotonic for the group's lifetime)
+    line 1 + r                rank r's step counter (monotonic for the group's lifetime),
+                              then the CPU it ran on at its last barrier
     line 1 + n + 2r + parity  rank r's descriptor of its current op (seq, op, size, dtype, root)
     data                      2 buffer sets (double buffering) x n slots x slot_bytes
 
 A barrier is "store my counter = step, futex-wake it; wait until every counter >= step": a
-short spin on the flags (spin_iterations), then a futex wait on the counter of a late peer
-(backends/futex.py; sched_yield and short sleeps where there is no futex), with the abort word,
-the peers' processes and the deadline checked every liveness_interval_ms. One chunk
+spin on the flags of up to spin_us (none for a late peer on this member's own CPU, which the
+higher rank of the two leaves: _move_off), then spin_iterations polls, then a futex wait on
+the counter of a late peer (backends/futex.py; sched_yield and short sleeps where there is no
+futex), with the abort word, the peers' processes and the deadline checked every
+liveness_interval_ms. Reductions of at most SMALL_BYTES take one barrier (_reduce_small). One chunk
 iteration of a reduction:
     1. copy in   each rank copies its chunk into its own slot           barrier
     2. reduce    rank r reduces part r of the chunk over all slots
