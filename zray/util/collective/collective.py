@@ -63,18 +63,14 @@ class _Group:
         if async_op:
             return Work(self.seq.run_async(lambda: self._run(op_name, fn, args, timeout_ms)),
                         self.name, self.rank, op_name)
-        seq = self.seq
-        if seq.pending:
-            return seq.run_sync(self._run, op_name, fn, args, timeout_ms)
-        with seq.lock:                 # run_sync inline: this is every synchronous call
-            return self._run(op_name, fn, args, timeout_ms)
+        return self.seq.run_sync(self._run, op_name, fn, args, timeout_ms)
 
     def call_default(self, op_name, fn, *args):
         """call() of a synchronous call with the group's default timeout."""
         seq = self.seq
         if seq.pending:
             return seq.run_sync(self._run, op_name, fn, args, self.impl.config.timeout_ms)
-        with seq.lock:
+        with seq.lock:            # run_sync's idle case inline: allreduce's hot path
             return self._run(op_name, fn, args, self.impl.config.timeout_ms)
 
     def _run(self, op_name, fn, args, timeout_ms):

@@ -27,12 +27,22 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
+def _load_libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError as exc:
+        log.debug("no libc through ctypes: %r", exc)
+        return None
+
+
+_libc = _load_libc()
+
+
 def _load():
-    if not sys.platform.startswith("linux") or _SYS_FUTEX is None:
+    if not sys.platform.startswith("linux") or _SYS_FUTEX is None or _libc is None:
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syscall
+        fn = _libc.syscall
         fn.restype = ctypes.c_long
         return fn
     except (OSError, AttributeError) as exc:
@@ -44,11 +54,13 @@ _syscall = _load()
 
 
 def _load_getcpu():
+    if _libc is None:
+        return None
     try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").sched_getcpu
+        fn = _libc.sched_getcpu
         fn.restype, fn.argtypes = ctypes.c_int, []
         return fn if fn() >= 0 else None
-    except (OSError, AttributeError) as exc:
+    except AttributeError as exc:
         log.debug("no sched_getcpu: %r", exc)
         return None
 
