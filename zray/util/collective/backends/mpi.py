@@ -14,6 +14,10 @@ MPI collective cannot be cancelled: after such an error the communicator is aban
 the group broken. With verify_calls, every collective first compares (size, dtype, root,
 op) over the group with one tiny MIN-allreduce, so mismatched shapes raise an argument error
 on every rank instead of corrupting memory.
+
+A small allreduce (below the ring's threshold) on MPICH's ABI runs its verification and
+its data in C (zray._mpi_hot, one call without the GIL) and comes back to the Python waits
+below only when a peer is late; mpi4py's per-call objects cost 2.5x raw MPI at 4 KiB.
 """
 import importlib.util
 import logging
@@ -63,6 +67,37 @@ def _mpi():
     return MPI
 
 
+def _int_handle(handle):
+    """mpi4py's handle of an int-handle MPI, as the signed C int it is."""
+    return ((handle & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+
+
+def _bind_hot(MPI):
+    """zray._mpi_hot bound to the libmpi mpi4py loaded, or None where it cannot serve:
+    an MPI whose handles are not C ints (MPICH's ABI), no persistent collectives (the
+    verification is one), or the extension missing."""
+    global _HOT
+    if _HOT is not None:
+        return _HOT or None
+    _HOT = False
+    try:
+        import ctypes
+        from zray import _mpi_hot
+        if any(MPI._sizeof(t) != 4 for t in (MPI.Comm, MPI.Request, MPI.Datatype, MPI.Op)) \
+                or not hasattr(MPI.Comm, "Allreduce_init"):
+            return None
+        lib = ctypes.CDLL(MPI.__file__)        # its dependencies: the libmpi in use
+        _mpi_hot.bind(*(ctypes.cast(getattr(lib, f), ctypes.c_void_p).value
+                        for f in ("MPI_Start", "MPI_Test", "MPI_Iallreduce")))
+        _HOT = _mpi_hot
+    except (ImportError, OSError, AttributeError, TypeError, ValueError) as exc:
+        log.debug("the mpi backend's C allreduce is off: %r", exc)
+    return _HOT or None
+
+
+_HOT = None                # zray._mpi_hot once bound, False where it cannot be
+
+
 def _dtype_code(dtype):
     s = np.dtype(dtype).str.encode()
     return int.from_bytes(s[:8].ljust(8, b"\0"), "little", signed=True)
@@ -95,6 +130,9 @@ class MpiGroup(BaseGroup):
         self._verify_out = np.empty(10, np.int64)
         self._verify_req = None        # the persistent MIN-allreduce, made on first use
         self._scratch = None           # _ring_allreduce's receive buffer, kept
+        self._hot = _bind_hot(MPI)     # the C allreduce, or None
+        self._hot_state = None         # its int64 slots, made with the verification request
+        self._hot_plans = {}           # (size, dtype, op) -> its plan (row, count, type, op)
 
     # -- formation -------------------------------------------------------------------------
     def my_info(self):
@@ -166,6 +204,7 @@ class MpiGroup(BaseGroup):
         return g
 
     def destroy(self):
+        self._hot = self._hot_state = None
         req, self._verify_req = getattr(self, "_verify_req", None), None
         if req and not getattr(self, "_abandoned", False):
             try:
@@ -236,12 +275,15 @@ class MpiGroup(BaseGroup):
                     time.sleep(pause)
                     pause = min(pause * 2, _MAX_PAUSE_S)
         except MPI.Exception as exc:
-            text = exc.Get_error_string()
-            if exc.Get_error_class() == MPI.ERR_TRUNCATE:
-                raise CollectiveArgumentError(f"{what}: mismatched sizes ({text})",
-                                              group=self.name, rank=self.rank) from None
-            raise CollectiveError(f"{what}: MPI error {text}", group=self.name,
-                                  rank=self.rank) from None
+            self._raise_mpi(exc, what)
+
+    def _raise_mpi(self, exc, what):
+        text = exc.Get_error_string()
+        if exc.Get_error_class() == self.MPI.ERR_TRUNCATE:
+            raise CollectiveArgumentError(f"{what}: mismatched sizes ({text})",
+                                          group=self.name, rank=self.rank) from None
+        raise CollectiveError(f"{what}: MPI error {text}", group=self.name,
+                              rank=self.rank) from None
 
     def _verify(self, op_name, array, root, op, deadline):
         """Every rank compares (op, size, dtype, root, reduce op) with one MIN-allreduce of
@@ -250,16 +292,7 @@ class MpiGroup(BaseGroup):
         distinct call shape (a training loop repeats a few), the comparison is on bytes."""
         if not self.verify or self.world_size == 1:
             return
-        key = (op_name, array.size if array is not None else -1,
-               array.dtype if array is not None else None, root, op)
-        mine_bytes = self._rows.get(key)
-        if mine_bytes is None:
-            if len(self._rows) >= _MAX_ROWS:
-                self._rows.clear()
-            fields = [_OPS[op_name], key[1], _dtype_code(key[2]) if array is not None else 0,
-                      root, op.value if op is not None else -1]
-            mine_bytes = self._rows[key] = np.array(fields + [-f for f in fields],
-                                                    dtype=np.int64).tobytes()
+        mine_bytes = self._row(op_name, array, root, op)
         req = self._verify_req
         if req is None:
             req = self._verify_req = self._persistent_verify()
@@ -271,11 +304,46 @@ class MpiGroup(BaseGroup):
             req.Start()
         self._wait(req, deadline, op_name)
         if self._verify_out.tobytes() != mine_bytes:
-            raise CollectiveArgumentError(
-                f"mismatched {op_name}: the ranks passed different sizes, dtypes, roots or "
-                f"ops (mine: {array.size if array is not None else '-'} elements of "
-                f"{array.dtype if array is not None else '-'}, root {root})",
-                group=self.name, rank=self.rank)
+            raise self._mismatch(op_name, array, root)
+
+    def _row(self, op_name, array, root, op):
+        key = (op_name, array.size if array is not None else -1,
+               array.dtype if array is not None else None, root, op)
+        mine_bytes = self._rows.get(key)
+        if mine_bytes is None:
+            if len(self._rows) >= _MAX_ROWS:
+                self._rows.clear()
+            fields = [_OPS[op_name], key[1], _dtype_code(key[2]) if array is not None else 0,
+                      root, op.value if op is not None else -1]
+            mine_bytes = self._rows[key] = np.array(fields + [-f for f in fields],
+                                                    dtype=np.int64).tobytes()
+        return mine_bytes
+
+    def _mismatch(self, op_name, array, root):
+        return CollectiveArgumentError(
+            f"mismatched {op_name}: the ranks passed different sizes, dtypes, roots or "
+            f"ops (mine: {array.size if array is not None else '-'} elements of "
+            f"{array.dtype if array is not None else '-'}, root {root})",
+            group=self.name, rank=self.rank)
+
+    def _hot_setup(self):
+        """The C path's slots, made at this rank's first allreduce, and with them the
+        persistent verification request where calls are verified (_verify makes it at the
+        first verified call otherwise: either way every rank's first, the same place in
+        the call order). The C path needs that request: without it, the Python path."""
+        verifying = verify = 0
+        if self.verify and self.world_size > 1:
+            if self._verify_req is None:
+                self._verify_req = self._persistent_verify()
+            if self._verify_req is False:
+                self._hot = None
+                return
+            verifying, verify = 1, _int_handle(self._verify_req.handle)
+        slots = np.zeros(self._hot.SLOTS, np.int64)
+        slots[:7] = (_int_handle(self.comm.handle), verifying, verify,
+                     self._verify_in.ctypes.data, self._verify_out.ctypes.data,
+                     int(self.MPI.IN_PLACE), int(_HOT_S * 1e9))
+        self._hot_state = slots
 
     def _persistent_verify(self):
         """One persistent MIN-allreduce (MPI 4) over fixed buffers, restarted by every
@@ -299,6 +367,20 @@ class MpiGroup(BaseGroup):
         self.allreduce_flat(view.flat(), op, deadline)
 
     def allreduce_flat(self, a, op, deadline):
+        hot = self._hot_state
+        if hot is not None and a.nbytes < self.ring_min_bytes:
+            plan = self._hot_plans.get((a.size, a.dtype, op))
+            if plan is None:
+                plan = self._hot_plan(a, op)
+            if plan:
+                rc = self._hot.allreduce(hot, a, plan)
+                if rc:
+                    self._hot_finish(rc, a, op, deadline)
+                if op is ReduceOp.AVG:
+                    np.divide(a, self.world_size, out=a)
+                return
+        elif hot is None and self._hot is not None:
+            self._hot_setup()                # this rank's first allreduce: the C path next
         self._verify("allreduce", a, 0, op, deadline)
         if a.nbytes >= self.ring_min_bytes and a.size >= self.world_size > 1:
             self._ring_allreduce(a, op, deadline)
@@ -307,6 +389,39 @@ class MpiGroup(BaseGroup):
                        "allreduce", a.nbytes)
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
+
+    def _hot_plan(self, a, op):
+        """The C path's plan for this shape: the verification row, then count, datatype and
+        op handles. False (the Python path) where mpi4py has no predefined type for it."""
+        if len(self._hot_plans) >= _MAX_ROWS:
+            self._hot_plans.clear()
+        mpi_type = self.MPI._typedict.get(a.dtype.char)
+        if mpi_type is None or a.size >= 2 ** 31:
+            self._hot_plans[(a.size, a.dtype, op)] = False
+            return False
+        row = self._row("allreduce", a, 0, op) if self.verify else bytes(80)
+        words = np.frombuffer(row, np.int64).tolist() + [
+            a.size, _int_handle(mpi_type.handle), _int_handle(self._ops[op].handle)]
+        plan = self._hot_plans[(a.size, a.dtype, op)] = np.array(words, np.int64).tobytes()
+        return plan
+
+    def _hot_finish(self, rc, a, op, deadline):
+        """The C path came back before the end: a late peer (wait here, with the deadline
+        and the peers' liveness), a mismatch, or an MPI error."""
+        MPI = self.MPI
+        if rc == 1:                                  # the verification is pending
+            self._wait(self._verify_req, deadline, "allreduce")
+            if self._verify_out.tobytes() != self._row("allreduce", a, 0, op):
+                raise self._mismatch("allreduce", a, 0)
+            self._wait(self.comm.Iallreduce(self._in_place, a, self._ops[op]), deadline,
+                       "allreduce", a.nbytes)
+        elif rc == 2:
+            raise self._mismatch("allreduce", a, 0)
+        elif rc == 3:                                # the data is pending
+            self._wait(MPI.Request.fromhandle(int(self._hot_state[7]) % 2 ** 64), deadline,
+                       "allreduce", a.nbytes)
+        else:
+            self._raise_mpi(MPI.Exception(-rc), "allreduce")
 
     def _ring_allreduce(self, a, op, deadline):
         """A large allreduce as algorithms.ring_allreduce over MPI point-to-point: each
