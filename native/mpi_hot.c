@@ -19,7 +19,8 @@
  * allreduce(state, buf, plan) -> int
  *   state  writable int64 buffer, see the ST_* slots below (one per group);
  *   buf    the writable C-contiguous array, reduced in place (MPI_IN_PLACE);
- *   plan   bytes: the verification row (10 int64) then count, datatype, op (3 int64).
+ *   plan   bytes: the verification row (10 int64) then count, datatype, op and the
+ *          data's poll budget in ns (4 int64: a larger message polls longer).
  *   Returns DONE, VERIFY_PENDING (the verification did not complete within the poll
  *   budget: the caller waits on its persistent request and goes on in Python),
  *   MISMATCH (the ranks' rows differ), DATA_PENDING (the Iallreduce is started, its
@@ -43,7 +44,7 @@ static iallreduce_fn mpi_iallreduce;
 
 enum { ST_COMM, ST_VERIFYING, ST_VERIFY, ST_VERIFY_IN, ST_VERIFY_OUT, ST_IN_PLACE, ST_POLL_NS,
        ST_REQUEST, ST_SLOTS };
-enum { ROW_WORDS = 10, PLAN_WORDS = ROW_WORDS + 3 };
+enum { ROW_WORDS = 10, PLAN_WORDS = ROW_WORDS + 4 };
 enum { DONE = 0, VERIFY_PENDING = 1, MISMATCH = 2, DATA_PENDING = 3 };
 enum { QUICK_POLLS = 32, POLLS_PER_CLOCK = 16 };
 
@@ -103,7 +104,7 @@ run_allreduce(const int64_t *st, int64_t *request_out, void *buf, const int64_t 
                         (int)st[ST_COMM], &request);
     if (rc != 0)
         return -rc;
-    rc = poll(&request, st[ST_POLL_NS]);
+    rc = poll(&request, plan[ROW_WORDS + 3]);
     if (rc < 0)
         return rc;
     if (rc == 0) {
@@ -130,8 +131,8 @@ get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t min_len, con
 PyDoc_STRVAR(allreduce_doc,
 "allreduce(state, buf, plan) -> int\n\n"
 "The verification (when state[1] is not 0: the request in state[2]) and the\n"
-"Iallreduce of `buf` in place, each polled for state[6] ns.  0 done, 1 verification\n"
-"pending, 2 mismatch, 3 data pending (its request in state[7]), -code an MPI error.\n"
+"Iallreduce of `buf` in place, polled for state[6] ns and plan[13] ns.  0 done,\n"
+"1 verification pending, 2 mismatch, 3 data pending (its request in state[7]), -code an MPI error.\n"
 "bind() first.");
 
 static PyObject *

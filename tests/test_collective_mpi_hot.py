@@ -49,6 +49,11 @@ HOT = textwrap.dedent('''
                 x = mine[:length].copy()
                 col.allreduce(x, "hot", getattr(col.ReduceOp, op))
                 assert np.array_equal(x, want[:length]), (dtype, op, length, x[:5])
+    # a large one below the ring's threshold: the C path polls it longer (by its size)
+    big = np.arange(300_001, dtype=np.float32) + rank
+    col.allreduce(big, "hot")
+    want = n * np.arange(300_001, dtype=np.float64) + sum(range(n))
+    assert np.array_equal(big, want.astype(np.float32)), big[:4]
     plans = len(impl._hot_plans)
     assert plans >= 20, plans                   # they went through the C path
     assert seen.count(2) == 0 and all(rc > 0 for rc in seen), seen

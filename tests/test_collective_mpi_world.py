@@ -18,6 +18,8 @@ SCRIPT = textwrap.dedent('''
     from zray.util.collective.backends.mpi import MpiGroup
     if os.environ.get("NO_PERSISTENT"):     # an MPI without persistent collectives
         MpiGroup._persistent_verify = lambda self: False
+    from zray.util.collective.backends import mpi as mpi_backend
+    mpi_backend.RING_MIN_BYTES_WORLD = 256 << 10    # the ring at this test's sizes
     try:
         import torch
     except ImportError:
@@ -119,6 +121,8 @@ RING3 = textwrap.dedent('''
     import sys
     import numpy as np
     import zray.util.collective as col
+    from zray.util.collective.backends import mpi as mpi_backend
+    mpi_backend.RING_MIN_BYTES_WORLD = 256 << 10    # the ring at this test's sizes
     rank, n = col.init_collective_group_from_world("mpi", "w3")
     for length in (300_001, 65_536 * 3 + 2, 1 << 20):
         x = np.full(length, rank + 1.0, np.float32)

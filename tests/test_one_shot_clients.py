@@ -31,7 +31,8 @@ def test_a_server_answering_many_one_shot_clients_keeps_no_socket_per_client(tmp
     server = Transport(f"ipc://{tmp_path}/sock/node")
     try:
         def ask(i):
-            with local_node.query_transport({"session": str(tmp_path)}) as client:
+            client = Transport(addresses.one_shot(str(tmp_path)))
+            try:
                 client.send(server.address, wire.CLUSTER_INFO, (i,))
                 assert server.inbox.poll(10_000)
                 sender, msg_type, payload, _ = server.recv(zmq.NOBLOCK)
@@ -39,6 +40,9 @@ def test_a_server_answering_many_one_shot_clients_keeps_no_socket_per_client(tmp
                 server.send(sender, wire.CLUSTER_INFO_REPLY, (i, "answer", None))
                 assert client.inbox.poll(10_000)
                 assert client.recv(zmq.NOBLOCK)[2] == (i, "answer", None)
+            finally:
+                client.close()
+                os.unlink(client.address[len("ipc://"):])
 
         for i in range(20):      # ZeroMQ's own sockets and threads settle
             ask(i)

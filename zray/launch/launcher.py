@@ -190,6 +190,7 @@ class Launch:
         self.node = None
         self.session_dir = None
         self.node_info = None
+        self.node_client = None
         self.stopping = threading.Event()
         self.exit_code = None
         self.api_import = None     # the thread importing zray's API while the node starts
@@ -337,6 +338,7 @@ class Launch:
         self.node_ready = time.monotonic()
         self.phases.append(("node serving", self.node_ready))
         self.node_info = local_node.find_node(spec.node_file)
+        self.node_client = local_node.NodeClient(self.node_info)   # the watch's, kept open
 
     def _spawned(self, preload_api):
         self.phases.append(("node spawned", time.monotonic()))
@@ -352,9 +354,8 @@ class Launch:
                                           process_cpu_seconds(self.node.pid)))
 
     def cluster_nodes(self):
-        from ..node import local_node
         from ..transport import wire
-        return local_node.query(wire.CLUSTER_INFO, self.node_info, timeout=5.0)["nodes"]
+        return self.node_client.query(wire.CLUSTER_INFO, timeout=5.0)["nodes"]
 
     def wait_formation(self):
         expected = set(range(self.world.size))
@@ -417,6 +418,8 @@ class Launch:
     def stop(self):
         self.stopping.set()
         self.forget_rendezvous_file()
+        if self.node_client is not None:
+            self.node_client.close()
         if self.node is not None and self.node.alive():
             try:
                 self.node.proc.send_signal(signal.SIGTERM)

@@ -39,21 +39,13 @@ def run(query, address=None, node=None):
 
 def ask_node(node, query):
     """Ask the node described by `node` (its "address" and "session") over a private socket."""
-    import zmq
     from ..node import local_node
     from ..transport import wire
     timeout = query.timeout + REPLY_GRACE_S
-    with local_node.query_transport(node) as transport:
-        transport.send(node["address"], wire.STATE_QUERY, (1, query.to_wire()))
-        if not transport.inbox.poll(int(timeout * 1000)):
+    with local_node.NodeClient(node) as client:
+        try:
+            return client.query(wire.STATE_QUERY, timeout, args=(query.to_wire(),))
+        except TimeoutError:
             raise StateQueryTimeout(
                 f"the zray node at {node['address']} did not answer the state query in "
-                f"{timeout:g}s")
-        _, msg_type, payload, _ = transport.recv(zmq.NOBLOCK)
-        if msg_type != wire.STATE_REPLY:
-            raise RuntimeError(f"the node answered with {wire.NAMES.get(msg_type, msg_type)}: "
-                               f"{payload!r}")
-        _req_id, result, error = payload
-        if error is not None:
-            raise error
-        return result
+                f"{timeout:g}s") from None

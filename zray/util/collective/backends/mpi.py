@@ -44,12 +44,14 @@ _QUICK_POLLS = 32        # polls (~0.15 us each) before the first clock read of 
 _MAX_ROWS = 64           # verification rows kept (one per distinct call shape)
 _RING_TAG = 8            # point-to-point messages of _ring_allreduce (send/recv use 7)
 # Allreduces from this size take _ring_allreduce instead of MPI's Iallreduce. Measured,
-# 2 ranks on one node, benchmarks/collective.py (Iallreduce -> ring, us): over a job's
-# communicator (MPICH's shared memory) 1 MiB 246 -> 206, 16 MiB 4,040 -> 3,738, 64 MiB
-# 35,062 -> 22,849; over a joined communicator (UCX) 256 KiB 50 -> 90 and 1 MiB 181 -> 252
-# (its point-to-point costs more per message), 16 MiB 2,329 -> 2,144, 64 MiB 25,233 ->
-# 15,371.
-RING_MIN_BYTES_WORLD = 256 << 10
+# 2 ranks on one node (us, the median of 12 interleaved blocks beside raw Allreduce):
+#   a job's communicator (MPICH's shared memory), Iallreduce polled in C -> ring: 1 MiB
+#   224-226 -> 224-242 (raw 203), 4 MiB 1,024 -> 1,073 (raw 989), 8 MiB 2,068-2,103 ->
+#   2,047-2,052 (raw 1,942), 16 MiB 4,032 -> 3,852, 64 MiB 37,422 -> 20,718;
+#   a joined communicator (UCX; Iallreduce polled in Python): 256 KiB 50 -> 90 and 1 MiB
+#   181 -> 252 (its point-to-point costs more per message), 16 MiB 2,329 -> 2,144, 64 MiB
+#   25,233 -> 15,371.
+RING_MIN_BYTES_WORLD = 8 << 20
 RING_MIN_BYTES_JOINED = 4 << 20
 log = logging.getLogger("zray.util.collective")
 _yield = getattr(os, "sched_yield", lambda: None)
@@ -130,6 +132,7 @@ class MpiGroup(BaseGroup):
         self._verify_out = np.empty(10, np.int64)
         self._verify_req = None        # the persistent MIN-allreduce, made on first use
         self._scratch = None           # _ring_allreduce's receive buffer, kept
+        self._ring_steps = {}          # _ring_allreduce's schedule by length
         self._hot = _bind_hot(MPI)     # the C allreduce, or None
         self._hot_state = None         # its int64 slots, made with the verification request
         self._hot_plans = {}           # (size, dtype, op) -> its plan (row, count, type, op)
@@ -401,7 +404,8 @@ class MpiGroup(BaseGroup):
             return False
         row = self._row("allreduce", a, 0, op) if self.verify else bytes(80)
         words = np.frombuffer(row, np.int64).tolist() + [
-            a.size, _int_handle(mpi_type.handle), _int_handle(self._ops[op].handle)]
+            a.size, _int_handle(mpi_type.handle), _int_handle(self._ops[op].handle),
+            int(max(_HOT_S, a.nbytes * _HOT_S_PER_BYTE) * 1e9)]
         plan = self._hot_plans[(a.size, a.dtype, op)] = np.array(words, np.int64).tobytes()
         return plan
 
@@ -433,7 +437,12 @@ class MpiGroup(BaseGroup):
         one (184 us) and beat it at 16 MiB (3.7 against 4.0 ms). Receives posted after the
         sends cost 20 us more at 256 KiB (67 against 47)."""
         comm, reduce_into = self.comm, reducer(op)
-        steps = alg.ring_allreduce(self.rank, self.world_size, a.size)
+        steps = self._ring_steps.get(a.size)
+        if steps is None:            # made once per length: building it cost 12 us a call
+            if len(self._ring_steps) >= _MAX_ROWS:
+                self._ring_steps.clear()
+            steps = self._ring_steps[a.size] = alg.ring_allreduce(self.rank, self.world_size,
+                                                                  a.size)
         largest = -(-a.size // self.world_size)        # a segment: one receive per step
         scratch = self._scratch
         if scratch is None or scratch.dtype != a.dtype or scratch.size < largest:
