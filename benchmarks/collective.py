@@ -53,8 +53,11 @@ def _time_allreduce(allreduce, barrier, nbytes, tiny):
     import numpy as np
     x = np.zeros(nbytes // 4, np.float32)      # stays finite under repeated sums
     iters = iterations(nbytes, tiny)
-    for _ in range(min(iters, 200)):             # warm up: MPI sets up the first calls
-        allreduce(x)                              # of a size lazily (24 us for raw 4 KiB)
+    # Warm up with as many calls as are timed: MPI sets up a size's first calls lazily, and
+    # a core that slept needs a few ms to speed up (with 200 warm-up calls, raw 4 KiB read
+    # 5-11 us a call on the column's first size, 2.8-3.1 after 2,000).
+    for _ in range(iters):
+        allreduce(x)
     barrier()
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(iters):
@@ -175,6 +178,10 @@ def formation_table(f, backend="zray's cpu backend"):
 def raw_mpi_main(size_list, tiny):
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
+    if not tiny:
+        # The column before (the spmd ranks and their nodes) may still be exiting.
+        time.sleep(SETTLE_S)
+        comm.Barrier()
     out = {}
     for nbytes in size_list:
         out[nbytes] = _slowest(comm.allgather(
