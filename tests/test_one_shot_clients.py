@@ -66,3 +66,70 @@ def test_a_node_answers_thousands_of_status_queries_with_flat_file_descriptors(z
         assert local_node.query(wire.CLUSTER_INFO, info)["nodes"]
     assert _fds(info["pid"]) - before < 50
     assert zray.get(zray.put("still answering")) == "still answering"
+
+
+def test_a_kept_node_client_asks_many_times_skips_late_replies_and_cleans_up(tmp_path):
+    """NodeClient (the launcher's watch: four requests a second for a job's life) keeps one
+    transport: its descriptors stay flat, a reply to an earlier request that timed out is
+    skipped, a malformed reply is an error naming its type, and close() removes its socket
+    file and refuses later requests."""
+    import threading
+    (tmp_path / "sock").mkdir()
+    server = Transport(f"ipc://{tmp_path}/sock/node")
+    client = local_node.NodeClient({"session": str(tmp_path), "address": server.address})
+    script = []            # per request: the replies the server sends, as (req_id, payload)
+
+    def serve():
+        for replies in script:
+            assert server.inbox.poll(10_000)
+            sender, msg_type, payload, _ = server.recv(zmq.NOBLOCK)
+            for reply in replies(payload[0]):
+                server.send(sender, wire.CLUSTER_INFO_REPLY, reply)
+
+    try:
+        script[:] = [lambda rid: [(rid, {"n": rid}, None)]] * 220 + [
+            lambda rid: [],                                       # no answer: a timeout
+            lambda rid: [(rid - 1, "late", None), (rid, "fresh", None)],
+            lambda rid: ["not a triple"],
+            lambda rid: [(rid, None, ValueError("the node's own error"))]]
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        for i in range(20):
+            assert client.query(wire.CLUSTER_INFO) == {"n": i + 1}
+        before = _fds()
+        for i in range(20, 220):
+            assert client.query(wire.CLUSTER_INFO) == {"n": i + 1}
+        assert _fds() - before < 5
+        try:
+            client.query(wire.CLUSTER_INFO, timeout=0.3)
+        except TimeoutError as exc:
+            assert "did not answer in 0.3s" in str(exc)
+        else:
+            raise AssertionError("no timeout")
+        assert client.query(wire.CLUSTER_INFO) == "fresh"
+        try:
+            client.query(wire.CLUSTER_INFO)
+        except RuntimeError as exc:
+            assert "CLUSTER_INFO_REPLY" in str(exc) and "not a triple" in str(exc)
+        else:
+            raise AssertionError("a malformed reply passed")
+        try:
+            client.query(wire.CLUSTER_INFO)
+        except ValueError as exc:
+            assert "the node's own error" in str(exc)
+        else:
+            raise AssertionError("the node's error was not raised")
+        thread.join(10)
+        socket_file = client._address[len("ipc://"):]
+        assert os.path.exists(socket_file)
+        client.close()
+        assert not os.path.exists(socket_file)
+        try:
+            client.query(wire.CLUSTER_INFO)
+        except ConnectionError as exc:
+            assert "closed" in str(exc)
+        else:
+            raise AssertionError("a closed client asked")
+    finally:
+        client.close()
+        server.close()

@@ -66,12 +66,18 @@ class _Group:
         return self.seq.run_sync(self._run, op_name, fn, args, timeout_ms)
 
     def call_default(self, op_name, fn, *args):
-        """call() of a synchronous call with the group's default timeout."""
+        """call() of a synchronous call with the group's default timeout. The idle,
+        healthy case is run_sync's and _run's inline (allreduce's hot path: two frames
+        fewer, 0.15 us of a 5 us call)."""
         seq = self.seq
-        if seq.pending:
+        if seq.pending or self.broken is not None:
             return seq.run_sync(self._run, op_name, fn, args, self.impl.config.timeout_ms)
-        with seq.lock:            # run_sync's idle case inline: allreduce's hot path
-            return self._run(op_name, fn, args, self.impl.config.timeout_ms)
+        with seq.lock:
+            deadline = time.monotonic() + self.impl.config.timeout_ms / 1000
+            try:
+                return fn(*args, deadline)
+            except Exception as exc:
+                self._failed(op_name, exc)
 
     def _run(self, op_name, fn, args, timeout_ms):
         if self.broken is not None:
@@ -81,17 +87,21 @@ class _Group:
         deadline = time.monotonic() + timeout_ms / 1000     # from the start of the call
         try:
             return fn(*args, deadline)
-        except CollectiveArgumentError as exc:
+        except Exception as exc:
+            self._failed(op_name, exc)
+
+    def _failed(self, op_name, exc):
+        """Raise what a call that raised `exc` raises; break the group where it must."""
+        if isinstance(exc, CollectiveArgumentError):
             if exc.peer is not None and self.backend == "cpu" and not self.impl.use_shm:
                 self._break(exc)       # the peers saw other data: they cannot recover
-            raise
-        except CollectiveError as exc:
+            raise exc
+        if isinstance(exc, CollectiveError):
             self._break(exc)
-            raise
-        except Exception as exc:
-            self._break(exc)
-            raise CollectiveError(f"{op_name} failed: {exc!r}", group=self.name,
-                                  rank=self.rank) from exc
+            raise exc
+        self._break(exc)
+        raise CollectiveError(f"{op_name} failed: {exc!r}", group=self.name,
+                              rank=self.rank) from exc
 
     def _break(self, exc):
         if self.broken is None:
