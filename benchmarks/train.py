@@ -21,6 +21,7 @@ time(other)/time(zray), for fit and for loop.
 """
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 
+log = logging.getLogger("zray.benchmarks.train")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY_PYTHON = "/opt/rayvenv/bin/python"
 FRAMEWORKS = ("zray", "zray-zray", "ray", "torchrun")
@@ -169,6 +171,14 @@ def _parse_result(stdout):
     return None
 
 
+def _failure_summary(out):
+    """A failed command's exit code, the lines that name an error, and its output's tail."""
+    text = out.stdout + out.stderr
+    named = [ln for ln in text.splitlines()
+             if any(w in ln for w in ("Error", "error:", "what()", "terminate", "Abort"))]
+    return f"exit {out.returncode}; " + " | ".join(named[:8])[:1500] + " ... " + text[-800:]
+
+
 def run_framework(framework, args):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if framework == "torchrun":
@@ -179,14 +189,27 @@ def run_framework(framework, args):
                str(args.epochs), "--workers", str(args.workers)]
         env["BENCH_CKPT_DIR"] = ckpt
         env.setdefault("OMP_NUM_THREADS", "1")
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
-        wall = time.perf_counter() - t0
+        failed = None
+        for attempt in range(2):
+            # Once more after a failure: a rank of torchrun's gloo job aborted (SIGABRT) once
+            # in a CI rehearsal and not in the next 6 runs; it is the anchor, not zray.
+            shutil.rmtree(ckpt, ignore_errors=True)
+            os.makedirs(ckpt)
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                 timeout=args.timeout)
+            wall = time.perf_counter() - t0
+            if out.returncode == 0:
+                break
+            failed = _failure_summary(out)
+            log.warning("torchrun failed (attempt %d): %s", attempt + 1, failed)
         shutil.rmtree(ckpt, ignore_errors=True)
         if out.returncode != 0:
-            return {"error": (out.stdout + out.stderr)[-2000:]}
+            return {"error": failed}
         res = _parse_result(out.stdout) or {}
         res["fit_s"] = wall
+        if failed:
+            res["failed_once"] = failed
         return res
     python = sys.executable
     if framework == "ray":

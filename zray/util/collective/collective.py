@@ -53,8 +53,10 @@ class _Group:
         self.backend = impl.backend
         self.seq = Sequencer(name)
         self.broken = None
-        # The backend's allreduce of a flat host array, for the API's hot path (or None).
+        # The backend's allreduce of a flat host array, for the API's hot path (or None),
+        # and its native path (True: done; False: nothing started, take allreduce_flat).
         self.allreduce_flat = getattr(impl, "allreduce_flat", None)
+        self.allreduce_hot = getattr(impl, "allreduce_hot", None)
 
     def call(self, op_name, fn, timeout_ms, async_op, *args):
         """Run fn(*args, deadline) in the group's call order; async_op: return a Work."""
@@ -407,8 +409,16 @@ def allreduce(tensor, group_name="default", op=T.ReduceOp.SUM, *, timeout_ms=Non
         flags, kind = tensor.flags, tensor.dtype.kind
         if flags.c_contiguous and flags.writeable and kind in "iuf" and \
                 (kind == "f" or op is not T.ReduceOp.AVG):
-            return g.call_default("allreduce", g.allreduce_flat,
-                                  tensor if tensor.ndim == 1 else tensor.reshape(-1), op)
+            flat = tensor if tensor.ndim == 1 else tensor.reshape(-1)
+            hot, seq = g.allreduce_hot, g.seq
+            if hot is not None and not seq.pending and g.broken is None:
+                with seq.lock:                # call_default's idle case, and no deadline
+                    try:
+                        if hot(flat, op):
+                            return None
+                    except Exception as exc:
+                        g._failed("allreduce", exc)
+            return g.call_default("allreduce", g.allreduce_flat, flat, op)
     try:                                  # the checks inline: this is the hot call
         if timeout_ms is None and type(op) is T.ReduceOp:
             reduce_op = op                # the defaults: nothing to build

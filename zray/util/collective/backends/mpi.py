@@ -369,20 +369,32 @@ class MpiGroup(BaseGroup):
     def allreduce(self, view, op, deadline):
         self.allreduce_flat(view.flat(), op, deadline)
 
-    def allreduce_flat(self, a, op, deadline):
+    def allreduce_hot(self, a, op, deadline=None):
+        """The C path: True when it ran this allreduce (to its end: with the Python waits
+        when a peer was late), False when the call cannot take it and nothing was started.
+        `deadline` None: the group's default timeout from now (the API's hot path computes
+        no deadline for the calls that need none)."""
         hot = self._hot_state
-        if hot is not None and a.nbytes < self.ring_min_bytes:
-            plan = self._hot_plans.get((a.size, a.dtype, op))
-            if plan is None:
-                plan = self._hot_plan(a, op)
-            if plan:
-                rc = self._hot.allreduce(hot, a, plan)
-                if rc:
-                    self._hot_finish(rc, a, op, deadline)
-                if op is ReduceOp.AVG:
-                    np.divide(a, self.world_size, out=a)
-                return
-        elif hot is None and self._hot is not None:
+        if hot is None or a.nbytes >= self.ring_min_bytes:
+            return False
+        plan = self._hot_plans.get((a.size, a.dtype, op))
+        if plan is None:
+            plan = self._hot_plan(a, op)
+        if not plan:
+            return False
+        rc = self._hot.allreduce(hot, a, plan)
+        if rc:
+            if deadline is None:
+                deadline = time.monotonic() + self.config.timeout_ms / 1000
+            self._hot_finish(rc, a, op, deadline)
+        if op is ReduceOp.AVG:
+            np.divide(a, self.world_size, out=a)
+        return True
+
+    def allreduce_flat(self, a, op, deadline):
+        if self.allreduce_hot(a, op, deadline):
+            return
+        if self._hot_state is None and self._hot is not None:
             self._hot_setup()                # this rank's first allreduce: the C path next
         self._verify("allreduce", a, 0, op, deadline)
         if a.nbytes >= self.ring_min_bytes and a.size >= self.world_size > 1:
