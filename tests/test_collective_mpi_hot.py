@@ -80,6 +80,33 @@ HOT = textwrap.dedent('''
             raise AssertionError("no error for mismatched allreduces")
         x = np.ones(2); col.allreduce(x, "hot"); assert (x == n).all()
 
+    # the kept (persistent) data request: made when every rank repeats its previous call,
+    # started while every rank's kept request serves the call, replaced when all repeat
+    # another; calls that only some ranks repeat take an Iallreduce. Results stay right.
+    KEPT, KEPT_BUF = 9, 11
+    a, b = np.zeros(1000), np.zeros(1000)
+    for step in range(12):
+        # a, a, a, b, b, b, a, ...: ranks switch together; from step 8 on, rank 0 switches
+        # buffers every call and the others every third (the repeat flags then differ)
+        use = (b if (step // 3) % 2 else a) if (step < 8 or rank) else (a if step % 2 else b)
+        use[:] = rank + step
+        col.allreduce(use, "hot")
+        assert (use == sum(range(n)) + n * step).all(), (step, use[:3])
+        if step in (1, 2, 4, 5):
+            assert impl._hot_state[KEPT] == 1, (step, impl._hot_state)
+            assert impl._hot_state[KEPT_BUF] == use.ctypes.data, step
+    for late in (False, False, True):           # kept on `a`; then a late peer's call on it
+        if late and rank == 1:
+            time.sleep(0.2)
+        seen.clear()
+        a[:] = rank + 1
+        col.allreduce(a, "hot")
+        assert (a == n * (n + 1) / 2).all(), a[:3]
+        assert impl._hot_state[KEPT] == 1 and impl._hot_state[KEPT_BUF] == a.ctypes.data
+    # rank 0 waited for the verification in Python, then data() started the kept request
+    # (and, if it was not done within its polls, waited for it in Python too: 3)
+    assert rank != 0 or (seen[0] == 1 and set(seen) <= {1, 3}), seen
+
     # an MPI error inside the C call (a datatype handle that is none): a negative code,
     # raised by the backend as a CollectiveError naming the group; nothing was started
     from zray import _mpi_hot
@@ -120,14 +147,14 @@ def test_c_path_argument_checks_without_mpi():
         else:
             raise AssertionError("allreduce before bind")
         try:
-            _mpi_hot.bind(0, 1, 1)
+            _mpi_hot.bind(0, 1, 1, 1, 1)
         except ValueError as exc:
             assert "address is 0" in str(exc)
         else:
             raise AssertionError("bind to address 0")
         import ctypes
         libc = ctypes.CDLL(None)
-        _mpi_hot.bind(*[ctypes.cast(libc.abs, ctypes.c_void_p).value] * 3)
+        _mpi_hot.bind(*[ctypes.cast(libc.abs, ctypes.c_void_p).value] * 5)
         for args, err in (((state[:3], np.ones(2), plan), "state: 24 bytes"),
                           ((state, np.ones(2), plan[:16]), "plan: 16 bytes"),
                           ((state, np.ones(2)), "takes 3 arguments")):

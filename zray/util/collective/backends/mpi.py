@@ -42,6 +42,8 @@ _MAX_PAUSE_S = 2e-4      # then sleeps no longer than this between polls
 _POLLS_PER_CLOCK = 16    # polls between two reads of the clock while spinning
 _QUICK_POLLS = 32        # polls (~0.15 us each) before the first clock read of a wait
 _MAX_ROWS = 64           # verification rows kept (one per distinct call shape)
+_ROW_WORDS = 10          # a verification row: 5 fields and their negations
+_VERIFY_WORDS = 12       # the row, then the C path's two flags (kept request fits, a repeat)
 _RING_TAG = 8            # point-to-point messages of _ring_allreduce (send/recv use 7)
 # Allreduces from this size take _ring_allreduce instead of MPI's Iallreduce. Measured,
 # 2 ranks on one node (us, the median of 12 interleaved blocks beside raw Allreduce):
@@ -90,7 +92,8 @@ def _bind_hot(MPI):
             return None
         lib = ctypes.CDLL(MPI.__file__)        # its dependencies: the libmpi in use
         _mpi_hot.bind(*(ctypes.cast(getattr(lib, f), ctypes.c_void_p).value
-                        for f in ("MPI_Start", "MPI_Test", "MPI_Iallreduce")))
+                        for f in ("MPI_Start", "MPI_Test", "MPI_Iallreduce",
+                                  "MPI_Allreduce_init", "MPI_Request_free")))
         _HOT = _mpi_hot
     except (ImportError, OSError, AttributeError, TypeError, ValueError) as exc:
         log.debug("the mpi backend's C allreduce is off: %r", exc)
@@ -127,9 +130,9 @@ class MpiGroup(BaseGroup):
                      ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}
         self._in_place = MPI.IN_PLACE
         self._rows = {}
-        self._verify_in = np.empty(10, np.int64)
+        self._verify_in = np.zeros(_VERIFY_WORDS, np.int64)
         self._verify_in_bytes = memoryview(self._verify_in).cast("B")
-        self._verify_out = np.empty(10, np.int64)
+        self._verify_out = np.zeros(_VERIFY_WORDS, np.int64)
         self._verify_req = None        # the persistent MIN-allreduce, made on first use
         self._scratch = None           # _ring_allreduce's receive buffer, kept
         self._ring_steps = {}          # _ring_allreduce's schedule by length
@@ -207,7 +210,12 @@ class MpiGroup(BaseGroup):
         return g
 
     def destroy(self):
-        self._hot = self._hot_state = None
+        state, self._hot, self._hot_state = getattr(self, "_hot_state", None), None, None
+        if state is not None and state[9] and not getattr(self, "_abandoned", False):
+            try:                             # the C path's kept (persistent) data request
+                self.MPI.Request.fromhandle(int(state[10]) % 2 ** 64).Free()
+            except self.MPI.Exception as exc:
+                log.debug("freeing the kept request of %r: %r", self.name, exc)
         req, self._verify_req = getattr(self, "_verify_req", None), None
         if req and not getattr(self, "_abandoned", False):
             try:
@@ -299,14 +307,14 @@ class MpiGroup(BaseGroup):
         req = self._verify_req
         if req is None:
             req = self._verify_req = self._persistent_verify()
+        self._verify_in_bytes[:len(mine_bytes)] = mine_bytes
+        self._verify_in[_ROW_WORDS:] = 0        # the C path's flags: no kept request here
         if req is False:
-            req = self.comm.Iallreduce(np.frombuffer(mine_bytes, np.int64), self._verify_out,
-                                       self.MPI.MIN)
+            req = self.comm.Iallreduce(self._verify_in, self._verify_out, self.MPI.MIN)
         else:
-            self._verify_in_bytes[:] = mine_bytes
             req.Start()
         self._wait(req, deadline, op_name)
-        if self._verify_out.tobytes() != mine_bytes:
+        if self._verify_out[:_ROW_WORDS].tobytes() != mine_bytes:
             raise self._mismatch(op_name, array, root)
 
     def _row(self, op_name, array, root, op):
@@ -343,9 +351,10 @@ class MpiGroup(BaseGroup):
                 return
             verifying, verify = 1, _int_handle(self._verify_req.handle)
         slots = np.zeros(self._hot.SLOTS, np.int64)
-        slots[:7] = (_int_handle(self.comm.handle), verifying, verify,
+        slots[:9] = (_int_handle(self.comm.handle), verifying, verify,
                      self._verify_in.ctypes.data, self._verify_out.ctypes.data,
-                     int(self.MPI.IN_PLACE), int(_HOT_S * 1e9))
+                     int(self.MPI.IN_PLACE), int(_HOT_S * 1e9), 0,
+                     _int_handle(self.MPI.INFO_NULL.handle))
         self._hot_state = slots
 
     def _persistent_verify(self):
@@ -427,10 +436,11 @@ class MpiGroup(BaseGroup):
         MPI = self.MPI
         if rc == 1:                                  # the verification is pending
             self._wait(self._verify_req, deadline, "allreduce")
-            if self._verify_out.tobytes() != self._row("allreduce", a, 0, op):
+            if self._verify_out[:_ROW_WORDS].tobytes() != self._row("allreduce", a, 0, op):
                 raise self._mismatch("allreduce", a, 0)
-            self._wait(self.comm.Iallreduce(self._in_place, a, self._ops[op]), deadline,
-                       "allreduce", a.nbytes)
+            rc = self._hot.data(self._hot_state, a, self._hot_plans[(a.size, a.dtype, op)])
+            if rc:
+                self._hot_finish(rc, a, op, deadline)
         elif rc == 2:
             raise self._mismatch("allreduce", a, 0)
         elif rc == 3:                                # the data is pending
