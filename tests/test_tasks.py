@@ -134,7 +134,10 @@ def test_num_returns_0_still_runs(shared_cluster, tmp_path):
 
     assert side_effect.remote(str(marker)) is None
     deadline = time.monotonic() + 10
-    while not marker.exists() and time.monotonic() < deadline:
+    # Until the content is there, not the file: the worker creates it, then writes (a CI
+    # rehearsal read it empty in between).
+    while not (marker.exists() and marker.read_text() == "yes") and \
+            time.monotonic() < deadline:
         time.sleep(0.02)
     assert marker.read_text() == "yes"
 
