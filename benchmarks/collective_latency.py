@@ -39,10 +39,6 @@ def main(argv=None):
     ap.add_argument("--bytes", type=int, default=4096)
     ap.add_argument("--calls", type=int, default=20000)
     a = ap.parse_args(argv)
-    import os
-    if os.environ.get("ZRAY_ADDRESS") and os.environ.get("LAT_WAIT"):
-        from zray.node.warmup import MAX_DELAY_S
-        time.sleep(MAX_DELAY_S + 2)
     import numpy as np
     from mpi4py import MPI
     import zray.util.collective as col

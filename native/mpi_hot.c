@@ -317,7 +317,11 @@ PyInit__mpi_hot(void)
     PyObject *m = PyModule_Create(&mpi_hot_module);
     if (m == NULL)
         return NULL;
+    /* the slots the Python side reads: a pending request, the kept one */
     if (PyModule_AddIntConstant(m, "SLOTS", ST_SLOTS) < 0 ||
+        PyModule_AddIntConstant(m, "SLOT_REQUEST", ST_REQUEST) < 0 ||
+        PyModule_AddIntConstant(m, "SLOT_HAS_KEPT", ST_HAS_KEPT) < 0 ||
+        PyModule_AddIntConstant(m, "SLOT_KEPT", ST_KEPT) < 0 ||
         PyModule_AddIntConstant(m, "VERIFY_WORDS", VERIFY_WORDS) < 0 ||
         PyModule_AddIntConstant(m, "PLAN_WORDS", PLAN_WORDS) < 0) {
         Py_DECREF(m);

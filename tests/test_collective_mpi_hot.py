@@ -116,7 +116,8 @@ HOT = textwrap.dedent('''
     rc = _mpi_hot.allreduce(state, np.ones(2), bytes(plan))
     assert rc < 0, rc
     try:
-        impl._hot_finish(rc, np.ones(2), col.ReduceOp.SUM, time.monotonic() + 10)
+        impl._hot_finish(rc, np.ones(2), col.ReduceOp.SUM, bytes(plan),
+                         time.monotonic() + 10)
     except col.CollectiveError as exc:
         assert "MPI error" in str(exc) and "'hot'" in str(exc), exc
     else:

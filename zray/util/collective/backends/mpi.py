@@ -210,10 +210,12 @@ class MpiGroup(BaseGroup):
         return g
 
     def destroy(self):
-        state, self._hot, self._hot_state = getattr(self, "_hot_state", None), None, None
-        if state is not None and state[9] and not getattr(self, "_abandoned", False):
+        hot, state = getattr(self, "_hot", None), getattr(self, "_hot_state", None)
+        self._hot = self._hot_state = None
+        if state is not None and state[hot.SLOT_HAS_KEPT] and \
+                not getattr(self, "_abandoned", False):
             try:                             # the C path's kept (persistent) data request
-                self.MPI.Request.fromhandle(int(state[10]) % 2 ** 64).Free()
+                self.MPI.Request.fromhandle(int(state[hot.SLOT_KEPT]) % 2 ** 64).Free()
             except self.MPI.Exception as exc:
                 log.debug("freeing the kept request of %r: %r", self.name, exc)
         req, self._verify_req = getattr(self, "_verify_req", None), None
@@ -395,7 +397,7 @@ class MpiGroup(BaseGroup):
         if rc:
             if deadline is None:
                 deadline = time.monotonic() + self.config.timeout_ms / 1000
-            self._hot_finish(rc, a, op, deadline)
+            self._hot_finish(rc, a, op, plan, deadline)
         if op is ReduceOp.AVG:
             np.divide(a, self.world_size, out=a)
         return True
@@ -423,14 +425,14 @@ class MpiGroup(BaseGroup):
         if mpi_type is None or a.size >= 2 ** 31:
             self._hot_plans[(a.size, a.dtype, op)] = False
             return False
-        row = self._row("allreduce", a, 0, op) if self.verify else bytes(80)
+        row = self._row("allreduce", a, 0, op) if self.verify else bytes(8 * _ROW_WORDS)
         words = np.frombuffer(row, np.int64).tolist() + [
             a.size, _int_handle(mpi_type.handle), _int_handle(self._ops[op].handle),
             int(max(_HOT_S, a.nbytes * _HOT_S_PER_BYTE) * 1e9)]
         plan = self._hot_plans[(a.size, a.dtype, op)] = np.array(words, np.int64).tobytes()
         return plan
 
-    def _hot_finish(self, rc, a, op, deadline):
+    def _hot_finish(self, rc, a, op, plan, deadline):
         """The C path came back before the end: a late peer (wait here, with the deadline
         and the peers' liveness), a mismatch, or an MPI error."""
         MPI = self.MPI
@@ -438,14 +440,14 @@ class MpiGroup(BaseGroup):
             self._wait(self._verify_req, deadline, "allreduce")
             if self._verify_out[:_ROW_WORDS].tobytes() != self._row("allreduce", a, 0, op):
                 raise self._mismatch("allreduce", a, 0)
-            rc = self._hot.data(self._hot_state, a, self._hot_plans[(a.size, a.dtype, op)])
+            rc = self._hot.data(self._hot_state, a, plan)
             if rc:
-                self._hot_finish(rc, a, op, deadline)
+                self._hot_finish(rc, a, op, plan, deadline)
         elif rc == 2:
             raise self._mismatch("allreduce", a, 0)
         elif rc == 3:                                # the data is pending
-            self._wait(MPI.Request.fromhandle(int(self._hot_state[7]) % 2 ** 64), deadline,
-                       "allreduce", a.nbytes)
+            handle = int(self._hot_state[self._hot.SLOT_REQUEST]) % 2 ** 64
+            self._wait(MPI.Request.fromhandle(handle), deadline, "allreduce", a.nbytes)
         else:
             self._raise_mpi(MPI.Exception(-rc), "allreduce")
 
