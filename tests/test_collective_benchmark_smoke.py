@@ -17,6 +17,10 @@ def test_collective_benchmark_tiny():
         assert word in out.stdout, out.stdout
     if "# zray-mpi\n" in out.stdout and shutil.which("mpiexec"):
         assert "# zray-mpi-spmd\n" in out.stdout, out.stdout     # the launcher's column ran
+        # the paired table: the backend against raw mpi4py in the same ranks, both kinds
+        paired = out.stdout.split("# paired:")[1].splitlines()
+        assert "actors raw/zray" in paired[1] and "spmd raw/zray" in paired[1], out.stdout
+        assert len(paired[2].split()) == 7, out.stdout        # bytes + 3 figures per kind
 
 
 def test_collective_latency_breakdown_tiny():
