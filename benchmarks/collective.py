@@ -11,8 +11,6 @@ Prints nccl-tests columns (bytes, time, algbw, busbw; busbw = algbw * 2(n-1)/n) 
                 zray.launch --spmd` (the job's communicator, item 6): the same calls as
                 zray-mpi, over MPICH's own shared memory instead of a joined communicator
   raw-mpi4py    comm.Allreduce(IN_PLACE) under `mpiexec -n <world>` (buffer API)
-  raw-mpi4py-in-spmd  the same call timed inside the zray-mpi-spmd ranks, in blocks
-                alternating with zray-mpi-spmd's (see "paired" below)
   ray-gloo      ray.util.collective's gloo backend, run by /opt/rayvenv/bin/python when
                 Ray and torch import there (else n/a)
 then the ratios of each zray backend to raw mpi4py and to Ray (wall times). float32, in
