@@ -50,6 +50,30 @@ def test_backend_names():
         T.Backend("tcp")
 
 
+def test_is_backend_available_by_any_case(monkeypatch):
+    for name in ("GLOO", "gloo", "cpu", "torch_gloo"):
+        assert col.is_backend_available(name) is True          # needs nothing installed
+    assert col.is_backend_available("MPI") == col.mpi_available()
+    assert col.is_backend_available("NCCL") == col.nccl_available()
+    for bad in ("ucc", "", None, 3):
+        assert col.is_backend_available(bad) is False         # Ray's answer: not an error
+    monkeypatch.setattr(col, "mpi_available", lambda: False)
+    assert col.is_backend_available("mpi") is False
+
+
+@pytest.mark.parametrize("name", ["allreduce_multigpu", "reduce_multigpu", "broadcast_multigpu",
+                                  "allgather_multigpu", "reducescatter_multigpu",
+                                  "send_multigpu", "recv_multigpu"])
+def test_multigpu_calls_say_what_to_do_instead(solo, name):
+    with pytest.raises(CollectiveError, match="one actor per GPU") as info:
+        getattr(col, name)([np.ones(2)], group_name=solo)
+    assert name.replace("_multigpu", "") in str(info.value)
+    assert getattr(col, name).__name__ == name
+    x = np.ones(2)                                   # the group is untouched and goes on
+    col.allreduce(x, solo)
+    assert (x == 1).all()
+
+
 def test_options_are_frozen_and_checked():
     o = T.AllReduceOptions()
     with pytest.raises(dataclasses.FrozenInstanceError):
