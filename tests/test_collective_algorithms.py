@@ -7,10 +7,20 @@ from zray.util.collective.tensors import reducer
 from zray.util.collective.types import ReduceOp
 
 ADD = reducer(ReduceOp.SUM)
+SENDS = {"copied": True}
+
+
+@pytest.fixture(autouse=True, params=["copied", "zero-copy"])
+def send_mode(request):
+    """Every schedule runs twice: sends copied, and sends queued as views of the buffers (as
+    the ZeroMQ transport sends a collective's large messages): a schedule that wrote a range
+    it sent before the peer took it would give a wrong result in the second."""
+    SENDS["copied"] = request.param == "copied"
+    return request.param
 
 
 def run(n, make_steps, inputs, chunk=7, inputs2=None):
-    net = alg.MemoryNetwork(n)
+    net = alg.MemoryNetwork(n, copy_sends=SENDS["copied"])
     works = [x.copy() for x in inputs]
     gens = []
     for r in range(n):
@@ -113,6 +123,17 @@ def test_mismatched_schedules_are_reported_not_hung():
         run(n, lambda r: alg.tree_allreduce(r, n, 4 if r == 0 else 5), [np.ones(5)] * n)
     with pytest.raises(alg.DeadlockError):
         run(n, lambda r: alg.tree_reduce(r, n, 4, root=r), [np.ones(4)] * n)
+
+
+def test_zero_copy_mode_catches_a_range_written_before_the_peer_took_it(send_mode):
+    """The check above can fail: rank 0 sends its range, then overwrites it with rank 2's
+    data while rank 1 still waits for rank 2 first."""
+    T, S = alg.Transfer, alg.Step
+    steps = {0: [S(sends=(T(1, 0, 1),)), S(recvs=(T(2, 0, 1),))],
+             1: [S(recvs=(T(2, 0, 1),)), S(recvs=(T(0, 1, 2),))],
+             2: [S(sends=(T(0, 0, 1), T(1, 0, 1)))]}
+    works, _ = run(3, steps.__getitem__, [np.array([10, 0]), np.array([0, 0]), np.array([2, 0])])
+    assert works[1][1] == (10 if send_mode == "copied" else 2)
 
 
 def test_choice_by_size():

@@ -90,6 +90,25 @@ class Member:
         import os
         return os.getpid()
 
+    def allreduce_then_overwrite(self, name, n, rounds):
+        """Large allreduces over ZeroMQ (their messages go out of the tensor itself), the
+        tensor overwritten the moment each call returns: a message still read from it
+        would carry the NaNs to a peer. (wrong results, zero-copy messages per call)"""
+        r, ws = col.get_rank(name), col.get_collective_group_size(name)
+        net = col.get_group_handle(name).net
+        tracked = []
+        wait_sent = net._wait_sent
+        net._wait_sent = lambda deadline: (tracked.append(len(net.in_flight)),
+                                           wait_sent(deadline))[1]
+        wrong, x = 0, np.empty(n)
+        for k in range(rounds):
+            x[:] = r + k
+            col.allreduce(x, name)
+            wrong += not (x == sum(range(ws)) + ws * k).all()
+            x[:] = np.nan
+        net._wait_sent = wait_sent
+        return wrong, min(tracked), net.in_flight
+
     def every_op(self, name, lib, n):
         r, ws = col.get_rank(name), col.get_collective_group_size(name)
         out = {}
@@ -216,6 +235,20 @@ def test_every_op(members, lib, path):
     _destroy(members, name)
 
 
+def test_network_allreduce_sends_the_tensor_itself_and_returns_once_sent(members):
+    """Messages of >= zero_copy_min_bytes leave without a copy; the call returns only once
+    ZeroMQ let go of them, so the caller may write the tensor at once."""
+    name = "zero-copy"
+    _form(members, name, force_network=True)
+    n = 3 * (4 << 20) // 8 + 5              # float64: ring segments of ~4 MiB, chunked
+    out = zray.get([m.allreduce_then_overwrite.remote(name, n, 6) for m in members],
+                   timeout=240)
+    for wrong, least_tracked, left in out:
+        assert (wrong, left) == (0, []), out
+        assert least_tracked >= 1, out        # the sends were zero-copy ones
+    _destroy(members, name)
+
+
 def test_mpi_large_allreduce_between_actors_rings_over_point_to_point(members):
     """>= RING_MIN_BYTES_JOINED (4 MiB): the mpi backend's own ring over Isend/Irecv, with a
     length the member count does not divide; then a small call still uses Iallreduce."""
@@ -298,14 +331,17 @@ def test_timeout_when_a_member_never_calls(members):
     _destroy(members[:2], "late")
 
 
-@pytest.mark.parametrize("path", ["shm", "net", "mpi"])
+@pytest.mark.parametrize("path", ["shm", "net", "net-large", "mpi"])
 def test_member_killed_mid_allreduce_fails_the_others(cluster, path):
+    """net-large: 8 MiB, so the members' messages are zero-copy ones in flight."""
     if path == "mpi" and not _mpi_ok():
         pytest.skip("mpi4py is not installed")
     ms = [Member.remote() for _ in range(3)]
     name = f"killed-{path}"
-    _form(ms, name, force_network=path == "net", backend="mpi" if path == "mpi" else "gloo")
-    pending = [m.allreduce.remote(name, n=1000, timeout_ms=60_000) for m in ms[:2]]
+    _form(ms, name, force_network=path.startswith("net"),
+          backend="mpi" if path == "mpi" else "gloo")
+    n = 1 << 20 if path == "net-large" else 1000
+    pending = [m.allreduce.remote(name, n=n, timeout_ms=60_000) for m in ms[:2]]
     ms[2].sleep.remote(60)
     time.sleep(0.5)
     t0 = time.monotonic()

@@ -199,6 +199,9 @@ class DeadlockError(RuntimeError):
 class MemoryNetwork:
     """n ranks exchanging arrays through FIFO queues, run round-robin in one thread."""
     n: int
+    copy_sends: bool = True       # False: queue views, as a zero-copy transport sends the
+    #                               tensor itself; a schedule that writes a range it sent
+    #                               before the peer took it then gives a wrong result
     queues: dict = field(default_factory=dict)
     messages: int = 0
     max_message_elems: int = 0
@@ -239,7 +242,8 @@ class MemoryNetwork:
             while isinstance(op, Send):
                 if op.peer == rank or not 0 <= op.peer < self.n:
                     raise ValueError(f"rank {rank} sends to invalid peer {op.peer}")
-                self.queues[(rank, op.peer)].append(op.array.copy())
+                self.queues[(rank, op.peer)].append(
+                    op.array.copy() if self.copy_sends else op.array)
                 self.messages += 1
                 self.sent_elems[rank] += len(op.array)
                 self.max_message_elems = max(self.max_message_elems, len(op.array))

@@ -12,6 +12,10 @@ CollectiveConfig defaults (override with `ZRAY_COLLECTIVE_<FIELD>` in the enviro
     heartbeat_ivl_ms      = 1_000     ZMTP heartbeat period between members' sockets
     heartbeat_timeout_ms  = 5_000     a silent connection is dropped after this
     chunk_bytes           = 4 MiB     largest message between nodes (pyzmq copies beyond)
+    zero_copy_min_bytes   = 256 KiB   a collective's messages between nodes of at least this
+                                      size go out of the tensor itself, not a copy (the
+                                      call returns once ZeroMQ let go of them); send()
+                                      always copies (it returns at once)
     shm_slot_bytes        = 4 MiB     per member and buffer; a node's segment holds
                                       2 * world_size * shm_slot_bytes (double buffering)
     tree_threshold_bytes  = 256 KiB   below: tree (latency, log2 n steps); above: ring
@@ -161,6 +165,7 @@ class CollectiveConfig:
     heartbeat_ivl_ms: int = 1_000
     heartbeat_timeout_ms: int = 5_000
     chunk_bytes: int = 4 << 20
+    zero_copy_min_bytes: int = 256 << 10
     shm_slot_bytes: int = 4 << 20
     tree_threshold_bytes: int = 256 << 10
     spin_us: float = 100
@@ -186,9 +191,11 @@ class CollectiveConfig:
                 raise CollectiveArgumentError(
                     f"{name} must be a multiple of 64 in [4 KiB, 1 GiB], got {value}")
         if self.tree_threshold_bytes < 0 or self.spin_iterations < 0 or \
-                self.cma_min_bytes < 0 or not 0 <= self.spin_us <= 10_000:
+                self.cma_min_bytes < 0 or self.zero_copy_min_bytes < 0 or \
+                not 0 <= self.spin_us <= 10_000:
             raise CollectiveArgumentError(
-                "tree_threshold_bytes, spin_iterations and cma_min_bytes must be >= 0, "
+                "tree_threshold_bytes, spin_iterations, cma_min_bytes and zero_copy_min_bytes "
+                "must be >= 0, "
                 f"spin_us in [0, 10000] (got {self.spin_us})")
         if self.liveness_interval_ms >= self.timeout_ms:
             raise CollectiveArgumentError("liveness_interval_ms must be below timeout_ms")

@@ -6,6 +6,14 @@ Messages of one pair arrive in order, so a receive takes the next DATA message o
 the header's seq and size only check that both sides run the same op with the same shape.
 Point-to-point messages (send/recv) have their own kind and queue.
 
+A collective's large messages (config.zero_copy_min_bytes) go out of the tensor itself:
+ZeroMQ's I/O thread reads it, and `run` returns only once ZeroMQ let go of each (its
+tracker), so the caller may write the tensor again. Inside one call a schedule never writes a
+range it sent before the peer took it (every later write of that range depends on what the
+peer received; algorithms.MemoryNetwork(copy_sends=False) checks each schedule for it).
+On a 2-core host this took a 64 MiB ring allreduce between two processes from 56-63 ms to
+36-44 ms: the copy was a third of the work.
+
 Liveness: each DEALER sends ZMTP heartbeats; its monitor reports DISCONNECTED when the peer's
 process dies (at once) or goes silent (heartbeat_timeout_ms). A member that fails a call sends
 ABORT to every peer, so their pending calls fail too instead of waiting out their timeouts.
@@ -60,6 +68,7 @@ class NetTransport:
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
         self.dead = {}
+        self.in_flight = []       # trackers of this call's zero-copy messages
 
     def connect(self, addresses, same_node):
         """addresses[r] for every rank; same_node[r]: connect over loopback."""
@@ -92,10 +101,32 @@ class NetTransport:
         self.ctx.term()
 
     # -- sending ---------------------------------------------------------------------------
-    def send(self, peer, kind, seq, array):
+    def send(self, peer, kind, seq, array, zero_copy=False):
         self._check_peer(peer)
         header = HEADER.pack(kind, seq, array.size, np.dtype(array.dtype).str.encode()[:8])
-        self.dealers[peer].send_multipart([header, np.ascontiguousarray(array)], copy=True)
+        array = np.ascontiguousarray(array)
+        if zero_copy and array.nbytes >= self.config.zero_copy_min_bytes:
+            self.in_flight.append(self.dealers[peer].send_multipart(
+                [header, array], copy=False, track=True))
+        else:
+            self.dealers[peer].send_multipart([header, array], copy=True)
+
+    def _wait_sent(self, deadline):
+        """Until ZeroMQ let go of every zero-copy message of this call."""
+        interval = self.config.liveness_interval_ms / 1000
+        while self.in_flight:
+            tracker = self.in_flight[-1]
+            while not tracker.done:
+                self._check_peer()
+                now = time.monotonic()
+                if now >= deadline:
+                    raise CollectiveTimeoutError("timed out sending data", group=self.group,
+                                                 rank=self.rank)
+                try:
+                    tracker.wait(min(interval, deadline - now))
+                except zmq.NotDone:
+                    pass
+            self.in_flight.pop()
 
     def abort_all(self, seq):
         empty = np.zeros(0, np.uint8)
@@ -165,12 +196,18 @@ class NetTransport:
             op = next(gen)
             while True:
                 if isinstance(op, Send):
-                    self.send(op.peer, DATA, seq, op.array)
+                    self.send(op.peer, DATA, seq, op.array, zero_copy=True)
                     op = next(gen)
                 else:
                     op = gen.send(self._take(op, seq, dtype, deadline))
         except StopIteration:
             pass
+        except BaseException:
+            # A failed call breaks the group. ZeroMQ keeps its reference to each tensor (no
+            # use after free); whatever it still sends goes to a group that is over.
+            self.in_flight.clear()
+            raise
+        self._wait_sent(deadline)
 
     def _take(self, want: Recv, seq, dtype, deadline):
         (their_seq, n_elems, dt), frame = self.recv(want.peer, DATA, deadline)
