@@ -56,6 +56,23 @@ def test_api_and_metrics(shared_cluster):
     assert version["ray_version"].startswith("2.")
 
 
+def test_the_dashboards_own_driver_is_no_worker_or_job(shared_cluster):
+    """The dashboard joins as a driver (internal namespace) when the Jobs API needs one; as
+    in Ray, that connection is listed neither as a worker nor as a job."""
+    import os
+    from zray.util.state import list_jobs, list_workers
+    zray = shared_cluster
+    url = zray.api._context_info()["dashboard_url"]
+    json.loads(_get(url + "/api/jobs/"))     # the dashboard joins as a driver here (before
+    #                                          the fix its pid was listed beside ours)
+    drivers = [w for w in list_workers(limit=10_000, detail=True)
+               if w.worker_type == "DRIVER" and w.is_alive]
+    assert [w.pid for w in drivers] == [os.getpid()], drivers
+    pids = {j.driver_pid for j in list_jobs()
+            if j.type == "DRIVER" and j.status == "RUNNING"}
+    assert pids == {os.getpid()}, pids
+
+
 @pytest.mark.parametrize("path, code", [
     ("/api/actors?offset=abc", 400),
     ("/api/actors?state=NOT_A_STATE_COLUMN&node_id=", 200),

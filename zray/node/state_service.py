@@ -98,6 +98,7 @@ class StateService(Service):
         self.finished_jobs = collections.deque(maxlen=KEEP_EXITED)
         self.job_starts = {}            # job_id -> (start ms, driver pid, address)
         self._workers = {}              # worker_id -> (pid, job_id, registered ms)
+        self._internal_drivers = set()  # addresses of drivers in internal namespaces
         self._paused = {}               # process address -> debugger ports of paused threads
         self.actor_texts = {}           # actor_id -> (version, detail, lower-case text): search
         tasks.set_records(self.records)
@@ -333,15 +334,17 @@ class StateService(Service):
             if isinstance(waited, _ClientWait) and waited.address == gone.address:
                 self._peer_failed(rid, "exited")
         if gone.local:
+            self._internal_drivers.discard(gone.address)
             self._paused.pop(gone.address, None)
             self.metrics.process_gone(gone.address)
             self.records.owner_gone(gone.address)
 
     def client_registered(self, kind, address, pid, job_id, worker_id, namespace=None):
         """The daemon tells of every registration (a driver starts a job here). A driver in
-        an internal namespace (a dashboard's own) is no job to list, as in Ray."""
+        an internal namespace (a dashboard's own) is no job and no worker to list, as in Ray."""
         if kind == "driver":
             if isinstance(namespace, str) and namespace.startswith(INTERNAL_NAMESPACES):
+                self._internal_drivers.add(address)
                 return
             self.job_starts[job_id] = (_now_ms(), pid, address)
         elif kind == "worker" and worker_id:
@@ -552,6 +555,8 @@ class StateService(Service):
         node_id, ip = self.ctx.node_id, self.ctx.node_ip
         rows = []
         for client in list(clients.clients.values()):
+            if client.address in self._internal_drivers:
+                continue
             ports = self._paused.get(client.address, ())
             rows.append({
                 "worker_id": client.worker_id or client.address, "is_alive": True,
