@@ -90,7 +90,7 @@ def test_options_are_frozen_and_checked():
                                     dict(chunk_bytes=100), dict(shm_slot_bytes=1 << 31),
                                     dict(timeout_ms=0), dict(liveness_interval_ms=10,
                                                              timeout_ms=5),
-                                    dict(spin_iterations=-1)])
+                                    dict(spin_iterations=-1), dict(zero_copy_min_bytes=-1)])
 def test_config_bounds(kwargs):
     with pytest.raises(CollectiveArgumentError):
         T.CollectiveConfig(**kwargs)

@@ -114,19 +114,20 @@ class NetTransport:
     def _wait_sent(self, deadline):
         """Until ZeroMQ let go of every zero-copy message of this call."""
         interval = self.config.liveness_interval_ms / 1000
-        while self.in_flight:
-            tracker = self.in_flight[-1]
-            while not tracker.done:
-                self._check_peer()
-                now = time.monotonic()
-                if now >= deadline:
-                    raise CollectiveTimeoutError("timed out sending data", group=self.group,
-                                                 rank=self.rank)
-                try:
-                    tracker.wait(min(interval, deadline - now))
-                except zmq.NotDone:
-                    pass
-            self.in_flight.pop()
+        try:
+            for tracker in self.in_flight:
+                while not tracker.done:
+                    self._check_peer()
+                    now = time.monotonic()
+                    if now >= deadline:
+                        raise CollectiveTimeoutError("timed out sending data",
+                                                     group=self.group, rank=self.rank)
+                    try:
+                        tracker.wait(min(interval, deadline - now))
+                    except zmq.NotDone:
+                        pass
+        finally:
+            self.in_flight.clear()      # sent, or the call failed (see run)
 
     def abort_all(self, seq):
         empty = np.zeros(0, np.uint8)
