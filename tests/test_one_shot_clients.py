@@ -3,6 +3,7 @@ fresh socket each time; the node answers each on a socket it closes at once. Bef
 one per client address, and a dashboard polling for 20 minutes ran its node out of file
 descriptors (a node then answers nothing and cannot even be stopped cleanly)."""
 import os
+import time
 
 import pytest
 import zmq
@@ -115,6 +116,37 @@ def test_a_kept_node_client_asks_many_times_skips_late_replies_and_cleans_up(tmp
         assert not os.path.exists(socket_file)
         with pytest.raises(ConnectionError, match="closed"):
             client.query(wire.CLUSTER_INFO)
+    finally:
+        client.close()
+        server.close()
+
+
+def test_closing_a_node_client_does_not_wait_out_a_query_to_a_silent_node(tmp_path):
+    """A launcher stops (closes its client) while its watch thread waits for a node that
+    does not answer: close() returns at once and the waiting query ends with an error."""
+    import threading
+    (tmp_path / "sock").mkdir()
+    server = Transport(f"ipc://{tmp_path}/sock/node")        # never answers
+    client = local_node.NodeClient({"session": str(tmp_path), "address": server.address})
+    outcome = []
+
+    def ask():
+        try:
+            outcome.append(client.query(wire.CLUSTER_INFO, timeout=30))
+        except Exception as exc:       # noqa: BLE001 - the test reads it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    try:
+        thread.start()
+        assert server.inbox.poll(10_000)          # the query is out and waiting
+        t0 = time.monotonic()
+        client.close()
+        closed_in = time.monotonic() - t0
+        thread.join(5)
+        assert not thread.is_alive()
+        assert isinstance(outcome[0], ConnectionError) and "closed" in str(outcome[0])
+        assert closed_in < 5, closed_in           # not the query's 30 s
     finally:
         client.close()
         server.close()

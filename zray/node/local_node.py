@@ -234,6 +234,9 @@ def _stop(info, timeout):
     return True
 
 
+CLOSE_CHECK_MS = 50     # a waiting query sees close() this soon (a launcher stopping)
+
+
 class NodeClient:
     """Requests to a running node over one transport kept open: a launcher's watch asks its
     node four times a second for as long as the job runs, and a transport per request (a
@@ -265,9 +268,13 @@ class NodeClient:
             deadline = time.monotonic() + timeout
             while True:
                 left_ms = int((deadline - time.monotonic()) * 1000)
-                if left_ms <= 0 or not transport.inbox.poll(left_ms):
+                if left_ms <= 0:
                     raise TimeoutError(f"the zray node at {self.info['address']} did not "
                                        f"answer in {timeout}s")
+                if self._closed:       # close() waits for this lock: let it have it
+                    raise ConnectionError("the node client was closed while it waited")
+                if not transport.inbox.poll(min(left_ms, CLOSE_CHECK_MS)):
+                    continue
                 _, reply_type, payload, _ = transport.recv(_NOBLOCK)
                 try:
                     answered, result, error = payload
@@ -282,8 +289,9 @@ class NodeClient:
                 return result
 
     def close(self):
+        """Within CLOSE_CHECK_MS, even while another thread waits for a silent node."""
+        self._closed = True
         with self._lock:
-            self._closed = True
             transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
