@@ -41,3 +41,18 @@ def test_collective_latency_breakdown_tiny():
     for row in ("raw Allreduce", "floor: verify + data", "zray allreduce",
                 "zray, verify_calls=False"):
         assert row in out.stdout, out.stdout
+
+
+def test_nccl_benchmark_tiny_runs_or_says_why_not():
+    """benchmarks/collective_nccl.py: without CuPy's NCCL and a GPU it says so and exits 0;
+    with one, it prints the paired table and the formation figures."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks",
+                                                       "collective_nccl.py"), "--tiny"],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    from zray.util.collective.backends.nccl import nccl_available
+    if nccl_available():
+        assert "raw/zray" in out.stdout and "create+1st allreduce" in out.stdout, out.stdout
+    else:
+        assert "zray-nccl: n/a (no CuPy with NCCL and a GPU here)" in out.stdout, out.stdout

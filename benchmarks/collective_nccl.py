@@ -1,0 +1,144 @@
+"""The nccl backend beside raw CuPy NCCL on one GPU (issue 12's GPU targets).
+
+    python benchmarks/collective_nccl.py [--min 4096] [--max 268435456] [--tiny]
+                                         [--formation-rounds 3]
+
+Without CuPy's NCCL and a GPU it prints why and exits 0 (the CI smoke test runs it so).
+With one GPU:
+  allreduce     world size 1 on GPU 0, float32, in place; zray's `col.allreduce` (the
+                group's own stream, the call returns once it synchronized) in blocks
+                alternating with raw CuPy NCCL `allReduce` + `stream.synchronize()` on a
+                communicator of its own (the same work a call of zray's does), median block
+                per row, in nccl-tests' columns; the target is raw / zray >= 0.95
+  formation     create_collective_group of one fresh zray actor (num_gpus=1, CuPy imported
+                beforehand), then its first allreduce, in ms; the target is the first
+                operation <= 1 s after the group's creation (Ray: 3.6 s, ray#61073)
+NCCL refuses two ranks on one GPU, so a one-GPU machine measures world size 1 only.
+"""
+import argparse
+import statistics
+import sys
+import time
+
+
+def sizes(lo, hi):
+    out, s = [], lo
+    while s <= hi:
+        out.append(s)
+        s *= 4
+    return out
+
+
+def calls_per_block(nbytes, tiny):
+    return 2 if tiny else max(5, min(500, int(2e9 // max(nbytes, 1))))
+
+
+def time_allreduce(size_list, tiny, blocks=9):
+    """{nbytes: (zray s/call, raw s/call)}: the median block of each, alternated."""
+    import cupy
+    from cupy.cuda import nccl
+    import zray.util.collective as col
+    col.init_collective_group(1, 0, "nccl", "bench-nccl")
+    out = {}
+    try:
+        with cupy.cuda.Device(0):
+            stream = cupy.cuda.Stream(non_blocking=True)
+            comm = nccl.NcclCommunicator(1, nccl.get_unique_id(), 0)
+            for nbytes in size_list:
+                x = cupy.zeros(nbytes // 4, cupy.float32)
+
+                def raw(x=x):
+                    comm.allReduce(x.data.ptr, x.data.ptr, x.size, nccl.NCCL_FLOAT32,
+                                   nccl.NCCL_SUM, stream.ptr)
+                    stream.synchronize()
+
+                def ours(x=x):
+                    col.allreduce(x, "bench-nccl")
+
+                per = calls_per_block(nbytes, tiny)
+                rows = {ours: [], raw: []}
+                for call in rows:                  # warm-up: NCCL sets a size up lazily
+                    for _ in range(per):
+                        call()
+                for _ in range(1 if tiny else blocks):
+                    for call, times in rows.items():
+                        t0 = time.perf_counter()
+                        for _ in range(per):
+                            call()
+                        times.append((time.perf_counter() - t0) / per)
+                out[nbytes] = (statistics.median(rows[ours]), statistics.median(rows[raw]))
+                del x
+            comm.destroy()
+    finally:
+        col.destroy_collective_group("bench-nccl")
+    return out
+
+
+def time_formation(rounds):
+    """[(create ms, create + first allreduce ms)] per round, each with a fresh actor."""
+    import zray
+    import zray.util.collective as col
+
+    @zray.remote(num_gpus=1)
+    class Member:
+        def ready(self):
+            import cupy  # noqa: F401 - imported before the timing, as Ray's test imports torch
+            return 1
+
+        def first(self, name):
+            import cupy
+            x = cupy.ones(16, cupy.float32)
+            col.allreduce(x, name)
+            return float(x[0])
+
+    out = []
+    zray.init(num_gpus=1)
+    try:
+        for r in range(rounds):
+            member = Member.remote()
+            zray.get(member.ready.remote(), timeout=300)
+            t0 = time.perf_counter()
+            col.create_collective_group([member], 1, [0], backend="nccl",
+                                        group_name=f"formation{r}")
+            created = time.perf_counter() - t0
+            assert zray.get(member.first.remote(f"formation{r}"), timeout=300) == 1.0
+            out.append((created * 1e3, (time.perf_counter() - t0) * 1e3))
+            zray.kill(member)
+    finally:
+        zray.shutdown()
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--min", type=int, default=4096)
+    ap.add_argument("--max", type=int, default=256 << 20)
+    ap.add_argument("--tiny", action="store_true", help="one small size, 2 calls a block")
+    ap.add_argument("--formation-rounds", type=int, default=3)
+    a = ap.parse_args(argv)
+    from zray.util.collective.backends.nccl import nccl_available
+    if not nccl_available():
+        print("# zray-nccl: n/a (no CuPy with NCCL and a GPU here)")
+        return 0
+    if a.tiny:
+        a.min = a.max = 4096
+        a.formation_rounds = min(a.formation_rounds, 1)
+    res = time_allreduce(sizes(a.min, a.max), a.tiny)
+    print("# allreduce, nccl, world size 1, GPU 0, float32, in place (median block)")
+    print(f"{'bytes':>12} {'zray(us)':>12} {'raw(us)':>12} {'algbw(GB/s)':>12} "
+          f"{'busbw(GB/s)':>12} {'raw/zray':>10}")
+    for nbytes, (ours, raw) in res.items():
+        # busbw = algbw * 2(n-1)/n is 0 for one rank: printed as nccl-tests does
+        print(f"{nbytes:>12} {ours * 1e6:>12.1f} {raw * 1e6:>12.1f} "
+              f"{nbytes / ours / 1e9:>12.3f} {0.0:>12.3f} {raw / ours:>10.2f}")
+    if a.formation_rounds > 0:
+        rounds = time_formation(a.formation_rounds)
+        print(f"# group formation, nccl, 1 actor (ms; {len(rounds)} rounds)")
+        print(f"{'round':>6} {'create':>10} {'create+1st allreduce':>22}")
+        for r, (created, first) in enumerate(rounds):
+            print(f"{r:>6} {created:>10.1f} {first:>22.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
