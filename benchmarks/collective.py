@@ -158,22 +158,25 @@ def run_zray(world, size_list, tiny):
     return results
 
 
-def run_formation(rounds, world=4):
+def run_formation(rounds, world=4, backend="gloo", array_module="numpy", num_gpus=0):
     """create_collective_group of `world` fresh actors (cold: new actors, and the first group
     of the cluster in round 0), then the first allreduce (each actor forms the group there),
-    then a second group on the same actors (warm). Medians in ms, and round 0's cold figures."""
+    then a second group on the same actors (warm). Medians in ms, and round 0's cold figures.
+    The actors import `array_module` (their tensors' library) before the timing."""
+    import importlib
     import statistics
-    import numpy as np
     import zray
     import zray.util.collective as col
 
-    @zray.remote(num_cpus=0)
+    @zray.remote(num_cpus=0, num_gpus=num_gpus)
     class Member:
         def ping(self):
+            importlib.import_module(array_module)
             return 1
 
         def first(self, name):
-            x = np.ones(16, np.float32)
+            xp = importlib.import_module(array_module)
+            x = xp.ones(16, xp.float32)
             col.allreduce(x, name)
             return float(x[0])
 
@@ -182,7 +185,7 @@ def run_formation(rounds, world=4):
 
     def one(actors, name):
         t0 = time.perf_counter()
-        col.create_collective_group(actors, world, list(range(world)), backend="gloo",
+        col.create_collective_group(actors, world, list(range(world)), backend=backend,
                                     group_name=name)
         created = time.perf_counter() - t0
         assert zray.get([a.first.remote(name) for a in actors], timeout=120) == [world] * world
@@ -191,7 +194,7 @@ def run_formation(rounds, world=4):
         return created * 1e3, first * 1e3
 
     cold, warm = [], []
-    zray.init(num_cpus=2)
+    zray.init(num_cpus=2, num_gpus=world * num_gpus)
     try:
         for r in range(rounds):
             actors = [Member.remote() for _ in range(world)]

@@ -11,8 +11,9 @@ With one GPU:
                 communicator of its own (the same work a call of zray's does), median block
                 per row, in nccl-tests' columns; the target is raw / zray >= 0.95
   formation     create_collective_group of one fresh zray actor (num_gpus=1, CuPy imported
-                beforehand), then its first allreduce, in ms; the target is the first
-                operation <= 1 s after the group's creation (Ray: 3.6 s, ray#61073)
+                beforehand), then its first allreduce, and the same on that actor again, in
+                ms (collective.py's run_formation); the target is the first operation
+                <= 1 s after the group's creation (Ray: 3.6 s, ray#61073)
 NCCL refuses two ranks on one GPU, so a one-GPU machine measures world size 1 only.
 """
 import argparse
@@ -20,13 +21,7 @@ import statistics
 import sys
 import time
 
-
-def sizes(lo, hi):
-    out, s = [], lo
-    while s <= hi:
-        out.append(s)
-        s *= 4
-    return out
+from collective import formation_table, run_formation, sizes   # this folder's benchmark
 
 
 def calls_per_block(nbytes, tiny):
@@ -74,41 +69,6 @@ def time_allreduce(size_list, tiny, blocks=9):
     return out
 
 
-def time_formation(rounds):
-    """[(create ms, create + first allreduce ms)] per round, each with a fresh actor."""
-    import zray
-    import zray.util.collective as col
-
-    @zray.remote(num_gpus=1)
-    class Member:
-        def ready(self):
-            import cupy  # noqa: F401 - imported before the timing, as Ray's test imports torch
-            return 1
-
-        def first(self, name):
-            import cupy
-            x = cupy.ones(16, cupy.float32)
-            col.allreduce(x, name)
-            return float(x[0])
-
-    out = []
-    zray.init(num_gpus=1)
-    try:
-        for r in range(rounds):
-            member = Member.remote()
-            zray.get(member.ready.remote(), timeout=300)
-            t0 = time.perf_counter()
-            col.create_collective_group([member], 1, [0], backend="nccl",
-                                        group_name=f"formation{r}")
-            created = time.perf_counter() - t0
-            assert zray.get(member.first.remote(f"formation{r}"), timeout=300) == 1.0
-            out.append((created * 1e3, (time.perf_counter() - t0) * 1e3))
-            zray.kill(member)
-    finally:
-        zray.shutdown()
-    return out
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min", type=int, default=4096)
@@ -132,11 +92,9 @@ def main(argv=None):
         print(f"{nbytes:>12} {ours * 1e6:>12.1f} {raw * 1e6:>12.1f} "
               f"{nbytes / ours / 1e9:>12.3f} {0.0:>12.3f} {raw / ours:>10.2f}")
     if a.formation_rounds > 0:
-        rounds = time_formation(a.formation_rounds)
-        print(f"# group formation, nccl, 1 actor (ms; {len(rounds)} rounds)")
-        print(f"{'round':>6} {'create':>10} {'create+1st allreduce':>22}")
-        for r, (created, first) in enumerate(rounds):
-            print(f"{r:>6} {created:>10.1f} {first:>22.1f}")
+        f = run_formation(a.formation_rounds, world=1, backend="nccl", array_module="cupy",
+                          num_gpus=1)
+        print(formation_table(f, "zray's nccl backend"))
     return 0
 
 
