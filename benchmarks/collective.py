@@ -54,30 +54,25 @@ def iterations(nbytes, tiny):
 
 
 def _time_allreduce(allreduce, barrier, nbytes, tiny):
-    import numpy as np
-    x = np.zeros(nbytes // 4, np.float32)      # stays finite under repeated sums
-    iters = iterations(nbytes, tiny)
-    # Warm up with as many calls as are timed: MPI sets up a size's first calls lazily, and
-    # a core that slept needs a few ms to speed up (with 200 warm-up calls, raw 4 KiB read
-    # 5-11 us a call on the column's first size, 2.8-3.1 after 2,000).
-    for _ in range(iters):
-        allreduce(x)
-    barrier()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(iters):
-        allreduce(x)
-    return [(time.perf_counter() - t0) / iters, (time.process_time() - c0) / iters]
+    """[wall, cpu] per call over one block of `iterations` calls."""
+    return _time_interleaved([allreduce], barrier, nbytes, tiny, blocks=1)[0]
 
 
-def _time_interleaved(calls, barrier, nbytes, tiny, blocks=9):
+def _time_interleaved(calls, barrier, nbytes, tiny, blocks=9, zeros=None):
     """[wall, cpu] per call of each of `calls`, timed in alternating blocks (A B A B ...) in
-    these processes, each its median block: both rows see the same launch, the same buffers
-    and the same moments of the machine."""
-    import numpy as np
-    x = np.zeros(nbytes // 4, np.float32)
+    these processes, each its median block: both rows see the same launch, the same buffer
+    and the same moments of the machine. `zeros(n)`: the float32 buffer (numpy's default)."""
+    if zeros is None:
+        import numpy as np
+        x = np.zeros(nbytes // 4, np.float32)      # stays finite under repeated sums
+    else:
+        x = zeros(nbytes // 4)
     iters = iterations(nbytes, tiny)
     blocks = min(blocks, iters)
     per_block = max(1, iters // blocks)
+    # Warm up with as many calls as are timed: MPI sets up a size's first calls lazily, and
+    # a core that slept needs a few ms to speed up (with 200 warm-up calls, raw 4 KiB read
+    # 5-11 us a call on the column's first size, 2.8-3.1 after 2,000).
     for call in calls:
         for _ in range(iters):
             call(x)

@@ -9,7 +9,8 @@ With one GPU:
                 group's own stream, the call returns once it synchronized) in blocks
                 alternating with raw CuPy NCCL `allReduce` + `stream.synchronize()` on a
                 communicator of its own (the same work a call of zray's does), median block
-                per row, in nccl-tests' columns; the target is raw / zray >= 0.95
+                per row (collective.py's alternation), in nccl-tests' columns; the target
+                is raw / zray >= 0.95
   formation     create_collective_group of one fresh zray actor (num_gpus=1, CuPy imported
                 beforehand), then its first allreduce, and the same on that actor again, in
                 ms (collective.py's run_formation); the target is the first operation
@@ -17,18 +18,13 @@ With one GPU:
 NCCL refuses two ranks on one GPU, so a one-GPU machine measures world size 1 only.
 """
 import argparse
-import statistics
 import sys
-import time
 
-from collective import formation_table, run_formation, sizes   # this folder's benchmark
-
-
-def calls_per_block(nbytes, tiny):
-    return 2 if tiny else max(5, min(500, int(2e9 // max(nbytes, 1))))
+from collective import (_time_interleaved, formation_table,  # this folder's benchmark
+                        run_formation, sizes)
 
 
-def time_allreduce(size_list, tiny, blocks=9):
+def time_allreduce(size_list, tiny):
     """{nbytes: (zray s/call, raw s/call)}: the median block of each, alternated."""
     import cupy
     from cupy.cuda import nccl
@@ -39,30 +35,17 @@ def time_allreduce(size_list, tiny, blocks=9):
         with cupy.cuda.Device(0):
             stream = cupy.cuda.Stream(non_blocking=True)
             comm = nccl.NcclCommunicator(1, nccl.get_unique_id(), 0)
+
+            def raw(x):
+                comm.allReduce(x.data.ptr, x.data.ptr, x.size, nccl.NCCL_FLOAT32,
+                               nccl.NCCL_SUM, stream.ptr)
+                stream.synchronize()
+
             for nbytes in size_list:
-                x = cupy.zeros(nbytes // 4, cupy.float32)
-
-                def raw(x=x):
-                    comm.allReduce(x.data.ptr, x.data.ptr, x.size, nccl.NCCL_FLOAT32,
-                                   nccl.NCCL_SUM, stream.ptr)
-                    stream.synchronize()
-
-                def ours(x=x):
-                    col.allreduce(x, "bench-nccl")
-
-                per = calls_per_block(nbytes, tiny)
-                rows = {ours: [], raw: []}
-                for call in rows:                  # warm-up: NCCL sets a size up lazily
-                    for _ in range(per):
-                        call()
-                for _ in range(1 if tiny else blocks):
-                    for call, times in rows.items():
-                        t0 = time.perf_counter()
-                        for _ in range(per):
-                            call()
-                        times.append((time.perf_counter() - t0) / per)
-                out[nbytes] = (statistics.median(rows[ours]), statistics.median(rows[raw]))
-                del x
+                ours, theirs = _time_interleaved(
+                    [lambda x: col.allreduce(x, "bench-nccl"), raw], lambda: None, nbytes,
+                    tiny, zeros=lambda n: cupy.zeros(n, cupy.float32))
+                out[nbytes] = (ours[0], theirs[0])
             comm.destroy()
     finally:
         col.destroy_collective_group("bench-nccl")
@@ -73,7 +56,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min", type=int, default=4096)
     ap.add_argument("--max", type=int, default=256 << 20)
-    ap.add_argument("--tiny", action="store_true", help="one small size, 2 calls a block")
+    ap.add_argument("--tiny", action="store_true", help="one small size, 2 calls")
     ap.add_argument("--formation-rounds", type=int, default=3)
     a = ap.parse_args(argv)
     from zray.util.collective.backends.nccl import nccl_available
